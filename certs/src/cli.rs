@@ -1,0 +1,190 @@
+//! The command line of `exchange-certs`, in the library so that argument parsing is tested
+//! in process and `main` only maps results to exit codes.
+
+use std::{net::IpAddr, path::PathBuf};
+
+use anyhow::Result;
+use clap::{Parser, Subcommand};
+use exchange_core::{identity::Principal, ids::DeptId};
+
+use crate::{Ca, DeptSpec, Validity, demo_setup, issue_into_dir};
+
+/// PKI tool of the document exchange: one CA; a TLS and a document-signing identity per principal.
+#[derive(Debug, Parser)]
+#[command(name = "exchange-certs", version)]
+pub struct Cli {
+    /// What to do.
+    #[command(subcommand)]
+    pub cmd: Command,
+}
+
+/// The subcommands; each flag's help says what it is for.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Create a new exchange CA: ca.pem (certificate) and ca.key (private key, mode 0600).
+    InitCa {
+        /// Directory to write ca.pem and ca.key into (created; an existing ca.key is never replaced).
+        #[arg(long, value_name = "CA_DIR")]
+        dir: PathBuf,
+        /// Common name of the CA certificate.
+        #[arg(long, default_value = "Exchange Root CA")]
+        name: String,
+    },
+    /// Issue the hub's TLS (server) and document-signing certificates into --out.
+    IssueHub {
+        /// Directory holding the CA's ca.pem and ca.key.
+        #[arg(long, value_name = "CA_DIR")]
+        ca_dir: PathBuf,
+        /// Directory to write tls.pem, tls.key, signing.pem, signing.key into (created).
+        #[arg(long, value_name = "DIR")]
+        out: PathBuf,
+        /// Extra DNS name nodes may dial the hub by (localhost is always included); repeatable.
+        #[arg(long = "dns", value_name = "NAME")]
+        dns: Vec<String>,
+        /// Extra IP address of the hub (127.0.0.1 and ::1 are always included); repeatable.
+        #[arg(long = "ip", value_name = "IP")]
+        ip: Vec<IpAddr>,
+        /// Days the certificates stay valid.
+        #[arg(long, default_value_t = 365, value_parser = clap::value_parser!(i64).range(1..=36500))]
+        days: i64,
+    },
+    /// Issue a department node's TLS (client) and document-signing certificates into --out.
+    IssueDept {
+        /// Directory holding the CA's ca.pem and ca.key.
+        #[arg(long, value_name = "CA_DIR")]
+        ca_dir: PathBuf,
+        /// Department id, as in the hub's directory (lowercase letters, digits, '-', '_').
+        #[arg(long)]
+        id: DeptId,
+        /// Directory to write tls.pem, tls.key, signing.pem, signing.key into (created).
+        #[arg(long, value_name = "DIR")]
+        out: PathBuf,
+        /// Days the certificates stay valid.
+        #[arg(long, default_value_t = 365, value_parser = clap::value_parser!(i64).range(1..=36500))]
+        days: i64,
+    },
+    /// Create a complete local demo (CA, hub, one node per department); prints the config paths.
+    DemoSetup {
+        /// Directory for the demo; must be empty or missing unless --force.
+        #[arg(long)]
+        dir: PathBuf,
+        /// Comma-separated departments, each `id` or `id=display name`, e.g. `fin=市财政局,edu`.
+        #[arg(
+            long,
+            value_delimiter = ',',
+            required = true,
+            value_name = "ID[=NAME],..."
+        )]
+        departments: Vec<DeptSpec>,
+        /// Hub port; department i's API gets port+1+i. Default: free ports chosen now.
+        #[arg(long, value_name = "PORT", value_parser = clap::value_parser!(u16).range(1..))]
+        base_port: Option<u16>,
+        /// Write into a non-empty directory, replacing an earlier demo's CA, keys and configs.
+        #[arg(long)]
+        force: bool,
+    },
+}
+
+/// Runs one subcommand. Results go to stdout (only `demo-setup` has any), nothing else does.
+pub fn run(cmd: Command) -> Result<()> {
+    match cmd {
+        Command::InitCa { dir, name } => {
+            Ca::generate(&name, Validity::days_from_now(3650))?.write(&dir)
+        }
+        Command::IssueHub {
+            ca_dir,
+            out,
+            dns,
+            ip,
+            days,
+        } => {
+            let ca = Ca::load(&ca_dir)?;
+            issue_into_dir(
+                &ca,
+                &Principal::Hub,
+                &dns,
+                &ip,
+                Validity::days_from_now(days),
+                &out,
+            )
+        }
+        Command::IssueDept {
+            ca_dir,
+            id,
+            out,
+            days,
+        } => {
+            let ca = Ca::load(&ca_dir)?;
+            issue_into_dir(
+                &ca,
+                &Principal::Dept(id),
+                &[],
+                &[],
+                Validity::days_from_now(days),
+                &out,
+            )
+        }
+        Command::DemoSetup {
+            dir,
+            departments,
+            base_port,
+            force,
+        } => {
+            let layout = demo_setup(&dir, &departments, base_port, force)?;
+            println!("{}", layout.hub_config.display());
+            layout
+                .nodes
+                .iter()
+                .for_each(|(_, node)| println!("{}", node.display()));
+            Ok(())
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+
+    use super::*;
+
+    #[test]
+    fn flags_parse_as_documented() -> Result<()> {
+        Cli::command().debug_assert();
+        let cli = Cli::try_parse_from([
+            "exchange-certs",
+            "demo-setup",
+            "--dir",
+            "d",
+            "--departments",
+            "a,b=乙局",
+            "--base-port",
+            "7000",
+        ])?;
+        let Command::DemoSetup {
+            departments,
+            base_port,
+            force,
+            ..
+        } = cli.cmd
+        else {
+            anyhow::bail!("parsed as another command");
+        };
+        let names: Vec<_> = departments.iter().map(|d| d.name.as_str()).collect();
+        assert_eq!(
+            (names, base_port, force),
+            (vec!["a", "乙局"], Some(7000), false)
+        );
+        let bad_id = [
+            "exchange-certs",
+            "issue-dept",
+            "--ca-dir",
+            "c",
+            "--id",
+            "A",
+            "--out",
+            "o",
+        ];
+        assert!(Cli::try_parse_from(bad_id).is_err());
+        Ok(())
+    }
+}

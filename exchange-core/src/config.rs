@@ -1,0 +1,256 @@
+//! Configuration files of the hub (`hub.toml`) and the node (`node.toml`).
+//!
+//! Both live here, not in their binaries, because `exchange-certs demo-setup` writes them and the
+//! daemons read them: one definition keeps the two in step. Unknown keys are refused; relative
+//! paths are resolved against the directory of the file that names them. Every key is documented
+//! in `docs/configuration.md`.
+
+use std::{
+    net::SocketAddr,
+    path::{Path, PathBuf},
+};
+
+use serde::{Deserialize, Serialize, de::DeserializeOwned};
+
+use crate::ids::DeptId;
+
+/// Default upper bound on one document's total content size: 512 MiB.
+pub const DEFAULT_MAX_DOCUMENT_BYTES: u64 = 512 * 1024 * 1024;
+
+/// A configuration file could not be used.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("cannot read config file {path}: {source}")]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// The I/O error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The file is not valid TOML for this config, or a key is unknown or has a bad value.
+    #[error("invalid config file {path}: {message}")]
+    Parse {
+        /// The file.
+        path: PathBuf,
+        /// The parser's message, naming the key and line.
+        message: String,
+    },
+}
+
+/// The TLS identity of a hub or node, and the CA that vouches for its peers.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct TlsPaths {
+    /// PEM certificate of the exchange CA.
+    pub ca: PathBuf,
+    /// PEM certificate of this hub or node (TLS only).
+    pub cert: PathBuf,
+    /// PEM private key for `cert` (mode 0600).
+    pub key: PathBuf,
+}
+
+/// The document-signing identity: an Ed25519 key kept apart from the TLS key.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct SigningPaths {
+    /// PEM document-signing certificate (issued by the exchange CA).
+    pub cert: PathBuf,
+    /// PEM PKCS#8 Ed25519 private key (mode 0600).
+    pub key: PathBuf,
+}
+
+/// `hub.toml`.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct HubConfig {
+    /// Listening address and storage.
+    pub hub: HubSection,
+    /// TLS identity; nodes must present certificates from `tls.ca`.
+    pub tls: TlsPaths,
+    /// The hub's key for signing acceptance evidence.
+    pub signing: SigningPaths,
+    /// The directory: every department that may connect and be addressed.
+    #[serde(default)]
+    pub departments: Vec<DirectoryEntry>,
+}
+
+/// `[hub]` in `hub.toml`.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct HubSection {
+    /// gRPC (mTLS) address for nodes. Port 0 picks a free port, reported in `<data_dir>/hub.addr`.
+    pub listen: SocketAddr,
+    /// Where the store and content blobs live.
+    pub data_dir: PathBuf,
+    /// Accept documents marked 秘密 or higher. Off: this network is not approved for them.
+    #[serde(default)]
+    pub allow_classified: bool,
+    /// Largest total content size of one document, in bytes.
+    #[serde(default = "default_max_document_bytes")]
+    pub max_document_bytes: u64,
+}
+
+/// One department in the hub's directory.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct DirectoryEntry {
+    /// The id its certificates carry.
+    pub id: DeptId,
+    /// Display name, e.g. 市财政局.
+    pub name: String,
+}
+
+/// `node.toml`.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct NodeConfig {
+    /// Which department this node serves, and its storage.
+    pub node: NodeSection,
+    /// The local API for department systems and the clerk's CLI.
+    pub api: ApiSection,
+    /// How to reach the hub.
+    pub hub: HubLink,
+    /// TLS identity towards the hub.
+    pub tls: TlsPaths,
+    /// The department's document-signing identity.
+    pub signing: SigningPaths,
+}
+
+/// `[node]` in `node.toml`.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct NodeSection {
+    /// The department id; must match the one in the node's certificates.
+    pub id: DeptId,
+    /// Where the store and content blobs live.
+    pub data_dir: PathBuf,
+    /// Largest total content size of one submitted document, in bytes.
+    #[serde(default = "default_max_document_bytes")]
+    pub max_document_bytes: u64,
+}
+
+/// `[api]` in `node.toml`.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct ApiSection {
+    /// Address of the local API (plaintext gRPC): keep it on loopback. Port 0 picks a free port,
+    /// reported in `<data_dir>/api.addr`.
+    pub listen: SocketAddr,
+}
+
+/// `[hub]` in `node.toml`.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct HubLink {
+    /// The hub's address, e.g. `127.0.0.1:7000`.
+    pub addr: SocketAddr,
+    /// The name to expect in the hub's certificate, e.g. `localhost` or `hub.example.gov`.
+    pub server_name: String,
+}
+
+fn default_max_document_bytes() -> u64 {
+    DEFAULT_MAX_DOCUMENT_BYTES
+}
+
+/// Paths inside a config that are resolved against the config file's directory.
+pub trait ResolvePaths {
+    /// Makes every relative path absolute, relative to `base`.
+    fn resolve_paths(&mut self, base: &Path);
+}
+
+fn resolve(p: &mut PathBuf, base: &Path) {
+    if p.is_relative() {
+        *p = base.join(&*p);
+    }
+}
+
+impl ResolvePaths for TlsPaths {
+    fn resolve_paths(&mut self, base: &Path) {
+        for p in [&mut self.ca, &mut self.cert, &mut self.key] {
+            resolve(p, base);
+        }
+    }
+}
+
+impl ResolvePaths for SigningPaths {
+    fn resolve_paths(&mut self, base: &Path) {
+        resolve(&mut self.cert, base);
+        resolve(&mut self.key, base);
+    }
+}
+
+impl ResolvePaths for HubConfig {
+    fn resolve_paths(&mut self, base: &Path) {
+        resolve(&mut self.hub.data_dir, base);
+        self.tls.resolve_paths(base);
+        self.signing.resolve_paths(base);
+    }
+}
+
+impl ResolvePaths for NodeConfig {
+    fn resolve_paths(&mut self, base: &Path) {
+        resolve(&mut self.node.data_dir, base);
+        self.tls.resolve_paths(base);
+        self.signing.resolve_paths(base);
+    }
+}
+
+/// Reads and parses a config file, resolving its relative paths.
+pub fn load<T: DeserializeOwned + ResolvePaths>(path: &Path) -> Result<T, ConfigError> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|source| ConfigError::Read { path: path.to_owned(), source })?;
+    let mut cfg: T = toml::from_str(&text)
+        .map_err(|e| ConfigError::Parse { path: path.to_owned(), message: e.to_string() })?;
+    let base = path.parent().unwrap_or(Path::new("."));
+    let base = if base.as_os_str().is_empty() { Path::new(".") } else { base };
+    let base = std::path::absolute(base).unwrap_or_else(|_| base.to_owned());
+    cfg.resolve_paths(&base);
+    Ok(cfg)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const NODE: &str = r#"
+[node]
+id = "a"
+data_dir = "data"
+[api]
+listen = "127.0.0.1:0"
+[hub]
+addr = "127.0.0.1:7000"
+server_name = "localhost"
+[tls]
+ca = "../ca/ca.pem"
+cert = "tls.pem"
+key = "tls.key"
+[signing]
+cert = "signing.pem"
+key = "signing.key"
+"#;
+
+    #[test]
+    fn relative_paths_resolve_against_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("node.toml");
+        std::fs::write(&path, NODE).unwrap();
+        let cfg: NodeConfig = load(&path).unwrap();
+        assert_eq!(cfg.node.data_dir, dir.path().join("data"));
+        assert_eq!(cfg.tls.ca, dir.path().join("../ca/ca.pem"));
+        assert_eq!(cfg.node.max_document_bytes, DEFAULT_MAX_DOCUMENT_BYTES);
+    }
+
+    #[test]
+    fn unknown_keys_are_named() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("node.toml");
+        std::fs::write(&path, NODE.replace("[api]", "[api]\nlisten_port = 3")).unwrap();
+        let err = load::<NodeConfig>(&path).unwrap_err().to_string();
+        assert!(err.contains("listen_port"), "{err}");
+        assert!(err.contains("node.toml"), "{err}");
+    }
+}

@@ -1,0 +1,276 @@
+//! Conversions between the wire types (`exchange_proto::v1`) and the domain types: the only
+//! place that sees both. Validation happens here, once, as data enters.
+
+use std::collections::HashSet;
+
+use exchange_proto::v1 as pb;
+
+use crate::{
+    document::{
+        Classification, Evidence, EvidenceKind, FieldError, Header, PartInfo, Recipient, RecipientRole, Urgency,
+        limits,
+    },
+    ids::{DeptId, DocumentId},
+    signing::Digest,
+};
+
+/// The header format this version writes and reads.
+pub const HEADER_FORMAT: u32 = 1;
+/// The evidence format this version writes and reads.
+pub const EVIDENCE_FORMAT: u32 = 1;
+
+impl From<pb::Urgency> for Urgency {
+    fn from(u: pb::Urgency) -> Self {
+        match u {
+            pb::Urgency::Normal => Urgency::Normal,
+            pb::Urgency::Urgent => Urgency::Urgent,
+            pb::Urgency::VeryUrgent => Urgency::VeryUrgent,
+            pb::Urgency::Pingji => Urgency::Pingji,
+            pb::Urgency::Teti => Urgency::Teti,
+        }
+    }
+}
+
+impl From<Urgency> for pb::Urgency {
+    fn from(u: Urgency) -> Self {
+        match u {
+            Urgency::Normal => pb::Urgency::Normal,
+            Urgency::Urgent => pb::Urgency::Urgent,
+            Urgency::VeryUrgent => pb::Urgency::VeryUrgent,
+            Urgency::Pingji => pb::Urgency::Pingji,
+            Urgency::Teti => pb::Urgency::Teti,
+        }
+    }
+}
+
+impl From<pb::Classification> for Classification {
+    fn from(c: pb::Classification) -> Self {
+        match c {
+            pb::Classification::Unclassified => Classification::Unclassified,
+            pb::Classification::Secret => Classification::Secret,
+            pb::Classification::Confidential => Classification::Confidential,
+            pb::Classification::TopSecret => Classification::TopSecret,
+        }
+    }
+}
+
+impl From<RecipientRole> for pb::RecipientRole {
+    fn from(r: RecipientRole) -> Self {
+        match r {
+            RecipientRole::Main => pb::RecipientRole::Main,
+            RecipientRole::Cc => pb::RecipientRole::Cc,
+        }
+    }
+}
+
+fn enum_field<T: TryFrom<i32>>(field: &str, v: i32) -> Result<T, FieldError> {
+    T::try_from(v).map_err(|_| FieldError::new(field, format!("unknown value {v}")))
+}
+
+fn text(field: &str, s: &str, max: usize) -> Result<(), FieldError> {
+    let n = s.chars().count();
+    if n > max {
+        return Err(FieldError::new(field, format!("{n} characters, at most {max} allowed")));
+    }
+    if s.chars().any(|c| c.is_control() && c != '\n' && c != '\t') {
+        return Err(FieldError::new(field, "contains control characters"));
+    }
+    Ok(())
+}
+
+fn list(field: &str, items: &[String]) -> Result<(), FieldError> {
+    if items.len() > limits::LIST_ENTRIES {
+        return Err(FieldError::new(field, format!("{} entries, at most {} allowed", items.len(), limits::LIST_ENTRIES)));
+    }
+    items.iter().try_for_each(|s| text(field, s, limits::TEXT_CHARS))
+}
+
+fn date(field: &str, s: &str) -> Result<(), FieldError> {
+    let fmt = time::macros::format_description!("[year]-[month]-[day]");
+    if s.is_empty() || time::Date::parse(s, &fmt).is_ok() {
+        Ok(())
+    } else {
+        Err(FieldError::new(field, format!("{s:?} is not a date in the form YYYY-MM-DD")))
+    }
+}
+
+/// Validates the descriptive metadata and resolves its recipients (主送 first, then 抄送).
+pub fn validate_metadata(m: &pb::DocumentMetadata) -> Result<Vec<Recipient>, FieldError> {
+    if m.title.trim().is_empty() {
+        return Err(FieldError::new("metadata.title", "required"));
+    }
+    text("metadata.title", &m.title, limits::TITLE_CHARS)?;
+    for (field, s) in [
+        ("metadata.copy_number", &m.copy_number),
+        ("metadata.classification_period", &m.classification_period),
+        ("metadata.doc_number", &m.doc_number),
+        ("metadata.main_recipients_text", &m.main_recipients_text),
+        ("metadata.cc_text", &m.cc_text),
+        ("metadata.attachment_note", &m.attachment_note),
+        ("metadata.notes", &m.notes),
+        ("metadata.printing_organ", &m.printing_organ),
+        ("metadata.publication_level", &m.publication_level),
+    ] {
+        text(field, s, limits::TEXT_CHARS)?;
+    }
+    list("metadata.issuing_organ_marks", &m.issuing_organ_marks)?;
+    list("metadata.issuers", &m.issuers)?;
+    list("metadata.signing_organs", &m.signing_organs)?;
+    date("metadata.document_date", &m.document_date)?;
+    date("metadata.printing_date", &m.printing_date)?;
+    enum_field::<pb::DocumentType>("metadata.doc_type", m.doc_type)?;
+    enum_field::<pb::Urgency>("metadata.urgency", m.urgency)?;
+    enum_field::<pb::Classification>("metadata.classification", m.classification)?;
+    if m.reply_deadline_ms < 0 {
+        return Err(FieldError::new("metadata.reply_deadline_ms", "must be 0 (none) or a Unix time in ms"));
+    }
+    let total = m.to_depts.len() + m.cc_depts.len();
+    if total == 0 {
+        return Err(FieldError::new("metadata.to_depts", "at least one recipient is required"));
+    }
+    if total > limits::RECIPIENTS {
+        return Err(FieldError::new("metadata.to_depts", format!("{total} recipients, at most {} allowed", limits::RECIPIENTS)));
+    }
+    let mut seen = HashSet::new();
+    let mut out = Vec::with_capacity(total);
+    for (field, ids, role) in
+        [("metadata.to_depts", &m.to_depts, RecipientRole::Main), ("metadata.cc_depts", &m.cc_depts, RecipientRole::Cc)]
+    {
+        for id in ids {
+            let dept: DeptId = id.parse().map_err(|e: crate::ids::IdError| FieldError::new(field, e.to_string()))?;
+            if !seen.insert(dept.clone()) {
+                return Err(FieldError::new(field, format!("department {dept} is named twice")));
+            }
+            out.push(Recipient { dept, role });
+        }
+    }
+    Ok(out)
+}
+
+/// Validates one manifest entry.
+pub fn validate_part_spec(field: &str, role: i32, name: &str, media_type: &str) -> Result<pb::PartRole, FieldError> {
+    let role: pb::PartRole = enum_field(&format!("{field}.role"), role)?;
+    if role == pb::PartRole::Unspecified {
+        return Err(FieldError::new(format!("{field}.role"), "must be BODY or ATTACHMENT"));
+    }
+    if name.trim().is_empty() {
+        return Err(FieldError::new(format!("{field}.name"), "required"));
+    }
+    if name.contains(['/', '\\', '\0']) || name == "." || name == ".." {
+        return Err(FieldError::new(format!("{field}.name"), "must be a plain file name (no path separators)"));
+    }
+    text(&format!("{field}.name"), name, limits::NAME_CHARS)?;
+    text(&format!("{field}.media_type"), media_type, limits::NAME_CHARS)?;
+    Ok(role)
+}
+
+impl TryFrom<pb::DocumentHeader> for Header {
+    type Error = FieldError;
+
+    fn try_from(h: pb::DocumentHeader) -> Result<Self, FieldError> {
+        if h.format != HEADER_FORMAT {
+            return Err(FieldError::new("header.format", format!("version {} is not supported (expected {HEADER_FORMAT})", h.format)));
+        }
+        let id: DocumentId = h.id.parse().map_err(|e: crate::ids::IdError| FieldError::new("header.id", e.to_string()))?;
+        let sender: DeptId =
+            h.sender.parse().map_err(|e: crate::ids::IdError| FieldError::new("header.sender", e.to_string()))?;
+        let metadata = h.metadata.ok_or_else(|| FieldError::new("header.metadata", "required"))?;
+        let recipients = validate_metadata(&metadata)?;
+        if recipients.iter().any(|r| r.dept == sender) {
+            return Err(FieldError::new("metadata.to_depts", "a department cannot send to itself"));
+        }
+        if h.parts.is_empty() || h.parts.len() > limits::PARTS {
+            return Err(FieldError::new("header.parts", format!("{} parts; 1 to {} allowed", h.parts.len(), limits::PARTS)));
+        }
+        let mut parts = Vec::with_capacity(h.parts.len());
+        for (i, p) in h.parts.into_iter().enumerate() {
+            let field = format!("header.parts[{i}]");
+            let role = validate_part_spec(&field, p.role, &p.name, &p.media_type)?;
+            let sha256 = Digest::from_slice(&p.sha256)
+                .ok_or_else(|| FieldError::new(format!("{field}.sha256"), "must be 32 bytes"))?;
+            parts.push(PartInfo { role, name: p.name, media_type: p.media_type, size: p.size, sha256 });
+        }
+        Ok(Header {
+            id,
+            sender,
+            created_at_ms: h.created_at_ms,
+            urgency: pb::Urgency::try_from(metadata.urgency).unwrap_or_default().into(),
+            classification: pb::Classification::try_from(metadata.classification).unwrap_or_default().into(),
+            title: metadata.title.clone(),
+            recipients,
+            parts,
+            metadata,
+        })
+    }
+}
+
+impl From<&PartInfo> for pb::Part {
+    fn from(p: &PartInfo) -> Self {
+        pb::Part {
+            role: p.role.into(),
+            name: p.name.clone(),
+            media_type: p.media_type.clone(),
+            size: p.size,
+            sha256: p.sha256.0.to_vec(),
+        }
+    }
+}
+
+impl From<EvidenceKind> for pb::EvidenceKind {
+    fn from(k: EvidenceKind) -> Self {
+        match k {
+            EvidenceKind::Accepted => pb::EvidenceKind::Accepted,
+            EvidenceKind::Delivered => pb::EvidenceKind::Delivered,
+            EvidenceKind::Confirmed => pb::EvidenceKind::Confirmed,
+            EvidenceKind::Rejected => pb::EvidenceKind::Rejected,
+        }
+    }
+}
+
+impl From<&Evidence> for pb::Evidence {
+    fn from(e: &Evidence) -> Self {
+        pb::Evidence {
+            format: EVIDENCE_FORMAT,
+            kind: pb::EvidenceKind::from(e.kind).into(),
+            doc_id: e.doc_id.to_string(),
+            header_digest: e.header_digest.0.to_vec(),
+            sender: e.sender.to_string(),
+            recipient: e.recipient.as_ref().map(ToString::to_string).unwrap_or_default(),
+            at_ms: e.at_ms,
+            clerk: e.clerk.clone(),
+            reason: e.reason.clone(),
+        }
+    }
+}
+
+impl TryFrom<pb::Evidence> for Evidence {
+    type Error = FieldError;
+
+    fn try_from(e: pb::Evidence) -> Result<Self, FieldError> {
+        if e.format != EVIDENCE_FORMAT {
+            return Err(FieldError::new("evidence.format", format!("version {} is not supported", e.format)));
+        }
+        let kind = match enum_field::<pb::EvidenceKind>("evidence.kind", e.kind)? {
+            pb::EvidenceKind::Accepted => EvidenceKind::Accepted,
+            pb::EvidenceKind::Delivered => EvidenceKind::Delivered,
+            pb::EvidenceKind::Confirmed => EvidenceKind::Confirmed,
+            pb::EvidenceKind::Rejected => EvidenceKind::Rejected,
+            pb::EvidenceKind::Unspecified => return Err(FieldError::new("evidence.kind", "required")),
+        };
+        let doc_id = e.doc_id.parse().map_err(|err: crate::ids::IdError| FieldError::new("evidence.doc_id", err.to_string()))?;
+        let header_digest =
+            Digest::from_slice(&e.header_digest).ok_or_else(|| FieldError::new("evidence.header_digest", "must be 32 bytes"))?;
+        let sender = e.sender.parse().map_err(|err: crate::ids::IdError| FieldError::new("evidence.sender", err.to_string()))?;
+        let recipient = match (kind, e.recipient.as_str()) {
+            (EvidenceKind::Accepted, _) => None,
+            (_, "") => return Err(FieldError::new("evidence.recipient", "required")),
+            (_, r) => Some(r.parse().map_err(|err: crate::ids::IdError| FieldError::new("evidence.recipient", err.to_string()))?),
+        };
+        text("evidence.clerk", &e.clerk, limits::CLERK_CHARS)?;
+        text("evidence.reason", &e.reason, limits::TEXT_CHARS)?;
+        if kind == EvidenceKind::Rejected && e.reason.trim().is_empty() {
+            return Err(FieldError::new("evidence.reason", "a rejection (退回) needs a reason"));
+        }
+        Ok(Evidence { kind, doc_id, header_digest, sender, recipient, at_ms: e.at_ms, clerk: e.clerk, reason: e.reason })
+    }
+}

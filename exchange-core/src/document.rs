@@ -1,0 +1,367 @@
+//! The official document (公文) as the exchange understands it: a validated header, its
+//! signature, and the evidence of each step.
+//!
+//! The exchange routes on a handful of header fields (id, sender, recipients, urgency,
+//! classification, content manifest); those are typed here. The other GB/T 33480 metadata
+//! (document number, issuers, dates, ...) is validated for size and carried as signed, in
+//! `metadata`, without interpretation.
+
+use exchange_proto::v1 as pb;
+
+use crate::{
+    identity::Principal,
+    ids::{DeptId, DocumentId},
+    signing::{Context, Digest, SignError, SigningKey, Verifier},
+};
+
+/// Limits on what a header may carry. Refusals name the field and the limit.
+pub mod limits {
+    /// Characters in a title.
+    pub const TITLE_CHARS: usize = 500;
+    /// Characters in any other text field.
+    pub const TEXT_CHARS: usize = 2000;
+    /// Entries in a list of names (issuers, organ marks, signing organs).
+    pub const LIST_ENTRIES: usize = 64;
+    /// Recipients (主送 + 抄送) of one document.
+    pub const RECIPIENTS: usize = 5000;
+    /// Content parts of one document.
+    pub const PARTS: usize = 100;
+    /// Characters in a part's file name or media type.
+    pub const NAME_CHARS: usize = 255;
+    /// Characters in a clerk's name.
+    pub const CLERK_CHARS: usize = 100;
+}
+
+/// A header or evidence field is missing, malformed or over a limit.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{field}: {reason}")]
+pub struct FieldError {
+    /// The field, as named in the proto (e.g. `metadata.title`).
+    pub field: String,
+    /// What is wrong, with the limit where there is one.
+    pub reason: String,
+}
+
+impl FieldError {
+    /// A refusal of `field`.
+    pub fn new(field: impl Into<String>, reason: impl Into<String>) -> Self {
+        FieldError { field: field.into(), reason: reason.into() }
+    }
+}
+
+/// Why a signed document or evidence is refused.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum DocError {
+    /// The encoded header or evidence is not valid protobuf.
+    #[error("{0} is not a valid encoded message")]
+    Decode(&'static str),
+    /// A field is wrong.
+    #[error(transparent)]
+    Field(#[from] FieldError),
+    /// The signature is missing or does not verify.
+    #[error(transparent)]
+    Signature(#[from] SignError),
+    /// Signed by someone other than who must sign it.
+    #[error("signed by {signer}, but only {expected} may sign it")]
+    WrongSigner {
+        /// Who signed.
+        signer: Principal,
+        /// Who must.
+        expected: Principal,
+    },
+}
+
+/// 紧急程度. Ordered by how soon it must go.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Urgency {
+    /// 平件.
+    Normal,
+    /// 加急.
+    Urgent,
+    /// 特急.
+    VeryUrgent,
+    /// 平急 (telegram level; ranks with urgent).
+    Pingji,
+    /// 特提 (telegram level; ranks with very urgent).
+    Teti,
+}
+
+impl Urgency {
+    /// Queue priority: 0 goes first.
+    pub fn priority(self) -> u8 {
+        match self {
+            Urgency::VeryUrgent | Urgency::Teti => 0,
+            Urgency::Urgent | Urgency::Pingji => 1,
+            Urgency::Normal => 2,
+        }
+    }
+
+    /// The Chinese label clerks know.
+    pub fn label(self) -> &'static str {
+        match self {
+            Urgency::Normal => "平件",
+            Urgency::Urgent => "加急",
+            Urgency::VeryUrgent => "特急",
+            Urgency::Pingji => "平急",
+            Urgency::Teti => "特提",
+        }
+    }
+
+    /// The stable machine name used in `--json` output and CLI flags.
+    pub fn name(self) -> &'static str {
+        match self {
+            Urgency::Normal => "normal",
+            Urgency::Urgent => "urgent",
+            Urgency::VeryUrgent => "very-urgent",
+            Urgency::Pingji => "pingji",
+            Urgency::Teti => "teti",
+        }
+    }
+}
+
+/// 密级.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Classification {
+    /// 非密.
+    Unclassified,
+    /// 秘密.
+    Secret,
+    /// 机密.
+    Confidential,
+    /// 绝密.
+    TopSecret,
+}
+
+/// 主送 or 抄送.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum RecipientRole {
+    /// 主送.
+    Main,
+    /// 抄送.
+    Cc,
+}
+
+impl RecipientRole {
+    /// `main` or `cc`.
+    pub fn name(self) -> &'static str {
+        match self {
+            RecipientRole::Main => "main",
+            RecipientRole::Cc => "cc",
+        }
+    }
+}
+
+/// One addressee.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Recipient {
+    /// The department.
+    pub dept: DeptId,
+    /// 主送 or 抄送.
+    pub role: RecipientRole,
+}
+
+/// One entry of the content manifest.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PartInfo {
+    /// 正文 or 附件.
+    pub role: pb::PartRole,
+    /// File name.
+    pub name: String,
+    /// Media type.
+    pub media_type: String,
+    /// Size in bytes.
+    pub size: u64,
+    /// SHA-256 of the content.
+    pub sha256: Digest,
+}
+
+/// A validated document header.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Header {
+    /// 公文标识.
+    pub id: DocumentId,
+    /// The sending department.
+    pub sender: DeptId,
+    /// When the sending node sealed it (Unix ms).
+    pub created_at_ms: i64,
+    /// 紧急程度.
+    pub urgency: Urgency,
+    /// 密级.
+    pub classification: Classification,
+    /// 标题.
+    pub title: String,
+    /// 主送 then 抄送, no department twice.
+    pub recipients: Vec<Recipient>,
+    /// The content manifest, body first.
+    pub parts: Vec<PartInfo>,
+    /// All descriptive metadata as signed (including the fields typed above).
+    pub metadata: pb::DocumentMetadata,
+}
+
+impl Header {
+    /// Total content size.
+    pub fn total_size(&self) -> u64 {
+        self.parts.iter().map(|p| p.size).sum()
+    }
+
+    /// The role of `dept` among the recipients, if it is one.
+    pub fn role_of(&self, dept: &DeptId) -> Option<RecipientRole> {
+        self.recipients.iter().find(|r| &r.dept == dept).map(|r| r.role)
+    }
+}
+
+/// A signed document whose header has been validated.
+#[derive(Debug, Clone)]
+pub struct SignedDoc {
+    /// The validated header.
+    pub header: Header,
+    /// SHA-256 of the encoded header: the document's name in all evidence.
+    pub digest: Digest,
+    /// As signed and sent.
+    pub wire: pb::SignedDocument,
+}
+
+impl SignedDoc {
+    /// Validates `header`, encodes and signs it.
+    pub fn seal(header: &pb::DocumentHeader, key: &SigningKey) -> Result<Self, DocError> {
+        let bytes = prost::Message::encode_to_vec(header);
+        let signature = key.sign(Context::DocumentHeader, &bytes);
+        Self::decode(pb::SignedDocument { header: bytes, signature: Some(signature) })
+    }
+
+    /// Decodes and validates without checking the signature: for documents read back from this
+    /// process's own store, which were verified before they were stored.
+    pub fn decode(wire: pb::SignedDocument) -> Result<Self, DocError> {
+        let pbh: pb::DocumentHeader =
+            prost::Message::decode(wire.header.as_slice()).map_err(|_| DocError::Decode("header"))?;
+        let header = Header::try_from(pbh)?;
+        let digest = Digest::of(&wire.header);
+        Ok(SignedDoc { header, digest, wire })
+    }
+
+    /// Decodes, validates, and checks that the header's sender signed it with a valid
+    /// document-signing certificate of this exchange.
+    pub fn verify(wire: pb::SignedDocument, verifier: &Verifier, now_secs: u64) -> Result<Self, DocError> {
+        let sig = wire.signature.clone().ok_or_else(|| FieldError::new("signature", "missing"))?;
+        let doc = Self::decode(wire)?;
+        let signer = verifier.verify(&sig, Context::DocumentHeader, &doc.wire.header, now_secs)?;
+        let expected = Principal::Dept(doc.header.sender.clone());
+        if signer != expected {
+            return Err(DocError::WrongSigner { signer, expected });
+        }
+        Ok(doc)
+    }
+}
+
+/// The kind of step a piece of evidence records.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum EvidenceKind {
+    /// The hub accepted the document.
+    Accepted,
+    /// The document is on the recipient's disk.
+    Delivered,
+    /// 签收.
+    Confirmed,
+    /// 退回.
+    Rejected,
+}
+
+impl EvidenceKind {
+    /// A small stable number for store keys.
+    pub fn code(self) -> u8 {
+        match self {
+            EvidenceKind::Accepted => 1,
+            EvidenceKind::Delivered => 2,
+            EvidenceKind::Confirmed => 3,
+            EvidenceKind::Rejected => 4,
+        }
+    }
+}
+
+/// One signed step of a document's journey.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Evidence {
+    /// What happened.
+    pub kind: EvidenceKind,
+    /// Which document.
+    pub doc_id: DocumentId,
+    /// SHA-256 of its signed header.
+    pub header_digest: Digest,
+    /// Its sender.
+    pub sender: DeptId,
+    /// The recipient concerned (`None` only for `Accepted`).
+    pub recipient: Option<DeptId>,
+    /// When (signer's clock, Unix ms).
+    pub at_ms: i64,
+    /// Who acted (confirm / reject).
+    pub clerk: String,
+    /// Why (reject), or a note (confirm).
+    pub reason: String,
+}
+
+impl Evidence {
+    /// Evidence of `kind` about `doc`.
+    pub fn about(doc: &SignedDoc, kind: EvidenceKind, recipient: Option<DeptId>, at_ms: i64) -> Self {
+        Evidence {
+            kind,
+            doc_id: doc.header.id,
+            header_digest: doc.digest,
+            sender: doc.header.sender.clone(),
+            recipient,
+            at_ms,
+            clerk: String::new(),
+            reason: String::new(),
+        }
+    }
+
+    /// Who must sign evidence of this kind.
+    pub fn required_signer(&self) -> Principal {
+        match (&self.kind, &self.recipient) {
+            (EvidenceKind::Accepted, _) | (_, None) => Principal::Hub,
+            (_, Some(r)) => Principal::Dept(r.clone()),
+        }
+    }
+}
+
+/// Evidence with its signature.
+#[derive(Debug, Clone)]
+pub struct SignedEvidence {
+    /// The statement.
+    pub evidence: Evidence,
+    /// As signed and sent.
+    pub wire: pb::SignedEvidence,
+}
+
+impl SignedEvidence {
+    /// Encodes and signs `evidence`.
+    pub fn seal(evidence: Evidence, key: &SigningKey) -> Self {
+        let bytes = prost::Message::encode_to_vec(&pb::Evidence::from(&evidence));
+        let signature = key.sign(Context::Evidence, &bytes);
+        SignedEvidence { evidence, wire: pb::SignedEvidence { evidence: bytes, signature: Some(signature) } }
+    }
+
+    /// Decodes and validates without checking the signature (this process's own store).
+    pub fn decode(wire: pb::SignedEvidence) -> Result<Self, DocError> {
+        let pbe: pb::Evidence =
+            prost::Message::decode(wire.evidence.as_slice()).map_err(|_| DocError::Decode("evidence"))?;
+        Ok(SignedEvidence { evidence: Evidence::try_from(pbe)?, wire })
+    }
+
+    /// Decodes, validates and checks that the right principal signed it.
+    pub fn verify(wire: pb::SignedEvidence, verifier: &Verifier, now_secs: u64) -> Result<Self, DocError> {
+        let sig = wire.signature.clone().ok_or_else(|| FieldError::new("signature", "missing"))?;
+        let ev = Self::decode(wire)?;
+        let signer = verifier.verify(&sig, Context::Evidence, &ev.wire.evidence, now_secs)?;
+        let expected = ev.evidence.required_signer();
+        if signer != expected {
+            return Err(DocError::WrongSigner { signer, expected });
+        }
+        Ok(ev)
+    }
+
+    /// Whether this evidence is about `doc` (same id and header digest).
+    pub fn is_about(&self, doc: &SignedDoc) -> bool {
+        self.evidence.doc_id == doc.header.id && self.evidence.header_digest == doc.digest
+    }
+}

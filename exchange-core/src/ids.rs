@@ -1,0 +1,124 @@
+//! Identifiers: departments and documents. Newtypes, so that a department id can never be passed
+//! where a document id is meant, and both are validated once, when they enter the system.
+
+use std::{fmt, str::FromStr};
+
+use serde::{Deserialize, Serialize};
+
+/// Longest department id accepted.
+pub const MAX_DEPT_ID_LEN: usize = 64;
+
+/// A department's id in the exchange directory, e.g. `finance` or `county-3`.
+///
+/// Lowercase ASCII letters, digits, `-` and `_`, 1 to 64 characters, starting with a letter or
+/// digit: safe in file names, URIs and certificate names.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct DeptId(String);
+
+/// Why a string is not a valid id.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum IdError {
+    /// Not a department id.
+    #[error("invalid department id {0:?}: use 1-64 lowercase letters, digits, '-' or '_'")]
+    Dept(String),
+    /// Not a document id.
+    #[error("invalid document id {0:?}: expected a UUID such as 0192f0c1-7a4e-7cc1-9d36-1b2f1e0c5a77")]
+    Document(String),
+}
+
+impl DeptId {
+    /// The id as text.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl FromStr for DeptId {
+    type Err = IdError;
+    fn from_str(s: &str) -> Result<Self, IdError> {
+        let ok_char = |c: char| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '_';
+        let valid = !s.is_empty()
+            && s.len() <= MAX_DEPT_ID_LEN
+            && s.chars().all(ok_char)
+            && s.starts_with(|c: char| c.is_ascii_alphanumeric());
+        if valid { Ok(DeptId(s.to_owned())) } else { Err(IdError::Dept(s.to_owned())) }
+    }
+}
+
+impl TryFrom<String> for DeptId {
+    type Error = IdError;
+    fn try_from(s: String) -> Result<Self, IdError> {
+        s.parse()
+    }
+}
+
+impl From<DeptId> for String {
+    fn from(d: DeptId) -> String {
+        d.0
+    }
+}
+
+impl fmt::Display for DeptId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// A document's id (公文标识): a UUIDv7 assigned by the sending node, so ids sort by creation time
+/// and are unique without coordination.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct DocumentId(uuid::Uuid);
+
+impl DocumentId {
+    /// A fresh id for a new document.
+    pub fn new() -> Self {
+        DocumentId(uuid::Uuid::now_v7())
+    }
+}
+
+impl Default for DocumentId {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl FromStr for DocumentId {
+    type Err = IdError;
+    fn from_str(s: &str) -> Result<Self, IdError> {
+        // Only the hyphenated form, so that one document has exactly one spelling.
+        match uuid::Uuid::try_parse(s) {
+            Ok(u) if s.len() == 36 && u.hyphenated().to_string() == s => Ok(DocumentId(u)),
+            _ => Err(IdError::Document(s.to_owned())),
+        }
+    }
+}
+
+impl fmt::Display for DocumentId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.0.hyphenated().fmt(f)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dept_ids_are_validated() {
+        assert!("finance".parse::<DeptId>().is_ok());
+        assert!("county-12_b".parse::<DeptId>().is_ok());
+        for bad in ["", "Finance", "-x", "a b", "财政", &"x".repeat(65)] {
+            assert!(bad.parse::<DeptId>().is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn document_ids_have_one_spelling() {
+        let id = DocumentId::new();
+        assert_eq!(id.to_string().parse::<DocumentId>(), Ok(id));
+        assert!(id.to_string().to_uppercase().parse::<DocumentId>().is_err());
+        assert!("not-a-uuid".parse::<DocumentId>().is_err());
+    }
+}

@@ -1,0 +1,26 @@
+//! The shared core of the document exchange: what the hub, the node, the PKI tool and the tests
+//! would otherwise each write again.
+//!
+//! - [`ids`], [`identity`]: who and what (department and document ids, certificate principals);
+//! - [`document`], [`convert`], [`signing`]: the signed document and its evidence;
+//! - [`state`]: the one place that owns the delivery state machine;
+//! - [`tls`]: mutual TLS in both directions, and identity from the peer certificate;
+//! - [`store`], [`blob`]: durable storage (redb) and content-addressed content files;
+//! - [`config`], [`telemetry`], [`shutdown`], [`error`], [`backoff`]: daemon plumbing.
+#![warn(missing_docs)]
+
+pub mod backoff;
+pub mod blob;
+pub mod config;
+pub mod convert;
+pub mod document;
+pub mod error;
+pub mod identity;
+pub mod ids;
+pub mod shutdown;
+pub mod signing;
+pub mod state;
+pub mod store;
+pub mod telemetry;
+pub mod time;
+pub mod tls;

@@ -1,0 +1,14 @@
+//! The exchange's wire protocol, generated at build time from `exchange/v1/*.proto`.
+//!
+//! Nothing here is written by hand: domain types live in `exchange-core`, which converts at the
+//! edge. The descriptor set is exported for gRPC server reflection.
+
+/// Version 1 of the protocol (package `exchange.v1`).
+pub mod v1 {
+    #![allow(missing_docs, unreachable_pub)] // generated code
+    #![allow(clippy::all)] // generated code is not ours to lint
+    tonic::include_proto!("exchange.v1");
+}
+
+/// Encoded `FileDescriptorSet` of every exchange proto, for server reflection.
+pub const FILE_DESCRIPTOR_SET: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/exchange_descriptor.bin"));
