@@ -8,8 +8,10 @@
 //! so a blob that is present is durable.
 
 use std::{
+    collections::HashSet,
     io,
     path::{Path, PathBuf},
+    sync::{Arc, Mutex},
 };
 
 use ring::digest::{Context as Hasher, SHA256};
@@ -32,7 +34,9 @@ pub enum BlobError {
     #[error("blob storage: {0}")]
     Io(#[from] io::Error),
     /// The bytes do not hash to the expected digest or size.
-    #[error("content does not match its digest {expected}: got {actual_size} bytes hashing to {actual}")]
+    #[error(
+        "content does not match its digest {expected}: got {actual_size} bytes hashing to {actual}"
+    )]
     Mismatch {
         /// The digest that was promised.
         expected: Digest,
@@ -44,6 +48,9 @@ pub enum BlobError {
     /// More bytes than the declared size, or a resume at the wrong offset.
     #[error("{0}")]
     Protocol(String),
+    /// Another transfer of the same blob is in progress here; try again shortly.
+    #[error("content {0} is being received by another transfer")]
+    Busy(Digest),
 }
 
 impl BlobError {
@@ -57,6 +64,24 @@ impl BlobError {
 #[derive(Debug, Clone)]
 pub struct BlobStore {
     root: PathBuf,
+    /// Blobs being received right now: one writer per partial file.
+    active: Arc<Mutex<HashSet<Digest>>>,
+}
+
+/// Releases a blob's writer slot when the writer goes.
+#[derive(Debug)]
+struct Slot {
+    active: Arc<Mutex<HashSet<Digest>>>,
+    digest: Digest,
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        self.active
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .remove(&self.digest);
+    }
 }
 
 impl BlobStore {
@@ -69,7 +94,10 @@ impl BlobStore {
         for entry in std::fs::read_dir(root.join("staging"))? {
             let _ = std::fs::remove_file(entry?.path());
         }
-        Ok(BlobStore { root: root.to_owned() })
+        Ok(BlobStore {
+            root: root.to_owned(),
+            active: Arc::default(),
+        })
     }
 
     fn complete_path(&self, d: &Digest) -> PathBuf {
@@ -90,7 +118,9 @@ impl BlobStore {
         if let Ok(m) = fs::metadata(self.complete_path(d)).await {
             return (m.len(), true);
         }
-        let partial = fs::metadata(self.partial_path(d)).await.map_or(0, |m| m.len());
+        let partial = fs::metadata(self.partial_path(d))
+            .await
+            .map_or(0, |m| m.len());
         (partial, false)
     }
 
@@ -104,11 +134,31 @@ impl BlobStore {
     /// Continues (or starts) receiving blob `d` of `size` bytes at `offset`, which must not be
     /// beyond what is held. Bytes already held are re-hashed, not re-sent.
     pub async fn resume(&self, d: Digest, size: u64, offset: u64) -> Result<BlobWriter, BlobError> {
+        if !self
+            .active
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .insert(d)
+        {
+            return Err(BlobError::Busy(d));
+        }
+        let slot = Slot {
+            active: Arc::clone(&self.active),
+            digest: d,
+        };
         let path = self.partial_path(&d);
-        let mut file = OpenOptions::new().create(true).read(true).write(true).truncate(false).open(&path).await?;
+        let mut file = OpenOptions::new()
+            .create(true)
+            .read(true)
+            .write(true)
+            .truncate(false)
+            .open(&path)
+            .await?;
         let held = file.metadata().await?.len();
         if offset > held || offset > size {
-            return Err(BlobError::Protocol(format!("resume offset {offset} is beyond the {held} bytes held")));
+            return Err(BlobError::Protocol(format!(
+                "resume offset {offset} is beyond the {held} bytes held"
+            )));
         }
         file.set_len(offset).await?;
         let mut hasher = Hasher::new(&SHA256);
@@ -118,20 +168,45 @@ impl BlobStore {
             let want = usize::try_from(left.min(CHUNK_SIZE as u64)).unwrap_or(CHUNK_SIZE);
             let n = file.read(&mut buf[..want]).await?;
             if n == 0 {
-                return Err(BlobError::Protocol("partial blob shrank while resuming".to_owned()));
+                return Err(BlobError::Protocol(
+                    "partial blob shrank while resuming".to_owned(),
+                ));
             }
             hasher.update(&buf[..n]);
             left -= n as u64;
         }
         file.seek(io::SeekFrom::Start(offset)).await?;
-        Ok(BlobWriter { store: self.clone(), file, path, hasher, written: offset, expect: Some((d, size)) })
+        Ok(BlobWriter {
+            store: self.clone(),
+            file,
+            path,
+            hasher,
+            written: offset,
+            expect: Some((d, size)),
+            _slot: Some(slot),
+        })
     }
 
     /// Receives content whose digest is not known yet; [`BlobWriter::finish`] reports it.
     pub async fn stage(&self) -> Result<BlobWriter, BlobError> {
-        let path = self.root.join("staging").join(uuid::Uuid::now_v7().to_string());
-        let file = OpenOptions::new().create_new(true).write(true).open(&path).await?;
-        Ok(BlobWriter { store: self.clone(), file, path, hasher: Hasher::new(&SHA256), written: 0, expect: None })
+        let path = self
+            .root
+            .join("staging")
+            .join(uuid::Uuid::now_v7().to_string());
+        let file = OpenOptions::new()
+            .create_new(true)
+            .write(true)
+            .open(&path)
+            .await?;
+        Ok(BlobWriter {
+            store: self.clone(),
+            file,
+            path,
+            hasher: Hasher::new(&SHA256),
+            written: 0,
+            expect: None,
+            _slot: None,
+        })
     }
 
     async fn install(&self, from: &Path, d: &Digest) -> Result<(), BlobError> {
@@ -153,11 +228,15 @@ pub struct BlobWriter {
     hasher: Hasher,
     written: u64,
     expect: Option<(Digest, u64)>,
+    _slot: Option<Slot>,
 }
 
 impl std::fmt::Debug for BlobWriter {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("BlobWriter").field("path", &self.path).field("written", &self.written).finish_non_exhaustive()
+        f.debug_struct("BlobWriter")
+            .field("path", &self.path)
+            .field("written", &self.written)
+            .finish_non_exhaustive()
     }
 }
 
@@ -172,7 +251,9 @@ impl BlobWriter {
         if let Some((_, size)) = self.expect
             && self.written + data.len() as u64 > size
         {
-            return Err(BlobError::Protocol(format!("more than the declared {size} bytes")));
+            return Err(BlobError::Protocol(format!(
+                "more than the declared {size} bytes"
+            )));
         }
         self.file.write_all(data).await?;
         self.hasher.update(data);
@@ -184,12 +265,17 @@ impl BlobWriter {
     /// bytes are discarded.
     pub async fn finish(mut self) -> Result<(Digest, u64), BlobError> {
         self.file.flush().await?;
-        let actual = Digest::from_slice(self.hasher.finish().as_ref()).expect("BUG: SHA-256 is 32 bytes");
+        let actual =
+            Digest::from_slice(self.hasher.finish().as_ref()).expect("BUG: SHA-256 is 32 bytes");
         if let Some((expected, size)) = self.expect
             && (expected != actual || size != self.written)
         {
             let _ = fs::remove_file(&self.path).await;
-            return Err(BlobError::Mismatch { expected, actual, actual_size: self.written });
+            return Err(BlobError::Mismatch {
+                expected,
+                actual,
+                actual_size: self.written,
+            });
         }
         self.file.sync_all().await?;
         self.store.install(&self.path, &actual).await?;
@@ -238,6 +324,18 @@ mod tests {
         let mut w = store.resume(other, 4, 0).await.unwrap();
         w.write(b"abcd").await.unwrap();
         assert!(matches!(w.finish().await, Err(BlobError::Mismatch { .. })));
+
+        let d2 = Digest::of(b"xy");
+        let first = store.resume(d2, 2, 0).await.unwrap();
+        assert!(
+            matches!(store.resume(d2, 2, 0).await, Err(BlobError::Busy(_))),
+            "one writer per blob"
+        );
+        drop(first);
+        assert!(
+            store.resume(d2, 2, 0).await.is_ok(),
+            "the slot is released with the writer"
+        );
         assert!(!store.contains(&other).await);
     }
 }

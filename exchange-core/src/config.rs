@@ -200,15 +200,42 @@ impl ResolvePaths for NodeConfig {
 
 /// Reads and parses a config file, resolving its relative paths.
 pub fn load<T: DeserializeOwned + ResolvePaths>(path: &Path) -> Result<T, ConfigError> {
-    let text = std::fs::read_to_string(path)
-        .map_err(|source| ConfigError::Read { path: path.to_owned(), source })?;
-    let mut cfg: T = toml::from_str(&text)
-        .map_err(|e| ConfigError::Parse { path: path.to_owned(), message: e.to_string() })?;
-    let base = path.parent().unwrap_or(Path::new("."));
-    let base = if base.as_os_str().is_empty() { Path::new(".") } else { base };
+    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+        path: path.to_owned(),
+        source,
+    })?;
+    let mut cfg: T = toml::from_str(&text).map_err(|e| ConfigError::Parse {
+        path: path.to_owned(),
+        message: e.to_string(),
+    })?;
+    let base = path.parent().unwrap_or_else(|| Path::new("."));
+    let base = if base.as_os_str().is_empty() {
+        Path::new(".")
+    } else {
+        base
+    };
     let base = std::path::absolute(base).unwrap_or_else(|_| base.to_owned());
     cfg.resolve_paths(&base);
     Ok(cfg)
+}
+
+/// Writes `<dir>/<name>` (e.g. `hub.addr`) holding the address a daemon actually bound, so that
+/// scripts, tests and the CLI find a listener configured with port 0. Written atomically.
+pub fn write_addr_file(dir: &Path, name: &str, addr: SocketAddr) -> std::io::Result<()> {
+    let tmp = dir.join(format!(".{name}.tmp"));
+    std::fs::write(&tmp, format!("{addr}\n"))?;
+    std::fs::rename(&tmp, dir.join(name))
+}
+
+/// Reads an address written by [`write_addr_file`].
+pub fn read_addr_file(dir: &Path, name: &str) -> std::io::Result<SocketAddr> {
+    let text = std::fs::read_to_string(dir.join(name))?;
+    text.trim().parse().map_err(|e| {
+        std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            format!("{}: {e}", dir.join(name).display()),
+        )
+    })
 }
 
 #[cfg(test)]

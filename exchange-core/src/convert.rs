@@ -7,8 +7,8 @@ use exchange_proto::v1 as pb;
 
 use crate::{
     document::{
-        Classification, Evidence, EvidenceKind, FieldError, Header, PartInfo, Recipient, RecipientRole, Urgency,
-        limits,
+        Classification, Evidence, EvidenceKind, FieldError, Header, PartInfo, Recipient,
+        RecipientRole, Urgency, limits,
     },
     ids::{DeptId, DocumentId},
     signing::Digest,
@@ -70,7 +70,10 @@ fn enum_field<T: TryFrom<i32>>(field: &str, v: i32) -> Result<T, FieldError> {
 fn text(field: &str, s: &str, max: usize) -> Result<(), FieldError> {
     let n = s.chars().count();
     if n > max {
-        return Err(FieldError::new(field, format!("{n} characters, at most {max} allowed")));
+        return Err(FieldError::new(
+            field,
+            format!("{n} characters, at most {max} allowed"),
+        ));
     }
     if s.chars().any(|c| c.is_control() && c != '\n' && c != '\t') {
         return Err(FieldError::new(field, "contains control characters"));
@@ -80,9 +83,18 @@ fn text(field: &str, s: &str, max: usize) -> Result<(), FieldError> {
 
 fn list(field: &str, items: &[String]) -> Result<(), FieldError> {
     if items.len() > limits::LIST_ENTRIES {
-        return Err(FieldError::new(field, format!("{} entries, at most {} allowed", items.len(), limits::LIST_ENTRIES)));
+        return Err(FieldError::new(
+            field,
+            format!(
+                "{} entries, at most {} allowed",
+                items.len(),
+                limits::LIST_ENTRIES
+            ),
+        ));
     }
-    items.iter().try_for_each(|s| text(field, s, limits::TEXT_CHARS))
+    items
+        .iter()
+        .try_for_each(|s| text(field, s, limits::TEXT_CHARS))
 }
 
 fn date(field: &str, s: &str) -> Result<(), FieldError> {
@@ -90,7 +102,10 @@ fn date(field: &str, s: &str) -> Result<(), FieldError> {
     if s.is_empty() || time::Date::parse(s, &fmt).is_ok() {
         Ok(())
     } else {
-        Err(FieldError::new(field, format!("{s:?} is not a date in the form YYYY-MM-DD")))
+        Err(FieldError::new(
+            field,
+            format!("{s:?} is not a date in the form YYYY-MM-DD"),
+        ))
     }
 }
 
@@ -122,24 +137,39 @@ pub fn validate_metadata(m: &pb::DocumentMetadata) -> Result<Vec<Recipient>, Fie
     enum_field::<pb::Urgency>("metadata.urgency", m.urgency)?;
     enum_field::<pb::Classification>("metadata.classification", m.classification)?;
     if m.reply_deadline_ms < 0 {
-        return Err(FieldError::new("metadata.reply_deadline_ms", "must be 0 (none) or a Unix time in ms"));
+        return Err(FieldError::new(
+            "metadata.reply_deadline_ms",
+            "must be 0 (none) or a Unix time in ms",
+        ));
     }
     let total = m.to_depts.len() + m.cc_depts.len();
     if total == 0 {
-        return Err(FieldError::new("metadata.to_depts", "at least one recipient is required"));
+        return Err(FieldError::new(
+            "metadata.to_depts",
+            "at least one recipient is required",
+        ));
     }
     if total > limits::RECIPIENTS {
-        return Err(FieldError::new("metadata.to_depts", format!("{total} recipients, at most {} allowed", limits::RECIPIENTS)));
+        return Err(FieldError::new(
+            "metadata.to_depts",
+            format!("{total} recipients, at most {} allowed", limits::RECIPIENTS),
+        ));
     }
     let mut seen = HashSet::new();
     let mut out = Vec::with_capacity(total);
-    for (field, ids, role) in
-        [("metadata.to_depts", &m.to_depts, RecipientRole::Main), ("metadata.cc_depts", &m.cc_depts, RecipientRole::Cc)]
-    {
+    for (field, ids, role) in [
+        ("metadata.to_depts", &m.to_depts, RecipientRole::Main),
+        ("metadata.cc_depts", &m.cc_depts, RecipientRole::Cc),
+    ] {
         for id in ids {
-            let dept: DeptId = id.parse().map_err(|e: crate::ids::IdError| FieldError::new(field, e.to_string()))?;
+            let dept: DeptId = id
+                .parse()
+                .map_err(|e: crate::ids::IdError| FieldError::new(field, e.to_string()))?;
             if !seen.insert(dept.clone()) {
-                return Err(FieldError::new(field, format!("department {dept} is named twice")));
+                return Err(FieldError::new(
+                    field,
+                    format!("department {dept} is named twice"),
+                ));
             }
             out.push(Recipient { dept, role });
         }
@@ -148,19 +178,34 @@ pub fn validate_metadata(m: &pb::DocumentMetadata) -> Result<Vec<Recipient>, Fie
 }
 
 /// Validates one manifest entry.
-pub fn validate_part_spec(field: &str, role: i32, name: &str, media_type: &str) -> Result<pb::PartRole, FieldError> {
+pub fn validate_part_spec(
+    field: &str,
+    role: i32,
+    name: &str,
+    media_type: &str,
+) -> Result<pb::PartRole, FieldError> {
     let role: pb::PartRole = enum_field(&format!("{field}.role"), role)?;
     if role == pb::PartRole::Unspecified {
-        return Err(FieldError::new(format!("{field}.role"), "must be BODY or ATTACHMENT"));
+        return Err(FieldError::new(
+            format!("{field}.role"),
+            "must be BODY or ATTACHMENT",
+        ));
     }
     if name.trim().is_empty() {
         return Err(FieldError::new(format!("{field}.name"), "required"));
     }
     if name.contains(['/', '\\', '\0']) || name == "." || name == ".." {
-        return Err(FieldError::new(format!("{field}.name"), "must be a plain file name (no path separators)"));
+        return Err(FieldError::new(
+            format!("{field}.name"),
+            "must be a plain file name (no path separators)",
+        ));
     }
     text(&format!("{field}.name"), name, limits::NAME_CHARS)?;
-    text(&format!("{field}.media_type"), media_type, limits::NAME_CHARS)?;
+    text(
+        &format!("{field}.media_type"),
+        media_type,
+        limits::NAME_CHARS,
+    )?;
     Ok(role)
 }
 
@@ -169,18 +214,36 @@ impl TryFrom<pb::DocumentHeader> for Header {
 
     fn try_from(h: pb::DocumentHeader) -> Result<Self, FieldError> {
         if h.format != HEADER_FORMAT {
-            return Err(FieldError::new("header.format", format!("version {} is not supported (expected {HEADER_FORMAT})", h.format)));
+            return Err(FieldError::new(
+                "header.format",
+                format!(
+                    "version {} is not supported (expected {HEADER_FORMAT})",
+                    h.format
+                ),
+            ));
         }
-        let id: DocumentId = h.id.parse().map_err(|e: crate::ids::IdError| FieldError::new("header.id", e.to_string()))?;
-        let sender: DeptId =
-            h.sender.parse().map_err(|e: crate::ids::IdError| FieldError::new("header.sender", e.to_string()))?;
-        let metadata = h.metadata.ok_or_else(|| FieldError::new("header.metadata", "required"))?;
+        let id: DocumentId =
+            h.id.parse()
+                .map_err(|e: crate::ids::IdError| FieldError::new("header.id", e.to_string()))?;
+        let sender: DeptId = h
+            .sender
+            .parse()
+            .map_err(|e: crate::ids::IdError| FieldError::new("header.sender", e.to_string()))?;
+        let metadata = h
+            .metadata
+            .ok_or_else(|| FieldError::new("header.metadata", "required"))?;
         let recipients = validate_metadata(&metadata)?;
         if recipients.iter().any(|r| r.dept == sender) {
-            return Err(FieldError::new("metadata.to_depts", "a department cannot send to itself"));
+            return Err(FieldError::new(
+                "metadata.to_depts",
+                "a department cannot send to itself",
+            ));
         }
         if h.parts.is_empty() || h.parts.len() > limits::PARTS {
-            return Err(FieldError::new("header.parts", format!("{} parts; 1 to {} allowed", h.parts.len(), limits::PARTS)));
+            return Err(FieldError::new(
+                "header.parts",
+                format!("{} parts; 1 to {} allowed", h.parts.len(), limits::PARTS),
+            ));
         }
         let mut parts = Vec::with_capacity(h.parts.len());
         for (i, p) in h.parts.into_iter().enumerate() {
@@ -188,14 +251,24 @@ impl TryFrom<pb::DocumentHeader> for Header {
             let role = validate_part_spec(&field, p.role, &p.name, &p.media_type)?;
             let sha256 = Digest::from_slice(&p.sha256)
                 .ok_or_else(|| FieldError::new(format!("{field}.sha256"), "must be 32 bytes"))?;
-            parts.push(PartInfo { role, name: p.name, media_type: p.media_type, size: p.size, sha256 });
+            parts.push(PartInfo {
+                role,
+                name: p.name,
+                media_type: p.media_type,
+                size: p.size,
+                sha256,
+            });
         }
         Ok(Header {
             id,
             sender,
             created_at_ms: h.created_at_ms,
-            urgency: pb::Urgency::try_from(metadata.urgency).unwrap_or_default().into(),
-            classification: pb::Classification::try_from(metadata.classification).unwrap_or_default().into(),
+            urgency: pb::Urgency::try_from(metadata.urgency)
+                .unwrap_or_default()
+                .into(),
+            classification: pb::Classification::try_from(metadata.classification)
+                .unwrap_or_default()
+                .into(),
             title: metadata.title.clone(),
             recipients,
             parts,
@@ -223,6 +296,7 @@ impl From<EvidenceKind> for pb::EvidenceKind {
             EvidenceKind::Delivered => pb::EvidenceKind::Delivered,
             EvidenceKind::Confirmed => pb::EvidenceKind::Confirmed,
             EvidenceKind::Rejected => pb::EvidenceKind::Rejected,
+            EvidenceKind::NotDelivered => pb::EvidenceKind::NotDelivered,
         }
     }
 }
@@ -235,7 +309,11 @@ impl From<&Evidence> for pb::Evidence {
             doc_id: e.doc_id.to_string(),
             header_digest: e.header_digest.0.to_vec(),
             sender: e.sender.to_string(),
-            recipient: e.recipient.as_ref().map(ToString::to_string).unwrap_or_default(),
+            recipient: e
+                .recipient
+                .as_ref()
+                .map(ToString::to_string)
+                .unwrap_or_default(),
             at_ms: e.at_ms,
             clerk: e.clerk.clone(),
             reason: e.reason.clone(),
@@ -248,29 +326,53 @@ impl TryFrom<pb::Evidence> for Evidence {
 
     fn try_from(e: pb::Evidence) -> Result<Self, FieldError> {
         if e.format != EVIDENCE_FORMAT {
-            return Err(FieldError::new("evidence.format", format!("version {} is not supported", e.format)));
+            return Err(FieldError::new(
+                "evidence.format",
+                format!("version {} is not supported", e.format),
+            ));
         }
         let kind = match enum_field::<pb::EvidenceKind>("evidence.kind", e.kind)? {
             pb::EvidenceKind::Accepted => EvidenceKind::Accepted,
             pb::EvidenceKind::Delivered => EvidenceKind::Delivered,
             pb::EvidenceKind::Confirmed => EvidenceKind::Confirmed,
             pb::EvidenceKind::Rejected => EvidenceKind::Rejected,
-            pb::EvidenceKind::Unspecified => return Err(FieldError::new("evidence.kind", "required")),
+            pb::EvidenceKind::NotDelivered => EvidenceKind::NotDelivered,
+            pb::EvidenceKind::Unspecified => {
+                return Err(FieldError::new("evidence.kind", "required"));
+            }
         };
-        let doc_id = e.doc_id.parse().map_err(|err: crate::ids::IdError| FieldError::new("evidence.doc_id", err.to_string()))?;
-        let header_digest =
-            Digest::from_slice(&e.header_digest).ok_or_else(|| FieldError::new("evidence.header_digest", "must be 32 bytes"))?;
-        let sender = e.sender.parse().map_err(|err: crate::ids::IdError| FieldError::new("evidence.sender", err.to_string()))?;
+        let doc_id = e.doc_id.parse().map_err(|err: crate::ids::IdError| {
+            FieldError::new("evidence.doc_id", err.to_string())
+        })?;
+        let header_digest = Digest::from_slice(&e.header_digest)
+            .ok_or_else(|| FieldError::new("evidence.header_digest", "must be 32 bytes"))?;
+        let sender = e.sender.parse().map_err(|err: crate::ids::IdError| {
+            FieldError::new("evidence.sender", err.to_string())
+        })?;
         let recipient = match (kind, e.recipient.as_str()) {
             (EvidenceKind::Accepted, _) => None,
             (_, "") => return Err(FieldError::new("evidence.recipient", "required")),
-            (_, r) => Some(r.parse().map_err(|err: crate::ids::IdError| FieldError::new("evidence.recipient", err.to_string()))?),
+            (_, r) => Some(r.parse().map_err(|err: crate::ids::IdError| {
+                FieldError::new("evidence.recipient", err.to_string())
+            })?),
         };
         text("evidence.clerk", &e.clerk, limits::CLERK_CHARS)?;
         text("evidence.reason", &e.reason, limits::TEXT_CHARS)?;
         if kind == EvidenceKind::Rejected && e.reason.trim().is_empty() {
-            return Err(FieldError::new("evidence.reason", "a rejection (退回) needs a reason"));
+            return Err(FieldError::new(
+                "evidence.reason",
+                "a rejection (退回) needs a reason",
+            ));
         }
-        Ok(Evidence { kind, doc_id, header_digest, sender, recipient, at_ms: e.at_ms, clerk: e.clerk, reason: e.reason })
+        Ok(Evidence {
+            kind,
+            doc_id,
+            header_digest,
+            sender,
+            recipient,
+            at_ms: e.at_ms,
+            clerk: e.clerk,
+            reason: e.reason,
+        })
     }
 }

@@ -45,7 +45,10 @@ pub struct FieldError {
 impl FieldError {
     /// A refusal of `field`.
     pub fn new(field: impl Into<String>, reason: impl Into<String>) -> Self {
-        FieldError { field: field.into(), reason: reason.into() }
+        FieldError {
+            field: field.into(),
+            reason: reason.into(),
+        }
     }
 }
 
@@ -207,7 +210,10 @@ impl Header {
 
     /// The role of `dept` among the recipients, if it is one.
     pub fn role_of(&self, dept: &DeptId) -> Option<RecipientRole> {
-        self.recipients.iter().find(|r| &r.dept == dept).map(|r| r.role)
+        self.recipients
+            .iter()
+            .find(|r| &r.dept == dept)
+            .map(|r| r.role)
     }
 }
 
@@ -227,23 +233,37 @@ impl SignedDoc {
     pub fn seal(header: &pb::DocumentHeader, key: &SigningKey) -> Result<Self, DocError> {
         let bytes = prost::Message::encode_to_vec(header);
         let signature = key.sign(Context::DocumentHeader, &bytes);
-        Self::decode(pb::SignedDocument { header: bytes, signature: Some(signature) })
+        Self::decode(pb::SignedDocument {
+            header: bytes,
+            signature: Some(signature),
+        })
     }
 
     /// Decodes and validates without checking the signature: for documents read back from this
     /// process's own store, which were verified before they were stored.
     pub fn decode(wire: pb::SignedDocument) -> Result<Self, DocError> {
-        let pbh: pb::DocumentHeader =
-            prost::Message::decode(wire.header.as_slice()).map_err(|_| DocError::Decode("header"))?;
+        let pbh: pb::DocumentHeader = prost::Message::decode(wire.header.as_slice())
+            .map_err(|_| DocError::Decode("header"))?;
         let header = Header::try_from(pbh)?;
         let digest = Digest::of(&wire.header);
-        Ok(SignedDoc { header, digest, wire })
+        Ok(SignedDoc {
+            header,
+            digest,
+            wire,
+        })
     }
 
     /// Decodes, validates, and checks that the header's sender signed it with a valid
     /// document-signing certificate of this exchange.
-    pub fn verify(wire: pb::SignedDocument, verifier: &Verifier, now_secs: u64) -> Result<Self, DocError> {
-        let sig = wire.signature.clone().ok_or_else(|| FieldError::new("signature", "missing"))?;
+    pub fn verify(
+        wire: pb::SignedDocument,
+        verifier: &Verifier,
+        now_secs: u64,
+    ) -> Result<Self, DocError> {
+        let sig = wire
+            .signature
+            .clone()
+            .ok_or_else(|| FieldError::new("signature", "missing"))?;
         let doc = Self::decode(wire)?;
         let signer = verifier.verify(&sig, Context::DocumentHeader, &doc.wire.header, now_secs)?;
         let expected = Principal::Dept(doc.header.sender.clone());
@@ -265,6 +285,8 @@ pub enum EvidenceKind {
     Confirmed,
     /// 退回.
     Rejected,
+    /// The recipient node refused the delivery (recorded and signed by the hub).
+    NotDelivered,
 }
 
 impl EvidenceKind {
@@ -275,6 +297,7 @@ impl EvidenceKind {
             EvidenceKind::Delivered => 2,
             EvidenceKind::Confirmed => 3,
             EvidenceKind::Rejected => 4,
+            EvidenceKind::NotDelivered => 5,
         }
     }
 }
@@ -302,7 +325,12 @@ pub struct Evidence {
 
 impl Evidence {
     /// Evidence of `kind` about `doc`.
-    pub fn about(doc: &SignedDoc, kind: EvidenceKind, recipient: Option<DeptId>, at_ms: i64) -> Self {
+    pub fn about(
+        doc: &SignedDoc,
+        kind: EvidenceKind,
+        recipient: Option<DeptId>,
+        at_ms: i64,
+    ) -> Self {
         Evidence {
             kind,
             doc_id: doc.header.id,
@@ -318,7 +346,7 @@ impl Evidence {
     /// Who must sign evidence of this kind.
     pub fn required_signer(&self) -> Principal {
         match (&self.kind, &self.recipient) {
-            (EvidenceKind::Accepted, _) | (_, None) => Principal::Hub,
+            (EvidenceKind::Accepted | EvidenceKind::NotDelivered, _) | (_, None) => Principal::Hub,
             (_, Some(r)) => Principal::Dept(r.clone()),
         }
     }
@@ -338,19 +366,35 @@ impl SignedEvidence {
     pub fn seal(evidence: Evidence, key: &SigningKey) -> Self {
         let bytes = prost::Message::encode_to_vec(&pb::Evidence::from(&evidence));
         let signature = key.sign(Context::Evidence, &bytes);
-        SignedEvidence { evidence, wire: pb::SignedEvidence { evidence: bytes, signature: Some(signature) } }
+        SignedEvidence {
+            evidence,
+            wire: pb::SignedEvidence {
+                evidence: bytes,
+                signature: Some(signature),
+            },
+        }
     }
 
     /// Decodes and validates without checking the signature (this process's own store).
     pub fn decode(wire: pb::SignedEvidence) -> Result<Self, DocError> {
-        let pbe: pb::Evidence =
-            prost::Message::decode(wire.evidence.as_slice()).map_err(|_| DocError::Decode("evidence"))?;
-        Ok(SignedEvidence { evidence: Evidence::try_from(pbe)?, wire })
+        let pbe: pb::Evidence = prost::Message::decode(wire.evidence.as_slice())
+            .map_err(|_| DocError::Decode("evidence"))?;
+        Ok(SignedEvidence {
+            evidence: Evidence::try_from(pbe)?,
+            wire,
+        })
     }
 
     /// Decodes, validates and checks that the right principal signed it.
-    pub fn verify(wire: pb::SignedEvidence, verifier: &Verifier, now_secs: u64) -> Result<Self, DocError> {
-        let sig = wire.signature.clone().ok_or_else(|| FieldError::new("signature", "missing"))?;
+    pub fn verify(
+        wire: pb::SignedEvidence,
+        verifier: &Verifier,
+        now_secs: u64,
+    ) -> Result<Self, DocError> {
+        let sig = wire
+            .signature
+            .clone()
+            .ok_or_else(|| FieldError::new("signature", "missing"))?;
         let ev = Self::decode(wire)?;
         let signer = verifier.verify(&sig, Context::Evidence, &ev.wire.evidence, now_secs)?;
         let expected = ev.evidence.required_signer();

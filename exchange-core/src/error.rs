@@ -38,7 +38,10 @@ pub struct ServiceError {
 impl ServiceError {
     /// A refusal of kind `code`.
     pub fn new(code: ErrorCode, message: impl Into<String>) -> Self {
-        ServiceError { code, message: message.into() }
+        ServiceError {
+            code,
+            message: message.into(),
+        }
     }
     /// Shorthand for [`ErrorCode::InvalidArgument`].
     pub fn invalid(message: impl Into<String>) -> Self {
@@ -77,7 +80,11 @@ impl From<ServiceError> for tonic::Status {
 
 impl From<StoreError> for ServiceError {
     fn from(e: StoreError) -> Self {
-        let code = if e.is_disk_full() { ErrorCode::ResourceExhausted } else { ErrorCode::Unavailable };
+        let code = if e.is_disk_full() {
+            ErrorCode::ResourceExhausted
+        } else {
+            ErrorCode::Unavailable
+        };
         ServiceError::new(code, format!("storage: {e}"))
     }
 }

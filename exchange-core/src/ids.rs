@@ -24,7 +24,9 @@ pub enum IdError {
     #[error("invalid department id {0:?}: use 1-64 lowercase letters, digits, '-' or '_'")]
     Dept(String),
     /// Not a document id.
-    #[error("invalid document id {0:?}: expected a UUID such as 0192f0c1-7a4e-7cc1-9d36-1b2f1e0c5a77")]
+    #[error(
+        "invalid document id {0:?}: expected a UUID such as 0192f0c1-7a4e-7cc1-9d36-1b2f1e0c5a77"
+    )]
     Document(String),
 }
 
@@ -38,12 +40,17 @@ impl DeptId {
 impl FromStr for DeptId {
     type Err = IdError;
     fn from_str(s: &str) -> Result<Self, IdError> {
-        let ok_char = |c: char| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '_';
+        let ok_char =
+            |c: char| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '_';
         let valid = !s.is_empty()
             && s.len() <= MAX_DEPT_ID_LEN
             && s.chars().all(ok_char)
             && s.starts_with(|c: char| c.is_ascii_alphanumeric());
-        if valid { Ok(DeptId(s.to_owned())) } else { Err(IdError::Dept(s.to_owned())) }
+        if valid {
+            Ok(DeptId(s.to_owned()))
+        } else {
+            Err(IdError::Dept(s.to_owned()))
+        }
     }
 }
 

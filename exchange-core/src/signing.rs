@@ -106,30 +106,45 @@ pub struct SigningKey {
 impl fmt::Debug for SigningKey {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         // Never print key material.
-        f.debug_struct("SigningKey").field("principal", &self.principal).finish_non_exhaustive()
+        f.debug_struct("SigningKey")
+            .field("principal", &self.principal)
+            .finish_non_exhaustive()
     }
 }
 
 impl SigningKey {
     /// Loads the key and certificate, and checks that they belong together.
     pub fn load(paths: &SigningPaths) -> Result<Self, SignError> {
-        let key_err = |path: &Path, reason: String| SignError::Key { path: path.display().to_string(), reason };
-        let key_der = read_pem_file(&paths.key, "PRIVATE KEY").map_err(|e| key_err(&paths.key, e.to_string()))?;
-        let cert_der =
-            read_pem_file(&paths.cert, "CERTIFICATE").map_err(|e| key_err(&paths.cert, e.to_string()))?;
+        let key_err = |path: &Path, reason: String| SignError::Key {
+            path: path.display().to_string(),
+            reason,
+        };
+        let key_der = read_pem_file(&paths.key, "PRIVATE KEY")
+            .map_err(|e| key_err(&paths.key, e.to_string()))?;
+        let cert_der = read_pem_file(&paths.cert, "CERTIFICATE")
+            .map_err(|e| key_err(&paths.cert, e.to_string()))?;
         Self::from_der(&key_der, cert_der).map_err(|e| key_err(&paths.key, e.to_string()))
     }
 
     /// From a PKCS#8 Ed25519 key and its DER certificate.
     pub fn from_der(pkcs8: &[u8], cert_der: Vec<u8>) -> Result<Self, SignError> {
-        let bad = |r: &str| SignError::Key { path: String::new(), reason: r.to_owned() };
-        let pair = Ed25519KeyPair::from_pkcs8_maybe_unchecked(pkcs8).map_err(|_| bad("not an Ed25519 PKCS#8 key"))?;
-        let (_, cert) = x509_parser::parse_x509_certificate(&cert_der).map_err(|_| bad("certificate is not DER"))?;
+        let bad = |r: &str| SignError::Key {
+            path: String::new(),
+            reason: r.to_owned(),
+        };
+        let pair = Ed25519KeyPair::from_pkcs8_maybe_unchecked(pkcs8)
+            .map_err(|_| bad("not an Ed25519 PKCS#8 key"))?;
+        let (_, cert) = x509_parser::parse_x509_certificate(&cert_der)
+            .map_err(|_| bad("certificate is not DER"))?;
         if cert.public_key().subject_public_key.data.as_ref() != pair.public_key().as_ref() {
             return Err(bad("key does not match the certificate"));
         }
         let principal = Principal::from_cert_der(&cert_der).ok_or(SignError::NoPrincipal)?;
-        Ok(SigningKey { pair, cert_der, principal })
+        Ok(SigningKey {
+            pair,
+            cert_der,
+            principal,
+        })
     }
 
     /// Whom this key signs for.
@@ -177,13 +192,23 @@ impl Verifier {
             return Err(SignError::Algorithm(sig.algorithm.clone()));
         }
         let cert = CertificateDer::from(sig.signer_cert.as_slice());
-        let ee = webpki::EndEntityCert::try_from(&cert).map_err(|e| SignError::Certificate(e.to_string()))?;
+        let ee = webpki::EndEntityCert::try_from(&cert)
+            .map_err(|e| SignError::Certificate(e.to_string()))?;
         let usage = webpki::KeyUsage::required(crate::identity::DOCUMENT_SIGNING_EKU_DER);
         let time = UnixTime::since_unix_epoch(std::time::Duration::from_secs(at_unix_secs));
-        ee.verify_for_usage(webpki::ALL_VERIFICATION_ALGS, &[self.anchor.clone()], &[], time, usage, None, None)
-            .map_err(|e| SignError::Certificate(e.to_string()))?;
+        ee.verify_for_usage(
+            webpki::ALL_VERIFICATION_ALGS,
+            std::slice::from_ref(&self.anchor),
+            &[],
+            time,
+            usage,
+            None,
+            None,
+        )
+        .map_err(|e| SignError::Certificate(e.to_string()))?;
         let msg = [context.prefix(), bytes].concat();
-        ee.verify_signature(webpki::ring::ED25519, &msg, &sig.value).map_err(|_| SignError::BadSignature)?;
+        ee.verify_signature(webpki::ring::ED25519, &msg, &sig.value)
+            .map_err(|_| SignError::BadSignature)?;
         Principal::from_cert_der(&sig.signer_cert).ok_or(SignError::NoPrincipal)
     }
 }

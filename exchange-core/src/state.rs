@@ -4,7 +4,7 @@
 //! `Queued → Accepted → Delivered → Confirmed | Rejected`. Evidence can arrive out of order (the
 //! recipient's delivery receipt may overtake the hub's acceptance on another connection), so an
 //! older step arriving late is absorbed — its time is recorded but the state never moves back.
-//! Confirmed and rejected exclude each other.
+//! The three endings (confirmed, rejected, not delivered) exclude each other.
 //!
 //! At the recipient, an inbox entry moves `New → Confirmed | Rejected`, once; repeating the same
 //! action is harmless, the opposite one is refused.
@@ -56,6 +56,8 @@ pub enum DeliveryState {
     Confirmed,
     /// 退回 by a clerk.
     Rejected,
+    /// The recipient node refused it (its signature or content did not verify).
+    NotDelivered,
 }
 
 impl DeliveryState {
@@ -64,7 +66,7 @@ impl DeliveryState {
             DeliveryState::Queued => 0,
             DeliveryState::Accepted => 1,
             DeliveryState::Delivered => 2,
-            DeliveryState::Confirmed | DeliveryState::Rejected => 3,
+            DeliveryState::Confirmed | DeliveryState::Rejected | DeliveryState::NotDelivered => 3,
         }
     }
 
@@ -76,6 +78,7 @@ impl DeliveryState {
             DeliveryState::Delivered => "delivered",
             DeliveryState::Confirmed => "confirmed",
             DeliveryState::Rejected => "rejected",
+            DeliveryState::NotDelivered => "not-delivered",
         }
     }
 
@@ -86,6 +89,7 @@ impl DeliveryState {
             EvidenceKind::Delivered => DeliveryState::Delivered,
             EvidenceKind::Confirmed => DeliveryState::Confirmed,
             EvidenceKind::Rejected => DeliveryState::Rejected,
+            EvidenceKind::NotDelivered => DeliveryState::NotDelivered,
         }
     }
 
@@ -93,9 +97,16 @@ impl DeliveryState {
     pub fn apply(self, kind: EvidenceKind) -> Result<Transition<Self>, StateError> {
         let target = Self::proven_by(kind);
         if self.rank() == 3 && target.rank() == 3 && self != target {
-            return Err(StateError { from: self.name(), to: target.name() });
+            return Err(StateError {
+                from: self.name(),
+                to: target.name(),
+            });
         }
-        if target.rank() <= self.rank() { Ok(Transition::Unchanged(self)) } else { Ok(Transition::Changed(target)) }
+        if target.rank() <= self.rank() {
+            Ok(Transition::Unchanged(self))
+        } else {
+            Ok(Transition::Changed(target))
+        }
     }
 
     /// Stable code for storage.
@@ -106,12 +117,22 @@ impl DeliveryState {
             DeliveryState::Delivered => 3,
             DeliveryState::Confirmed => 4,
             DeliveryState::Rejected => 5,
+            DeliveryState::NotDelivered => 6,
         }
     }
 
     /// From a stored code.
     pub fn from_code(c: u8) -> Option<Self> {
-        [Self::Queued, Self::Accepted, Self::Delivered, Self::Confirmed, Self::Rejected].into_iter().find(|s| s.code() == c)
+        [
+            Self::Queued,
+            Self::Accepted,
+            Self::Delivered,
+            Self::Confirmed,
+            Self::Rejected,
+            Self::NotDelivered,
+        ]
+        .into_iter()
+        .find(|s| s.code() == c)
     }
 }
 
@@ -129,6 +150,7 @@ impl From<DeliveryState> for pb::RecipientState {
             DeliveryState::Delivered => pb::RecipientState::Delivered,
             DeliveryState::Confirmed => pb::RecipientState::Confirmed,
             DeliveryState::Rejected => pb::RecipientState::Rejected,
+            DeliveryState::NotDelivered => pb::RecipientState::NotDelivered,
         }
     }
 }
@@ -172,7 +194,10 @@ impl InboxState {
         match self {
             InboxState::New => Ok(Transition::Changed(target)),
             s if s == target => Ok(Transition::Unchanged(s)),
-            s => Err(StateError { from: s.name(), to: target.name() }),
+            s => Err(StateError {
+                from: s.name(),
+                to: target.name(),
+            }),
         }
     }
 
@@ -187,7 +212,9 @@ impl InboxState {
 
     /// From a stored code.
     pub fn from_code(c: u8) -> Option<Self> {
-        [Self::New, Self::Confirmed, Self::Rejected].into_iter().find(|s| s.code() == c)
+        [Self::New, Self::Confirmed, Self::Rejected]
+            .into_iter()
+            .find(|s| s.code() == c)
     }
 }
 
@@ -207,19 +234,40 @@ mod tests {
 
     #[test]
     fn delivery_moves_forward_and_absorbs_late_evidence() {
-        assert_eq!(Queued.apply(EvidenceKind::Accepted), Ok(Transition::Changed(Accepted)));
-        assert_eq!(Queued.apply(EvidenceKind::Delivered), Ok(Transition::Changed(Delivered)));
-        assert_eq!(Delivered.apply(EvidenceKind::Accepted), Ok(Transition::Unchanged(Delivered)));
-        assert_eq!(Confirmed.apply(EvidenceKind::Delivered), Ok(Transition::Unchanged(Confirmed)));
-        assert_eq!(Confirmed.apply(EvidenceKind::Confirmed), Ok(Transition::Unchanged(Confirmed)));
+        assert_eq!(
+            Queued.apply(EvidenceKind::Accepted),
+            Ok(Transition::Changed(Accepted))
+        );
+        assert_eq!(
+            Queued.apply(EvidenceKind::Delivered),
+            Ok(Transition::Changed(Delivered))
+        );
+        assert_eq!(
+            Delivered.apply(EvidenceKind::Accepted),
+            Ok(Transition::Unchanged(Delivered))
+        );
+        assert_eq!(
+            Confirmed.apply(EvidenceKind::Delivered),
+            Ok(Transition::Unchanged(Confirmed))
+        );
+        assert_eq!(
+            Confirmed.apply(EvidenceKind::Confirmed),
+            Ok(Transition::Unchanged(Confirmed))
+        );
         assert!(Confirmed.apply(EvidenceKind::Rejected).is_err());
         assert!(Rejected.apply(EvidenceKind::Confirmed).is_err());
     }
 
     #[test]
     fn inbox_is_handled_once() {
-        assert_eq!(InboxState::New.apply(ClerkAction::Confirm), Ok(Transition::Changed(InboxState::Confirmed)));
-        assert_eq!(InboxState::Confirmed.apply(ClerkAction::Confirm), Ok(Transition::Unchanged(InboxState::Confirmed)));
+        assert_eq!(
+            InboxState::New.apply(ClerkAction::Confirm),
+            Ok(Transition::Changed(InboxState::Confirmed))
+        );
+        assert_eq!(
+            InboxState::Confirmed.apply(ClerkAction::Confirm),
+            Ok(Transition::Unchanged(InboxState::Confirmed))
+        );
         assert!(InboxState::Confirmed.apply(ClerkAction::Reject).is_err());
         for s in [InboxState::New, InboxState::Confirmed, InboxState::Rejected] {
             assert_eq!(InboxState::from_code(s.code()), Some(s));

@@ -5,8 +5,9 @@
 //! `Durability::Immediate` (an fsync). Writes that arrive together share one transaction (group
 //! commit): one fsync for many acknowledgements, never none.
 //!
-//! A write job must do its checks before it writes: a job that returns `Err` must leave the
-//! transaction unchanged, because it shares the transaction with other jobs that will commit.
+//! A write job that fails commits nothing: when a job in a batch returns `Err`, the whole
+//! transaction is aborted and the batch is run again without it (jobs are `Fn`, so they can be
+//! re-run). A refusal half-way through a job therefore never leaves half its writes behind.
 //!
 //! redb is synchronous, so all of it runs off the async runtime: writes on one dedicated writer
 //! thread, reads on the blocking pool.
@@ -19,7 +20,8 @@ use std::{
 };
 
 use redb::{
-    Database, ReadTransaction, ReadableDatabase, ReadableTable, ReadableTableMetadata, TableDefinition, WriteTransaction,
+    Database, ReadTransaction, ReadableDatabase, ReadableTable, ReadableTableMetadata,
+    TableDefinition, WriteTransaction,
 };
 use tokio::sync::oneshot;
 
@@ -81,7 +83,10 @@ impl StoreError {
 
     /// A decode failure of the record at `key`.
     pub fn decode(key: impl std::fmt::Display, e: impl std::fmt::Display) -> Self {
-        StoreError::Decode { key: key.to_string(), reason: e.to_string() }
+        StoreError::Decode {
+            key: key.to_string(),
+            reason: e.to_string(),
+        }
     }
 }
 
@@ -101,27 +106,40 @@ from_redb!(
 );
 
 trait WriteJob: Send {
-    fn run(self: Box<Self>, txn: &WriteTransaction) -> Box<dyn FnOnce(Result<(), StoreError>) + Send>;
+    /// Runs the job in `txn`, keeping its result; true if it succeeded.
+    fn run(&mut self, txn: &WriteTransaction) -> bool;
+    /// Replies with the kept result, or with the commit's failure.
+    fn complete(self: Box<Self>, commit: Result<(), &dyn Fn() -> StoreError>);
+    /// Replies with `e` without having run (or after its results were discarded).
     fn fail(self: Box<Self>, e: StoreError);
 }
 
 struct Job<F, R, E> {
     f: F,
+    result: Option<Result<R, E>>,
     reply: oneshot::Sender<Result<R, E>>,
 }
 
 impl<F, R, E> WriteJob for Job<F, R, E>
 where
-    F: FnOnce(&WriteTransaction) -> Result<R, E> + Send,
+    F: Fn(&WriteTransaction) -> Result<R, E> + Send,
     R: Send + 'static,
     E: From<StoreError> + Send + 'static,
 {
-    fn run(self: Box<Self>, txn: &WriteTransaction) -> Box<dyn FnOnce(Result<(), StoreError>) + Send> {
-        let result = (self.f)(txn);
-        let reply = self.reply;
-        Box::new(move |commit| {
-            let _ = reply.send(commit.map_err(E::from).and(result));
-        })
+    fn run(&mut self, txn: &WriteTransaction) -> bool {
+        let r = (self.f)(txn);
+        let ok = r.is_ok();
+        self.result = Some(r);
+        ok
+    }
+    fn complete(self: Box<Self>, commit: Result<(), &dyn Fn() -> StoreError>) {
+        let reply = match (self.result, commit) {
+            (Some(Err(e)), _) => Err(e),
+            (Some(Ok(_)), Err(failure)) => Err(E::from(failure())),
+            (Some(Ok(r)), Ok(())) => Ok(r),
+            (None, _) => Err(E::from(StoreError::Closed)),
+        };
+        let _ = self.reply.send(reply);
     }
     fn fail(self: Box<Self>, e: StoreError) {
         let _ = self.reply.send(Err(E::from(e)));
@@ -131,9 +149,62 @@ where
 /// A redb database with a group-committing writer thread.
 #[derive(Clone)]
 pub struct Store {
-    db: Arc<Database>,
+    db: Arc<Handle>,
     writer: Arc<Writer>,
     path: PathBuf,
+}
+
+/// The open database, replaced by the writer thread when redb needs a reopen: after a failed
+/// commit (a full disk, an I/O error) redb refuses further use of the handle, so the writer
+/// closes it and opens the file again, which recovers once the cause is gone.
+#[derive(Debug)]
+struct Handle {
+    current: std::sync::RwLock<Option<Arc<Database>>>,
+}
+
+impl Handle {
+    fn get(&self) -> Option<Arc<Database>> {
+        self.current
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
+    }
+
+    fn set(&self, db: Option<Arc<Database>>) -> Option<Arc<Database>> {
+        std::mem::replace(
+            &mut *self
+                .current
+                .write()
+                .unwrap_or_else(std::sync::PoisonError::into_inner),
+            db,
+        )
+    }
+
+    /// Closes the database (waiting for readers to let go) and opens it again.
+    fn reopen(&self, path: &Path) -> Result<(), StoreError> {
+        let mut old = self.set(None);
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        while let Some(db) = old {
+            match Arc::try_unwrap(db) {
+                Ok(db) => {
+                    drop(db);
+                    old = None;
+                }
+                Err(db) if std::time::Instant::now() < deadline => {
+                    old = Some(db);
+                    std::thread::sleep(std::time::Duration::from_millis(5));
+                }
+                Err(db) => {
+                    self.set(Some(db));
+                    return Err(StoreError::Closed);
+                }
+            }
+        }
+        let db = Database::create(path)?;
+        self.set(Some(Arc::new(db)));
+        tracing::info!(path = %path.display(), "store reopened");
+        Ok(())
+    }
 }
 
 /// The writer thread's end of the job channel. When the last `Store` clone goes, the channel
@@ -154,23 +225,36 @@ impl Drop for Writer {
 
 impl std::fmt::Debug for Store {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Store").field("path", &self.path).finish_non_exhaustive()
+        f.debug_struct("Store")
+            .field("path", &self.path)
+            .finish_non_exhaustive()
     }
 }
 
 impl Store {
     /// Opens (or creates) the store at `path`, checking that it is a `kind` store of `version`.
     pub fn open(path: &Path, kind: &'static str, version: u64) -> Result<Self, StoreError> {
-        let db = Arc::new(Database::create(path)?);
+        let db = Database::create(path)?;
         check_or_stamp(&db, path, kind, version)?;
+        let db = Arc::new(Handle {
+            current: std::sync::RwLock::new(Some(Arc::new(db))),
+        });
         let (jobs, rx) = mpsc::channel::<Box<dyn WriteJob>>();
         let writer_db = Arc::clone(&db);
+        let writer_path = path.to_owned();
         let thread = std::thread::Builder::new()
             .name(format!("{kind}-store-writer"))
-            .spawn(move || writer(&writer_db, &rx))
+            .spawn(move || writer(&writer_db, &writer_path, &rx))
             .map_err(|e| StoreError::Redb(redb::Error::Io(e)))?;
-        let writer = Arc::new(Writer { jobs: Some(jobs), thread: Some(thread) });
-        Ok(Store { db, writer, path: path.to_owned() })
+        let writer = Arc::new(Writer {
+            jobs: Some(jobs),
+            thread: Some(thread),
+        });
+        Ok(Store {
+            db,
+            writer,
+            path: path.to_owned(),
+        })
     }
 
     /// The store file.
@@ -179,16 +263,26 @@ impl Store {
     }
 
     /// Runs `f` in a write transaction and returns its result once that transaction is durable.
-    /// `f` must not write anything if it returns `Err` (see the module docs).
+    /// If `f` fails, nothing it wrote is committed (see the module docs); `f` may run more than
+    /// once, in successive attempts of a batch, and only its last run counts.
     pub async fn write<F, R, E>(&self, f: F) -> Result<R, E>
     where
-        F: FnOnce(&WriteTransaction) -> Result<R, E> + Send + 'static,
+        F: Fn(&WriteTransaction) -> Result<R, E> + Send + 'static,
         R: Send + 'static,
         E: From<StoreError> + Send + 'static,
     {
         let (reply, rx) = oneshot::channel();
-        let jobs = self.writer.jobs.as_ref().ok_or_else(|| E::from(StoreError::Closed))?;
-        jobs.send(Box::new(Job { f, reply })).map_err(|_| E::from(StoreError::Closed))?;
+        let jobs = self
+            .writer
+            .jobs
+            .as_ref()
+            .ok_or_else(|| E::from(StoreError::Closed))?;
+        jobs.send(Box::new(Job {
+            f,
+            result: None,
+            reply,
+        }))
+        .map_err(|_| E::from(StoreError::Closed))?;
         rx.await.map_err(|_| E::from(StoreError::Closed))?
     }
 
@@ -199,7 +293,7 @@ impl Store {
         R: Send + 'static,
         E: From<StoreError> + Send + 'static,
     {
-        let db = Arc::clone(&self.db);
+        let db = self.db.get().ok_or_else(|| E::from(StoreError::Closed))?;
         tokio::task::spawn_blocking(move || {
             let txn = db.begin_read().map_err(StoreError::from)?;
             f(&txn)
@@ -209,12 +303,22 @@ impl Store {
     }
 }
 
-fn check_or_stamp(db: &Database, path: &Path, kind: &'static str, version: u64) -> Result<(), StoreError> {
+fn check_or_stamp(
+    db: &Database,
+    path: &Path,
+    kind: &'static str,
+    version: u64,
+) -> Result<(), StoreError> {
     let txn = db.begin_write()?;
     {
         let mut meta = txn.open_table(META)?;
         let kind_key = format!("kind:{kind}");
-        let foreign = |found: String| StoreError::Foreign { path: path.to_owned(), expected: kind, version, found };
+        let foreign = |found: String| StoreError::Foreign {
+            path: path.to_owned(),
+            expected: kind,
+            version,
+            found,
+        };
         let stamped = meta.get(kind_key.as_str())?.map(|v| v.value());
         let schema = meta.get("schema")?.map(|v| v.value());
         match (stamped, schema) {
@@ -239,10 +343,14 @@ fn is_full(e: &redb::Error) -> bool {
 fn commit_failure(e: impl Into<redb::Error>) -> impl Fn() -> StoreError {
     let e: redb::Error = e.into();
     let (message, disk_full) = (e.to_string(), is_full(&e));
-    move || StoreError::Commit { message: message.clone(), disk_full }
+    move || StoreError::Commit {
+        message: message.clone(),
+        disk_full,
+    }
 }
 
-fn writer(db: &Database, rx: &mpsc::Receiver<Box<dyn WriteJob>>) {
+fn writer(handle: &Handle, path: &Path, rx: &mpsc::Receiver<Box<dyn WriteJob>>) {
+    let mut broken = false;
     while let Ok(first) = rx.recv() {
         let mut batch = vec![first];
         while batch.len() < MAX_BATCH {
@@ -251,25 +359,74 @@ fn writer(db: &Database, rx: &mpsc::Receiver<Box<dyn WriteJob>>) {
                 Err(_) => break,
             }
         }
+        if broken {
+            match handle.reopen(path) {
+                Ok(()) => broken = false,
+                Err(e) => {
+                    tracing::error!(error = %e, "store cannot be reopened yet");
+                    let (message, disk_full) = (e.to_string(), e.is_disk_full());
+                    batch.into_iter().for_each(|job| {
+                        job.fail(StoreError::Commit {
+                            message: message.clone(),
+                            disk_full,
+                        })
+                    });
+                    continue;
+                }
+            }
+        }
+        let Some(db) = handle.get() else {
+            batch
+                .into_iter()
+                .for_each(|job| job.fail(StoreError::Closed));
+            continue;
+        };
+        broken = run_batch(&db, batch);
+    }
+}
+
+/// Runs a batch to a single commit, dropping jobs that fail; returns whether redb must be
+/// reopened (a transaction could not begin or commit).
+fn run_batch(db: &Database, mut pending: Vec<Box<dyn WriteJob>>) -> bool {
+    let mut failed = Vec::new();
+    let broken = loop {
         let txn = match db.begin_write() {
             Ok(t) => t,
             Err(e) => {
                 tracing::error!(error = %e, "store transaction could not begin");
                 let failure = commit_failure(e);
-                batch.into_iter().for_each(|job| job.fail(failure()));
-                continue;
+                pending.into_iter().for_each(|job| job.fail(failure()));
+                break true;
             }
         };
-        let completions: Vec<_> = batch.into_iter().map(|job| job.run(&txn)).collect();
+        let (ok, bad): (Vec<_>, Vec<_>) = pending
+            .into_iter()
+            .map(|mut j| (j.run(&txn), j))
+            .partition(|(ok, _)| *ok);
+        pending = ok.into_iter().map(|(_, j)| j).collect();
+        if !bad.is_empty() {
+            failed.extend(bad.into_iter().map(|(_, j)| j));
+            let _ = txn.abort(); // a failed job may have written half: run the rest again
+            if pending.is_empty() {
+                break false;
+            }
+            continue;
+        }
         match txn.commit() {
-            Ok(()) => completions.into_iter().for_each(|c| c(Ok(()))),
+            Ok(()) => {
+                pending.into_iter().for_each(|j| j.complete(Ok(())));
+                break false;
+            }
             Err(e) => {
-                tracing::error!(error = %e, "store commit failed");
+                tracing::error!(error = %e, "store commit failed; nothing in this batch was acknowledged");
                 let failure = commit_failure(e);
-                completions.into_iter().for_each(|c| c(Err(failure())));
+                pending.into_iter().for_each(|j| j.complete(Err(&failure)));
+                break true;
             }
         }
-    }
+    };
+    failed.into_iter().for_each(|j| j.complete(Ok(())));
+    broken
 }
 
 /// Takes the next value of the counter `name` in META (starting at 1), inside `txn`.
@@ -286,6 +443,44 @@ pub fn encode<M: prost::Message>(m: &M) -> Vec<u8> {
 }
 
 /// Decodes a stored prost message; `key` names the record in the error.
-pub fn decode<M: prost::Message + Default>(key: impl std::fmt::Display, bytes: &[u8]) -> Result<M, StoreError> {
+pub fn decode<M: prost::Message + Default>(
+    key: impl std::fmt::Display,
+    bytes: &[u8],
+) -> Result<M, StoreError> {
     M::decode(bytes).map_err(|e| StoreError::decode(key, e))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const T: TableDefinition<'_, &str, u64> = TableDefinition::new("t");
+
+    #[tokio::test]
+    async fn a_failing_job_commits_nothing_and_its_batch_mates_commit() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("s.redb"), "test", 1).unwrap();
+        let half = store.write(|txn| -> Result<(), StoreError> {
+            txn.open_table(T)?.insert("half-written", 1)?;
+            Err(StoreError::decode("job", "refused after writing"))
+        });
+        let whole = store.write(|txn| -> Result<(), StoreError> {
+            txn.open_table(T)?.insert("whole", 2)?;
+            Ok(())
+        });
+        let (half, whole) = tokio::join!(half, whole);
+        assert!(half.is_err());
+        whole.unwrap();
+        let (a, b) = store
+            .read(|txn| -> Result<_, StoreError> {
+                let t = txn.open_table(T)?;
+                Ok((
+                    t.get("half-written")?.map(|v| v.value()),
+                    t.get("whole")?.map(|v| v.value()),
+                ))
+            })
+            .await
+            .unwrap();
+        assert_eq!((a, b), (None, Some(2)));
+    }
 }

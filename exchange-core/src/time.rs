@@ -2,7 +2,9 @@
 
 /// Milliseconds since the Unix epoch, now.
 pub fn now_ms() -> i64 {
-    let d = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
+    let d = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default();
     i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
 }
 
@@ -11,7 +13,9 @@ pub fn format_ms(ms: i64) -> String {
     if ms == 0 {
         return String::new();
     }
-    let fmt = time::macros::format_description!("[year]-[month]-[day]T[hour]:[minute]:[second].[subsecond digits:3]Z");
+    let fmt = time::macros::format_description!(
+        "[year]-[month]-[day]T[hour]:[minute]:[second].[subsecond digits:3]Z"
+    );
     time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000)
         .ok()
         .and_then(|t| t.format(&fmt).ok())
@@ -22,7 +26,10 @@ pub fn format_ms(ms: i64) -> String {
 mod tests {
     #[test]
     fn formats_utc_millis() {
-        assert_eq!(super::format_ms(1_764_167_230_123), "2025-11-26T14:27:10.123Z");
+        assert_eq!(
+            super::format_ms(1_764_167_230_123),
+            "2025-11-26T14:27:10.123Z"
+        );
         assert_eq!(super::format_ms(0), "");
     }
 }

@@ -61,14 +61,23 @@ pub fn install_ring_provider() {
 }
 
 fn read(path: &Path) -> Result<Vec<u8>, TlsError> {
-    std::fs::read(path).map_err(|source| TlsError::Read { path: path.to_owned(), source })
+    std::fs::read(path).map_err(|source| TlsError::Read {
+        path: path.to_owned(),
+        source,
+    })
 }
 
 fn check_key_permissions(path: &Path) -> Result<(), TlsError> {
-    let meta = std::fs::metadata(path).map_err(|source| TlsError::Read { path: path.to_owned(), source })?;
+    let meta = std::fs::metadata(path).map_err(|source| TlsError::Read {
+        path: path.to_owned(),
+        source,
+    })?;
     let mode = meta.permissions().mode() & 0o777;
     if mode & 0o077 != 0 {
-        return Err(TlsError::KeyPermissions { path: path.to_owned(), mode });
+        return Err(TlsError::KeyPermissions {
+            path: path.to_owned(),
+            mode,
+        });
     }
     Ok(())
 }
@@ -84,7 +93,10 @@ pub fn read_pem_file(path: &Path, label: &'static str) -> Result<Vec<u8>, TlsErr
         }
         _ => CertificateDer::from_pem_slice(&pem).map(|c| c.to_vec()),
     };
-    der.map_err(|_| TlsError::Pem { path: path.to_owned(), label })
+    der.map_err(|_| TlsError::Pem {
+        path: path.to_owned(),
+        label,
+    })
 }
 
 fn identity(paths: &TlsPaths) -> Result<Identity, TlsError> {
@@ -113,7 +125,10 @@ pub fn server_config(paths: &TlsPaths) -> Result<ServerTlsConfig, TlsError> {
 
 /// Client side: present `cert`, trust only `ca`, and expect `server_name` in the server's SANs.
 pub fn client_config(paths: &TlsPaths, server_name: &str) -> Result<ClientTlsConfig, TlsError> {
-    Ok(ClientTlsConfig::new().ca_certificate(ca(paths)?).identity(identity(paths)?).domain_name(server_name))
+    Ok(ClientTlsConfig::new()
+        .ca_certificate(ca(paths)?)
+        .identity(identity(paths)?)
+        .domain_name(server_name))
 }
 
 /// A lazily connecting endpoint to `addr` over mutual TLS, with keep-alives so a dead hub is
@@ -132,8 +147,12 @@ pub fn endpoint(addr: std::net::SocketAddr, tls: ClientTlsConfig) -> Result<Endp
 
 /// The principal named by the verified client certificate of this request.
 pub fn peer_principal<T>(req: &Request<T>) -> Result<Principal, Status> {
-    let certs = req.peer_certs().ok_or_else(|| Status::unauthenticated("no client certificate"))?;
-    let leaf = certs.first().ok_or_else(|| Status::unauthenticated("no client certificate"))?;
+    let certs = req
+        .peer_certs()
+        .ok_or_else(|| Status::unauthenticated("no client certificate"))?;
+    let leaf = certs
+        .first()
+        .ok_or_else(|| Status::unauthenticated("no client certificate"))?;
     Principal::from_cert_der(leaf)
         .ok_or_else(|| Status::unauthenticated("client certificate names no exchange principal"))
 }
@@ -142,6 +161,8 @@ pub fn peer_principal<T>(req: &Request<T>) -> Result<Principal, Status> {
 pub fn peer_dept<T>(req: &Request<T>) -> Result<DeptId, Status> {
     match peer_principal(req)? {
         Principal::Dept(d) => Ok(d),
-        other => Err(Status::permission_denied(format!("{other} is not a department node"))),
+        other => Err(Status::permission_denied(format!(
+            "{other} is not a department node"
+        ))),
     }
 }

@@ -1,1 +1,115 @@
-//! placeholder
+//! The central hub of the document exchange.
+//!
+//! Nodes connect over mutual TLS. The hub verifies and stores each submitted document once,
+//! queues one delivery per recipient durably, pushes deliveries to each recipient node on its
+//! long-lived `Subscribe` stream until that node acknowledges (with its signed delivery receipt),
+//! and routes every piece of evidence back to the sender the same way.
+//!
+//! [`run`] is what `exchange-hub serve` and the tests both drive.
+
+pub mod cli;
+mod delivery;
+mod directory;
+mod service;
+mod store;
+
+use std::{future::Future, sync::Arc, time::Duration};
+
+use anyhow::Context as _;
+use exchange_core::{
+    blob::BlobStore,
+    config::HubConfig,
+    signing::{SigningKey, Verifier},
+    store::Store,
+    tls,
+};
+use exchange_proto::v1::hub_server::HubServer;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+pub use directory::Directory;
+
+/// Largest gRPC message the hub accepts: content moves in chunks, so this only has to fit a
+/// header with its manifest and a chunk.
+pub const MAX_MESSAGE_BYTES: usize = 8 * 1024 * 1024;
+
+/// Everything a request handler needs, shared.
+#[derive(Debug)]
+pub(crate) struct Hub {
+    pub(crate) cfg: HubConfig,
+    pub(crate) directory: Directory,
+    pub(crate) store: Store,
+    pub(crate) blobs: BlobStore,
+    pub(crate) signer: SigningKey,
+    pub(crate) verifier: Verifier,
+    pub(crate) sessions: delivery::Sessions,
+    pub(crate) shutdown: CancellationToken,
+}
+
+/// Opens the hub's stores and keys; fails with a message naming the file at fault.
+fn open(cfg: HubConfig, shutdown: CancellationToken) -> anyhow::Result<Hub> {
+    let data = &cfg.hub.data_dir;
+    std::fs::create_dir_all(data)
+        .with_context(|| format!("creating data directory {}", data.display()))?;
+    let store = Store::open(&data.join("hub.redb"), "hub", store::SCHEMA)
+        .with_context(|| format!("opening the hub store in {}", data.display()))?;
+    let blobs = BlobStore::open(&data.join("blobs"))
+        .with_context(|| format!("opening blobs in {}", data.display()))?;
+    let signer = SigningKey::load(&cfg.signing).context("loading the hub's signing key")?;
+    if *signer.principal() != exchange_core::identity::Principal::Hub {
+        anyhow::bail!(
+            "signing certificate {} names {}, not the hub",
+            cfg.signing.cert.display(),
+            signer.principal()
+        );
+    }
+    let verifier = Verifier::new(&tls::ca_der(&cfg.tls)?).context("loading the CA certificate")?;
+    let directory = Directory::from_config(&cfg.departments)?;
+    Ok(Hub {
+        cfg,
+        directory,
+        store,
+        blobs,
+        signer,
+        verifier,
+        sessions: delivery::Sessions::default(),
+        shutdown,
+    })
+}
+
+/// Serves the hub on `listener` until `shutdown` resolves, then drains: open delivery streams
+/// are ended (unacknowledged items stay queued), and in-flight requests get a grace period.
+pub async fn run(
+    cfg: HubConfig,
+    listener: TcpListener,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
+    let tls = tls::server_config(&cfg.tls).context("loading the hub's TLS identity")?;
+    let token = CancellationToken::new();
+    let hub = Arc::new(open(cfg, token.clone())?);
+    let addr = listener.local_addr()?;
+    let data = &hub.cfg.hub.data_dir;
+    exchange_core::config::write_addr_file(data, "hub.addr", addr)
+        .with_context(|| format!("writing {}/hub.addr", data.display()))?;
+    tracing::info!(%addr, departments = hub.directory.len(), "hub listening");
+
+    let svc = HubServer::new(service::HubService::new(Arc::clone(&hub)))
+        .max_decoding_message_size(MAX_MESSAGE_BYTES)
+        .max_encoding_message_size(MAX_MESSAGE_BYTES);
+    let incoming = tokio_stream::wrappers::TcpListenerStream::new(listener);
+    let stop = token.clone();
+    let signal = async move {
+        shutdown.await;
+        tracing::info!("shutting down: ending delivery streams");
+        stop.cancel();
+    };
+    let server = tonic::transport::Server::builder()
+        .tls_config(tls)?
+        .http2_keepalive_interval(Some(Duration::from_secs(10)))
+        .http2_keepalive_timeout(Some(Duration::from_secs(10)))
+        .add_service(svc)
+        .serve_with_incoming_shutdown(incoming, signal);
+    server.await.context("serving gRPC")?;
+    tracing::info!("hub stopped");
+    Ok(())
+}

@@ -1,1 +1,141 @@
-//! placeholder
+//! A department's node in the document exchange.
+//!
+//! - [`api`]: the local gRPC API for the department's OA system and the clerk's CLI;
+//! - `uplink`: the connection to the hub — the outbox sender and the delivery stream;
+//! - `store`: the durable outbox, inbox, sent documents and event log;
+//! - [`cli`]: the clerk's commands, which talk to a running node through its API.
+//!
+//! [`serve`] is what `exchange-node serve` and the tests both drive.
+
+pub mod api;
+pub mod cli;
+mod store;
+mod submit;
+mod uplink;
+
+use std::{future::Future, sync::Arc};
+
+use anyhow::Context as _;
+use exchange_core::{
+    blob::BlobStore,
+    config::NodeConfig,
+    identity::Principal,
+    signing::{SigningKey, Verifier},
+    store::Store,
+    tls,
+};
+use exchange_proto::v1 as pb;
+use tokio::{net::TcpListener, sync::Notify};
+use tokio_util::sync::CancellationToken;
+
+/// Everything the API handlers and uplink tasks share.
+#[derive(Debug)]
+pub(crate) struct Node {
+    pub(crate) cfg: NodeConfig,
+    pub(crate) store: Store,
+    pub(crate) blobs: BlobStore,
+    pub(crate) signer: SigningKey,
+    pub(crate) verifier: Verifier,
+    /// Something was put in the outbox.
+    pub(crate) outbox_wake: Notify,
+    /// The hub connection came (back) up: retry now rather than after the backoff.
+    pub(crate) hub_up: Notify,
+    /// The latest event seq, for `WatchEvents`.
+    pub(crate) events: tokio::sync::watch::Sender<u64>,
+    /// The hub's directory, as last fetched (None until the hub was reached once).
+    pub(crate) directory: std::sync::RwLock<Option<Vec<pb::Department>>>,
+}
+
+impl Node {
+    fn open(cfg: NodeConfig) -> anyhow::Result<Self> {
+        let data = &cfg.node.data_dir;
+        std::fs::create_dir_all(data)
+            .with_context(|| format!("creating data directory {}", data.display()))?;
+        let store = Store::open(&data.join("node.redb"), "node", store::SCHEMA)
+            .with_context(|| format!("opening the node store in {}", data.display()))?;
+        let blobs = BlobStore::open(&data.join("blobs"))
+            .with_context(|| format!("opening blobs in {}", data.display()))?;
+        let signer =
+            SigningKey::load(&cfg.signing).context("loading the department's signing key")?;
+        if *signer.principal() != Principal::Dept(cfg.node.id.clone()) {
+            anyhow::bail!(
+                "signing certificate {} names {}, but this node is department {}",
+                cfg.signing.cert.display(),
+                signer.principal(),
+                cfg.node.id
+            );
+        }
+        let verifier =
+            Verifier::new(&tls::ca_der(&cfg.tls)?).context("loading the CA certificate")?;
+        let (events, _) = tokio::sync::watch::channel(0);
+        Ok(Node {
+            cfg,
+            store,
+            blobs,
+            signer,
+            verifier,
+            outbox_wake: Notify::new(),
+            hub_up: Notify::new(),
+            events,
+            directory: Default::default(),
+        })
+    }
+
+    /// Tells `WatchEvents` followers that event `seq` was committed.
+    pub(crate) fn event_committed(&self, seq: Option<u64>) {
+        if let Some(seq) = seq {
+            self.events.send_if_modified(|cur| {
+                let newer = seq > *cur;
+                if newer {
+                    *cur = seq;
+                }
+                newer
+            });
+        }
+    }
+}
+
+/// Serves the local API on `api_listener` and keeps the hub connection until `shutdown`
+/// resolves; then stops taking requests, ends the uplink tasks (unsent items stay queued) and
+/// returns.
+pub async fn serve(
+    cfg: NodeConfig,
+    api_listener: TcpListener,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
+    let hub_tls = tls::client_config(&cfg.tls, &cfg.hub.server_name)
+        .context("loading the node's TLS identity")?;
+    let endpoint = tls::endpoint(cfg.hub.addr, hub_tls)?;
+    let node = Arc::new(Node::open(cfg)?);
+    let addr = api_listener.local_addr()?;
+    let data = &node.cfg.node.data_dir;
+    exchange_core::config::write_addr_file(data, "api.addr", addr)
+        .with_context(|| format!("writing {}/api.addr", data.display()))?;
+    tracing::info!(%addr, dept = %node.cfg.node.id, hub = %node.cfg.hub.addr, "node API listening");
+
+    let token = CancellationToken::new();
+    let mut tasks = tokio::task::JoinSet::new();
+    uplink::start(&mut tasks, Arc::clone(&node), endpoint, token.clone());
+
+    let stop = token.clone();
+    let signal = async move {
+        shutdown.await;
+        tracing::info!("shutting down");
+        stop.cancel();
+    };
+    let incoming = tokio_stream::wrappers::TcpListenerStream::new(api_listener);
+    tonic::transport::Server::builder()
+        .add_service(api::service(Arc::clone(&node)))
+        .serve_with_incoming_shutdown(incoming, signal)
+        .await
+        .context("serving the node API")?;
+    token.cancel();
+    let grace = tokio::time::timeout(std::time::Duration::from_secs(10), async {
+        while tasks.join_next().await.is_some() {}
+    });
+    if grace.await.is_err() {
+        tracing::warn!("uplink tasks did not stop within 10 s; their work stays queued");
+    }
+    tracing::info!("node stopped");
+    Ok(())
+}

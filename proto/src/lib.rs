@@ -10,5 +10,16 @@ pub mod v1 {
     tonic::include_proto!("exchange.v1");
 }
 
+/// On-disk records (package `exchange.store.v1`): not on the wire, but versioned the same way.
+pub mod store {
+    /// Version 1 of the store records.
+    pub mod v1 {
+        #![allow(missing_docs, unreachable_pub)] // generated code
+        #![allow(clippy::all)] // generated code is not ours to lint
+        tonic::include_proto!("exchange.store.v1");
+    }
+}
+
 /// Encoded `FileDescriptorSet` of every exchange proto, for server reflection.
-pub const FILE_DESCRIPTOR_SET: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/exchange_descriptor.bin"));
+pub const FILE_DESCRIPTOR_SET: &[u8] =
+    include_bytes!(concat!(env!("OUT_DIR"), "/exchange_descriptor.bin"));

@@ -1,1 +1,381 @@
-//! placeholder
+//! Test harness: a real exchange — the `exchange-hub` and `exchange-node` binaries as child
+//! processes, certificates made at test time with `exchange-certs`' library, real mutual TLS and
+//! real redb stores — in a temporary directory, on ports the kernel picks.
+//!
+//! On a test failure the harness prints the tail of every process's log;
+//! `EXCHANGE_KEEP_TEST_DIR=1` keeps the directory for a look afterwards.
+
+use std::{
+    collections::BTreeMap,
+    future::Future,
+    net::SocketAddr,
+    path::{Path, PathBuf},
+    process::Stdio,
+    sync::OnceLock,
+    time::{Duration, Instant},
+};
+
+use anyhow::{Context, Result, bail};
+use exchange_core::config::{HubConfig, NodeConfig, read_addr_file};
+use exchange_proto::v1 as pb;
+use tokio::process::{Child, Command};
+
+/// How long a test waits for something that should happen "soon" before failing.
+pub const DEADLINE: Duration = Duration::from_secs(60);
+
+/// The path of a workspace binary, built once per test process with `$CARGO build --bins`.
+pub fn bin(name: &str) -> PathBuf {
+    static BUILT: OnceLock<()> = OnceLock::new();
+    BUILT.get_or_init(|| {
+        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned());
+        let mut cmd = std::process::Command::new(cargo);
+        cmd.args(["build", "--bins", "--workspace"]);
+        if !cfg!(debug_assertions) {
+            cmd.arg("--release");
+        }
+        let status = cmd.status().expect("running cargo build --bins");
+        assert!(status.success(), "cargo build --bins failed");
+    });
+    // The test executable is target/<profile>/deps/<name>-<hash>; the binaries are one level up.
+    let exe = std::env::current_exe().expect("current_exe");
+    let dir = exe.parent().and_then(Path::parent).expect("target dir");
+    dir.join(name)
+}
+
+/// Polls `f` until it returns `Ok(Some(t))`, or fails after `deadline` with the last error.
+pub async fn eventually<T, F, Fut>(what: &str, deadline: Duration, mut f: F) -> Result<T>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<Option<T>>>,
+{
+    let start = Instant::now();
+    let mut last = String::from("never ready");
+    let mut pause = Duration::from_millis(20);
+    loop {
+        match f().await {
+            Ok(Some(t)) => return Ok(t),
+            Ok(None) => {}
+            Err(e) => last = format!("{e:#}"),
+        }
+        if start.elapsed() > deadline {
+            bail!("timed out after {deadline:?} waiting for {what}: {last}");
+        }
+        tokio::time::sleep(pause).await;
+        pause = (pause * 2).min(Duration::from_millis(250));
+    }
+}
+
+/// A running exchange: one hub and a node per department.
+pub struct TestExchange {
+    dir: Option<tempfile::TempDir>,
+    root: PathBuf,
+    hub: Option<Child>,
+    hub_config: PathBuf,
+    hub_addr: Option<SocketAddr>,
+    nodes: BTreeMap<String, Child>,
+    node_configs: BTreeMap<String, PathBuf>,
+}
+
+impl TestExchange {
+    /// Lays out an exchange for `depts` (PKI made now), starts the hub and every node, and waits
+    /// until each node is connected to the hub.
+    pub async fn start(depts: &[&str]) -> Result<Self> {
+        let mut ex = Self::setup(depts)?;
+        ex.start_hub().await?;
+        for d in depts {
+            ex.start_node(d).await?;
+        }
+        Ok(ex)
+    }
+
+    /// Lays out the exchange without starting anything.
+    pub fn setup(depts: &[&str]) -> Result<Self> {
+        exchange_core::tls::install_ring_provider();
+        let dir = tempfile::Builder::new()
+            .prefix("exchange-test-")
+            .tempdir()?;
+        let root = dir.path().to_owned();
+        let specs = depts
+            .iter()
+            .map(|d| d.parse())
+            .collect::<Result<Vec<exchange_certs::DeptSpec>, _>>()?;
+        let layout = exchange_certs::demo_setup(&root.join("ex"), &specs, None, false)?;
+        std::fs::create_dir_all(root.join("logs"))?;
+        // Ports come from the kernel (port 0) when the daemons bind, never picked in advance.
+        edit_toml::<HubConfig>(&layout.hub_config, |c| {
+            c.hub.listen = "127.0.0.1:0".parse().expect("addr")
+        })?;
+        let node_configs = layout
+            .nodes
+            .iter()
+            .map(|(id, p)| (id.to_string(), p.clone()))
+            .collect();
+        Ok(TestExchange {
+            dir: Some(dir),
+            root,
+            hub: None,
+            hub_config: layout.hub_config,
+            hub_addr: None,
+            nodes: BTreeMap::new(),
+            node_configs,
+        })
+    }
+
+    /// The test's temporary directory.
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    /// The directory of the generated PKI and configs (`ca/`, `hub/`, one per department).
+    pub fn layout_dir(&self) -> PathBuf {
+        self.root.join("ex")
+    }
+
+    /// A department's node.toml.
+    pub fn node_config(&self, dept: &str) -> &Path {
+        &self.node_configs[dept]
+    }
+
+    /// The hub's address (once started).
+    pub fn hub_addr(&self) -> SocketAddr {
+        self.hub_addr.expect("hub started")
+    }
+
+    fn spawn(&self, name: &str, bin_name: &str, config: &Path) -> Result<Child> {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.root.join("logs").join(format!("{name}.log")))?;
+        let child = Command::new(bin(bin_name))
+            .arg("--config")
+            .arg(config)
+            .arg("serve")
+            .env(
+                "RUST_LOG",
+                std::env::var("RUST_LOG").unwrap_or_else(|_| "info".into()),
+            )
+            .stdin(Stdio::null())
+            .stdout(log.try_clone()?)
+            .stderr(log)
+            .kill_on_drop(true)
+            .spawn()
+            .with_context(|| format!("starting {bin_name}"))?;
+        Ok(child)
+    }
+
+    /// Starts the hub and waits until it listens. After the first start the hub keeps its port,
+    /// so that nodes find it again after a restart.
+    pub async fn start_hub(&mut self) -> Result<()> {
+        let data = self.hub_config.parent().expect("hub dir").join("data");
+        let _ = std::fs::remove_file(data.join("hub.addr"));
+        self.hub = Some(self.spawn("hub", "exchange-hub", &self.hub_config.clone())?);
+        let addr = eventually("the hub to listen", DEADLINE, || {
+            let r = read_addr_file(&data, "hub.addr").ok();
+            async move { Ok(r) }
+        })
+        .await?;
+        if self.hub_addr.is_none() {
+            self.hub_addr = Some(addr);
+            edit_toml::<HubConfig>(&self.hub_config, |c| c.hub.listen = addr)?;
+            for cfg in self.node_configs.values() {
+                edit_toml::<NodeConfig>(cfg, |c| {
+                    c.hub.addr = addr;
+                    c.api.listen = "127.0.0.1:0".parse().expect("addr");
+                })?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Kills the hub with SIGKILL (no chance to flush or say goodbye) and waits for it to die.
+    pub async fn kill_hub(&mut self) -> Result<()> {
+        if let Some(mut c) = self.hub.take() {
+            c.kill().await?;
+        }
+        Ok(())
+    }
+
+    /// Starts a department's node and waits until it has reached the hub.
+    pub async fn start_node(&mut self, dept: &str) -> Result<()> {
+        let cfg = self
+            .node_configs
+            .get(dept)
+            .with_context(|| format!("no department {dept}"))?
+            .clone();
+        let data = cfg.parent().expect("node dir").join("data");
+        let _ = std::fs::remove_file(data.join("api.addr"));
+        let child = self.spawn(dept, "exchange-node", &cfg)?;
+        self.nodes.insert(dept.to_owned(), child);
+        eventually(&format!("node {dept} to reach the hub"), DEADLINE, || {
+            let data = data.clone();
+            async move {
+                let Ok(addr) = read_addr_file(&data, "api.addr") else {
+                    return Ok(None);
+                };
+                let mut client =
+                    pb::node_client::NodeClient::connect(format!("http://{addr}")).await?;
+                Ok(client
+                    .list_departments(pb::ListDepartmentsRequest {})
+                    .await
+                    .ok()
+                    .map(|_| ()))
+            }
+        })
+        .await
+    }
+
+    /// Kills a node with SIGKILL.
+    pub async fn kill_node(&mut self, dept: &str) -> Result<()> {
+        if let Some(mut c) = self.nodes.remove(dept) {
+            c.kill().await?;
+        }
+        Ok(())
+    }
+
+    /// Runs `exchange-node --config <dept's node.toml> <args>`; returns (success, stdout, stderr).
+    pub async fn cli(&self, dept: &str, args: &[&str]) -> Result<(bool, String, String)> {
+        let out = Command::new(bin("exchange-node"))
+            .arg("--config")
+            .arg(self.node_config(dept))
+            .args(args)
+            .stdin(Stdio::null())
+            .output()
+            .await?;
+        Ok((
+            out.status.success(),
+            String::from_utf8(out.stdout)?,
+            String::from_utf8(out.stderr)?,
+        ))
+    }
+
+    /// Like [`cli`](Self::cli), but fails unless the command succeeds; returns stdout.
+    pub async fn cli_ok(&self, dept: &str, args: &[&str]) -> Result<String> {
+        let (ok, out, err) = self.cli(dept, args).await?;
+        if !ok {
+            bail!("exchange-node {args:?} at {dept} failed:\n{err}");
+        }
+        Ok(out)
+    }
+
+    /// `--json` output of a CLI command, parsed.
+    pub async fn cli_json(&self, dept: &str, args: &[&str]) -> Result<serde_json::Value> {
+        let out = self.cli_ok(dept, args).await?;
+        serde_json::from_str(&out).with_context(|| format!("parsing JSON of {args:?}: {out}"))
+    }
+
+    /// A gRPC client of the hub presenting `dept`'s TLS certificate, as that department's node
+    /// would: for tests that speak the hub protocol directly.
+    pub async fn hub_client_as(
+        &self,
+        dept: &str,
+    ) -> Result<pb::hub_client::HubClient<tonic::transport::Channel>> {
+        let cfg: NodeConfig = exchange_core::config::load(self.node_config(dept))?;
+        let tls = exchange_core::tls::client_config(&cfg.tls, &cfg.hub.server_name)?;
+        let channel = exchange_core::tls::endpoint(self.hub_addr(), tls)?
+            .connect()
+            .await?;
+        Ok(pb::hub_client::HubClient::new(channel))
+    }
+
+    fn dump_logs(&self) {
+        let Ok(entries) = std::fs::read_dir(self.root.join("logs")) else {
+            return;
+        };
+        for e in entries.flatten() {
+            let text = std::fs::read_to_string(e.path()).unwrap_or_default();
+            let tail: Vec<&str> = text.lines().rev().take(60).collect();
+            eprintln!(
+                "----- {} (last {} lines) -----",
+                e.path().display(),
+                tail.len()
+            );
+            for l in tail.iter().rev() {
+                eprintln!("{l}");
+            }
+        }
+    }
+}
+
+impl Drop for TestExchange {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            self.dump_logs();
+        }
+        if std::env::var_os("EXCHANGE_KEEP_TEST_DIR").is_some()
+            && let Some(dir) = self.dir.take()
+        {
+            eprintln!("keeping test directory {}", dir.keep().display());
+        }
+    }
+}
+
+/// Rewrites a config file in place through its typed form, keeping paths relative.
+fn edit_toml<T: serde::de::DeserializeOwned + serde::Serialize>(
+    path: &Path,
+    f: impl FnOnce(&mut T),
+) -> Result<()> {
+    let mut cfg: T = toml::from_str(&std::fs::read_to_string(path)?)?;
+    f(&mut cfg);
+    std::fs::write(path, toml::to_string_pretty(&cfg)?)?;
+    Ok(())
+}
+
+/// Writes a file of `len` pseudo-random bytes (seeded) and returns its path.
+pub fn random_file(dir: &Path, name: &str, len: usize, seed: u64) -> Result<PathBuf> {
+    let mut rng = fastrand::Rng::with_seed(seed);
+    let mut data = vec![0u8; len];
+    rng.fill(&mut data);
+    let path = dir.join(name);
+    std::fs::write(&path, &data)?;
+    Ok(path)
+}
+
+/// The SHA-256 of a file, in hex.
+pub fn sha256_file(path: &Path) -> Result<String> {
+    let data = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
+    Ok(exchange_core::signing::Digest::of(&data).to_hex())
+}
+
+/// Opens a raw TLS connection to `addr` trusting `ca_pem`, presenting `client` (cert PEM, key
+/// PEM) if given, and reports how the server answered: `Ok(())` if it accepted the session, or
+/// the error (e.g. the TLS alert it sent) if it refused it.
+pub async fn tls_probe(
+    addr: SocketAddr,
+    ca_pem: &[u8],
+    client: Option<(&[u8], &[u8])>,
+) -> Result<std::result::Result<(), String>> {
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName, pem::PemObject};
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    exchange_core::tls::install_ring_provider();
+    let mut roots = rustls::RootCertStore::empty();
+    for c in CertificateDer::pem_slice_iter(ca_pem) {
+        roots.add(c?)?;
+    }
+    let builder = rustls::ClientConfig::builder().with_root_certificates(roots);
+    let config = match client {
+        Some((cert, key)) => {
+            let certs = CertificateDer::pem_slice_iter(cert).collect::<Result<Vec<_>, _>>()?;
+            builder.with_client_auth_cert(certs, PrivateKeyDer::from_pem_slice(key)?)?
+        }
+        None => builder.with_no_client_auth(),
+    };
+    let connector = tokio_rustls::TlsConnector::from(std::sync::Arc::new(config));
+    let tcp = tokio::net::TcpStream::connect(addr).await?;
+    let mut tls = match connector
+        .connect(ServerName::try_from("localhost")?, tcp)
+        .await
+    {
+        Ok(t) => t,
+        Err(e) => return Ok(Err(e.to_string())),
+    };
+    // TLS 1.3: the server judges the client certificate after the client's handshake is done,
+    // so its verdict arrives on the first read. An HTTP/2 preface makes a healthy server answer.
+    tls.write_all(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n\0\0\0\x04\0\0\0\0\0")
+        .await?;
+    let mut buf = [0u8; 64];
+    match tokio::time::timeout(Duration::from_secs(10), tls.read(&mut buf)).await? {
+        Ok(n) if n > 0 => Ok(Ok(())),
+        Ok(_) => Ok(Err("connection closed".to_owned())),
+        Err(e) => Ok(Err(e.to_string())),
+    }
+}

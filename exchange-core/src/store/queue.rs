@@ -25,26 +25,45 @@ pub struct DurableQueue {
 
 impl std::fmt::Debug for DurableQueue {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_tuple("DurableQueue").field(&self.table.to_string()).finish()
+        f.debug_tuple("DurableQueue")
+            .field(&self.table.to_string())
+            .finish()
     }
 }
 
 impl DurableQueue {
     /// The queue stored in table `name`.
     pub const fn new(name: &'static str) -> Self {
-        DurableQueue { table: TableDefinition::new(name) }
+        DurableQueue {
+            table: TableDefinition::new(name),
+        }
     }
 
     /// Appends `item` for `dest` at `priority`, inside `txn`.
-    pub fn push(&self, txn: &WriteTransaction, dest: &str, priority: u8, item: &[u8]) -> Result<QueueKey, StoreError> {
+    pub fn push(
+        &self,
+        txn: &WriteTransaction,
+        dest: &str,
+        priority: u8,
+        item: &[u8],
+    ) -> Result<QueueKey, StoreError> {
         let seq = next_counter(txn, "queue_seq")?;
-        txn.open_table(self.table)?.insert((dest, priority, seq), item)?;
+        txn.open_table(self.table)?
+            .insert((dest, priority, seq), item)?;
         Ok(QueueKey { priority, seq })
     }
 
     /// Removes the item at `key`; returns whether it was there.
-    pub fn remove(&self, txn: &WriteTransaction, dest: &str, key: QueueKey) -> Result<bool, StoreError> {
-        Ok(txn.open_table(self.table)?.remove((dest, key.priority, key.seq))?.is_some())
+    pub fn remove(
+        &self,
+        txn: &WriteTransaction,
+        dest: &str,
+        key: QueueKey,
+    ) -> Result<bool, StoreError> {
+        Ok(txn
+            .open_table(self.table)?
+            .remove((dest, key.priority, key.seq))?
+            .is_some())
     }
 
     /// The first `limit` items for `dest`, most urgent first, skipping any in `skip`.
@@ -107,11 +126,19 @@ mod tests {
                 .unwrap();
         }
         let store = Store::open(&path, "test", 1).unwrap();
-        let items = store.read(|txn| Q.peek(txn, "b", 10, &|_| false)).await.unwrap();
+        let items = store
+            .read(|txn| Q.peek(txn, "b", 10, &|_| false))
+            .await
+            .unwrap();
         let bodies: Vec<_> = items.iter().map(|(_, v)| v.as_slice()).collect();
         assert_eq!(bodies, [&b"very-urgent"[..], b"normal-1", b"normal-2"]);
         let first = items[0].0;
-        assert!(store.write(move |txn| Q.remove(txn, "b", first)).await.unwrap());
+        assert!(
+            store
+                .write(move |txn| Q.remove(txn, "b", first))
+                .await
+                .unwrap()
+        );
         assert_eq!(store.read(|txn| Q.len(txn, "b")).await.unwrap(), 2);
     }
 

@@ -1,0 +1,35 @@
+//! Command line of `exchange-hub`.
+
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand};
+
+/// The central hub of the electronic official-document exchange (电子公文交换).
+#[derive(Debug, Parser)]
+#[command(name = "exchange-hub", version)]
+pub struct Cli {
+    /// The hub's config file (hub.toml).
+    #[arg(long, global = true, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// What to do.
+    #[command(subcommand)]
+    pub cmd: Command,
+}
+
+/// Subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the hub until SIGINT or SIGTERM.
+    Serve,
+    /// Check the config file and the files it names, then exit (0 if usable).
+    CheckConfig,
+}
+
+/// Loads the config named by `--config`, with a message for the operator on failure.
+pub fn load_config(cli: &Cli) -> anyhow::Result<exchange_core::config::HubConfig> {
+    let path = cli
+        .config
+        .as_ref()
+        .ok_or_else(|| anyhow::anyhow!("--config FILE is required (the hub's hub.toml)"))?;
+    Ok(exchange_core::config::load(path)?)
+}

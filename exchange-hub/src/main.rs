@@ -1,0 +1,55 @@
+//! `exchange-hub`: parse, load, wire, run, map the result to an exit code. Nothing else.
+
+use std::process::ExitCode;
+
+use clap::Parser;
+use exchange_hub::cli::{Cli, Command, load_config};
+
+/// EX_USAGE: bad flags or config.
+const EXIT_USAGE: u8 = 64;
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let cfg = match load_config(&cli) {
+        Ok(cfg) => cfg,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            return ExitCode::from(EXIT_USAGE);
+        }
+    };
+    exchange_core::telemetry::init_tracing();
+    exchange_core::tls::install_ring_provider();
+    if let Command::CheckConfig = cli.cmd {
+        return match exchange_core::tls::server_config(&cfg.tls) {
+            Ok(_) => {
+                println!("config ok");
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("error: {e}");
+                ExitCode::from(EXIT_USAGE)
+            }
+        };
+    }
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: starting the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let result = runtime.block_on(async {
+        let listener = tokio::net::TcpListener::bind(cfg.hub.listen)
+            .await
+            .map_err(|e| anyhow::anyhow!("binding {}: {e}", cfg.hub.listen))?;
+        exchange_hub::run(cfg, listener, exchange_core::shutdown::signal()).await
+    });
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!("{e:#}");
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

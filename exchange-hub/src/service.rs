@@ -1,0 +1,387 @@
+//! The `Hub` gRPC service: what nodes call. Each handler takes the caller's department from its
+//! verified client certificate, validates, and answers only after the store has committed.
+
+use std::{pin::Pin, sync::Arc};
+
+use exchange_core::{
+    blob::CHUNK_SIZE,
+    document::{Classification, Evidence, EvidenceKind, SignedDoc, SignedEvidence},
+    error::{ErrorCode, ServiceError},
+    ids::{DeptId, DocumentId},
+    signing::Digest,
+    time::now_ms,
+    tls::peer_dept,
+};
+use exchange_proto::v1::{self as pb, hub_server};
+use tokio::io::AsyncReadExt;
+use tokio_stream::{Stream, wrappers::ReceiverStream};
+use tonic::{Request, Response, Status, Streaming};
+use tracing::{info, instrument, warn};
+
+use crate::{Hub, delivery, store};
+
+type Stream_<T> = Pin<Box<dyn Stream<Item = Result<T, Status>> + Send>>;
+
+/// The tonic service.
+#[derive(Debug, Clone)]
+pub(crate) struct HubService {
+    hub: Arc<Hub>,
+}
+
+impl HubService {
+    pub(crate) fn new(hub: Arc<Hub>) -> Self {
+        HubService { hub }
+    }
+
+    /// The calling department, which must be in the directory.
+    fn caller<T>(&self, req: &Request<T>) -> Result<DeptId, Status> {
+        let dept = peer_dept(req)?;
+        if !self.hub.directory.contains(&dept) {
+            return Err(Status::permission_denied(format!(
+                "department {dept} is not in this hub's directory"
+            )));
+        }
+        Ok(dept)
+    }
+}
+
+pub(crate) fn now_secs() -> u64 {
+    u64::try_from(now_ms() / 1000).unwrap_or(0)
+}
+
+fn digest_field(field: &str, b: &[u8]) -> Result<Digest, ServiceError> {
+    Digest::from_slice(b)
+        .ok_or_else(|| ServiceError::invalid(format!("{field}: must be 32 bytes of SHA-256")))
+}
+
+fn blob_error(e: exchange_core::blob::BlobError) -> ServiceError {
+    use exchange_core::blob::BlobError;
+    match e {
+        e if e.is_disk_full() => {
+            ServiceError::new(ErrorCode::ResourceExhausted, format!("hub disk full: {e}"))
+        }
+        e @ (BlobError::Mismatch { .. } | BlobError::Protocol(_)) => {
+            ServiceError::invalid(e.to_string())
+        }
+        e @ BlobError::Busy(_) => ServiceError::new(ErrorCode::Unavailable, e.to_string()),
+        e => ServiceError::new(ErrorCode::Unavailable, e.to_string()),
+    }
+}
+
+impl HubService {
+    async fn submit_inner(
+        &self,
+        sender: DeptId,
+        req: pb::SubmitRequest,
+    ) -> Result<pb::SubmitResponse, ServiceError> {
+        let hub = &self.hub;
+        let wire = req
+            .document
+            .ok_or_else(|| ServiceError::invalid("document: required"))?;
+        let doc = SignedDoc::verify(wire, &hub.verifier, now_secs()).map_err(|e| match e {
+            exchange_core::document::DocError::Field(f) => ServiceError::invalid(f.to_string()),
+            e => ServiceError::denied(format!("document refused: {e}")),
+        })?;
+        let h = &doc.header;
+        if h.sender != sender {
+            return Err(ServiceError::denied(format!(
+                "header.sender is {}, but the caller is {sender}",
+                h.sender
+            )));
+        }
+        let unknown: Vec<_> = h
+            .recipients
+            .iter()
+            .filter(|r| !hub.directory.contains(&r.dept))
+            .map(|r| r.dept.as_str())
+            .collect();
+        if !unknown.is_empty() {
+            return Err(ServiceError::invalid(format!(
+                "metadata.to_depts: unknown department(s) {}",
+                unknown.join(", ")
+            )));
+        }
+        if h.classification != Classification::Unclassified && !hub.cfg.hub.allow_classified {
+            return Err(ServiceError::denied(
+                "metadata.classification: this exchange is not approved for classified documents (秘密 or higher)",
+            ));
+        }
+        let max = hub.cfg.hub.max_document_bytes;
+        if h.total_size() > max {
+            return Err(ServiceError::new(
+                ErrorCode::ResourceExhausted,
+                format!(
+                    "header.parts: {} bytes in all, the limit is {max}",
+                    h.total_size()
+                ),
+            ));
+        }
+        for (i, p) in h.parts.iter().enumerate() {
+            let (have, complete) = hub.blobs.progress(&p.sha256).await;
+            if !complete || have != p.size {
+                return Err(ServiceError::precondition(format!(
+                    "header.parts[{i}]: content {} not uploaded (PutBlob first)",
+                    p.sha256
+                )));
+            }
+        }
+        let at = now_ms();
+        let acceptance = SignedEvidence::seal(
+            Evidence::about(&doc, EvidenceKind::Accepted, None, at),
+            &hub.signer,
+        )
+        .wire;
+        let recipients: Vec<DeptId> = h.recipients.iter().map(|r| r.dept.clone()).collect();
+        let id = h.id;
+        match store::accept(&hub.store, doc, acceptance, at).await? {
+            store::Accepted::New(acc) => {
+                info!(doc_id = %id, %sender, recipients = recipients.len(), "accepted");
+                recipients.iter().for_each(|r| hub.sessions.wake(r));
+                Ok(pb::SubmitResponse {
+                    acceptance: Some(acc),
+                })
+            }
+            store::Accepted::Again(acc) => Ok(pb::SubmitResponse {
+                acceptance: Some(acc),
+            }),
+        }
+    }
+
+    async fn put_blob_inner(
+        &self,
+        mut chunks: Streaming<pb::BlobChunk>,
+    ) -> Result<(), ServiceError> {
+        let first = chunks
+            .message()
+            .await
+            .map_err(|e| ServiceError::invalid(format!("stream: {e}")))?;
+        let first = first.ok_or_else(|| ServiceError::invalid("PutBlob: empty stream"))?;
+        let digest = digest_field("sha256", &first.sha256)?;
+        let max = self.hub.cfg.hub.max_document_bytes;
+        if first.size > max {
+            return Err(ServiceError::new(
+                ErrorCode::ResourceExhausted,
+                format!("size: {} bytes, the limit is {max}", first.size),
+            ));
+        }
+        if self.hub.blobs.contains(&digest).await {
+            return Ok(()); // content-addressed: already here, nothing to write
+        }
+        let mut w = self
+            .hub
+            .blobs
+            .resume(digest, first.size, first.offset)
+            .await
+            .map_err(blob_error)?;
+        let mut next = Some(first);
+        while let Some(chunk) = next {
+            if chunk.offset != w.written() {
+                return Err(ServiceError::invalid(format!(
+                    "offset: {} but {} bytes are held",
+                    chunk.offset,
+                    w.written()
+                )));
+            }
+            w.write(&chunk.data).await.map_err(blob_error)?;
+            next = chunks
+                .message()
+                .await
+                .map_err(|e| ServiceError::invalid(format!("stream: {e}")))?;
+        }
+        w.finish().await.map_err(blob_error)?;
+        Ok(())
+    }
+
+    /// The document `doc_id`, if `caller` is its sender or one of its recipients.
+    async fn document_for(&self, caller: &DeptId, doc_id: &str) -> Result<SignedDoc, ServiceError> {
+        let id: DocumentId = doc_id.parse().map_err(|e: exchange_core::ids::IdError| {
+            ServiceError::invalid(format!("doc_id: {e}"))
+        })?;
+        let (doc, _) = store::document(&self.hub.store, id)
+            .await?
+            .ok_or_else(|| ServiceError::not_found(format!("no document {id}")))?;
+        if doc.header.sender != *caller && doc.header.role_of(caller).is_none() {
+            return Err(ServiceError::denied(format!(
+                "document {id} is not addressed to {caller}"
+            )));
+        }
+        Ok(doc)
+    }
+
+    async fn submit_evidence_inner(
+        &self,
+        caller: DeptId,
+        req: pb::SubmitEvidenceRequest,
+    ) -> Result<(), ServiceError> {
+        let wire = req
+            .evidence
+            .ok_or_else(|| ServiceError::invalid("evidence: required"))?;
+        let ev =
+            SignedEvidence::verify(wire, &self.hub.verifier, now_secs()).map_err(|e| match e {
+                exchange_core::document::DocError::Field(f) => ServiceError::invalid(f.to_string()),
+                e => ServiceError::denied(format!("evidence refused: {e}")),
+            })?;
+        if ev.evidence.recipient.as_ref() != Some(&caller) {
+            return Err(ServiceError::denied(format!(
+                "evidence.recipient: {caller} may only report on its own deliveries"
+            )));
+        }
+        if !matches!(
+            ev.evidence.kind,
+            EvidenceKind::Confirmed | EvidenceKind::Rejected
+        ) {
+            return Err(ServiceError::invalid(
+                "evidence.kind: only CONFIRMED or REJECTED may be submitted here",
+            ));
+        }
+        let doc = self
+            .document_for(&caller, &ev.evidence.doc_id.to_string())
+            .await?;
+        if doc.header.role_of(&caller).is_none() {
+            return Err(ServiceError::denied(format!(
+                "document {} is not addressed to {caller}",
+                doc.header.id
+            )));
+        }
+        if !ev.is_about(&doc) {
+            return Err(ServiceError::invalid(
+                "evidence.header_digest: does not match the document",
+            ));
+        }
+        let (id, kind) = (doc.header.id, ev.evidence.kind);
+        if store::record_evidence(&self.hub.store, &doc, ev, None).await? {
+            info!(doc_id = %id, recipient = %caller, ?kind, "recipient evidence recorded");
+            self.hub.sessions.wake(&doc.header.sender);
+        }
+        Ok(())
+    }
+}
+
+#[tonic::async_trait]
+impl hub_server::Hub for HubService {
+    async fn list_departments(
+        &self,
+        req: Request<pb::ListDepartmentsRequest>,
+    ) -> Result<Response<pb::ListDepartmentsResponse>, Status> {
+        self.caller(&req)?;
+        Ok(Response::new(pb::ListDepartmentsResponse {
+            departments: self.hub.directory.to_proto(),
+        }))
+    }
+
+    async fn blob_status(
+        &self,
+        req: Request<pb::BlobStatusRequest>,
+    ) -> Result<Response<pb::BlobStatusResponse>, Status> {
+        self.caller(&req)?;
+        let digest = digest_field("sha256", &req.get_ref().sha256)?;
+        let (have, complete) = self.hub.blobs.progress(&digest).await;
+        Ok(Response::new(pb::BlobStatusResponse { have, complete }))
+    }
+
+    #[instrument(skip_all, fields(dept))]
+    async fn put_blob(
+        &self,
+        req: Request<Streaming<pb::BlobChunk>>,
+    ) -> Result<Response<pb::PutBlobResponse>, Status> {
+        let dept = self.caller(&req)?;
+        tracing::Span::current().record("dept", tracing::field::display(&dept));
+        self.put_blob_inner(req.into_inner()).await?;
+        Ok(Response::new(pb::PutBlobResponse {}))
+    }
+
+    #[instrument(skip_all, fields(dept))]
+    async fn submit(
+        &self,
+        req: Request<pb::SubmitRequest>,
+    ) -> Result<Response<pb::SubmitResponse>, Status> {
+        let dept = self.caller(&req)?;
+        tracing::Span::current().record("dept", tracing::field::display(&dept));
+        match self.submit_inner(dept, req.into_inner()).await {
+            Ok(r) => Ok(Response::new(r)),
+            Err(e) => {
+                warn!(error = %e, "submission refused");
+                Err(e.into())
+            }
+        }
+    }
+
+    type GetBlobStream = Stream_<pb::BlobData>;
+
+    async fn get_blob(
+        &self,
+        req: Request<pb::GetBlobRequest>,
+    ) -> Result<Response<Self::GetBlobStream>, Status> {
+        let dept = self.caller(&req)?;
+        let req = req.into_inner();
+        let doc = self.document_for(&dept, &req.doc_id).await?;
+        let digest = digest_field("sha256", &req.sha256)?;
+        let part = doc.header.parts.iter().find(|p| p.sha256 == digest);
+        let part = part.ok_or_else(|| {
+            ServiceError::not_found(format!("document {} has no part {digest}", doc.header.id))
+        })?;
+        if req.offset > part.size {
+            return Err(ServiceError::invalid(format!(
+                "offset: {} is beyond the part's {} bytes",
+                req.offset, part.size
+            ))
+            .into());
+        }
+        let mut file = self
+            .hub
+            .blobs
+            .open_read(&digest, req.offset)
+            .await
+            .map_err(blob_error)?;
+        let (tx, rx) = tokio::sync::mpsc::channel(4);
+        tokio::spawn(async move {
+            let mut buf = vec![0u8; CHUNK_SIZE];
+            loop {
+                match file.read(&mut buf).await {
+                    Ok(0) => break,
+                    Ok(n) => {
+                        if tx
+                            .send(Ok(pb::BlobData {
+                                data: buf[..n].to_vec(),
+                            }))
+                            .await
+                            .is_err()
+                        {
+                            break;
+                        }
+                    }
+                    Err(e) => {
+                        let _ = tx
+                            .send(Err(Status::unavailable(format!("reading content: {e}"))))
+                            .await;
+                        break;
+                    }
+                }
+            }
+        });
+        Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
+    }
+
+    #[instrument(skip_all, fields(dept))]
+    async fn submit_evidence(
+        &self,
+        req: Request<pb::SubmitEvidenceRequest>,
+    ) -> Result<Response<pb::SubmitEvidenceResponse>, Status> {
+        let dept = self.caller(&req)?;
+        tracing::Span::current().record("dept", tracing::field::display(&dept));
+        self.submit_evidence_inner(dept, req.into_inner()).await?;
+        Ok(Response::new(pb::SubmitEvidenceResponse {}))
+    }
+
+    type SubscribeStream = Stream_<pb::HubPush>;
+
+    async fn subscribe(
+        &self,
+        req: Request<Streaming<pb::SubscribeRequest>>,
+    ) -> Result<Response<Self::SubscribeStream>, Status> {
+        let dept = self.caller(&req)?;
+        let acks = req.into_inner();
+        let rx = delivery::start(Arc::clone(&self.hub), dept, acks);
+        Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
+    }
+}

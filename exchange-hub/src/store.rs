@@ -1,0 +1,255 @@
+//! The hub's durable state: accepted documents (once each), per-recipient deliveries, evidence,
+//! and one priority queue per department of what is still to be pushed to it.
+//!
+//! Tables (see `exchange_core::store` for the durability rule):
+//! - `documents`: doc id → `HubDocument`
+//! - `deliveries`: (doc id, recipient) → `HubDelivery`
+//! - `evidence`: (doc id, recipient or "", kind code) → encoded `SignedEvidence`
+//! - `outbound` queue: per destination department → `QueueItem` (deliver a document, or evidence)
+
+use exchange_core::{
+    document::{EvidenceKind, SignedDoc, SignedEvidence},
+    error::{ErrorCode, ServiceError},
+    ids::{DeptId, DocumentId},
+    state::{DeliveryState, Transition},
+    store::{Store, StoreError, decode, encode, queue::DurableQueue, queue::QueueKey},
+};
+use exchange_proto::{store::v1 as st, v1 as pb};
+use redb::{ReadTransaction, ReadableTable, TableDefinition, WriteTransaction};
+
+/// Schema version of the hub store.
+pub(crate) const SCHEMA: u64 = 1;
+
+const DOCUMENTS: TableDefinition<'_, &str, &[u8]> = TableDefinition::new("documents");
+const DELIVERIES: TableDefinition<'_, (&str, &str), &[u8]> = TableDefinition::new("deliveries");
+const EVIDENCE: TableDefinition<'_, (&str, &str, u8), &[u8]> = TableDefinition::new("evidence");
+pub(crate) const OUTBOUND: DurableQueue = DurableQueue::new("outbound");
+
+/// What the hub pushes next to a department.
+#[derive(Debug, Clone)]
+pub(crate) enum Outbound {
+    /// A document to deliver.
+    Deliver(DocumentId),
+    /// Evidence about a document the department sent.
+    Evidence(pb::SignedEvidence),
+}
+
+impl Outbound {
+    fn encode(&self) -> Vec<u8> {
+        let item = match self {
+            Outbound::Deliver(id) => st::queue_item::Item::DeliverDoc(id.to_string()),
+            Outbound::Evidence(e) => st::queue_item::Item::Evidence(e.clone()),
+        };
+        encode(&st::QueueItem { item: Some(item) })
+    }
+
+    fn decode(key: QueueKey, bytes: &[u8]) -> Result<Self, StoreError> {
+        let item: st::QueueItem = decode(format!("outbound {}", key.seq), bytes)?;
+        match item.item {
+            Some(st::queue_item::Item::DeliverDoc(id)) => id
+                .parse()
+                .map(Outbound::Deliver)
+                .map_err(|e| StoreError::decode("outbound doc id", e)),
+            Some(st::queue_item::Item::Evidence(e)) => Ok(Outbound::Evidence(e)),
+            _ => Err(StoreError::decode(
+                format!("outbound {}", key.seq),
+                "unknown item",
+            )),
+        }
+    }
+}
+
+/// The result of a submission: the same acceptance for a repeated identical submission.
+#[derive(Debug)]
+pub(crate) enum Accepted {
+    /// Newly stored and queued.
+    New(pb::SignedEvidence),
+    /// Already accepted earlier; nothing changed.
+    Again(pb::SignedEvidence),
+}
+
+fn get_document(txn: &ReadTransaction, id: &str) -> Result<Option<st::HubDocument>, StoreError> {
+    let table = match txn.open_table(DOCUMENTS) {
+        Ok(t) => t,
+        Err(redb::TableError::TableDoesNotExist(_)) => return Ok(None),
+        Err(e) => return Err(e.into()),
+    };
+    table.get(id)?.map(|v| decode(id, v.value())).transpose()
+}
+
+/// Reads a stored document.
+pub(crate) async fn document(
+    store: &Store,
+    id: DocumentId,
+) -> Result<Option<(SignedDoc, st::HubDocument)>, StoreError> {
+    let rec = store
+        .read(move |txn| get_document(txn, &id.to_string()))
+        .await?;
+    rec.map(|rec| {
+        let wire = rec.document.clone().unwrap_or_default();
+        SignedDoc::decode(wire)
+            .map(|d| (d, rec))
+            .map_err(|e| StoreError::decode(id, e))
+    })
+    .transpose()
+}
+
+/// Stores an accepted document, its deliveries and queue entries, in one durable transaction.
+pub(crate) async fn accept(
+    store: &Store,
+    doc: SignedDoc,
+    acceptance: pb::SignedEvidence,
+    at_ms: i64,
+) -> Result<Accepted, ServiceError> {
+    store
+        .write(move |txn| {
+            let id = doc.header.id.to_string();
+            let existing = {
+                let table = txn.open_table(DOCUMENTS).map_err(StoreError::from)?;
+                let v = table.get(id.as_str()).map_err(StoreError::from)?;
+                v.map(|v| decode::<st::HubDocument>(&id, v.value()))
+                    .transpose()?
+            };
+            if let Some(rec) = existing {
+                let same = rec
+                    .document
+                    .as_ref()
+                    .is_some_and(|d| d.header == doc.wire.header);
+                return match (same, rec.acceptance) {
+                    (true, Some(acc)) => Ok(Accepted::Again(acc)),
+                    _ => Err(ServiceError::new(
+                        ErrorCode::AlreadyExists,
+                        format!("document {id} was already submitted with different content"),
+                    )),
+                };
+            }
+            let rec = st::HubDocument {
+                document: Some(doc.wire.clone()),
+                acceptance: Some(acceptance.clone()),
+                accepted_at_ms: at_ms,
+            };
+            txn.open_table(DOCUMENTS)
+                .map_err(StoreError::from)?
+                .insert(id.as_str(), encode(&rec).as_slice())
+                .map_err(StoreError::from)?;
+            put_evidence(txn, &id, "", EvidenceKind::Accepted, &acceptance)?;
+            let queued = encode(&st::HubDelivery {
+                state: u32::from(DeliveryState::Accepted.code()),
+                ..Default::default()
+            });
+            let mut deliveries = txn.open_table(DELIVERIES).map_err(StoreError::from)?;
+            let priority = doc.header.urgency.priority();
+            let item = Outbound::Deliver(doc.header.id).encode();
+            for r in &doc.header.recipients {
+                deliveries
+                    .insert((id.as_str(), r.dept.as_str()), queued.as_slice())
+                    .map_err(StoreError::from)?;
+                OUTBOUND.push(txn, r.dept.as_str(), priority, &item)?;
+            }
+            Ok(Accepted::New(acceptance.clone()))
+        })
+        .await
+}
+
+fn put_evidence(
+    txn: &WriteTransaction,
+    id: &str,
+    dept: &str,
+    kind: EvidenceKind,
+    ev: &pb::SignedEvidence,
+) -> Result<(), StoreError> {
+    txn.open_table(EVIDENCE)?
+        .insert((id, dept, kind.code()), encode(ev).as_slice())?;
+    Ok(())
+}
+
+/// Records evidence from a recipient (delivered, confirmed, rejected), advances its delivery and
+/// queues the evidence for the sender. With `ack`, also removes the acknowledged queue item, in
+/// the same transaction. Repeated evidence changes nothing; contradicting evidence is refused.
+pub(crate) async fn record_evidence(
+    store: &Store,
+    doc: &SignedDoc,
+    ev: SignedEvidence,
+    ack: Option<(DeptId, QueueKey)>,
+) -> Result<bool, ServiceError> {
+    let id = doc.header.id.to_string();
+    let sender = doc.header.sender.clone();
+    let priority = doc.header.urgency.priority();
+    store
+        .write(move |txn| {
+            let recipient = ev
+                .evidence
+                .recipient
+                .clone()
+                .ok_or_else(|| ServiceError::invalid("evidence.recipient: required"))?;
+            let key = (id.as_str(), recipient.as_str());
+            let mut delivery: st::HubDelivery = {
+                let table = txn.open_table(DELIVERIES).map_err(StoreError::from)?;
+                let v = table.get(key).map_err(StoreError::from)?;
+                let v = v.ok_or_else(|| {
+                    ServiceError::denied(format!("{recipient} is not a recipient of {id}"))
+                })?;
+                decode(format!("delivery {id}/{recipient}"), v.value())?
+            };
+            let current = u8::try_from(delivery.state)
+                .ok()
+                .and_then(DeliveryState::from_code)
+                .unwrap_or(DeliveryState::Accepted);
+            let changed = match current.apply(ev.evidence.kind) {
+                Err(e) => {
+                    return Err(ServiceError::precondition(format!(
+                        "document {id} at {recipient}: {e}"
+                    )));
+                }
+                Ok(Transition::Unchanged(_)) => false,
+                Ok(Transition::Changed(next)) => {
+                    delivery.state = u32::from(next.code());
+                    match next {
+                        DeliveryState::Delivered => delivery.delivered_at_ms = ev.evidence.at_ms,
+                        _ => delivery.handled_at_ms = ev.evidence.at_ms,
+                    }
+                    true
+                }
+            };
+            if let Some((dest, key)) = &ack {
+                OUTBOUND.remove(txn, dest.as_str(), *key)?;
+            }
+            if changed {
+                txn.open_table(DELIVERIES)
+                    .map_err(StoreError::from)?
+                    .insert(key, encode(&delivery).as_slice())
+                    .map_err(StoreError::from)?;
+                put_evidence(txn, &id, recipient.as_str(), ev.evidence.kind, &ev.wire)?;
+                OUTBOUND.push(
+                    txn,
+                    sender.as_str(),
+                    priority,
+                    &Outbound::Evidence(ev.wire.clone()).encode(),
+                )?;
+            }
+            Ok(changed)
+        })
+        .await
+}
+
+/// Removes an acknowledged queue item.
+pub(crate) async fn ack(store: &Store, dest: DeptId, key: QueueKey) -> Result<(), StoreError> {
+    store
+        .write(move |txn| OUTBOUND.remove(txn, dest.as_str(), key).map(|_| ()))
+        .await
+}
+
+/// The next item waiting for `dest`.
+pub(crate) async fn next_outbound(
+    store: &Store,
+    dest: DeptId,
+) -> Result<Option<(QueueKey, Outbound)>, StoreError> {
+    let items = store
+        .read(move |txn| OUTBOUND.peek(txn, dest.as_str(), 1, &|_| false))
+        .await?;
+    items
+        .into_iter()
+        .next()
+        .map(|(k, v)| Outbound::decode(k, &v).map(|o| (k, o)))
+        .transpose()
+}

@@ -1,0 +1,389 @@
+//! The node's local gRPC API (`exchange.v1.Node`), for the department's OA system and the
+//! clerk's CLI. It listens on loopback by default and answers only about this department's own
+//! documents; every answer that reports a change is sent after the change is durable.
+
+use std::{pin::Pin, sync::Arc};
+
+use exchange_core::{
+    blob::CHUNK_SIZE,
+    document::{Evidence, EvidenceKind, SignedDoc, SignedEvidence, limits},
+    error::ServiceError,
+    ids::{DocumentId, IdError},
+    state::{ClerkAction, DeliveryState, InboxState},
+    time::now_ms,
+};
+use exchange_proto::{
+    store::v1 as st,
+    v1::{self as pb, node_server},
+};
+use tokio::io::AsyncReadExt;
+use tokio_stream::{Stream, wrappers::ReceiverStream};
+use tonic::{Request, Response, Status, Streaming};
+use tracing::info;
+
+use crate::{Node, store, submit};
+
+/// Largest gRPC message on the API and the hub link: content moves in chunks, so this only has
+/// to fit a header and one chunk.
+pub const MAX_MESSAGE_BYTES: usize = 8 * 1024 * 1024;
+
+type Stream_<T> = Pin<Box<dyn Stream<Item = Result<T, Status>> + Send>>;
+
+/// The tonic service for `node`.
+pub(crate) fn service(node: Arc<Node>) -> node_server::NodeServer<NodeApi> {
+    node_server::NodeServer::new(NodeApi { node })
+        .max_decoding_message_size(MAX_MESSAGE_BYTES)
+        .max_encoding_message_size(MAX_MESSAGE_BYTES)
+}
+
+/// The API handlers.
+#[derive(Debug)]
+pub struct NodeApi {
+    node: Arc<Node>,
+}
+
+fn doc_id(field: &str, s: &str) -> Result<DocumentId, ServiceError> {
+    s.parse()
+        .map_err(|e: IdError| ServiceError::invalid(format!("{field}: {e}")))
+}
+
+fn text(field: &str, s: &str, max: usize) -> Result<(), ServiceError> {
+    let n = s.chars().count();
+    if n > max {
+        return Err(ServiceError::invalid(format!(
+            "{field}: {n} characters, at most {max} allowed"
+        )));
+    }
+    Ok(())
+}
+
+/// The inbox entry for a stored received document.
+fn inbox_entry(
+    node: &Node,
+    rec: &st::ReceivedDocument,
+) -> Result<(pb::InboxEntry, SignedDoc), ServiceError> {
+    let doc = SignedDoc::decode(rec.document.clone().unwrap_or_default())
+        .map_err(|e| ServiceError::new(exchange_core::error::ErrorCode::Internal, e.to_string()))?;
+    let h = &doc.header;
+    let state = u8::try_from(rec.state)
+        .ok()
+        .and_then(InboxState::from_code)
+        .unwrap_or(InboxState::New);
+    let role = h
+        .role_of(&node.cfg.node.id)
+        .map_or(pb::RecipientRole::Main, Into::into);
+    let (confirmed, rejected) = match state {
+        InboxState::Confirmed => (rec.handled_at_ms, 0),
+        InboxState::Rejected => (0, rec.handled_at_ms),
+        InboxState::New => (0, 0),
+    };
+    let entry = pb::InboxEntry {
+        doc_id: h.id.to_string(),
+        sender: h.sender.to_string(),
+        title: h.title.clone(),
+        urgency: pb::Urgency::from(h.urgency).into(),
+        state: pb::InboxState::from(state).into(),
+        received_at_ms: rec.received_at_ms,
+        doc_number: h.metadata.doc_number.clone(),
+        role: role.into(),
+        confirmed_at_ms: confirmed,
+        rejected_at_ms: rejected,
+        clerk: rec.clerk.clone(),
+        reason: rec.reason.clone(),
+    };
+    Ok((entry, doc))
+}
+
+fn recipient_status(r: &st::SentRecipient, queued_at_ms: i64) -> pb::RecipientStatus {
+    let state = u8::try_from(r.state)
+        .ok()
+        .and_then(DeliveryState::from_code)
+        .unwrap_or(DeliveryState::Queued);
+    pb::RecipientStatus {
+        dept: r.dept.clone(),
+        role: if r.cc {
+            pb::RecipientRole::Cc
+        } else {
+            pb::RecipientRole::Main
+        }
+        .into(),
+        state: pb::RecipientState::from(state).into(),
+        queued_at_ms,
+        accepted_at_ms: r.accepted_at_ms,
+        delivered_at_ms: r.delivered_at_ms,
+        confirmed_at_ms: r.confirmed_at_ms,
+        rejected_at_ms: r.rejected_at_ms,
+        clerk: r.clerk.clone(),
+        reason: r.reason.clone(),
+    }
+}
+
+impl NodeApi {
+    async fn clerk_action(
+        &self,
+        id: &str,
+        action: ClerkAction,
+        clerk: String,
+        reason: String,
+    ) -> Result<(), ServiceError> {
+        let id = doc_id("doc_id", id)?;
+        text("clerk", &clerk, limits::CLERK_CHARS)?;
+        text(
+            if action == ClerkAction::Reject {
+                "reason"
+            } else {
+                "note"
+            },
+            &reason,
+            limits::TEXT_CHARS,
+        )?;
+        if action == ClerkAction::Reject && reason.trim().is_empty() {
+            return Err(ServiceError::invalid(
+                "reason: a rejection (退回) needs a reason",
+            ));
+        }
+        let me = self.node.cfg.node.id.clone();
+        let signer = Arc::clone(&self.node);
+        let kind = if action == ClerkAction::Confirm {
+            EvidenceKind::Confirmed
+        } else {
+            EvidenceKind::Rejected
+        };
+        let changed = store::handle(&self.node.store, id, action, move |doc| {
+            let mut ev = Evidence::about(doc, kind, Some(me.clone()), now_ms());
+            ev.clerk.clone_from(&clerk);
+            ev.reason.clone_from(&reason);
+            SignedEvidence::seal(ev, &signer.signer)
+        })
+        .await?;
+        if changed {
+            info!(doc_id = %id, ?action, "clerk action recorded");
+            self.node.outbox_wake.notify_one();
+        }
+        Ok(())
+    }
+}
+
+#[tonic::async_trait]
+impl node_server::Node for NodeApi {
+    async fn submit(
+        &self,
+        req: Request<Streaming<pb::SubmitDocumentRequest>>,
+    ) -> Result<Response<pb::SubmitDocumentResponse>, Status> {
+        let id = submit::submit(&self.node, req.into_inner()).await?;
+        Ok(Response::new(pb::SubmitDocumentResponse {
+            doc_id: id.to_string(),
+        }))
+    }
+
+    async fn get_status(
+        &self,
+        req: Request<pb::GetStatusRequest>,
+    ) -> Result<Response<pb::DocumentStatus>, Status> {
+        let id = doc_id("doc_id", &req.get_ref().doc_id)?;
+        let rec = store::sent(&self.node.store, id)
+            .await
+            .map_err(ServiceError::from)?;
+        let rec = rec.ok_or_else(|| {
+            ServiceError::not_found(format!("no document {id} was sent by this department"))
+        })?;
+        let doc = SignedDoc::decode(rec.document.clone().unwrap_or_default())
+            .map_err(|e| Status::internal(e.to_string()))?;
+        let refused = !rec.refused.is_empty();
+        let recipients = rec
+            .recipients
+            .iter()
+            .map(|r| {
+                let mut s = recipient_status(r, rec.queued_at_ms);
+                if refused {
+                    s.state = pb::RecipientState::Refused.into();
+                }
+                s
+            })
+            .collect();
+        Ok(Response::new(pb::DocumentStatus {
+            doc_id: id.to_string(),
+            title: doc.header.title.clone(),
+            urgency: pb::Urgency::from(doc.header.urgency).into(),
+            created_at_ms: doc.header.created_at_ms,
+            recipients,
+            refused: rec.refused,
+        }))
+    }
+
+    async fn list_inbox(
+        &self,
+        _req: Request<pb::ListInboxRequest>,
+    ) -> Result<Response<pb::ListInboxResponse>, Status> {
+        let recs = store::inbox(&self.node.store)
+            .await
+            .map_err(ServiceError::from)?;
+        let mut entries = recs
+            .iter()
+            .map(|r| inbox_entry(&self.node, r).map(|(e, d)| (d.header.urgency.priority(), e)))
+            .collect::<Result<Vec<_>, _>>()?;
+        // Most urgent first, then oldest first: the order a clerk works in.
+        entries.sort_by(|a, b| {
+            a.0.cmp(&b.0)
+                .then(a.1.received_at_ms.cmp(&b.1.received_at_ms))
+        });
+        Ok(Response::new(pb::ListInboxResponse {
+            entries: entries.into_iter().map(|(_, e)| e).collect(),
+        }))
+    }
+
+    type FetchDocumentStream = Stream_<pb::FetchDocumentResponse>;
+
+    async fn fetch_document(
+        &self,
+        req: Request<pb::FetchDocumentRequest>,
+    ) -> Result<Response<Self::FetchDocumentStream>, Status> {
+        let req = req.into_inner();
+        let id = doc_id("doc_id", &req.doc_id)?;
+        let rec = store::received(&self.node.store, id)
+            .await
+            .map_err(ServiceError::from)?;
+        let rec =
+            rec.ok_or_else(|| ServiceError::not_found(format!("no received document {id}")))?;
+        let (entry, doc) = inbox_entry(&self.node, &rec)?;
+        let header = prost::Message::decode(doc.wire.header.as_slice())
+            .map_err(|_| Status::internal("stored header"))?;
+        let parts = if req.with_content {
+            doc.header.parts
+        } else {
+            Vec::new()
+        };
+        let first = pb::ReceivedDocument {
+            entry: Some(entry),
+            header: Some(header),
+            signed: Some(doc.wire),
+            acceptance: rec.acceptance,
+        };
+        let (tx, rx) = tokio::sync::mpsc::channel(4);
+        let blobs = self.node.blobs.clone();
+        tokio::spawn(async move {
+            let first = pb::FetchDocumentResponse {
+                msg: Some(pb::fetch_document_response::Msg::Document(first)),
+            };
+            if tx.send(Ok(first)).await.is_err() {
+                return;
+            }
+            for (i, p) in parts.iter().enumerate() {
+                let mut file = match blobs.open_read(&p.sha256, 0).await {
+                    Ok(f) => f,
+                    Err(e) => {
+                        let _ = tx
+                            .send(Err(Status::unavailable(format!("reading {}: {e}", p.name))))
+                            .await;
+                        return;
+                    }
+                };
+                let mut buf = vec![0u8; CHUNK_SIZE];
+                loop {
+                    let n = match file.read(&mut buf).await {
+                        Ok(0) => break,
+                        Ok(n) => n,
+                        Err(e) => {
+                            let _ = tx
+                                .send(Err(Status::unavailable(format!("reading {}: {e}", p.name))))
+                                .await;
+                            return;
+                        }
+                    };
+                    let chunk = pb::PartChunk {
+                        part: u32::try_from(i).unwrap_or(u32::MAX),
+                        data: buf[..n].to_vec(),
+                    };
+                    let msg = pb::FetchDocumentResponse {
+                        msg: Some(pb::fetch_document_response::Msg::Chunk(chunk)),
+                    };
+                    if tx.send(Ok(msg)).await.is_err() {
+                        return;
+                    }
+                }
+            }
+        });
+        Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
+    }
+
+    async fn confirm(
+        &self,
+        req: Request<pb::ConfirmRequest>,
+    ) -> Result<Response<pb::ConfirmResponse>, Status> {
+        let r = req.into_inner();
+        self.clerk_action(&r.doc_id, ClerkAction::Confirm, r.clerk, r.note)
+            .await?;
+        Ok(Response::new(pb::ConfirmResponse {}))
+    }
+
+    async fn reject(
+        &self,
+        req: Request<pb::RejectRequest>,
+    ) -> Result<Response<pb::RejectResponse>, Status> {
+        let r = req.into_inner();
+        self.clerk_action(&r.doc_id, ClerkAction::Reject, r.clerk, r.reason)
+            .await?;
+        Ok(Response::new(pb::RejectResponse {}))
+    }
+
+    type WatchEventsStream = Stream_<pb::NodeEvent>;
+
+    async fn watch_events(
+        &self,
+        req: Request<pb::WatchEventsRequest>,
+    ) -> Result<Response<Self::WatchEventsStream>, Status> {
+        let mut after = req.into_inner().after_seq;
+        let node = Arc::clone(&self.node);
+        let mut latest = node.events.subscribe();
+        let (tx, rx) = tokio::sync::mpsc::channel(64);
+        tokio::spawn(async move {
+            loop {
+                latest.borrow_and_update();
+                let batch = match store::events_after(&node.store, after, 256).await {
+                    Ok(b) => b,
+                    Err(e) => {
+                        let _ = tx.send(Err(Status::from(ServiceError::from(e)))).await;
+                        return;
+                    }
+                };
+                for (seq, e) in &batch {
+                    let ev = pb::NodeEvent {
+                        seq: *seq,
+                        kind: i32::try_from(e.kind).unwrap_or(0),
+                        doc_id: e.doc_id.clone(),
+                        dept: e.dept.clone(),
+                        state: i32::try_from(e.state).unwrap_or(0),
+                        at_ms: e.at_ms,
+                    };
+                    if tx.send(Ok(ev)).await.is_err() {
+                        return;
+                    }
+                    after = *seq;
+                }
+                if batch.is_empty() {
+                    tokio::select! {
+                        r = latest.changed() => if r.is_err() { return },
+                        () = tx.closed() => return,
+                    }
+                }
+            }
+        });
+        Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
+    }
+
+    async fn list_departments(
+        &self,
+        _req: Request<pb::ListDepartmentsRequest>,
+    ) -> Result<Response<pb::ListDepartmentsResponse>, Status> {
+        let dir = self
+            .node
+            .directory
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone();
+        let departments = dir.ok_or_else(|| {
+            Status::unavailable("the hub has not been reached yet; the directory is not known")
+        })?;
+        Ok(Response::new(pb::ListDepartmentsResponse { departments }))
+    }
+}

@@ -1,0 +1,307 @@
+//! `exchange-node show ID`: a received document's details, as signed by its sender, and with
+//! `--save DIR` its files, verified against the signed manifest.
+
+use std::path::PathBuf;
+
+use anyhow::Context as _;
+use exchange_core::time::format_ms;
+use exchange_proto::v1::{self as pb, fetch_document_response::Msg};
+use serde::Serialize;
+
+use super::{
+    Ctx,
+    ctx::Lookup,
+    inbox::EntryJson,
+    labels::{
+        doc_type_label, doc_type_name, part_label, part_role_name, role_label, time_or_null,
+        urgency,
+    },
+    save::save_parts,
+    table::{Table, or_dash, pad, printable},
+};
+
+/// Flags of `show`.
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// The document id, as `inbox` lists it.
+    id: String,
+    /// Also save the document's files (正文 and 附件) into this directory (created if needed).
+    #[arg(long, value_name = "DIR")]
+    save: Option<PathBuf>,
+    /// Print one JSON object instead of text.
+    #[arg(long)]
+    json: bool,
+}
+
+/// `show --json`: the inbox entry's fields, plus the signed header's.
+#[derive(Debug, Serialize)]
+struct ShowJson {
+    #[serde(flatten)]
+    entry: EntryJson,
+    /// 文种, English name (`notice`, `request`, ...; empty if unspecified).
+    doc_type: &'static str,
+    /// 主送 department ids.
+    to_depts: Vec<String>,
+    /// 抄送 department ids.
+    cc_depts: Vec<String>,
+    /// 主送机关 as printed on the document.
+    main_recipients_text: String,
+    /// 抄送机关 as printed.
+    cc_text: String,
+    /// 成文日期, YYYY-MM-DD.
+    document_date: String,
+    /// When the sender's node sealed it.
+    created_at: Option<String>,
+    /// When a clerk here confirmed it (签收).
+    confirmed_at: Option<String>,
+    /// When a clerk here rejected it (退回).
+    rejected_at: Option<String>,
+    /// The content manifest, body first.
+    parts: Vec<PartJson>,
+}
+
+/// One part in `show --json`.
+#[derive(Debug, Serialize)]
+struct PartJson {
+    /// `body` or `attachment`.
+    role: &'static str,
+    name: String,
+    media_type: String,
+    size: u64,
+    /// Lowercase hex.
+    sha256: String,
+    /// Where `--save` wrote it (null without `--save`).
+    saved_to: Option<String>,
+}
+
+/// Shows (and with `--save`, saves) a received document.
+pub async fn run(args: Args, ctx: &Ctx) -> anyhow::Result<()> {
+    let req = pb::FetchDocumentRequest {
+        doc_id: args.id.trim().to_owned(),
+        with_content: args.save.is_some(),
+    };
+    let refused = |s: tonic::Status| ctx.rpc_error(&s, Lookup::Received);
+    let mut stream = ctx
+        .client()
+        .fetch_document(req)
+        .await
+        .map_err(refused)?
+        .into_inner();
+    let first = stream.message().await.map_err(refused)?;
+    let Some(pb::FetchDocumentResponse {
+        msg: Some(Msg::Document(doc)),
+    }) = first
+    else {
+        anyhow::bail!("the node answered without the document");
+    };
+    let entry = doc.entry.unwrap_or_default();
+    let header = doc
+        .header
+        .context("the node's answer has no document header")?;
+    let saved = match &args.save {
+        Some(dir) => save_parts(&mut stream, &header.parts, dir).await?,
+        None => Vec::new(),
+    };
+    if args.json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&to_json(&entry, header, &saved))?
+        );
+    } else {
+        print!("{}", text(&entry, &header));
+        for path in &saved {
+            println!("saved {}", path.display());
+        }
+    }
+    Ok(())
+}
+
+fn to_json(entry: &pb::InboxEntry, header: pb::DocumentHeader, saved: &[PathBuf]) -> ShowJson {
+    let meta = header.metadata.unwrap_or_default();
+    let parts = header
+        .parts
+        .iter()
+        .enumerate()
+        .map(|(i, p)| PartJson {
+            role: part_role_name(p.role()),
+            name: p.name.clone(),
+            media_type: p.media_type.clone(),
+            size: p.size,
+            sha256: hex::encode(&p.sha256),
+            saved_to: saved.get(i).map(|s| s.display().to_string()),
+        })
+        .collect();
+    ShowJson {
+        entry: EntryJson::from(entry),
+        doc_type: doc_type_name(meta.doc_type()),
+        document_date: meta.document_date,
+        main_recipients_text: meta.main_recipients_text,
+        cc_text: meta.cc_text,
+        to_depts: meta.to_depts,
+        cc_depts: meta.cc_depts,
+        created_at: time_or_null(header.created_at_ms),
+        confirmed_at: time_or_null(entry.confirmed_at_ms),
+        rejected_at: time_or_null(entry.rejected_at_ms),
+        parts,
+    }
+}
+
+/// The document as labelled lines, then its parts as a table.
+fn text(entry: &pb::InboxEntry, header: &pb::DocumentHeader) -> String {
+    let meta = header.metadata.clone().unwrap_or_default();
+    let kind = match doc_type_label(meta.doc_type()) {
+        "" => String::new(),
+        label => format!("{label} ({})", doc_type_name(meta.doc_type())),
+    };
+    let u = urgency(entry.urgency());
+    let lines = [
+        ("id", header.id.clone()),
+        ("文种", kind),
+        ("发文字号", meta.doc_number.clone()),
+        ("标题", meta.title.clone()),
+        ("发文单位", header.sender.clone()),
+        ("紧急程度", format!("{} ({})", u.label(), u.name())),
+        (
+            "主送",
+            recipients(&meta.main_recipients_text, &meta.to_depts),
+        ),
+        ("抄送", recipients(&meta.cc_text, &meta.cc_depts)),
+        ("成文日期", meta.document_date.clone()),
+        ("sent", format_ms(header.created_at_ms)),
+        ("received", format_ms(entry.received_at_ms)),
+        ("role", role_label(entry.role()).to_owned()),
+        ("state", state(entry)),
+    ];
+    let width = lines
+        .iter()
+        .map(|(k, _)| unicode_width::UnicodeWidthStr::width(*k))
+        .max()
+        .unwrap_or(0);
+    let mut out = String::new();
+    for (k, v) in lines {
+        out.push_str(&format!("{}  {}\n", pad(k, width), or_dash(printable(&v))));
+    }
+    let mut parts = Table::new(&["PART", "NAME", "SIZE", "SHA256", "TYPE"]);
+    let mut attachments = 0;
+    for p in &header.parts {
+        if p.role() == pb::PartRole::Attachment {
+            attachments += 1;
+        }
+        parts.row(vec![
+            part_label(p.role(), attachments),
+            p.name.clone(),
+            p.size.to_string(),
+            hex::encode(&p.sha256),
+            p.media_type.clone(),
+        ]);
+    }
+    out.push('\n');
+    out.push_str(&parts.render());
+    out
+}
+
+/// 主送/抄送 as printed, with the department ids when the printed text says something else.
+fn recipients(printed: &str, ids: &[String]) -> String {
+    let joined = ids.join("、");
+    if printed.is_empty() || printed == joined {
+        joined
+    } else if ids.is_empty() {
+        printed.to_owned()
+    } else {
+        format!("{printed} ({})", ids.join(", "))
+    }
+}
+
+/// `new`, or who confirmed/rejected it, when, and the reason or note.
+fn state(e: &pb::InboxEntry) -> String {
+    let (name, at) = match e.state() {
+        pb::InboxState::Confirmed => ("confirmed (签收)", e.confirmed_at_ms),
+        pb::InboxState::Rejected => ("rejected (退回)", e.rejected_at_ms),
+        pb::InboxState::New => return "new".to_owned(),
+        pb::InboxState::Unspecified => return "unknown".to_owned(),
+    };
+    let mut s = format!("{name} by {} at {}", e.clerk, format_ms(at));
+    if !e.reason.is_empty() {
+        s.push_str(&format!(": {}", e.reason));
+    }
+    s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn doc() -> (pb::InboxEntry, pb::DocumentHeader) {
+        let entry = pb::InboxEntry {
+            doc_id: "id-1".into(),
+            sender: "a".into(),
+            title: "关于检查的通知".into(),
+            state: pb::InboxState::Rejected.into(),
+            rejected_at_ms: 1_764_167_230_123,
+            clerk: "李四".into(),
+            reason: "附件缺页".into(),
+            ..Default::default()
+        };
+        let meta = pb::DocumentMetadata {
+            doc_type: pb::DocumentType::Notice.into(),
+            title: entry.title.clone(),
+            to_depts: vec!["b".into()],
+            main_recipients_text: "b".into(),
+            ..Default::default()
+        };
+        let body = pb::Part {
+            role: pb::PartRole::Body.into(),
+            name: "正文.ofd".into(),
+            size: 3,
+            sha256: vec![0xab; 32],
+            ..Default::default()
+        };
+        let att = pb::Part {
+            role: pb::PartRole::Attachment.into(),
+            name: "附件.pdf".into(),
+            ..Default::default()
+        };
+        let header = pb::DocumentHeader {
+            id: "id-1".into(),
+            sender: "a".into(),
+            metadata: Some(meta),
+            parts: vec![body, att],
+            ..Default::default()
+        };
+        (entry, header)
+    }
+
+    #[test]
+    fn text_names_the_elements_clerks_know() {
+        let (entry, header) = doc();
+        let out = text(&entry, &header);
+        assert!(out.contains("通知 (notice)"), "{out}");
+        assert!(
+            out.contains("rejected (退回) by 李四 at 2025-11-26T14:27:10.123Z: 附件缺页"),
+            "{out}"
+        );
+        assert!(out.contains("附件1"), "{out}");
+        assert!(out.contains(&"ab".repeat(32)), "{out}");
+    }
+
+    #[test]
+    fn json_adds_the_header_to_the_entry() {
+        let (entry, header) = doc();
+        let v = serde_json::to_value(to_json(&entry, header, &[PathBuf::from("/tmp/x/正文.ofd")]))
+            .unwrap();
+        assert_eq!(v["id"], "id-1");
+        assert_eq!(v["state"], "rejected");
+        assert_eq!(v["doc_type"], "notice");
+        assert_eq!(v["rejected_at"], "2025-11-26T14:27:10.123Z");
+        assert!(v["confirmed_at"].is_null());
+        assert_eq!(v["parts"][0]["role"], "body");
+        assert_eq!(v["parts"][0]["saved_to"], "/tmp/x/正文.ofd");
+        assert!(v["parts"][1]["saved_to"].is_null());
+    }
+
+    #[test]
+    fn printed_recipients_keep_their_ids() {
+        assert_eq!(recipients("", &["b".into(), "c".into()]), "b、c");
+        assert_eq!(recipients("市财政局", &["b".into()]), "市财政局 (b)");
+    }
+}

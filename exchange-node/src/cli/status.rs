@@ -1,0 +1,209 @@
+//! `exchange-node status ID`: where a document this department sent is, recipient by
+//! recipient: queued here, accepted by the hub, delivered, then confirmed (签收) or rejected
+//! (退回) by the recipient's clerk.
+
+use exchange_core::time::format_ms;
+use exchange_proto::v1 as pb;
+use serde::Serialize;
+
+use super::{
+    Ctx,
+    ctx::Lookup,
+    labels::{recipient_state_name, role, role_label, time_or_null, urgency},
+    table::{Table, or_dash, printable},
+};
+
+/// Flags of `status`.
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// The document id, as `send` printed it.
+    id: String,
+    /// Print one JSON object instead of a table.
+    #[arg(long)]
+    json: bool,
+}
+
+/// `status --json`.
+#[derive(Debug, Serialize)]
+struct StatusJson {
+    id: String,
+    title: String,
+    /// `normal`, `urgent`, `very-urgent`, `pingji` or `teti`.
+    urgency: &'static str,
+    /// When this node sealed it.
+    created_at: Option<String>,
+    /// Why the hub refused the document; null if it did not.
+    refused: Option<String>,
+    recipients: Vec<RecipientJson>,
+}
+
+/// One recipient in `status --json`; times are RFC 3339, or null until the step happens.
+#[derive(Debug, Serialize)]
+struct RecipientJson {
+    dept: String,
+    /// `main` (主送) or `cc` (抄送).
+    role: &'static str,
+    /// `queued`, `accepted`, `delivered`, `confirmed`, `rejected`, `not-delivered` or `refused`.
+    state: &'static str,
+    queued_at: Option<String>,
+    accepted_at: Option<String>,
+    delivered_at: Option<String>,
+    confirmed_at: Option<String>,
+    rejected_at: Option<String>,
+    /// Who confirmed or rejected it.
+    clerk: String,
+    /// Why it was rejected (or not delivered), or the confirming clerk's note.
+    reason: String,
+}
+
+/// Shows a sent document's delivery status.
+pub async fn run(args: Args, ctx: &Ctx) -> anyhow::Result<()> {
+    let status = ctx
+        .client()
+        .get_status(pb::GetStatusRequest {
+            doc_id: args.id.trim().to_owned(),
+        })
+        .await
+        .map_err(|s| ctx.rpc_error(&s, Lookup::Sent))?
+        .into_inner();
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&to_json(&status))?);
+    } else {
+        print!("{}", text(&status));
+    }
+    Ok(())
+}
+
+fn to_json(s: &pb::DocumentStatus) -> StatusJson {
+    StatusJson {
+        id: s.doc_id.clone(),
+        title: s.title.clone(),
+        urgency: urgency(s.urgency()).name(),
+        created_at: time_or_null(s.created_at_ms),
+        refused: (!s.refused.is_empty()).then(|| s.refused.clone()),
+        recipients: s
+            .recipients
+            .iter()
+            .map(|r| RecipientJson {
+                dept: r.dept.clone(),
+                role: role(r.role()).name(),
+                state: recipient_state_name(r.state()),
+                queued_at: time_or_null(r.queued_at_ms),
+                accepted_at: time_or_null(r.accepted_at_ms),
+                delivered_at: time_or_null(r.delivered_at_ms),
+                confirmed_at: time_or_null(r.confirmed_at_ms),
+                rejected_at: time_or_null(r.rejected_at_ms),
+                clerk: r.clerk.clone(),
+                reason: r.reason.clone(),
+            })
+            .collect(),
+    }
+}
+
+/// The title and urgency, the hub's refusal if any, then one row per recipient.
+fn text(s: &pb::DocumentStatus) -> String {
+    let u = urgency(s.urgency());
+    let mut out = format!(
+        "{}  [{}]  sent {}\n",
+        printable(&s.title),
+        u.label(),
+        format_ms(s.created_at_ms)
+    );
+    if !s.refused.is_empty() {
+        out.push_str(&format!(
+            "the hub refused this document: {}\n",
+            printable(&s.refused)
+        ));
+    }
+    out.push('\n');
+    let mut t = Table::new(&[
+        "RECIPIENT",
+        "ROLE",
+        "STATE",
+        "ACCEPTED",
+        "DELIVERED",
+        "CONFIRMED/REJECTED",
+        "CLERK",
+        "REASON",
+    ]);
+    for r in &s.recipients {
+        let handled = if r.confirmed_at_ms != 0 {
+            r.confirmed_at_ms
+        } else {
+            r.rejected_at_ms
+        };
+        t.row(vec![
+            r.dept.clone(),
+            role_label(r.role()).to_owned(),
+            recipient_state_name(r.state()).to_owned(),
+            or_dash(format_ms(r.accepted_at_ms)),
+            or_dash(format_ms(r.delivered_at_ms)),
+            or_dash(format_ms(handled)),
+            or_dash(r.clerk.clone()),
+            r.reason.clone(),
+        ]);
+    }
+    out.push_str(&t.render());
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn status() -> pb::DocumentStatus {
+        let confirmed = pb::RecipientStatus {
+            dept: "b".into(),
+            state: pb::RecipientState::Confirmed.into(),
+            queued_at_ms: 1_764_167_230_000,
+            accepted_at_ms: 1_764_167_230_123,
+            confirmed_at_ms: 1_764_167_231_000,
+            clerk: "张三".into(),
+            ..Default::default()
+        };
+        let queued = pb::RecipientStatus {
+            dept: "c".into(),
+            role: pb::RecipientRole::Cc.into(),
+            state: pb::RecipientState::Queued.into(),
+            queued_at_ms: 1_764_167_230_000,
+            ..Default::default()
+        };
+        pb::DocumentStatus {
+            doc_id: "id-1".into(),
+            title: "关于检查的通知".into(),
+            urgency: pb::Urgency::Urgent.into(),
+            created_at_ms: 1_764_167_230_000,
+            recipients: vec![confirmed, queued],
+            refused: String::new(),
+        }
+    }
+
+    #[test]
+    fn json_has_null_for_steps_not_taken() {
+        let v = serde_json::to_value(to_json(&status())).unwrap();
+        assert_eq!(v["urgency"], "urgent");
+        assert!(v["refused"].is_null());
+        assert_eq!(v["recipients"][0]["state"], "confirmed");
+        assert_eq!(
+            v["recipients"][0]["accepted_at"],
+            "2025-11-26T14:27:10.123Z"
+        );
+        assert!(v["recipients"][0]["delivered_at"].is_null());
+        assert_eq!(v["recipients"][1]["role"], "cc");
+        assert_eq!(v["recipients"][1]["state"], "queued");
+    }
+
+    #[test]
+    fn a_refusal_is_explained() {
+        let mut s = status();
+        s.refused = "classified documents are not accepted".into();
+        s.recipients[1].state = pb::RecipientState::Refused.into();
+        let out = text(&s);
+        assert!(
+            out.contains("the hub refused this document: classified"),
+            "{out}"
+        );
+        assert!(out.contains("refused"), "{out}");
+        assert!(out.contains("抄送"), "{out}");
+    }
+}

@@ -1,0 +1,77 @@
+//! `exchange-node`: parse, load, wire, run, map the result to an exit code. Nothing else.
+
+use std::process::ExitCode;
+
+use clap::Parser;
+use exchange_node::cli::{self, Cli, Command};
+
+/// EX_USAGE: bad flags or config.
+const EXIT_USAGE: u8 = 64;
+
+fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        // --help and --version print to stdout and succeed; a bad flag is a usage error.
+        Err(e) => {
+            let _ = e.print();
+            return if e.use_stderr() {
+                ExitCode::from(EXIT_USAGE)
+            } else {
+                ExitCode::SUCCESS
+            };
+        }
+    };
+    let cfg = match cli::load_config(&cli) {
+        Ok(cfg) => cfg,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            return ExitCode::from(EXIT_USAGE);
+        }
+    };
+    let serving = matches!(cli.cmd, Command::Serve);
+    // Only the daemon logs: a clerk's commands keep stderr for errors, hints and progress.
+    if serving {
+        exchange_core::telemetry::init_tracing();
+    }
+    exchange_core::tls::install_ring_provider();
+    if let Command::CheckConfig = cli.cmd {
+        return match cli::check_config(&cfg) {
+            Ok(()) => {
+                println!("config ok");
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("error: {e:#}");
+                ExitCode::from(EXIT_USAGE)
+            }
+        };
+    }
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: starting the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let result = runtime.block_on(async {
+        if serving {
+            let addr = cfg.api.listen;
+            let listener = tokio::net::TcpListener::bind(addr)
+                .await
+                .map_err(|e| anyhow::anyhow!("binding the node API on {addr}: {e}"))?;
+            exchange_node::serve(cfg, listener, exchange_core::shutdown::signal()).await
+        } else {
+            cli::run(cli, cfg).await
+        }
+    });
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            if serving {
+                tracing::error!("{e:#}");
+            }
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,215 @@
+//! `Node.Submit`: a department system hands over a document.
+//!
+//! The draft comes first, then each declared part's bytes in order. Content is streamed into
+//! the blob store (never held whole in memory) and hashed on the way; then the header is built
+//! with the parts' digests, signed with the department's key, and committed with its outbox
+//! entry. Only then is the id returned.
+
+use exchange_core::{
+    blob::BlobError,
+    convert::{HEADER_FORMAT, validate_metadata, validate_part_spec},
+    document::{SignedDoc, limits},
+    error::{ErrorCode, ServiceError},
+    ids::DocumentId,
+    signing::Digest,
+    time::now_ms,
+};
+use exchange_proto::v1::{self as pb, submit_document_request::Msg};
+use tonic::Streaming;
+use tracing::info;
+
+use crate::{Node, store};
+
+/// Longest idempotency key accepted.
+const MAX_IDEMPOTENCY_KEY: usize = 200;
+
+pub(crate) fn blob_error(e: BlobError) -> ServiceError {
+    if e.is_disk_full() {
+        ServiceError::new(ErrorCode::ResourceExhausted, format!("node disk full: {e}"))
+    } else {
+        ServiceError::new(ErrorCode::Unavailable, e.to_string())
+    }
+}
+
+fn stream_err(e: tonic::Status) -> ServiceError {
+    ServiceError::invalid(format!("stream: {}", e.message()))
+}
+
+/// Checks the draft against the limits and the directory, before any content is read.
+fn check_draft(node: &Node, draft: &pb::DocumentDraft) -> Result<(), ServiceError> {
+    if draft.idempotency_key.chars().count() > MAX_IDEMPOTENCY_KEY {
+        return Err(ServiceError::invalid(format!(
+            "idempotency_key: at most {MAX_IDEMPOTENCY_KEY} characters"
+        )));
+    }
+    let meta = draft
+        .metadata
+        .as_ref()
+        .ok_or_else(|| ServiceError::invalid("draft.metadata: required"))?;
+    let recipients = validate_metadata(meta).map_err(|e| ServiceError::invalid(e.to_string()))?;
+    if recipients.iter().any(|r| r.dept == node.cfg.node.id) {
+        return Err(ServiceError::invalid(
+            "metadata.to_depts: a department cannot send to itself",
+        ));
+    }
+    if let Some(dir) = node
+        .directory
+        .read()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .as_ref()
+    {
+        let unknown: Vec<&str> = recipients
+            .iter()
+            .filter(|r| !dir.iter().any(|d| d.id == r.dept.as_str()))
+            .map(|r| r.dept.as_str())
+            .collect();
+        if !unknown.is_empty() {
+            return Err(ServiceError::invalid(format!(
+                "metadata.to_depts: unknown department(s) {}",
+                unknown.join(", ")
+            )));
+        }
+    }
+    if draft.parts.is_empty() || draft.parts.len() > limits::PARTS {
+        return Err(ServiceError::invalid(format!(
+            "draft.parts: {} parts; 1 to {} allowed",
+            draft.parts.len(),
+            limits::PARTS
+        )));
+    }
+    for (i, p) in draft.parts.iter().enumerate() {
+        validate_part_spec(&format!("draft.parts[{i}]"), p.role, &p.name, &p.media_type)
+            .map_err(|e| ServiceError::invalid(e.to_string()))?;
+    }
+    let total: u64 = draft
+        .parts
+        .iter()
+        .map(|p| p.size)
+        .fold(0, u64::saturating_add);
+    let max = node.cfg.node.max_document_bytes;
+    if total > max {
+        return Err(ServiceError::new(
+            ErrorCode::ResourceExhausted,
+            format!(
+                "draft.parts: {total} bytes of content in all, the limit is {max} (node.max_document_bytes)"
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// Receives every part's bytes into the blob store; returns the manifest. Each chunk belongs
+/// to one part; parts arrive in order, each exactly as long as declared.
+async fn receive_parts(
+    node: &Node,
+    draft: &pb::DocumentDraft,
+    stream: &mut Streaming<pb::SubmitDocumentRequest>,
+) -> Result<Vec<pb::Part>, ServiceError> {
+    let mut parts = Vec::with_capacity(draft.parts.len());
+    for (i, spec) in draft.parts.iter().enumerate() {
+        let mut w = node.blobs.stage().await.map_err(blob_error)?;
+        while w.written() < spec.size {
+            let Some(chunk) = next_chunk(stream).await? else {
+                let got = w.written();
+                w.discard().await;
+                return Err(ServiceError::invalid(format!(
+                    "draft.parts[{i}].size: stream ended after {got} of {} bytes",
+                    spec.size
+                )));
+            };
+            let fits =
+                chunk.part as usize == i && w.written() + chunk.data.len() as u64 <= spec.size;
+            if !fits {
+                let need = spec.size - w.written();
+                w.discard().await;
+                return Err(ServiceError::invalid(format!(
+                    "chunk.part: got {} bytes for part {} while part {i} needs {need} more",
+                    chunk.data.len(),
+                    chunk.part,
+                )));
+            }
+            if let Err(e) = w.write(&chunk.data).await {
+                w.discard().await;
+                return Err(blob_error(e));
+            }
+        }
+        let (digest, size): (Digest, u64) = w.finish().await.map_err(blob_error)?;
+        parts.push(pb::Part {
+            role: spec.role,
+            name: spec.name.clone(),
+            media_type: spec.media_type.clone(),
+            size,
+            sha256: digest.0.to_vec(),
+        });
+    }
+    if let Some(extra) = next_chunk(stream).await? {
+        return Err(ServiceError::invalid(format!(
+            "chunk.part: {} is beyond the declared parts",
+            extra.part
+        )));
+    }
+    Ok(parts)
+}
+
+/// The next non-empty content chunk, or `None` at the end of the stream.
+async fn next_chunk(
+    stream: &mut Streaming<pb::SubmitDocumentRequest>,
+) -> Result<Option<pb::PartChunk>, ServiceError> {
+    loop {
+        match stream.message().await.map_err(stream_err)? {
+            None => return Ok(None),
+            Some(pb::SubmitDocumentRequest {
+                msg: Some(Msg::Chunk(c)),
+            }) if c.data.is_empty() => continue,
+            Some(pb::SubmitDocumentRequest {
+                msg: Some(Msg::Chunk(c)),
+            }) => return Ok(Some(c)),
+            Some(_) => {
+                return Err(ServiceError::invalid(
+                    "chunk: expected content, got another draft",
+                ));
+            }
+        }
+    }
+}
+
+/// Handles one submission; returns the document id once it is durable in the outbox.
+pub(crate) async fn submit(
+    node: &Node,
+    mut stream: Streaming<pb::SubmitDocumentRequest>,
+) -> Result<DocumentId, ServiceError> {
+    let draft = match stream.message().await.map_err(stream_err)? {
+        Some(pb::SubmitDocumentRequest {
+            msg: Some(Msg::Draft(d)),
+        }) => d,
+        _ => {
+            return Err(ServiceError::invalid(
+                "draft: the first message must be the draft",
+            ));
+        }
+    };
+    let key = (!draft.idempotency_key.is_empty()).then(|| draft.idempotency_key.clone());
+    if let Some(k) = &key
+        && let Some(id) = store::idempotent(&node.store, k.clone()).await?
+    {
+        return Ok(id); // a retry: the document was already taken
+    }
+    check_draft(node, &draft)?;
+    let parts = receive_parts(node, &draft, &mut stream).await?;
+    let now = now_ms();
+    let header = pb::DocumentHeader {
+        format: HEADER_FORMAT,
+        id: DocumentId::new().to_string(),
+        sender: node.cfg.node.id.to_string(),
+        created_at_ms: now,
+        metadata: draft.metadata,
+        parts,
+    };
+    let doc =
+        SignedDoc::seal(&header, &node.signer).map_err(|e| ServiceError::invalid(e.to_string()))?;
+    let (title_len, recipients) = (doc.header.title.len(), doc.header.recipients.len());
+    let id = store::submit(&node.store, doc, key, now).await?;
+    info!(doc_id = %id, recipients, title_len, "submitted");
+    node.outbox_wake.notify_one();
+    Ok(id)
+}

@@ -1,0 +1,496 @@
+//! The node's connection to the hub: two tasks over one mutual-TLS channel.
+//!
+//! - **outbox**: takes the most urgent outbox item, uploads the document's content (resuming
+//!   from what the hub already holds), submits it, and removes the item only once the hub's
+//!   signed acceptance is committed here. Confirmations and rejections go the same way.
+//! - **deliveries**: holds the `Subscribe` stream; for each pushed document, verifies the
+//!   sender's signature and the hub's acceptance, downloads and verifies the content, commits it
+//!   to the inbox and only then acknowledges with a signed delivery receipt. Evidence about the
+//!   department's own documents is applied to their timelines, then acknowledged.
+//!
+//! Both retry with capped, jittered exponential backoff while the hub is unreachable.
+
+use std::sync::Arc;
+
+use exchange_core::{
+    backoff::Backoff,
+    blob::CHUNK_SIZE,
+    document::{Evidence, EvidenceKind, SignedDoc, SignedEvidence},
+    error::{ErrorCode, ServiceError},
+    signing::Digest,
+    time::now_ms,
+};
+use exchange_proto::v1::{self as pb, hub_client::HubClient};
+use tokio::{io::AsyncReadExt, sync::mpsc, task::JoinSet};
+use tokio_stream::wrappers::ReceiverStream;
+use tokio_util::sync::CancellationToken;
+use tonic::{Code, transport::Channel};
+use tracing::{info, warn};
+
+use crate::{
+    Node,
+    store::{self, OutboxItem},
+    submit::blob_error,
+};
+
+type Client = HubClient<Channel>;
+
+/// Starts the outbox and delivery tasks.
+pub(crate) fn start(
+    tasks: &mut JoinSet<()>,
+    node: Arc<Node>,
+    endpoint: tonic::transport::Endpoint,
+    cancel: CancellationToken,
+) {
+    let client = HubClient::new(endpoint.connect_lazy())
+        .max_decoding_message_size(crate::api::MAX_MESSAGE_BYTES)
+        .max_encoding_message_size(crate::api::MAX_MESSAGE_BYTES);
+    tasks.spawn(outbox_loop(
+        Arc::clone(&node),
+        client.clone(),
+        cancel.clone(),
+    ));
+    tasks.spawn(delivery_loop(node, client, cancel));
+}
+
+fn now_secs() -> u64 {
+    u64::try_from(now_ms() / 1000).unwrap_or(0)
+}
+
+/// Whether a failed call is worth retrying (the hub or the network), as opposed to a refusal.
+fn transient(code: Code) -> bool {
+    !matches!(
+        code,
+        Code::InvalidArgument
+            | Code::PermissionDenied
+            | Code::AlreadyExists
+            | Code::NotFound
+            | Code::Unauthenticated
+    )
+}
+
+/// Sleeps for the next backoff delay; false if cancelled meanwhile.
+async fn pause(backoff: &mut Backoff, cancel: &CancellationToken) -> bool {
+    tokio::select! {
+        () = tokio::time::sleep(backoff.next_delay()) => true,
+        () = cancel.cancelled() => false,
+    }
+}
+
+/// Sleeps for the next backoff delay, or until the hub is back; false if cancelled meanwhile.
+async fn pause_until_hub(node: &Node, backoff: &mut Backoff, cancel: &CancellationToken) -> bool {
+    tokio::select! {
+        () = tokio::time::sleep(backoff.next_delay()) => true,
+        () = node.hub_up.notified() => true,
+        () = cancel.cancelled() => false,
+    }
+}
+
+async fn outbox_loop(node: Arc<Node>, mut client: Client, cancel: CancellationToken) {
+    let mut backoff = Backoff::default();
+    loop {
+        let next = match store::next_outbox(&node.store).await {
+            Ok(n) => n,
+            Err(e) => {
+                warn!(error = %e, "reading the outbox");
+                if !pause(&mut backoff, &cancel).await {
+                    return;
+                }
+                continue;
+            }
+        };
+        let Some((key, item)) = next else {
+            tokio::select! {
+                () = node.outbox_wake.notified() => continue,
+                () = cancel.cancelled() => return,
+            }
+        };
+        let result = match item {
+            OutboxItem::Submit(id) => submit_one(&node, &mut client, id, key).await,
+            OutboxItem::Evidence(ev) => send_evidence(&node, &mut client, ev, key).await,
+        };
+        match result {
+            Ok(()) => backoff.reset(),
+            Err(status) => {
+                warn!(code = ?status.code(), error = %status.message(), "hub call failed; will retry");
+                if !pause_until_hub(&node, &mut backoff, &cancel).await {
+                    return;
+                }
+            }
+        }
+    }
+}
+
+/// Uploads a document's content and submits it. A refusal by the hub is recorded and ends the
+/// item; a transient failure is returned for a retry.
+async fn submit_one(
+    node: &Node,
+    client: &mut Client,
+    id: exchange_core::ids::DocumentId,
+    key: exchange_core::store::queue::QueueKey,
+) -> Result<(), tonic::Status> {
+    let Some(rec) = store::sent(&node.store, id)
+        .await
+        .map_err(|e| tonic::Status::from(ServiceError::from(e)))?
+    else {
+        warn!(doc_id = %id, "outbox names a document that is not stored; dropping the item");
+        return store::outbox_done(&node.store, key)
+            .await
+            .map_err(|e| ServiceError::from(e).into());
+    };
+    let wire = rec.document.unwrap_or_default();
+    let doc =
+        SignedDoc::decode(wire.clone()).map_err(|e| tonic::Status::internal(e.to_string()))?;
+    let result = async {
+        for p in &doc.header.parts {
+            upload(node, client, p.sha256, p.size).await?;
+        }
+        client
+            .submit(pb::SubmitRequest {
+                document: Some(wire),
+            })
+            .await
+    }
+    .await;
+    match result {
+        Ok(resp) => {
+            let acc = resp
+                .into_inner()
+                .acceptance
+                .ok_or_else(|| tonic::Status::internal("hub sent no acceptance"))?;
+            let ev = SignedEvidence::verify(acc, &node.verifier, now_secs())
+                .map_err(|e| tonic::Status::internal(format!("hub acceptance: {e}")))?;
+            if ev.evidence.kind != EvidenceKind::Accepted || !ev.is_about(&doc) {
+                return Err(tonic::Status::internal(
+                    "hub acceptance is not about this document",
+                ));
+            }
+            let seq = store::apply_evidence(&node.store, ev, Some(key)).await?;
+            node.event_committed(seq);
+            info!(doc_id = %id, "accepted by the hub");
+            Ok(())
+        }
+        Err(s) if !transient(s.code()) => {
+            warn!(doc_id = %id, code = ?s.code(), reason = %s.message(), "hub refused the document");
+            let seq = store::refused(&node.store, id, s.message().to_owned(), key, now_ms())
+                .await
+                .map_err(|e| tonic::Status::from(ServiceError::from(e)))?;
+            node.event_committed(seq);
+            Ok(())
+        }
+        Err(s) => Err(s),
+    }
+}
+
+/// Uploads one blob, from wherever the hub's copy stops.
+async fn upload(
+    node: &Node,
+    client: &mut Client,
+    sha256: Digest,
+    size: u64,
+) -> Result<(), tonic::Status> {
+    let status = client
+        .blob_status(pb::BlobStatusRequest {
+            sha256: sha256.0.to_vec(),
+            size,
+        })
+        .await?
+        .into_inner();
+    if status.complete {
+        return Ok(());
+    }
+    let offset = status.have.min(size);
+    let mut file = node
+        .blobs
+        .open_read(&sha256, offset)
+        .await
+        .map_err(|e| tonic::Status::from(blob_error(e)))?;
+    let (tx, rx) = mpsc::channel(4);
+    tokio::spawn(async move {
+        let mut pos = offset;
+        let mut first = true;
+        let mut buf = vec![0u8; CHUNK_SIZE];
+        loop {
+            let n = match file.read(&mut buf).await {
+                Ok(n) => n,
+                Err(e) => {
+                    warn!(error = %e, "reading content for upload");
+                    return; // the hub sees a short blob and the item is retried
+                }
+            };
+            if n == 0 && !first {
+                return;
+            }
+            let chunk = pb::BlobChunk {
+                sha256: sha256.0.to_vec(),
+                size,
+                offset: pos,
+                data: buf[..n].to_vec(),
+            };
+            if tx.send(chunk).await.is_err() || n == 0 {
+                return;
+            }
+            first = false;
+            pos += n as u64;
+        }
+    });
+    client.put_blob(ReceiverStream::new(rx)).await?;
+    Ok(())
+}
+
+async fn send_evidence(
+    node: &Node,
+    client: &mut Client,
+    ev: pb::SignedEvidence,
+    key: exchange_core::store::queue::QueueKey,
+) -> Result<(), tonic::Status> {
+    match client
+        .submit_evidence(pb::SubmitEvidenceRequest { evidence: Some(ev) })
+        .await
+    {
+        Ok(_) => store::outbox_done(&node.store, key)
+            .await
+            .map_err(|e| ServiceError::from(e).into()),
+        Err(s) if !transient(s.code()) => {
+            warn!(code = ?s.code(), reason = %s.message(), "hub refused our evidence; dropping it");
+            store::outbox_done(&node.store, key)
+                .await
+                .map_err(|e| ServiceError::from(e).into())
+        }
+        Err(s) => Err(s),
+    }
+}
+
+async fn delivery_loop(node: Arc<Node>, mut client: Client, cancel: CancellationToken) {
+    let mut backoff = Backoff::default();
+    loop {
+        match subscribe_once(&node, &mut client, &cancel, &mut backoff).await {
+            Ok(()) if cancel.is_cancelled() => return,
+            Ok(()) => info!("delivery stream closed by the hub; reconnecting"),
+            Err(s) => {
+                warn!(code = ?s.code(), error = %s.message(), "delivery stream failed; reconnecting")
+            }
+        }
+        if !pause(&mut backoff, &cancel).await {
+            return;
+        }
+    }
+}
+
+async fn subscribe_once(
+    node: &Node,
+    client: &mut Client,
+    cancel: &CancellationToken,
+    backoff: &mut Backoff,
+) -> Result<(), tonic::Status> {
+    let departments = client
+        .list_departments(pb::ListDepartmentsRequest {})
+        .await?
+        .into_inner()
+        .departments;
+    *node
+        .directory
+        .write()
+        .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(departments);
+    let (acks, rx) = mpsc::channel(4);
+    let mut pushes = client
+        .subscribe(ReceiverStream::new(rx))
+        .await?
+        .into_inner();
+    info!("connected to the hub");
+    backoff.reset();
+    node.hub_up.notify_one(); // the hub is back: retry the outbox now, not after its backoff
+    loop {
+        let push = tokio::select! {
+            m = pushes.message() => m?,
+            () = cancel.cancelled() => return Ok(()),
+        };
+        let Some(push) = push else { return Ok(()) };
+        let ack = match push.item {
+            Some(pb::hub_push::Item::Delivery(d)) => receive(node, client, d).await?,
+            Some(pb::hub_push::Item::Evidence(e)) => {
+                apply(node, e).await?;
+                pb::Ack::default()
+            }
+            None => return Err(tonic::Status::invalid_argument("hub pushed an empty item")),
+        };
+        let ack = pb::Ack {
+            seq: push.seq,
+            ..ack
+        };
+        if acks
+            .send(pb::SubscribeRequest {
+                msg: Some(pb::subscribe_request::Msg::Ack(ack)),
+            })
+            .await
+            .is_err()
+        {
+            return Ok(());
+        }
+    }
+}
+
+/// Verifies, downloads and stores a delivery; returns the acknowledgement to send. A document
+/// that fails verification is refused (not stored), so the hub can tell the sender.
+async fn receive(
+    node: &Node,
+    client: &mut Client,
+    d: pb::Delivery,
+) -> Result<pb::Ack, tonic::Status> {
+    let refuse = |reason: String| {
+        warn!(%reason, "refusing a delivery");
+        Ok(pb::Ack {
+            refused: reason,
+            ..Default::default()
+        })
+    };
+    let Some(wire) = d.document else {
+        return refuse("delivery without a document".into());
+    };
+    let doc = match SignedDoc::verify(wire, &node.verifier, now_secs()) {
+        Ok(doc) => doc,
+        Err(e) => return refuse(format!("sender signature: {e}")),
+    };
+    let Some(acc) = d.acceptance else {
+        return refuse("delivery without the hub's acceptance".into());
+    };
+    match SignedEvidence::verify(acc.clone(), &node.verifier, now_secs()) {
+        Ok(ev) if ev.evidence.kind == EvidenceKind::Accepted && ev.is_about(&doc) => {}
+        Ok(_) => return refuse("hub acceptance is not about this document".into()),
+        Err(e) => return refuse(format!("hub acceptance: {e}")),
+    }
+    if doc.header.role_of(&node.cfg.node.id).is_none() {
+        return refuse(format!("document is not addressed to {}", node.cfg.node.id));
+    }
+    let id = doc.header.id;
+    if let Some(rec) = store::received(&node.store, id)
+        .await
+        .map_err(|e| tonic::Status::from(ServiceError::from(e)))?
+    {
+        if rec.document.is_some_and(|d| d.header != doc.wire.header) {
+            return refuse(format!(
+                "conflict: another document with id {id} is already in the inbox"
+            ));
+        }
+        // Redelivery (our earlier ack was lost): acknowledge again with the same receipt.
+        return Ok(pb::Ack {
+            delivery_receipt: rec.delivery_receipt,
+            ..Default::default()
+        });
+    }
+    for p in &doc.header.parts {
+        match download(node, client, id, p.sha256, p.size).await {
+            Ok(()) => {}
+            Err(e) if e.code == ErrorCode::InvalidArgument => {
+                return refuse(format!("content {}: {}", p.name, e.message));
+            }
+            Err(e) => return Err(e.into()),
+        }
+    }
+    let at = now_ms();
+    let receipt = SignedEvidence::seal(
+        Evidence::about(
+            &doc,
+            EvidenceKind::Delivered,
+            Some(node.cfg.node.id.clone()),
+            at,
+        ),
+        &node.signer,
+    )
+    .wire;
+    let sender = doc.header.sender.clone();
+    let (receipt, seq) = store::receive(&node.store, doc, acc, receipt, at)
+        .await
+        .map_err(|e| tonic::Status::from(ServiceError::from(e)))?;
+    if seq.is_some() {
+        info!(doc_id = %id, %sender, "received");
+        node.event_committed(seq);
+    }
+    Ok(pb::Ack {
+        delivery_receipt: Some(receipt),
+        ..Default::default()
+    })
+}
+
+/// Downloads one blob (resuming a partial one) and verifies it against the signed digest.
+async fn download(
+    node: &Node,
+    client: &mut Client,
+    id: exchange_core::ids::DocumentId,
+    sha256: Digest,
+    size: u64,
+) -> Result<(), ServiceError> {
+    let (have, complete) = node.blobs.progress(&sha256).await;
+    if complete {
+        return Ok(());
+    }
+    let offset = have.min(size);
+    let mut w = node
+        .blobs
+        .resume(sha256, size, offset)
+        .await
+        .map_err(blob_error)?;
+    let req = pb::GetBlobRequest {
+        doc_id: id.to_string(),
+        sha256: sha256.0.to_vec(),
+        offset,
+    };
+    let unavailable = |s: tonic::Status| {
+        ServiceError::new(
+            ErrorCode::Unavailable,
+            format!("fetching content: {}", s.message()),
+        )
+    };
+    let mut stream = client
+        .get_blob(req)
+        .await
+        .map_err(unavailable)?
+        .into_inner();
+    while let Some(chunk) = stream.message().await.map_err(unavailable)? {
+        w.write(&chunk.data).await.map_err(|e| match e {
+            exchange_core::blob::BlobError::Protocol(m) => ServiceError::invalid(m),
+            e => blob_error(e),
+        })?;
+    }
+    w.finish().await.map_err(|e| match e {
+        e @ exchange_core::blob::BlobError::Mismatch { .. } => ServiceError::invalid(e.to_string()),
+        e => blob_error(e),
+    })?;
+    Ok(())
+}
+
+/// Applies evidence about one of our documents; unknown or invalid evidence is logged and
+/// acknowledged (it can never become valid by retrying).
+async fn apply(node: &Node, wire: pb::SignedEvidence) -> Result<(), tonic::Status> {
+    let ev = match SignedEvidence::verify(wire, &node.verifier, now_secs()) {
+        Ok(ev) if ev.evidence.sender == node.cfg.node.id => ev,
+        Ok(ev) => {
+            warn!(doc_id = %ev.evidence.doc_id, "evidence about another department's document: ignored");
+            return Ok(());
+        }
+        Err(e) => {
+            warn!(error = %e, "evidence that does not verify: ignored");
+            return Ok(());
+        }
+    };
+    let (id, kind) = (ev.evidence.doc_id, ev.evidence.kind);
+    match store::apply_evidence(&node.store, ev, None).await {
+        Ok(seq) => {
+            node.event_committed(seq);
+            info!(doc_id = %id, ?kind, "evidence recorded");
+            Ok(())
+        }
+        Err(e)
+            if matches!(
+                e.code,
+                ErrorCode::Unavailable | ErrorCode::ResourceExhausted
+            ) =>
+        {
+            Err(e.into())
+        }
+        Err(e) => {
+            warn!(doc_id = %id, error = %e, "evidence not applicable: ignored");
+            Ok(())
+        }
+    }
+}
