@@ -85,7 +85,8 @@ pub struct HubSection {
     pub listen: SocketAddr,
     /// Where the store and content blobs live.
     pub data_dir: PathBuf,
-    /// Accept documents marked 秘密 or higher. Off: this network is not approved for them.
+    /// Accept documents marked 秘密 (secret). Off: this network is not approved for classified
+    /// documents. 机密 and 绝密 are refused whatever this says.
     #[serde(default)]
     pub allow_classified: bool,
     /// Largest total content size of one document, in bytes.

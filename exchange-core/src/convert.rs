@@ -67,7 +67,8 @@ fn enum_field<T: TryFrom<i32>>(field: &str, v: i32) -> Result<T, FieldError> {
     T::try_from(v).map_err(|_| FieldError::new(field, format!("unknown value {v}")))
 }
 
-fn text(field: &str, s: &str, max: usize) -> Result<(), FieldError> {
+/// Checks a free-text field: at most `max` characters, no control characters but newline and tab.
+pub fn validate_text(field: &str, s: &str, max: usize) -> Result<(), FieldError> {
     let n = s.chars().count();
     if n > max {
         return Err(FieldError::new(
@@ -94,7 +95,7 @@ fn list(field: &str, items: &[String]) -> Result<(), FieldError> {
     }
     items
         .iter()
-        .try_for_each(|s| text(field, s, limits::TEXT_CHARS))
+        .try_for_each(|s| validate_text(field, s, limits::TEXT_CHARS))
 }
 
 fn date(field: &str, s: &str) -> Result<(), FieldError> {
@@ -114,7 +115,7 @@ pub fn validate_metadata(m: &pb::DocumentMetadata) -> Result<Vec<Recipient>, Fie
     if m.title.trim().is_empty() {
         return Err(FieldError::new("metadata.title", "required"));
     }
-    text("metadata.title", &m.title, limits::TITLE_CHARS)?;
+    validate_text("metadata.title", &m.title, limits::TITLE_CHARS)?;
     for (field, s) in [
         ("metadata.copy_number", &m.copy_number),
         ("metadata.classification_period", &m.classification_period),
@@ -126,7 +127,7 @@ pub fn validate_metadata(m: &pb::DocumentMetadata) -> Result<Vec<Recipient>, Fie
         ("metadata.printing_organ", &m.printing_organ),
         ("metadata.publication_level", &m.publication_level),
     ] {
-        text(field, s, limits::TEXT_CHARS)?;
+        validate_text(field, s, limits::TEXT_CHARS)?;
     }
     list("metadata.issuing_organ_marks", &m.issuing_organ_marks)?;
     list("metadata.issuers", &m.issuers)?;
@@ -200,8 +201,8 @@ pub fn validate_part_spec(
             "must be a plain file name (no path separators)",
         ));
     }
-    text(&format!("{field}.name"), name, limits::NAME_CHARS)?;
-    text(
+    validate_text(&format!("{field}.name"), name, limits::NAME_CHARS)?;
+    validate_text(
         &format!("{field}.media_type"),
         media_type,
         limits::NAME_CHARS,
@@ -356,8 +357,8 @@ impl TryFrom<pb::Evidence> for Evidence {
                 FieldError::new("evidence.recipient", err.to_string())
             })?),
         };
-        text("evidence.clerk", &e.clerk, limits::CLERK_CHARS)?;
-        text("evidence.reason", &e.reason, limits::TEXT_CHARS)?;
+        validate_text("evidence.clerk", &e.clerk, limits::CLERK_CHARS)?;
+        validate_text("evidence.reason", &e.reason, limits::TEXT_CHARS)?;
         if kind == EvidenceKind::Rejected && e.reason.trim().is_empty() {
             return Err(FieldError::new(
                 "evidence.reason",

@@ -33,6 +33,9 @@ pub use directory::Directory;
 /// header with its manifest and a chunk.
 pub const MAX_MESSAGE_BYTES: usize = 8 * 1024 * 1024;
 
+/// How long in-flight requests may take to finish after a shutdown signal.
+pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
+
 /// Everything a request handler needs, shared.
 #[derive(Debug)]
 pub(crate) struct Hub {
@@ -44,6 +47,29 @@ pub(crate) struct Hub {
     pub(crate) verifier: Verifier,
     pub(crate) sessions: delivery::Sessions,
     pub(crate) shutdown: CancellationToken,
+}
+
+fn load_signer(cfg: &HubConfig) -> anyhow::Result<SigningKey> {
+    let signer = SigningKey::load(&cfg.signing).context("loading the hub's signing key")?;
+    if *signer.principal() != exchange_core::identity::Principal::Hub {
+        anyhow::bail!(
+            "signing certificate {} names {}, not the hub",
+            cfg.signing.cert.display(),
+            signer.principal()
+        );
+    }
+    Ok(signer)
+}
+
+/// Checks that the files a config names are usable (TLS identity, CA, signing key) and that the
+/// directory is consistent, without starting anything: `check-config`, and `serve` before it
+/// starts.
+pub fn check_config(cfg: &HubConfig) -> anyhow::Result<()> {
+    tls::server_config(&cfg.tls).context("loading the hub's TLS identity")?;
+    Verifier::new(&tls::ca_der(&cfg.tls)?).context("loading the CA certificate")?;
+    load_signer(cfg)?;
+    Directory::from_config(&cfg.departments)?;
+    Ok(())
 }
 
 /// Opens the hub's stores and keys; fails with a message naming the file at fault.
@@ -109,7 +135,16 @@ pub async fn run(
         .http2_keepalive_timeout(Some(Duration::from_secs(10)))
         .add_service(svc)
         .serve_with_incoming_shutdown(incoming, signal);
-    server.await.context("serving gRPC")?;
+    // Everything acknowledged is already committed, so cutting a request that outlives the grace
+    // period loses nothing: its client was not answered and will retry.
+    let grace = async {
+        token.cancelled().await;
+        tokio::time::sleep(SHUTDOWN_GRACE).await;
+    };
+    tokio::select! {
+        r = server => r.context("serving gRPC")?,
+        () = grace => tracing::warn!(grace = ?SHUTDOWN_GRACE, "requests still in flight after the grace period; stopping anyway"),
+    }
     tracing::info!("hub stopped");
     Ok(())
 }

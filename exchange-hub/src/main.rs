@@ -9,7 +9,18 @@ use exchange_hub::cli::{Cli, Command, load_config};
 const EXIT_USAGE: u8 = 64;
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        // --help and --version print to stdout and succeed; a bad flag is a usage error.
+        Err(e) => {
+            let _ = e.print();
+            return if e.use_stderr() {
+                ExitCode::from(EXIT_USAGE)
+            } else {
+                ExitCode::SUCCESS
+            };
+        }
+    };
     let cfg = match load_config(&cli) {
         Ok(cfg) => cfg,
         Err(e) => {
@@ -19,17 +30,14 @@ fn main() -> ExitCode {
     };
     exchange_core::telemetry::init_tracing();
     exchange_core::tls::install_ring_provider();
+    // Unusable keys or certificates are a configuration error: say so before starting.
+    if let Err(e) = exchange_hub::check_config(&cfg) {
+        eprintln!("error: {e:#}");
+        return ExitCode::from(EXIT_USAGE);
+    }
     if let Command::CheckConfig = cli.cmd {
-        return match exchange_core::tls::server_config(&cfg.tls) {
-            Ok(_) => {
-                println!("config ok");
-                ExitCode::SUCCESS
-            }
-            Err(e) => {
-                eprintln!("error: {e}");
-                ExitCode::from(EXIT_USAGE)
-            }
-        };
+        println!("config ok");
+        return ExitCode::SUCCESS;
     }
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(rt) => rt,

@@ -101,20 +101,27 @@ impl HubService {
                 unknown.join(", ")
             )));
         }
-        if h.classification != Classification::Unclassified && !hub.cfg.hub.allow_classified {
-            return Err(ServiceError::denied(
-                "metadata.classification: this exchange is not approved for classified documents (秘密 or higher)",
-            ));
+        match h.classification {
+            Classification::Unclassified => {}
+            Classification::Secret if hub.cfg.hub.allow_classified => {}
+            Classification::Secret => {
+                return Err(ServiceError::denied(
+                    "metadata.classification: this exchange is not approved for classified documents (秘密 or higher)",
+                ));
+            }
+            Classification::Confidential | Classification::TopSecret => {
+                return Err(ServiceError::denied(
+                    "metadata.classification: 机密 and 绝密 documents never travel on this network",
+                ));
+            }
         }
         let max = hub.cfg.hub.max_document_bytes;
         if h.total_size() > max {
-            return Err(ServiceError::new(
-                ErrorCode::ResourceExhausted,
-                format!(
-                    "header.parts: {} bytes in all, the limit is {max}",
-                    h.total_size()
-                ),
-            ));
+            // Refused for good: RESOURCE_EXHAUSTED would be retried by the node as a full disk.
+            return Err(ServiceError::invalid(format!(
+                "header.parts: {} bytes in all, the hub's limit is {max}",
+                h.total_size()
+            )));
         }
         for (i, p) in h.parts.iter().enumerate() {
             let (have, complete) = hub.blobs.progress(&p.sha256).await;
@@ -159,10 +166,10 @@ impl HubService {
         let digest = digest_field("sha256", &first.sha256)?;
         let max = self.hub.cfg.hub.max_document_bytes;
         if first.size > max {
-            return Err(ServiceError::new(
-                ErrorCode::ResourceExhausted,
-                format!("size: {} bytes, the limit is {max}", first.size),
-            ));
+            return Err(ServiceError::invalid(format!(
+                "size: {} bytes, the hub's limit is {max}",
+                first.size
+            )));
         }
         if self.hub.blobs.contains(&digest).await {
             return Ok(()); // content-addressed: already here, nothing to write

@@ -163,9 +163,12 @@ fn put_evidence(
     Ok(())
 }
 
-/// Records evidence from a recipient (delivered, confirmed, rejected), advances its delivery and
-/// queues the evidence for the sender. With `ack`, also removes the acknowledged queue item, in
-/// the same transaction. Repeated evidence changes nothing; contradicting evidence is refused.
+/// Records evidence about a recipient (delivered, confirmed, rejected, not delivered), advances
+/// its delivery and queues the evidence for the sender. With `ack`, also removes the acknowledged
+/// queue item, in the same transaction. Evidence already recorded changes nothing and returns
+/// false; evidence that contradicts the delivery's state is refused. Evidence that arrives after
+/// a later step (a delivery receipt overtaken by the clerk's confirmation) is still recorded and
+/// forwarded, so the sender gets every timestamp.
 pub(crate) async fn record_evidence(
     store: &Store,
     doc: &SignedDoc,
@@ -191,43 +194,45 @@ pub(crate) async fn record_evidence(
                 })?;
                 decode(format!("delivery {id}/{recipient}"), v.value())?
             };
+            let is_new = {
+                let table = txn.open_table(EVIDENCE).map_err(StoreError::from)?;
+                let found = table
+                    .get((id.as_str(), recipient.as_str(), ev.evidence.kind.code()))
+                    .map_err(StoreError::from)?;
+                found.is_none()
+            };
             let current = u8::try_from(delivery.state)
                 .ok()
                 .and_then(DeliveryState::from_code)
                 .unwrap_or(DeliveryState::Accepted);
-            let changed = match current.apply(ev.evidence.kind) {
-                Err(e) => {
-                    return Err(ServiceError::precondition(format!(
-                        "document {id} at {recipient}: {e}"
-                    )));
-                }
-                Ok(Transition::Unchanged(_)) => false,
-                Ok(Transition::Changed(next)) => {
-                    delivery.state = u32::from(next.code());
-                    match next {
-                        DeliveryState::Delivered => delivery.delivered_at_ms = ev.evidence.at_ms,
-                        _ => delivery.handled_at_ms = ev.evidence.at_ms,
-                    }
-                    true
-                }
-            };
+            let next = current.apply(ev.evidence.kind).map_err(|e| {
+                ServiceError::precondition(format!("document {id} at {recipient}: {e}"))
+            })?;
             if let Some((dest, key)) = &ack {
                 OUTBOUND.remove(txn, dest.as_str(), *key)?;
             }
-            if changed {
-                txn.open_table(DELIVERIES)
-                    .map_err(StoreError::from)?
-                    .insert(key, encode(&delivery).as_slice())
-                    .map_err(StoreError::from)?;
-                put_evidence(txn, &id, recipient.as_str(), ev.evidence.kind, &ev.wire)?;
-                OUTBOUND.push(
-                    txn,
-                    sender.as_str(),
-                    priority,
-                    &Outbound::Evidence(ev.wire.clone()).encode(),
-                )?;
+            if !is_new {
+                return Ok(false);
             }
-            Ok(changed)
+            match ev.evidence.kind {
+                EvidenceKind::Delivered => delivery.delivered_at_ms = ev.evidence.at_ms,
+                _ => delivery.handled_at_ms = ev.evidence.at_ms,
+            }
+            if let Transition::Changed(s) = next {
+                delivery.state = u32::from(s.code());
+            }
+            txn.open_table(DELIVERIES)
+                .map_err(StoreError::from)?
+                .insert(key, encode(&delivery).as_slice())
+                .map_err(StoreError::from)?;
+            put_evidence(txn, &id, recipient.as_str(), ev.evidence.kind, &ev.wire)?;
+            OUTBOUND.push(
+                txn,
+                sender.as_str(),
+                priority,
+                &Outbound::Evidence(ev.wire.clone()).encode(),
+            )?;
+            Ok(true)
         })
         .await
 }

@@ -47,14 +47,10 @@ fn doc_id(field: &str, s: &str) -> Result<DocumentId, ServiceError> {
         .map_err(|e: IdError| ServiceError::invalid(format!("{field}: {e}")))
 }
 
+/// The same rule the hub applies to evidence, so nothing the node accepts is refused later.
 fn text(field: &str, s: &str, max: usize) -> Result<(), ServiceError> {
-    let n = s.chars().count();
-    if n > max {
-        return Err(ServiceError::invalid(format!(
-            "{field}: {n} characters, at most {max} allowed"
-        )));
-    }
-    Ok(())
+    exchange_core::convert::validate_text(field, s, max)
+        .map_err(|e| ServiceError::invalid(e.to_string()))
 }
 
 /// The inbox entry for a stored received document.

@@ -21,9 +21,8 @@ mod upload;
 
 use std::path::PathBuf;
 
-use anyhow::Context as _;
 use clap::{Parser, Subcommand};
-use exchange_core::{config::NodeConfig, identity::Principal, signing::SigningKey, tls};
+use exchange_core::config::NodeConfig;
 
 pub use ctx::Ctx;
 
@@ -72,23 +71,6 @@ pub fn load_config(cli: &Cli) -> anyhow::Result<NodeConfig> {
         )
     })?;
     Ok(exchange_core::config::load(path)?)
-}
-
-/// What `check-config` checks: the TLS identity towards the hub, and the document-signing key,
-/// which must belong to this node's department (the same check `serve` makes at start).
-pub fn check_config(cfg: &NodeConfig) -> anyhow::Result<()> {
-    tls::client_config(&cfg.tls, &cfg.hub.server_name)
-        .context("loading the node's TLS identity")?;
-    let signer = SigningKey::load(&cfg.signing).context("loading the department's signing key")?;
-    if *signer.principal() != Principal::Dept(cfg.node.id.clone()) {
-        anyhow::bail!(
-            "signing certificate {} names {}, but this node is department {}",
-            cfg.signing.cert.display(),
-            signer.principal(),
-            cfg.node.id
-        );
-    }
-    Ok(())
 }
 
 /// Runs a client command against the running node named by `cfg`. `serve` and `check-config`

@@ -95,6 +95,29 @@ impl Node {
     }
 }
 
+fn load_signer(cfg: &NodeConfig) -> anyhow::Result<SigningKey> {
+    let signer = SigningKey::load(&cfg.signing).context("loading the department's signing key")?;
+    if *signer.principal() != Principal::Dept(cfg.node.id.clone()) {
+        anyhow::bail!(
+            "signing certificate {} names {}, but this node is department {}",
+            cfg.signing.cert.display(),
+            signer.principal(),
+            cfg.node.id
+        );
+    }
+    Ok(signer)
+}
+
+/// Checks that the files a config names are usable (TLS identity, CA, signing key for this
+/// department) without starting anything: `check-config`, and `serve` before it starts.
+pub fn check_config(cfg: &NodeConfig) -> anyhow::Result<()> {
+    tls::client_config(&cfg.tls, &cfg.hub.server_name)
+        .context("loading the node's TLS identity")?;
+    Verifier::new(&tls::ca_der(&cfg.tls)?).context("loading the CA certificate")?;
+    load_signer(cfg)?;
+    Ok(())
+}
+
 /// Serves the local API on `api_listener` and keeps the hub connection until `shutdown`
 /// resolves; then stops taking requests, ends the uplink tasks (unsent items stay queued) and
 /// returns.

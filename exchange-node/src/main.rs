@@ -34,17 +34,16 @@ fn main() -> ExitCode {
         exchange_core::telemetry::init_tracing();
     }
     exchange_core::tls::install_ring_provider();
-    if let Command::CheckConfig = cli.cmd {
-        return match cli::check_config(&cfg) {
-            Ok(()) => {
-                println!("config ok");
-                ExitCode::SUCCESS
-            }
-            Err(e) => {
-                eprintln!("error: {e:#}");
-                ExitCode::from(EXIT_USAGE)
-            }
-        };
+    if matches!(cli.cmd, Command::Serve | Command::CheckConfig) {
+        // Unusable keys or certificates are a configuration error: say so before starting.
+        if let Err(e) = exchange_node::check_config(&cfg) {
+            eprintln!("error: {e:#}");
+            return ExitCode::from(EXIT_USAGE);
+        }
+        if let Command::CheckConfig = cli.cmd {
+            println!("config ok");
+            return ExitCode::SUCCESS;
+        }
     }
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(rt) => rt,
