@@ -83,9 +83,20 @@ pub enum Command {
         #[arg(long)]
         force: bool,
     },
+    /// Check an evidence bundle (`exchange-node evidence`) offline and print each step with who
+    /// signed it and when; exits 1 and names the failing item if anything does not verify.
+    Verify {
+        /// The bundle file.
+        #[arg(value_name = "FILE")]
+        file: PathBuf,
+        /// The exchange CA's certificate (ca.pem): the only thing the bundle is checked against.
+        #[arg(long, value_name = "CA.pem")]
+        ca: PathBuf,
+    },
 }
 
-/// Runs one subcommand. Results go to stdout (only `demo-setup` has any), nothing else does.
+/// Runs one subcommand. Results go to stdout (only `demo-setup` and `verify` have any), nothing
+/// else does.
 pub fn run(cmd: Command) -> Result<()> {
     match cmd {
         Command::InitCa { dir, name } => {
@@ -136,6 +147,10 @@ pub fn run(cmd: Command) -> Result<()> {
                 .nodes
                 .iter()
                 .for_each(|(_, node)| println!("{}", node.display()));
+            Ok(())
+        }
+        Command::Verify { file, ca } => {
+            print!("{}", crate::verify::verify_file(&file, &ca)?);
             Ok(())
         }
     }

@@ -1,4 +1,5 @@
-//! `exchange-certs`: creates the exchange CA and issues the hub's and departments' certificates.
+//! `exchange-certs`: creates the exchange CA, issues the hub's and departments' certificates, and
+//! verifies evidence bundles offline.
 //! All the work is in the library; this file parses flags and maps results to exit codes:
 //! 64 (EX_USAGE) for bad flags, 1 for a failure, 0 for success.
 

@@ -11,6 +11,7 @@
 
 pub mod backoff;
 pub mod blob;
+pub mod bundle;
 pub mod config;
 pub mod convert;
 pub mod document;

@@ -15,3 +15,26 @@ pub async fn signal() {
         _ = term => {}
     }
 }
+
+/// How long in-flight requests may take to finish after a shutdown signal.
+pub const GRACE: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// Drives `server` to completion, but once `stopping` is cancelled gives it at most [`GRACE`]
+/// to finish. A daemon acknowledges only what is committed, so cutting a request that outlives
+/// the grace period loses nothing: its client was not answered and will retry.
+pub async fn drain<E>(
+    server: impl std::future::Future<Output = Result<(), E>>,
+    stopping: &tokio_util::sync::CancellationToken,
+) -> Result<(), E> {
+    let grace = async {
+        stopping.cancelled().await;
+        tokio::time::sleep(GRACE).await;
+    };
+    tokio::select! {
+        r = server => r,
+        () = grace => {
+            tracing::warn!(grace = ?GRACE, "requests still in flight after the grace period; stopping anyway");
+            Ok(())
+        }
+    }
+}

@@ -293,8 +293,21 @@ impl Store {
         R: Send + 'static,
         E: From<StoreError> + Send + 'static,
     {
-        let db = self.db.get().ok_or_else(|| E::from(StoreError::Closed))?;
+        let handle = Arc::clone(&self.db);
         tokio::task::spawn_blocking(move || {
+            // While the writer reopens the database (after a failed commit) there is briefly no
+            // handle: wait for it rather than fail a read that has nothing to do with the write.
+            let mut waited = 0;
+            let db = loop {
+                match handle.get() {
+                    Some(db) => break db,
+                    None if waited < 200 => {
+                        std::thread::sleep(std::time::Duration::from_millis(5));
+                        waited += 1;
+                    }
+                    None => return Err(E::from(StoreError::Closed)),
+                }
+            };
             let txn = db.begin_read().map_err(StoreError::from)?;
             f(&txn)
         })

@@ -33,9 +33,6 @@ pub use directory::Directory;
 /// header with its manifest and a chunk.
 pub const MAX_MESSAGE_BYTES: usize = 8 * 1024 * 1024;
 
-/// How long in-flight requests may take to finish after a shutdown signal.
-pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
-
 /// Everything a request handler needs, shared.
 #[derive(Debug)]
 pub(crate) struct Hub {
@@ -135,16 +132,7 @@ pub async fn run(
         .http2_keepalive_timeout(Some(Duration::from_secs(10)))
         .add_service(svc)
         .serve_with_incoming_shutdown(incoming, signal);
-    // Everything acknowledged is already committed, so cutting a request that outlives the grace
-    // period loses nothing: its client was not answered and will retry.
-    let grace = async {
-        token.cancelled().await;
-        tokio::time::sleep(SHUTDOWN_GRACE).await;
-    };
-    tokio::select! {
-        r = server => r.context("serving gRPC")?,
-        () = grace => tracing::warn!(grace = ?SHUTDOWN_GRACE, "requests still in flight after the grace period; stopping anyway"),
-    }
+    exchange_core::shutdown::drain(server, &token).await.context("serving gRPC")?;
     tracing::info!("hub stopped");
     Ok(())
 }

@@ -174,10 +174,11 @@ impl HubService {
         if self.hub.blobs.contains(&digest).await {
             return Ok(()); // content-addressed: already here, nothing to write
         }
+        let resumed_from = first.offset;
         let mut w = self
             .hub
             .blobs
-            .resume(digest, first.size, first.offset)
+            .resume(digest, first.size, resumed_from)
             .await
             .map_err(blob_error)?;
         let mut next = Some(first);
@@ -195,7 +196,8 @@ impl HubService {
                 .await
                 .map_err(|e| ServiceError::invalid(format!("stream: {e}")))?;
         }
-        w.finish().await.map_err(blob_error)?;
+        let (_, size) = w.finish().await.map_err(blob_error)?;
+        info!(sha256 = %digest, size, resumed_from, received = size - resumed_from, "content received");
         Ok(())
     }
 

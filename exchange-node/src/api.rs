@@ -360,11 +360,24 @@ impl node_server::Node for NodeApi {
                     tokio::select! {
                         r = latest.changed() => if r.is_err() { return },
                         () = tx.closed() => return,
+                        () = node.shutdown.cancelled() => return,
                     }
                 }
             }
         });
         Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
+    }
+
+    type GetEvidenceStream = Stream_<pb::GetEvidenceResponse>;
+
+    async fn get_evidence(
+        &self,
+        req: Request<pb::GetEvidenceRequest>,
+    ) -> Result<Response<Self::GetEvidenceStream>, Status> {
+        let req = req.into_inner();
+        let id = doc_id("doc_id", &req.doc_id)?;
+        let chunks = crate::bundle::get(&self.node, id, req.with_content).await?;
+        Ok(Response::new(Box::pin(chunks)))
     }
 
     async fn list_departments(

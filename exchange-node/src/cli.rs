@@ -9,6 +9,7 @@
 pub mod confirm;
 pub mod ctx;
 pub mod directory;
+pub mod evidence;
 pub mod inbox;
 mod labels;
 pub mod reject;
@@ -59,6 +60,9 @@ pub enum Command {
     Status(status::Args),
     /// List the departments documents can be sent to.
     Directory(directory::Args),
+    /// Write a document's evidence bundle (signed document and every signed receipt) to a file,
+    /// for `exchange-certs verify`; prints the file's path.
+    Evidence(evidence::Args),
     /// Check the config file and the certificates and keys it names, then exit (0 if usable).
     CheckConfig,
 }
@@ -91,6 +95,7 @@ pub async fn run(cli: Cli, cfg: NodeConfig) -> anyhow::Result<()> {
         Command::Reject(args) => reject::run(args, &ctx).await,
         Command::Status(args) => status::run(args, &ctx).await,
         Command::Directory(args) => directory::run(args, &ctx).await,
+        Command::Evidence(args) => evidence::run(args, &ctx).await,
         Command::Serve | Command::CheckConfig => Ok(()),
     }
 }

@@ -3,11 +3,13 @@
 //! - [`api`]: the local gRPC API for the department's OA system and the clerk's CLI;
 //! - `uplink`: the connection to the hub — the outbox sender and the delivery stream;
 //! - `store`: the durable outbox, inbox, sent documents and event log;
+//! - `bundle`: the evidence bundle of a document, streamed by `GetEvidence`;
 //! - [`cli`]: the clerk's commands, which talk to a running node through its API.
 //!
 //! [`serve`] is what `exchange-node serve` and the tests both drive.
 
 pub mod api;
+mod bundle;
 pub mod cli;
 mod store;
 mod submit;
@@ -42,12 +44,14 @@ pub(crate) struct Node {
     pub(crate) hub_up: Notify,
     /// The latest event seq, for `WatchEvents`.
     pub(crate) events: tokio::sync::watch::Sender<u64>,
+    /// Cancelled when the node shuts down: long-lived streams end.
+    pub(crate) shutdown: CancellationToken,
     /// The hub's directory, as last fetched (None until the hub was reached once).
     pub(crate) directory: std::sync::RwLock<Option<Vec<pb::Department>>>,
 }
 
 impl Node {
-    fn open(cfg: NodeConfig) -> anyhow::Result<Self> {
+    fn open(cfg: NodeConfig, shutdown: CancellationToken) -> anyhow::Result<Self> {
         let data = &cfg.node.data_dir;
         std::fs::create_dir_all(data)
             .with_context(|| format!("creating data directory {}", data.display()))?;
@@ -77,6 +81,7 @@ impl Node {
             outbox_wake: Notify::new(),
             hub_up: Notify::new(),
             events,
+            shutdown,
             directory: Default::default(),
         })
     }
@@ -129,14 +134,14 @@ pub async fn serve(
     let hub_tls = tls::client_config(&cfg.tls, &cfg.hub.server_name)
         .context("loading the node's TLS identity")?;
     let endpoint = tls::endpoint(cfg.hub.addr, hub_tls)?;
-    let node = Arc::new(Node::open(cfg)?);
+    let token = CancellationToken::new();
+    let node = Arc::new(Node::open(cfg, token.clone())?);
     let addr = api_listener.local_addr()?;
     let data = &node.cfg.node.data_dir;
     exchange_core::config::write_addr_file(data, "api.addr", addr)
         .with_context(|| format!("writing {}/api.addr", data.display()))?;
     tracing::info!(%addr, dept = %node.cfg.node.id, hub = %node.cfg.hub.addr, "node API listening");
 
-    let token = CancellationToken::new();
     let mut tasks = tokio::task::JoinSet::new();
     uplink::start(&mut tasks, Arc::clone(&node), endpoint, token.clone());
 
@@ -147,11 +152,10 @@ pub async fn serve(
         stop.cancel();
     };
     let incoming = tokio_stream::wrappers::TcpListenerStream::new(api_listener);
-    tonic::transport::Server::builder()
+    let server = tonic::transport::Server::builder()
         .add_service(api::service(Arc::clone(&node)))
-        .serve_with_incoming_shutdown(incoming, signal)
-        .await
-        .context("serving the node API")?;
+        .serve_with_incoming_shutdown(incoming, signal);
+    exchange_core::shutdown::drain(server, &token).await.context("serving the node API")?;
     token.cancel();
     let grace = tokio::time::timeout(std::time::Duration::from_secs(10), async {
         while tasks.join_next().await.is_some() {}

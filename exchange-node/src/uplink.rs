@@ -264,7 +264,12 @@ async fn send_evidence(
 async fn delivery_loop(node: Arc<Node>, mut client: Client, cancel: CancellationToken) {
     let mut backoff = Backoff::default();
     loop {
-        match subscribe_once(&node, &mut client, &cancel, &mut backoff).await {
+        let started = std::time::Instant::now();
+        let result = subscribe_once(&node, &mut client, &cancel, &mut backoff).await;
+        if started.elapsed() > std::time::Duration::from_secs(30) {
+            backoff.reset(); // a long-lived stream ended: reconnect promptly
+        }
+        match result {
             Ok(()) if cancel.is_cancelled() => return,
             Ok(()) => info!("delivery stream closed by the hub; reconnecting"),
             Err(s) => {
@@ -298,7 +303,6 @@ async fn subscribe_once(
         .await?
         .into_inner();
     info!("connected to the hub");
-    backoff.reset();
     node.hub_up.notify_one(); // the hub is back: retry the outbox now, not after its backoff
     loop {
         let push = tokio::select! {
@@ -318,6 +322,7 @@ async fn subscribe_once(
             seq: push.seq,
             ..ack
         };
+        backoff.reset(); // an item went through: the link works, not merely connects
         if acks
             .send(pb::SubscribeRequest {
                 msg: Some(pb::subscribe_request::Msg::Ack(ack)),

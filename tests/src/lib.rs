@@ -202,7 +202,7 @@ impl TestExchange {
             .get(dept)
             .with_context(|| format!("no department {dept}"))?
             .clone();
-        let data = cfg.parent().expect("node dir").join("data");
+        let data = self.node_data_dir(dept);
         let _ = std::fs::remove_file(data.join("api.addr"));
         let child = self.spawn(dept, "exchange-node", &cfg)?;
         self.nodes.insert(dept.to_owned(), child);
@@ -230,6 +230,54 @@ impl TestExchange {
             c.kill().await?;
         }
         Ok(())
+    }
+
+    /// Sends SIGTERM to the hub and waits (up to [`DEADLINE`]) for it to exit; returns its exit
+    /// code.
+    pub async fn stop_hub(&mut self) -> Result<Option<i32>> {
+        let child = self.hub.take().context("the hub is not running")?;
+        terminate(child).await
+    }
+
+    /// Sends SIGTERM to a node and waits for it to exit; returns its exit code.
+    pub async fn stop_node(&mut self, dept: &str) -> Result<Option<i32>> {
+        let child = self.nodes.remove(dept).with_context(|| format!("node {dept} is not running"))?;
+        terminate(child).await
+    }
+
+    /// The data directory of a department's node.
+    pub fn node_data_dir(&self, dept: &str) -> PathBuf {
+        exchange_core::config::load::<NodeConfig>(self.node_config(dept)).expect("node config").node.data_dir
+    }
+
+    /// The hub's data directory.
+    pub fn hub_data_dir(&self) -> PathBuf {
+        self.hub_config.parent().expect("hub dir").join("data")
+    }
+
+    /// Points a (stopped) node at another data directory, e.g. a small filesystem.
+    pub fn set_node_data_dir(&mut self, dept: &str, dir: &Path) -> Result<()> {
+        let cfg = self.node_configs.get(dept).with_context(|| format!("no department {dept}"))?.clone();
+        edit_toml::<NodeConfig>(&cfg, |c| c.node.data_dir = dir.to_owned())?;
+        Ok(())
+    }
+
+    /// A client of a department node's local API (reads the address it bound).
+    pub async fn node_api(&self, dept: &str) -> Result<pb::node_client::NodeClient<tonic::transport::Channel>> {
+        let cfg: NodeConfig = exchange_core::config::load(self.node_config(dept))?;
+        let addr = read_addr_file(&cfg.node.data_dir, "api.addr")?;
+        let client = pb::node_client::NodeClient::connect(format!("http://{addr}")).await?;
+        Ok(client.max_decoding_message_size(16 << 20).max_encoding_message_size(16 << 20))
+    }
+
+    /// The pid of a running node, for signals a test sends itself.
+    pub fn node_pid(&self, dept: &str) -> Option<u32> {
+        self.nodes.get(dept).and_then(Child::id)
+    }
+
+    /// The pid of the running hub.
+    pub fn hub_pid(&self) -> Option<u32> {
+        self.hub.as_ref().and_then(Child::id)
     }
 
     /// Runs `exchange-node --config <dept's node.toml> <args>`; returns (success, stdout, stderr).
@@ -309,6 +357,20 @@ impl Drop for TestExchange {
     }
 }
 
+/// Sends `signal` (e.g. "TERM", "STOP", "CONT") to `pid`.
+pub fn signal(pid: u32, signal: &str) -> Result<()> {
+    let status = std::process::Command::new("kill").arg(format!("-{signal}")).arg(pid.to_string()).status()?;
+    anyhow::ensure!(status.success(), "kill -{signal} {pid} failed");
+    Ok(())
+}
+
+async fn terminate(mut child: Child) -> Result<Option<i32>> {
+    let pid = child.id().context("process already reaped")?;
+    signal(pid, "TERM")?;
+    let status = tokio::time::timeout(DEADLINE, child.wait()).await.context("no exit within the deadline after SIGTERM")??;
+    Ok(status.code())
+}
+
 /// Rewrites a config file in place through its typed form, keeping paths relative.
 fn edit_toml<T: serde::de::DeserializeOwned + serde::Serialize>(
     path: &Path,
@@ -378,4 +440,79 @@ pub async fn tls_probe(
         Ok(_) => Ok(Err("connection closed".to_owned())),
         Err(e) => Ok(Err(e.to_string())),
     }
+}
+
+/// A document for [`submit`]: recipients, title, urgency and content parts (name, bytes).
+#[derive(Debug, Clone)]
+pub struct Draft {
+    /// 主送.
+    pub to: Vec<String>,
+    /// 标题.
+    pub title: String,
+    /// 紧急程度.
+    pub urgency: pb::Urgency,
+    /// Content parts: the first is the body.
+    pub parts: Vec<(String, Vec<u8>)>,
+    /// Idempotency key (empty: none).
+    pub key: String,
+}
+
+/// Submits `draft` through a node's local API, in 256 KiB chunks; returns the document id.
+pub async fn submit(
+    client: &mut pb::node_client::NodeClient<tonic::transport::Channel>,
+    draft: &Draft,
+) -> std::result::Result<String, tonic::Status> {
+    let metadata = pb::DocumentMetadata {
+        title: draft.title.clone(),
+        to_depts: draft.to.clone(),
+        urgency: draft.urgency.into(),
+        doc_type: pb::DocumentType::Notice.into(),
+        ..Default::default()
+    };
+    let parts = draft
+        .parts
+        .iter()
+        .enumerate()
+        .map(|(i, (name, data))| pb::PartSpec {
+            role: if i == 0 { pb::PartRole::Body } else { pb::PartRole::Attachment }.into(),
+            name: name.clone(),
+            media_type: "application/octet-stream".into(),
+            size: data.len() as u64,
+        })
+        .collect();
+    use pb::submit_document_request::Msg;
+    let mut msgs = vec![pb::SubmitDocumentRequest {
+        msg: Some(Msg::Draft(pb::DocumentDraft { idempotency_key: draft.key.clone(), metadata: Some(metadata), parts })),
+    }];
+    for (i, (_, data)) in draft.parts.iter().enumerate() {
+        for chunk in data.chunks(256 * 1024) {
+            let part = u32::try_from(i).unwrap_or(u32::MAX);
+            msgs.push(pb::SubmitDocumentRequest { msg: Some(Msg::Chunk(pb::PartChunk { part, data: chunk.to_vec() })) });
+        }
+    }
+    let resp = client.submit(tokio_stream::iter(msgs)).await?;
+    Ok(resp.into_inner().doc_id)
+}
+
+/// Every part of a received document, fetched through the node's API: (name, bytes).
+pub async fn fetch_content(
+    client: &mut pb::node_client::NodeClient<tonic::transport::Channel>,
+    id: &str,
+) -> Result<Vec<(String, Vec<u8>)>> {
+    let mut stream = client.fetch_document(pb::FetchDocumentRequest { doc_id: id.to_owned(), with_content: true }).await?.into_inner();
+    let mut parts: Vec<(String, Vec<u8>)> = Vec::new();
+    while let Some(msg) = stream.message().await? {
+        match msg.msg {
+            Some(pb::fetch_document_response::Msg::Document(d)) => {
+                let header = d.header.context("no header")?;
+                parts = header.parts.into_iter().map(|p| (p.name, Vec::new())).collect();
+            }
+            Some(pb::fetch_document_response::Msg::Chunk(c)) => {
+                let part = parts.get_mut(c.part as usize).context("chunk for an unknown part")?;
+                part.1.extend_from_slice(&c.data);
+            }
+            None => bail!("empty message"),
+        }
+    }
+    Ok(parts)
 }

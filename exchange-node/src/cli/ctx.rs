@@ -90,6 +90,9 @@ impl Ctx {
                     Lookup::Sent => format!(
                         "`status` follows documents this department sent (the id `send` printed); received documents are listed by: {inbox}"
                     ),
+                    Lookup::Any => format!(
+                        "use the id `send` printed for a document this department sent; received documents are listed by: {inbox}"
+                    ),
                 };
                 anyhow::anyhow!("the node refused: {message}\nhint: {hint}")
             }
@@ -109,6 +112,8 @@ pub(crate) enum Lookup {
     Received,
     /// A document this department sent (`status`).
     Sent,
+    /// A document this department sent or received (`evidence`).
+    Any,
 }
 
 /// The address of the node's API according to `cfg` (and `api.addr` for port 0).

@@ -1,0 +1,375 @@
+//! Proof at every step: the sender's evidence bundle verifies offline with only the CA and shows
+//! who signed each step and when; an altered byte, another CA, content altered at the hub and a
+//! forged signature are all caught, and the refusals are themselves proven.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result};
+use exchange_certs::{Ca, Validity};
+use exchange_core::{
+    bundle::decode_bundle,
+    config::NodeConfig,
+    document::SignedDoc,
+    ids::DocumentId,
+    signing::{Digest, SigningKey},
+    time::now_ms,
+};
+use exchange_proto::v1 as pb;
+use exchange_tests::{DEADLINE, TestExchange, bin, eventually, random_file};
+use serde_json::Value;
+use tonic::Code;
+
+/// `exchange-certs verify FILE --ca CA`: (success, stdout, stderr).
+async fn verify(bundle: &Path, ca: &Path) -> Result<(bool, String, String)> {
+    let out = tokio::process::Command::new(bin("exchange-certs"))
+        .arg("verify")
+        .arg(bundle)
+        .arg("--ca")
+        .arg(ca)
+        .output()
+        .await?;
+    Ok((
+        out.status.success(),
+        String::from_utf8(out.stdout)?,
+        String::from_utf8(out.stderr)?,
+    ))
+}
+
+/// `verify` that must fail: returns its stderr, after checking it is one `error: ...` report.
+async fn verify_fails(bundle: &Path, ca: &Path) -> Result<String> {
+    let (ok, out, err) = verify(bundle, ca).await?;
+    anyhow::ensure!(!ok, "verified although it must not:\n{out}");
+    anyhow::ensure!(
+        out.is_empty(),
+        "a failed verification prints no report: {out}"
+    );
+    anyhow::ensure!(err.starts_with("error: "), "{err}");
+    Ok(err)
+}
+
+fn ca_pem(ex: &TestExchange) -> PathBuf {
+    ex.layout_dir().join("ca/ca.pem")
+}
+
+/// `evidence ID --out <root>/<name>` at `dept`; checks that it prints the path it wrote.
+async fn write_bundle(
+    ex: &TestExchange,
+    dept: &str,
+    id: &str,
+    name: &str,
+    with_content: bool,
+) -> Result<PathBuf> {
+    let path = ex.root().join(name);
+    let out_arg = path.to_str().context("path")?;
+    let mut args = vec!["evidence", id, "--out", out_arg];
+    if with_content {
+        args.push("--with-content");
+    }
+    let out = ex.cli_ok(dept, &args).await?;
+    assert_eq!(out.trim(), out_arg, "evidence prints the written path");
+    Ok(path)
+}
+
+/// The report's line for `kind` at `recipient` (`-` for none): `STEP RECIPIENT SIGNED-BY AT ...`.
+fn step<'a>(report: &'a str, kind: &str, recipient: &str) -> Result<&'a str> {
+    report
+        .lines()
+        .find(|l| {
+            let mut w = l.split_whitespace();
+            w.next() == Some(kind) && w.next() == Some(recipient)
+        })
+        .with_context(|| format!("no {kind} step for {recipient} in:\n{report}"))
+}
+
+/// `send` at `from`; returns the id it printed last.
+async fn send(ex: &TestExchange, from: &str, args: &[&str]) -> Result<String> {
+    let out = ex.cli_ok(from, &[&["send"], args].concat()).await?;
+    Ok(out.lines().last().unwrap_or_default().trim().to_owned())
+}
+
+async fn wait_state(
+    ex: &TestExchange,
+    sender: &str,
+    id: &str,
+    dept: &str,
+    state: &str,
+) -> Result<Value> {
+    eventually(&format!("{dept} to be {state}"), DEADLINE, || async {
+        let status = ex.cli_json(sender, &["status", id, "--json"]).await?;
+        let r = status["recipients"]
+            .as_array()
+            .and_then(|rs| rs.iter().find(|r| r["dept"] == dept).cloned())
+            .with_context(|| format!("no recipient {dept} in {status}"))?;
+        Ok((r["state"] == state).then_some(r))
+    })
+    .await
+}
+
+async fn inbox_ids(ex: &TestExchange, dept: &str) -> Result<Vec<String>> {
+    let inbox = ex.cli_json(dept, &["inbox", "--json"]).await?;
+    let entries = inbox.as_array().context("inbox is not a list")?;
+    Ok(entries
+        .iter()
+        .filter_map(|e| e["id"].as_str().map(str::to_owned))
+        .collect())
+}
+
+/// Writes `bytes` with one byte flipped at `at` to `<root>/<name>`.
+fn flipped(ex: &TestExchange, bytes: &[u8], at: usize, name: &str) -> Result<PathBuf> {
+    let mut bad = bytes.to_vec();
+    bad[at] ^= 0x01;
+    let path = ex.root().join(name);
+    std::fs::write(&path, bad)?;
+    Ok(path)
+}
+
+/// Where `needle` starts in `haystack`.
+fn find(haystack: &[u8], needle: &[u8]) -> Result<usize> {
+    haystack
+        .windows(needle.len())
+        .position(|w| w == needle)
+        .context("bytes not found in the bundle")
+}
+
+#[tokio::test]
+async fn the_senders_bundle_proves_acceptance_delivery_confirmation_and_rejection_offline()
+-> Result<()> {
+    let mut ex = TestExchange::start(&["a", "b", "c"]).await?;
+    let body = random_file(ex.root(), "正文.ofd", 100_000, 11)?;
+    let title = "关于做好年终工作的通知";
+    let file = body.to_str().context("path")?;
+    let id = send(
+        &ex,
+        "a",
+        &["--to", "b", "--cc", "c", "--title", title, "--file", file],
+    )
+    .await?;
+    wait_state(&ex, "a", &id, "b", "delivered").await?;
+    wait_state(&ex, "a", &id, "c", "delivered").await?;
+    ex.cli_ok("b", &["confirm", &id, "--clerk", "王芳"]).await?;
+    ex.cli_ok("c", &["reject", &id, "--reason", "不属于本单位职责范围"])
+        .await?;
+    wait_state(&ex, "a", &id, "b", "confirmed").await?;
+    wait_state(&ex, "a", &id, "c", "rejected").await?;
+
+    let bundle = write_bundle(&ex, "a", &id, "proof.bundle", false).await?;
+    // b can prove its own part too: what it received, that it had it, and that it signed for it.
+    let receipt = write_bundle(&ex, "b", &id, "b-receipt.bundle", false).await?;
+
+    // Offline: nothing of the exchange runs any more; the file and the CA are all there is.
+    ex.kill_hub().await?;
+    for d in ["a", "b", "c"] {
+        ex.kill_node(d).await?;
+    }
+    let (ok, report, err) = verify(&bundle, &ca_pem(&ex)).await?;
+    assert!(ok, "the genuine bundle verifies: {err}");
+    assert!(
+        report.contains(&id) && report.contains(title),
+        "names the document: {report}"
+    );
+    assert!(step(&report, "sent", "-")?.contains("department a"));
+    assert!(step(&report, "accepted", "-")?.contains(" hub "));
+    assert!(step(&report, "delivered", "b")?.contains("department b"));
+    assert!(step(&report, "delivered", "c")?.contains("department c"));
+    let confirmed = step(&report, "confirmed", "b")?;
+    assert!(
+        confirmed.contains("department b") && confirmed.contains("clerk 王芳"),
+        "{confirmed}"
+    );
+    let rejected = step(&report, "rejected", "c")?;
+    assert!(
+        rejected.contains("department c") && rejected.contains("reason: 不属于本单位职责范围"),
+        "{rejected}"
+    );
+
+    let (ok, report, err) = verify(&receipt, &ca_pem(&ex)).await?;
+    assert!(ok, "the recipient's bundle verifies: {err}");
+    assert!(step(&report, "confirmed", "b")?.contains("department b"));
+    assert!(
+        step(&report, "delivered", "c").is_err(),
+        "b's bundle holds only b's own evidence: {report}"
+    );
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_flipped_byte_anywhere_in_a_bundle_or_another_ca_fails_verification() -> Result<()> {
+    let ex = TestExchange::start(&["a", "b"]).await?;
+    let body = random_file(ex.root(), "正文.ofd", 600_000, 12)?; // several stream chunks
+    let file = body.to_str().context("path")?;
+    let id = send(&ex, "a", &["--to", "b", "--title", "flip", "--file", file]).await?;
+    wait_state(&ex, "a", &id, "b", "delivered").await?;
+    ex.cli_ok("b", &["confirm", &id, "--clerk", "王芳"]).await?;
+    wait_state(&ex, "a", &id, "b", "confirmed").await?;
+
+    let path = write_bundle(&ex, "a", &id, "full.bundle", true).await?;
+    let ca = ca_pem(&ex);
+    let (ok, report, err) = verify(&path, &ca).await?;
+    assert!(ok, "the genuine bundle verifies: {err}");
+    assert!(report.contains("1 part(s) included"), "{report}");
+
+    let bytes = std::fs::read(&path)?;
+    let bundle = decode_bundle(&bytes)?;
+    let doc = bundle.document.as_ref().context("no document")?;
+    let header = find(&bytes, &doc.header)? + doc.header.len() / 2;
+    let signature = doc.signature.as_ref().context("no signature")?;
+    let sig = find(&bytes, &signature.value)? + 20;
+    let delivered = &bundle.evidence.first().context("no evidence")?.evidence;
+    let evidence = find(&bytes, delivered)? + delivered.len() / 2;
+    let content = &bundle.content.first().context("no content")?.data;
+    let content = find(&bytes, content)? + content.len() / 2;
+    let cases = [
+        (header, "header.bundle", "document header: "),
+        (
+            sig,
+            "sig.bundle",
+            "document header: signature does not match the signed bytes",
+        ),
+        (evidence, "evidence.bundle", "evidence #1"),
+        (
+            content,
+            "content.bundle",
+            "content part 0 (正文.ofd): SHA-256 does not match the signed manifest",
+        ),
+        (0, "magic.bundle", "not an evidence bundle"),
+    ];
+    for (at, name, names) in cases {
+        let err = verify_fails(&flipped(&ex, &bytes, at, name)?, &ca).await?;
+        assert!(err.contains(names), "{name}: expected {names:?} in {err}");
+    }
+
+    // The same genuine bundle, checked against another exchange's CA.
+    let other = Ca::generate("Another Exchange CA", Validity::days_from_now(30))?;
+    let other_pem = ex.root().join("other-ca.pem");
+    std::fs::write(&other_pem, other.cert_pem())?;
+    let err = verify_fails(&path, &other_pem).await?;
+    assert!(
+        err.contains("document header: signer certificate not trusted: UnknownIssuer"),
+        "{err}"
+    );
+    Ok(())
+}
+
+#[tokio::test]
+async fn content_altered_in_the_hubs_store_is_refused_by_the_recipient_and_the_refusal_is_proven()
+-> Result<()> {
+    let mut ex = TestExchange::setup(&["a", "b"])?;
+    ex.start_hub().await?;
+    ex.start_node("a").await?;
+    ex.start_node("b").await?;
+    ex.kill_node("b").await?; // offline: the document waits at the hub
+    let body = random_file(ex.root(), "正文.ofd", 200_000, 13)?;
+    let file = body.to_str().context("path")?;
+    let id = send(
+        &ex,
+        "a",
+        &["--to", "b", "--title", "tampered", "--file", file],
+    )
+    .await?;
+    wait_state(&ex, "a", &id, "b", "accepted").await?;
+
+    // Someone with access to the hub's disk changes a few bytes of the stored content.
+    let hex = Digest::of(&std::fs::read(&body)?).to_hex();
+    let blob = ex.layout_dir().join("hub/data/blobs/sha256").join(hex);
+    let mut stored = std::fs::read(&blob).with_context(|| format!("{}", blob.display()))?;
+    stored[1000..1004].copy_from_slice(b"EVIL");
+    std::fs::write(&blob, stored)?;
+
+    ex.start_node("b").await?;
+    let b = wait_state(&ex, "a", &id, "b", "not-delivered").await?;
+    let reason = b["reason"].as_str().unwrap_or_default();
+    assert!(
+        reason.contains("正文.ofd"),
+        "the reason names the part: {b}"
+    );
+    assert!(
+        !inbox_ids(&ex, "b").await?.contains(&id),
+        "b stored nothing"
+    );
+
+    let path = write_bundle(&ex, "a", &id, "refused.bundle", false).await?;
+    let (ok, report, err) = verify(&path, &ca_pem(&ex)).await?;
+    assert!(ok, "the proof of the refusal verifies: {err}");
+    let refused = step(&report, "not-delivered", "b")?;
+    assert!(
+        refused.contains(" hub ") && refused.contains("reason: "),
+        "{refused}"
+    );
+    assert!(step(&report, "delivered", "b").is_err(), "{report}");
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_document_signed_with_another_departments_key_is_refused_by_the_hub() -> Result<()> {
+    let ex = TestExchange::start(&["a", "b", "c"]).await?;
+    // c's genuine signing key, used to sign a header that claims to come from a.
+    let c_cfg: NodeConfig = exchange_core::config::load(ex.node_config("c"))?;
+    let c_key = SigningKey::load(&c_cfg.signing)?;
+    let content = b"forged instructions".to_vec();
+    let sha = Digest::of(&content);
+    let header = pb::DocumentHeader {
+        format: 1,
+        id: DocumentId::new().to_string(),
+        sender: "a".into(),
+        created_at_ms: now_ms(),
+        metadata: Some(pb::DocumentMetadata {
+            title: "伪造的通知".into(),
+            to_depts: vec!["b".into()],
+            ..Default::default()
+        }),
+        parts: vec![pb::Part {
+            role: pb::PartRole::Body.into(),
+            name: "正文.txt".into(),
+            media_type: "text/plain".into(),
+            size: content.len() as u64,
+            sha256: sha.0.to_vec(),
+        }],
+    };
+    let forged = SignedDoc::seal(&header, &c_key)?;
+
+    // Submitted over a's own TLS identity, with its content uploaded first.
+    let mut hub = ex.hub_client_as("a").await?;
+    let chunk = pb::BlobChunk {
+        sha256: sha.0.to_vec(),
+        size: content.len() as u64,
+        offset: 0,
+        data: content,
+    };
+    hub.put_blob(tonic::codegen::tokio_stream::iter(vec![chunk]))
+        .await?;
+    let err = hub
+        .submit(pb::SubmitRequest {
+            document: Some(forged.wire.clone()),
+        })
+        .await
+        .expect_err("a forged document must be refused");
+    assert_eq!(err.code(), Code::PermissionDenied, "{err:?}");
+    assert!(
+        err.message().contains("signed by department c"),
+        "{}",
+        err.message()
+    );
+
+    // The hub kept nothing: b cannot fetch it, and only a genuine document reaches b.
+    let mut as_b = ex.hub_client_as("b").await?;
+    let fetch = as_b
+        .get_blob(pb::GetBlobRequest {
+            doc_id: forged.header.id.to_string(),
+            sha256: sha.0.to_vec(),
+            offset: 0,
+        })
+        .await
+        .expect_err("the hub has no such document");
+    assert_eq!(fetch.code(), Code::NotFound, "{fetch:?}");
+    let body = random_file(ex.root(), "genuine.txt", 100, 14)?;
+    let file = body.to_str().context("path")?;
+    let genuine = send(
+        &ex,
+        "a",
+        &["--to", "b", "--title", "genuine", "--file", file],
+    )
+    .await?;
+    wait_state(&ex, "a", &genuine, "b", "delivered").await?;
+    assert_eq!(inbox_ids(&ex, "b").await?, vec![genuine]);
+    Ok(())
+}
