@@ -132,7 +132,9 @@ pub async fn run(
         .http2_keepalive_timeout(Some(Duration::from_secs(10)))
         .add_service(svc)
         .serve_with_incoming_shutdown(incoming, signal);
-    exchange_core::shutdown::drain(server, &token).await.context("serving gRPC")?;
+    exchange_core::shutdown::drain(server, &token)
+        .await
+        .context("serving gRPC")?;
     tracing::info!("hub stopped");
     Ok(())
 }

@@ -155,7 +155,9 @@ pub async fn serve(
     let server = tonic::transport::Server::builder()
         .add_service(api::service(Arc::clone(&node)))
         .serve_with_incoming_shutdown(incoming, signal);
-    exchange_core::shutdown::drain(server, &token).await.context("serving the node API")?;
+    exchange_core::shutdown::drain(server, &token)
+        .await
+        .context("serving the node API")?;
     token.cancel();
     let grace = tokio::time::timeout(std::time::Duration::from_secs(10), async {
         while tasks.join_next().await.is_some() {}

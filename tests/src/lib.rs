@@ -241,13 +241,19 @@ impl TestExchange {
 
     /// Sends SIGTERM to a node and waits for it to exit; returns its exit code.
     pub async fn stop_node(&mut self, dept: &str) -> Result<Option<i32>> {
-        let child = self.nodes.remove(dept).with_context(|| format!("node {dept} is not running"))?;
+        let child = self
+            .nodes
+            .remove(dept)
+            .with_context(|| format!("node {dept} is not running"))?;
         terminate(child).await
     }
 
     /// The data directory of a department's node.
     pub fn node_data_dir(&self, dept: &str) -> PathBuf {
-        exchange_core::config::load::<NodeConfig>(self.node_config(dept)).expect("node config").node.data_dir
+        exchange_core::config::load::<NodeConfig>(self.node_config(dept))
+            .expect("node config")
+            .node
+            .data_dir
     }
 
     /// The hub's data directory.
@@ -255,19 +261,27 @@ impl TestExchange {
         self.hub_config.parent().expect("hub dir").join("data")
     }
 
-    /// Points a (stopped) node at another data directory, e.g. a small filesystem.
-    pub fn set_node_data_dir(&mut self, dept: &str, dir: &Path) -> Result<()> {
-        let cfg = self.node_configs.get(dept).with_context(|| format!("no department {dept}"))?.clone();
-        edit_toml::<NodeConfig>(&cfg, |c| c.node.data_dir = dir.to_owned())?;
-        Ok(())
+    /// Changes a (stopped) node's config, e.g. its data directory or limits.
+    pub fn edit_node_config(&mut self, dept: &str, f: impl FnOnce(&mut NodeConfig)) -> Result<()> {
+        let cfg = self
+            .node_configs
+            .get(dept)
+            .with_context(|| format!("no department {dept}"))?
+            .clone();
+        edit_toml::<NodeConfig>(&cfg, f)
     }
 
     /// A client of a department node's local API (reads the address it bound).
-    pub async fn node_api(&self, dept: &str) -> Result<pb::node_client::NodeClient<tonic::transport::Channel>> {
+    pub async fn node_api(
+        &self,
+        dept: &str,
+    ) -> Result<pb::node_client::NodeClient<tonic::transport::Channel>> {
         let cfg: NodeConfig = exchange_core::config::load(self.node_config(dept))?;
         let addr = read_addr_file(&cfg.node.data_dir, "api.addr")?;
         let client = pb::node_client::NodeClient::connect(format!("http://{addr}")).await?;
-        Ok(client.max_decoding_message_size(16 << 20).max_encoding_message_size(16 << 20))
+        Ok(client
+            .max_decoding_message_size(16 << 20)
+            .max_encoding_message_size(16 << 20))
     }
 
     /// The pid of a running node, for signals a test sends itself.
@@ -359,7 +373,10 @@ impl Drop for TestExchange {
 
 /// Sends `signal` (e.g. "TERM", "STOP", "CONT") to `pid`.
 pub fn signal(pid: u32, signal: &str) -> Result<()> {
-    let status = std::process::Command::new("kill").arg(format!("-{signal}")).arg(pid.to_string()).status()?;
+    let status = std::process::Command::new("kill")
+        .arg(format!("-{signal}"))
+        .arg(pid.to_string())
+        .status()?;
     anyhow::ensure!(status.success(), "kill -{signal} {pid} failed");
     Ok(())
 }
@@ -367,7 +384,9 @@ pub fn signal(pid: u32, signal: &str) -> Result<()> {
 async fn terminate(mut child: Child) -> Result<Option<i32>> {
     let pid = child.id().context("process already reaped")?;
     signal(pid, "TERM")?;
-    let status = tokio::time::timeout(DEADLINE, child.wait()).await.context("no exit within the deadline after SIGTERM")??;
+    let status = tokio::time::timeout(DEADLINE, child.wait())
+        .await
+        .context("no exit within the deadline after SIGTERM")??;
     Ok(status.code())
 }
 
@@ -474,7 +493,12 @@ pub async fn submit(
         .iter()
         .enumerate()
         .map(|(i, (name, data))| pb::PartSpec {
-            role: if i == 0 { pb::PartRole::Body } else { pb::PartRole::Attachment }.into(),
+            role: if i == 0 {
+                pb::PartRole::Body
+            } else {
+                pb::PartRole::Attachment
+            }
+            .into(),
             name: name.clone(),
             media_type: "application/octet-stream".into(),
             size: data.len() as u64,
@@ -482,12 +506,21 @@ pub async fn submit(
         .collect();
     use pb::submit_document_request::Msg;
     let mut msgs = vec![pb::SubmitDocumentRequest {
-        msg: Some(Msg::Draft(pb::DocumentDraft { idempotency_key: draft.key.clone(), metadata: Some(metadata), parts })),
+        msg: Some(Msg::Draft(pb::DocumentDraft {
+            idempotency_key: draft.key.clone(),
+            metadata: Some(metadata),
+            parts,
+        })),
     }];
     for (i, (_, data)) in draft.parts.iter().enumerate() {
         for chunk in data.chunks(256 * 1024) {
             let part = u32::try_from(i).unwrap_or(u32::MAX);
-            msgs.push(pb::SubmitDocumentRequest { msg: Some(Msg::Chunk(pb::PartChunk { part, data: chunk.to_vec() })) });
+            msgs.push(pb::SubmitDocumentRequest {
+                msg: Some(Msg::Chunk(pb::PartChunk {
+                    part,
+                    data: chunk.to_vec(),
+                })),
+            });
         }
     }
     let resp = client.submit(tokio_stream::iter(msgs)).await?;
@@ -499,16 +532,28 @@ pub async fn fetch_content(
     client: &mut pb::node_client::NodeClient<tonic::transport::Channel>,
     id: &str,
 ) -> Result<Vec<(String, Vec<u8>)>> {
-    let mut stream = client.fetch_document(pb::FetchDocumentRequest { doc_id: id.to_owned(), with_content: true }).await?.into_inner();
+    let mut stream = client
+        .fetch_document(pb::FetchDocumentRequest {
+            doc_id: id.to_owned(),
+            with_content: true,
+        })
+        .await?
+        .into_inner();
     let mut parts: Vec<(String, Vec<u8>)> = Vec::new();
     while let Some(msg) = stream.message().await? {
         match msg.msg {
             Some(pb::fetch_document_response::Msg::Document(d)) => {
                 let header = d.header.context("no header")?;
-                parts = header.parts.into_iter().map(|p| (p.name, Vec::new())).collect();
+                parts = header
+                    .parts
+                    .into_iter()
+                    .map(|p| (p.name, Vec::new()))
+                    .collect();
             }
             Some(pb::fetch_document_response::Msg::Chunk(c)) => {
-                let part = parts.get_mut(c.part as usize).context("chunk for an unknown part")?;
+                let part = parts
+                    .get_mut(c.part as usize)
+                    .context("chunk for an unknown part")?;
                 part.1.extend_from_slice(&c.data);
             }
             None => bail!("empty message"),

@@ -36,18 +36,32 @@ fn params(docs: usize, kills: usize, converge: Duration) -> Params {
     let seed = env("EXCHANGE_CHAOS_SEED").unwrap_or_else(|| fastrand::u64(..));
     let docs = env("EXCHANGE_CHAOS_DOCS").map_or(docs, |d: u64| d as usize);
     let kills = env("EXCHANGE_CHAOS_KILLS").map_or(kills, |k: u64| k as usize);
-    Params { seed, docs, kills, converge }
+    Params {
+        seed,
+        docs,
+        kills,
+        converge,
+    }
 }
 
 /// What document `i` of a run is: deterministic from the seed, so a failure can be replayed.
 fn plan(seed: u64, i: usize) -> (usize, Draft) {
     let mut rng = fastrand::Rng::with_seed(seed ^ (i as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15));
     let sender = i % SENDERS.len();
-    let mut to: Vec<String> = RECEIVERS.iter().filter(|_| rng.bool()).map(|s| (*s).to_owned()).collect();
+    let mut to: Vec<String> = RECEIVERS
+        .iter()
+        .filter(|_| rng.bool())
+        .map(|s| (*s).to_owned())
+        .collect();
     if to.is_empty() {
         to.push(RECEIVERS[rng.usize(..RECEIVERS.len())].to_owned());
     }
-    let urgency = [pb::Urgency::Normal, pb::Urgency::Normal, pb::Urgency::Urgent, pb::Urgency::VeryUrgent][rng.usize(..4)];
+    let urgency = [
+        pb::Urgency::Normal,
+        pb::Urgency::Normal,
+        pb::Urgency::Urgent,
+        pb::Urgency::VeryUrgent,
+    ][rng.usize(..4)];
     let mut body = vec![0u8; rng.usize(1..64 * 1024)];
     rng.fill(&mut body);
     let mut parts = vec![("body.ofd".to_owned(), body)];
@@ -56,27 +70,47 @@ fn plan(seed: u64, i: usize) -> (usize, Draft) {
         rng.fill(&mut big);
         parts.push(("attachment.pdf".to_owned(), big));
     }
-    let draft = Draft { to, title: format!("chaos {seed} #{i}"), urgency, parts, key: format!("chaos-{seed}-{i}") };
+    let draft = Draft {
+        to,
+        title: format!("chaos {seed} #{i}"),
+        urgency,
+        parts,
+        key: format!("chaos-{seed}-{i}"),
+    };
     (sender, draft)
 }
 
 async fn api_at(data: &PathBuf) -> Result<pb::node_client::NodeClient<tonic::transport::Channel>> {
     let addr = read_addr_file(data, "api.addr")?;
-    let ch = tonic::transport::Endpoint::from_shared(format!("http://{addr}"))?.connect_timeout(Duration::from_secs(2)).connect().await?;
+    let ch = tonic::transport::Endpoint::from_shared(format!("http://{addr}"))?
+        .connect_timeout(Duration::from_secs(2))
+        .connect()
+        .await?;
     Ok(pb::node_client::NodeClient::new(ch).max_decoding_message_size(16 << 20))
 }
 
 /// Submits its sender's share of the plan, retrying each document (same idempotency key) until
 /// the node acknowledges it.
-async fn submitter(p: Arc<Params>, sender: usize, data: PathBuf, ids: Arc<Mutex<BTreeMap<usize, String>>>) -> Result<()> {
+async fn submitter(
+    p: Arc<Params>,
+    sender: usize,
+    data: PathBuf,
+    ids: Arc<Mutex<BTreeMap<usize, String>>>,
+) -> Result<()> {
     for i in (sender..p.docs).step_by(SENDERS.len()) {
         let (_, draft) = plan(p.seed, i);
         let start = Instant::now();
         let id = loop {
-            let attempt = async { submit(&mut api_at(&data).await?, &draft).await.map_err(anyhow::Error::from) };
+            let attempt = async {
+                submit(&mut api_at(&data).await?, &draft)
+                    .await
+                    .map_err(anyhow::Error::from)
+            };
             match attempt.await {
                 Ok(id) => break id,
-                Err(_) if start.elapsed() < p.converge => tokio::time::sleep(Duration::from_millis(50)).await,
+                Err(_) if start.elapsed() < p.converge => {
+                    tokio::time::sleep(Duration::from_millis(50)).await
+                }
                 Err(e) => bail!("document {i} never acknowledged: {e:#}"),
             }
         };
@@ -91,8 +125,17 @@ async fn clerk(data: PathBuf, done: Arc<tokio::sync::Notify>) {
         let round = async {
             let mut api = api_at(&data).await?;
             let inbox = api.list_inbox(pb::ListInboxRequest {}).await?.into_inner();
-            for e in inbox.entries.iter().filter(|e| e.state == i32::from(pb::InboxState::New)) {
-                api.confirm(pb::ConfirmRequest { doc_id: e.doc_id.clone(), clerk: "chaos".into(), note: String::new() }).await?;
+            for e in inbox
+                .entries
+                .iter()
+                .filter(|e| e.state == i32::from(pb::InboxState::New))
+            {
+                api.confirm(pb::ConfirmRequest {
+                    doc_id: e.doc_id.clone(),
+                    clerk: "chaos".into(),
+                    note: String::new(),
+                })
+                .await?;
             }
             anyhow::Ok(())
         };
@@ -109,8 +152,16 @@ async fn chaos(ex: &mut TestExchange, p: &Params) -> Result<()> {
     for k in 0..p.kills {
         tokio::time::sleep(Duration::from_millis(rng.u64(200..1200))).await;
         // Every third kill is the hub's; the others hit a random node.
-        let victim = if k % 3 == 1 { 0 } else { rng.usize(1..1 + SENDERS.len() + RECEIVERS.len()) };
-        let name = if victim == 0 { "hub" } else { [SENDERS, RECEIVERS].concat()[victim - 1] };
+        let victim = if k % 3 == 1 {
+            0
+        } else {
+            rng.usize(1..1 + SENDERS.len() + RECEIVERS.len())
+        };
+        let name = if victim == 0 {
+            "hub"
+        } else {
+            [SENDERS, RECEIVERS].concat()[victim - 1]
+        };
         eprintln!("chaos: kill #{} of {}: SIGKILL {name}", k + 1, p.kills);
         if victim == 0 {
             ex.kill_hub().await?;
@@ -118,13 +169,20 @@ async fn chaos(ex: &mut TestExchange, p: &Params) -> Result<()> {
             ex.kill_node(name).await?;
         }
         tokio::time::sleep(Duration::from_millis(rng.u64(0..600))).await;
-        if victim == 0 { ex.start_hub().await? } else { ex.start_node(name).await? }
+        if victim == 0 {
+            ex.start_hub().await?
+        } else {
+            ex.start_node(name).await?
+        }
     }
     Ok(())
 }
 
 async fn run(p: Params) -> Result<()> {
-    eprintln!("chaos seed {} ({} documents, {} kills); replay with EXCHANGE_CHAOS_SEED={}", p.seed, p.docs, p.kills, p.seed);
+    eprintln!(
+        "chaos seed {} ({} documents, {} kills); replay with EXCHANGE_CHAOS_SEED={}",
+        p.seed, p.docs, p.kills, p.seed
+    );
     let depts: Vec<&str> = [SENDERS, RECEIVERS].concat();
     let mut ex = TestExchange::start(&depts).await?;
     let p = Arc::new(p);
@@ -132,16 +190,28 @@ async fn run(p: Params) -> Result<()> {
     let done = Arc::new(tokio::sync::Notify::new());
     let mut submitters = tokio::task::JoinSet::new();
     for (s, dept) in SENDERS.iter().enumerate() {
-        submitters.spawn(submitter(Arc::clone(&p), s, ex.node_data_dir(dept), Arc::clone(&ids)));
+        submitters.spawn(submitter(
+            Arc::clone(&p),
+            s,
+            ex.node_data_dir(dept),
+            Arc::clone(&ids),
+        ));
     }
-    let clerks: Vec<_> = RECEIVERS.iter().map(|d| tokio::spawn(clerk(ex.node_data_dir(d), Arc::clone(&done)))).collect();
+    let clerks: Vec<_> = RECEIVERS
+        .iter()
+        .map(|d| tokio::spawn(clerk(ex.node_data_dir(d), Arc::clone(&done))))
+        .collect();
 
     chaos(&mut ex, &p).await?;
     while let Some(r) = submitters.join_next().await {
         r??;
     }
     let ids = ids.lock().await.clone();
-    assert_eq!(ids.len(), p.docs, "every document was acknowledged by its node");
+    assert_eq!(
+        ids.len(),
+        p.docs,
+        "every document was acknowledged by its node"
+    );
 
     // Converge: every recipient of every document confirmed, as seen by the sender.
     let start = Instant::now();
@@ -149,9 +219,19 @@ async fn run(p: Params) -> Result<()> {
         let mut pending = 0;
         for (i, id) in &ids {
             let (s, draft) = plan(p.seed, *i);
-            let Ok(mut api) = ex.node_api(SENDERS[s]).await else { pending += 1; continue };
-            let status = api.get_status(pb::GetStatusRequest { doc_id: id.clone() }).await?.into_inner();
-            let confirmed = status.recipients.iter().filter(|r| r.state == i32::from(pb::RecipientState::Confirmed)).count();
+            let Ok(mut api) = ex.node_api(SENDERS[s]).await else {
+                pending += 1;
+                continue;
+            };
+            let status = api
+                .get_status(pb::GetStatusRequest { doc_id: id.clone() })
+                .await?
+                .into_inner();
+            let confirmed = status
+                .recipients
+                .iter()
+                .filter(|r| r.state == i32::from(pb::RecipientState::Confirmed))
+                .count();
             assert_eq!(status.recipients.len(), draft.to.len());
             pending += usize::from(confirmed != draft.to.len());
         }
@@ -159,7 +239,10 @@ async fn run(p: Params) -> Result<()> {
             break;
         }
         if start.elapsed() > p.converge {
-            bail!("{pending} documents still not confirmed by every recipient after {:?}", p.converge);
+            bail!(
+                "{pending} documents still not confirmed by every recipient after {:?}",
+                p.converge
+            );
         }
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
@@ -171,12 +254,24 @@ async fn run(p: Params) -> Result<()> {
 
     // Every inbox holds exactly its documents, once, byte for byte.
     for r in RECEIVERS {
-        let expected: BTreeSet<&String> = ids.iter().filter(|(i, _)| plan(p.seed, **i).1.to.iter().any(|t| t == r)).map(|(_, id)| id).collect();
+        let expected: BTreeSet<&String> = ids
+            .iter()
+            .filter(|(i, _)| plan(p.seed, **i).1.to.iter().any(|t| t == r))
+            .map(|(_, id)| id)
+            .collect();
         let mut api = ex.node_api(r).await?;
-        let inbox = api.list_inbox(pb::ListInboxRequest {}).await?.into_inner().entries;
+        let inbox = api
+            .list_inbox(pb::ListInboxRequest {})
+            .await?
+            .into_inner()
+            .entries;
         let got: Vec<&String> = inbox.iter().map(|e| &e.doc_id).collect();
         assert_eq!(got.len(), expected.len(), "{r}: inbox size");
-        assert_eq!(got.iter().copied().collect::<BTreeSet<_>>(), expected, "{r}: inbox contents");
+        assert_eq!(
+            got.iter().copied().collect::<BTreeSet<_>>(),
+            expected,
+            "{r}: inbox contents"
+        );
         for (i, id) in ids.iter().filter(|(_, id)| expected.contains(id)) {
             let (_, draft) = plan(p.seed, *i);
             let content = fetch_content(&mut api, id).await?;
@@ -190,10 +285,12 @@ async fn run(p: Params) -> Result<()> {
     // Every store opens cleanly after a clean stop.
     for d in &depts {
         assert_eq!(ex.stop_node(d).await?, Some(0), "{d} stops cleanly");
-        exchange_core::store::Store::open(&ex.node_data_dir(d).join("node.redb"), "node", 1).with_context(|| format!("{d}'s store"))?;
+        exchange_core::store::Store::open(&ex.node_data_dir(d).join("node.redb"), "node", 1)
+            .with_context(|| format!("{d}'s store"))?;
     }
     assert_eq!(ex.stop_hub().await?, Some(0));
-    exchange_core::store::Store::open(&ex.hub_data_dir().join("hub.redb"), "hub", 1).context("the hub's store")?;
+    exchange_core::store::Store::open(&ex.hub_data_dir().join("hub.redb"), "hub", 1)
+        .context("the hub's store")?;
     Ok(())
 }
 

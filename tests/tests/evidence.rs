@@ -361,6 +361,18 @@ async fn a_document_signed_with_another_departments_key_is_refused_by_the_hub() 
         .await
         .expect_err("the hub has no such document");
     assert_eq!(fetch.code(), Code::NotFound, "{fetch:?}");
+    // Nor does a's node know it: there is nothing to prove.
+    let out = ex.root().join("forged.bundle");
+    let forged_id = forged.header.id.to_string();
+    let args = [
+        "evidence",
+        &forged_id,
+        "--out",
+        out.to_str().context("path")?,
+    ];
+    let (ok, _, err) = ex.cli("a", &args).await?;
+    assert!(!ok && err.contains("no document"), "{err}");
+    assert!(!out.exists(), "no file is written for an unknown document");
     let body = random_file(ex.root(), "genuine.txt", 100, 14)?;
     let file = body.to_str().context("path")?;
     let genuine = send(

@@ -2,36 +2,60 @@
 //! backlog with a very urgent document behind it, SIGTERM, a damaged store, a transfer cut off
 //! midway, a full disk.
 
-
-
 use anyhow::{Context, Result, bail};
 use exchange_proto::v1 as pb;
-use exchange_tests::{DEADLINE, Draft, TestExchange, bin, eventually, fetch_content, random_file, submit};
+use exchange_tests::{
+    DEADLINE, Draft, TestExchange, bin, eventually, fetch_content, random_file, submit,
+};
 
 fn draft(to: &str, title: &str, urgency: pb::Urgency, body: Vec<u8>) -> Draft {
-    Draft { to: vec![to.to_owned()], title: title.to_owned(), urgency, parts: vec![("body.bin".into(), body)], key: String::new() }
+    Draft {
+        to: vec![to.to_owned()],
+        title: title.to_owned(),
+        urgency,
+        parts: vec![("body.bin".into(), body)],
+        key: String::new(),
+    }
 }
 
 /// The sender's view of one recipient's state.
 async fn state_at_sender(ex: &TestExchange, sender: &str, id: &str) -> Result<String> {
     let s = ex.cli_json(sender, &["status", id, "--json"]).await?;
-    Ok(s["recipients"][0]["state"].as_str().unwrap_or_default().to_owned())
+    Ok(s["recipients"][0]["state"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned())
 }
 
 async fn wait_all(ex: &TestExchange, sender: &str, ids: &[String], state: &str) -> Result<()> {
     for id in ids {
-        eventually(&format!("{id} {state}"), DEADLINE, || async { Ok((state_at_sender(ex, sender, id).await? == state).then_some(())) }).await?;
+        eventually(&format!("{id} {state}"), DEADLINE, || async {
+            Ok((state_at_sender(ex, sender, id).await? == state).then_some(()))
+        })
+        .await?;
     }
     Ok(())
 }
 
 /// Document ids in the order `dept`'s node recorded events of `kind` (and `state`, if given).
-async fn event_order(ex: &TestExchange, dept: &str, kind: pb::NodeEventKind, state: Option<pb::RecipientState>, n: usize) -> Result<Vec<String>> {
+async fn event_order(
+    ex: &TestExchange,
+    dept: &str,
+    kind: pb::NodeEventKind,
+    state: Option<pb::RecipientState>,
+    n: usize,
+) -> Result<Vec<String>> {
     let mut api = ex.node_api(dept).await?;
-    let mut stream = api.watch_events(pb::WatchEventsRequest { after_seq: 0 }).await?.into_inner();
+    let mut stream = api
+        .watch_events(pb::WatchEventsRequest { after_seq: 0 })
+        .await?
+        .into_inner();
     let mut ids = Vec::new();
     while ids.len() < n {
-        let ev = tokio::time::timeout(DEADLINE, stream.message()).await.context("waiting for events")??.context("event stream ended")?;
+        let ev = tokio::time::timeout(DEADLINE, stream.message())
+            .await
+            .context("waiting for events")??
+            .context("event stream ended")?;
         if ev.kind == i32::from(kind) && state.is_none_or(|s| ev.state == i32::from(s)) {
             ids.push(ev.doc_id);
         }
@@ -40,21 +64,41 @@ async fn event_order(ex: &TestExchange, dept: &str, kind: pb::NodeEventKind, sta
 }
 
 #[tokio::test]
-async fn with_the_hub_away_nodes_keep_accepting_and_everything_drains_when_it_returns() -> Result<()> {
+async fn with_the_hub_away_nodes_keep_accepting_and_everything_drains_when_it_returns() -> Result<()>
+{
     let mut ex = TestExchange::start(&["a", "b"]).await?;
     ex.kill_hub().await?;
     let mut api = ex.node_api("a").await?;
     let mut ids = Vec::new();
     for i in 0..20 {
-        ids.push(submit(&mut api, &draft("b", &format!("during the outage {i}"), pb::Urgency::Normal, vec![i as u8; 5000])).await?);
+        ids.push(
+            submit(
+                &mut api,
+                &draft(
+                    "b",
+                    &format!("during the outage {i}"),
+                    pb::Urgency::Normal,
+                    vec![i as u8; 5000],
+                ),
+            )
+            .await?,
+        );
     }
     for id in &ids {
-        assert_eq!(state_at_sender(&ex, "a", id).await?, "queued", "nothing reaches a hub that is down");
+        assert_eq!(
+            state_at_sender(&ex, "a", id).await?,
+            "queued",
+            "nothing reaches a hub that is down"
+        );
     }
     ex.start_hub().await?;
     wait_all(&ex, "a", &ids, "delivered").await?;
     let inbox = ex.cli_json("b", &["inbox", "--json"]).await?;
-    assert_eq!(inbox.as_array().map(Vec::len), Some(20), "each exactly once: {inbox}");
+    assert_eq!(
+        inbox.as_array().map(Vec::len),
+        Some(20),
+        "each exactly once: {inbox}"
+    );
     Ok(())
 }
 
@@ -66,20 +110,57 @@ async fn a_very_urgent_document_overtakes_a_backlog_of_normal_ones() -> Result<(
     let mut api = ex.node_api("a").await?;
     let mut normal = Vec::new();
     for i in 0..30 {
-        normal.push(submit(&mut api, &draft("b", &format!("routine {i}"), pb::Urgency::Normal, vec![1; 2000])).await?);
+        normal.push(
+            submit(
+                &mut api,
+                &draft(
+                    "b",
+                    &format!("routine {i}"),
+                    pb::Urgency::Normal,
+                    vec![1; 2000],
+                ),
+            )
+            .await?,
+        );
     }
-    let urgent = submit(&mut api, &draft("b", "特急: flood warning", pb::Urgency::VeryUrgent, vec![2; 2000])).await?;
+    let urgent = submit(
+        &mut api,
+        &draft(
+            "b",
+            "特急: flood warning",
+            pb::Urgency::VeryUrgent,
+            vec![2; 2000],
+        ),
+    )
+    .await?;
 
     // The sender's outbox: the very urgent one goes to the hub first.
     ex.start_hub().await?;
-    let accepted = event_order(&ex, "a", pb::NodeEventKind::Recipient, Some(pb::RecipientState::Accepted), 31).await?;
-    assert_eq!(accepted.first(), Some(&urgent), "outbox order: {accepted:?}");
+    let accepted = event_order(
+        &ex,
+        "a",
+        pb::NodeEventKind::Recipient,
+        Some(pb::RecipientState::Accepted),
+        31,
+    )
+    .await?;
+    assert_eq!(
+        accepted.first(),
+        Some(&urgent),
+        "outbox order: {accepted:?}"
+    );
 
     // The hub's queue for b: very urgent first, behind at most one item in flight.
     ex.start_node("b").await?;
     let received = event_order(&ex, "b", pb::NodeEventKind::Received, None, 31).await?;
-    let pos = received.iter().position(|id| id == &urgent).context("never received")?;
-    assert!(pos <= 1, "the very urgent document arrived at position {pos}: {received:?}");
+    let pos = received
+        .iter()
+        .position(|id| id == &urgent)
+        .context("never received")?;
+    assert!(
+        pos <= 1,
+        "the very urgent document arrived at position {pos}: {received:?}"
+    );
     Ok(())
 }
 
@@ -87,10 +168,17 @@ async fn a_very_urgent_document_overtakes_a_backlog_of_normal_ones() -> Result<(
 async fn sigterm_stops_hub_and_nodes_cleanly_with_exit_code_zero() -> Result<()> {
     let mut ex = TestExchange::start(&["a", "b"]).await?;
     let mut api = ex.node_api("a").await?;
-    let id = submit(&mut api, &draft("b", "before shutdown", pb::Urgency::Normal, vec![3; 100])).await?;
-    wait_all(&ex, "a", &[id.clone()], "delivered").await?;
+    let id = submit(
+        &mut api,
+        &draft("b", "before shutdown", pb::Urgency::Normal, vec![3; 100]),
+    )
+    .await?;
+    wait_all(&ex, "a", std::slice::from_ref(&id), "delivered").await?;
     // A department system following events must not hold the node up.
-    let _watching = api.watch_events(pb::WatchEventsRequest { after_seq: 0 }).await?.into_inner();
+    let _watching = api
+        .watch_events(pb::WatchEventsRequest { after_seq: 0 })
+        .await?
+        .into_inner();
     assert_eq!(ex.stop_node("a").await?, Some(0));
     assert_eq!(ex.stop_node("b").await?, Some(0));
     assert_eq!(ex.stop_hub().await?, Some(0));
@@ -106,11 +194,18 @@ async fn sigterm_stops_hub_and_nodes_cleanly_with_exit_code_zero() -> Result<()>
 async fn serve_and_fail(ex: &TestExchange, dept: &str) -> Result<(Option<i32>, String)> {
     let out = tokio::time::timeout(
         DEADLINE,
-        tokio::process::Command::new(bin("exchange-node")).arg("--config").arg(ex.node_config(dept)).arg("serve").output(),
+        tokio::process::Command::new(bin("exchange-node"))
+            .arg("--config")
+            .arg(ex.node_config(dept))
+            .arg("serve")
+            .output(),
     )
     .await
     .context("serve did not exit on a bad store")??;
-    Ok((out.status.code(), String::from_utf8_lossy(&out.stderr).into_owned()))
+    Ok((
+        out.status.code(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    ))
 }
 
 #[tokio::test]
@@ -124,13 +219,19 @@ async fn a_corrupted_or_foreign_store_is_refused_at_start_with_a_clear_message()
     std::fs::write(data.join("node.redb"), vec![0x5a; 64 * 1024])?;
     let (code, err) = serve_and_fail(&ex, "a").await?;
     assert_eq!(code, Some(1), "{err}");
-    assert!(err.contains("opening the node store"), "names the store: {err}");
+    assert!(
+        err.contains("opening the node store"),
+        "names the store: {err}"
+    );
     assert!(!err.contains("panicked"), "no panic: {err}");
 
     std::fs::copy(ex.hub_data_dir().join("hub.redb"), data.join("node.redb"))?;
     let (code, err) = serve_and_fail(&ex, "a").await?;
     assert_eq!(code, Some(1), "{err}");
-    assert!(err.contains("not a node store"), "says it is foreign: {err}");
+    assert!(
+        err.contains("not a node store"),
+        "says it is foreign: {err}"
+    );
     Ok(())
 }
 
@@ -142,7 +243,20 @@ async fn an_upload_cut_off_midway_resumes_where_it_stopped() -> Result<()> {
     let big = random_file(ex.root(), "big.bin", SIZE, 11)?;
     let sha = exchange_tests::sha256_file(&big)?;
     let partial = ex.hub_data_dir().join("blobs/partial").join(&sha);
-    let out = ex.cli_ok("a", &["send", "--to", "b", "--title", "large", "--file", big.to_str().context("path")?]).await?;
+    let out = ex
+        .cli_ok(
+            "a",
+            &[
+                "send",
+                "--to",
+                "b",
+                "--title",
+                "large",
+                "--file",
+                big.to_str().context("path")?,
+            ],
+        )
+        .await?;
     let id = out.lines().last().context("no id")?.trim().to_owned();
 
     // Cut the hub off while the content is partly on its disk.
@@ -155,24 +269,36 @@ async fn an_upload_cut_off_midway_resumes_where_it_stopped() -> Result<()> {
     let kept = std::fs::metadata(&partial)?.len();
     assert!(kept >= held, "the partial content survives the kill");
     ex.start_hub().await?;
-    wait_all(&ex, "a", &[id.clone()], "accepted").await?;
+    wait_all(&ex, "a", std::slice::from_ref(&id), "accepted").await?;
 
     let log = std::fs::read_to_string(ex.root().join("logs/hub.log"))?;
-    let line = log.lines().rfind(|l| l.contains("content received") && l.contains(&sha)).context("no 'content received' log line")?;
+    let line = log
+        .lines()
+        .rfind(|l| l.contains("content received") && l.contains(&sha))
+        .context("no 'content received' log line")?;
     let field = |name: &str| -> Result<u64> {
-        let v = line.split_whitespace().find_map(|w| w.strip_prefix(&format!("{name}="))).context("field missing")?;
+        let v = line
+            .split_whitespace()
+            .find_map(|w| w.strip_prefix(&format!("{name}=")))
+            .context("field missing")?;
         Ok(v.parse()?)
     };
     let (resumed_from, received) = (field("resumed_from")?, field("received")?);
     assert!(resumed_from > 0, "resumed, not restarted: {line}");
     assert_eq!(resumed_from + received, SIZE as u64, "{line}");
-    eprintln!("resumed at {resumed_from} of {SIZE} bytes: {received} bytes sent again instead of {SIZE}");
+    eprintln!(
+        "resumed at {resumed_from} of {SIZE} bytes: {received} bytes sent again instead of {SIZE}"
+    );
 
     ex.start_node("b").await?;
-    wait_all(&ex, "a", &[id.clone()], "delivered").await?;
+    wait_all(&ex, "a", std::slice::from_ref(&id), "delivered").await?;
     let mut api = ex.node_api("b").await?;
     let got = fetch_content(&mut api, &id).await?;
-    assert_eq!(exchange_core::signing::Digest::of(&got[0].1).to_hex(), sha, "byte-identical");
+    assert_eq!(
+        exchange_core::signing::Digest::of(&got[0].1).to_hex(),
+        sha,
+        "byte-identical"
+    );
     Ok(())
 }
 
@@ -183,11 +309,17 @@ struct SmallDisk(std::path::PathBuf);
 impl SmallDisk {
     fn mount(dir: &std::path::Path, mib: u32) -> Option<Self> {
         std::fs::create_dir_all(dir).ok()?;
-        let out = std::process::Command::new("mount").args(["-t", "tmpfs", "-o", &format!("size={mib}m"), "tmpfs"]).arg(dir).output();
+        let out = std::process::Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={mib}m"), "tmpfs"])
+            .arg(dir)
+            .output();
         match out {
             Ok(o) if o.status.success() => Some(SmallDisk(dir.to_owned())),
             Ok(o) => {
-                eprintln!("SKIPPED: cannot mount a small tmpfs (needs root): {}", String::from_utf8_lossy(&o.stderr).trim());
+                eprintln!(
+                    "SKIPPED: cannot mount a small tmpfs (needs root): {}",
+                    String::from_utf8_lossy(&o.stderr).trim()
+                );
                 None
             }
             Err(e) => {
@@ -201,7 +333,10 @@ impl SmallDisk {
     fn fill(&self, leave: u64) -> Result<std::path::PathBuf> {
         use std::io::Write;
         let path = self.0.join("filler");
-        let mut f = std::fs::OpenOptions::new().create(true).append(true).open(&path)?;
+        let mut f = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&path)?;
         let chunk = vec![0u8; 1 << 20];
         loop {
             match f.write_all(&chunk) {
@@ -218,39 +353,105 @@ impl SmallDisk {
 
 impl Drop for SmallDisk {
     fn drop(&mut self) {
-        let _ = std::process::Command::new("umount").arg("-l").arg(&self.0).status();
+        let _ = std::process::Command::new("umount")
+            .arg("-l")
+            .arg(&self.0)
+            .status();
     }
 }
 
 #[tokio::test]
 async fn a_full_disk_refuses_new_work_keeps_what_was_acknowledged_and_recovers() -> Result<()> {
     let mut ex = TestExchange::setup(&["a", "b"])?;
-    let Some(disk) = SmallDisk::mount(&ex.root().join("small"), 48) else { return Ok(()) };
-    ex.set_node_data_dir("a", &disk.0.join("data"))?;
+    let Some(disk) = SmallDisk::mount(&ex.root().join("small"), 48) else {
+        return Ok(());
+    };
+    ex.edit_node_config("a", |c| c.node.data_dir = disk.0.join("data"))?;
     ex.start_hub().await?;
     ex.start_node("a").await?;
     ex.start_node("b").await?;
     let mut api = ex.node_api("a").await?;
 
     let filler = disk.fill(4 << 20)?;
-    let before = submit(&mut api, &draft("b", "fits", pb::Urgency::Normal, vec![1; 10_000])).await?;
-    let err = submit(&mut api, &draft("b", "too big for what is left", pb::Urgency::Normal, vec![2; 12 << 20])).await.expect_err("disk is full");
+    let before = submit(
+        &mut api,
+        &draft("b", "fits", pb::Urgency::Normal, vec![1; 10_000]),
+    )
+    .await?;
+    let err = submit(
+        &mut api,
+        &draft(
+            "b",
+            "too big for what is left",
+            pb::Urgency::Normal,
+            vec![2; 12 << 20],
+        ),
+    )
+    .await
+    .expect_err("disk is full");
     assert_eq!(err.code(), tonic::Code::ResourceExhausted, "{err:?}");
     assert!(err.message().contains("disk full"), "{}", err.message());
 
     disk.fill(0)?; // now completely full: even a small document cannot be committed
-    let err = submit(&mut api, &draft("b", "tiny", pb::Urgency::Normal, vec![3; 100])).await.expect_err("disk is full");
+    let err = submit(
+        &mut api,
+        &draft("b", "tiny", pb::Urgency::Normal, vec![3; 100]),
+    )
+    .await
+    .expect_err("disk is full");
     assert_eq!(err.code(), tonic::Code::ResourceExhausted, "{err:?}");
-    assert!(ex.cli_json("a", &["inbox", "--json"]).await.is_ok(), "the node stays up and answers");
+    assert!(
+        ex.cli_json("a", &["inbox", "--json"]).await.is_ok(),
+        "the node stays up and answers"
+    );
 
     std::fs::remove_file(&filler)?;
     let after = eventually("submissions accepted again", DEADLINE, || {
         let mut api = api.clone();
-        async move { Ok(submit(&mut api, &draft("b", "after", pb::Urgency::Normal, vec![4; 12 << 20])).await.ok()) }
+        async move {
+            Ok(submit(
+                &mut api,
+                &draft("b", "after", pb::Urgency::Normal, vec![4; 12 << 20]),
+            )
+            .await
+            .ok())
+        }
     })
     .await?;
     wait_all(&ex, "a", &[before, after], "delivered").await?;
     let inbox = ex.cli_json("b", &["inbox", "--json"]).await?;
-    assert_eq!(inbox.as_array().map(Vec::len), Some(2), "exactly the two acknowledged documents: {inbox}");
+    assert_eq!(
+        inbox.as_array().map(Vec::len),
+        Some(2),
+        "exactly the two acknowledged documents: {inbox}"
+    );
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_document_over_the_size_limit_is_refused_at_submission_naming_the_limit() -> Result<()> {
+    let mut ex = TestExchange::setup(&["a", "b"])?;
+    ex.edit_node_config("a", |c| c.node.max_document_bytes = 1 << 20)?;
+    ex.start_hub().await?;
+    ex.start_node("a").await?;
+    let mut api = ex.node_api("a").await?;
+    let err = submit(
+        &mut api,
+        &draft("b", "too big", pb::Urgency::Normal, vec![0; (1 << 20) + 1]),
+    )
+    .await
+    .expect_err("over the limit");
+    assert_eq!(err.code(), tonic::Code::ResourceExhausted, "{err:?}");
+    assert!(
+        err.message().contains("1048576") && err.message().contains("max_document_bytes"),
+        "{}",
+        err.message()
+    );
+    let sent = submit(
+        &mut api,
+        &draft("b", "just fits", pb::Urgency::Normal, vec![0; 1 << 20]),
+    )
+    .await?;
+    assert_eq!(sent.len(), 36);
     Ok(())
 }
