@@ -14,10 +14,12 @@ use std::{
 use rustls::pki_types::{CertificateDer, PrivatePkcs8KeyDer, pem::PemObject};
 use tonic::{
     Request, Status,
-    transport::{Certificate, ClientTlsConfig, Endpoint, Identity, ServerTlsConfig},
+    transport::{Certificate, ClientTlsConfig, Endpoint, Identity},
 };
 
 use crate::{config::TlsPaths, identity::Principal, ids::DeptId};
+
+pub mod acceptor;
 
 /// A TLS file could not be used.
 #[derive(Debug, thiserror::Error)]
@@ -48,6 +50,9 @@ pub enum TlsError {
         /// Its permission bits.
         mode: u32,
     },
+    /// The TLS configuration could not be built from the files.
+    #[error("TLS configuration: {0}")]
+    Config(String),
     /// The endpoint address is not usable.
     #[error("bad endpoint {0}")]
     Endpoint(String),
@@ -113,14 +118,6 @@ fn ca(paths: &TlsPaths) -> Result<Certificate, TlsError> {
 /// The CA certificate in DER, for signature verification.
 pub fn ca_der(paths: &TlsPaths) -> Result<Vec<u8>, TlsError> {
     read_pem_file(&paths.ca, "CERTIFICATE")
-}
-
-/// Server side: present `cert`, and require a client certificate issued by `ca`.
-pub fn server_config(paths: &TlsPaths) -> Result<ServerTlsConfig, TlsError> {
-    Ok(ServerTlsConfig::new()
-        .identity(identity(paths)?)
-        .client_ca_root(ca(paths)?)
-        .timeout(Duration::from_secs(10)))
 }
 
 /// Client side: present `cert`, trust only `ca`, and expect `server_name` in the server's SANs.

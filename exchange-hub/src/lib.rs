@@ -62,7 +62,7 @@ fn load_signer(cfg: &HubConfig) -> anyhow::Result<SigningKey> {
 /// directory is consistent, without starting anything: `check-config`, and `serve` before it
 /// starts.
 pub fn check_config(cfg: &HubConfig) -> anyhow::Result<()> {
-    tls::server_config(&cfg.tls).context("loading the hub's TLS identity")?;
+    tls::acceptor::server_config(&cfg.tls).context("loading the hub's TLS identity")?;
     Verifier::new(&tls::ca_der(&cfg.tls)?).context("loading the CA certificate")?;
     load_signer(cfg)?;
     Directory::from_config(&cfg.departments)?;
@@ -107,7 +107,7 @@ pub async fn run(
     listener: TcpListener,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
-    let tls = tls::server_config(&cfg.tls).context("loading the hub's TLS identity")?;
+    let tls = tls::acceptor::server_config(&cfg.tls).context("loading the hub's TLS identity")?;
     let token = CancellationToken::new();
     let hub = Arc::new(open(cfg, token.clone())?);
     let addr = listener.local_addr()?;
@@ -119,7 +119,11 @@ pub async fn run(
     let svc = HubServer::new(service::HubService::new(Arc::clone(&hub)))
         .max_decoding_message_size(MAX_MESSAGE_BYTES)
         .max_encoding_message_size(MAX_MESSAGE_BYTES);
-    let incoming = tokio_stream::wrappers::TcpListenerStream::new(listener);
+    let on_refused = |r: tls::acceptor::RefusedHandshake| {
+        let presented = r.presented.as_ref().map(ToString::to_string).unwrap_or_default();
+        tracing::warn!(peer = %r.peer, presented, reason = %r.reason, "TLS handshake refused");
+    };
+    let incoming = tls::acceptor::incoming(listener, tls, on_refused, token.clone());
     let stop = token.clone();
     let signal = async move {
         shutdown.await;
@@ -127,7 +131,6 @@ pub async fn run(
         stop.cancel();
     };
     let server = tonic::transport::Server::builder()
-        .tls_config(tls)?
         .http2_keepalive_interval(Some(Duration::from_secs(10)))
         .http2_keepalive_timeout(Some(Duration::from_secs(10)))
         .add_service(svc)

@@ -1,0 +1,162 @@
+//! The server side of mutual TLS, owned by the daemon rather than by tonic: the daemon sees
+//! every refused handshake (who knocked, from where, with which certificate, and why), bounds
+//! how long a handshake may take, and decides the protocol versions.
+//!
+//! Accepted connections are `tokio_rustls` streams, for which tonic provides the connection info
+//! that `Request::peer_certs` reads, so [`super::peer_principal`] works unchanged.
+
+use std::{
+    net::SocketAddr,
+    sync::{Arc, Mutex},
+    time::Duration,
+};
+
+use rustls::{
+    DistinguishedName, SignatureScheme,
+    client::danger::HandshakeSignatureValid,
+    pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer, UnixTime},
+    server::{
+        WebPkiClientVerifier,
+        danger::{ClientCertVerified, ClientCertVerifier},
+    },
+};
+use tokio::net::{TcpListener, TcpStream};
+use tokio_rustls::{TlsAcceptor, server::TlsStream};
+use tokio_util::sync::CancellationToken;
+
+use super::{TlsError, read_pem_file};
+use crate::{config::TlsPaths, identity::Principal};
+
+/// How long a client may take to complete the TLS handshake (slow or silent clients are cut).
+pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// A connection the TLS layer refused, for the log and the audit trail.
+#[derive(Debug, Clone)]
+pub struct RefusedHandshake {
+    /// Where it came from.
+    pub peer: SocketAddr,
+    /// The identity named in the certificate it presented, if it presented one that parses.
+    pub presented: Option<Principal>,
+    /// Why it was refused (the TLS error, or a timeout).
+    pub reason: String,
+}
+
+tokio::task_local! {
+    /// The principal named by the client certificate presented in the handshake being run.
+    static PRESENTED: Arc<Mutex<Option<Principal>>>;
+}
+
+/// Delegates to webpki's client verifier, noting which identity the client claimed so that a
+/// refusal can name it.
+#[derive(Debug)]
+struct Recording(Arc<dyn ClientCertVerifier>);
+
+impl ClientCertVerifier for Recording {
+    fn offer_client_auth(&self) -> bool {
+        self.0.offer_client_auth()
+    }
+    fn client_auth_mandatory(&self) -> bool {
+        self.0.client_auth_mandatory()
+    }
+    fn root_hint_subjects(&self) -> &[DistinguishedName] {
+        self.0.root_hint_subjects()
+    }
+    fn verify_client_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        now: UnixTime,
+    ) -> Result<ClientCertVerified, rustls::Error> {
+        let _ = PRESENTED.try_with(|slot| {
+            if let Ok(mut slot) = slot.lock() {
+                *slot = Principal::from_cert_der(end_entity);
+            }
+        });
+        self.0.verify_client_cert(end_entity, intermediates, now)
+    }
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        self.0.verify_tls12_signature(message, cert, dss)
+    }
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        self.0.verify_tls13_signature(message, cert, dss)
+    }
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.0.supported_verify_schemes()
+    }
+}
+
+/// Builds the rustls server config: TLS 1.3 only, a client certificate from the exchange CA
+/// required (webpki checks its chain, validity and client-auth key usage), HTTP/2 by ALPN.
+pub fn server_config(paths: &TlsPaths) -> Result<Arc<rustls::ServerConfig>, TlsError> {
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut roots = rustls::RootCertStore::empty();
+    roots.add(CertificateDer::from(read_pem_file(&paths.ca, "CERTIFICATE")?)).map_err(|e| TlsError::Config(format!("CA certificate {}: {e}", paths.ca.display())))?;
+    let verifier = WebPkiClientVerifier::builder_with_provider(Arc::new(roots), Arc::clone(&provider))
+        .build()
+        .map_err(|e| TlsError::Config(format!("client verifier: {e}")))?;
+    let cert = CertificateDer::from(read_pem_file(&paths.cert, "CERTIFICATE")?);
+    let key = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(read_pem_file(&paths.key, "PRIVATE KEY")?));
+    let mut config = rustls::ServerConfig::builder_with_provider(provider)
+        .with_protocol_versions(&[&rustls::version::TLS13])
+        .map_err(|e| TlsError::Config(e.to_string()))?
+        .with_client_cert_verifier(Arc::new(Recording(verifier)))
+        .with_single_cert(vec![cert], key)
+        .map_err(|e| TlsError::Config(format!("{}: {e}", paths.cert.display())))?;
+    config.alpn_protocols = vec![b"h2".to_vec()];
+    Ok(Arc::new(config))
+}
+
+/// Accepts TCP connections on `listener`, runs each handshake (bounded by
+/// [`HANDSHAKE_TIMEOUT`]) on its own task, and yields the established sessions; refused ones go
+/// to `on_refused`. Ends when `stop` is cancelled.
+pub fn incoming(
+    listener: TcpListener,
+    config: Arc<rustls::ServerConfig>,
+    on_refused: impl Fn(RefusedHandshake) + Send + Sync + 'static,
+    stop: CancellationToken,
+) -> tokio_stream::wrappers::ReceiverStream<Result<TlsStream<TcpStream>, std::io::Error>> {
+    let (tx, rx) = tokio::sync::mpsc::channel(64);
+    let on_refused = Arc::new(on_refused);
+    tokio::spawn(async move {
+        let acceptor = TlsAcceptor::from(config);
+        loop {
+            let (tcp, peer) = tokio::select! {
+                r = listener.accept() => match r {
+                    Ok(c) => c,
+                    Err(e) => {
+                        tracing::warn!(error = %e, "accepting a connection");
+                        tokio::time::sleep(Duration::from_millis(50)).await; // e.g. out of fds
+                        continue;
+                    }
+                },
+                () = stop.cancelled() => return,
+            };
+            let (acceptor, tx, on_refused) = (acceptor.clone(), tx.clone(), Arc::clone(&on_refused));
+            tokio::spawn(async move {
+                let presented = Arc::new(Mutex::new(None));
+                let handshake = PRESENTED.scope(Arc::clone(&presented), acceptor.accept(tcp));
+                let reason = match tokio::time::timeout(HANDSHAKE_TIMEOUT, handshake).await {
+                    Ok(Ok(stream)) => {
+                        let _ = tx.send(Ok(stream)).await;
+                        return;
+                    }
+                    Ok(Err(e)) => e.to_string(),
+                    Err(_) => format!("no handshake within {HANDSHAKE_TIMEOUT:?}"),
+                };
+                let presented = presented.lock().ok().and_then(|p| p.clone());
+                on_refused(RefusedHandshake { peer, presented, reason });
+            });
+        }
+    });
+    tokio_stream::wrappers::ReceiverStream::new(rx)
+}
