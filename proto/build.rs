@@ -6,6 +6,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         "exchange/v1/document.proto",
         "exchange/v1/hub.proto",
         "exchange/v1/node.proto",
+        "exchange/v1/audit.proto",
         "exchange/v1/bundle.proto",
         "exchange/store/v1/store.proto",
     ];

@@ -11,15 +11,27 @@ use std::{collections::BTreeSet, fmt, fs, net::IpAddr, path::Path};
 use anyhow::{Context, Result, bail, ensure};
 use exchange_core::identity::{DOCUMENT_SIGNING_EKU_ARCS, Principal};
 use rcgen::{
-    BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, IsCa,
-    Issuer, KeyPair, KeyUsagePurpose, PKCS_ECDSA_P256_SHA256, PKCS_ED25519, SanType,
-    SignatureAlgorithm,
+    BasicConstraints, CertificateParams, CertificateRevocationListParams, DistinguishedName,
+    DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyIdMethod, KeyPair, KeyUsagePurpose,
+    PKCS_ECDSA_P256_SHA256, PKCS_ED25519, RevocationReason, RevokedCertParams, SanType,
+    SerialNumber, SignatureAlgorithm,
 };
 use time::{Duration, OffsetDateTime};
 
 use crate::files::{
     CA_CERT_FILE, CA_KEY_FILE, PRIVATE_MODE, PUBLIC_MODE, create_file, replace_file,
 };
+
+/// One revoked certificate, as a CRL lists it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RevokedCert {
+    /// The certificate's serial number (big-endian, without leading zero bytes).
+    pub serial: Vec<u8>,
+    /// When it was revoked.
+    pub at: OffsetDateTime,
+    /// Why.
+    pub reason: RevocationReason,
+}
 
 /// The period in which a certificate is valid.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -239,6 +251,39 @@ impl Ca {
         )];
         self.sign(&params, &PKCS_ED25519)
             .with_context(|| format!("issuing document-signing certificate for {who}"))
+    }
+
+    /// Signs a certificate revocation list (PEM) listing `revoked`, numbered `number`, valid
+    /// from now for `days` days. An empty list is a valid CRL too: it says nothing is revoked.
+    pub fn issue_crl(&self, revoked: &[RevokedCert], number: u64, days: i64) -> Result<String> {
+        let now = OffsetDateTime::now_utc();
+        let params = CertificateRevocationListParams {
+            this_update: now,
+            next_update: now + Duration::days(days),
+            crl_number: SerialNumber::from_slice(&number.to_be_bytes()),
+            issuing_distribution_point: None,
+            revoked_certs: revoked
+                .iter()
+                .map(|r| RevokedCertParams {
+                    serial_number: SerialNumber::from_slice(&r.serial),
+                    revocation_time: r.at,
+                    reason_code: Some(r.reason),
+                    invalidity_date: None,
+                })
+                .collect(),
+            key_identifier_method: KeyIdMethod::Sha256,
+        };
+        let crl = params.signed_by(&self.issuer).context("signing the CRL")?;
+        crl.pem().context("encoding the CRL")
+    }
+
+    /// Whether `cert_der` was issued by this CA (its issuer is our subject and our key signed
+    /// it), so that `revoke` never lists a stranger's serial number.
+    pub fn issued(&self, cert_der: &[u8]) -> Result<bool> {
+        let (_, ca) = x509_parser::parse_x509_certificate(&self.cert_der)?;
+        let (_, cert) = x509_parser::parse_x509_certificate(cert_der)?;
+        Ok(cert.issuer().as_raw() == ca.subject().as_raw()
+            && cert.verify_signature(Some(ca.public_key())).is_ok())
     }
 
     /// What TLS and signing certificates share: subject CN, URI SAN, validity, not a CA.

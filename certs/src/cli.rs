@@ -3,7 +3,7 @@
 
 use std::{net::IpAddr, path::PathBuf};
 
-use anyhow::Result;
+use anyhow::{Context as _, Result};
 use clap::{Parser, Subcommand};
 use exchange_core::{identity::Principal, ids::DeptId};
 
@@ -48,6 +48,21 @@ pub enum Command {
         #[arg(long, default_value_t = 365, value_parser = clap::value_parser!(i64).range(1..=36500))]
         days: i64,
     },
+    /// Issue an administrator's TLS identity (tls.pem, tls.key), for `exchange-hub audit ...`.
+    IssueAdmin {
+        /// Directory holding the CA's ca.pem and ca.key.
+        #[arg(long, value_name = "CA_DIR")]
+        ca_dir: PathBuf,
+        /// The administrator's name (recorded in the audit log with each action).
+        #[arg(long)]
+        name: String,
+        /// Directory to write tls.pem and tls.key into (created).
+        #[arg(long, value_name = "DIR")]
+        out: PathBuf,
+        /// Days the certificate stays valid.
+        #[arg(long, default_value_t = 365, value_parser = clap::value_parser!(i64).range(1..=36500))]
+        days: i64,
+    },
     /// Issue a department node's TLS (client) and document-signing certificates into --out.
     IssueDept {
         /// Directory holding the CA's ca.pem and ca.key.
@@ -83,6 +98,33 @@ pub enum Command {
         #[arg(long)]
         force: bool,
     },
+    /// Revoke certificates: add them to the CA's list (CA_DIR/revoked.toml) and write a new
+    /// revocation list (CRL) that hubs and nodes configured with `[tls] crl` pick up while they
+    /// run. Prints the CRL's path.
+    Revoke {
+        /// Directory holding the CA's ca.pem and ca.key.
+        #[arg(long, value_name = "CA_DIR")]
+        ca_dir: PathBuf,
+        /// A certificate to revoke (PEM, e.g. a department's tls.pem or signing.pem); repeatable.
+        #[arg(long = "cert", value_name = "CERT.pem", required = true)]
+        certs: Vec<PathBuf>,
+        /// Why (recorded in the CRL).
+        #[arg(long, value_enum, default_value = "unspecified")]
+        reason: crate::revoke::Reason,
+        /// Where to write the CRL (default CA_DIR/crl.pem).
+        #[arg(long, value_name = "FILE")]
+        crl: Option<PathBuf>,
+    },
+    /// Write the current revocation list again (an empty one if nothing is revoked yet): the
+    /// first CRL to configure, or a renewal of its dates. Prints its path.
+    Crl {
+        /// Directory holding the CA's ca.pem and ca.key.
+        #[arg(long, value_name = "CA_DIR")]
+        ca_dir: PathBuf,
+        /// Where to write the CRL (default CA_DIR/crl.pem).
+        #[arg(long, value_name = "FILE")]
+        crl: Option<PathBuf>,
+    },
     /// Check an evidence bundle (`exchange-node evidence`) offline and print each step with who
     /// signed it and when; exits 1 and names the failing item if anything does not verify.
     Verify {
@@ -90,6 +132,16 @@ pub enum Command {
         #[arg(value_name = "FILE")]
         file: PathBuf,
         /// The exchange CA's certificate (ca.pem): the only thing the bundle is checked against.
+        #[arg(long, value_name = "CA.pem")]
+        ca: PathBuf,
+    },
+    /// Check an audit export (`exchange-hub audit export > FILE`) offline: the hash chain is
+    /// unbroken and every checkpoint is signed by the hub. Exits 1 naming the first bad entry.
+    VerifyAudit {
+        /// The export file (JSON Lines).
+        #[arg(value_name = "FILE")]
+        file: PathBuf,
+        /// The exchange CA's certificate (ca.pem), which issued the hub's signing certificate.
         #[arg(long, value_name = "CA.pem")]
         ca: PathBuf,
     },
@@ -117,6 +169,32 @@ pub fn run(cmd: Command) -> Result<()> {
                 &ip,
                 Validity::days_from_now(days),
                 &out,
+            )
+        }
+        Command::IssueAdmin {
+            ca_dir,
+            name,
+            out,
+            days,
+        } => {
+            anyhow::ensure!(
+                !name.is_empty()
+                    && name
+                        .chars()
+                        .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_' || c == '.'),
+                "--name: use letters, digits, '-', '_' or '.'"
+            );
+            let ca = Ca::load(&ca_dir)?;
+            let id = ca.issue_tls(
+                &Principal::Admin(name),
+                &[],
+                &[],
+                Validity::days_from_now(days),
+            )?;
+            std::fs::create_dir_all(&out).with_context(|| format!("creating {}", out.display()))?;
+            id.write(
+                &out.join(crate::TLS_CERT_FILE),
+                &out.join(crate::TLS_KEY_FILE),
             )
         }
         Command::IssueDept {
@@ -149,8 +227,30 @@ pub fn run(cmd: Command) -> Result<()> {
                 .for_each(|(_, node)| println!("{}", node.display()));
             Ok(())
         }
+        Command::Revoke {
+            ca_dir,
+            certs,
+            reason,
+            crl,
+        } => {
+            let (out, named) = crate::revoke::revoke(&ca_dir, &certs, reason, crl.as_deref())?;
+            for who in named {
+                eprintln!("revoked: {who}");
+            }
+            println!("{}", out.display());
+            Ok(())
+        }
+        Command::Crl { ca_dir, crl } => {
+            let out = crate::revoke::write_current_crl(&ca_dir, crl.as_deref())?;
+            println!("{}", out.display());
+            Ok(())
+        }
         Command::Verify { file, ca } => {
             print!("{}", crate::verify::verify_file(&file, &ca)?);
+            Ok(())
+        }
+        Command::VerifyAudit { file, ca } => {
+            print!("{}", crate::verify::verify_audit_file(&file, &ca)?);
             Ok(())
         }
     }

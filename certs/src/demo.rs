@@ -15,8 +15,8 @@ use std::{
 use anyhow::{Context, Result, bail, ensure};
 use exchange_core::{
     config::{
-        ApiSection, DEFAULT_MAX_DOCUMENT_BYTES, DirectoryEntry, HubConfig, HubLink, HubSection,
-        NodeConfig, NodeSection, SigningPaths, TlsPaths,
+        AdminClient, ApiSection, AuditSection, DEFAULT_MAX_DOCUMENT_BYTES, DirectoryEntry,
+        HubConfig, HubLink, HubSection, NodeConfig, NodeSection, SigningPaths, TlsPaths,
     },
     identity::Principal,
     ids::{DeptId, IdError},
@@ -36,7 +36,7 @@ const CA_DAYS: i64 = 3650;
 /// Lifetime of the hub's and nodes' certificates: one year.
 const LEAF_DAYS: i64 = 365;
 /// Directory names that a department id must not take.
-const RESERVED_DIRS: [&str; 2] = ["ca", "hub"];
+const RESERVED_DIRS: [&str; 3] = ["ca", "hub", "admin"];
 
 /// A department of the demo: `id` or `id=显示名` on the command line.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -131,9 +131,13 @@ pub fn demo_setup(
     let ca_dir = dir.join("ca");
     if force {
         remove_if_present(&ca_dir.join(CA_KEY_FILE))?;
+        remove_if_present(&ca_dir.join(crate::revoke::REVOKED_FILE))?;
     }
     let ca = Ca::generate("Exchange Demo CA", Validity::days_from_now(CA_DAYS))?;
     ca.write(&ca_dir)?;
+    // An empty revocation list, which the hub and nodes watch: `exchange-certs revoke` updates
+    // it in place, and the running daemons pick that up.
+    crate::revoke::write_current_crl(&ca_dir, None)?;
     let leaf = Validity::days_from_now(LEAF_DAYS);
 
     let hub_dir = dir.join("hub");
@@ -154,7 +158,23 @@ pub fn demo_setup(
                 name: d.name.clone(),
             })
             .collect(),
+        audit: AuditSection::default(),
+        admin: Some(AdminClient {
+            cert: "../admin/tls.pem".into(),
+            key: "../admin/tls.key".into(),
+        }),
+        limits: Default::default(),
+        routing: Default::default(),
     };
+    // An administrator for the audit commands (`exchange-hub --config hub.toml audit ...`).
+    let admin_dir = dir.join("admin");
+    std::fs::create_dir_all(&admin_dir)
+        .with_context(|| format!("creating {}", admin_dir.display()))?;
+    ca.issue_tls(&Principal::Admin("admin".into()), &[], &[], leaf)?
+        .write(
+            &admin_dir.join(TLS_CERT_FILE),
+            &admin_dir.join(TLS_KEY_FILE),
+        )?;
     let hub_config = hub_dir.join("hub.toml");
     write_toml(&hub_config, "Hub", &hub)?;
 
@@ -177,6 +197,7 @@ pub fn demo_setup(
             },
             api: ApiSection {
                 listen: SocketAddr::from((Ipv4Addr::LOCALHOST, *port)),
+                tls: None,
             },
             hub: HubLink {
                 addr: hub_addr,
@@ -281,6 +302,7 @@ fn tls_paths() -> TlsPaths {
         ca: Path::new("..").join("ca").join(CA_CERT_FILE),
         cert: TLS_CERT_FILE.into(),
         key: TLS_KEY_FILE.into(),
+        crl: Some(Path::new("..").join("ca").join(crate::revoke::CRL_FILE)),
     }
 }
 

@@ -12,9 +12,10 @@ mod ca;
 pub mod cli;
 mod demo;
 mod files;
+pub mod revoke;
 pub mod verify;
 
-pub use ca::{Ca, Identity, Validity};
+pub use ca::{Ca, Identity, RevokedCert, Validity};
 pub use demo::{DemoLayout, DeptSpec, DeptSpecError, demo_setup};
 pub use files::{
     CA_CERT_FILE, CA_KEY_FILE, SIGNING_CERT_FILE, SIGNING_KEY_FILE, TLS_CERT_FILE, TLS_KEY_FILE,

@@ -14,6 +14,12 @@ use serde::{Deserialize, Serialize, de::DeserializeOwned};
 
 use crate::ids::DeptId;
 
+mod limits;
+mod routing;
+
+pub use limits::LimitsSection;
+pub use routing::{DeptPattern, RoutingDefault, RoutingRule, RoutingSection};
+
 /// Default upper bound on one document's total content size: 512 MiB.
 pub const DEFAULT_MAX_DOCUMENT_BYTES: u64 = 512 * 1024 * 1024;
 
@@ -38,6 +44,15 @@ pub enum ConfigError {
         /// The parser's message, naming the key and line.
         message: String,
     },
+    /// A value is well-formed but unsafe or unusable, e.g. an unauthenticated API exposed to
+    /// the network.
+    #[error("{key}: {message}")]
+    Invalid {
+        /// The key, e.g. `api.listen`.
+        key: &'static str,
+        /// What is wrong and what to do.
+        message: String,
+    },
 }
 
 /// The TLS identity of a hub or node, and the CA that vouches for its peers.
@@ -50,6 +65,11 @@ pub struct TlsPaths {
     pub cert: PathBuf,
     /// PEM private key for `cert` (mode 0600).
     pub key: PathBuf,
+    /// Optional PEM certificate revocation list signed by `ca` (`exchange-certs revoke`). Peers
+    /// whose certificate it lists are refused; the file is re-read when it changes, without a
+    /// restart.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub crl: Option<PathBuf>,
 }
 
 /// The document-signing identity: an Ed25519 key kept apart from the TLS key.
@@ -75,6 +95,58 @@ pub struct HubConfig {
     /// The directory: every department that may connect and be addressed.
     #[serde(default)]
     pub departments: Vec<DirectoryEntry>,
+    /// The audit log's checkpoints.
+    #[serde(default)]
+    pub audit: AuditSection,
+    /// The administrator identity that `exchange-hub audit ...` presents to the running hub.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub admin: Option<AdminClient>,
+    /// Per-department rate limits and stream timeouts (`[limits]`); safe defaults when absent.
+    #[serde(default)]
+    pub limits: LimitsSection,
+    /// Who may send to whom (`[routing]`); everyone to everyone when absent.
+    #[serde(default, skip_serializing_if = "RoutingSection::is_unrestricted")]
+    pub routing: RoutingSection,
+}
+
+/// `[audit]` in `hub.toml`.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct AuditSection {
+    /// Sign a checkpoint of the chain head after this many new entries...
+    #[serde(default = "default_checkpoint_every")]
+    pub checkpoint_every: u64,
+    /// ...or after this many seconds with new entries, whichever comes first.
+    #[serde(default = "default_checkpoint_secs")]
+    pub checkpoint_secs: u64,
+}
+
+impl Default for AuditSection {
+    fn default() -> Self {
+        AuditSection {
+            checkpoint_every: default_checkpoint_every(),
+            checkpoint_secs: default_checkpoint_secs(),
+        }
+    }
+}
+
+fn default_checkpoint_every() -> u64 {
+    1000
+}
+
+fn default_checkpoint_secs() -> u64 {
+    60
+}
+
+/// `[admin]` in `hub.toml`: an administrator's TLS identity (issued with
+/// `exchange-certs issue-admin`) for the administrative commands.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct AdminClient {
+    /// PEM certificate naming an administrator.
+    pub cert: PathBuf,
+    /// Its PEM private key (mode 0600).
+    pub key: PathBuf,
 }
 
 /// `[hub]` in `hub.toml`.
@@ -140,6 +212,40 @@ pub struct ApiSection {
     /// Address of the local API (plaintext gRPC): keep it on loopback. Port 0 picks a free port,
     /// reported in `<data_dir>/api.addr`.
     pub listen: SocketAddr,
+    /// Mutual TLS for the API, required when `listen` is not a loopback address: `ca` issues
+    /// the certificates clients (department systems) must present, `cert`/`key` are the API's
+    /// own server identity.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls: Option<TlsPaths>,
+}
+
+impl ApiSection {
+    /// Refuses an API that anyone on the network could use as the department: a `listen`
+    /// address other than loopback needs `[api] tls` (client certificates required).
+    pub fn check(&self) -> Result<(), ConfigError> {
+        if let Some(tls) = &self.tls
+            && tls.crl.is_some()
+        {
+            return Err(ConfigError::Invalid {
+                key: "api.tls.crl",
+                message: "not supported for the local API; to shut a client out, replace the \
+                          CA in api.tls.ca"
+                    .to_owned(),
+            });
+        }
+        if self.tls.is_none() && !self.listen.ip().is_loopback() {
+            return Err(ConfigError::Invalid {
+                key: "api.listen",
+                message: format!(
+                    "{} is not a loopback address, and the API has no authentication of its \
+                     own: keep it on 127.0.0.1, or set [api] tls = {{ ca, cert, key }} so that \
+                     clients must present a certificate",
+                    self.listen
+                ),
+            });
+        }
+        Ok(())
+    }
 }
 
 /// `[hub]` in `node.toml`.
@@ -173,6 +279,9 @@ impl ResolvePaths for TlsPaths {
         for p in [&mut self.ca, &mut self.cert, &mut self.key] {
             resolve(p, base);
         }
+        if let Some(crl) = &mut self.crl {
+            resolve(crl, base);
+        }
     }
 }
 
@@ -185,6 +294,10 @@ impl ResolvePaths for SigningPaths {
 
 impl ResolvePaths for HubConfig {
     fn resolve_paths(&mut self, base: &Path) {
+        if let Some(admin) = &mut self.admin {
+            resolve(&mut admin.cert, base);
+            resolve(&mut admin.key, base);
+        }
         resolve(&mut self.hub.data_dir, base);
         self.tls.resolve_paths(base);
         self.signing.resolve_paths(base);
@@ -196,6 +309,9 @@ impl ResolvePaths for NodeConfig {
         resolve(&mut self.node.data_dir, base);
         self.tls.resolve_paths(base);
         self.signing.resolve_paths(base);
+        if let Some(api_tls) = &mut self.api.tls {
+            api_tls.resolve_paths(base);
+        }
     }
 }
 

@@ -9,6 +9,7 @@
 //! - [`config`], [`telemetry`], [`shutdown`], [`error`], [`backoff`]: daemon plumbing.
 #![warn(missing_docs)]
 
+pub mod audit;
 pub mod backoff;
 pub mod blob;
 pub mod bundle;

@@ -25,6 +25,8 @@ pub enum Context {
     DocumentHeader,
     /// An encoded `exchange.v1.Evidence`.
     Evidence,
+    /// An encoded `exchange.v1.AuditCheckpoint` (the hub's audit chain head).
+    AuditCheckpoint,
 }
 
 impl Context {
@@ -32,6 +34,7 @@ impl Context {
         match self {
             Context::DocumentHeader => b"exchange.v1.DocumentHeader\0",
             Context::Evidence => b"exchange.v1.Evidence\0",
+            Context::AuditCheckpoint => b"exchange.v1.AuditCheckpoint\0",
         }
     }
 }

@@ -14,12 +14,19 @@ use std::{
 use rustls::pki_types::{CertificateDer, PrivatePkcs8KeyDer, pem::PemObject};
 use tonic::{
     Request, Status,
-    transport::{Certificate, ClientTlsConfig, Endpoint, Identity},
+    transport::{Certificate, ClientTlsConfig, Endpoint, Identity, ServerTlsConfig},
 };
 
 use crate::{config::TlsPaths, identity::Principal, ids::DeptId};
 
 pub mod acceptor;
+mod client;
+pub mod crl;
+mod live;
+pub mod reload;
+
+pub use client::hub_endpoint;
+pub use live::Revocable;
 
 /// A TLS file could not be used.
 #[derive(Debug, thiserror::Error)]
@@ -56,6 +63,14 @@ pub enum TlsError {
     /// The endpoint address is not usable.
     #[error("bad endpoint {0}")]
     Endpoint(String),
+    /// A certificate revocation list is unusable (not a CRL, or not from the exchange CA).
+    #[error("revocation list {path}: {reason}")]
+    Crl {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong with it.
+        reason: String,
+    },
 }
 
 /// Installs ring as rustls' process-wide crypto provider. Call first in every `main` and test
@@ -126,6 +141,16 @@ pub fn client_config(paths: &TlsPaths, server_name: &str) -> Result<ClientTlsCon
         .ca_certificate(ca(paths)?)
         .identity(identity(paths)?)
         .domain_name(server_name))
+}
+
+/// Server side of the node's local API when it must be reachable over the network: present
+/// `cert`, and require every client to present a certificate issued by `ca` (the department's
+/// own CA for its systems, or the exchange CA); handshakes are bounded like the hub's.
+pub fn api_server_tls(paths: &TlsPaths) -> Result<ServerTlsConfig, TlsError> {
+    Ok(ServerTlsConfig::new()
+        .identity(identity(paths)?)
+        .client_ca_root(ca(paths)?)
+        .timeout(acceptor::HANDSHAKE_TIMEOUT))
 }
 
 /// A lazily connecting endpoint to `addr` over mutual TLS, with keep-alives so a dead hub is

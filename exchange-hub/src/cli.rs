@@ -4,6 +4,8 @@ use std::path::PathBuf;
 
 use clap::{Parser, Subcommand};
 
+pub mod audit;
+
 /// The central hub of the electronic official-document exchange (电子公文交换).
 #[derive(Debug, Parser)]
 #[command(name = "exchange-hub", version)]
@@ -23,6 +25,9 @@ pub enum Command {
     Serve,
     /// Check the config file and the files it names, then exit (0 if usable).
     CheckConfig,
+    /// Question the audit log: list, verify, export (works while the hub runs).
+    #[command(subcommand)]
+    Audit(audit::AuditCommand),
 }
 
 /// Loads the config named by `--config`, with a message for the operator on failure.

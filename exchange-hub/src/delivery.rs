@@ -16,7 +16,7 @@ use exchange_core::{
     ids::DeptId,
     time::now_ms,
 };
-use exchange_proto::v1::{self as pb, subscribe_request::Msg};
+use exchange_proto::v1::{self as pb, AuditKind, subscribe_request::Msg};
 use tokio::sync::{Notify, mpsc};
 use tokio_util::sync::CancellationToken;
 use tonic::{Status, Streaming};
@@ -24,6 +24,7 @@ use tracing::{info, warn};
 
 use crate::{
     Hub,
+    audit::{self, Event},
     service::now_secs,
     store::{self, Outbound},
 };
@@ -34,6 +35,9 @@ type Tx = mpsc::Sender<Result<pb::HubPush, Status>>;
 #[derive(Debug, Default)]
 pub(crate) struct Sessions {
     inner: Mutex<HashMap<DeptId, Session>>,
+    /// Deliveries pushed and not yet acknowledged since this hub started: pushing one again is
+    /// a redelivery, which the audit log records.
+    pushed: Mutex<std::collections::HashSet<(exchange_core::ids::DocumentId, DeptId)>>,
 }
 
 #[derive(Debug)]
@@ -49,6 +53,22 @@ impl Sessions {
         if let Some(s) = self.lock().get(dept) {
             s.notify.notify_one();
         }
+    }
+
+    /// Notes that `doc` is pushed to `dept`; false if it was pushed before without an ack.
+    fn first_push(&self, doc: exchange_core::ids::DocumentId, dept: &DeptId) -> bool {
+        self.pushed
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .insert((doc, dept.clone()))
+    }
+
+    /// Forgets a push once it is acknowledged.
+    fn acked(&self, doc: exchange_core::ids::DocumentId, dept: &DeptId) {
+        self.pushed
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .remove(&(doc, dept.clone()));
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<DeptId, Session>> {
@@ -100,8 +120,14 @@ pub(crate) fn start(
     tokio::spawn(async move {
         let (id, notify, cancel) = hub.sessions.register(&dept, &hub.shutdown);
         info!(%dept, "node connected");
+        audit::record(&hub.store, Event::new(AuditKind::NodeConnected).dept(&dept)).await;
         let result = push_loop(&hub, &dept, acks, &tx, &notify, &cancel).await;
         hub.sessions.unregister(&dept, id);
+        audit::record(
+            &hub.store,
+            Event::new(AuditKind::NodeDisconnected).dept(&dept),
+        )
+        .await;
         match result {
             Ok(()) => info!(%dept, "node disconnected"),
             Err(e) => {
@@ -142,6 +168,13 @@ async fn push_loop(
                     document: rec.document,
                     acceptance: rec.acceptance,
                 };
+                if !hub.sessions.first_push(*id, dept) {
+                    audit::record(
+                        &hub.store,
+                        Event::new(AuditKind::Redelivery).doc(id).dept(dept),
+                    )
+                    .await;
+                }
                 (pb::hub_push::Item::Delivery(delivery), Some(doc))
             }
             Outbound::Evidence(e) => (pb::hub_push::Item::Evidence(e.clone()), None),
@@ -176,6 +209,9 @@ async fn push_loop(
                 "ack.seq: {} but the item in flight is {seq}",
                 ack.seq
             )));
+        }
+        if let Some(doc) = &doc {
+            hub.sessions.acked(doc.header.id, dept);
         }
         match doc {
             None => store::ack(&hub.store, dept.clone(), key).await?,

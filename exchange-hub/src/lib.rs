@@ -7,9 +7,13 @@
 //!
 //! [`run`] is what `exchange-hub serve` and the tests both drive.
 
+mod admin;
+mod audit;
 pub mod cli;
 mod delivery;
 mod directory;
+mod limits;
+mod policy;
 mod service;
 mod store;
 
@@ -23,7 +27,7 @@ use exchange_core::{
     store::Store,
     tls,
 };
-use exchange_proto::v1::hub_server::HubServer;
+use exchange_proto::v1::{AuditKind, admin_server::AdminServer, hub_server::HubServer};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
@@ -107,7 +111,8 @@ pub async fn run(
     listener: TcpListener,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
-    let tls = tls::acceptor::server_config(&cfg.tls).context("loading the hub's TLS identity")?;
+    let tls = tls::reload::Reloadable::load(&cfg.tls, cfg.limits.connections_per_principal)
+        .context("loading the hub's TLS identity")?;
     let token = CancellationToken::new();
     let hub = Arc::new(open(cfg, token.clone())?);
     let addr = listener.local_addr()?;
@@ -115,13 +120,30 @@ pub async fn run(
     exchange_core::config::write_addr_file(data, "hub.addr", addr)
         .with_context(|| format!("writing {}/hub.addr", data.display()))?;
     tracing::info!(%addr, departments = hub.directory.len(), "hub listening");
+    audit::record(
+        &hub.store,
+        audit::Event::new(AuditKind::HubStarted).peer(addr),
+    )
+    .await;
+    let checkpoints = tokio::spawn(checkpoint_loop(Arc::clone(&hub)));
 
     let svc = HubServer::new(service::HubService::new(Arc::clone(&hub)))
         .max_decoding_message_size(MAX_MESSAGE_BYTES)
         .max_encoding_message_size(MAX_MESSAGE_BYTES);
-    let on_refused = |r: tls::acceptor::RefusedHandshake| {
-        let presented = r.presented.as_ref().map(ToString::to_string).unwrap_or_default();
+    let audited = Arc::clone(&hub);
+    let on_refused = move |r: tls::acceptor::RefusedHandshake| {
+        let presented = r
+            .presented
+            .as_ref()
+            .map(ToString::to_string)
+            .unwrap_or_default();
         tracing::warn!(peer = %r.peer, presented, reason = %r.reason, "TLS handshake refused");
+        let ev = audit::Event::new(AuditKind::HandshakeRefused)
+            .peer(r.peer)
+            .dept(presented)
+            .detail(r.reason);
+        let hub = Arc::clone(&audited);
+        tokio::spawn(async move { audit::record(&hub.store, ev).await });
     };
     let incoming = tls::acceptor::incoming(listener, tls, on_refused, token.clone());
     let stop = token.clone();
@@ -133,11 +155,43 @@ pub async fn run(
     let server = tonic::transport::Server::builder()
         .http2_keepalive_interval(Some(Duration::from_secs(10)))
         .http2_keepalive_timeout(Some(Duration::from_secs(10)))
+        .max_concurrent_streams(hub.cfg.limits.max_concurrent_streams)
+        .http2_max_header_list_size(hub.cfg.limits.max_header_list_bytes)
+        .layer(limits::LimitsLayer(limits::Limits::new(hub.cfg.limits)))
         .add_service(svc)
+        .add_service(AdminServer::new(admin::AdminService::new(Arc::clone(&hub))))
         .serve_with_incoming_shutdown(incoming, signal);
     exchange_core::shutdown::drain(server, &token)
         .await
         .context("serving gRPC")?;
+    checkpoints.abort();
+    audit::record(&hub.store, audit::Event::new(AuditKind::HubStopped)).await;
+    // A clean stop leaves the whole log under a signed checkpoint.
+    let cfg = &hub.cfg.audit;
+    if let Err(e) = audit::checkpoint(&hub.store, &hub.signer, cfg.checkpoint_every, 0, true).await
+    {
+        tracing::error!(error = %e, "signing the final audit checkpoint");
+    }
     tracing::info!("hub stopped");
     Ok(())
+}
+
+/// Signs audit checkpoints as they fall due (every N entries or T seconds).
+async fn checkpoint_loop(hub: Arc<Hub>) {
+    let cfg = &hub.cfg.audit;
+    let max_age_ms = i64::try_from(cfg.checkpoint_secs.saturating_mul(1000)).unwrap_or(i64::MAX);
+    loop {
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        if let Err(e) = audit::checkpoint(
+            &hub.store,
+            &hub.signer,
+            cfg.checkpoint_every,
+            max_age_ms,
+            false,
+        )
+        .await
+        {
+            tracing::error!(error = %e, "signing an audit checkpoint");
+        }
+    }
 }

@@ -28,17 +28,26 @@ fn main() -> ExitCode {
             return ExitCode::from(EXIT_USAGE);
         }
     };
-    exchange_core::telemetry::init_tracing();
+    let serving = matches!(cli.cmd, Command::Serve);
+    if serving {
+        exchange_core::telemetry::init_tracing(); // the audit commands keep stderr for errors
+    }
     exchange_core::tls::install_ring_provider();
     // Unusable keys or certificates are a configuration error: say so before starting.
-    if let Err(e) = exchange_hub::check_config(&cfg) {
+    if matches!(cli.cmd, Command::Serve | Command::CheckConfig)
+        && let Err(e) = exchange_hub::check_config(&cfg)
+    {
         eprintln!("error: {e:#}");
         return ExitCode::from(EXIT_USAGE);
     }
-    if let Command::CheckConfig = cli.cmd {
-        println!("config ok");
-        return ExitCode::SUCCESS;
-    }
+    let audit = match cli.cmd {
+        Command::CheckConfig => {
+            println!("config ok");
+            return ExitCode::SUCCESS;
+        }
+        Command::Audit(a) => Some(a),
+        Command::Serve => None,
+    };
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(rt) => rt,
         Err(e) => {
@@ -47,6 +56,9 @@ fn main() -> ExitCode {
         }
     };
     let result = runtime.block_on(async {
+        if let Some(a) = audit {
+            return exchange_hub::cli::audit::run(cfg, a).await;
+        }
         let listener = tokio::net::TcpListener::bind(cfg.hub.listen)
             .await
             .map_err(|e| anyhow::anyhow!("binding {}: {e}", cfg.hub.listen))?;
@@ -55,7 +67,9 @@ fn main() -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            tracing::error!("{e:#}");
+            if serving {
+                tracing::error!("{e:#}");
+            }
             eprintln!("error: {e:#}");
             ExitCode::FAILURE
         }

@@ -18,7 +18,11 @@ use tokio_stream::{Stream, wrappers::ReceiverStream};
 use tonic::{Request, Response, Status, Streaming};
 use tracing::{info, instrument, warn};
 
-use crate::{Hub, delivery, store};
+use crate::{
+    Hub,
+    audit::{self, Event},
+    delivery, store,
+};
 
 type Stream_<T> = Pin<Box<dyn Stream<Item = Result<T, Status>> + Send>>;
 
@@ -101,6 +105,7 @@ impl HubService {
                 unknown.join(", ")
             )));
         }
+        crate::policy::check(&hub.cfg.routing, &sender, &h.recipients)?;
         match h.classification {
             Classification::Unclassified => {}
             Classification::Secret if hub.cfg.hub.allow_classified => {}
@@ -306,10 +311,24 @@ impl hub_server::Hub for HubService {
     ) -> Result<Response<pb::SubmitResponse>, Status> {
         let dept = self.caller(&req)?;
         tracing::Span::current().record("dept", tracing::field::display(&dept));
-        match self.submit_inner(dept, req.into_inner()).await {
+        // The id the caller claims, for the audit trail of a refusal (not trusted for anything).
+        let claimed = req.get_ref().document.as_ref().and_then(|d| {
+            <pb::DocumentHeader as prost::Message>::decode(d.header.as_slice())
+                .ok()
+                .map(|h| h.id)
+        });
+        match self.submit_inner(dept.clone(), req.into_inner()).await {
             Ok(r) => Ok(Response::new(r)),
             Err(e) => {
                 warn!(error = %e, "submission refused");
+                let ev = Event::new(pb::AuditKind::DocumentRefused)
+                    .dept(&dept)
+                    .detail(e.message.clone());
+                let ev = match claimed {
+                    Some(id) => ev.doc(id.chars().take(64).collect::<String>()),
+                    None => ev,
+                };
+                audit::record(&self.hub.store, ev).await;
                 Err(e.into())
             }
         }

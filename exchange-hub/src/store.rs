@@ -7,6 +7,7 @@
 //! - `evidence`: (doc id, recipient or "", kind code) → encoded `SignedEvidence`
 //! - `outbound` queue: per destination department → `QueueItem` (deliver a document, or evidence)
 
+use crate::audit::{self, Event};
 use exchange_core::{
     document::{EvidenceKind, SignedDoc, SignedEvidence},
     error::{ErrorCode, ServiceError},
@@ -137,14 +138,38 @@ pub(crate) async fn accept(
                 state: u32::from(DeliveryState::Accepted.code()),
                 ..Default::default()
             });
-            let mut deliveries = txn.open_table(DELIVERIES).map_err(StoreError::from)?;
             let priority = doc.header.urgency.priority();
             let item = Outbound::Deliver(doc.header.id).encode();
+            let h = &doc.header;
+            let to: Vec<String> = h
+                .recipients
+                .iter()
+                .map(|r| format!("{}({})", r.dept, r.role.name()))
+                .collect();
+            let detail = format!(
+                "to {}; {} {:?}; title {:?}",
+                to.join(","),
+                h.urgency.name(),
+                h.metadata.doc_number,
+                h.title
+            );
+            audit::append(
+                txn,
+                &Event::new(pb::AuditKind::DocumentAccepted)
+                    .doc(&id)
+                    .dept(&h.sender)
+                    .detail(detail),
+            )?;
+            let mut deliveries = txn.open_table(DELIVERIES).map_err(StoreError::from)?;
             for r in &doc.header.recipients {
                 deliveries
                     .insert((id.as_str(), r.dept.as_str()), queued.as_slice())
                     .map_err(StoreError::from)?;
                 OUTBOUND.push(txn, r.dept.as_str(), priority, &item)?;
+                audit::append(
+                    txn,
+                    &Event::new(pb::AuditKind::Queued).doc(&id).dept(&r.dept),
+                )?;
             }
             Ok(Accepted::New(acceptance.clone()))
         })
@@ -226,6 +251,15 @@ pub(crate) async fn record_evidence(
                 .insert(key, encode(&delivery).as_slice())
                 .map_err(StoreError::from)?;
             put_evidence(txn, &id, recipient.as_str(), ev.evidence.kind, &ev.wire)?;
+            let e = &ev.evidence;
+            let audited = match e.kind {
+                EvidenceKind::Delivered => Event::new(pb::AuditKind::Delivered),
+                kind => Event::new(pb::AuditKind::Evidence).detail(format!(
+                    "{kind:?} clerk {:?} reason {:?}",
+                    e.clerk, e.reason
+                )),
+            };
+            audit::append(txn, &audited.doc(&id).dept(&recipient))?;
             OUTBOUND.push(
                 txn,
                 sender.as_str(),

@@ -116,8 +116,12 @@ fn load_signer(cfg: &NodeConfig) -> anyhow::Result<SigningKey> {
 /// Checks that the files a config names are usable (TLS identity, CA, signing key for this
 /// department) without starting anything: `check-config`, and `serve` before it starts.
 pub fn check_config(cfg: &NodeConfig) -> anyhow::Result<()> {
-    tls::client_config(&cfg.tls, &cfg.hub.server_name)
+    tls::hub_endpoint(cfg.hub.addr, &cfg.tls, &cfg.hub.server_name)
         .context("loading the node's TLS identity")?;
+    cfg.api.check()?;
+    if let Some(api_tls) = &cfg.api.tls {
+        tls::api_server_tls(api_tls).context("loading the API's TLS identity ([api] tls)")?;
+    }
     Verifier::new(&tls::ca_der(&cfg.tls)?).context("loading the CA certificate")?;
     load_signer(cfg)?;
     Ok(())
@@ -131,9 +135,9 @@ pub async fn serve(
     api_listener: TcpListener,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
-    let hub_tls = tls::client_config(&cfg.tls, &cfg.hub.server_name)
+    let endpoint = tls::hub_endpoint(cfg.hub.addr, &cfg.tls, &cfg.hub.server_name)
         .context("loading the node's TLS identity")?;
-    let endpoint = tls::endpoint(cfg.hub.addr, hub_tls)?;
+    let api_tls = cfg.api.tls.as_ref().map(tls::api_server_tls).transpose()?;
     let token = CancellationToken::new();
     let node = Arc::new(Node::open(cfg, token.clone())?);
     let addr = api_listener.local_addr()?;
@@ -152,7 +156,11 @@ pub async fn serve(
         stop.cancel();
     };
     let incoming = tokio_stream::wrappers::TcpListenerStream::new(api_listener);
-    let server = tonic::transport::Server::builder()
+    let mut builder = tonic::transport::Server::builder();
+    if let Some(api_tls) = api_tls {
+        builder = builder.tls_config(api_tls).context("[api] tls")?;
+    }
+    let server = builder
         .add_service(api::service(Arc::clone(&node)))
         .serve_with_incoming_shutdown(incoming, signal);
     exchange_core::shutdown::drain(server, &token)

@@ -310,6 +310,22 @@ impl TestExchange {
         ))
     }
 
+    /// Runs `exchange-hub --config <hub.toml> <args>`; returns (success, stdout, stderr).
+    pub async fn hub_cli(&self, args: &[&str]) -> Result<(bool, String, String)> {
+        let out = Command::new(bin("exchange-hub"))
+            .arg("--config")
+            .arg(&self.hub_config)
+            .args(args)
+            .stdin(Stdio::null())
+            .output()
+            .await?;
+        Ok((
+            out.status.success(),
+            String::from_utf8(out.stdout)?,
+            String::from_utf8(out.stderr)?,
+        ))
+    }
+
     /// Like [`cli`](Self::cli), but fails unless the command succeeds; returns stdout.
     pub async fn cli_ok(&self, dept: &str, args: &[&str]) -> Result<String> {
         let (ok, out, err) = self.cli(dept, args).await?;

@@ -24,7 +24,15 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio_rustls::{TlsAcceptor, server::TlsStream};
 use tokio_util::sync::CancellationToken;
 
-use super::{TlsError, read_pem_file};
+use tokio_stream::wrappers::ReceiverStream;
+
+use super::{
+    TlsError,
+    crl::{Crl, load_crl},
+    live::Revocable,
+    read_pem_file,
+    reload::{RELOAD_CHECK, Reloadable},
+};
 use crate::{config::TlsPaths, identity::Principal};
 
 /// How long a client may take to complete the TLS handshake (slow or silent clients are cut).
@@ -96,16 +104,44 @@ impl ClientCertVerifier for Recording {
 }
 
 /// Builds the rustls server config: TLS 1.3 only, a client certificate from the exchange CA
-/// required (webpki checks its chain, validity and client-auth key usage), HTTP/2 by ALPN.
+/// required (webpki checks its chain, validity and client-auth key usage, and with `paths.crl`
+/// that the revocation list does not name it), HTTP/2 by ALPN.
 pub fn server_config(paths: &TlsPaths) -> Result<Arc<rustls::ServerConfig>, TlsError> {
+    build_server_config(paths).map(|(config, _)| config)
+}
+
+/// [`server_config`], and the CRL it was built with.
+pub(crate) fn build_server_config(
+    paths: &TlsPaths,
+) -> Result<(Arc<rustls::ServerConfig>, Option<Crl>), TlsError> {
     let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let ca_der = read_pem_file(&paths.ca, "CERTIFICATE")?;
     let mut roots = rustls::RootCertStore::empty();
-    roots.add(CertificateDer::from(read_pem_file(&paths.ca, "CERTIFICATE")?)).map_err(|e| TlsError::Config(format!("CA certificate {}: {e}", paths.ca.display())))?;
-    let verifier = WebPkiClientVerifier::builder_with_provider(Arc::new(roots), Arc::clone(&provider))
+    roots
+        .add(CertificateDer::from(ca_der.clone()))
+        .map_err(|e| TlsError::Config(format!("CA certificate {}: {e}", paths.ca.display())))?;
+    let crl = paths
+        .crl
+        .as_deref()
+        .map(|path| load_crl(path, &ca_der))
+        .transpose()?;
+    let mut builder =
+        WebPkiClientVerifier::builder_with_provider(Arc::new(roots), Arc::clone(&provider));
+    if let Some(crl) = &crl {
+        // Certificates are issued directly by the CA (path length 0), and the CRL was checked to
+        // come from it: every client's status is known, and an unknown one is refused.
+        builder = builder
+            .with_crls([crl.der.clone()])
+            .only_check_end_entity_revocation();
+    }
+    let verifier = builder
         .build()
         .map_err(|e| TlsError::Config(format!("client verifier: {e}")))?;
     let cert = CertificateDer::from(read_pem_file(&paths.cert, "CERTIFICATE")?);
-    let key = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(read_pem_file(&paths.key, "PRIVATE KEY")?));
+    let key = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(read_pem_file(
+        &paths.key,
+        "PRIVATE KEY",
+    )?));
     let mut config = rustls::ServerConfig::builder_with_provider(provider)
         .with_protocol_versions(&[&rustls::version::TLS13])
         .map_err(|e| TlsError::Config(e.to_string()))?
@@ -113,22 +149,25 @@ pub fn server_config(paths: &TlsPaths) -> Result<Arc<rustls::ServerConfig>, TlsE
         .with_single_cert(vec![cert], key)
         .map_err(|e| TlsError::Config(format!("{}: {e}", paths.cert.display())))?;
     config.alpn_protocols = vec![b"h2".to_vec()];
-    Ok(Arc::new(config))
+    Ok((Arc::new(config), crl))
 }
 
 /// Accepts TCP connections on `listener`, runs each handshake (bounded by
-/// [`HANDSHAKE_TIMEOUT`]) on its own task, and yields the established sessions; refused ones go
-/// to `on_refused`. Ends when `stop` is cancelled.
+/// [`HANDSHAKE_TIMEOUT`]) on its own task with the configuration `tls` currently holds, and
+/// yields the established sessions; refused ones (including a principal over its connection
+/// limit) go to `on_refused`. Every [`RELOAD_CHECK`] the CRL is looked at even if no one
+/// connects, so that revoked connections are cut promptly. Ends when `stop` is cancelled.
 pub fn incoming(
     listener: TcpListener,
-    config: Arc<rustls::ServerConfig>,
+    tls: Arc<Reloadable>,
     on_refused: impl Fn(RefusedHandshake) + Send + Sync + 'static,
     stop: CancellationToken,
-) -> tokio_stream::wrappers::ReceiverStream<Result<TlsStream<TcpStream>, std::io::Error>> {
+) -> ReceiverStream<Result<Revocable<TlsStream<TcpStream>>, std::io::Error>> {
     let (tx, rx) = tokio::sync::mpsc::channel(64);
     let on_refused = Arc::new(on_refused);
     tokio::spawn(async move {
-        let acceptor = TlsAcceptor::from(config);
+        let mut reload = tokio::time::interval(RELOAD_CHECK);
+        reload.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             let (tcp, peer) = tokio::select! {
                 r = listener.accept() => match r {
@@ -139,24 +178,45 @@ pub fn incoming(
                         continue;
                     }
                 },
+                _ = reload.tick() => {
+                    tls.refresh();
+                    continue;
+                }
                 () = stop.cancelled() => return,
             };
-            let (acceptor, tx, on_refused) = (acceptor.clone(), tx.clone(), Arc::clone(&on_refused));
+            let acceptor = TlsAcceptor::from(tls.current());
+            let (tls, tx, on_refused) = (Arc::clone(&tls), tx.clone(), Arc::clone(&on_refused));
             tokio::spawn(async move {
                 let presented = Arc::new(Mutex::new(None));
                 let handshake = PRESENTED.scope(Arc::clone(&presented), acceptor.accept(tcp));
                 let reason = match tokio::time::timeout(HANDSHAKE_TIMEOUT, handshake).await {
                     Ok(Ok(stream)) => {
-                        let _ = tx.send(Ok(stream)).await;
-                        return;
+                        let leaf = stream
+                            .get_ref()
+                            .1
+                            .peer_certificates()
+                            .and_then(|c| c.first())
+                            .map(|c| c.to_vec())
+                            .unwrap_or_default();
+                        match tls.admit(stream, &leaf) {
+                            Ok(stream) => {
+                                let _ = tx.send(Ok(stream)).await;
+                                return;
+                            }
+                            Err(reason) => reason,
+                        }
                     }
                     Ok(Err(e)) => e.to_string(),
                     Err(_) => format!("no handshake within {HANDSHAKE_TIMEOUT:?}"),
                 };
                 let presented = presented.lock().ok().and_then(|p| p.clone());
-                on_refused(RefusedHandshake { peer, presented, reason });
+                on_refused(RefusedHandshake {
+                    peer,
+                    presented,
+                    reason,
+                });
             });
         }
     });
-    tokio_stream::wrappers::ReceiverStream::new(rx)
+    ReceiverStream::new(rx)
 }

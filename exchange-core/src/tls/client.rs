@@ -1,0 +1,161 @@
+//! The node's side of mutual TLS to the hub, with revocation: the hub's certificate is checked
+//! against the exchange CA and, with `[tls] crl`, against the revocation list, which is re-read
+//! when its file changes (checked at each handshake), so a revoked hub certificate is refused
+//! at the node's next connection without a restart.
+//!
+//! tonic builds the rest of the TLS client (the node's certificate, SNI, ALPN); only the server
+//! certificate verifier is ours. An open connection is not cut when the hub's certificate is
+//! revoked: its keys were agreed with the genuine hub, and what revocation protects against is
+//! someone else presenting that certificate in a new handshake.
+
+use std::{
+    net::SocketAddr,
+    sync::{Arc, Mutex, PoisonError},
+    time::Duration,
+};
+
+use rustls::{
+    DigitallySignedStruct, RootCertStore, SignatureScheme,
+    client::{
+        WebPkiServerVerifier,
+        danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier},
+    },
+    pki_types::{CertificateDer, ServerName, UnixTime},
+};
+use tonic::transport::{ClientTlsConfig, Endpoint};
+
+use super::{
+    TlsError,
+    crl::{FileStamp, Watched, load_crl},
+    identity, read_pem_file,
+};
+use crate::config::TlsPaths;
+
+/// Verifies the hub's certificate with webpki, rebuilding the verifier when the CRL changes.
+#[derive(Debug)]
+struct ReloadingVerifier {
+    ca_der: Vec<u8>,
+    current: Mutex<(Option<Watched>, Arc<WebPkiServerVerifier>)>,
+}
+
+fn build(
+    ca_der: &[u8],
+    crl: Option<&std::path::Path>,
+) -> Result<Arc<WebPkiServerVerifier>, TlsError> {
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut roots = RootCertStore::empty();
+    roots
+        .add(CertificateDer::from(ca_der.to_vec()))
+        .map_err(|e| TlsError::Config(format!("CA certificate: {e}")))?;
+    let mut builder = WebPkiServerVerifier::builder_with_provider(Arc::new(roots), provider);
+    if let Some(path) = crl {
+        let crl = load_crl(path, ca_der)?;
+        builder = builder
+            .with_crls([crl.der])
+            .only_check_end_entity_revocation();
+    }
+    builder
+        .build()
+        .map_err(|e| TlsError::Config(format!("server verifier: {e}")))
+}
+
+impl ReloadingVerifier {
+    fn new(paths: &TlsPaths) -> Result<Self, TlsError> {
+        let ca_der = read_pem_file(&paths.ca, "CERTIFICATE")?;
+        let verifier = build(&ca_der, paths.crl.as_deref())?;
+        let watched = paths.crl.as_ref().map(|path| Watched {
+            path: path.clone(),
+            stamp: FileStamp::of(path),
+        });
+        Ok(ReloadingVerifier {
+            ca_der,
+            current: Mutex::new((watched, verifier)),
+        })
+    }
+
+    /// The verifier for this handshake, rebuilt first if the CRL file changed. A CRL that does
+    /// not load leaves the previous one in force.
+    fn verifier(&self) -> Arc<WebPkiServerVerifier> {
+        let mut guard = self.current.lock().unwrap_or_else(PoisonError::into_inner);
+        let (watched, verifier) = &mut *guard;
+        if let Some(w) = watched
+            && w.changed()
+        {
+            match build(&self.ca_der, Some(&w.path)) {
+                Ok(v) => {
+                    tracing::info!(crl = %w.path.display(), "revocation list reloaded");
+                    *verifier = v;
+                }
+                Err(e) => tracing::error!(
+                    error = %e,
+                    "revocation list not reloaded; the previous one stays in force"
+                ),
+            }
+        }
+        Arc::clone(verifier)
+    }
+}
+
+impl ServerCertVerifier for ReloadingVerifier {
+    fn verify_server_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        server_name: &ServerName<'_>,
+        ocsp_response: &[u8],
+        now: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        self.verifier().verify_server_cert(
+            end_entity,
+            intermediates,
+            server_name,
+            ocsp_response,
+            now,
+        )
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        self.verifier().verify_tls12_signature(message, cert, dss)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        self.verifier().verify_tls13_signature(message, cert, dss)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.verifier().supported_verify_schemes()
+    }
+}
+
+/// A lazily connecting endpoint to the hub at `addr` over mutual TLS: present the node's
+/// certificate, expect `server_name` in the hub's, trust only the exchange CA, refuse a hub
+/// certificate that `paths.crl` revokes; keep-alives as [`super::endpoint`].
+pub fn hub_endpoint(
+    addr: SocketAddr,
+    paths: &TlsPaths,
+    server_name: &str,
+) -> Result<Endpoint, TlsError> {
+    let verifier = Arc::new(ReloadingVerifier::new(paths)?);
+    let tls = ClientTlsConfig::new()
+        .identity(identity(paths)?)
+        .domain_name(server_name);
+    Endpoint::from_shared(format!("https://{addr}"))
+        .and_then(|e| e.tls_config_with_verifier(tls, verifier))
+        .map(|e| {
+            e.connect_timeout(Duration::from_secs(5))
+                .http2_keep_alive_interval(Duration::from_secs(10))
+                .keep_alive_timeout(Duration::from_secs(10))
+                .keep_alive_while_idle(true)
+        })
+        .map_err(|e| TlsError::Endpoint(format!("{addr}: {e}")))
+}

@@ -1,0 +1,138 @@
+//! Certificate revocation lists: loading one, checking that it really comes from the exchange
+//! CA, and noticing when its file changes.
+//!
+//! A CRL that is not signed by the CA, or names another issuer, is refused when it is loaded:
+//! webpki would otherwise treat every peer's status as unknown and refuse them all. The serial
+//! numbers it lists are kept apart too, so that connections already open with a certificate that
+//! has just been revoked can be cut (see `acceptor`).
+
+use std::{
+    collections::BTreeSet,
+    os::unix::fs::MetadataExt,
+    path::{Path, PathBuf},
+    time::SystemTime,
+};
+
+use rustls::pki_types::{CertificateRevocationListDer, pem::PemObject};
+
+use super::TlsError;
+
+/// A CRL that verified against the exchange CA.
+#[derive(Debug, Clone)]
+pub struct Crl {
+    /// The DER bytes, as rustls' verifiers take them.
+    pub der: CertificateRevocationListDer<'static>,
+    /// The serial numbers it revokes, without leading zero bytes.
+    pub revoked: BTreeSet<Vec<u8>>,
+    /// Its `nextUpdate`, in Unix seconds, if it has one (informational: see docs/security.md).
+    pub next_update: Option<i64>,
+}
+
+impl Crl {
+    /// Whether the certificate `cert_der` is listed.
+    pub fn revokes(&self, cert_der: &[u8]) -> bool {
+        serial(cert_der).is_some_and(|s| self.revoked.contains(&s))
+    }
+}
+
+/// A certificate's serial number without leading zero bytes (the DER sign padding), so that
+/// serials from certificates and from CRLs compare equal.
+pub fn serial(cert_der: &[u8]) -> Option<Vec<u8>> {
+    let (_, cert) = x509_parser::parse_x509_certificate(cert_der).ok()?;
+    Some(strip_zeros(cert.raw_serial()))
+}
+
+fn strip_zeros(raw: &[u8]) -> Vec<u8> {
+    let first = raw.iter().position(|b| *b != 0).unwrap_or(raw.len());
+    raw[first..].to_vec()
+}
+
+fn crl_err(path: &Path, reason: impl Into<String>) -> TlsError {
+    TlsError::Crl {
+        path: path.to_owned(),
+        reason: reason.into(),
+    }
+}
+
+/// Reads the CRL at `path` (PEM `X509 CRL`, or DER) and checks that the CA whose certificate
+/// is `ca_der` issued and signed it.
+pub fn load_crl(path: &Path, ca_der: &[u8]) -> Result<Crl, TlsError> {
+    let bytes = std::fs::read(path).map_err(|source| TlsError::Read {
+        path: path.to_owned(),
+        source,
+    })?;
+    let der = match CertificateRevocationListDer::from_pem_slice(&bytes) {
+        Ok(der) => der,
+        Err(_) => CertificateRevocationListDer::from(bytes),
+    };
+    let (_, ca) = x509_parser::parse_x509_certificate(ca_der)
+        .map_err(|e| crl_err(path, format!("CA certificate: {e}")))?;
+    let (revoked, next_update) = {
+        let (rest, crl) = x509_parser::parse_x509_crl(der.as_ref())
+            .map_err(|e| crl_err(path, format!("not a CRL: {e}")))?;
+        if !rest.is_empty() {
+            return Err(crl_err(path, "trailing bytes after the CRL"));
+        }
+        if crl.issuer().as_raw() != ca.subject().as_raw() {
+            return Err(crl_err(
+                path,
+                format!("issued by {}, not by the exchange CA", crl.issuer()),
+            ));
+        }
+        crl.verify_signature(ca.public_key())
+            .map_err(|e| crl_err(path, format!("signature does not verify with the CA: {e}")))?;
+        let revoked = crl
+            .iter_revoked_certificates()
+            .map(|r| strip_zeros(r.raw_serial()))
+            .collect();
+        (revoked, crl.next_update().map(|t| t.timestamp()))
+    };
+    Ok(Crl {
+        der,
+        revoked,
+        next_update,
+    })
+}
+
+/// What identifies one version of a file: an atomic replacement (`rename`) changes the inode, an
+/// edit in place the size or modification time.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FileStamp {
+    modified: Option<SystemTime>,
+    len: u64,
+    inode: u64,
+    device: u64,
+}
+
+impl FileStamp {
+    /// The stamp of `path` now, or `None` if it cannot be read.
+    pub fn of(path: &Path) -> Option<Self> {
+        let meta = std::fs::metadata(path).ok()?;
+        Some(FileStamp {
+            modified: meta.modified().ok(),
+            len: meta.len(),
+            inode: meta.ino(),
+            device: meta.dev(),
+        })
+    }
+}
+
+/// A CRL file and the stamp of the version last loaded from it.
+#[derive(Debug)]
+pub(crate) struct Watched {
+    pub(crate) path: PathBuf,
+    pub(crate) stamp: Option<FileStamp>,
+}
+
+impl Watched {
+    /// Whether the file changed since the version last loaded; records the new stamp.
+    pub(crate) fn changed(&mut self) -> bool {
+        let now = FileStamp::of(&self.path);
+        if now == self.stamp || now.is_none() {
+            // Gone or unreadable: keep what was loaded rather than drop every revocation.
+            return false;
+        }
+        self.stamp = now;
+        true
+    }
+}

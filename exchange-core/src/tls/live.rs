@@ -1,0 +1,200 @@
+//! The TLS connections a server has open, by certificate: so that a certificate revoked while
+//! its holder is connected is cut at once rather than at its next handshake (a compromised node
+//! would otherwise simply keep its connection), and so that one principal cannot hold more than
+//! its share of connections.
+
+use std::{
+    collections::HashMap,
+    io,
+    pin::Pin,
+    sync::{Arc, Mutex, MutexGuard, PoisonError},
+    task::{Context, Poll},
+};
+
+use tokio::{
+    io::{AsyncRead, AsyncWrite, ReadBuf},
+    net::TcpStream,
+};
+use tokio_rustls::server::TlsStream;
+use tokio_util::sync::{CancellationToken, WaitForCancellationFutureOwned};
+
+use super::crl::{Crl, serial};
+use crate::identity::Principal;
+
+/// Every open connection, and how many each principal holds.
+#[derive(Debug, Default)]
+pub(crate) struct Registry {
+    inner: Mutex<Inner>,
+}
+
+#[derive(Debug, Default)]
+struct Inner {
+    next: u64,
+    conns: HashMap<u64, Entry>,
+    per_principal: HashMap<Principal, usize>,
+}
+
+#[derive(Debug)]
+struct Entry {
+    principal: Option<Principal>,
+    serial: Vec<u8>,
+    cut: CancellationToken,
+}
+
+impl Registry {
+    fn lock(&self) -> MutexGuard<'_, Inner> {
+        // The map stays consistent across a panic elsewhere (each update is one insert/remove).
+        self.inner.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Registers a connection whose client presented `leaf` (DER). Refuses it if its principal
+    /// already holds `max` connections (0: no limit).
+    pub(crate) fn admit(self: &Arc<Self>, leaf: &[u8], max: usize) -> Result<Ticket, String> {
+        let principal = Principal::from_cert_der(leaf);
+        let mut inner = self.lock();
+        if let Some(p) = &principal {
+            let held = inner.per_principal.get(p).copied().unwrap_or(0);
+            if max > 0 && held >= max {
+                return Err(format!(
+                    "{p} already holds {held} connections (limits.connections_per_principal = {max})"
+                ));
+            }
+            *inner.per_principal.entry(p.clone()).or_default() += 1;
+        }
+        inner.next += 1;
+        let id = inner.next;
+        let cut = CancellationToken::new();
+        inner.conns.insert(
+            id,
+            Entry {
+                principal,
+                serial: serial(leaf).unwrap_or_default(),
+                cut: cut.clone(),
+            },
+        );
+        Ok(Ticket {
+            registry: Arc::clone(self),
+            id,
+            cut,
+        })
+    }
+
+    /// Cuts every open connection whose certificate `crl` revokes; returns whom they named.
+    pub(crate) fn cut_revoked(&self, crl: &Crl) -> Vec<String> {
+        let inner = self.lock();
+        inner
+            .conns
+            .values()
+            .filter(|e| crl.revoked.contains(&e.serial))
+            .map(|e| {
+                e.cut.cancel();
+                e.principal
+                    .as_ref()
+                    .map_or_else(|| "unknown principal".to_owned(), ToString::to_string)
+            })
+            .collect()
+    }
+
+    fn remove(&self, id: u64) {
+        let mut inner = self.lock();
+        if let Some(Entry {
+            principal: Some(p), ..
+        }) = inner.conns.remove(&id)
+            && let Some(n) = inner.per_principal.get_mut(&p)
+        {
+            *n -= 1;
+            if *n == 0 {
+                inner.per_principal.remove(&p);
+            }
+        }
+    }
+}
+
+/// A connection's place in the [`Registry`]; leaving it (drop) frees the place.
+#[derive(Debug)]
+pub(crate) struct Ticket {
+    registry: Arc<Registry>,
+    id: u64,
+    cut: CancellationToken,
+}
+
+impl Drop for Ticket {
+    fn drop(&mut self) {
+        self.registry.remove(self.id);
+    }
+}
+
+/// A server-side TLS stream that fails with `ConnectionAborted` once its certificate is revoked.
+/// HTTP/2 always has a read pending on the connection, so the cut takes effect at once, and
+/// every stream on the connection ends.
+#[derive(Debug)]
+pub struct Revocable<S> {
+    inner: S,
+    cut: Pin<Box<WaitForCancellationFutureOwned>>,
+    ticket: Ticket,
+}
+
+impl<S> Revocable<S> {
+    pub(crate) fn new(inner: S, ticket: Ticket) -> Self {
+        let cut = Box::pin(ticket.cut.clone().cancelled_owned());
+        Revocable { inner, cut, ticket }
+    }
+
+    /// Whether the connection was cut; registers the task to be woken when it is.
+    fn poll_cut(&mut self, cx: &mut Context<'_>) -> bool {
+        self.ticket.cut.is_cancelled() || self.cut.as_mut().poll(cx).is_ready()
+    }
+}
+
+fn revoked() -> io::Error {
+    io::Error::new(
+        io::ErrorKind::ConnectionAborted,
+        "the peer's certificate was revoked",
+    )
+}
+
+impl<S: AsyncRead + Unpin> AsyncRead for Revocable<S> {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        let this = self.get_mut();
+        if this.poll_cut(cx) {
+            return Poll::Ready(Err(revoked()));
+        }
+        Pin::new(&mut this.inner).poll_read(cx, buf)
+    }
+}
+
+impl<S: AsyncWrite + Unpin> AsyncWrite for Revocable<S> {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        let this = self.get_mut();
+        if this.poll_cut(cx) {
+            return Poll::Ready(Err(revoked()));
+        }
+        Pin::new(&mut this.inner).poll_write(cx, buf)
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().inner).poll_shutdown(cx)
+    }
+}
+
+/// tonic reads the peer's certificates from the TLS stream's connection info; the wrapper passes
+/// it through unchanged, so `Request::peer_certs` works as before.
+impl tonic::transport::server::Connected for Revocable<TlsStream<TcpStream>> {
+    type ConnectInfo = <TlsStream<TcpStream> as tonic::transport::server::Connected>::ConnectInfo;
+
+    fn connect_info(&self) -> Self::ConnectInfo {
+        self.inner.connect_info()
+    }
+}
