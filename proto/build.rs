@@ -8,6 +8,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         "exchange/v1/node.proto",
         "exchange/v1/audit.proto",
         "exchange/v1/bundle.proto",
+        "exchange/v1/backup.proto",
         "exchange/store/v1/store.proto",
     ];
     let fds = protox::compile(files, ["."])?;

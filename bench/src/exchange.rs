@@ -82,6 +82,8 @@ impl Exchange {
                 .extend(plan.simulated.iter().map(|id| DirectoryEntry {
                     id: id.clone(),
                     name: id.to_string(),
+                    level: None,
+                    parent: None,
                 }));
         })?;
         let hub = spawn(ctx, &root, "hub", &ctx.bins.hub, &layout.hub_config)?;

@@ -257,6 +257,10 @@ fn large_rows(r: &LargeReport) -> Vec<(String, String)> {
             ),
         ),
         row("end-to-end MiB/s", format!("{:.1}", r.mib_per_sec)),
+        row(
+            "node to node MiB/s",
+            format!("{:.1}", r.node_to_node_mib_per_sec),
+        ),
         row("stage: system → sending node", stage(&r.submit)),
         row("stage: sending node → hub", stage(&r.upload)),
         row("stage: hub → receiving node", stage(&r.download)),

@@ -76,7 +76,8 @@ pub fn cpu_used(
         .iter()
         .map(|(name, a)| {
             let b = before.get(name).map_or(0.0, |b| b.cpu_secs);
-            (name.clone(), (a.cpu_secs - b) / per.max(1e-9))
+            let used = (a.cpu_secs - b) / per.max(1e-9);
+            (name.clone(), (used * 1e6).round() / 1e6)
         })
         .collect()
 }

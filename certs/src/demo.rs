@@ -148,6 +148,8 @@ pub fn demo_setup(
             data_dir: "data".into(),
             allow_classified: false,
             max_document_bytes: DEFAULT_MAX_DOCUMENT_BYTES,
+            expire_undelivered_after_secs: 0,
+            expire_at_reply_deadline: true,
         },
         tls: tls_paths(),
         signing: signing_paths(),
@@ -156,6 +158,8 @@ pub fn demo_setup(
             .map(|d| DirectoryEntry {
                 id: d.id.clone(),
                 name: d.name.clone(),
+                level: None,
+                parent: None,
             })
             .collect(),
         audit: AuditSection::default(),
@@ -165,6 +169,9 @@ pub fn demo_setup(
         }),
         limits: Default::default(),
         routing: Default::default(),
+        metrics: None,
+        log: Default::default(),
+        groups: Vec::new(),
     };
     // An administrator for the audit commands (`exchange-hub --config hub.toml audit ...`).
     let admin_dir = dir.join("admin");
@@ -205,6 +212,9 @@ pub fn demo_setup(
             },
             tls: tls_paths(),
             signing: signing_paths(),
+            metrics: None,
+            log: Default::default(),
+            reminders: Default::default(),
         };
         let node_config = node_dir.join("node.toml");
         write_toml(

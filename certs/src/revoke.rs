@@ -130,7 +130,8 @@ fn write_crl(ca: &Ca, ca_dir: &Path, list: &mut RevokedList, out: &Path) -> Resu
         .iter()
         .map(|e| {
             Ok(RevokedCert {
-                serial: hex_decode(&e.serial)
+                serial: hex::decode(&e.serial)
+                    .ok()
                     .with_context(|| format!("{REVOKED_FILE}: serial {:?}", e.serial))?,
                 at: OffsetDateTime::from_unix_timestamp(e.revoked_at)
                     .with_context(|| format!("{REVOKED_FILE}: time of {}", e.serial))?,
@@ -145,14 +146,6 @@ fn write_crl(ca: &Ca, ca_dir: &Path, list: &mut RevokedList, out: &Path) -> Resu
     let text = toml::to_string_pretty(list).context("encoding the revocation list")?;
     replace_file(&ca_dir.join(REVOKED_FILE), text.as_bytes(), PUBLIC_MODE)?;
     replace_file(out, pem.as_bytes(), PUBLIC_MODE)
-}
-
-fn hex_decode(s: &str) -> Option<Vec<u8>> {
-    (s.len() % 2 == 0).then_some(())?;
-    (0..s.len())
-        .step_by(2)
-        .map(|i| u8::from_str_radix(s.get(i..i + 2)?, 16).ok())
-        .collect()
 }
 
 /// Revokes each certificate in `certs` (PEM files issued by the CA in `ca_dir`), and writes the

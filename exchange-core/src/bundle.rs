@@ -100,7 +100,8 @@ pub fn decode_bundle(bytes: &[u8]) -> Result<pb::EvidenceBundle, BundleError> {
 
 /// Verifies a bundle file against the exchange CA `verifier`, and reports each step.
 ///
-/// In order: the document (its sender's signature, at `created_at_ms`); the hub's acceptance;
+/// In order: the document (its sender's signature, at `created_at_ms`); the hub's verdict — its
+/// acceptance, or its refusal (then nothing may follow);
 /// every other piece of evidence in file order; then the content, if bundled. The first item
 /// that fails is named in the error (see `docs/evidence.md` for the exact checks).
 pub fn verify_bundle(bytes: &[u8], verifier: &Verifier) -> Result<Report, BundleError> {
@@ -122,7 +123,11 @@ pub fn verify_bundle(bytes: &[u8], verifier: &Verifier) -> Result<Report, Bundle
         item: Item::Acceptance,
         problem,
     })?;
-    if acc.evidence.kind != EvidenceKind::Accepted {
+    let refused = acc.evidence.kind == EvidenceKind::Refused;
+    if !matches!(
+        acc.evidence.kind,
+        EvidenceKind::Accepted | EvidenceKind::Refused
+    ) {
         return Err(BundleError::Item {
             item: Item::Acceptance,
             problem: Problem::NotAcceptance(acc.evidence.kind),
@@ -141,7 +146,12 @@ pub fn verify_bundle(bytes: &[u8], verifier: &Verifier) -> Result<Report, Bundle
             item: item.clone(),
             problem,
         })?;
-        if ev.evidence.kind == EvidenceKind::Accepted {
+        if refused
+            || matches!(
+                ev.evidence.kind,
+                EvidenceKind::Accepted | EvidenceKind::Refused
+            )
+        {
             return Err(BundleError::Item {
                 item,
                 problem: Problem::ExtraAcceptance,

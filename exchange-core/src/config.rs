@@ -14,10 +14,15 @@ use serde::{Deserialize, Serialize, de::DeserializeOwned};
 
 use crate::ids::DeptId;
 
+mod check;
 mod limits;
+mod office;
+mod ops;
 mod routing;
 
 pub use limits::LimitsSection;
+pub use office::{GroupEntry, RemindersSection};
+pub use ops::{LogFormat, LogLevel, LogSection, MetricsSection};
 pub use routing::{DeptPattern, RoutingDefault, RoutingRule, RoutingSection};
 
 /// Default upper bound on one document's total content size: 512 MiB.
@@ -95,6 +100,10 @@ pub struct HubConfig {
     /// The directory: every department that may connect and be addressed.
     #[serde(default)]
     pub departments: Vec<DirectoryEntry>,
+    /// Named recipient groups (`[[groups]]`), e.g. 各县区人民政府; a sender addresses one as
+    /// `group:<id>` and its node resolves it to the members.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub groups: Vec<GroupEntry>,
     /// The audit log's checkpoints.
     #[serde(default)]
     pub audit: AuditSection,
@@ -107,6 +116,12 @@ pub struct HubConfig {
     /// Who may send to whom (`[routing]`); everyone to everyone when absent.
     #[serde(default, skip_serializing_if = "RoutingSection::is_unrestricted")]
     pub routing: RoutingSection,
+    /// The Prometheus endpoint (`[metrics]`); none when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub metrics: Option<MetricsSection>,
+    /// Log format and level (`[log]`).
+    #[serde(default, skip_serializing_if = "LogSection::is_default")]
+    pub log: LogSection,
 }
 
 /// `[audit]` in `hub.toml`.
@@ -164,6 +179,18 @@ pub struct HubSection {
     /// Largest total content size of one document, in bytes.
     #[serde(default = "default_max_document_bytes")]
     pub max_document_bytes: u64,
+    /// Give up on a delivery still undelivered this many seconds after acceptance: the hub
+    /// records signed NOT_DELIVERED evidence ("expired") and tells the sender. 0: never.
+    #[serde(default)]
+    pub expire_undelivered_after_secs: u64,
+    /// Give up on a delivery still undelivered when the document's reply deadline
+    /// (`reply_deadline_ms`) has passed.
+    #[serde(default = "yes")]
+    pub expire_at_reply_deadline: bool,
+}
+
+fn yes() -> bool {
+    true
 }
 
 /// One department in the hub's directory.
@@ -174,6 +201,12 @@ pub struct DirectoryEntry {
     pub id: DeptId,
     /// Display name, e.g. 市财政局.
     pub name: String,
+    /// Administrative level, e.g. `city`, `county`, `township` (free text, shown to senders).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub level: Option<String>,
+    /// The department above this one (city → county → township); must be in the directory.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub parent: Option<DeptId>,
 }
 
 /// `node.toml`.
@@ -190,6 +223,15 @@ pub struct NodeConfig {
     pub tls: TlsPaths,
     /// The department's document-signing identity.
     pub signing: SigningPaths,
+    /// The Prometheus endpoint (`[metrics]`); none when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub metrics: Option<MetricsSection>,
+    /// Log format and level (`[log]`).
+    #[serde(default, skip_serializing_if = "LogSection::is_default")]
+    pub log: LogSection,
+    /// When an unconfirmed delivery counts as overdue (`[reminders]`), by urgency.
+    #[serde(default, skip_serializing_if = "RemindersSection::is_default")]
+    pub reminders: RemindersSection,
 }
 
 /// `[node]` in `node.toml`.

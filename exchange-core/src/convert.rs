@@ -137,6 +137,13 @@ pub fn validate_metadata(m: &pb::DocumentMetadata) -> Result<Vec<Recipient>, Fie
     enum_field::<pb::DocumentType>("metadata.doc_type", m.doc_type)?;
     enum_field::<pb::Urgency>("metadata.urgency", m.urgency)?;
     enum_field::<pb::Classification>("metadata.classification", m.classification)?;
+    if !m.in_reply_to.is_empty() {
+        m.in_reply_to
+            .parse::<DocumentId>()
+            .map_err(|e: crate::ids::IdError| {
+                FieldError::new("metadata.in_reply_to", e.to_string())
+            })?;
+    }
     if m.reply_deadline_ms < 0 {
         return Err(FieldError::new(
             "metadata.reply_deadline_ms",
@@ -298,6 +305,7 @@ impl From<EvidenceKind> for pb::EvidenceKind {
             EvidenceKind::Confirmed => pb::EvidenceKind::Confirmed,
             EvidenceKind::Rejected => pb::EvidenceKind::Rejected,
             EvidenceKind::NotDelivered => pb::EvidenceKind::NotDelivered,
+            EvidenceKind::Refused => pb::EvidenceKind::Refused,
         }
     }
 }
@@ -338,6 +346,7 @@ impl TryFrom<pb::Evidence> for Evidence {
             pb::EvidenceKind::Confirmed => EvidenceKind::Confirmed,
             pb::EvidenceKind::Rejected => EvidenceKind::Rejected,
             pb::EvidenceKind::NotDelivered => EvidenceKind::NotDelivered,
+            pb::EvidenceKind::Refused => EvidenceKind::Refused,
             pb::EvidenceKind::Unspecified => {
                 return Err(FieldError::new("evidence.kind", "required"));
             }
@@ -351,7 +360,7 @@ impl TryFrom<pb::Evidence> for Evidence {
             FieldError::new("evidence.sender", err.to_string())
         })?;
         let recipient = match (kind, e.recipient.as_str()) {
-            (EvidenceKind::Accepted, _) => None,
+            (EvidenceKind::Accepted | EvidenceKind::Refused, _) => None,
             (_, "") => return Err(FieldError::new("evidence.recipient", "required")),
             (_, r) => Some(r.parse().map_err(|err: crate::ids::IdError| {
                 FieldError::new("evidence.recipient", err.to_string())
@@ -359,7 +368,9 @@ impl TryFrom<pb::Evidence> for Evidence {
         };
         validate_text("evidence.clerk", &e.clerk, limits::CLERK_CHARS)?;
         validate_text("evidence.reason", &e.reason, limits::TEXT_CHARS)?;
-        if kind == EvidenceKind::Rejected && e.reason.trim().is_empty() {
+        if matches!(kind, EvidenceKind::Rejected | EvidenceKind::Refused)
+            && e.reason.trim().is_empty()
+        {
             return Err(FieldError::new(
                 "evidence.reason",
                 "a rejection (退回) needs a reason",

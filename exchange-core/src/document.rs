@@ -285,8 +285,10 @@ pub enum EvidenceKind {
     Confirmed,
     /// 退回.
     Rejected,
-    /// The recipient node refused the delivery (recorded and signed by the hub).
+    /// The recipient node refused the delivery, or it expired (recorded and signed by the hub).
     NotDelivered,
+    /// The hub refused the document at submission (signed by the hub).
+    Refused,
 }
 
 impl EvidenceKind {
@@ -298,6 +300,7 @@ impl EvidenceKind {
             EvidenceKind::Confirmed => 3,
             EvidenceKind::Rejected => 4,
             EvidenceKind::NotDelivered => 5,
+            EvidenceKind::Refused => 6,
         }
     }
 }
@@ -346,7 +349,8 @@ impl Evidence {
     /// Who must sign evidence of this kind.
     pub fn required_signer(&self) -> Principal {
         match (&self.kind, &self.recipient) {
-            (EvidenceKind::Accepted | EvidenceKind::NotDelivered, _) | (_, None) => Principal::Hub,
+            (EvidenceKind::Accepted | EvidenceKind::NotDelivered | EvidenceKind::Refused, _)
+            | (_, None) => Principal::Hub,
             (_, Some(r)) => Principal::Dept(r.clone()),
         }
     }

@@ -33,6 +33,8 @@ pub struct ServiceError {
     pub code: ErrorCode,
     /// What is wrong and, where it helps, what to do.
     pub message: String,
+    /// Signed evidence of the refusal itself (the hub's REFUSED), sent as the status details.
+    pub evidence: Option<exchange_proto::v1::SignedEvidence>,
 }
 
 impl ServiceError {
@@ -41,6 +43,7 @@ impl ServiceError {
         ServiceError {
             code,
             message: message.into(),
+            evidence: None,
         }
     }
     /// Shorthand for [`ErrorCode::InvalidArgument`].
@@ -74,7 +77,14 @@ impl From<ServiceError> for tonic::Status {
             ErrorCode::Unavailable => Code::Unavailable,
             ErrorCode::Internal => Code::Internal,
         };
-        tonic::Status::new(code, e.message)
+        match e.evidence {
+            Some(ev) => tonic::Status::with_details(
+                code,
+                e.message,
+                tonic::codegen::Bytes::from(prost::Message::encode_to_vec(&ev)),
+            ),
+            None => tonic::Status::new(code, e.message),
+        }
     }
 }
 

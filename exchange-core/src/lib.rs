@@ -6,11 +6,13 @@
 //! - [`state`]: the one place that owns the delivery state machine;
 //! - [`tls`]: mutual TLS in both directions, and identity from the peer certificate;
 //! - [`store`], [`blob`]: durable storage (redb) and content-addressed content files;
-//! - [`config`], [`telemetry`], [`shutdown`], [`error`], [`backoff`]: daemon plumbing.
+//! - [`config`], [`telemetry`], [`shutdown`], [`error`], [`backoff`]: daemon plumbing;
+//! - [`metrics`], [`tooling`], [`sdnotify`], [`backup`]: what operators and their tools see.
 #![warn(missing_docs)]
 
 pub mod audit;
 pub mod backoff;
+pub mod backup;
 pub mod blob;
 pub mod bundle;
 pub mod config;
@@ -19,6 +21,8 @@ pub mod document;
 pub mod error;
 pub mod identity;
 pub mod ids;
+pub mod metrics;
+pub mod sdnotify;
 pub mod shutdown;
 pub mod signing;
 pub mod state;
@@ -26,3 +30,4 @@ pub mod store;
 pub mod telemetry;
 pub mod time;
 pub mod tls;
+pub mod tooling;

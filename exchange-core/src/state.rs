@@ -56,8 +56,10 @@ pub enum DeliveryState {
     Confirmed,
     /// 退回 by a clerk.
     Rejected,
-    /// The recipient node refused it (its signature or content did not verify).
+    /// The recipient node refused it (its signature or content did not verify), or it expired.
     NotDelivered,
+    /// The hub refused the document at submission.
+    Refused,
 }
 
 impl DeliveryState {
@@ -66,7 +68,10 @@ impl DeliveryState {
             DeliveryState::Queued => 0,
             DeliveryState::Accepted => 1,
             DeliveryState::Delivered => 2,
-            DeliveryState::Confirmed | DeliveryState::Rejected | DeliveryState::NotDelivered => 3,
+            DeliveryState::Confirmed
+            | DeliveryState::Rejected
+            | DeliveryState::NotDelivered
+            | DeliveryState::Refused => 3,
         }
     }
 
@@ -79,6 +84,7 @@ impl DeliveryState {
             DeliveryState::Confirmed => "confirmed",
             DeliveryState::Rejected => "rejected",
             DeliveryState::NotDelivered => "not-delivered",
+            DeliveryState::Refused => "refused",
         }
     }
 
@@ -90,6 +96,7 @@ impl DeliveryState {
             EvidenceKind::Confirmed => DeliveryState::Confirmed,
             EvidenceKind::Rejected => DeliveryState::Rejected,
             EvidenceKind::NotDelivered => DeliveryState::NotDelivered,
+            EvidenceKind::Refused => DeliveryState::Refused,
         }
     }
 
@@ -118,6 +125,7 @@ impl DeliveryState {
             DeliveryState::Confirmed => 4,
             DeliveryState::Rejected => 5,
             DeliveryState::NotDelivered => 6,
+            DeliveryState::Refused => 7,
         }
     }
 
@@ -130,6 +138,7 @@ impl DeliveryState {
             Self::Confirmed,
             Self::Rejected,
             Self::NotDelivered,
+            Self::Refused,
         ]
         .into_iter()
         .find(|s| s.code() == c)
@@ -151,6 +160,7 @@ impl From<DeliveryState> for pb::RecipientState {
             DeliveryState::Confirmed => pb::RecipientState::Confirmed,
             DeliveryState::Rejected => pb::RecipientState::Rejected,
             DeliveryState::NotDelivered => pb::RecipientState::NotDelivered,
+            DeliveryState::Refused => pb::RecipientState::Refused,
         }
     }
 }

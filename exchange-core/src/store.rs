@@ -160,6 +160,8 @@ pub struct Store {
 #[derive(Debug)]
 struct Handle {
     current: std::sync::RwLock<Option<Arc<Database>>>,
+    /// How long each commit (the fsync) took, for the metrics endpoint.
+    commits: crate::metrics::Histogram,
 }
 
 impl Handle {
@@ -238,6 +240,7 @@ impl Store {
         check_or_stamp(&db, path, kind, version)?;
         let db = Arc::new(Handle {
             current: std::sync::RwLock::new(Some(Arc::new(db))),
+            commits: crate::metrics::Histogram::new(crate::metrics::LATENCY_BUCKETS),
         });
         let (jobs, rx) = mpsc::channel::<Box<dyn WriteJob>>();
         let writer_db = Arc::clone(&db);
@@ -260,6 +263,11 @@ impl Store {
     /// The store file.
     pub fn path(&self) -> &Path {
         &self.path
+    }
+
+    /// The latency of every commit (one per batch) since the store was opened.
+    pub fn commit_latency(&self) -> &crate::metrics::Histogram {
+        &self.db.commits
     }
 
     /// Runs `f` in a write transaction and returns its result once that transaction is durable.
@@ -394,13 +402,17 @@ fn writer(handle: &Handle, path: &Path, rx: &mpsc::Receiver<Box<dyn WriteJob>>) 
                 .for_each(|job| job.fail(StoreError::Closed));
             continue;
         };
-        broken = run_batch(&db, batch);
+        broken = run_batch(&db, batch, &handle.commits);
     }
 }
 
 /// Runs a batch to a single commit, dropping jobs that fail; returns whether redb must be
 /// reopened (a transaction could not begin or commit).
-fn run_batch(db: &Database, mut pending: Vec<Box<dyn WriteJob>>) -> bool {
+fn run_batch(
+    db: &Database,
+    mut pending: Vec<Box<dyn WriteJob>>,
+    commits: &crate::metrics::Histogram,
+) -> bool {
     let mut failed = Vec::new();
     let broken = loop {
         let txn = match db.begin_write() {
@@ -425,7 +437,10 @@ fn run_batch(db: &Database, mut pending: Vec<Box<dyn WriteJob>>) -> bool {
             }
             continue;
         }
-        match txn.commit() {
+        let started = std::time::Instant::now();
+        let committed = txn.commit();
+        commits.observe_duration(started.elapsed());
+        match committed {
             Ok(()) => {
                 pending.into_iter().for_each(|j| j.complete(Ok(())));
                 break false;

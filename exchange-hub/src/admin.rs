@@ -117,4 +117,19 @@ impl admin_server::Admin for AdminService {
             .map_err(ServiceError::from)?;
         Ok(Response::new(stream(items)))
     }
+
+    async fn backup(
+        &self,
+        req: Request<pb::BackupRequest>,
+    ) -> Result<Response<pb::BackupResponse>, Status> {
+        let out = std::path::PathBuf::from(&req.get_ref().out_dir);
+        // Audited before the snapshot, so the backup holds the record of its own taking.
+        self.admin(&req, format!("backup to {}", out.display()))
+            .await?;
+        let data = &self.hub.cfg.hub.data_dir;
+        let summary = crate::backup::take(&self.hub.store, data, &out)
+            .await
+            .map_err(ServiceError::from)?;
+        Ok(Response::new(summary.into()))
+    }
 }

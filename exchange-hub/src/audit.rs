@@ -23,6 +23,9 @@ const BY_DEPT: TableDefinition<'_, (&str, u64), ()> = TableDefinition::new("audi
 const BY_TIME: TableDefinition<'_, (i64, u64), ()> = TableDefinition::new("audit_by_time");
 const CHECKPOINTS: TableDefinition<'_, u64, &[u8]> = TableDefinition::new("audit_checkpoints");
 const HEAD: TableDefinition<'_, &str, &[u8]> = TableDefinition::new("audit_head");
+/// Every table of the audit log, for a backup (`crate::backup`).
+pub(crate) const TABLES: &[&dyn exchange_core::backup::BackupTable] =
+    &[&AUDIT, &BY_DOC, &BY_DEPT, &BY_TIME, &CHECKPOINTS, &HEAD];
 
 /// Longest `detail` kept in an entry.
 const MAX_DETAIL: usize = 1000;
@@ -278,6 +281,24 @@ fn index(
     Ok(Box::new(
         range.map(|r| r.map(|(k, _)| k.value().1).map_err(Into::into)),
     ))
+}
+
+/// Up to `limit` entries after seq `after`, in order, inside `txn` (the metrics endpoint folds
+/// the log in page by page).
+pub(crate) fn entries_after(
+    txn: &ReadTransaction,
+    after: u64,
+    limit: usize,
+) -> Result<Vec<pb::AuditEntry>, StoreError> {
+    let Some(t) = open(txn, AUDIT)? else {
+        return Ok(Vec::new());
+    };
+    let mut out = Vec::new();
+    for row in t.range(after.saturating_add(1)..)?.take(limit) {
+        let (k, v) = row?;
+        out.push(decode(k.value(), v.value())?);
+    }
+    Ok(out)
 }
 
 /// Every checkpoint, in order.

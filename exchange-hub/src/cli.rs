@@ -5,6 +5,7 @@ use std::path::PathBuf;
 use clap::{Parser, Subcommand};
 
 pub mod audit;
+pub mod backup;
 
 /// The central hub of the electronic official-document exchange (电子公文交换).
 #[derive(Debug, Parser)]
@@ -28,6 +29,9 @@ pub enum Command {
     /// Question the audit log: list, verify, export (works while the hub runs).
     #[command(subcommand)]
     Audit(audit::AuditCommand),
+    /// Write a consistent copy of the store and content blobs to a new directory (works while
+    /// the hub runs; restore by putting it in place of the data directory while it is stopped).
+    Backup(backup::BackupArgs),
 }
 
 /// Loads the config named by `--config`, with a message for the operator on failure.
@@ -37,4 +41,16 @@ pub fn load_config(cli: &Cli) -> anyhow::Result<exchange_core::config::HubConfig
         .as_ref()
         .ok_or_else(|| anyhow::anyhow!("--config FILE is required (the hub's hub.toml)"))?;
     Ok(exchange_core::config::load(path)?)
+}
+
+/// Runs an administrator's command (`audit`, `backup`); `serve` and `check-config` are run by
+/// `main`.
+pub async fn run(cfg: exchange_core::config::HubConfig, cmd: Command) -> anyhow::Result<()> {
+    match cmd {
+        Command::Audit(a) => audit::run(cfg, a).await,
+        Command::Backup(b) => backup::run(cfg, b).await,
+        Command::Serve | Command::CheckConfig => {
+            anyhow::bail!("`serve` and `check-config` are not administrator commands")
+        }
+    }
 }

@@ -9,10 +9,13 @@
 
 mod admin;
 mod audit;
+mod backup;
 pub mod cli;
 mod delivery;
 mod directory;
+mod expiry;
 mod limits;
+mod metrics;
 mod policy;
 mod service;
 mod store;
@@ -66,6 +69,7 @@ fn load_signer(cfg: &HubConfig) -> anyhow::Result<SigningKey> {
 /// directory is consistent, without starting anything: `check-config`, and `serve` before it
 /// starts.
 pub fn check_config(cfg: &HubConfig) -> anyhow::Result<()> {
+    cfg.check_files()?;
     tls::acceptor::server_config(&cfg.tls).context("loading the hub's TLS identity")?;
     Verifier::new(&tls::ca_der(&cfg.tls)?).context("loading the CA certificate")?;
     load_signer(cfg)?;
@@ -91,7 +95,7 @@ fn open(cfg: HubConfig, shutdown: CancellationToken) -> anyhow::Result<Hub> {
         );
     }
     let verifier = Verifier::new(&tls::ca_der(&cfg.tls)?).context("loading the CA certificate")?;
-    let directory = Directory::from_config(&cfg.departments)?;
+    let directory = Directory::from_config(&cfg.departments)?.with_groups(&cfg.groups)?;
     Ok(Hub {
         cfg,
         directory,
@@ -126,6 +130,10 @@ pub async fn run(
     )
     .await;
     let checkpoints = tokio::spawn(checkpoint_loop(Arc::clone(&hub)));
+    metrics::start(&hub, token.clone()).await?;
+    let (health, health_svc, reflection, reflection_alpha) =
+        exchange_core::tooling::services::<HubServer<service::HubService>>().await?;
+    let expiry = tokio::spawn(expiry::expiry_loop(Arc::clone(&hub)));
 
     let svc = HubServer::new(service::HubService::new(Arc::clone(&hub)))
         .max_decoding_message_size(MAX_MESSAGE_BYTES)
@@ -150,6 +158,8 @@ pub async fn run(
     let signal = async move {
         shutdown.await;
         tracing::info!("shutting down: ending delivery streams");
+        exchange_core::sdnotify::stopping();
+        health.stopping().await;
         stop.cancel();
     };
     let server = tonic::transport::Server::builder()
@@ -160,11 +170,16 @@ pub async fn run(
         .layer(limits::LimitsLayer(limits::Limits::new(hub.cfg.limits)))
         .add_service(svc)
         .add_service(AdminServer::new(admin::AdminService::new(Arc::clone(&hub))))
+        .add_service(health_svc)
+        .add_service(reflection)
+        .add_service(reflection_alpha)
         .serve_with_incoming_shutdown(incoming, signal);
+    exchange_core::sdnotify::ready(); // every listener is bound and the services are built
     exchange_core::shutdown::drain(server, &token)
         .await
         .context("serving gRPC")?;
     checkpoints.abort();
+    expiry.abort();
     audit::record(&hub.store, audit::Event::new(AuditKind::HubStopped)).await;
     // A clean stop leaves the whole log under a signed checkpoint.
     let cfg = &hub.cfg.audit;

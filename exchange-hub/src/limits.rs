@@ -89,11 +89,18 @@ impl Bucket {
     }
 }
 
+/// One department's buckets; a limit that is off has none.
+#[derive(Debug)]
+struct DeptBuckets {
+    calls: Option<Bucket>,
+    bytes: Option<Bucket>,
+}
+
 /// The buckets of every department that has called, and the configured limits.
 #[derive(Debug)]
 pub(crate) struct Limits {
     cfg: LimitsSection,
-    buckets: Mutex<HashMap<DeptId, (Option<Bucket>, Option<Bucket>)>>,
+    buckets: Mutex<HashMap<DeptId, DeptBuckets>>,
 }
 
 impl Limits {
@@ -104,12 +111,8 @@ impl Limits {
         })
     }
 
-    /// Runs `f` on `dept`'s (calls, bytes) buckets; a disabled limit has no bucket.
-    fn with<T>(
-        &self,
-        dept: &DeptId,
-        f: impl FnOnce(&mut (Option<Bucket>, Option<Bucket>)) -> T,
-    ) -> T {
+    /// Runs `f` on `dept`'s buckets, made on its first call.
+    fn with<T>(&self, dept: &DeptId, f: impl FnOnce(&mut DeptBuckets) -> T) -> T {
         // The map holds plain numbers; a panic elsewhere cannot leave it inconsistent.
         let mut map = self.buckets.lock().unwrap_or_else(PoisonError::into_inner);
         let cfg = &self.cfg;
@@ -122,7 +125,7 @@ impl Limits {
             });
             let bytes = (cfg.bytes_per_second > 0)
                 .then(|| Bucket::new(cfg.bytes_per_second as f64, cfg.burst_bytes as f64));
-            (calls, bytes)
+            DeptBuckets { calls, bytes }
         });
         f(entry)
     }
@@ -130,7 +133,7 @@ impl Limits {
     /// Admits one call from `dept`, or says which limit it is over.
     fn admit(&self, dept: &DeptId, metered: bool) -> Result<(), Status> {
         let cfg = &self.cfg;
-        self.with(dept, |(calls, bytes)| {
+        self.with(dept, |DeptBuckets { calls, bytes }| {
             if calls.as_mut().is_some_and(|b| !b.try_take(1.0)) {
                 return Err(Status::resource_exhausted(format!(
                     "rate limit: department {dept} is over [limits] requests_per_second = {} \
@@ -151,7 +154,7 @@ impl Limits {
 
     /// Charges `n` request bytes to `dept`; returns how long to hold them back.
     fn charge(&self, dept: &DeptId, n: usize) -> Duration {
-        self.with(dept, |(_, bytes)| {
+        self.with(dept, |DeptBuckets { bytes, .. }| {
             bytes
                 .as_mut()
                 .map_or(Duration::ZERO, |b| b.charge(n as f64))

@@ -30,23 +30,24 @@ fn main() -> ExitCode {
     };
     let serving = matches!(cli.cmd, Command::Serve);
     if serving {
-        exchange_core::telemetry::init_tracing(); // the audit commands keep stderr for errors
+        exchange_core::telemetry::init_tracing(&cfg.log); // the admin commands keep stderr for errors
     }
     exchange_core::tls::install_ring_provider();
     // Unusable keys or certificates are a configuration error: say so before starting.
     if matches!(cli.cmd, Command::Serve | Command::CheckConfig)
         && let Err(e) = exchange_hub::check_config(&cfg)
     {
-        eprintln!("error: {e:#}");
+        let file = cli.config.as_deref().unwrap_or(std::path::Path::new("?"));
+        eprintln!("error: {}: {e:#}", file.display());
         return ExitCode::from(EXIT_USAGE);
     }
-    let audit = match cli.cmd {
+    let admin = match cli.cmd {
         Command::CheckConfig => {
             println!("config ok");
             return ExitCode::SUCCESS;
         }
-        Command::Audit(a) => Some(a),
         Command::Serve => None,
+        other => Some(other),
     };
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(rt) => rt,
@@ -56,8 +57,8 @@ fn main() -> ExitCode {
         }
     };
     let result = runtime.block_on(async {
-        if let Some(a) = audit {
-            return exchange_hub::cli::audit::run(cfg, a).await;
+        if let Some(cmd) = admin {
+            return exchange_hub::cli::run(cfg, cmd).await;
         }
         let listener = tokio::net::TcpListener::bind(cfg.hub.listen)
             .await

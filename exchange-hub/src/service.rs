@@ -86,6 +86,42 @@ impl HubService {
             exchange_core::document::DocError::Field(f) => ServiceError::invalid(f.to_string()),
             e => ServiceError::denied(format!("document refused: {e}")),
         })?;
+        let for_refusal = doc.clone();
+        match self.accept_verified(sender, doc).await {
+            Err(e)
+                if matches!(
+                    e.code,
+                    ErrorCode::InvalidArgument
+                        | ErrorCode::PermissionDenied
+                        | ErrorCode::AlreadyExists
+                ) =>
+            {
+                Err(self.refusal(e, &for_refusal))
+            }
+            other => other,
+        }
+    }
+
+    /// A permanent refusal of a document whose signature verified: the hub signs REFUSED
+    /// evidence with the reason and sends it with the error, so the sender can prove it.
+    fn refusal(&self, mut e: ServiceError, doc: &SignedDoc) -> ServiceError {
+        let mut ev = Evidence::about(doc, EvidenceKind::Refused, None, now_ms());
+        ev.reason = e
+            .message
+            .chars()
+            .take(exchange_core::document::limits::TEXT_CHARS)
+            .collect();
+        e.evidence = Some(SignedEvidence::seal(ev, &self.hub.signer).wire);
+        e
+    }
+
+    /// The checks and storing of a submission whose signature verified.
+    async fn accept_verified(
+        &self,
+        sender: DeptId,
+        doc: SignedDoc,
+    ) -> Result<pb::SubmitResponse, ServiceError> {
+        let hub = &self.hub;
         let h = &doc.header;
         if h.sender != sender {
             return Err(ServiceError::denied(format!(
@@ -280,6 +316,7 @@ impl hub_server::Hub for HubService {
         self.caller(&req)?;
         Ok(Response::new(pb::ListDepartmentsResponse {
             departments: self.hub.directory.to_proto(),
+            groups: self.hub.directory.groups_proto(),
         }))
     }
 

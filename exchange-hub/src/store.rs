@@ -25,6 +25,9 @@ const DOCUMENTS: TableDefinition<'_, &str, &[u8]> = TableDefinition::new("docume
 const DELIVERIES: TableDefinition<'_, (&str, &str), &[u8]> = TableDefinition::new("deliveries");
 const EVIDENCE: TableDefinition<'_, (&str, &str, u8), &[u8]> = TableDefinition::new("evidence");
 pub(crate) const OUTBOUND: DurableQueue = DurableQueue::new("outbound");
+/// Every table of this module, for a backup (`crate::backup`).
+pub(crate) const TABLES: &[&dyn exchange_core::backup::BackupTable] =
+    &[&DOCUMENTS, &DELIVERIES, &EVIDENCE, &OUTBOUND];
 
 /// What the hub pushes next to a department.
 #[derive(Debug, Clone)]
@@ -69,7 +72,10 @@ pub(crate) enum Accepted {
     Again(pb::SignedEvidence),
 }
 
-fn get_document(txn: &ReadTransaction, id: &str) -> Result<Option<st::HubDocument>, StoreError> {
+pub(crate) fn get_document(
+    txn: &ReadTransaction,
+    id: &str,
+) -> Result<Option<st::HubDocument>, StoreError> {
     let table = match txn.open_table(DOCUMENTS) {
         Ok(t) => t,
         Err(redb::TableError::TableDoesNotExist(_)) => return Ok(None),
@@ -291,4 +297,19 @@ pub(crate) async fn next_outbound(
         .next()
         .map(|(k, v)| Outbound::decode(k, &v).map(|o| (k, o)))
         .transpose()
+}
+
+/// Every delivery still queued at the hub: (recipient, queue key, document).
+pub(crate) async fn queued_deliveries(
+    store: &Store,
+) -> Result<Vec<(DeptId, QueueKey, DocumentId)>, StoreError> {
+    let items = store.read(|txn| OUTBOUND.all(txn)).await?;
+    let mut out = Vec::new();
+    for (dest, key, bytes) in items {
+        if let Outbound::Deliver(id) = Outbound::decode(key, &bytes)? {
+            let dept = dest.parse().map_err(|e| StoreError::decode(&dest, e))?;
+            out.push((dept, key, id));
+        }
+    }
+    Ok(out)
 }

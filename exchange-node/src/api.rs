@@ -54,7 +54,7 @@ fn text(field: &str, s: &str, max: usize) -> Result<(), ServiceError> {
 }
 
 /// The inbox entry for a stored received document.
-fn inbox_entry(
+pub(crate) fn inbox_entry(
     node: &Node,
     rec: &st::ReceivedDocument,
 ) -> Result<(pb::InboxEntry, SignedDoc), ServiceError> {
@@ -90,7 +90,8 @@ fn inbox_entry(
     Ok((entry, doc))
 }
 
-fn recipient_status(r: &st::SentRecipient, queued_at_ms: i64) -> pb::RecipientStatus {
+/// One recipient's row of a sent document's status.
+pub(crate) fn recipient_status(r: &st::SentRecipient, queued_at_ms: i64) -> pb::RecipientStatus {
     let state = u8::try_from(r.state)
         .ok()
         .and_then(DeliveryState::from_code)
@@ -177,34 +178,15 @@ impl node_server::Node for NodeApi {
         req: Request<pb::GetStatusRequest>,
     ) -> Result<Response<pb::DocumentStatus>, Status> {
         let id = doc_id("doc_id", &req.get_ref().doc_id)?;
-        let rec = store::sent(&self.node.store, id)
-            .await
-            .map_err(ServiceError::from)?;
-        let rec = rec.ok_or_else(|| {
-            ServiceError::not_found(format!("no document {id} was sent by this department"))
-        })?;
-        let doc = SignedDoc::decode(rec.document.clone().unwrap_or_default())
-            .map_err(|e| Status::internal(e.to_string()))?;
-        let refused = !rec.refused.is_empty();
-        let recipients = rec
-            .recipients
-            .iter()
-            .map(|r| {
-                let mut s = recipient_status(r, rec.queued_at_ms);
-                if refused {
-                    s.state = pb::RecipientState::Refused.into();
-                }
-                s
-            })
-            .collect();
-        Ok(Response::new(pb::DocumentStatus {
-            doc_id: id.to_string(),
-            title: doc.header.title.clone(),
-            urgency: pb::Urgency::from(doc.header.urgency).into(),
-            created_at_ms: doc.header.created_at_ms,
-            recipients,
-            refused: rec.refused,
-        }))
+        Ok(Response::new(crate::status::of(&self.node, id).await?))
+    }
+
+    async fn list_sent(
+        &self,
+        _req: Request<pb::ListSentRequest>,
+    ) -> Result<Response<pb::ListSentResponse>, Status> {
+        let documents = crate::status::all(&self.node).await?;
+        Ok(Response::new(pb::ListSentResponse { documents }))
     }
 
     async fn list_inbox(
@@ -393,6 +375,26 @@ impl node_server::Node for NodeApi {
         let departments = dir.ok_or_else(|| {
             Status::unavailable("the hub has not been reached yet; the directory is not known")
         })?;
-        Ok(Response::new(pb::ListDepartmentsResponse { departments }))
+        let groups = self
+            .node
+            .groups
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone();
+        Ok(Response::new(pb::ListDepartmentsResponse {
+            departments,
+            groups,
+        }))
+    }
+    async fn backup(
+        &self,
+        req: Request<pb::BackupRequest>,
+    ) -> Result<Response<pb::BackupResponse>, Status> {
+        let out = std::path::PathBuf::from(req.into_inner().out_dir);
+        let node = &self.node;
+        let summary = crate::backup::take(&node.store, &node.cfg.node.data_dir, &out)
+            .await
+            .map_err(ServiceError::from)?;
+        Ok(Response::new(summary.into()))
     }
 }

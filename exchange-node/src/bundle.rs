@@ -93,6 +93,10 @@ fn from_sent(
         .document
         .ok_or_else(|| stored(id, "document", "missing"))?;
     let doc = SignedDoc::decode(wire).map_err(|e| stored(id, "document", e))?;
+    if let (None, Some(refusal)) = (&rec.acceptance, rec.refusal) {
+        // Refused at submission: the document and the hub's signed refusal are the whole story.
+        return Ok((bundle(doc.wire, refusal, Vec::new()), doc.header.parts));
+    }
     let Some(acceptance) = rec.acceptance else {
         let why = if rec.refused.is_empty() {
             "the hub has not accepted it yet; try again once `status` shows it accepted".to_owned()

@@ -6,13 +6,17 @@
 //! `run(args, ctx)`. stdout carries results only (`send` prints the id last; `--json` prints
 //! exactly one JSON document); hints, progress and errors go to stderr.
 
+pub mod backup;
 pub mod confirm;
 pub mod ctx;
 pub mod directory;
 pub mod evidence;
+mod filter;
 pub mod inbox;
 mod labels;
+pub mod outbox;
 pub mod reject;
+pub mod reply;
 mod save;
 pub mod send;
 pub mod show;
@@ -56,8 +60,12 @@ pub enum Command {
     Confirm(confirm::Args),
     /// Send a received document back to its sender, with a reason (退回).
     Reject(reject::Args),
+    /// Answer a received document (答复): a new document to its sender, linked to it.
+    Reply(reply::Args),
     /// Show where a document this department sent is, recipient by recipient.
     Status(status::Args),
+    /// List the documents this department sent, newest first, with each recipient's state.
+    Outbox(outbox::Args),
     /// List the departments documents can be sent to.
     Directory(directory::Args),
     /// Write a document's evidence bundle (signed document and every signed receipt) to a file,
@@ -65,6 +73,9 @@ pub enum Command {
     Evidence(evidence::Args),
     /// Check the config file and the certificates and keys it names, then exit (0 if usable).
     CheckConfig,
+    /// Write a consistent copy of the node's store and content blobs to a new directory (works
+    /// while the node runs; restore by putting it in place of the data directory).
+    Backup(backup::Args),
 }
 
 /// Loads the config named by `--config`, with a message for the clerk when it is missing.
@@ -81,6 +92,10 @@ pub fn load_config(cli: &Cli) -> anyhow::Result<NodeConfig> {
 /// are not client commands; `main` runs them.
 pub async fn run(cli: Cli, cfg: NodeConfig) -> anyhow::Result<()> {
     let config_path = cli.config.unwrap_or_default();
+    // `backup` works with the node stopped too: it then copies the store directly.
+    if let Command::Backup(args) = cli.cmd {
+        return backup::run(args, cfg, config_path).await;
+    }
     let ctx = match &cli.cmd {
         Command::Serve | Command::CheckConfig => {
             anyhow::bail!("`serve` and `check-config` do not talk to a running node")
@@ -93,10 +108,12 @@ pub async fn run(cli: Cli, cfg: NodeConfig) -> anyhow::Result<()> {
         Command::Show(args) => show::run(args, &ctx).await,
         Command::Confirm(args) => confirm::run(args, &ctx).await,
         Command::Reject(args) => reject::run(args, &ctx).await,
+        Command::Reply(args) => reply::run(args, &ctx).await,
         Command::Status(args) => status::run(args, &ctx).await,
+        Command::Outbox(args) => outbox::run(args, &ctx).await,
         Command::Directory(args) => directory::run(args, &ctx).await,
         Command::Evidence(args) => evidence::run(args, &ctx).await,
-        Command::Serve | Command::CheckConfig => Ok(()),
+        Command::Serve | Command::CheckConfig | Command::Backup(_) => Ok(()),
     }
 }
 

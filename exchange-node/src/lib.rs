@@ -9,8 +9,12 @@
 //! [`serve`] is what `exchange-node serve` and the tests both drive.
 
 pub mod api;
+mod backup;
 mod bundle;
 pub mod cli;
+mod groups;
+mod metrics;
+mod status;
 mod store;
 mod submit;
 mod uplink;
@@ -48,6 +52,8 @@ pub(crate) struct Node {
     pub(crate) shutdown: CancellationToken,
     /// The hub's directory, as last fetched (None until the hub was reached once).
     pub(crate) directory: std::sync::RwLock<Option<Vec<pb::Department>>>,
+    /// The hub's recipient groups, fetched with `directory` (empty until then).
+    pub(crate) groups: std::sync::RwLock<Vec<pb::Group>>,
 }
 
 impl Node {
@@ -83,6 +89,7 @@ impl Node {
             events,
             shutdown,
             directory: Default::default(),
+            groups: Default::default(),
         })
     }
 
@@ -116,6 +123,7 @@ fn load_signer(cfg: &NodeConfig) -> anyhow::Result<SigningKey> {
 /// Checks that the files a config names are usable (TLS identity, CA, signing key for this
 /// department) without starting anything: `check-config`, and `serve` before it starts.
 pub fn check_config(cfg: &NodeConfig) -> anyhow::Result<()> {
+    cfg.check_files()?;
     tls::hub_endpoint(cfg.hub.addr, &cfg.tls, &cfg.hub.server_name)
         .context("loading the node's TLS identity")?;
     cfg.api.check()?;
@@ -148,11 +156,18 @@ pub async fn serve(
 
     let mut tasks = tokio::task::JoinSet::new();
     uplink::start(&mut tasks, Arc::clone(&node), endpoint, token.clone());
+    metrics::start(&node, token.clone()).await?;
+    let (health, health_svc, reflection, reflection_alpha) = exchange_core::tooling::services::<
+        exchange_proto::v1::node_server::NodeServer<api::NodeApi>,
+    >()
+    .await?;
 
     let stop = token.clone();
     let signal = async move {
         shutdown.await;
         tracing::info!("shutting down");
+        exchange_core::sdnotify::stopping();
+        health.stopping().await;
         stop.cancel();
     };
     let incoming = tokio_stream::wrappers::TcpListenerStream::new(api_listener);
@@ -162,7 +177,11 @@ pub async fn serve(
     }
     let server = builder
         .add_service(api::service(Arc::clone(&node)))
+        .add_service(health_svc)
+        .add_service(reflection)
+        .add_service(reflection_alpha)
         .serve_with_incoming_shutdown(incoming, signal);
+    exchange_core::sdnotify::ready(); // every listener is bound and the services are built
     exchange_core::shutdown::drain(server, &token)
         .await
         .context("serving the node API")?;

@@ -31,13 +31,14 @@ fn main() -> ExitCode {
     let serving = matches!(cli.cmd, Command::Serve);
     // Only the daemon logs: a clerk's commands keep stderr for errors, hints and progress.
     if serving {
-        exchange_core::telemetry::init_tracing();
+        exchange_core::telemetry::init_tracing(&cfg.log);
     }
     exchange_core::tls::install_ring_provider();
     if matches!(cli.cmd, Command::Serve | Command::CheckConfig) {
         // Unusable keys or certificates are a configuration error: say so before starting.
         if let Err(e) = exchange_node::check_config(&cfg) {
-            eprintln!("error: {e:#}");
+            let file = cli.config.as_deref().unwrap_or(std::path::Path::new("?"));
+            eprintln!("error: {}: {e:#}", file.display());
             return ExitCode::from(EXIT_USAGE);
         }
         if let Command::CheckConfig = cli.cmd {

@@ -26,7 +26,10 @@ const SENT: TableDefinition<'_, &str, &[u8]> = TableDefinition::new("sent");
 const INBOX: TableDefinition<'_, &str, &[u8]> = TableDefinition::new("inbox");
 const IDEMPOTENCY: TableDefinition<'_, &str, &str> = TableDefinition::new("idempotency");
 const EVENTS: TableDefinition<'_, u64, &[u8]> = TableDefinition::new("events");
-const OUTBOX: DurableQueue = DurableQueue::new("outbox");
+pub(crate) const OUTBOX: DurableQueue = DurableQueue::new("outbox");
+/// Every table of this module, for a backup (`crate::backup`).
+pub(crate) const TABLES: &[&dyn exchange_core::backup::BackupTable] =
+    &[&SENT, &INBOX, &IDEMPOTENCY, &EVENTS, &OUTBOX];
 const HUB: &str = "hub";
 
 /// What waits in the outbox.
@@ -298,7 +301,9 @@ pub(crate) async fn apply_evidence(
                     EvidenceKind::Accepted => r.accepted_at_ms = at,
                     EvidenceKind::Delivered => r.delivered_at_ms = at,
                     EvidenceKind::Confirmed => r.confirmed_at_ms = at,
-                    EvidenceKind::Rejected | EvidenceKind::NotDelivered => r.rejected_at_ms = at,
+                    EvidenceKind::Rejected | EvidenceKind::NotDelivered | EvidenceKind::Refused => {
+                        r.rejected_at_ms = at
+                    }
                 }
                 if matches!(
                     ev.evidence.kind,
@@ -340,6 +345,7 @@ pub(crate) async fn refused(
     store: &Store,
     id: DocumentId,
     reason: String,
+    evidence: Option<pb::SignedEvidence>,
     key: QueueKey,
     at_ms: i64,
 ) -> Result<Option<u64>, StoreError> {
@@ -348,6 +354,7 @@ pub(crate) async fn refused(
             let id = id.to_string();
             if let Some(mut rec) = get_w::<st::SentDocument>(txn, SENT, &id)? {
                 rec.refused.clone_from(&reason);
+                rec.refusal.clone_from(&evidence);
                 put(txn, SENT, &id, &rec)?;
                 let seq = event(
                     txn,
@@ -446,6 +453,25 @@ pub(crate) async fn handle(
             };
             OUTBOX.push(txn, HUB, doc.header.urgency.priority(), &encode(&item))?;
             Ok(true)
+        })
+        .await
+}
+
+/// Every document this department sent (for `ListSent`), in id order (UUIDv7: oldest first).
+pub(crate) async fn all_sent(store: &Store) -> Result<Vec<st::SentDocument>, StoreError> {
+    store
+        .read(|txn| {
+            let t = match txn.open_table(SENT) {
+                Ok(t) => t,
+                Err(redb::TableError::TableDoesNotExist(_)) => return Ok(Vec::new()),
+                Err(e) => return Err(e.into()),
+            };
+            t.iter()?
+                .map(|e| {
+                    e.map_err(StoreError::from)
+                        .and_then(|(k, v)| decode(k.value(), v.value()))
+                })
+                .collect()
         })
         .await
 }

@@ -194,6 +194,8 @@ pub(crate) async fn submit(
     {
         return Ok(id); // a retry: the document was already taken
     }
+    let mut draft = draft;
+    crate::groups::resolve_draft(node, &mut draft)?;
     check_draft(node, &draft)?;
     let parts = receive_parts(node, &draft, &mut stream).await?;
     let now = now_ms();

@@ -172,9 +172,22 @@ async fn submit_one(
         }
         Err(s) if !transient(s.code()) => {
             warn!(doc_id = %id, code = ?s.code(), reason = %s.message(), "hub refused the document");
-            let seq = store::refused(&node.store, id, s.message().to_owned(), key, now_ms())
-                .await
-                .map_err(|e| tonic::Status::from(ServiceError::from(e)))?;
+            // The hub's signed REFUSED evidence, if it sent one: kept so the refusal is provable.
+            let evidence = <pb::SignedEvidence as prost::Message>::decode(s.details())
+                .ok()
+                .and_then(|w| SignedEvidence::verify(w, &node.verifier, now_secs()).ok())
+                .filter(|ev| ev.evidence.kind == EvidenceKind::Refused && ev.is_about(&doc))
+                .map(|ev| ev.wire);
+            let seq = store::refused(
+                &node.store,
+                id,
+                s.message().to_owned(),
+                evidence,
+                key,
+                now_ms(),
+            )
+            .await
+            .map_err(|e| tonic::Status::from(ServiceError::from(e)))?;
             node.event_committed(seq);
             Ok(())
         }
@@ -288,11 +301,15 @@ async fn subscribe_once(
     cancel: &CancellationToken,
     backoff: &mut Backoff,
 ) -> Result<(), tonic::Status> {
-    let departments = client
+    let listing = client
         .list_departments(pb::ListDepartmentsRequest {})
         .await?
-        .into_inner()
-        .departments;
+        .into_inner();
+    let departments = listing.departments;
+    *node
+        .groups
+        .write()
+        .unwrap_or_else(std::sync::PoisonError::into_inner) = listing.groups;
     *node
         .directory
         .write()

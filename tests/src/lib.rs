@@ -5,6 +5,9 @@
 //! On a test failure the harness prints the tail of every process's log;
 //! `EXCHANGE_KEEP_TEST_DIR=1` keeps the directory for a look afterwards.
 
+pub mod forge;
+pub mod ops;
+
 use std::{
     collections::BTreeMap,
     future::Future,
@@ -224,6 +227,25 @@ impl TestExchange {
         .await
     }
 
+    /// Starts a department's node and waits only until its API is bound (for configs whose API
+    /// the harness cannot reach in plaintext).
+    pub async fn start_node_unchecked(&mut self, dept: &str) -> Result<()> {
+        let cfg = self
+            .node_configs
+            .get(dept)
+            .with_context(|| format!("no department {dept}"))?
+            .clone();
+        let data = self.node_data_dir(dept);
+        let _ = std::fs::remove_file(data.join("api.addr"));
+        let child = self.spawn(dept, "exchange-node", &cfg)?;
+        self.nodes.insert(dept.to_owned(), child);
+        eventually(&format!("node {dept} to bind its API"), DEADLINE, || {
+            let r = read_addr_file(&data, "api.addr").ok().map(|_| ());
+            async move { Ok(r) }
+        })
+        .await
+    }
+
     /// Kills a node with SIGKILL.
     pub async fn kill_node(&mut self, dept: &str) -> Result<()> {
         if let Some(mut c) = self.nodes.remove(dept) {
@@ -259,6 +281,31 @@ impl TestExchange {
     /// The hub's data directory.
     pub fn hub_data_dir(&self) -> PathBuf {
         self.hub_config.parent().expect("hub dir").join("data")
+    }
+
+    /// Changes the (stopped) hub's config, e.g. its limits or expiry.
+    pub fn edit_hub_config(&mut self, f: impl FnOnce(&mut HubConfig)) -> Result<()> {
+        edit_toml::<HubConfig>(&self.hub_config, f)
+    }
+
+    /// Runs `exchange-certs <args>`; returns (success, stdout, stderr).
+    pub async fn certs(&self, args: &[&str]) -> Result<(bool, String, String)> {
+        let out = Command::new(bin("exchange-certs"))
+            .args(args)
+            .stdin(Stdio::null())
+            .output()
+            .await?;
+        Ok((
+            out.status.success(),
+            String::from_utf8(out.stdout)?,
+            String::from_utf8(out.stderr)?,
+        ))
+    }
+
+    /// What a daemon (`hub`, or a department's node) has logged so far.
+    pub fn log(&self, name: &str) -> String {
+        std::fs::read_to_string(self.root.join("logs").join(format!("{name}.log")))
+            .unwrap_or_default()
     }
 
     /// Changes a (stopped) node's config, e.g. its data directory or limits.

@@ -385,3 +385,124 @@ async fn a_document_signed_with_another_departments_key_is_refused_by_the_hub() 
     assert_eq!(inbox_ids(&ex, "b").await?, vec![genuine]);
     Ok(())
 }
+
+#[tokio::test]
+async fn a_delivery_that_expires_undelivered_is_proven_not_delivered() -> Result<()> {
+    let mut ex = TestExchange::setup(&["a", "b"])?;
+    ex.edit_hub_config(|c| c.hub.expire_undelivered_after_secs = 2)?;
+    ex.start_hub().await?;
+    ex.start_node("a").await?;
+    ex.start_node("b").await?;
+    ex.kill_node("b").await?; // b stays away past the expiry
+    let body = random_file(ex.root(), "body.txt", 100, 21)?;
+    let id = send(
+        &ex,
+        "a",
+        &[
+            "--to",
+            "b",
+            "--title",
+            "will expire",
+            "--file",
+            body.to_str().context("path")?,
+        ],
+    )
+    .await?;
+    let b = wait_state(&ex, "a", &id, "b", "not-delivered").await?;
+    assert!(
+        b["reason"]
+            .as_str()
+            .is_some_and(|r| r.starts_with("expired")),
+        "{b}"
+    );
+
+    // The sender can prove it: the hub signed the non-delivery.
+    let bundle = write_bundle(&ex, "a", &id, "expired.bundle", false).await?;
+    let (ok, report, err) = verify(&bundle, &ca_pem(&ex)).await?;
+    assert!(ok, "{err}");
+    let line = step(&report, "not-delivered", "b")?;
+    assert!(line.contains("hub"), "signed by the hub: {line}");
+
+    // When b returns, the expired document is not delivered; a later one is.
+    ex.start_node("b").await?;
+    let later = send(
+        &ex,
+        "a",
+        &[
+            "--to",
+            "b",
+            "--title",
+            "later",
+            "--file",
+            body.to_str().context("path")?,
+        ],
+    )
+    .await?;
+    eventually("the later document at b", DEADLINE, || async {
+        Ok(inbox_ids(&ex, "b").await?.contains(&later).then_some(()))
+    })
+    .await?;
+    assert_eq!(
+        inbox_ids(&ex, "b").await?,
+        vec![later],
+        "the expired one never arrives"
+    );
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_document_the_hub_refuses_comes_back_with_the_hubs_signed_refusal() -> Result<()> {
+    let ex = TestExchange::start(&["a", "b"]).await?;
+    // A 秘密 (secret) document: this exchange is not approved for classified documents.
+    let mut api = ex.node_api("a").await?;
+    use pb::submit_document_request::Msg;
+    let metadata = pb::DocumentMetadata {
+        title: "classified".into(),
+        to_depts: vec!["b".into()],
+        classification: pb::Classification::Secret.into(),
+        ..Default::default()
+    };
+    let part = pb::PartSpec {
+        role: pb::PartRole::Body.into(),
+        name: "x.txt".into(),
+        media_type: "text/plain".into(),
+        size: 3,
+    };
+    let msgs = vec![
+        pb::SubmitDocumentRequest {
+            msg: Some(Msg::Draft(pb::DocumentDraft {
+                idempotency_key: String::new(),
+                metadata: Some(metadata),
+                parts: vec![part],
+            })),
+        },
+        pb::SubmitDocumentRequest {
+            msg: Some(Msg::Chunk(pb::PartChunk {
+                part: 0,
+                data: b"abc".to_vec(),
+            })),
+        },
+    ];
+    let id = api
+        .submit(tokio_stream::iter(msgs))
+        .await?
+        .into_inner()
+        .doc_id;
+    let b = wait_state(&ex, "a", &id, "b", "refused").await?;
+    assert_eq!(b["state"], "refused");
+    let status = ex.cli_json("a", &["status", &id, "--json"]).await?;
+    assert!(
+        status["refused"]
+            .as_str()
+            .is_some_and(|r| r.contains("classification")),
+        "{status}"
+    );
+
+    let bundle = write_bundle(&ex, "a", &id, "refused.bundle", false).await?;
+    let (ok, report, err) = verify(&bundle, &ca_pem(&ex)).await?;
+    assert!(ok, "{err}");
+    let line = step(&report, "refused", "-")?;
+    assert!(line.contains("hub"), "the hub signed the refusal: {line}");
+    assert!(inbox_ids(&ex, "b").await?.is_empty(), "nothing reached b");
+    Ok(())
+}

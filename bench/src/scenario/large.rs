@@ -61,6 +61,9 @@ pub struct LargeReport {
     pub verified: Option<bool>,
     /// Submit call start → durable in the recipient's inbox.
     pub mib_per_sec: f64,
+    /// Durable at the sending node (submit acknowledged) → durable in the recipient's inbox:
+    /// the exchange's own part of the journey.
+    pub node_to_node_mib_per_sec: f64,
     /// Department system → sending node, until the node acknowledged.
     pub submit: Stage,
     /// Sending node → hub, until the sender recorded the hub's acceptance.
@@ -151,6 +154,7 @@ async fn measure(ctx: &Ctx, args: &LargeArgs, ex: &mut Exchange) -> Result<Large
         delivered: 1,
         verified,
         mib_per_sec: end_to_end.mib_per_sec,
+        node_to_node_mib_per_sec: stage(args.large_bytes, sub.end_us, received).mib_per_sec,
         submit: stage(args.large_bytes, sub.start_us, sub.end_us),
         upload: stage(args.large_bytes, sub.end_us, accepted),
         download: stage(args.large_bytes, accepted, received),

@@ -188,7 +188,10 @@ async fn measure(
 
     eprintln!("  full load: {n} documents, window {}", args.window);
     let procs = ex.processes();
-    let before = sample_all(&procs)?;
+    // The bench's own CPU too: it shares the cores with the daemons.
+    let mut sampled = procs.clone();
+    sampled.push(("exchange-bench".to_owned(), std::process::id()));
+    let before = sample_all(&sampled)?;
     let counter = FsyncCounter::start(ctx.fsyncs, &procs, &ex.logs()).await?;
     let t0 = now_us();
     let subs = load::windowed(&clients, jobs, args.window).await?;
@@ -203,7 +206,7 @@ async fn measure(
         Some(c) => Some(c.stop().await?),
         None => None,
     };
-    let after = sample_all(&procs)?;
+    let after = sample_all(&sampled)?;
     ex.check_alive()?;
     let (inbox, receipts) =
         events.with(|log| (reached(&subs, &log.received), reached(&subs, &log.receipts)));

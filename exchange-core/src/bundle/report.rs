@@ -85,6 +85,7 @@ impl StepKind {
             StepKind::Evidence(EvidenceKind::Confirmed) => "confirmed",
             StepKind::Evidence(EvidenceKind::Rejected) => "rejected",
             StepKind::Evidence(EvidenceKind::NotDelivered) => "not-delivered",
+            StepKind::Evidence(EvidenceKind::Refused) => "refused",
         }
     }
 }
@@ -97,6 +98,7 @@ pub(super) fn kind_label(kind: EvidenceKind) -> &'static str {
         EvidenceKind::Confirmed => "CONFIRMED",
         EvidenceKind::Rejected => "REJECTED",
         EvidenceKind::NotDelivered => "NOT_DELIVERED",
+        EvidenceKind::Refused => "REFUSED",
     }
 }
 

@@ -7,6 +7,7 @@ use super::*;
 use crate::document::EvidenceKind;
 
 mod fixture;
+mod props;
 
 use fixture::{BODY, Tamper, current_pki, document, evidence, failure, journey, pki, verifier};
 

@@ -31,6 +31,19 @@ impl std::fmt::Debug for DurableQueue {
     }
 }
 
+/// A queue is one table: a backup copies it like any other.
+impl crate::backup::BackupTable for DurableQueue {
+    fn table_name(&self) -> String {
+        self.table.table_name()
+    }
+    fn copy(&self, src: &ReadTransaction, dst: &WriteTransaction) -> Result<u64, StoreError> {
+        self.table.copy(src, dst)
+    }
+    fn rows(&self, src: &ReadTransaction) -> Result<u64, StoreError> {
+        self.table.rows(src)
+    }
+}
+
 impl DurableQueue {
     /// The queue stored in table `name`.
     pub const fn new(name: &'static str) -> Self {
@@ -95,10 +108,71 @@ impl DurableQueue {
         Ok(out)
     }
 
+    /// Every item of every destination, in key order: (destination, key, item).
+    pub fn all(
+        &self,
+        txn: &ReadTransaction,
+    ) -> Result<Vec<(String, QueueKey, Vec<u8>)>, StoreError> {
+        let table = match txn.open_table(self.table) {
+            Ok(t) => t,
+            Err(redb::TableError::TableDoesNotExist(_)) => return Ok(Vec::new()),
+            Err(e) => return Err(e.into()),
+        };
+        let mut out = Vec::new();
+        for entry in redb::ReadableTable::iter(&table)? {
+            let (k, v) = entry?;
+            let (dest, priority, seq) = k.value();
+            out.push((
+                dest.to_owned(),
+                QueueKey { priority, seq },
+                v.value().to_vec(),
+            ));
+        }
+        Ok(out)
+    }
+
     /// How many items wait for `dest`.
     pub fn len(&self, txn: &ReadTransaction, dest: &str) -> Result<usize, StoreError> {
         Ok(self.peek(txn, dest, usize::MAX, &|_| false)?.len())
     }
+
+    /// The depth of every (destination, priority) that has items, with its oldest item, for
+    /// the metrics endpoint. Reads keys only, but for one value per group.
+    pub fn depths(&self, txn: &ReadTransaction) -> Result<Vec<QueueDepth>, StoreError> {
+        let table = match txn.open_table(self.table) {
+            Ok(t) => t,
+            Err(redb::TableError::TableDoesNotExist(_)) => return Ok(Vec::new()),
+            Err(e) => return Err(e.into()),
+        };
+        let mut out: Vec<QueueDepth> = Vec::new();
+        for entry in redb::ReadableTable::iter(&table)? {
+            let (k, v) = entry?;
+            let (dest, priority, _) = k.value();
+            match out.last_mut() {
+                Some(d) if d.dest == dest && d.priority == priority => d.len += 1,
+                _ => out.push(QueueDepth {
+                    dest: dest.to_owned(),
+                    priority,
+                    len: 1,
+                    oldest: v.value().to_vec(),
+                }),
+            }
+        }
+        Ok(out)
+    }
+}
+
+/// How many items wait for one destination at one priority.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct QueueDepth {
+    /// The destination.
+    pub dest: String,
+    /// The priority (0 = very urgent).
+    pub priority: u8,
+    /// How many items.
+    pub len: u64,
+    /// The first (oldest) item, to tell its age.
+    pub oldest: Vec<u8>,
 }
 
 #[cfg(test)]

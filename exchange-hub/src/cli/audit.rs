@@ -60,7 +60,7 @@ pub struct ListArgs {
 }
 
 /// Where the answers come from.
-enum Source {
+pub(crate) enum Source {
     Hub(AdminClient<tonic::transport::Channel>),
     Store(Store),
 }
@@ -84,7 +84,7 @@ fn parse_kind(s: &str) -> Result<i32> {
         .with_context(|| format!("--event: unknown kind {s:?} (e.g. document-accepted, document-refused, delivered, evidence, handshake-refused, admin-action)"))
 }
 
-async fn connect(cfg: &HubConfig) -> Result<Source> {
+pub(crate) async fn connect(cfg: &HubConfig) -> Result<Source> {
     let local = || {
         let path = cfg.hub.data_dir.join("hub.redb");
         Store::open(&path, "hub", crate::store::SCHEMA).map(Source::Store).map_err(|e| {

@@ -1,5 +1,6 @@
-//! `exchange-node directory`: the departments documents can be addressed to, as the hub last
-//! told this node.
+//! `exchange-node directory`: the departments and groups documents can be addressed to, as the
+//! hub last told this node. A group is addressed as `group:<id>` (e.g. `send --to
+//! group:all-counties`); the node resolves it to the members when it seals the document.
 
 use exchange_proto::v1 as pb;
 use serde::Serialize;
@@ -9,48 +10,120 @@ use super::{Ctx, ctx::Lookup, table::Table};
 /// Flags of `directory`.
 #[derive(Debug, clap::Args)]
 pub struct Args {
-    /// Print a JSON array of {id, name} instead of a table.
+    /// Print a JSON array of {kind, id, name, ...} instead of a table: the departments
+    /// (`kind` = "department", with `level` and `parent`), then the groups (`kind` = "group",
+    /// `id` = "group:<id>", with `members`).
     #[arg(long)]
     json: bool,
 }
 
-/// One department in `--json` output.
+/// One department or group in `--json` output.
 #[derive(Debug, Serialize)]
-struct DepartmentJson<'a> {
-    /// The id to use with `send --to`.
-    id: &'a str,
-    /// Display name, e.g. 市财政局.
+struct EntryJson<'a> {
+    /// `department` or `group`.
+    kind: &'static str,
+    /// The id to use with `send --to` (`group:<id>` for a group).
+    id: String,
+    /// Display name, e.g. 市财政局, or a group's printed wording, e.g. 各县区人民政府.
     name: &'a str,
+    /// A department's level (city, county, township, ...); null if not set or a group.
+    level: Option<&'a str>,
+    /// A department's parent department; null if none or a group.
+    parent: Option<&'a str>,
+    /// A group's members; empty for a department.
+    members: &'a [String],
 }
 
-/// Lists the departments.
+fn non_empty(s: &str) -> Option<&str> {
+    (!s.is_empty()).then_some(s)
+}
+
+fn to_json(listing: &pb::ListDepartmentsResponse) -> Vec<EntryJson<'_>> {
+    let depts = listing.departments.iter().map(|d| EntryJson {
+        kind: "department",
+        id: d.id.clone(),
+        name: &d.name,
+        level: non_empty(&d.level),
+        parent: non_empty(&d.parent),
+        members: &[],
+    });
+    let groups = listing.groups.iter().map(|g| EntryJson {
+        kind: "group",
+        id: format!("{}{}", crate::groups::GROUP_PREFIX, g.id),
+        name: &g.name,
+        level: None,
+        parent: None,
+        members: &g.members,
+    });
+    depts.chain(groups).collect()
+}
+
+/// Lists the departments, then the groups.
 pub async fn run(args: Args, ctx: &Ctx) -> anyhow::Result<()> {
-    let departments = ctx
+    let listing = ctx
         .client()
         .list_departments(pb::ListDepartmentsRequest {})
         .await
         .map_err(|s| ctx.rpc_error(&s, Lookup::Received))?
-        .into_inner()
-        .departments;
+        .into_inner();
     if args.json {
-        let json: Vec<DepartmentJson<'_>> = departments
-            .iter()
-            .map(|d| DepartmentJson {
-                id: &d.id,
-                name: &d.name,
-            })
-            .collect();
-        println!("{}", serde_json::to_string_pretty(&json)?);
+        println!("{}", serde_json::to_string_pretty(&to_json(&listing))?);
         return Ok(());
     }
-    if departments.is_empty() {
+    if listing.departments.is_empty() {
         eprintln!("the directory is empty");
         return Ok(());
     }
-    let mut t = Table::new(&["ID", "NAME"]);
-    for d in &departments {
-        t.row(vec![d.id.clone(), d.name.clone()]);
-    }
-    print!("{}", t.render());
+    print!("{}", table(&listing).render());
     Ok(())
+}
+
+fn table(listing: &pb::ListDepartmentsResponse) -> Table {
+    let mut t = Table::new(&["ID", "NAME", "LEVEL", "PARENT / MEMBERS"]);
+    for d in &listing.departments {
+        t.row(vec![
+            d.id.clone(),
+            d.name.clone(),
+            d.level.clone(),
+            d.parent.clone(),
+        ]);
+    }
+    for g in &listing.groups {
+        t.row(vec![
+            format!("{}{}", crate::groups::GROUP_PREFIX, g.id),
+            g.name.clone(),
+            "group".to_owned(),
+            g.members.join(","),
+        ]);
+    }
+    t
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn groups_are_listed_after_departments_with_their_prefix() {
+        let listing = pb::ListDepartmentsResponse {
+            departments: vec![pb::Department {
+                id: "b".into(),
+                name: "甲县人民政府".into(),
+                level: "county".into(),
+                parent: "a".into(),
+            }],
+            groups: vec![pb::Group {
+                id: "all-counties".into(),
+                name: "各县区人民政府".into(),
+                members: vec!["b".into()],
+            }],
+        };
+        let v = serde_json::to_value(to_json(&listing)).unwrap();
+        assert_eq!(v[0]["kind"], "department");
+        assert_eq!(v[0]["level"], "county");
+        assert_eq!(v[1]["id"], "group:all-counties");
+        assert_eq!(v[1]["members"][0], "b");
+        let out = table(&listing).render();
+        assert!(out.contains("group:all-counties"), "{out}");
+    }
 }

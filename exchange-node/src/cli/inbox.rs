@@ -1,5 +1,6 @@
 //! `exchange-node inbox`: the documents this department received, most urgent first (the
-//! order a clerk works in, as the node sorts them).
+//! order a clerk works in, as the node sorts them), optionally filtered by state, urgency,
+//! sender and date (`--state`, `--urgency`, `--from`, `--since`).
 
 use exchange_core::time::format_ms;
 use exchange_proto::v1 as pb;
@@ -21,6 +22,9 @@ pub struct Args {
     /// Print a JSON array (one object per document) instead of a table.
     #[arg(long)]
     json: bool,
+    /// Which documents to list (all when no filter is given).
+    #[command(flatten)]
+    filter: super::filter::Filter,
 }
 
 /// One received document in `--json` output (also the core of `show --json`).
@@ -77,6 +81,10 @@ pub async fn run(args: Args, ctx: &Ctx) -> anyhow::Result<()> {
         .map_err(|s| ctx.rpc_error(&s, Lookup::Received))?
         .into_inner()
         .entries;
+    let entries: Vec<pb::InboxEntry> = entries
+        .into_iter()
+        .filter(|e| args.filter.matches(e))
+        .collect();
     if args.json {
         let json: Vec<EntryJson> = entries.iter().map(EntryJson::from).collect();
         println!("{}", serde_json::to_string_pretty(&json)?);

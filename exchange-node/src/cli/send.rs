@@ -61,6 +61,23 @@ pub struct Args {
 pub async fn run(args: Args, ctx: &Ctx) -> anyhow::Result<()> {
     let parts = local_parts(&args.files)?;
     let draft = draft(&args, &parts, today()?);
+    let id = submit(ctx, draft, parts).await?;
+    eprintln!(
+        "queued for {}; follow it with: {}",
+        recipients(&args.to, &args.cc).join("、"),
+        ctx.command(&format!("status {id}"))
+    );
+    println!("{id}");
+    Ok(())
+}
+
+/// Hands `draft` and the files of `parts` to the node; returns the new document's id once the
+/// node has it durably (also used by `reply`).
+pub(super) async fn submit(
+    ctx: &Ctx,
+    draft: pb::DocumentDraft,
+    parts: Vec<LocalPart>,
+) -> anyhow::Result<String> {
     let (rx, mut reader) = upload::start(draft, parts);
     let mut client = ctx.client();
     let call = client.submit(ReceiverStream::new(rx));
@@ -83,21 +100,14 @@ pub async fn run(args: Args, ctx: &Ctx) -> anyhow::Result<()> {
             answer
         }
     };
-    let id = answer
+    Ok(answer
         .map_err(|s| ctx.rpc_error(&s, Lookup::Sent))?
         .into_inner()
-        .doc_id;
-    eprintln!(
-        "queued for {}; follow it with: {}",
-        recipients(&args.to, &args.cc).join("、"),
-        ctx.command(&format!("status {id}"))
-    );
-    println!("{id}");
-    Ok(())
+        .doc_id)
 }
 
 /// Checks every file and describes it for the manifest: the first is the body.
-fn local_parts(files: &[PathBuf]) -> anyhow::Result<Vec<LocalPart>> {
+pub(super) fn local_parts(files: &[PathBuf]) -> anyhow::Result<Vec<LocalPart>> {
     files
         .iter()
         .enumerate()
@@ -167,7 +177,7 @@ fn recipients(to: &[String], cc: &[String]) -> Vec<String> {
 }
 
 /// 成文日期: today, UTC, as YYYY-MM-DD.
-fn today() -> anyhow::Result<String> {
+pub(super) fn today() -> anyhow::Result<String> {
     let fmt = time::macros::format_description!("[year]-[month]-[day]");
     Ok(time::OffsetDateTime::now_utc().date().format(&fmt)?)
 }

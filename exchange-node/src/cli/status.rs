@@ -25,7 +25,7 @@ pub struct Args {
 
 /// `status --json`.
 #[derive(Debug, Serialize)]
-struct StatusJson {
+pub(super) struct StatusJson {
     id: String,
     title: String,
     /// `normal`, `urgent`, `very-urgent`, `pingji` or `teti`.
@@ -74,7 +74,8 @@ pub async fn run(args: Args, ctx: &Ctx) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn to_json(s: &pb::DocumentStatus) -> StatusJson {
+/// `status --json` of one document (also each element of `outbox --json`).
+pub(super) fn to_json(s: &pb::DocumentStatus) -> StatusJson {
     StatusJson {
         id: s.doc_id.clone(),
         title: s.title.clone(),
@@ -175,6 +176,7 @@ mod tests {
             created_at_ms: 1_764_167_230_000,
             recipients: vec![confirmed, queued],
             refused: String::new(),
+            replies: Vec::new(),
         }
     }
 

@@ -1,0 +1,405 @@
+//! Online backup of a daemon's data directory: a consistent copy taken while it serves.
+//!
+//! redb locks its file, so the running daemon makes the copy itself (the hub through its `Admin`
+//! service, the node through its local API). The copy is:
+//!
+//! 1. **the database**, copied table by table inside **one read transaction**: every table sees
+//!    the same snapshot, so the copy holds exactly the commits that preceded it — every
+//!    acknowledged document, queue item and audit entry, and nothing half-written. Writers go
+//!    on meanwhile (redb's MVCC). redb has no untyped iteration, so each store module lists its
+//!    tables ([`BackupTable`]); a table found in the file that no module listed fails the
+//!    backup rather than being silently left out.
+//! 2. **the content blobs**, `blobs/sha256/*`, listed *after* the snapshot: a blob is installed
+//!    (fsynced, renamed) before any commit that refers to it, and blobs are never deleted, so
+//!    every blob the snapshot needs is there. They are hard-linked when the backup is on the
+//!    same file system (they never change once installed), copied otherwise.
+//!
+//! The result is a data directory: restoring is stopping the daemon, replacing its data
+//! directory with the backup, and starting it (`docs/operations.md`).
+
+use std::{
+    io,
+    os::unix::fs::DirBuilderExt,
+    path::{Path, PathBuf},
+};
+
+use redb::{
+    Database, Key, MultimapTableHandle, ReadTransaction, ReadableTable, ReadableTableMetadata,
+    TableDefinition, TableHandle, Value, WriteTransaction,
+};
+
+use crate::store::{Store, StoreError};
+
+/// A backup could not be taken.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum BackupError {
+    /// The destination is not usable (relative, not empty, not a directory).
+    #[error("backup destination {path}: {reason}")]
+    Destination {
+        /// The directory asked for.
+        path: PathBuf,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// Reading the store or writing the copy failed.
+    #[error("{0}")]
+    Store(#[from] StoreError),
+    /// The database holds a table no store module declared, so the copy would be incomplete.
+    #[error("table {0:?} is in the store but not known to the backup; nothing was written")]
+    UnknownTable(String),
+    /// A file could not be written or linked.
+    #[error("{what} {path}: {source}")]
+    Io {
+        /// What was being done.
+        what: &'static str,
+        /// The file.
+        path: PathBuf,
+        /// Why it failed.
+        #[source]
+        source: io::Error,
+    },
+}
+
+fn io_err<'a>(what: &'static str, path: &'a Path) -> impl FnOnce(io::Error) -> BackupError + 'a {
+    move |source| BackupError::Io {
+        what,
+        path: path.to_owned(),
+        source,
+    }
+}
+
+/// A table that a backup copies. Implemented for every typed [`TableDefinition`]; a store module
+/// lists its own tables, next to their definitions.
+pub trait BackupTable: Sync {
+    /// The table's name in the file.
+    fn table_name(&self) -> String;
+    /// Copies every row from `src` into the same table in `dst`; returns how many.
+    fn copy(&self, src: &ReadTransaction, dst: &WriteTransaction) -> Result<u64, StoreError>;
+    /// How many rows the table has in `src` (0 if it does not exist yet).
+    fn rows(&self, src: &ReadTransaction) -> Result<u64, StoreError>;
+}
+
+impl<K: Key + Sync + 'static, V: Value + Sync + 'static> BackupTable
+    for TableDefinition<'static, K, V>
+{
+    fn table_name(&self) -> String {
+        self.name().to_owned()
+    }
+
+    fn copy(&self, src: &ReadTransaction, dst: &WriteTransaction) -> Result<u64, StoreError> {
+        let from = match src.open_table(*self) {
+            Ok(t) => t,
+            Err(redb::TableError::TableDoesNotExist(_)) => return Ok(0),
+            Err(e) => return Err(e.into()),
+        };
+        let mut to = dst.open_table(*self)?;
+        for row in from.iter()? {
+            let (k, v) = row?;
+            to.insert(k.value(), v.value())?;
+        }
+        Ok(from.len()?)
+    }
+
+    fn rows(&self, src: &ReadTransaction) -> Result<u64, StoreError> {
+        match src.open_table(*self) {
+            Ok(t) => Ok(t.len()?),
+            Err(redb::TableError::TableDoesNotExist(_)) => Ok(0),
+            Err(e) => Err(e.into()),
+        }
+    }
+}
+
+/// What a backup holds.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Summary {
+    /// The backup directory.
+    pub dir: PathBuf,
+    /// Each table copied, with its number of rows.
+    pub tables: Vec<(String, u64)>,
+    /// Content blobs in the backup.
+    pub blobs: u64,
+    /// Their total size.
+    pub blob_bytes: u64,
+    /// How many of them were copied rather than hard-linked (another file system).
+    pub copied: u64,
+    /// When the snapshot was taken (Unix ms).
+    pub at_ms: i64,
+}
+
+impl From<Summary> for exchange_proto::v1::BackupResponse {
+    fn from(s: Summary) -> Self {
+        exchange_proto::v1::BackupResponse {
+            dir: s.dir.display().to_string(),
+            tables: s
+                .tables
+                .into_iter()
+                .map(|(name, rows)| exchange_proto::v1::BackupTable { name, rows })
+                .collect(),
+            blobs: s.blobs,
+            blob_bytes: s.blob_bytes,
+            blobs_copied: s.copied,
+            at_ms: s.at_ms,
+        }
+    }
+}
+
+/// A backup's summary for the operator, as the `backup` commands print it on stdout: a line
+/// per table and one for the blobs, or (`json`) one JSON document.
+pub fn describe(s: &exchange_proto::v1::BackupResponse, json: bool) -> String {
+    if json {
+        let tables: serde_json::Map<String, serde_json::Value> = s
+            .tables
+            .iter()
+            .map(|t| (t.name.clone(), t.rows.into()))
+            .collect();
+        return serde_json::json!({
+            "dir": s.dir,
+            "at_ms": s.at_ms,
+            "tables": tables,
+            "blobs": s.blobs,
+            "blob_bytes": s.blob_bytes,
+            "blobs_copied": s.blobs_copied,
+        })
+        .to_string();
+    }
+    let mut text = String::new();
+    for t in &s.tables {
+        text.push_str(&format!("{:<20} {:>10} rows\n", t.name, t.rows));
+    }
+    text.push_str(&format!(
+        "{:<20} {:>10} files, {} bytes ({} copied, the rest hard-linked)\nbackup written to {}",
+        "blobs", s.blobs, s.blob_bytes, s.blobs_copied, s.dir
+    ));
+    text
+}
+
+impl From<BackupError> for crate::error::ServiceError {
+    fn from(e: BackupError) -> Self {
+        use crate::error::{ErrorCode, ServiceError};
+        match e {
+            BackupError::Destination { .. } => ServiceError::invalid(e.to_string()),
+            BackupError::Store(s) => ServiceError::from(s),
+            BackupError::Io { ref source, .. } if source.kind() == io::ErrorKind::StorageFull => {
+                ServiceError::new(ErrorCode::ResourceExhausted, e.to_string())
+            }
+            BackupError::Io { .. } => ServiceError::new(ErrorCode::Unavailable, e.to_string()),
+            BackupError::UnknownTable(_) => ServiceError::new(ErrorCode::Internal, e.to_string()),
+        }
+    }
+}
+
+/// Copies `store` (its `tables`, in one snapshot) to `<out>/<db_name>` and the complete blobs
+/// under `blobs` to `<out>/blobs/sha256/`. `out` must be absolute and absent or empty; it is
+/// created with mode 0700 (the copy holds every document). Runs on the blocking pool.
+pub async fn backup(
+    store: &Store,
+    db_name: &'static str,
+    tables: Vec<&'static dyn BackupTable>,
+    blobs: &Path,
+    out: &Path,
+) -> Result<Summary, BackupError> {
+    prepare(out)?;
+    let at_ms = crate::time::now_ms();
+    let db_path = out.join(db_name);
+    let partial = out.join(format!("{db_name}.partial"));
+    let target = partial.clone();
+    let copied = store
+        .read(move |txn| copy_tables(txn, &tables, &target))
+        .await
+        .inspect_err(|_| {
+            let _ = std::fs::remove_file(&partial);
+        })?;
+    std::fs::rename(&partial, &db_path).map_err(io_err("renaming", &partial))?;
+    let (blobs_from, blobs_to) = (blobs.join("sha256"), out.join("blobs").join("sha256"));
+    let (count, bytes, copies) =
+        tokio::task::spawn_blocking(move || link_blobs(&blobs_from, &blobs_to))
+            .await
+            .map_err(|e| BackupError::Io {
+                what: "copying blobs",
+                path: blobs.to_owned(),
+                source: io::Error::other(e.to_string()),
+            })??;
+    sync_dir(out)?;
+    Ok(Summary {
+        dir: out.to_owned(),
+        tables: copied,
+        blobs: count,
+        blob_bytes: bytes,
+        copied: copies,
+        at_ms,
+    })
+}
+
+/// Creates `out` (mode 0700), or accepts it if it is an empty directory.
+fn prepare(out: &Path) -> Result<(), BackupError> {
+    let refuse = |reason: &str| BackupError::Destination {
+        path: out.to_owned(),
+        reason: reason.to_owned(),
+    };
+    if !out.is_absolute() {
+        return Err(refuse("must be an absolute path"));
+    }
+    match std::fs::read_dir(out) {
+        Ok(mut entries) => match entries.next() {
+            None => Ok(()),
+            Some(_) => Err(refuse("is not empty; give a new directory")),
+        },
+        Err(e) if e.kind() == io::ErrorKind::NotFound => std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(out)
+            .map_err(io_err("creating", out)),
+        Err(e) => Err(refuse(&e.to_string())),
+    }
+}
+
+/// Copies every table into a fresh database at `path` in one write transaction, checking first
+/// that `tables` covers every table in the snapshot.
+fn copy_tables(
+    src: &ReadTransaction,
+    tables: &[&'static dyn BackupTable],
+    path: &Path,
+) -> Result<Vec<(String, u64)>, BackupError> {
+    let known: Vec<String> = tables.iter().map(|t| t.table_name()).collect();
+    let present = src.list_tables().map_err(StoreError::from)?;
+    for t in present {
+        if !known.iter().any(|k| k == t.name()) {
+            return Err(BackupError::UnknownTable(t.name().to_owned()));
+        }
+    }
+    let multimap = src.list_multimap_tables().map_err(StoreError::from)?;
+    if let Some(t) = multimap.into_iter().next() {
+        return Err(BackupError::UnknownTable(t.name().to_owned()));
+    }
+    let db = Database::create(path).map_err(StoreError::from)?;
+    let dst = db.begin_write().map_err(StoreError::from)?;
+    let mut counts = Vec::with_capacity(tables.len());
+    for t in tables {
+        counts.push((t.table_name(), t.copy(src, &dst)?));
+    }
+    dst.commit().map_err(StoreError::from)?; // Durability::Immediate: fsynced
+    drop(db);
+    Ok(counts)
+}
+
+/// Hard-links (or, across file systems, copies and fsyncs) every file of `from` into `to`;
+/// returns (files, bytes, copied).
+fn link_blobs(from: &Path, to: &Path) -> Result<(u64, u64, u64), BackupError> {
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(to)
+        .map_err(io_err("creating", to))?;
+    let entries = match std::fs::read_dir(from) {
+        Ok(e) => e,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok((0, 0, 0)),
+        Err(e) => return Err(io_err("listing", from)(e)),
+    };
+    let (mut files, mut bytes, mut copied) = (0, 0, 0);
+    for entry in entries {
+        let entry = entry.map_err(io_err("listing", from))?;
+        let meta = entry.metadata().map_err(io_err("reading", &entry.path()))?;
+        if !meta.is_file() {
+            continue;
+        }
+        let (src, dst) = (entry.path(), to.join(entry.file_name()));
+        if std::fs::hard_link(&src, &dst).is_err() {
+            std::fs::copy(&src, &dst).map_err(io_err("copying", &src))?;
+            std::fs::File::open(&dst)
+                .and_then(|f| f.sync_all())
+                .map_err(io_err("syncing", &dst))?;
+            copied += 1;
+        }
+        files += 1;
+        bytes += meta.len();
+    }
+    sync_dir(to)?;
+    if let Some(parent) = to.parent() {
+        sync_dir(parent)?;
+    }
+    Ok((files, bytes, copied))
+}
+
+fn sync_dir(dir: &Path) -> Result<(), BackupError> {
+    std::fs::File::open(dir)
+        .and_then(|f| f.sync_all())
+        .map_err(io_err("syncing", dir))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const A: TableDefinition<'static, &str, u64> = TableDefinition::new("a");
+    const B: TableDefinition<'static, (&str, u8, u64), &[u8]> = TableDefinition::new("b");
+    const TABLES: &[&dyn BackupTable] = &[&crate::store::META, &A, &B];
+
+    async fn filled() -> (tempfile::TempDir, Store) {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("s.redb"), "test", 1).unwrap();
+        store
+            .write(|txn| -> Result<(), StoreError> {
+                txn.open_table(A)?.insert("x", 7)?;
+                txn.open_table(B)?.insert(("d", 1, 9), b"item".as_slice())?;
+                Ok(())
+            })
+            .await
+            .unwrap();
+        let blobs = dir.path().join("blobs/sha256");
+        std::fs::create_dir_all(&blobs).unwrap();
+        std::fs::write(blobs.join("ab"), b"content").unwrap();
+        (dir, store)
+    }
+
+    #[tokio::test]
+    async fn the_copy_holds_every_table_and_blob_and_opens_as_a_store() {
+        let (dir, store) = filled().await;
+        let out = dir.path().join("backup/one");
+        let s = backup(
+            &store,
+            "s.redb",
+            TABLES.to_vec(),
+            &dir.path().join("blobs"),
+            &out,
+        )
+        .await
+        .unwrap();
+        assert_eq!((s.blobs, s.blob_bytes), (1, 7));
+        assert!(s.tables.contains(&("a".to_owned(), 1)), "{s:?}");
+        let copy = Store::open(&out.join("s.redb"), "test", 1).unwrap();
+        let (a, b) = copy
+            .read(|txn| -> Result<_, StoreError> {
+                let a = txn.open_table(A)?.get("x")?.map(|v| v.value());
+                let b = txn.open_table(B)?.len()?;
+                Ok((a, b))
+            })
+            .await
+            .unwrap();
+        assert_eq!((a, b), (Some(7), 1));
+        assert_eq!(
+            std::fs::read(out.join("blobs/sha256/ab")).unwrap(),
+            b"content"
+        );
+    }
+
+    #[tokio::test]
+    async fn an_unlisted_table_or_a_used_directory_is_refused() {
+        let (dir, store) = filled().await;
+        let out = dir.path().join("b1");
+        let blobs = dir.path().join("blobs");
+        let err = backup(&store, "s.redb", vec![&A], &blobs, &out)
+            .await
+            .unwrap_err();
+        assert!(matches!(err, BackupError::UnknownTable(_)), "{err}");
+        let used = dir.path().join("blobs");
+        let err = backup(&store, "s.redb", TABLES.to_vec(), &blobs, &used)
+            .await
+            .unwrap_err();
+        assert!(err.to_string().contains("not empty"), "{err}");
+        let err = backup(&store, "s.redb", TABLES.to_vec(), &blobs, Path::new("rel"))
+            .await
+            .unwrap_err();
+        assert!(err.to_string().contains("absolute"), "{err}");
+    }
+}

@@ -1,0 +1,72 @@
+//! Non-delivery by expiry: a delivery still waiting when its time is up (the document's reply
+//! deadline, or `expire_undelivered_after_secs` after acceptance) is taken out of the queue and
+//! recorded as NOT_DELIVERED ("expired"), signed by the hub and routed to the sender like any
+//! other evidence — so the sender can prove the document was not delivered, and why.
+
+use std::{sync::Arc, time::Duration};
+
+use exchange_core::{
+    document::{Evidence, EvidenceKind, SignedEvidence},
+    error::ServiceError,
+    time::{format_ms, now_ms},
+};
+use tracing::{info, warn};
+
+use crate::{Hub, store};
+
+/// How often queued deliveries are checked.
+const EVERY: Duration = Duration::from_secs(2);
+
+/// Runs until the hub stops.
+pub(crate) async fn expiry_loop(hub: Arc<Hub>) {
+    let cfg = &hub.cfg.hub;
+    if cfg.expire_undelivered_after_secs == 0 && !cfg.expire_at_reply_deadline {
+        return;
+    }
+    loop {
+        tokio::time::sleep(EVERY).await;
+        if let Err(e) = expire_due(&hub).await {
+            warn!(error = %e, "checking deliveries for expiry");
+        }
+    }
+}
+
+/// When the delivery of a document accepted at `accepted_at_ms` with `reply_deadline_ms`
+/// expires, if ever.
+fn deadline(hub: &Hub, accepted_at_ms: i64, reply_deadline_ms: i64) -> Option<i64> {
+    let cfg = &hub.cfg.hub;
+    let after =
+        i64::try_from(cfg.expire_undelivered_after_secs.saturating_mul(1000)).unwrap_or(i64::MAX);
+    let by_age =
+        (cfg.expire_undelivered_after_secs > 0).then(|| accepted_at_ms.saturating_add(after));
+    let by_reply =
+        (cfg.expire_at_reply_deadline && reply_deadline_ms > 0).then_some(reply_deadline_ms);
+    by_age.into_iter().chain(by_reply).min()
+}
+
+async fn expire_due(hub: &Hub) -> Result<(), ServiceError> {
+    let now = now_ms();
+    for (dept, key, id) in store::queued_deliveries(&hub.store).await? {
+        let Some((doc, rec)) = store::document(&hub.store, id).await? else {
+            continue;
+        };
+        let Some(due) = deadline(
+            hub,
+            rec.accepted_at_ms,
+            doc.header.metadata.reply_deadline_ms,
+        ) else {
+            continue;
+        };
+        if now < due {
+            continue;
+        }
+        let mut ev = Evidence::about(&doc, EvidenceKind::NotDelivered, Some(dept.clone()), now);
+        ev.reason = format!("expired: not delivered by {}", format_ms(due));
+        let ev = SignedEvidence::seal(ev, &hub.signer);
+        if store::record_evidence(&hub.store, &doc, ev, Some((dept.clone(), key))).await? {
+            info!(doc_id = %id, recipient = %dept, "delivery expired");
+            hub.sessions.wake(&doc.header.sender);
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,395 @@
+//! The hub's Prometheus endpoint (`[metrics] listen`).
+//!
+//! Almost nothing here is counted on the request path. Every event worth counting is already
+//! in the audit log, in the same transaction as the change it records, so the counters are
+//! *derived* from the log when Prometheus scrapes: each scrape folds in the entries appended
+//! since the last one (one read transaction per page), so a scrape costs what happened since the
+//! previous scrape. The totals are lifetime totals, the same after a restart; if the fold ever
+//! fails, it starts again from the first entry and arrives at the same numbers. Queue depths and
+//! table sizes are read from the store at each scrape; only commit latency is measured live
+//! (in `exchange_core::store`).
+
+use std::{collections::BTreeMap, sync::Arc};
+
+use anyhow::Context as _;
+use exchange_core::{
+    metrics::{self, DELIVERY_BUCKETS, Exposition, Histogram},
+    store::{StoreError, decode},
+    time::now_ms,
+};
+use exchange_proto::{store::v1 as st, v1 as pb};
+use prost::Message as _;
+use redb::ReadTransaction;
+use tokio::{net::TcpListener, sync::Mutex};
+use tokio_util::sync::CancellationToken;
+
+use crate::{Hub, audit, store};
+
+/// Audit entries folded in per read transaction.
+const PAGE: usize = 4096;
+
+/// Binds `[metrics] listen` (if configured), reports the address in `<data_dir>/metrics.addr`,
+/// and serves scrapes until `stop`.
+pub(crate) async fn start(hub: &Arc<Hub>, stop: CancellationToken) -> anyhow::Result<()> {
+    let Some(section) = &hub.cfg.metrics else {
+        return Ok(());
+    };
+    let listener = TcpListener::bind(section.listen)
+        .await
+        .with_context(|| format!("binding [metrics] listen = {}", section.listen))?;
+    let addr = listener.local_addr()?;
+    let data = &hub.cfg.hub.data_dir;
+    exchange_core::config::write_addr_file(data, "metrics.addr", addr)
+        .with_context(|| format!("writing {}/metrics.addr", data.display()))?;
+    tracing::info!(%addr, "metrics listening");
+    let folded = Arc::new(Mutex::new(Folded::default()));
+    let hub = Arc::clone(hub);
+    let render = move || {
+        let (hub, folded) = (Arc::clone(&hub), Arc::clone(&folded));
+        async move { render(&hub, &folded).await.map_err(|e| e.to_string()) }
+    };
+    tokio::spawn(metrics::http::serve(listener, render, stop));
+    Ok(())
+}
+
+/// What the audit log says so far.
+#[derive(Debug)]
+struct Folded {
+    /// The last entry folded in.
+    after: u64,
+    /// Documents by step: accepted, delivered, confirmed, rejected, not_delivered.
+    steps: BTreeMap<&'static str, u64>,
+    /// Content bytes of the accepted documents.
+    accepted_bytes: u64,
+    /// Refused submissions, by reason class.
+    refused: BTreeMap<&'static str, u64>,
+    /// Refused TLS handshakes, by reason class.
+    handshakes: BTreeMap<&'static str, u64>,
+    /// Open delivery streams per department (connected minus disconnected since the last start).
+    streams: BTreeMap<String, i64>,
+    /// Items pushed again because the node did not acknowledge them in time.
+    redeliveries: u64,
+    /// From the hub's acceptance to the recipient's DELIVERED receipt.
+    delivery: Histogram,
+}
+
+impl Default for Folded {
+    fn default() -> Self {
+        Folded {
+            after: 0,
+            steps: BTreeMap::new(),
+            accepted_bytes: 0,
+            refused: BTreeMap::new(),
+            handshakes: BTreeMap::new(),
+            streams: BTreeMap::new(),
+            redeliveries: 0,
+            delivery: Histogram::new(DELIVERY_BUCKETS),
+        }
+    }
+}
+
+impl Folded {
+    fn step(&mut self, step: &'static str) {
+        *self.steps.entry(step).or_default() += 1;
+    }
+
+    fn fold(&mut self, txn: &ReadTransaction, e: &pb::AuditEntry) -> Result<(), StoreError> {
+        use pb::AuditKind as K;
+        self.after = e.seq;
+        match K::try_from(e.kind).unwrap_or(K::Unspecified) {
+            // Every stream of the previous run ended with it.
+            K::HubStarted => self.streams.clear(),
+            K::DocumentAccepted => {
+                self.step("accepted");
+                if let Some(doc) = store::get_document(txn, &e.doc_id)? {
+                    self.accepted_bytes += content_bytes(&doc);
+                }
+            }
+            K::DocumentRefused => *self.refused.entry(refusal_class(&e.detail)).or_default() += 1,
+            K::Delivered => {
+                self.step("delivered");
+                if let Some(doc) = store::get_document(txn, &e.doc_id)? {
+                    let ms = (e.at_ms - doc.accepted_at_ms).max(0);
+                    self.delivery.observe(ms as f64 / 1000.0);
+                }
+            }
+            K::Evidence => match e.detail.split(' ').next().unwrap_or_default() {
+                "Confirmed" => self.step("confirmed"),
+                "Rejected" => self.step("rejected"),
+                "NotDelivered" => self.step("not_delivered"),
+                _ => {}
+            },
+            K::Redelivery => self.redeliveries += 1,
+            K::HandshakeRefused => {
+                *self
+                    .handshakes
+                    .entry(handshake_class(&e.detail))
+                    .or_default() += 1;
+            }
+            K::NodeConnected => *self.streams.entry(e.dept.clone()).or_default() += 1,
+            K::NodeDisconnected => {
+                let n = self.streams.entry(e.dept.clone()).or_default();
+                *n = (*n - 1).max(0);
+            }
+            _ => {}
+        }
+        Ok(())
+    }
+}
+
+/// The total declared size of a stored document's parts.
+fn content_bytes(doc: &st::HubDocument) -> u64 {
+    doc.document
+        .as_ref()
+        .and_then(|d| pb::DocumentHeader::decode(d.header.as_slice()).ok())
+        .map_or(0, |h| h.parts.iter().map(|p| p.size).sum())
+}
+
+/// A refusal's reason, from its message, as a small closed set of label values.
+fn refusal_class(detail: &str) -> &'static str {
+    let d = detail.to_lowercase();
+    let has = |s: &str| d.contains(s);
+    if has("routing policy") {
+        "routing"
+    } else if has("classification") {
+        "classified"
+    } else if has("unknown department") {
+        "unknown_recipient"
+    } else if has("the hub's limit") {
+        "too_large"
+    } else if has("not uploaded") {
+        "content_missing"
+    } else if has("already submitted") {
+        "duplicate_id"
+    } else if has("header.sender") {
+        "wrong_sender"
+    } else if has("signature") || has("certificate") || has("document refused") {
+        "signature"
+    } else if has("disk full") || has("storage") {
+        "storage"
+    } else if has("expired") {
+        "expired"
+    } else if d.contains(':') {
+        "invalid"
+    } else {
+        "other"
+    }
+}
+
+/// A refused handshake's reason (a rustls error, a timeout, the acceptor's own checks).
+fn handshake_class(detail: &str) -> &'static str {
+    let d = detail.to_lowercase();
+    let has = |s: &str| d.contains(s);
+    if has("revoked") {
+        "revoked"
+    } else if has("expired") || has("notvalidyet") || has("not valid yet") {
+        "expired"
+    } else if has("unknownissuer") || has("unknown issuer") || has("badsignature") {
+        "unknown_ca"
+    } else if has("no certificates") || has("nocertificatespresented") {
+        "no_certificate"
+    } else if has("no handshake within") {
+        "timeout"
+    } else if has("already holds") {
+        "connection_limit"
+    } else if has("certificate") {
+        "bad_certificate"
+    } else {
+        "protocol"
+    }
+}
+
+/// Folds in the audit entries appended since the last scrape, and writes what the log says.
+async fn from_log(
+    hub: &Hub,
+    folded: &Mutex<Folded>,
+    out: &mut Exposition,
+) -> Result<(), StoreError> {
+    let mut guard = folded.lock().await;
+    // Taken out while folding: if a read fails, the next scrape starts again from entry 1.
+    let mut state = std::mem::take(&mut *guard);
+    loop {
+        let (next, n) = hub
+            .store
+            .read(move |txn| {
+                let entries = audit::entries_after(txn, state.after, PAGE)?;
+                for e in &entries {
+                    state.fold(txn, e)?;
+                }
+                Ok::<_, StoreError>((state, entries.len()))
+            })
+            .await?;
+        state = next;
+        if n < PAGE {
+            break;
+        }
+    }
+    let f = &state;
+    let steps: Vec<_> = [
+        "accepted",
+        "delivered",
+        "confirmed",
+        "rejected",
+        "not_delivered",
+    ]
+    .iter()
+    .map(|s| (vec![("step", *s)], f.steps.get(s).copied().unwrap_or(0)))
+    .collect();
+    out.counter(
+        "exchange_hub_documents_total",
+        "Documents (per recipient after acceptance) reaching each step, from the audit log.",
+        &labelled(&steps),
+    );
+    out.counter(
+        "exchange_hub_accepted_bytes_total",
+        "Content bytes of the documents the hub accepted.",
+        &[(&[], f.accepted_bytes)],
+    );
+    let refused: Vec<_> = f
+        .refused
+        .iter()
+        .map(|(k, v)| (vec![("reason", *k)], *v))
+        .collect();
+    out.counter(
+        "exchange_hub_documents_refused_total",
+        "Submissions the hub refused, by reason class.",
+        &labelled(&refused),
+    );
+    let hs: Vec<_> = f
+        .handshakes
+        .iter()
+        .map(|(k, v)| (vec![("reason", *k)], *v))
+        .collect();
+    out.counter(
+        "exchange_hub_tls_handshake_failures_total",
+        "TLS handshakes the hub refused, by reason class.",
+        &labelled(&hs),
+    );
+    out.counter(
+        "exchange_hub_redeliveries_total",
+        "Deliveries pushed again because the node had not acknowledged them.",
+        &[(&[], f.redeliveries)],
+    );
+    let connected = f.streams.values().filter(|n| **n > 0).count();
+    out.gauge(
+        "exchange_hub_connected_nodes",
+        "Departments with an open delivery stream.",
+        &[(&[], connected as f64)],
+    );
+    out.histogram(
+        "exchange_hub_delivery_seconds",
+        "From the hub's acceptance to the recipient node's DELIVERED receipt.",
+        &[(&[], f.delivery.snapshot())],
+    );
+    *guard = state;
+    Ok(())
+}
+
+/// `(labels, value)` pairs with borrowed labels, as `Exposition` takes them.
+fn labelled<'a, T: Copy>(
+    rows: &'a [(Vec<(&'a str, &'a str)>, T)],
+) -> Vec<(&'a [(&'a str, &'a str)], T)> {
+    rows.iter().map(|(l, v)| (l.as_slice(), *v)).collect()
+}
+
+/// One queue group: destination, urgency, depth, age of the oldest item (seconds).
+type Depth = (String, &'static str, u64, f64);
+
+/// Queue depths and oldest ages, and every table's row count, in one read transaction.
+fn from_store(txn: &ReadTransaction) -> Result<(Vec<Depth>, Vec<(String, u64)>), StoreError> {
+    let now = now_ms();
+    let mut depths = Vec::new();
+    for d in store::OUTBOUND.depths(txn)? {
+        let item: st::QueueItem = decode("outbound item", &d.oldest)?;
+        let since = match item.item {
+            Some(st::queue_item::Item::DeliverDoc(id)) => {
+                store::get_document(txn, &id)?.map(|doc| doc.accepted_at_ms)
+            }
+            Some(st::queue_item::Item::Evidence(ev)) => {
+                pb::Evidence::decode(ev.evidence.as_slice())
+                    .ok()
+                    .map(|e| e.at_ms)
+            }
+            _ => None,
+        };
+        let age = since.map_or(0.0, |t| (now - t).max(0) as f64 / 1000.0);
+        depths.push((d.dest, metrics::urgency_label(d.priority), d.len, age));
+    }
+    let mut rows = Vec::new();
+    for t in crate::backup::tables() {
+        rows.push((t.table_name(), t.rows(txn)?));
+    }
+    Ok((depths, rows))
+}
+
+/// The whole exposition.
+async fn render(hub: &Hub, folded: &Mutex<Folded>) -> Result<String, StoreError> {
+    let mut out = Exposition::new();
+    from_log(hub, folded, &mut out).await?;
+    let (depths, rows) = hub.store.read(from_store).await?;
+    let labels: Vec<_> = depths
+        .iter()
+        .map(|(dept, urgency, _, _)| [("dept", dept.as_str()), ("urgency", *urgency)])
+        .collect();
+    let depth: Vec<_> = depths
+        .iter()
+        .zip(&labels)
+        .map(|((_, _, n, _), l)| (l.as_slice(), *n as f64))
+        .collect();
+    out.gauge(
+        "exchange_hub_queue_depth",
+        "Items waiting to be pushed to a department, by urgency (groups with none are absent).",
+        &depth,
+    );
+    let age: Vec<_> = depths
+        .iter()
+        .zip(&labels)
+        .map(|((_, _, _, a), l)| (l.as_slice(), *a))
+        .collect();
+    out.gauge(
+        "exchange_hub_queue_oldest_age_seconds",
+        "Age of the oldest item waiting for a department, by urgency.",
+        &age,
+    );
+    metrics::store_metrics(&mut out, &hub.store, &rows);
+    Ok(out.finish())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reasons_fall_into_their_classes() {
+        assert_eq!(
+            refusal_class("metadata.to_depts: unknown department(s) zz"),
+            "unknown_recipient"
+        );
+        assert_eq!(
+            refusal_class(
+                "metadata.to_depts: the routing policy ([routing] in hub.toml) does not allow a"
+            ),
+            "routing"
+        );
+        assert_eq!(
+            refusal_class("header.parts: 9 bytes in all, the hub's limit is 8"),
+            "too_large"
+        );
+        assert_eq!(
+            refusal_class("document refused: bad signature"),
+            "signature"
+        );
+        assert_eq!(refusal_class("metadata.title: required"), "invalid");
+        assert_eq!(
+            handshake_class("invalid peer certificate: UnknownIssuer"),
+            "unknown_ca"
+        );
+        assert_eq!(handshake_class("the certificate is revoked"), "revoked");
+        assert_eq!(handshake_class("no handshake within 10s"), "timeout");
+        assert_eq!(
+            handshake_class("peer sent no certificates"),
+            "no_certificate"
+        );
+        assert_eq!(handshake_class("received corrupt message"), "protocol");
+    }
+}

@@ -1,0 +1,109 @@
+//! The sender's view of what it sent: one `DocumentStatus` per document, for `GetStatus`
+//! (`exchange-node status ID`) and `ListSent` (`exchange-node outbox`). Built from the `sent`
+//! record at read time, so both commands always agree.
+//!
+//! Replies (答复) are found by reading the inbox for documents whose signed `in_reply_to` names
+//! the sent document: the inbox is the index, read once per call. That is a scan of every
+//! received document; at a department's volume (hundreds a year) it costs less than keeping a
+//! second table in step with the inbox.
+
+use std::collections::HashMap;
+
+use exchange_core::{
+    document::SignedDoc,
+    error::{ErrorCode, ServiceError},
+    ids::DocumentId,
+};
+use exchange_proto::{store::v1 as st, v1 as pb};
+
+use crate::{
+    Node,
+    api::{inbox_entry, recipient_status},
+    store,
+};
+
+/// The status of one sent record, with the replies received to it.
+pub(crate) fn of_record(
+    rec: &st::SentDocument,
+    replies: Vec<pb::InboxEntry>,
+) -> Result<pb::DocumentStatus, ServiceError> {
+    let doc = SignedDoc::decode(rec.document.clone().unwrap_or_default())
+        .map_err(|e| ServiceError::new(ErrorCode::Internal, e.to_string()))?;
+    let refused = !rec.refused.is_empty();
+    let recipients = rec
+        .recipients
+        .iter()
+        .map(|r| {
+            let mut s = recipient_status(r, rec.queued_at_ms);
+            if refused {
+                s.state = pb::RecipientState::Refused.into();
+            }
+            s
+        })
+        .collect();
+    Ok(pb::DocumentStatus {
+        doc_id: doc.header.id.to_string(),
+        title: doc.header.title.clone(),
+        urgency: pb::Urgency::from(doc.header.urgency).into(),
+        created_at_ms: doc.header.created_at_ms,
+        recipients,
+        refused: rec.refused.clone(),
+        replies,
+    })
+}
+
+/// Received documents that answer another document, by the id they answer; oldest first.
+async fn replies_by_original(
+    node: &Node,
+) -> Result<HashMap<String, Vec<pb::InboxEntry>>, ServiceError> {
+    let mut by: HashMap<String, Vec<pb::InboxEntry>> = HashMap::new();
+    for rec in store::inbox(&node.store).await? {
+        let (entry, doc) = inbox_entry(node, &rec)?;
+        let original = &doc.header.metadata.in_reply_to;
+        if !original.is_empty() {
+            by.entry(original.clone()).or_default().push(entry);
+        }
+    }
+    for list in by.values_mut() {
+        list.sort_by_key(|e| e.received_at_ms);
+    }
+    Ok(by)
+}
+
+/// The status of document `id`, which this department must have sent.
+pub(crate) async fn of(node: &Node, id: DocumentId) -> Result<pb::DocumentStatus, ServiceError> {
+    let rec = store::sent(&node.store, id).await?;
+    let rec = rec.ok_or_else(|| {
+        ServiceError::not_found(format!("no document {id} was sent by this department"))
+    })?;
+    let replies = replies_by_original(node)
+        .await?
+        .remove(&id.to_string())
+        .unwrap_or_default();
+    of_record(&rec, replies)
+}
+
+/// Every sent document, newest first.
+pub(crate) async fn all(node: &Node) -> Result<Vec<pb::DocumentStatus>, ServiceError> {
+    let recs = store::all_sent(&node.store).await?;
+    let mut replies = replies_by_original(node).await?;
+    let mut out = Vec::with_capacity(recs.len());
+    for rec in &recs {
+        let id = rec
+            .document
+            .as_ref()
+            .and_then(|d| {
+                prost::Message::decode(d.header.as_slice())
+                    .ok()
+                    .map(|h: pb::DocumentHeader| h.id)
+            })
+            .unwrap_or_default();
+        out.push(of_record(rec, replies.remove(&id).unwrap_or_default())?);
+    }
+    out.sort_by(|a, b| {
+        b.created_at_ms
+            .cmp(&a.created_at_ms)
+            .then(b.doc_id.cmp(&a.doc_id))
+    });
+    Ok(out)
+}

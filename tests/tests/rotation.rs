@@ -1,0 +1,116 @@
+//! Certificate rotation: a department gets new certificates and keys (`exchange-certs issue-dept`
+//! again into its directory), its old TLS certificate is revoked, and its node restarts. Nothing
+//! queued on either side is lost: documents in its outbox (signed with the old key, which stays
+//! valid) go out over the new certificate, and deliveries the hub queued for it arrive.
+
+use anyhow::{Context as _, Result};
+use exchange_tests::{DEADLINE, TestExchange, eventually, random_file, tls_probe};
+
+async fn send(ex: &TestExchange, from: &str, to: &str, title: &str, file: &str) -> Result<String> {
+    let out = ex
+        .cli_ok(
+            from,
+            &["send", "--to", to, "--title", title, "--file", file],
+        )
+        .await?;
+    Ok(out.lines().last().context("no id")?.trim().to_owned())
+}
+
+async fn delivered(ex: &TestExchange, sender: &str, id: &str) -> Result<()> {
+    eventually(&format!("{id} delivered"), DEADLINE, || async {
+        let s = ex.cli_json(sender, &["status", id, "--json"]).await?;
+        Ok((s["recipients"][0]["state"] == "delivered").then_some(()))
+    })
+    .await
+}
+
+#[tokio::test]
+async fn a_rotated_department_certificate_loses_nothing_queued() -> Result<()> {
+    let mut ex = TestExchange::start(&["a", "b"]).await?;
+    let file = random_file(ex.root(), "notice.txt", 2000, 7)?;
+    let file = file.to_str().context("path")?.to_owned();
+
+    // With the hub away, a and b each queue a document for the other.
+    ex.kill_hub().await?;
+    let from_a = send(&ex, "a", "b", "queued at a before rotation", &file).await?;
+    let to_a = send(&ex, "b", "a", "queued for a during rotation", &file).await?;
+    ex.stop_node("a").await?;
+
+    // New keys and certificates for a, and its old TLS certificate revoked.
+    let layout = ex.layout_dir();
+    let (ca_dir, a_dir) = (layout.join("ca"), layout.join("a"));
+    let old_cert = ex.root().join("a-old-tls.pem");
+    let old_key = ex.root().join("a-old-tls.key");
+    std::fs::copy(a_dir.join("tls.pem"), &old_cert)?;
+    std::fs::copy(a_dir.join("tls.key"), &old_key)?;
+    let path = |p: &std::path::Path| p.to_str().map(str::to_owned).context("path");
+    let (ok, _, err) = ex
+        .certs(&[
+            "issue-dept",
+            "--ca-dir",
+            &path(&ca_dir)?,
+            "--id",
+            "a",
+            "--out",
+            &path(&a_dir)?,
+        ])
+        .await?;
+    assert!(ok, "issue-dept: {err}");
+    let (ok, _, err) = ex
+        .certs(&[
+            "revoke",
+            "--ca-dir",
+            &path(&ca_dir)?,
+            "--cert",
+            &path(&old_cert)?,
+            "--reason",
+            "superseded",
+        ])
+        .await?;
+    assert!(ok, "revoke: {err}");
+
+    // b's document waits at the hub for a; a comes back with its new identity.
+    ex.start_hub().await?;
+    eventually("b's document accepted", DEADLINE, || async {
+        let s = ex.cli_json("b", &["status", &to_a, "--json"]).await?;
+        Ok((s["recipients"][0]["state"] == "accepted").then_some(()))
+    })
+    .await?;
+    ex.start_node("a").await?;
+    delivered(&ex, "a", &from_a).await?;
+    delivered(&ex, "b", &to_a).await?;
+    let fresh = send(&ex, "a", "b", "signed with the new key", &file).await?;
+    delivered(&ex, "a", &fresh).await?;
+
+    // Each document is in its recipient's inbox exactly once.
+    for (dept, want) in [
+        ("a", vec![to_a.as_str()]),
+        ("b", vec![from_a.as_str(), fresh.as_str()]),
+    ] {
+        let inbox = ex.cli_json(dept, &["inbox", "--json"]).await?;
+        let mut ids: Vec<&str> = inbox
+            .as_array()
+            .context("inbox")?
+            .iter()
+            .filter_map(|e| e["doc_id"].as_str())
+            .collect();
+        ids.sort_unstable();
+        let mut want = want;
+        want.sort_unstable();
+        assert_eq!(ids, want, "{dept}: {inbox}");
+    }
+
+    // The old certificate no longer opens a connection.
+    let ca_pem = std::fs::read(ca_dir.join("ca.pem"))?;
+    let verdict = tls_probe(
+        ex.hub_addr(),
+        &ca_pem,
+        Some((&std::fs::read(&old_cert)?, &std::fs::read(&old_key)?)),
+    )
+    .await?;
+    let refused = verdict
+        .err()
+        .context("the superseded certificate was accepted")?;
+    assert!(refused.contains("CertificateRevoked"), "{refused}");
+    Ok(())
+}
