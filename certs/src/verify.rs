@@ -102,6 +102,40 @@ fn one_line(s: &str) -> String {
     s.replace(['\n', '\t'], " ")
 }
 
+/// Verifies an audit export (`exchange-hub audit export` output, JSON Lines) against the CA
+/// certificate `ca`: the entries form an unbroken hash chain and every checkpoint is signed by the
+/// hub and matches it. Returns a one-line summary; an error names the first bad entry.
+pub fn verify_audit_file(file: &Path, ca: &Path) -> Result<String> {
+    let ca_der =
+        read_pem_file(ca, "CERTIFICATE").with_context(|| format!("reading {}", ca.display()))?;
+    let verifier = Verifier::new(&ca_der).with_context(|| format!("using {}", ca.display()))?;
+    let text =
+        std::fs::read_to_string(file).with_context(|| format!("reading {}", file.display()))?;
+    let mut lines = Vec::new();
+    for (n, line) in text
+        .lines()
+        .enumerate()
+        .filter(|(_, l)| !l.trim().is_empty())
+    {
+        let parsed: exchange_core::audit::ExportLine =
+            serde_json::from_str(line).with_context(|| {
+                format!(
+                    "{} line {}: not an audit export line",
+                    file.display(),
+                    n + 1
+                )
+            })?;
+        lines.push(parsed);
+    }
+    let (entries, checkpoints) = exchange_core::audit::verify_export(&lines, &verifier)
+        .with_context(|| format!("{} does not verify", file.display()))?;
+    Ok(format!(
+        "{}: {entries} entries form an unbroken chain; {checkpoints} checkpoints signed by the hub (CA {}) match it\n",
+        file.display(),
+        ca.display()
+    ))
+}
+
 #[cfg(test)]
 mod tests {
     use exchange_core::{
@@ -151,38 +185,4 @@ mod tests {
         );
         Ok(())
     }
-}
-
-/// Verifies an audit export (`exchange-hub audit export` output, JSON Lines) against the CA
-/// certificate `ca`: the entries form an unbroken hash chain and every checkpoint is signed by the
-/// hub and matches it. Returns a one-line summary; an error names the first bad entry.
-pub fn verify_audit_file(file: &Path, ca: &Path) -> Result<String> {
-    let ca_der =
-        read_pem_file(ca, "CERTIFICATE").with_context(|| format!("reading {}", ca.display()))?;
-    let verifier = Verifier::new(&ca_der).with_context(|| format!("using {}", ca.display()))?;
-    let text =
-        std::fs::read_to_string(file).with_context(|| format!("reading {}", file.display()))?;
-    let mut lines = Vec::new();
-    for (n, line) in text
-        .lines()
-        .enumerate()
-        .filter(|(_, l)| !l.trim().is_empty())
-    {
-        let parsed: exchange_core::audit::ExportLine =
-            serde_json::from_str(line).with_context(|| {
-                format!(
-                    "{} line {}: not an audit export line",
-                    file.display(),
-                    n + 1
-                )
-            })?;
-        lines.push(parsed);
-    }
-    let (entries, checkpoints) = exchange_core::audit::verify_export(&lines, &verifier)
-        .with_context(|| format!("{} does not verify", file.display()))?;
-    Ok(format!(
-        "{}: {entries} entries form an unbroken chain; {checkpoints} checkpoints signed by the hub (CA {}) match it\n",
-        file.display(),
-        ca.display()
-    ))
 }

@@ -34,7 +34,7 @@ pub struct ServiceError {
     /// What is wrong and, where it helps, what to do.
     pub message: String,
     /// Signed evidence of the refusal itself (the hub's REFUSED), sent as the status details.
-    pub evidence: Option<exchange_proto::v1::SignedEvidence>,
+    pub evidence: Option<Box<exchange_proto::v1::SignedEvidence>>,
 }
 
 impl ServiceError {
@@ -81,7 +81,7 @@ impl From<ServiceError> for tonic::Status {
             Some(ev) => tonic::Status::with_details(
                 code,
                 e.message,
-                tonic::codegen::Bytes::from(prost::Message::encode_to_vec(&ev)),
+                tonic::codegen::Bytes::from(prost::Message::encode_to_vec(ev.as_ref())),
             ),
             None => tonic::Status::new(code, e.message),
         }

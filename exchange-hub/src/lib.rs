@@ -73,7 +73,7 @@ pub fn check_config(cfg: &HubConfig) -> anyhow::Result<()> {
     tls::acceptor::server_config(&cfg.tls).context("loading the hub's TLS identity")?;
     Verifier::new(&tls::ca_der(&cfg.tls)?).context("loading the CA certificate")?;
     load_signer(cfg)?;
-    Directory::from_config(&cfg.departments)?;
+    Directory::from_config(&cfg.departments)?.with_groups(&cfg.groups)?;
     Ok(())
 }
 

@@ -37,7 +37,10 @@ fn main() -> ExitCode {
     if matches!(cli.cmd, Command::Serve | Command::CheckConfig)
         && let Err(e) = exchange_hub::check_config(&cfg)
     {
-        let file = cli.config.as_deref().unwrap_or(std::path::Path::new("?"));
+        let file = cli
+            .config
+            .as_deref()
+            .unwrap_or_else(|| std::path::Path::new("?"));
         eprintln!("error: {}: {e:#}", file.display());
         return ExitCode::from(EXIT_USAGE);
     }

@@ -25,6 +25,10 @@ use tokio_util::sync::CancellationToken;
 
 use crate::{Hub, audit, store};
 
+mod reasons;
+
+use reasons::{handshake_class, refusal_class};
+
 /// Audit entries folded in per read transaction.
 const PAGE: usize = 4096;
 
@@ -145,60 +149,6 @@ fn content_bytes(doc: &st::HubDocument) -> u64 {
         .map_or(0, |h| h.parts.iter().map(|p| p.size).sum())
 }
 
-/// A refusal's reason, from its message, as a small closed set of label values.
-fn refusal_class(detail: &str) -> &'static str {
-    let d = detail.to_lowercase();
-    let has = |s: &str| d.contains(s);
-    if has("routing policy") {
-        "routing"
-    } else if has("classification") {
-        "classified"
-    } else if has("unknown department") {
-        "unknown_recipient"
-    } else if has("the hub's limit") {
-        "too_large"
-    } else if has("not uploaded") {
-        "content_missing"
-    } else if has("already submitted") {
-        "duplicate_id"
-    } else if has("header.sender") {
-        "wrong_sender"
-    } else if has("signature") || has("certificate") || has("document refused") {
-        "signature"
-    } else if has("disk full") || has("storage") {
-        "storage"
-    } else if has("expired") {
-        "expired"
-    } else if d.contains(':') {
-        "invalid"
-    } else {
-        "other"
-    }
-}
-
-/// A refused handshake's reason (a rustls error, a timeout, the acceptor's own checks).
-fn handshake_class(detail: &str) -> &'static str {
-    let d = detail.to_lowercase();
-    let has = |s: &str| d.contains(s);
-    if has("revoked") {
-        "revoked"
-    } else if has("expired") || has("notvalidyet") || has("not valid yet") {
-        "expired"
-    } else if has("unknownissuer") || has("unknown issuer") || has("badsignature") {
-        "unknown_ca"
-    } else if has("no certificates") || has("nocertificatespresented") {
-        "no_certificate"
-    } else if has("no handshake within") {
-        "timeout"
-    } else if has("already holds") {
-        "connection_limit"
-    } else if has("certificate") {
-        "bad_certificate"
-    } else {
-        "protocol"
-    }
-}
-
 /// Folds in the audit entries appended since the last scrape, and writes what the log says.
 async fn from_log(
     hub: &Hub,
@@ -237,7 +187,7 @@ async fn from_log(
     .collect();
     out.counter(
         "exchange_hub_documents_total",
-        "Documents (per recipient after acceptance) reaching each step, from the audit log.",
+        "Documents reaching each step: accepted once per document, the others per recipient.",
         &labelled(&steps),
     );
     out.counter(
@@ -295,8 +245,15 @@ fn labelled<'a, T: Copy>(
 /// One queue group: destination, urgency, depth, age of the oldest item (seconds).
 type Depth = (String, &'static str, u64, f64);
 
+/// What one read transaction of the store says: queue groups and table sizes.
+struct FromStore {
+    depths: Vec<Depth>,
+    /// Every table and its row count.
+    rows: Vec<(String, u64)>,
+}
+
 /// Queue depths and oldest ages, and every table's row count, in one read transaction.
-fn from_store(txn: &ReadTransaction) -> Result<(Vec<Depth>, Vec<(String, u64)>), StoreError> {
+fn from_store(txn: &ReadTransaction) -> Result<FromStore, StoreError> {
     let now = now_ms();
     let mut depths = Vec::new();
     for d in store::OUTBOUND.depths(txn)? {
@@ -319,14 +276,14 @@ fn from_store(txn: &ReadTransaction) -> Result<(Vec<Depth>, Vec<(String, u64)>),
     for t in crate::backup::tables() {
         rows.push((t.table_name(), t.rows(txn)?));
     }
-    Ok((depths, rows))
+    Ok(FromStore { depths, rows })
 }
 
 /// The whole exposition.
 async fn render(hub: &Hub, folded: &Mutex<Folded>) -> Result<String, StoreError> {
     let mut out = Exposition::new();
     from_log(hub, folded, &mut out).await?;
-    let (depths, rows) = hub.store.read(from_store).await?;
+    let FromStore { depths, rows } = hub.store.read(from_store).await?;
     let labels: Vec<_> = depths
         .iter()
         .map(|(dept, urgency, _, _)| [("dept", dept.as_str()), ("urgency", *urgency)])
@@ -353,43 +310,4 @@ async fn render(hub: &Hub, folded: &Mutex<Folded>) -> Result<String, StoreError>
     );
     metrics::store_metrics(&mut out, &hub.store, &rows);
     Ok(out.finish())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn reasons_fall_into_their_classes() {
-        assert_eq!(
-            refusal_class("metadata.to_depts: unknown department(s) zz"),
-            "unknown_recipient"
-        );
-        assert_eq!(
-            refusal_class(
-                "metadata.to_depts: the routing policy ([routing] in hub.toml) does not allow a"
-            ),
-            "routing"
-        );
-        assert_eq!(
-            refusal_class("header.parts: 9 bytes in all, the hub's limit is 8"),
-            "too_large"
-        );
-        assert_eq!(
-            refusal_class("document refused: bad signature"),
-            "signature"
-        );
-        assert_eq!(refusal_class("metadata.title: required"), "invalid");
-        assert_eq!(
-            handshake_class("invalid peer certificate: UnknownIssuer"),
-            "unknown_ca"
-        );
-        assert_eq!(handshake_class("the certificate is revoked"), "revoked");
-        assert_eq!(handshake_class("no handshake within 10s"), "timeout");
-        assert_eq!(
-            handshake_class("peer sent no certificates"),
-            "no_certificate"
-        );
-        assert_eq!(handshake_class("received corrupt message"), "protocol");
-    }
 }

@@ -26,9 +26,6 @@ fn allowed(routing: &RoutingSection, sender: &DeptId, recipient: &DeptId) -> boo
 }
 
 /// Refuses a document from `sender` to `recipients` if the policy forbids any of them.
-// ServiceError is the one refusal type of every handler (it may carry signed evidence, hence its
-// size); this check returns it like the checks around its call site do.
-#[allow(clippy::result_large_err)]
 pub(crate) fn check(
     routing: &RoutingSection,
     sender: &DeptId,

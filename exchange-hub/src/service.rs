@@ -111,7 +111,7 @@ impl HubService {
             .chars()
             .take(exchange_core::document::limits::TEXT_CHARS)
             .collect();
-        e.evidence = Some(SignedEvidence::seal(ev, &self.hub.signer).wire);
+        e.evidence = Some(Box::new(SignedEvidence::seal(ev, &self.hub.signer).wire));
         e
     }
 

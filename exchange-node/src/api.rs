@@ -86,6 +86,14 @@ pub(crate) fn inbox_entry(
         rejected_at_ms: rejected,
         clerk: rec.clerk.clone(),
         reason: rec.reason.clone(),
+        reply_deadline_ms: h.metadata.reply_deadline_ms,
+        overdue: state == InboxState::New
+            && crate::overdue::is_overdue(
+                &node.cfg.reminders,
+                h.urgency,
+                rec.received_at_ms,
+                now_ms(),
+            ),
     };
     Ok((entry, doc))
 }
@@ -112,6 +120,7 @@ pub(crate) fn recipient_status(r: &st::SentRecipient, queued_at_ms: i64) -> pb::
         rejected_at_ms: r.rejected_at_ms,
         clerk: r.clerk.clone(),
         reason: r.reason.clone(),
+        overdue: false, // set by `status`, which knows the urgency and the thresholds
     }
 }
 
@@ -200,9 +209,11 @@ impl node_server::Node for NodeApi {
             .iter()
             .map(|r| inbox_entry(&self.node, r).map(|(e, d)| (d.header.urgency.priority(), e)))
             .collect::<Result<Vec<_>, _>>()?;
-        // Most urgent first, then oldest first: the order a clerk works in.
+        // Overdue first, then most urgent, then oldest: the order a clerk works in.
         entries.sort_by(|a, b| {
-            a.0.cmp(&b.0)
+            b.1.overdue
+                .cmp(&a.1.overdue)
+                .then(a.0.cmp(&b.0))
                 .then(a.1.received_at_ms.cmp(&b.1.received_at_ms))
         });
         Ok(Response::new(pb::ListInboxResponse {

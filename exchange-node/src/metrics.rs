@@ -129,10 +129,16 @@ fn uuid_v7_ms(id: &str) -> Option<i64> {
     i64::from_str_radix(&hex, 16).ok()
 }
 
+/// What one read transaction of the store says.
+struct FromStore {
+    /// Per urgency: depth, and age of the oldest item in seconds.
+    depths: Vec<(&'static str, u64, f64)>,
+    /// Every table and its row count.
+    rows: Vec<(String, u64)>,
+}
+
 /// Outbox depth and age of the oldest item per urgency, and every table's row count.
-fn from_store(
-    txn: &ReadTransaction,
-) -> Result<(Vec<(&'static str, u64, f64)>, Vec<(String, u64)>), StoreError> {
+fn from_store(txn: &ReadTransaction) -> Result<FromStore, StoreError> {
     let now = now_ms();
     let mut depths = Vec::new();
     for d in store::OUTBOX.depths(txn)? {
@@ -153,7 +159,7 @@ fn from_store(
     for t in crate::backup::tables() {
         rows.push((t.table_name(), t.rows(txn)?));
     }
-    Ok((depths, rows))
+    Ok(FromStore { depths, rows })
 }
 
 async fn render(node: &Node, folded: &Mutex<Folded>) -> Result<String, StoreError> {
@@ -192,7 +198,7 @@ async fn render(node: &Node, folded: &Mutex<Folded>) -> Result<String, StoreErro
             &latency,
         );
     }
-    let (depths, rows) = node.store.read(from_store).await?;
+    let FromStore { depths, rows } = node.store.read(from_store).await?;
     let count = |table: &str| rows.iter().find(|(t, _)| t == table).map_or(0, |(_, n)| *n);
     out.counter(
         "exchange_node_documents_sent_total",

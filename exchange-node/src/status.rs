@@ -13,6 +13,7 @@ use exchange_core::{
     document::SignedDoc,
     error::{ErrorCode, ServiceError},
     ids::DocumentId,
+    time::now_ms,
 };
 use exchange_proto::{store::v1 as st, v1 as pb};
 
@@ -24,9 +25,11 @@ use crate::{
 
 /// The status of one sent record, with the replies received to it.
 pub(crate) fn of_record(
+    node: &Node,
     rec: &st::SentDocument,
     replies: Vec<pb::InboxEntry>,
 ) -> Result<pb::DocumentStatus, ServiceError> {
+    let now = now_ms();
     let doc = SignedDoc::decode(rec.document.clone().unwrap_or_default())
         .map_err(|e| ServiceError::new(ErrorCode::Internal, e.to_string()))?;
     let refused = !rec.refused.is_empty();
@@ -38,6 +41,13 @@ pub(crate) fn of_record(
             if refused {
                 s.state = pb::RecipientState::Refused.into();
             }
+            s.overdue = s.state() == pb::RecipientState::Delivered
+                && crate::overdue::is_overdue(
+                    &node.cfg.reminders,
+                    doc.header.urgency,
+                    s.delivered_at_ms,
+                    now,
+                );
             s
         })
         .collect();
@@ -80,7 +90,7 @@ pub(crate) async fn of(node: &Node, id: DocumentId) -> Result<pb::DocumentStatus
         .await?
         .remove(&id.to_string())
         .unwrap_or_default();
-    of_record(&rec, replies)
+    of_record(node, &rec, replies)
 }
 
 /// Every sent document, newest first.
@@ -98,7 +108,11 @@ pub(crate) async fn all(node: &Node) -> Result<Vec<pb::DocumentStatus>, ServiceE
                     .map(|h: pb::DocumentHeader| h.id)
             })
             .unwrap_or_default();
-        out.push(of_record(rec, replies.remove(&id).unwrap_or_default())?);
+        out.push(of_record(
+            node,
+            rec,
+            replies.remove(&id).unwrap_or_default(),
+        )?);
     }
     out.sort_by(|a, b| {
         b.created_at_ms

@@ -80,7 +80,9 @@ fn plan(seed: u64, i: usize) -> (usize, Draft) {
     (sender, draft)
 }
 
-async fn api_at(data: &PathBuf) -> Result<pb::node_client::NodeClient<tonic::transport::Channel>> {
+async fn api_at(
+    data: &std::path::Path,
+) -> Result<pb::node_client::NodeClient<tonic::transport::Channel>> {
     let addr = read_addr_file(data, "api.addr")?;
     let ch = tonic::transport::Endpoint::from_shared(format!("http://{addr}"))?
         .connect_timeout(Duration::from_secs(2))

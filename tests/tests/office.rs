@@ -11,7 +11,7 @@ fn last_line(out: &str) -> String {
 }
 
 /// `inbox --json` at `dept` with extra flags.
-async fn inbox(ex: &TestExchange, dept: &str, flags: &[str.as_str()]) -> Result<Vec<Value>> {
+async fn inbox(ex: &TestExchange, dept: &str, flags: &[&str]) -> Result<Vec<Value>> {
     let mut args = vec!["inbox", "--json"];
     args.extend_from_slice(flags);
     let v = ex.cli_json(dept, &args).await?;
@@ -29,7 +29,7 @@ async fn wait_in_inbox(ex: &TestExchange, dept: &str, id: &str) -> Result<Value>
 }
 
 /// `send` from `from` with the given extra flags; returns the id.
-async fn send(ex: &TestExchange, from: &str, title: &str, flags: &[str.as_str()]) -> Result<String> {
+async fn send(ex: &TestExchange, from: &str, title: &str, flags: &[&str]) -> Result<String> {
     let body = random_file(ex.root(), &format!("{title}.ofd"), 1000, title.len() as u64)?;
     let body = body.to_str().context("utf-8 path")?.to_owned();
     let mut args = vec!["send", "--title", title, "--file", &body];
@@ -132,7 +132,13 @@ fn ids(entries: &[Value]) -> Vec<String> {
 #[tokio::test]
 async fn inbox_filters_and_the_outbox_show_the_clerks_day() -> Result<()> {
     let ex = TestExchange::start(&["a", "b", "c"]).await?;
-    let normal = send(&ex, "a", "关于报送统计数据的通知", &["--to", "b"]).await?;
+    let normal = send(
+        &ex,
+        "a",
+        "关于报送统计数据的通知",
+        &["--to", "b", "--deadline", "2100-01-01"],
+    )
+    .await?;
     let very = send(
         &ex,
         "a",
@@ -154,7 +160,10 @@ async fn inbox_filters_and_the_outbox_show_the_clerks_day() -> Result<()> {
         .await?;
 
     // Urgent first, then oldest first; each filter narrows it.
-    assert_eq!(ids(&inbox(&ex, "b", &[]).await?), [very.as_str(), normal.as_str(), from_c.as_str()]);
+    assert_eq!(
+        ids(&inbox(&ex, "b", &[]).await?),
+        [very.as_str(), normal.as_str(), from_c.as_str()]
+    );
     assert_eq!(
         ids(&inbox(&ex, "b", &["--state", "new"]).await?),
         [very.as_str(), from_c.as_str()]
@@ -167,7 +176,10 @@ async fn inbox_filters_and_the_outbox_show_the_clerks_day() -> Result<()> {
         ids(&inbox(&ex, "b", &["--urgency", "very-urgent"]).await?),
         [very.as_str()]
     );
-    assert_eq!(ids(&inbox(&ex, "b", &["--from", "c"]).await?), [from_c.as_str()]);
+    assert_eq!(
+        ids(&inbox(&ex, "b", &["--from", "c"]).await?),
+        [from_c.as_str()]
+    );
     assert_eq!(
         ids(&inbox(&ex, "b", &["--since", "2000-01-01"]).await?).len(),
         3
@@ -177,6 +189,15 @@ async fn inbox_filters_and_the_outbox_show_the_clerks_day() -> Result<()> {
             .await?
             .is_empty()
     );
+    // A reply deadline shows with the time left; a document without one shows none.
+    let listed = inbox(&ex, "b", &[]).await?;
+    let n = listed
+        .iter()
+        .find(|e| e["id"] == normal.as_str())
+        .context("normal")?;
+    assert_eq!(n["reply_deadline"], "2100-01-01T00:00:00.000Z");
+    assert!(n["time_left_secs"].as_i64().is_some_and(|s| s > 0), "{n}");
+    assert!(listed[0]["reply_deadline"].is_null(), "{}", listed[0]);
     let (ok, _, err) = ex.cli("b", &["inbox", "--state", "signed"]).await?;
     assert!(!ok && err.contains("signed"), "{err}");
 
@@ -201,5 +222,132 @@ async fn inbox_filters_and_the_outbox_show_the_clerks_day() -> Result<()> {
     assert_eq!(outbox[1]["recipients"][0]["clerk"], "李明");
     let table = ex.cli_ok("a", &["outbox"]).await?;
     assert!(table.contains("b:confirmed"), "{table}");
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_reply_links_to_its_original() -> Result<()> {
+    let ex = TestExchange::start(&["a", "b", "c"]).await?;
+    let request = send(
+        &ex,
+        "a",
+        "关于拨付专项资金的请示",
+        &["--to", "b", "--doc-type", "request"],
+    )
+    .await?;
+    wait_in_inbox(&ex, "b", &request).await?;
+
+    let answer = random_file(ex.root(), "批复.ofd", 500, 7)?;
+    let out = ex
+        .cli_ok(
+            "b",
+            &[
+                "reply",
+                &request,
+                "--title",
+                "关于同意拨付专项资金的批复",
+                "--file",
+                answer.to_str().context("path")?,
+            ],
+        )
+        .await?;
+    let reply = last_line(&out);
+    assert_eq!(reply.len(), 36, "reply prints the new id last: {out}");
+
+    // The reply reaches the original's sender, and its signed header names the original.
+    wait_in_inbox(&ex, "a", &reply).await?;
+    let shown = ex.cli_json("a", &["show", &reply, "--json"]).await?;
+    assert_eq!(shown["in_reply_to"], request.as_str());
+    assert_eq!(shown["doc_type"], "reply");
+    assert_eq!(shown["to_depts"], serde_json::json!(["a"]));
+    // The sender sees it under the original's status (and in the outbox listing).
+    let status = ex.cli_json("a", &["status", &request, "--json"]).await?;
+    assert_eq!(status["replies"][0]["id"], reply.as_str());
+    assert_eq!(status["replies"][0]["sender"], "b");
+    let table = ex.cli_ok("a", &["status", &request]).await?;
+    assert!(table.contains("关于同意拨付专项资金的批复"), "{table}");
+    let outbox = ex.cli_json("a", &["outbox", "--json"]).await?;
+    assert_eq!(outbox[0]["replies"][0]["id"], reply.as_str());
+
+    // Only a received document can be answered.
+    let (ok, _, err) = ex
+        .cli(
+            "c",
+            &[
+                "reply",
+                &request,
+                "--title",
+                "t",
+                "--file",
+                answer.to_str().context("path")?,
+            ],
+        )
+        .await?;
+    assert!(!ok, "c never received the request: {err}");
+    Ok(())
+}
+
+#[tokio::test]
+async fn an_overdue_delivery_is_flagged_at_both_ends() -> Result<()> {
+    let mut ex = TestExchange::setup(&["a", "b"])?;
+    for d in ["a", "b"] {
+        // 平件 overdue after 1 s; 特急 keeps its default 2 h.
+        ex.edit_node_config(d, |c| c.reminders.normal_secs = 1)?;
+    }
+    ex.start_hub().await?;
+    ex.start_node("a").await?;
+    ex.start_node("b").await?;
+    let normal = send(&ex, "a", "关于报送年度总结的通知", &["--to", "b"]).await?;
+    let very = send(
+        &ex,
+        "a",
+        "关于防范寒潮的紧急通知",
+        &["--to", "b", "--urgency", "very-urgent"],
+    )
+    .await?;
+    wait_in_inbox(&ex, "b", &very).await?;
+
+    // At the recipient: the overdue 平件 is flagged and listed before the 特急 that is not.
+    let entries = eventually("the 平件 to be overdue at b", DEADLINE, || async {
+        let e = inbox(&ex, "b", &[]).await?;
+        Ok((e
+            .first()
+            .is_some_and(|e| e["id"] == normal.as_str() && e["overdue"] == true))
+        .then_some(e))
+    })
+    .await?;
+    assert_eq!(ids(&entries), [normal.as_str(), very.as_str()]);
+    assert_eq!(entries[1]["overdue"], false);
+    assert_eq!(
+        ids(&inbox(&ex, "b", &["--state", "overdue"]).await?),
+        [normal.as_str()]
+    );
+    let table = ex.cli_ok("b", &["inbox"]).await?;
+    assert!(table.contains("overdue"), "{table}");
+
+    // At the sender: delivered but not confirmed past the threshold.
+    let b = eventually("b to be overdue at a", DEADLINE, || async {
+        let s = ex.cli_json("a", &["status", &normal, "--json"]).await?;
+        let b = s["recipients"][0].clone();
+        Ok((b["overdue"] == true).then_some(b))
+    })
+    .await?;
+    assert_eq!(b["state"], "delivered");
+    let s = ex.cli_json("a", &["status", &very, "--json"]).await?;
+    assert_eq!(s["recipients"][0]["overdue"], false);
+    let outbox = ex.cli_ok("a", &["outbox"]).await?;
+    assert!(outbox.contains("b:overdue"), "{outbox}");
+
+    // 签收 ends it at both ends.
+    ex.cli_ok("b", &["confirm", &normal, "--clerk", "赵敏"])
+        .await?;
+    eventually("b's confirmation at a", DEADLINE, || async {
+        let s = ex.cli_json("a", &["status", &normal, "--json"]).await?;
+        let b = &s["recipients"][0];
+        Ok((b["state"] == "confirmed" && b["overdue"] == false).then_some(()))
+    })
+    .await?;
+    let entries = inbox(&ex, "b", &[]).await?;
+    assert!(entries.iter().all(|e| e["overdue"] == false), "{entries:?}");
     Ok(())
 }

@@ -14,6 +14,8 @@ use exchange_tests::{
     },
     submit, tls_probe,
 };
+use prost::Message as _;
+use prost_types::FileDescriptorProto;
 use tonic::transport::Channel;
 use tonic_health::pb::{
     HealthCheckRequest, health_check_response::ServingStatus, health_client::HealthClient,
@@ -53,20 +55,44 @@ async fn reflected_services(channel: &Channel) -> Result<Vec<String>> {
     }
 }
 
-/// How many file descriptors reflection returns for `symbol` (its file and its imports).
-async fn reflected_files(channel: &Channel, symbol: &str) -> Result<usize> {
+/// The file descriptors reflection returns for one request, decoded.
+async fn reflect_files(channel: &Channel, req: MessageRequest) -> Result<Vec<FileDescriptorProto>> {
     let req = ServerReflectionRequest {
         host: String::new(),
-        message_request: Some(MessageRequest::FileContainingSymbol(symbol.to_owned())),
+        message_request: Some(req),
     };
     let mut stream = ServerReflectionClient::new(channel.clone())
         .server_reflection_info(tokio_stream::iter([req]))
         .await?
         .into_inner();
     match stream.message().await?.and_then(|r| r.message_response) {
-        Some(MessageResponse::FileDescriptorResponse(f)) => Ok(f.file_descriptor_proto.len()),
-        other => bail!("unexpected reflection answer for {symbol}: {other:?}"),
+        Some(MessageResponse::FileDescriptorResponse(f)) => f
+            .file_descriptor_proto
+            .iter()
+            .map(|b| Ok(FileDescriptorProto::decode(b.as_slice())?))
+            .collect(),
+        other => bail!("unexpected reflection answer: {other:?}"),
     }
+}
+
+/// Checks that reflection knows `symbol` and every file its file imports, transitively, as a
+/// tool such as grpcurl asks for them; returns every file name seen.
+async fn reflect_closure(channel: &Channel, symbol: &str) -> Result<Vec<String>> {
+    let first = reflect_files(channel, MessageRequest::FileContainingSymbol(symbol.into())).await?;
+    let mut todo: Vec<String> = first.iter().flat_map(|f| f.dependency.clone()).collect();
+    let mut seen: Vec<String> = first.iter().map(|f| f.name().to_owned()).collect();
+    while let Some(name) = todo.pop() {
+        if seen.contains(&name) {
+            continue;
+        }
+        let files = reflect_files(channel, MessageRequest::FileByFilename(name.clone())).await?;
+        let file = files
+            .first()
+            .with_context(|| format!("no descriptor for {name}"))?;
+        todo.extend(file.dependency.clone());
+        seen.push(name);
+    }
+    Ok(seen)
 }
 
 #[tokio::test]
@@ -88,8 +114,15 @@ async fn health_and_reflection_answer_on_the_hub_over_mtls_and_on_the_node_api()
         assert!(services.iter().any(|x| x == s), "{s} not in {services:?}");
     }
     // The descriptor set carries the service's file and everything it imports.
-    assert!(reflected_files(&hub, "exchange.v1.Hub").await? >= 2);
-    assert!(reflected_files(&hub, "exchange.v1.BackupRequest").await? >= 1);
+    let files = reflect_closure(&hub, "exchange.v1.Admin").await?;
+    for f in [
+        "exchange/v1/audit.proto",
+        "exchange/v1/document.proto",
+        "exchange/v1/backup.proto",
+    ] {
+        assert!(files.iter().any(|x| x == f), "{f} not in {files:?}");
+    }
+    assert!(!reflect_closure(&hub, "exchange.v1.Hub").await?.is_empty());
 
     // Without a client certificate there is no TLS session, so no health answer either.
     let ca = std::fs::read(ex.layout_dir().join("ca").join("ca.pem"))?;
@@ -105,7 +138,14 @@ async fn health_and_reflection_answer_on_the_hub_over_mtls_and_on_the_node_api()
         services.iter().any(|s| s == "exchange.v1.Node"),
         "{services:?}"
     );
-    assert!(reflected_files(&node, "exchange.v1.Node").await? >= 3);
+    let files = reflect_closure(&node, "exchange.v1.Node").await?;
+    for f in [
+        "exchange/v1/node.proto",
+        "exchange/v1/hub.proto",
+        "exchange/v1/backup.proto",
+    ] {
+        assert!(files.iter().any(|x| x == f), "{f} not in {files:?}");
+    }
     let unknown = HealthClient::new(node)
         .check(HealthCheckRequest {
             service: "no.such.Service".into(),
@@ -287,12 +327,12 @@ async fn check_config_names_the_file_and_the_key_of_a_broken_config() -> Result<
     // A bad value.
     std::fs::write(
         &node,
-        format!("{node_text}\n[metrics]\nlisten = \"localhost:9100\"\n"),
+        format!("{node_text}\n[metrics]\nlisten = \"localhost:9710\"\n"),
     )?;
     refused(
         "exchange-node",
         &node,
-        &[&node_name, "listen", "localhost:9100"],
+        &[&node_name, "listen", "localhost:9710"],
     )
     .await?;
     std::fs::write(&hub, format!("{hub_text}\n[log]\nformat = \"xml\"\n"))?;

@@ -92,7 +92,7 @@ async fn a_rotated_department_certificate_loses_nothing_queued() -> Result<()> {
             .as_array()
             .context("inbox")?
             .iter()
-            .filter_map(|e| e["doc_id"].as_str())
+            .filter_map(|e| e["id"].as_str())
             .collect();
         ids.sort_unstable();
         let mut want = want;
@@ -112,5 +112,49 @@ async fn a_rotated_department_certificate_loses_nothing_queued() -> Result<()> {
         .err()
         .context("the superseded certificate was accepted")?;
     assert!(refused.contains("CertificateRevoked"), "{refused}");
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_node_refuses_a_revoked_hub_certificate_without_a_restart() -> Result<()> {
+    let mut ex = TestExchange::start(&["a", "b"]).await?;
+    let file = random_file(ex.root(), "notice.txt", 500, 8)?;
+    let file = file.to_str().context("path")?.to_owned();
+    let before = send(&ex, "a", "b", "before the revocation", &file).await?;
+    delivered(&ex, "a", &before).await?;
+
+    // The hub's TLS certificate is revoked (say its key leaked); the nodes keep running.
+    let layout = ex.layout_dir();
+    let path = |p: std::path::PathBuf| p.to_str().map(str::to_owned).context("path");
+    let (ok, _, err) = ex
+        .certs(&[
+            "revoke",
+            "--ca-dir",
+            &path(layout.join("ca"))?,
+            "--cert",
+            &path(layout.join("hub/tls.pem"))?,
+            "--reason",
+            "key-compromise",
+        ])
+        .await?;
+    assert!(ok, "revoke: {err}");
+    // A hub presenting that certificate (here the genuine one, restarted) is refused at the
+    // nodes' next handshake: nothing more goes through.
+    ex.kill_hub().await?;
+    ex.start_hub().await?;
+    let after = send(&ex, "a", "b", "after the revocation", &file).await?;
+    eventually("a to refuse the hub's certificate", DEADLINE, || async {
+        Ok(ex
+            .log("a")
+            .contains("invalid peer certificate: Revoked")
+            .then_some(()))
+    })
+    .await?;
+    let s = ex.cli_json("a", &["status", &after, "--json"]).await?;
+    assert_eq!(s["recipients"][0]["state"], "queued", "{s}");
+    assert!(
+        ex.log("a").contains("revocation list reloaded"),
+        "the node re-read its CRL without a restart"
+    );
     Ok(())
 }

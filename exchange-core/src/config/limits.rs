@@ -58,15 +58,15 @@ impl Default for LimitsSection {
 }
 
 fn default_requests_per_second() -> u32 {
-    1000
+    5000
 }
 
 fn default_burst_requests() -> u32 {
-    2000
+    10_000
 }
 
 fn default_bytes_per_second() -> u64 {
-    128 * 1024 * 1024
+    256 * 1024 * 1024
 }
 
 fn default_burst_bytes() -> u64 {

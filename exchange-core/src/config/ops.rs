@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 #[serde(deny_unknown_fields)]
 pub struct MetricsSection {
-    /// Address of the plaintext, unauthenticated HTTP endpoint, e.g. `127.0.0.1:9100`: keep it
+    /// Address of the plaintext, unauthenticated HTTP endpoint, e.g. `127.0.0.1:9710`: keep it
     /// on loopback or a management network. Port 0 picks a free port, reported in
     /// `<data_dir>/metrics.addr`.
     pub listen: SocketAddr,
@@ -93,14 +93,24 @@ mod tests {
     }
 
     #[test]
+    fn the_deploy_examples_are_valid_configs() {
+        let hub: crate::config::HubConfig =
+            toml::from_str(include_str!("../../../deploy/hub.example.toml")).unwrap();
+        assert_eq!(hub.metrics.unwrap().listen.port(), 9710);
+        let node: crate::config::NodeConfig =
+            toml::from_str(include_str!("../../../deploy/node.example.toml")).unwrap();
+        assert_eq!(node.log.format, Some(LogFormat::Human));
+    }
+
+    #[test]
     fn sections_parse_and_bad_values_are_named() {
         let f: File = toml::from_str(
             "[log]\nformat = \"json\"\nlevel = \"info,exchange_hub=debug\"\n\
-             [metrics]\nlisten = \"127.0.0.1:9100\"\n",
+             [metrics]\nlisten = \"127.0.0.1:9710\"\n",
         )
         .unwrap();
         assert_eq!(f.log.format, Some(LogFormat::Json));
-        assert_eq!(f.metrics.unwrap().listen.port(), 9100);
+        assert_eq!(f.metrics.unwrap().listen.port(), 9710);
         let err = toml::from_str::<File>("[log]\nformat = \"xml\"\n")
             .unwrap_err()
             .to_string();

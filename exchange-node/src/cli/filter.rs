@@ -9,7 +9,8 @@ use super::labels::{inbox_state_name, parse_urgency, urgency};
 /// The filter flags of `inbox`.
 #[derive(Debug, Clone, Default, clap::Args)]
 pub(crate) struct Filter {
-    /// Only documents in this state: new (未签收), confirmed (已签收) or rejected (已退回).
+    /// Only documents in this state: new (未签收), confirmed (已签收), rejected (已退回), or
+    /// overdue (new past the `[reminders]` threshold, 超期).
     #[arg(long, value_name = "STATE", value_parser = parse_state)]
     state: Option<&'static str>,
     /// Only documents of this urgency: normal, urgent, very-urgent (also pingji, teti).
@@ -27,7 +28,8 @@ pub(crate) struct Filter {
 impl Filter {
     /// Whether `e` passes every flag given.
     pub(crate) fn matches(&self, e: &pb::InboxEntry) -> bool {
-        self.state.is_none_or(|s| inbox_state_name(e.state()) == s)
+        self.state
+            .is_none_or(|s| inbox_state_name(e.state()) == s || (s == "overdue" && e.overdue))
             && self.urgency.is_none_or(|u| urgency(e.urgency()) == u)
             && self.from.as_deref().is_none_or(|f| e.sender == f.trim())
             && self.since.is_none_or(|t| e.received_at_ms >= t)
@@ -39,8 +41,9 @@ fn parse_state(s: &str) -> Result<&'static str, String> {
         "new" => Ok("new"),
         "confirmed" => Ok("confirmed"),
         "rejected" => Ok("rejected"),
+        "overdue" => Ok("overdue"),
         other => Err(format!(
-            "unknown state {other:?}: use new, confirmed or rejected"
+            "unknown state {other:?}: use new, confirmed, rejected or overdue"
         )),
     }
 }

@@ -1,15 +1,15 @@
-//! `exchange-node inbox`: the documents this department received, most urgent first (the
-//! order a clerk works in, as the node sorts them), optionally filtered by state, urgency,
-//! sender and date (`--state`, `--urgency`, `--from`, `--since`).
+//! `exchange-node inbox`: the documents this department received, overdue first, then most
+//! urgent, then oldest (the order a clerk works in, as the node sorts them), optionally
+//! filtered by state, urgency, sender and date (`--state`, `--urgency`, `--from`, `--since`).
 
-use exchange_core::time::format_ms;
+use exchange_core::time::{format_ms, now_ms};
 use exchange_proto::v1 as pb;
 use serde::Serialize;
 
 use super::{
     Ctx,
     ctx::Lookup,
-    labels::{inbox_state_name, role, urgency},
+    labels::{inbox_state_name, role, time_or_null, urgency},
     table::{Table, truncate},
 };
 
@@ -52,6 +52,13 @@ pub(crate) struct EntryJson {
     pub(crate) clerk: String,
     /// Why it was rejected, or the note given when confirming (may be empty).
     pub(crate) reason: String,
+    /// Still new past the `[reminders]` threshold for its urgency (超期未签收).
+    pub(crate) overdue: bool,
+    /// 办理/答复时限 set by the sender, RFC 3339 UTC; null if none.
+    pub(crate) reply_deadline: Option<String>,
+    /// Seconds left until the reply deadline when this was printed (negative once it has
+    /// passed); null if there is none.
+    pub(crate) time_left_secs: Option<i64>,
 }
 
 impl From<&pb::InboxEntry> for EntryJson {
@@ -68,6 +75,9 @@ impl From<&pb::InboxEntry> for EntryJson {
             role: role(e.role()).name(),
             clerk: e.clerk.clone(),
             reason: e.reason.clone(),
+            overdue: e.overdue,
+            reply_deadline: time_or_null(e.reply_deadline_ms),
+            time_left_secs: time_left_secs(e.reply_deadline_ms, now_ms()),
         }
     }
 }
@@ -98,17 +108,45 @@ pub async fn run(args: Args, ctx: &Ctx) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Seconds from `now_ms` to a deadline (0 = none).
+fn time_left_secs(deadline_ms: i64, now_ms: i64) -> Option<i64> {
+    (deadline_ms > 0).then(|| deadline_ms.saturating_sub(now_ms) / 1000)
+}
+
+/// The DUE column: time left to the reply deadline, e.g. `2d 3h`, `45m`, `past` (or empty).
+fn due_label(deadline_ms: i64, now_ms: i64) -> String {
+    match time_left_secs(deadline_ms, now_ms) {
+        None => String::new(),
+        Some(s) if s < 0 => "past".to_owned(),
+        Some(s) if s >= 86_400 => format!("{}d {}h", s / 86_400, s % 86_400 / 3600),
+        Some(s) if s >= 3600 => format!("{}h {}m", s / 3600, s % 3600 / 60),
+        Some(s) => format!("{}m", s / 60),
+    }
+}
+
+/// The state column: `new, overdue (超期)` for an overdue entry.
+fn state_label(e: &pb::InboxEntry) -> String {
+    let name = inbox_state_name(e.state());
+    if e.overdue {
+        format!("{name}, overdue (超期)")
+    } else {
+        name.to_owned()
+    }
+}
+
 /// The inbox as a table.
 fn table(entries: &[pb::InboxEntry]) -> Table {
-    let mut t = Table::new(&["ID", "URGENCY", "FROM", "TITLE", "STATE", "RECEIVED"]);
+    let now = now_ms();
+    let mut t = Table::new(&["ID", "URGENCY", "FROM", "TITLE", "STATE", "RECEIVED", "DUE"]);
     for e in entries {
         t.row(vec![
             e.doc_id.clone(),
             urgency(e.urgency()).label().to_owned(),
             e.sender.clone(),
             truncate(&e.title, TITLE_COLUMNS),
-            inbox_state_name(e.state()).to_owned(),
+            state_label(e),
             format_ms(e.received_at_ms),
+            due_label(e.reply_deadline_ms, now),
         ]);
     }
     t
@@ -140,7 +178,19 @@ mod tests {
         assert_eq!(v["received_at"], "2025-11-26T14:27:10.123Z");
         assert_eq!(v["received_at_ms"], 1_764_167_230_123_i64);
         let keys: Vec<&String> = v.as_object().unwrap().keys().collect();
-        assert_eq!(keys.len(), 11, "{keys:?}");
+        assert_eq!(keys.len(), 14, "{keys:?}");
+        assert_eq!(v["overdue"], false);
+        assert!(v["reply_deadline"].is_null() && v["time_left_secs"].is_null());
+    }
+
+    #[test]
+    fn the_time_left_to_a_deadline_reads_plainly() {
+        let h = 3_600_000;
+        assert_eq!(due_label(0, 5), "");
+        assert_eq!(due_label(10 * h, 11 * h), "past");
+        assert_eq!(due_label(53 * h, 0), "2d 5h");
+        assert_eq!(due_label(h + 120_000, 0), "1h 2m");
+        assert_eq!(time_left_secs(h, 0), Some(3600));
     }
 
     #[test]

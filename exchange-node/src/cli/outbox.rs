@@ -66,9 +66,13 @@ fn table(documents: &[pb::DocumentStatus]) -> Table {
     t
 }
 
-/// The state a clerk reads for one recipient.
+/// The state a clerk reads for one recipient (`overdue` for a late 签收).
 fn recipient_label(r: &pb::RecipientStatus) -> &'static str {
-    recipient_state_name(r.state())
+    if r.overdue {
+        "overdue"
+    } else {
+        recipient_state_name(r.state())
+    }
 }
 
 #[cfg(test)]

@@ -55,6 +55,11 @@ pub struct Args {
     /// Makes a retry safe: the node returns the same id for the same key instead of sending twice.
     #[arg(long, value_name = "K")]
     idempotency_key: Option<String>,
+    /// 办理/答复时限: a date (2026-12-01, midnight UTC) or RFC 3339 time by which recipients
+    /// should act; their `inbox` shows the time left. The hub gives up on a delivery still
+    /// undelivered at that time.
+    #[arg(long, value_name = "DATE", value_parser = super::filter::parse_since)]
+    deadline: Option<i64>,
 }
 
 /// Sends the document and prints its id.
@@ -153,6 +158,7 @@ fn draft(args: &Args, parts: &[LocalPart], today: String) -> pb::DocumentDraft {
         to_depts: to,
         cc_depts: cc,
         document_date: today,
+        reply_deadline_ms: args.deadline.unwrap_or(0),
         ..Default::default()
     };
     pb::DocumentDraft {

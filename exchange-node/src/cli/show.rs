@@ -50,6 +50,8 @@ struct ShowJson {
     cc_text: String,
     /// 成文日期, YYYY-MM-DD.
     document_date: String,
+    /// The id of the document this one answers (答复); null if it is not a reply.
+    in_reply_to: Option<String>,
     /// When the sender's node sealed it.
     created_at: Option<String>,
     /// When a clerk here confirmed it (签收).
@@ -135,6 +137,7 @@ fn to_json(entry: &pb::InboxEntry, header: pb::DocumentHeader, saved: &[PathBuf]
         entry: EntryJson::from(entry),
         doc_type: doc_type_name(meta.doc_type()),
         document_date: meta.document_date,
+        in_reply_to: (!meta.in_reply_to.is_empty()).then(|| meta.in_reply_to.clone()),
         main_recipients_text: meta.main_recipients_text,
         cc_text: meta.cc_text,
         to_depts: meta.to_depts,

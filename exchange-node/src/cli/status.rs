@@ -9,7 +9,7 @@ use serde::Serialize;
 use super::{
     Ctx,
     ctx::Lookup,
-    labels::{recipient_state_name, role, role_label, time_or_null, urgency},
+    labels::{inbox_state_name, recipient_state_name, role, role_label, time_or_null, urgency},
     table::{Table, or_dash, printable},
 };
 
@@ -35,6 +35,21 @@ pub(super) struct StatusJson {
     /// Why the hub refused the document; null if it did not.
     refused: Option<String>,
     recipients: Vec<RecipientJson>,
+    /// Documents received in reply to this one (答复), oldest first.
+    replies: Vec<ReplyJson>,
+}
+
+/// One reply in `status --json`.
+#[derive(Debug, Serialize)]
+struct ReplyJson {
+    /// The reply's id (open it with `show`).
+    id: String,
+    /// Who replied.
+    sender: String,
+    title: String,
+    /// `new`, `confirmed` or `rejected` here.
+    state: &'static str,
+    received_at: Option<String>,
 }
 
 /// One recipient in `status --json`; times are RFC 3339, or null until the step happens.
@@ -54,6 +69,8 @@ struct RecipientJson {
     clerk: String,
     /// Why it was rejected (or not delivered), or the confirming clerk's note.
     reason: String,
+    /// Delivered but not confirmed past this node's `[reminders]` threshold (超期未签收).
+    overdue: bool,
 }
 
 /// Shows a sent document's delivery status.
@@ -96,8 +113,29 @@ pub(super) fn to_json(s: &pb::DocumentStatus) -> StatusJson {
                 rejected_at: time_or_null(r.rejected_at_ms),
                 clerk: r.clerk.clone(),
                 reason: r.reason.clone(),
+                overdue: r.overdue,
             })
             .collect(),
+        replies: s
+            .replies
+            .iter()
+            .map(|e| ReplyJson {
+                id: e.doc_id.clone(),
+                sender: e.sender.clone(),
+                title: e.title.clone(),
+                state: inbox_state_name(e.state()),
+                received_at: time_or_null(e.received_at_ms),
+            })
+            .collect(),
+    }
+}
+
+/// A recipient's state for people: `overdue` in place of `delivered` when it is (超期未签收).
+pub(super) fn state_label(r: &pb::RecipientStatus) -> String {
+    if r.overdue {
+        "overdue (超期)".to_owned()
+    } else {
+        recipient_state_name(r.state()).to_owned()
     }
 }
 
@@ -136,7 +174,7 @@ fn text(s: &pb::DocumentStatus) -> String {
         t.row(vec![
             r.dept.clone(),
             role_label(r.role()).to_owned(),
-            recipient_state_name(r.state()).to_owned(),
+            state_label(r),
             or_dash(format_ms(r.accepted_at_ms)),
             or_dash(format_ms(r.delivered_at_ms)),
             or_dash(format_ms(handled)),
@@ -145,6 +183,20 @@ fn text(s: &pb::DocumentStatus) -> String {
         ]);
     }
     out.push_str(&t.render());
+    if !s.replies.is_empty() {
+        out.push_str("\nreplies (答复):\n");
+        let mut t = Table::new(&["ID", "FROM", "TITLE", "STATE", "RECEIVED"]);
+        for e in &s.replies {
+            t.row(vec![
+                e.doc_id.clone(),
+                e.sender.clone(),
+                printable(&e.title),
+                inbox_state_name(e.state()).to_owned(),
+                format_ms(e.received_at_ms),
+            ]);
+        }
+        out.push_str(&t.render());
+    }
     out
 }
 
@@ -193,6 +245,27 @@ mod tests {
         assert!(v["recipients"][0]["delivered_at"].is_null());
         assert_eq!(v["recipients"][1]["role"], "cc");
         assert_eq!(v["recipients"][1]["state"], "queued");
+    }
+
+    #[test]
+    fn replies_are_listed_under_the_original() {
+        let mut s = status();
+        s.replies.push(pb::InboxEntry {
+            doc_id: "reply-1".into(),
+            sender: "b".into(),
+            title: "关于同意的批复".into(),
+            state: pb::InboxState::New.into(),
+            received_at_ms: 1_764_167_240_000,
+            ..Default::default()
+        });
+        let out = text(&s);
+        assert!(
+            out.contains("replies (答复)") && out.contains("reply-1"),
+            "{out}"
+        );
+        let v = serde_json::to_value(to_json(&s)).unwrap();
+        assert_eq!(v["replies"][0]["sender"], "b");
+        assert_eq!(v["replies"][0]["state"], "new");
     }
 
     #[test]

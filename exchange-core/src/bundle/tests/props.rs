@@ -46,7 +46,98 @@ fn flip(bytes: &[u8], at: usize, xor: u8) -> Vec<u8> {
     out
 }
 
+/// Headers with every field arbitrary but plausible-looking, so that validation gets past
+/// decoding and exercises each of its checks.
+fn headers() -> impl Strategy<Value = pb::DocumentHeader> {
+    let ids = prop::collection::vec(
+        prop_oneof![4 => "[a-z][a-z0-9_-]{0,5}", 1 => ".{0,3}"],
+        0..6,
+    );
+    let part = (
+        prop_oneof![4 => "[a-z][a-z.]{0,6}", 1 => ".{0,3}"],
+        prop_oneof![4 => "[a-z/]{0,8}", 1 => ".{0,4}"],
+        any::<u64>(),
+        prop_oneof![4 => prop::collection::vec(any::<u8>(), 32..33), 1 => prop::collection::vec(any::<u8>(), 0..40)],
+        prop_oneof![4 => 1i32..3, 1 => any::<i32>()],
+    )
+        .prop_map(|(name, media_type, size, sha256, role)| pb::Part {
+            role,
+            name,
+            media_type,
+            size,
+            sha256,
+        });
+    let meta = (
+        prop_oneof![4 => "[a-z][a-z ]{0,8}", 1 => ".{0,8}", 1 => "[a-z]{495,505}"],
+        ids.clone(),
+        ids,
+        0i32..20,
+        0i32..7,
+        0i32..6,
+        prop_oneof![4 => Just(String::new()), 1 => ".{0,12}"],
+        prop_oneof![4 => Just(0i64), 1 => any::<i64>()],
+    )
+        .prop_map(
+            |(
+                title,
+                to_depts,
+                cc_depts,
+                doc_type,
+                urgency,
+                classification,
+                document_date,
+                reply_deadline_ms,
+            )| {
+                pb::DocumentMetadata {
+                    title,
+                    to_depts,
+                    cc_depts,
+                    doc_type,
+                    urgency,
+                    classification,
+                    document_date,
+                    reply_deadline_ms,
+                    ..Default::default()
+                }
+            },
+        );
+    // Mostly valid where a field is a gate (format, id, sender, metadata), so that most cases
+    // reach the checks behind it.
+    (
+        prop_oneof![4 => Just(1u32), 1 => 0u32..3],
+        prop_oneof![
+            4 => Just("0192f0c1-7a4e-7cc1-9d36-1b2f1e0c5a77".to_owned()),
+            1 => ".{0,40}"
+        ],
+        prop_oneof![4 => "[a-z][a-z0-9-]{0,5}", 1 => ".{0,3}"],
+        any::<i64>(),
+        prop::option::weighted(0.9, meta),
+        prop::collection::vec(part, 0..4),
+    )
+        .prop_map(
+            |(format, id, sender, created_at_ms, metadata, parts)| pb::DocumentHeader {
+                format,
+                id,
+                sender,
+                created_at_ms,
+                metadata,
+                parts,
+            },
+        )
+}
+
 proptest! {
+    #[test]
+    fn arbitrary_header_fields_are_validated_without_panicking(h in headers()) {
+        if let Ok(header) = Header::try_from(h) {
+            // Whatever passes keeps the promises the rest of the code relies on.
+            prop_assert!((1..=crate::document::limits::RECIPIENTS).contains(&header.recipients.len()));
+            prop_assert!((1..=crate::document::limits::PARTS).contains(&header.parts.len()));
+            prop_assert!(header.title.chars().count() <= crate::document::limits::TITLE_CHARS);
+            prop_assert!(header.recipients.iter().all(|r| r.dept != header.sender));
+        }
+    }
+
     #[test]
     fn arbitrary_bytes_never_verify_as_a_document(bytes in prop::collection::vec(any::<u8>(), 0..2048)) {
         let g = &*GENUINE;
