@@ -76,6 +76,18 @@ pub enum Command {
     /// Write a consistent copy of the node's store and content blobs to a new directory (works
     /// while the node runs; restore by putting it in place of the data directory).
     Backup(backup::Args),
+    /// Print a shell completion script (bash, zsh, fish, elvish, powershell); needs no config.
+    /// e.g. `exchange-node completions bash > /etc/bash_completion.d/exchange-node`.
+    Completions {
+        /// The shell.
+        shell: clap_complete::Shell,
+    },
+}
+
+/// Writes the completion script for `shell` to stdout.
+pub fn print_completions(shell: clap_complete::Shell) {
+    let mut cmd = <Cli as clap::CommandFactory>::command();
+    clap_complete::generate(shell, &mut cmd, "exchange-node", &mut std::io::stdout());
 }
 
 /// Loads the config named by `--config`, with a message for the clerk when it is missing.
@@ -97,7 +109,7 @@ pub async fn run(cli: Cli, cfg: NodeConfig) -> anyhow::Result<()> {
         return backup::run(args, cfg, config_path).await;
     }
     let ctx = match &cli.cmd {
-        Command::Serve | Command::CheckConfig => {
+        Command::Serve | Command::CheckConfig | Command::Completions { .. } => {
             anyhow::bail!("`serve` and `check-config` do not talk to a running node")
         }
         _ => Ctx::connect(cfg, config_path).await?,
@@ -113,7 +125,10 @@ pub async fn run(cli: Cli, cfg: NodeConfig) -> anyhow::Result<()> {
         Command::Outbox(args) => outbox::run(args, &ctx).await,
         Command::Directory(args) => directory::run(args, &ctx).await,
         Command::Evidence(args) => evidence::run(args, &ctx).await,
-        Command::Serve | Command::CheckConfig | Command::Backup(_) => Ok(()),
+        Command::Serve
+        | Command::CheckConfig
+        | Command::Backup(_)
+        | Command::Completions { .. } => Ok(()),
     }
 }
 

@@ -21,6 +21,10 @@ fn main() -> ExitCode {
             };
         }
     };
+    if let Command::Completions { shell } = cli.cmd {
+        cli::print_completions(shell);
+        return ExitCode::SUCCESS;
+    }
     let cfg = match cli::load_config(&cli) {
         Ok(cfg) => cfg,
         Err(e) => {

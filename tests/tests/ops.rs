@@ -397,3 +397,21 @@ async fn readiness_is_sent_to_systemd_once_the_listener_is_bound() -> Result<()>
     assert_eq!(status.code(), Some(0));
     Ok(())
 }
+
+#[tokio::test]
+async fn shell_completions_need_no_config_and_know_the_commands() -> anyhow::Result<()> {
+    let out = tokio::process::Command::new(exchange_tests::bin("exchange-node"))
+        .args(["completions", "bash"])
+        .output()
+        .await?;
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let script = String::from_utf8(out.stdout)?;
+    for word in ["inbox", "confirm", "reject", "status", "--config", "--json"] {
+        assert!(script.contains(word), "completion script lacks {word}");
+    }
+    Ok(())
+}
