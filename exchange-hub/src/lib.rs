@@ -134,6 +134,20 @@ pub async fn run(
     let (health, health_svc, reflection, reflection_alpha) =
         exchange_core::tooling::services::<HubServer<service::HubService>>().await?;
     let expiry = tokio::spawn(expiry::expiry_loop(Arc::clone(&hub)));
+    let mut reloads = tls.reloads();
+    let revocations = tokio::spawn({
+        let hub = Arc::clone(&hub);
+        async move {
+            while reloads.changed().await.is_ok() {
+                let detail = reloads.borrow_and_update().clone();
+                audit::record(
+                    &hub.store,
+                    audit::Event::new(AuditKind::CertificateRevoked).detail(detail),
+                )
+                .await;
+            }
+        }
+    });
 
     let svc = HubServer::new(service::HubService::new(Arc::clone(&hub)))
         .max_decoding_message_size(MAX_MESSAGE_BYTES)
@@ -180,6 +194,7 @@ pub async fn run(
         .context("serving gRPC")?;
     checkpoints.abort();
     expiry.abort();
+    revocations.abort();
     audit::record(&hub.store, audit::Event::new(AuditKind::HubStopped)).await;
     // A clean stop leaves the whole log under a signed checkpoint.
     let cfg = &hub.cfg.audit;

@@ -244,6 +244,15 @@ async fn revoked_while_connected(ex: &TestExchange, baseline: &str) -> Result<()
         .err()
         .context("a revoked certificate was accepted")?;
     assert!(err.contains("CertificateRevoked"), "{err}");
+    // The audit log records the revocation taking effect, and whose connection it cut.
+    let (ok, out, err) = ex
+        .hub_cli(&["audit", "list", "--event", "certificate-revoked", "--json"])
+        .await?;
+    assert!(ok, "{err}");
+    assert!(
+        out.contains("department d"),
+        "the revocation is audited: {out}"
+    );
 
     // d keeps working locally, but nothing it sends gets through.
     let file = random_file(ex.root(), "from-d.txt", 100, 4)?;

@@ -35,6 +35,9 @@ pub struct Reloadable {
     crl: Mutex<Option<(Watched, Crl)>>,
     live: Arc<Registry>,
     max_per_principal: usize,
+    /// A summary of the last CRL installed (how many revoked, whose connections were cut), for
+    /// the daemon's audit log.
+    reloads: tokio::sync::watch::Sender<String>,
 }
 
 impl Reloadable {
@@ -56,6 +59,7 @@ impl Reloadable {
             paths: paths.clone(),
             config: RwLock::new(config),
             crl: Mutex::new(crl),
+            reloads: tokio::sync::watch::Sender::new(String::new()),
             live: Arc::default(),
             max_per_principal: usize::try_from(max_per_principal).unwrap_or(usize::MAX),
         }))
@@ -64,6 +68,11 @@ impl Reloadable {
     fn crl_lock(&self) -> MutexGuard<'_, Option<(Watched, Crl)>> {
         // Each update replaces the whole value: a panic elsewhere cannot leave it half-done.
         self.crl.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Follows CRL reloads: the receiver sees a summary each time a new CRL is installed.
+    pub fn reloads(&self) -> tokio::sync::watch::Receiver<String> {
+        self.reloads.subscribe()
     }
 
     /// The configuration for the next handshake, reloaded first if the CRL file changed.
@@ -93,9 +102,20 @@ impl Reloadable {
                     connections_cut = cut.len(),
                     "revocation list reloaded"
                 );
-                for who in cut {
+                for who in &cut {
                     tracing::warn!(principal = %who, "connection cut: its certificate was revoked");
                 }
+                let cut: Vec<String> = cut.iter().map(ToString::to_string).collect();
+                self.reloads.send_replace(format!(
+                    "revocation list {} reloaded: {} certificates revoked; connections cut: {}",
+                    watched.path.display(),
+                    crl.revoked.len(),
+                    if cut.is_empty() {
+                        "none".to_owned()
+                    } else {
+                        cut.join(", ")
+                    }
+                ));
                 *in_force = crl;
                 true
             }
