@@ -53,6 +53,29 @@ pub(crate) fn now_secs() -> u64 {
     u64::try_from(now_ms() / 1000).unwrap_or(0)
 }
 
+/// How far ahead of the hub's clock a signed time may be (clocks drift; a node may not date
+/// things in the future). Times in the past are fine: a document may wait in an outbox for days.
+pub(crate) const MAX_CLOCK_SKEW_MS: i64 = 10 * 60 * 1000;
+
+/// Refuses a signed time that is unset or further in the future than [`MAX_CLOCK_SKEW_MS`].
+fn check_clock(field: &str, at_ms: i64) -> Result<(), ServiceError> {
+    let now = now_ms();
+    if at_ms <= 0 {
+        return Err(ServiceError::invalid(format!(
+            "{field}: must be a Unix time in milliseconds"
+        )));
+    }
+    if at_ms > now + MAX_CLOCK_SKEW_MS {
+        return Err(ServiceError::invalid(format!(
+            "{field}: {} is {} s ahead of the hub's clock; at most {} s of clock skew is allowed",
+            exchange_core::time::format_ms(at_ms),
+            (at_ms - now) / 1000,
+            MAX_CLOCK_SKEW_MS / 1000
+        )));
+    }
+    Ok(())
+}
+
 fn digest_field(field: &str, b: &[u8]) -> Result<Digest, ServiceError> {
     Digest::from_slice(b)
         .ok_or_else(|| ServiceError::invalid(format!("{field}: must be 32 bytes of SHA-256")))
@@ -123,6 +146,7 @@ impl HubService {
     ) -> Result<pb::SubmitResponse, ServiceError> {
         let hub = &self.hub;
         let h = &doc.header;
+        check_clock("header.created_at_ms", h.created_at_ms)?;
         if h.sender != sender {
             return Err(ServiceError::denied(format!(
                 "header.sender is {}, but the caller is {sender}",
@@ -271,6 +295,7 @@ impl HubService {
                 exchange_core::document::DocError::Field(f) => ServiceError::invalid(f.to_string()),
                 e => ServiceError::denied(format!("evidence refused: {e}")),
             })?;
+        check_clock("evidence.at_ms", ev.evidence.at_ms)?;
         if ev.evidence.recipient.as_ref() != Some(&caller) {
             return Err(ServiceError::denied(format!(
                 "evidence.recipient: {caller} may only report on its own deliveries"
