@@ -72,6 +72,7 @@ async fn save_part(
         .with_context(|| format!("creating {}", tmp.display()))?;
     let mut hasher = Hasher::new(&SHA256);
     let mut got = 0u64;
+    let mut progress = super::upload::Progress::with_verb("saving", name, part.size);
     while got < part.size {
         let chunk = next_chunk(stream).await?.with_context(|| {
             format!(
@@ -91,7 +92,9 @@ async fn save_part(
             .await
             .with_context(|| format!("writing {}", tmp.display()))?;
         got += len;
+        progress.update(got);
     }
+    progress.done();
     file.sync_all()
         .await
         .with_context(|| format!("writing {}", tmp.display()))?;

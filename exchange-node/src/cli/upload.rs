@@ -153,7 +153,8 @@ async fn fill(r: &mut (impl AsyncRead + Unpin), buf: &mut [u8]) -> std::io::Resu
 
 /// A progress line on stderr for a large file, redrawn in place; silent when stderr is not a
 /// terminal (logs and scripts get no carriage returns).
-struct Progress<'a> {
+pub(crate) struct Progress<'a> {
+    verb: &'static str,
     name: &'a str,
     total: u64,
     shown_percent: Option<u64>,
@@ -161,9 +162,15 @@ struct Progress<'a> {
 }
 
 impl<'a> Progress<'a> {
-    fn new(name: &'a str, total: u64) -> Self {
+    pub(crate) fn new(name: &'a str, total: u64) -> Self {
+        Self::with_verb("sending", name, total)
+    }
+
+    /// A progress line that says `verb` ("sending", "saving").
+    pub(crate) fn with_verb(verb: &'static str, name: &'a str, total: u64) -> Self {
         let enabled = total > PROGRESS_ABOVE && std::io::stderr().is_terminal();
         Progress {
+            verb,
             name,
             total,
             shown_percent: None,
@@ -171,7 +178,7 @@ impl<'a> Progress<'a> {
         }
     }
 
-    fn update(&mut self, sent: u64) {
+    pub(crate) fn update(&mut self, sent: u64) {
         if !self.enabled {
             return;
         }
@@ -182,7 +189,8 @@ impl<'a> Progress<'a> {
             let mut err = std::io::stderr().lock();
             let _ = write!(
                 err,
-                "\rsending {}: {:.1} / {:.1} MiB ({percent}%)",
+                "\r{} {}: {:.1} / {:.1} MiB ({percent}%)",
+                self.verb,
                 self.name,
                 mib(sent),
                 mib(self.total)
@@ -191,7 +199,7 @@ impl<'a> Progress<'a> {
         }
     }
 
-    fn done(&mut self) {
+    pub(crate) fn done(&mut self) {
         if self.enabled && self.shown_percent.is_some() {
             eprintln!();
         }
