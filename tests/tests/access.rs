@@ -11,7 +11,7 @@ use exchange_core::{
     time::now_ms,
 };
 use exchange_proto::v1 as pb;
-use exchange_tests::{DEADLINE, TestExchange, eventually, random_file, tls_probe};
+use exchange_tests::{DEADLINE, TestExchange, eventually, forge, random_file, tls_probe};
 use tonic::Code;
 
 #[tokio::test]
@@ -165,26 +165,9 @@ async fn fetch_header(ex: &TestExchange, dept: &str, id: &str) -> Result<SignedD
 #[tokio::test]
 async fn a_document_dated_in_the_future_is_refused_naming_the_field_and_the_skew() -> Result<()> {
     let ex = TestExchange::start(&["a", "b"]).await?;
-    let a: NodeConfig = exchange_core::config::load(ex.node_config("a"))?;
-    let key = SigningKey::load(&a.signing)?;
-    let header = pb::DocumentHeader {
-        format: 1,
-        id: exchange_core::ids::DocumentId::new().to_string(),
-        sender: "a".into(),
-        created_at_ms: now_ms() + 3_600_000, // an hour ahead
-        metadata: Some(pb::DocumentMetadata {
-            title: "from the future".into(),
-            to_depts: vec!["b".into()],
-            ..Default::default()
-        }),
-        parts: vec![pb::Part {
-            role: pb::PartRole::Body.into(),
-            name: "x".into(),
-            media_type: "text/plain".into(),
-            size: 3,
-            sha256: exchange_core::signing::Digest::of(b"abc").0.to_vec(),
-        }],
-    };
+    let key = forge::signing_key(&ex, "a")?;
+    let mut header = forge::header("a", &["b"], "from the future", vec![forge::part(b"abc")]);
+    header.created_at_ms = now_ms() + 3_600_000; // an hour ahead
     let doc = SignedDoc::seal(&header, &key)?;
     let mut hub = ex.hub_client_as("a").await?;
     let err = hub

@@ -3,11 +3,9 @@
 
 use anyhow::{Context, Result};
 use exchange_certs::{Ca, Validity};
-use exchange_core::{
-    config::NodeConfig, document::SignedDoc, identity::Principal, signing::SigningKey,
-};
+use exchange_core::{document::SignedDoc, identity::Principal};
 use exchange_proto::v1 as pb;
-use exchange_tests::{DEADLINE, Draft, TestExchange, bin, eventually, submit, tls_probe};
+use exchange_tests::{DEADLINE, Draft, TestExchange, bin, eventually, forge, submit, tls_probe};
 use redb::{ReadableDatabase, ReadableTable, TableDefinition};
 use serde_json::Value;
 
@@ -104,26 +102,8 @@ async fn a_refused_handshake_and_a_forged_document_are_logged_with_the_reason() 
     assert!(verdict.is_err());
 
     // A header claiming sender a, signed with c's key, submitted over a's genuine connection.
-    let c: NodeConfig = exchange_core::config::load(ex.node_config("c"))?;
-    let c_key = SigningKey::load(&c.signing)?;
-    let header = pb::DocumentHeader {
-        format: 1,
-        id: exchange_core::ids::DocumentId::new().to_string(),
-        sender: "a".into(),
-        created_at_ms: exchange_core::time::now_ms(),
-        metadata: Some(pb::DocumentMetadata {
-            title: "forged".into(),
-            to_depts: vec!["b".into()],
-            ..Default::default()
-        }),
-        parts: vec![pb::Part {
-            role: pb::PartRole::Body.into(),
-            name: "x".into(),
-            media_type: "text/plain".into(),
-            size: 3,
-            sha256: exchange_core::signing::Digest::of(b"abc").0.to_vec(),
-        }],
-    };
+    let c_key = forge::signing_key(&ex, "c")?;
+    let header = forge::header("a", &["b"], "forged", vec![forge::part(b"abc")]);
     let doc = SignedDoc::seal(&header, &c_key)?;
     let mut hub = ex.hub_client_as("a").await?;
     let err = hub
