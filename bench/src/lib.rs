@@ -14,6 +14,8 @@
 //! simulated departments speaking the real protocol), [`procstat`] and [`fsyncs`] (what the
 //! processes cost), [`stats`] and [`report`] (figures, table and JSON).
 
+#![warn(missing_docs)]
+
 pub mod cli;
 pub mod clock;
 pub mod daemon;

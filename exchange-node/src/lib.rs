@@ -171,7 +171,15 @@ pub async fn serve(
         health.stopping().await;
         stop.cancel();
     };
-    let incoming = tokio_stream::wrappers::TcpListenerStream::new(api_listener);
+    // No Nagle delay on the API either (small request/response messages).
+    let incoming = tokio_stream::StreamExt::map(
+        tokio_stream::wrappers::TcpListenerStream::new(api_listener),
+        |s| {
+            s.inspect(|tcp| {
+                let _ = tcp.set_nodelay(true);
+            })
+        },
+    );
     let mut builder = tonic::transport::Server::builder();
     if let Some(api_tls) = api_tls {
         builder = builder.tls_config(api_tls).context("[api] tls")?;

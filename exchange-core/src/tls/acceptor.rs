@@ -184,6 +184,11 @@ pub fn incoming(
                 }
                 () = stop.cancelled() => return,
             };
+            // Small messages (pushes, acks) must not wait for Nagle's algorithm and the peer's
+            // delayed ACK: without this each push-ack round trip cost ~40 ms (docs/benchmarks.md).
+            if let Err(e) = tcp.set_nodelay(true) {
+                tracing::debug!(error = %e, "setting TCP_NODELAY");
+            }
             let acceptor = TlsAcceptor::from(tls.current());
             let (tls, tx, on_refused) = (Arc::clone(&tls), tx.clone(), Arc::clone(&on_refused));
             tokio::spawn(async move {
