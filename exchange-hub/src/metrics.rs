@@ -11,7 +11,6 @@
 
 use std::{collections::BTreeMap, sync::Arc};
 
-use anyhow::Context as _;
 use exchange_core::{
     metrics::{self, DELIVERY_BUCKETS, Exposition, Histogram},
     store::{StoreError, decode},
@@ -20,7 +19,7 @@ use exchange_core::{
 use exchange_proto::{store::v1 as st, v1 as pb};
 use prost::Message as _;
 use redb::ReadTransaction;
-use tokio::{net::TcpListener, sync::Mutex};
+use tokio::sync::Mutex;
 use tokio_util::sync::CancellationToken;
 
 use crate::{Hub, audit, store};
@@ -38,21 +37,16 @@ pub(crate) async fn start(hub: &Arc<Hub>, stop: CancellationToken) -> anyhow::Re
     let Some(section) = &hub.cfg.metrics else {
         return Ok(());
     };
-    let listener = TcpListener::bind(section.listen)
-        .await
-        .with_context(|| format!("binding [metrics] listen = {}", section.listen))?;
-    let addr = listener.local_addr()?;
-    let data = &hub.cfg.hub.data_dir;
-    exchange_core::config::write_addr_file(data, "metrics.addr", addr)
-        .with_context(|| format!("writing {}/metrics.addr", data.display()))?;
-    tracing::info!(%addr, "metrics listening");
     let folded = Arc::new(Mutex::new(Folded::default()));
+    let data_dir = hub.cfg.hub.data_dir.clone();
     let hub = Arc::clone(hub);
     let render = move || {
         let (hub, folded) = (Arc::clone(&hub), Arc::clone(&folded));
         async move { render(&hub, &folded).await.map_err(|e| e.to_string()) }
     };
-    tokio::spawn(metrics::http::serve(listener, render, stop));
+    metrics::http::start(section.listen, &data_dir, render, stop)
+        .await
+        .map_err(anyhow::Error::msg)?;
     Ok(())
 }
 

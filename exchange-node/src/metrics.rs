@@ -12,7 +12,6 @@
 
 use std::{collections::BTreeMap, sync::Arc};
 
-use anyhow::Context as _;
 use exchange_core::{
     metrics::{self, DELIVERY_BUCKETS, Exposition, Histogram},
     store::{StoreError, decode},
@@ -21,7 +20,7 @@ use exchange_core::{
 use exchange_proto::{store::v1 as st, v1 as pb};
 use prost::Message as _;
 use redb::ReadTransaction;
-use tokio::{net::TcpListener, sync::Mutex};
+use tokio::sync::Mutex;
 use tokio_util::sync::CancellationToken;
 
 use crate::{Node, store};
@@ -35,21 +34,16 @@ pub(crate) async fn start(node: &Arc<Node>, stop: CancellationToken) -> anyhow::
     let Some(section) = &node.cfg.metrics else {
         return Ok(());
     };
-    let listener = TcpListener::bind(section.listen)
-        .await
-        .with_context(|| format!("binding [metrics] listen = {}", section.listen))?;
-    let addr = listener.local_addr()?;
-    let data = &node.cfg.node.data_dir;
-    exchange_core::config::write_addr_file(data, "metrics.addr", addr)
-        .with_context(|| format!("writing {}/metrics.addr", data.display()))?;
-    tracing::info!(%addr, "metrics listening");
     let folded = Arc::new(Mutex::new(Folded::new(now_ms())));
+    let data_dir = node.cfg.node.data_dir.clone();
     let node = Arc::clone(node);
     let render = move || {
         let (node, folded) = (Arc::clone(&node), Arc::clone(&folded));
         async move { render(&node, &folded).await.map_err(|e| e.to_string()) }
     };
-    tokio::spawn(metrics::http::serve(listener, render, stop));
+    metrics::http::start(section.listen, &data_dir, render, stop)
+        .await
+        .map_err(anyhow::Error::msg)?;
     Ok(())
 }
 

@@ -214,21 +214,25 @@ pub(crate) async fn received(
 
 /// Every received document.
 pub(crate) async fn inbox(store: &Store) -> Result<Vec<st::ReceivedDocument>, StoreError> {
-    store
-        .read(|txn| {
-            let t = match txn.open_table(INBOX) {
-                Ok(t) => t,
-                Err(redb::TableError::TableDoesNotExist(_)) => return Ok(Vec::new()),
-                Err(e) => return Err(e.into()),
-            };
-            t.iter()?
-                .map(|e| {
-                    e.map_err(StoreError::from)
-                        .and_then(|(k, v)| decode(k.value(), v.value()))
-                })
-                .collect()
+    store.read(|txn| all(txn, INBOX)).await
+}
+
+/// Every record of a table keyed by document id, in id order.
+fn all<M: prost::Message + Default>(
+    txn: &ReadTransaction,
+    table: TableDefinition<'_, &str, &[u8]>,
+) -> Result<Vec<M>, StoreError> {
+    let t = match txn.open_table(table) {
+        Ok(t) => t,
+        Err(redb::TableError::TableDoesNotExist(_)) => return Ok(Vec::new()),
+        Err(e) => return Err(e.into()),
+    };
+    t.iter()?
+        .map(|e| {
+            e.map_err(StoreError::from)
+                .and_then(|(k, v)| decode(k.value(), v.value()))
         })
-        .await
+        .collect()
 }
 
 /// Events after `after`, at most `limit`.
@@ -459,19 +463,5 @@ pub(crate) async fn handle(
 
 /// Every document this department sent (for `ListSent`), in id order (UUIDv7: oldest first).
 pub(crate) async fn all_sent(store: &Store) -> Result<Vec<st::SentDocument>, StoreError> {
-    store
-        .read(|txn| {
-            let t = match txn.open_table(SENT) {
-                Ok(t) => t,
-                Err(redb::TableError::TableDoesNotExist(_)) => return Ok(Vec::new()),
-                Err(e) => return Err(e.into()),
-            };
-            t.iter()?
-                .map(|e| {
-                    e.map_err(StoreError::from)
-                        .and_then(|(k, v)| decode(k.value(), v.value()))
-                })
-                .collect()
-        })
-        .await
+    store.read(|txn| all(txn, SENT)).await
 }

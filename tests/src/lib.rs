@@ -200,15 +200,7 @@ impl TestExchange {
 
     /// Starts a department's node and waits until it has reached the hub.
     pub async fn start_node(&mut self, dept: &str) -> Result<()> {
-        let cfg = self
-            .node_configs
-            .get(dept)
-            .with_context(|| format!("no department {dept}"))?
-            .clone();
-        let data = self.node_data_dir(dept);
-        let _ = std::fs::remove_file(data.join("api.addr"));
-        let child = self.spawn(dept, "exchange-node", &cfg)?;
-        self.nodes.insert(dept.to_owned(), child);
+        let data = self.spawn_node(dept)?;
         eventually(&format!("node {dept} to reach the hub"), DEADLINE, || {
             let data = data.clone();
             async move {
@@ -230,6 +222,16 @@ impl TestExchange {
     /// Starts a department's node and waits only until its API is bound (for configs whose API
     /// the harness cannot reach in plaintext).
     pub async fn start_node_unchecked(&mut self, dept: &str) -> Result<()> {
+        let data = self.spawn_node(dept)?;
+        eventually(&format!("node {dept} to bind its API"), DEADLINE, || {
+            let r = read_addr_file(&data, "api.addr").ok().map(|_| ());
+            async move { Ok(r) }
+        })
+        .await
+    }
+
+    /// Spawns a department's node (after removing a stale `api.addr`); returns its data dir.
+    fn spawn_node(&mut self, dept: &str) -> Result<PathBuf> {
         let cfg = self
             .node_configs
             .get(dept)
@@ -239,11 +241,7 @@ impl TestExchange {
         let _ = std::fs::remove_file(data.join("api.addr"));
         let child = self.spawn(dept, "exchange-node", &cfg)?;
         self.nodes.insert(dept.to_owned(), child);
-        eventually(&format!("node {dept} to bind its API"), DEADLINE, || {
-            let r = read_addr_file(&data, "api.addr").ok().map(|_| ());
-            async move { Ok(r) }
-        })
-        .await
+        Ok(data)
     }
 
     /// Kills a node with SIGKILL.

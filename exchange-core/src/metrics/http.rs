@@ -26,6 +26,30 @@ const MAX_CONNECTIONS: usize = 16;
 /// The content type of the Prometheus text format.
 pub const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
 
+/// Binds `listen` for `[metrics]`, writes the bound address to `<data_dir>/metrics.addr` (for
+/// port 0), and serves scrapes with `render` on a task of its own until `stop`. Both daemons
+/// start their endpoint through this.
+pub async fn start<F, Fut>(
+    listen: std::net::SocketAddr,
+    data_dir: &std::path::Path,
+    render: F,
+    stop: CancellationToken,
+) -> Result<std::net::SocketAddr, String>
+where
+    F: Fn() -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = Result<String, String>> + Send + 'static,
+{
+    let listener = TcpListener::bind(listen)
+        .await
+        .map_err(|e| format!("binding [metrics] listen = {listen}: {e}"))?;
+    let addr = listener.local_addr().map_err(|e| e.to_string())?;
+    crate::config::write_addr_file(data_dir, "metrics.addr", addr)
+        .map_err(|e| format!("writing {}/metrics.addr: {e}", data_dir.display()))?;
+    tracing::info!(%addr, "metrics listening");
+    tokio::spawn(serve(listener, render, stop));
+    Ok(addr)
+}
+
 /// Serves `GET /metrics` on `listener` with the text `render` produces, until `stop` is
 /// cancelled. `render` is called once per scrape; an `Err` is answered with status 500 and its
 /// message.
