@@ -455,3 +455,67 @@ async fn a_document_over_the_size_limit_is_refused_at_submission_naming_the_limi
     assert_eq!(sent.len(), 36);
     Ok(())
 }
+
+#[tokio::test]
+async fn the_same_submission_twice_is_one_document_and_a_changed_one_is_a_conflict() -> Result<()> {
+    use exchange_tests::forge;
+    let ex = TestExchange::start(&["a", "b"]).await?;
+
+    // Node API: the same idempotency key returns the same id, and one document is delivered.
+    let mut api = ex.node_api("a").await?;
+    let mut d = draft(
+        "b",
+        "retried after a timeout",
+        pb::Urgency::Normal,
+        vec![5; 1000],
+    );
+    d.key = "oa-42".into();
+    let first = submit(&mut api, &d).await?;
+    assert_eq!(submit(&mut api, &d).await?, first, "same key, same id");
+
+    // Hub: the same signed document twice gets the same acceptance; the same id with other
+    // content is refused as a conflict.
+    let key = forge::signing_key(&ex, "a")?;
+    let mut hub = ex.hub_client_as("a").await?;
+    let body = b"hello";
+    forge::put_blob(
+        &mut hub,
+        exchange_core::signing::Digest::of(body),
+        body.len() as u64,
+        vec![body.to_vec()],
+    )
+    .await?;
+    let header = forge::header("a", &["b"], "sent twice", vec![forge::part(body)]);
+    let once = forge::submit(&mut hub, forge::sign(&header, &key)).await?;
+    let twice = forge::submit(&mut hub, forge::sign(&header, &key)).await?;
+    assert_eq!(
+        once.acceptance, twice.acceptance,
+        "answered with the same acceptance"
+    );
+    let mut changed = header.clone();
+    if let Some(m) = changed.metadata.as_mut() {
+        m.title = "same id, other content".into();
+    }
+    let err = forge::submit(&mut hub, forge::sign(&changed, &key))
+        .await
+        .expect_err("a conflict");
+    assert_eq!(err.code(), tonic::Code::AlreadyExists, "{err:?}");
+
+    eventually("both documents at b", DEADLINE, || async {
+        let inbox = ex.cli_json("b", &["inbox", "--json"]).await?;
+        Ok((inbox.as_array().map(Vec::len) == Some(2)).then_some(inbox))
+    })
+    .await?;
+    let inbox = ex.cli_json("b", &["inbox", "--json"]).await?;
+    let ids: Vec<&str> = inbox
+        .as_array()
+        .context("inbox")?
+        .iter()
+        .filter_map(|e| e["id"].as_str())
+        .collect();
+    assert!(
+        ids.contains(&first.as_str()) && ids.contains(&header.id.as_str()),
+        "each once: {ids:?}"
+    );
+    Ok(())
+}
