@@ -13,6 +13,8 @@
 
 use std::collections::HashSet;
 
+use crate::ids::DeptId;
+
 use exchange_proto::v1 as pb;
 use prost::Message as _;
 
@@ -119,10 +121,11 @@ pub fn verify_bundle(bytes: &[u8], verifier: &Verifier) -> Result<Report, Bundle
         item: Item::Acceptance,
         problem: Problem::Missing,
     })?;
-    let acc = verify_evidence(acceptance, &doc, verifier).map_err(|problem| BundleError::Item {
-        item: Item::Acceptance,
-        problem,
-    })?;
+    let acc =
+        verify_evidence(acceptance, &doc, verifier, &[]).map_err(|problem| BundleError::Item {
+            item: Item::Acceptance,
+            problem,
+        })?;
     let refused = acc.evidence.kind == EvidenceKind::Refused;
     if !matches!(
         acc.evidence.kind,
@@ -134,6 +137,7 @@ pub fn verify_bundle(bytes: &[u8], verifier: &Verifier) -> Result<Report, Bundle
         });
     }
     steps.push(Step::of(&acc));
+    let mut added: Vec<DeptId> = Vec::new();
     for (i, wire) in bundle.evidence.into_iter().enumerate() {
         let label = SignedEvidence::decode(wire.clone())
             .ok()
@@ -142,10 +146,15 @@ pub fn verify_bundle(bytes: &[u8], verifier: &Verifier) -> Result<Report, Bundle
             number: i + 1,
             label,
         };
-        let ev = verify_evidence(wire, &doc, verifier).map_err(|problem| BundleError::Item {
-            item: item.clone(),
-            problem,
-        })?;
+        let ev =
+            verify_evidence(wire, &doc, verifier, &added).map_err(|problem| BundleError::Item {
+                item: item.clone(),
+                problem,
+            })?;
+        if let (EvidenceKind::RecipientAdded, Some(r)) = (ev.evidence.kind, &ev.evidence.recipient)
+        {
+            added.push(r.clone());
+        }
         if refused
             || matches!(
                 ev.evidence.kind,
@@ -203,6 +212,7 @@ fn verify_evidence(
     wire: pb::SignedEvidence,
     doc: &SignedDoc,
     verifier: &Verifier,
+    added: &[DeptId],
 ) -> Result<SignedEvidence, Problem> {
     let decoded = SignedEvidence::decode(wire.clone()).map_err(Problem::Invalid)?;
     let at = claimed_secs(decoded.evidence.at_ms)?;
@@ -216,8 +226,12 @@ fn verify_evidence(
     if ev.evidence.sender != doc.header.sender {
         return Err(Problem::WrongSender(ev.evidence.sender));
     }
+    // A recipient the header does not name must have been added by the sender (补发), by a
+    // RECIPIENT_ADDED earlier in the bundle — or this is that addition.
     if let Some(r) = &ev.evidence.recipient
         && doc.header.role_of(r).is_none()
+        && ev.evidence.kind != EvidenceKind::RecipientAdded
+        && !added.contains(r)
     {
         return Err(Problem::NotRecipient(r.clone()));
     }

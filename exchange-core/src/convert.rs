@@ -306,6 +306,12 @@ impl From<EvidenceKind> for pb::EvidenceKind {
             EvidenceKind::Rejected => pb::EvidenceKind::Rejected,
             EvidenceKind::NotDelivered => pb::EvidenceKind::NotDelivered,
             EvidenceKind::Refused => pb::EvidenceKind::Refused,
+            EvidenceKind::Recall => pb::EvidenceKind::Recall,
+            EvidenceKind::Withdrawn => pb::EvidenceKind::Withdrawn,
+            EvidenceKind::Recalled => pb::EvidenceKind::Recalled,
+            EvidenceKind::RecallAcknowledged => pb::EvidenceKind::RecallAcknowledged,
+            EvidenceKind::RecipientAdded => pb::EvidenceKind::RecipientAdded,
+            EvidenceKind::Reminded => pb::EvidenceKind::Reminded,
         }
     }
 }
@@ -326,6 +332,7 @@ impl From<&Evidence> for pb::Evidence {
             at_ms: e.at_ms,
             clerk: e.clerk.clone(),
             reason: e.reason.clone(),
+            cc: e.cc,
         }
     }
 }
@@ -347,6 +354,12 @@ impl TryFrom<pb::Evidence> for Evidence {
             pb::EvidenceKind::Rejected => EvidenceKind::Rejected,
             pb::EvidenceKind::NotDelivered => EvidenceKind::NotDelivered,
             pb::EvidenceKind::Refused => EvidenceKind::Refused,
+            pb::EvidenceKind::Recall => EvidenceKind::Recall,
+            pb::EvidenceKind::Withdrawn => EvidenceKind::Withdrawn,
+            pb::EvidenceKind::Recalled => EvidenceKind::Recalled,
+            pb::EvidenceKind::RecallAcknowledged => EvidenceKind::RecallAcknowledged,
+            pb::EvidenceKind::RecipientAdded => EvidenceKind::RecipientAdded,
+            pb::EvidenceKind::Reminded => EvidenceKind::Reminded,
             pb::EvidenceKind::Unspecified => {
                 return Err(FieldError::new("evidence.kind", "required"));
             }
@@ -360,7 +373,7 @@ impl TryFrom<pb::Evidence> for Evidence {
             FieldError::new("evidence.sender", err.to_string())
         })?;
         let recipient = match (kind, e.recipient.as_str()) {
-            (EvidenceKind::Accepted | EvidenceKind::Refused, _) => None,
+            (EvidenceKind::Accepted | EvidenceKind::Refused | EvidenceKind::Recall, _) => None,
             (_, "") => return Err(FieldError::new("evidence.recipient", "required")),
             (_, r) => Some(r.parse().map_err(|err: crate::ids::IdError| {
                 FieldError::new("evidence.recipient", err.to_string())
@@ -376,6 +389,18 @@ impl TryFrom<pb::Evidence> for Evidence {
                 "a rejection (退回) needs a reason",
             ));
         }
+        if kind == EvidenceKind::Recall && e.reason.trim().is_empty() {
+            return Err(FieldError::new(
+                "evidence.reason",
+                "a recall (撤回) needs a reason",
+            ));
+        }
+        if e.cc && kind != EvidenceKind::RecipientAdded {
+            return Err(FieldError::new(
+                "evidence.cc",
+                "only RECIPIENT_ADDED evidence may set it",
+            ));
+        }
         Ok(Evidence {
             kind,
             doc_id,
@@ -385,6 +410,7 @@ impl TryFrom<pb::Evidence> for Evidence {
             at_ms: e.at_ms,
             clerk: e.clerk,
             reason: e.reason,
+            cc: e.cc,
         })
     }
 }

@@ -289,6 +289,19 @@ pub enum EvidenceKind {
     NotDelivered,
     /// The hub refused the document at submission (signed by the hub).
     Refused,
+    /// 撤回: the sender recalls the document (signed by the sender, no recipient).
+    Recall,
+    /// The recall reached the recipient before the document did (signed by the hub).
+    Withdrawn,
+    /// The recipient held it unsigned-for and marked it recalled (signed by the recipient).
+    Recalled,
+    /// The recipient had signed for it and a clerk acknowledged the recall (signed by the
+    /// recipient).
+    RecallAcknowledged,
+    /// 补发: the sender added the recipient after sending (signed by the sender).
+    RecipientAdded,
+    /// 催办: the sender reminds the recipient (signed by the sender).
+    Reminded,
 }
 
 impl EvidenceKind {
@@ -301,7 +314,21 @@ impl EvidenceKind {
             EvidenceKind::Rejected => 4,
             EvidenceKind::NotDelivered => 5,
             EvidenceKind::Refused => 6,
+            EvidenceKind::Recall => 7,
+            EvidenceKind::Withdrawn => 8,
+            EvidenceKind::Recalled => 9,
+            EvidenceKind::RecallAcknowledged => 10,
+            EvidenceKind::RecipientAdded => 11,
+            EvidenceKind::Reminded => 12,
         }
+    }
+
+    /// A statement the document's sender makes (and signs) about its own document.
+    pub fn is_senders(self) -> bool {
+        matches!(
+            self,
+            EvidenceKind::Recall | EvidenceKind::RecipientAdded | EvidenceKind::Reminded
+        )
     }
 }
 
@@ -322,8 +349,10 @@ pub struct Evidence {
     pub at_ms: i64,
     /// Who acted (confirm / reject).
     pub clerk: String,
-    /// Why (reject), or a note (confirm).
+    /// Why (reject, recall), or a note (confirm, remind).
     pub reason: String,
+    /// `RecipientAdded`: added as 抄送 rather than 主送.
+    pub cc: bool,
 }
 
 impl Evidence {
@@ -343,13 +372,21 @@ impl Evidence {
             at_ms,
             clerk: String::new(),
             reason: String::new(),
+            cc: false,
         }
     }
 
     /// Who must sign evidence of this kind.
     pub fn required_signer(&self) -> Principal {
         match (&self.kind, &self.recipient) {
-            (EvidenceKind::Accepted | EvidenceKind::NotDelivered | EvidenceKind::Refused, _)
+            (kind, _) if kind.is_senders() => Principal::Dept(self.sender.clone()),
+            (
+                EvidenceKind::Accepted
+                | EvidenceKind::NotDelivered
+                | EvidenceKind::Refused
+                | EvidenceKind::Withdrawn,
+                _,
+            )
             | (_, None) => Principal::Hub,
             (_, Some(r)) => Principal::Dept(r.clone()),
         }

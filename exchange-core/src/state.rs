@@ -4,10 +4,16 @@
 //! `Queued → Accepted → Delivered → Confirmed | Rejected`. Evidence can arrive out of order (the
 //! recipient's delivery receipt may overtake the hub's acceptance on another connection), so an
 //! older step arriving late is absorbed — its time is recorded but the state never moves back.
-//! The three endings (confirmed, rejected, not delivered) exclude each other.
+//! The endings (confirmed, rejected, not delivered, withdrawn, recalled) exclude each other.
+//!
+//! A recall (撤回) ends a delivery in one of three ways: `Withdrawn` (the hub still held it: the
+//! recipient never did), `Recalled` (the recipient held it and no clerk had signed for it), or
+//! `Confirmed → RecallAcknowledged` (a clerk had signed for it and acknowledged the recall).
+//! A rejected (退回) delivery is already back with the sender and stays rejected.
 //!
 //! At the recipient, an inbox entry moves `New → Confirmed | Rejected`, once; repeating the same
-//! action is harmless, the opposite one is refused.
+//! action is harmless, the opposite one is refused. A recall moves `New → Recalled` and
+//! `Confirmed → RecallPending → RecallAcknowledged` (the last by a clerk's action).
 
 use std::fmt;
 
@@ -60,6 +66,12 @@ pub enum DeliveryState {
     NotDelivered,
     /// The hub refused the document at submission.
     Refused,
+    /// Recalled before it reached the recipient.
+    Withdrawn,
+    /// Recalled from the recipient's inbox before 签收.
+    Recalled,
+    /// Recalled after 签收; the recipient acknowledged.
+    RecallAcknowledged,
 }
 
 impl DeliveryState {
@@ -71,8 +83,16 @@ impl DeliveryState {
             DeliveryState::Confirmed
             | DeliveryState::Rejected
             | DeliveryState::NotDelivered
-            | DeliveryState::Refused => 3,
+            | DeliveryState::Refused
+            | DeliveryState::Withdrawn
+            | DeliveryState::Recalled => 3,
+            DeliveryState::RecallAcknowledged => 4,
         }
+    }
+
+    /// Whether nothing more is expected of the recipient (no reminder makes sense).
+    pub fn is_final(self) -> bool {
+        self.rank() >= 3
     }
 
     /// Stable name for output and logs.
@@ -85,24 +105,56 @@ impl DeliveryState {
             DeliveryState::Rejected => "rejected",
             DeliveryState::NotDelivered => "not-delivered",
             DeliveryState::Refused => "refused",
+            DeliveryState::Withdrawn => "withdrawn",
+            DeliveryState::Recalled => "recalled",
+            DeliveryState::RecallAcknowledged => "recall-acknowledged",
         }
     }
 
-    /// The state that evidence of `kind` proves.
-    pub fn proven_by(kind: EvidenceKind) -> Self {
-        match kind {
+    /// The state that evidence of `kind` proves; `None` for the sender's own statements
+    /// (recall, addition, reminder), which move no recipient's delivery by themselves.
+    pub fn proven_by(kind: EvidenceKind) -> Option<Self> {
+        Some(match kind {
             EvidenceKind::Accepted => DeliveryState::Accepted,
             EvidenceKind::Delivered => DeliveryState::Delivered,
             EvidenceKind::Confirmed => DeliveryState::Confirmed,
             EvidenceKind::Rejected => DeliveryState::Rejected,
             EvidenceKind::NotDelivered => DeliveryState::NotDelivered,
             EvidenceKind::Refused => DeliveryState::Refused,
-        }
+            EvidenceKind::Withdrawn => DeliveryState::Withdrawn,
+            EvidenceKind::Recalled => DeliveryState::Recalled,
+            EvidenceKind::RecallAcknowledged => DeliveryState::RecallAcknowledged,
+            EvidenceKind::Recall | EvidenceKind::RecipientAdded | EvidenceKind::Reminded => {
+                return None;
+            }
+        })
     }
 
     /// Applies evidence of `kind`.
     pub fn apply(self, kind: EvidenceKind) -> Result<Transition<Self>, StateError> {
-        let target = Self::proven_by(kind);
+        let Some(target) = Self::proven_by(kind) else {
+            return Ok(Transition::Unchanged(self));
+        };
+        let refused = Err(StateError {
+            from: self.name(),
+            to: target.name(),
+        });
+        match (self, target) {
+            // Only a confirmed delivery (or one whose confirmation is still on its way) can
+            // have its recall acknowledged; a late confirmation is absorbed afterwards.
+            (DeliveryState::RecallAcknowledged, DeliveryState::Confirmed) => {
+                return Ok(Transition::Unchanged(self));
+            }
+            (s, DeliveryState::RecallAcknowledged) if s.rank() < 3 => {
+                return Ok(Transition::Changed(target));
+            }
+            (DeliveryState::Confirmed, DeliveryState::RecallAcknowledged) => {
+                return Ok(Transition::Changed(target));
+            }
+            (s, DeliveryState::RecallAcknowledged) if s != target => return refused,
+            (DeliveryState::RecallAcknowledged, t) if t.rank() == 3 => return refused,
+            _ => {}
+        }
         if self.rank() == 3 && target.rank() == 3 && self != target {
             return Err(StateError {
                 from: self.name(),
@@ -126,6 +178,9 @@ impl DeliveryState {
             DeliveryState::Rejected => 5,
             DeliveryState::NotDelivered => 6,
             DeliveryState::Refused => 7,
+            DeliveryState::Withdrawn => 8,
+            DeliveryState::Recalled => 9,
+            DeliveryState::RecallAcknowledged => 10,
         }
     }
 
@@ -139,6 +194,9 @@ impl DeliveryState {
             Self::Rejected,
             Self::NotDelivered,
             Self::Refused,
+            Self::Withdrawn,
+            Self::Recalled,
+            Self::RecallAcknowledged,
         ]
         .into_iter()
         .find(|s| s.code() == c)
@@ -161,6 +219,9 @@ impl From<DeliveryState> for pb::RecipientState {
             DeliveryState::Rejected => pb::RecipientState::Rejected,
             DeliveryState::NotDelivered => pb::RecipientState::NotDelivered,
             DeliveryState::Refused => pb::RecipientState::Refused,
+            DeliveryState::Withdrawn => pb::RecipientState::Withdrawn,
+            DeliveryState::Recalled => pb::RecipientState::Recalled,
+            DeliveryState::RecallAcknowledged => pb::RecipientState::RecallAcknowledged,
         }
     }
 }
@@ -174,6 +235,12 @@ pub enum InboxState {
     Confirmed,
     /// 退回.
     Rejected,
+    /// Recalled by the sender before 签收: it can no longer be signed for.
+    Recalled,
+    /// Recalled by the sender after 签收: a clerk must acknowledge the recall.
+    RecallPending,
+    /// The recall after 签收 was acknowledged.
+    RecallAcknowledged,
 }
 
 /// What a clerk does with a received document.
@@ -183,6 +250,19 @@ pub enum ClerkAction {
     Confirm,
     /// 退回.
     Reject,
+    /// Acknowledge the sender's recall of a document already signed for.
+    AcknowledgeRecall,
+}
+
+/// What the sender's recall does to an inbox entry.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RecallEffect {
+    /// Not yet signed for: now recalled (the node signs RECALLED).
+    Recalled,
+    /// Already signed for: a clerk must acknowledge it.
+    AckRequired,
+    /// Already returned (退回) or already recalled: nothing changes.
+    AlreadyDone,
 }
 
 impl InboxState {
@@ -192,6 +272,9 @@ impl InboxState {
             InboxState::New => "new",
             InboxState::Confirmed => "confirmed",
             InboxState::Rejected => "rejected",
+            InboxState::Recalled => "recalled",
+            InboxState::RecallPending => "recall-pending",
+            InboxState::RecallAcknowledged => "recall-acknowledged",
         }
     }
 
@@ -200,15 +283,43 @@ impl InboxState {
         let target = match action {
             ClerkAction::Confirm => InboxState::Confirmed,
             ClerkAction::Reject => InboxState::Rejected,
+            ClerkAction::AcknowledgeRecall => InboxState::RecallAcknowledged,
         };
-        match self {
-            InboxState::New => Ok(Transition::Changed(target)),
-            s if s == target => Ok(Transition::Unchanged(s)),
-            s => Err(StateError {
+        let refused = |s: InboxState| {
+            Err(StateError {
                 from: s.name(),
                 to: target.name(),
-            }),
+            })
+        };
+        match (self, action) {
+            (InboxState::New, ClerkAction::Confirm | ClerkAction::Reject)
+            | (InboxState::RecallPending, ClerkAction::AcknowledgeRecall) => {
+                Ok(Transition::Changed(target))
+            }
+            // A confirmation repeated after the recall was acknowledged is harmless too.
+            (InboxState::RecallPending | InboxState::RecallAcknowledged, ClerkAction::Confirm) => {
+                Ok(Transition::Unchanged(self))
+            }
+            (s, _) if s == target => Ok(Transition::Unchanged(s)),
+            (s, _) => refused(s),
         }
+    }
+
+    /// The sender's recall arrives: the new state and what it did.
+    pub fn recall(self) -> (Self, RecallEffect) {
+        match self {
+            InboxState::New => (InboxState::Recalled, RecallEffect::Recalled),
+            InboxState::Confirmed => (InboxState::RecallPending, RecallEffect::AckRequired),
+            InboxState::RecallPending => (self, RecallEffect::AckRequired),
+            InboxState::Rejected | InboxState::Recalled | InboxState::RecallAcknowledged => {
+                (self, RecallEffect::AlreadyDone)
+            }
+        }
+    }
+
+    /// Whether a clerk still has to act on it (sign for it, return it, or acknowledge a recall).
+    pub fn needs_clerk(self) -> bool {
+        matches!(self, InboxState::New | InboxState::RecallPending)
     }
 
     /// Stable code for storage.
@@ -217,14 +328,24 @@ impl InboxState {
             InboxState::New => 1,
             InboxState::Confirmed => 2,
             InboxState::Rejected => 3,
+            InboxState::Recalled => 4,
+            InboxState::RecallPending => 5,
+            InboxState::RecallAcknowledged => 6,
         }
     }
 
     /// From a stored code.
     pub fn from_code(c: u8) -> Option<Self> {
-        [Self::New, Self::Confirmed, Self::Rejected]
-            .into_iter()
-            .find(|s| s.code() == c)
+        [
+            Self::New,
+            Self::Confirmed,
+            Self::Rejected,
+            Self::Recalled,
+            Self::RecallPending,
+            Self::RecallAcknowledged,
+        ]
+        .into_iter()
+        .find(|s| s.code() == c)
     }
 }
 
@@ -234,6 +355,9 @@ impl From<InboxState> for pb::InboxState {
             InboxState::New => pb::InboxState::New,
             InboxState::Confirmed => pb::InboxState::Confirmed,
             InboxState::Rejected => pb::InboxState::Rejected,
+            InboxState::Recalled => pb::InboxState::Recalled,
+            InboxState::RecallPending => pb::InboxState::RecallPending,
+            InboxState::RecallAcknowledged => pb::InboxState::RecallAcknowledged,
         }
     }
 }
@@ -281,6 +405,71 @@ mod tests {
         assert!(InboxState::Confirmed.apply(ClerkAction::Reject).is_err());
         for s in [InboxState::New, InboxState::Confirmed, InboxState::Rejected] {
             assert_eq!(InboxState::from_code(s.code()), Some(s));
+        }
+    }
+
+    #[test]
+    fn a_recall_ends_each_delivery_once() {
+        assert_eq!(
+            Accepted.apply(EvidenceKind::Withdrawn),
+            Ok(Transition::Changed(Withdrawn))
+        );
+        assert_eq!(
+            Delivered.apply(EvidenceKind::Recalled),
+            Ok(Transition::Changed(Recalled))
+        );
+        assert_eq!(
+            Confirmed.apply(EvidenceKind::RecallAcknowledged),
+            Ok(Transition::Changed(RecallAcknowledged))
+        );
+        // The confirmation may arrive after the acknowledgement of the recall.
+        assert_eq!(
+            RecallAcknowledged.apply(EvidenceKind::Confirmed),
+            Ok(Transition::Unchanged(RecallAcknowledged))
+        );
+        assert!(Rejected.apply(EvidenceKind::RecallAcknowledged).is_err());
+        assert!(Recalled.apply(EvidenceKind::Confirmed).is_err());
+        assert!(
+            Withdrawn
+                .apply(EvidenceKind::Delivered)
+                .is_ok_and(|t| t.state() == Withdrawn)
+        );
+        assert!(RecallAcknowledged.apply(EvidenceKind::Rejected).is_err());
+        // The sender's own statements move nothing.
+        assert_eq!(
+            Delivered.apply(EvidenceKind::Reminded),
+            Ok(Transition::Unchanged(Delivered))
+        );
+        for s in [Withdrawn, Recalled, RecallAcknowledged] {
+            assert_eq!(DeliveryState::from_code(s.code()), Some(s));
+        }
+    }
+
+    #[test]
+    fn a_recall_at_the_recipient() {
+        use InboxState as I;
+        assert_eq!(I::New.recall(), (I::Recalled, RecallEffect::Recalled));
+        assert_eq!(
+            I::Confirmed.recall(),
+            (I::RecallPending, RecallEffect::AckRequired)
+        );
+        assert_eq!(
+            I::Rejected.recall(),
+            (I::Rejected, RecallEffect::AlreadyDone)
+        );
+        assert!(I::Recalled.apply(ClerkAction::Confirm).is_err());
+        assert!(I::Recalled.apply(ClerkAction::Reject).is_err());
+        assert!(I::New.apply(ClerkAction::AcknowledgeRecall).is_err());
+        assert_eq!(
+            I::RecallPending.apply(ClerkAction::AcknowledgeRecall),
+            Ok(Transition::Changed(I::RecallAcknowledged))
+        );
+        assert_eq!(
+            I::RecallAcknowledged.apply(ClerkAction::AcknowledgeRecall),
+            Ok(Transition::Unchanged(I::RecallAcknowledged))
+        );
+        for s in [I::Recalled, I::RecallPending, I::RecallAcknowledged] {
+            assert_eq!(I::from_code(s.code()), Some(s));
         }
     }
 }

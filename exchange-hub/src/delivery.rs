@@ -14,6 +14,7 @@ use exchange_core::{
     document::{Evidence, EvidenceKind, SignedEvidence},
     error::ServiceError,
     ids::DeptId,
+    state::DeliveryState,
     time::now_ms,
 };
 use exchange_proto::v1::{self as pb, AuditKind, subscribe_request::Msg};
@@ -157,16 +158,26 @@ async fn push_loop(
             }
         };
         seq += 1;
-        let (push, doc) = match &item {
+        let (push, pending) = match &item {
             Outbound::Deliver(id) => {
                 let Some((doc, rec)) = store::document(&hub.store, *id).await? else {
                     warn!(doc_id = %id, "queued delivery for a missing document: dropped");
                     store::ack(&hub.store, dept.clone(), key).await?;
                     continue;
                 };
+                if withdrawn_before_push(hub, *id, dept).await? {
+                    info!(doc_id = %id, recipient = %dept, "recalled before delivery: not pushed");
+                    store::ack(&hub.store, dept.clone(), key).await?;
+                    continue;
+                }
+                let addition = match doc.header.role_of(dept) {
+                    Some(_) => None,
+                    None => store::addition(&hub.store, *id, dept.clone()).await?,
+                };
                 let delivery = pb::Delivery {
                     document: rec.document,
                     acceptance: rec.acceptance,
+                    addition,
                 };
                 if !hub.sessions.first_push(*id, dept) {
                     audit::record(
@@ -175,9 +186,25 @@ async fn push_loop(
                     )
                     .await;
                 }
-                (pb::hub_push::Item::Delivery(delivery), Some(doc))
+                (
+                    pb::hub_push::Item::Delivery(delivery),
+                    Pending::Delivery(doc),
+                )
             }
-            Outbound::Evidence(e) => (pb::hub_push::Item::Evidence(e.clone()), None),
+            Outbound::Evidence(e) => (pb::hub_push::Item::Evidence(e.clone()), Pending::Plain),
+            Outbound::Notice(e) => {
+                let recall = match SignedEvidence::decode(e.clone()) {
+                    Ok(n) if n.evidence.kind == EvidenceKind::Recall => {
+                        store::document(&hub.store, n.evidence.doc_id).await?
+                    }
+                    _ => None,
+                };
+                let pending = match recall {
+                    Some((doc, _)) => Pending::Recall(doc),
+                    None => Pending::Plain,
+                };
+                (pb::hub_push::Item::Notice(e.clone()), pending)
+            }
         };
         if tx
             .send(Ok(pb::HubPush {
@@ -210,12 +237,20 @@ async fn push_loop(
                 ack.seq
             )));
         }
-        if let Some(doc) = &doc {
-            hub.sessions.acked(doc.header.id, dept);
-        }
+        let doc = match pending {
+            Pending::Plain => {
+                store::ack(&hub.store, dept.clone(), key).await?;
+                continue;
+            }
+            Pending::Recall(doc) => {
+                recall_acked(hub, dept, &doc, ack, key).await?;
+                continue;
+            }
+            Pending::Delivery(doc) => doc,
+        };
+        hub.sessions.acked(doc.header.id, dept);
         match doc {
-            None => store::ack(&hub.store, dept.clone(), key).await?,
-            Some(doc) if !ack.refused.is_empty() => {
+            doc if !ack.refused.is_empty() => {
                 let reason: String = ack
                     .refused
                     .chars()
@@ -234,7 +269,7 @@ async fn push_loop(
                     hub.sessions.wake(&doc.header.sender);
                 }
             }
-            Some(doc) => {
+            doc => {
                 let receipt = ack.delivery_receipt.ok_or_else(|| {
                     ServiceError::invalid("ack.delivery_receipt: required for a delivery")
                 })?;
@@ -254,5 +289,92 @@ async fn push_loop(
                 }
             }
         }
+    }
+}
+
+/// What an item in flight waits for.
+enum Pending {
+    /// Only the acknowledgement (evidence for the sender, a reminder).
+    Plain,
+    /// A delivery receipt or a refusal.
+    Delivery(exchange_core::document::SignedDoc),
+    /// What the sender's recall did at the recipient.
+    Recall(exchange_core::document::SignedDoc),
+}
+
+/// Whether the delivery of `id` to `dept` is to be dropped unpushed: the sender recalled it
+/// before the recipient had it. (Had an earlier push reached the recipient's disk with its
+/// acknowledgement lost, the recall notice queued behind this item still finds it there.)
+async fn withdrawn_before_push(
+    hub: &Hub,
+    id: exchange_core::ids::DocumentId,
+    dept: &DeptId,
+) -> Result<bool, ServiceError> {
+    if !store::recalled(&hub.store, id).await? {
+        return Ok(false);
+    }
+    let state = store::delivery(&hub.store, id, dept.clone()).await?;
+    Ok(matches!(
+        state,
+        Some(DeliveryState::Queued | DeliveryState::Accepted) | None
+    ))
+}
+
+/// Records what a recall notice did at `dept` and removes it from the queue: the hub signs
+/// WITHDRAWN when the recipient never held the document; the recipient signs RECALLED when it
+/// held it unsigned-for; a recipient that had signed for it acknowledges later through
+/// `SubmitEvidence` (RECALL_ACKNOWLEDGED).
+async fn recall_acked(
+    hub: &Hub,
+    dept: &DeptId,
+    doc: &exchange_core::document::SignedDoc,
+    ack: pb::Ack,
+    key: exchange_core::store::queue::QueueKey,
+) -> Result<(), ServiceError> {
+    let ev = match ack.recall() {
+        pb::RecallOutcome::NotHeld => SignedEvidence::seal(
+            Evidence::about(doc, EvidenceKind::Withdrawn, Some(dept.clone()), now_ms()),
+            &hub.signer,
+        ),
+        pb::RecallOutcome::Recalled => {
+            let receipt = ack.recall_receipt.ok_or_else(|| {
+                ServiceError::invalid("ack.recall_receipt: required with RECALLED")
+            })?;
+            let ev = SignedEvidence::verify(receipt, &hub.verifier, now_secs())
+                .map_err(|e| ServiceError::invalid(format!("ack.recall_receipt: {e}")))?;
+            if ev.evidence.kind != EvidenceKind::Recalled
+                || ev.evidence.recipient.as_ref() != Some(dept)
+                || !ev.is_about(doc)
+            {
+                return Err(ServiceError::invalid(
+                    "ack.recall_receipt: not this recipient's RECALLED evidence for this document",
+                ));
+            }
+            ev
+        }
+        pb::RecallOutcome::AckRequired | pb::RecallOutcome::AlreadyDone => {
+            info!(doc_id = %doc.header.id, recipient = %dept, outcome = ?ack.recall(), "recall delivered");
+            return Ok(store::ack(&hub.store, dept.clone(), key).await?);
+        }
+        pb::RecallOutcome::Unspecified => {
+            return Err(ServiceError::invalid(
+                "ack.recall: required for a recall notice",
+            ));
+        }
+    };
+    let kind = ev.evidence.kind;
+    match store::record_evidence(&hub.store, doc, ev, Some((dept.clone(), key))).await {
+        Ok(true) => {
+            info!(doc_id = %doc.header.id, recipient = %dept, ?kind, "recall took effect");
+            hub.sessions.wake(&doc.header.sender);
+            Ok(())
+        }
+        Ok(false) => Ok(()),
+        // The delivery ended otherwise meanwhile (e.g. it expired): the notice is done.
+        Err(e) if e.code == exchange_core::error::ErrorCode::FailedPrecondition => {
+            warn!(doc_id = %doc.header.id, recipient = %dept, error = %e, "recall outcome not recorded");
+            Ok(store::ack(&hub.store, dept.clone(), key).await?)
+        }
+        Err(e) => Err(e),
     }
 }

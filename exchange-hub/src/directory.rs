@@ -92,6 +92,7 @@ impl Directory {
                     .as_ref()
                     .map(ToString::to_string)
                     .unwrap_or_default(),
+                outside_scope: false,
             })
             .collect()
     }

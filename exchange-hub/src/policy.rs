@@ -14,7 +14,7 @@ use exchange_core::{
 };
 
 /// Whether `sender` may address `recipient` under `routing`.
-fn allowed(routing: &RoutingSection, sender: &DeptId, recipient: &DeptId) -> bool {
+pub(crate) fn allowed(routing: &RoutingSection, sender: &DeptId, recipient: &DeptId) -> bool {
     let mut named = false;
     for rule in routing.rules.iter().filter(|r| r.from.matches(sender)) {
         named = true;

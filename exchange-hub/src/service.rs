@@ -266,7 +266,8 @@ impl HubService {
         Ok(())
     }
 
-    /// The document `doc_id`, if `caller` is its sender or one of its recipients.
+    /// The document `doc_id`, if `caller` is its sender or one of its recipients (named in
+    /// the header or added later).
     async fn document_for(&self, caller: &DeptId, doc_id: &str) -> Result<SignedDoc, ServiceError> {
         let id: DocumentId = doc_id.parse().map_err(|e: exchange_core::ids::IdError| {
             ServiceError::invalid(format!("doc_id: {e}"))
@@ -274,12 +275,19 @@ impl HubService {
         let (doc, _) = store::document(&self.hub.store, id)
             .await?
             .ok_or_else(|| ServiceError::not_found(format!("no document {id}")))?;
-        if doc.header.sender != *caller && doc.header.role_of(caller).is_none() {
+        if doc.header.sender != *caller && !self.is_recipient(&doc, caller).await? {
             return Err(ServiceError::denied(format!(
                 "document {id} is not addressed to {caller}"
             )));
         }
         Ok(doc)
+    }
+
+    async fn is_recipient(&self, doc: &SignedDoc, dept: &DeptId) -> Result<bool, ServiceError> {
+        Ok(doc.header.role_of(dept).is_some()
+            || store::delivery(&self.hub.store, doc.header.id, dept.clone())
+                .await?
+                .is_some())
     }
 
     async fn submit_evidence_inner(
@@ -296,6 +304,9 @@ impl HubService {
                 e => ServiceError::denied(format!("evidence refused: {e}")),
             })?;
         check_clock("evidence.at_ms", ev.evidence.at_ms)?;
+        if ev.evidence.kind.is_senders() {
+            return self.senders_statement(caller, ev).await;
+        }
         if ev.evidence.recipient.as_ref() != Some(&caller) {
             return Err(ServiceError::denied(format!(
                 "evidence.recipient: {caller} may only report on its own deliveries"
@@ -303,16 +314,16 @@ impl HubService {
         }
         if !matches!(
             ev.evidence.kind,
-            EvidenceKind::Confirmed | EvidenceKind::Rejected
+            EvidenceKind::Confirmed | EvidenceKind::Rejected | EvidenceKind::RecallAcknowledged
         ) {
             return Err(ServiceError::invalid(
-                "evidence.kind: only CONFIRMED or REJECTED may be submitted here",
+                "evidence.kind: a recipient may submit only CONFIRMED, REJECTED or RECALL_ACKNOWLEDGED here",
             ));
         }
         let doc = self
             .document_for(&caller, &ev.evidence.doc_id.to_string())
             .await?;
-        if doc.header.role_of(&caller).is_none() {
+        if !self.is_recipient(&doc, &caller).await? {
             return Err(ServiceError::denied(format!(
                 "document {} is not addressed to {caller}",
                 doc.header.id
@@ -330,6 +341,78 @@ impl HubService {
         }
         Ok(())
     }
+
+    /// The sender's own signed statement about a document it sent: recall (撤回), an added
+    /// recipient (补发) or a reminder (催办).
+    async fn senders_statement(
+        &self,
+        caller: DeptId,
+        ev: SignedEvidence,
+    ) -> Result<(), ServiceError> {
+        if ev.evidence.sender != caller {
+            return Err(ServiceError::denied(format!(
+                "evidence.sender: {caller} may recall, add recipients to or remind of only its own documents"
+            )));
+        }
+        let doc = self
+            .document_for(&caller, &ev.evidence.doc_id.to_string())
+            .await?;
+        if !ev.is_about(&doc) {
+            return Err(ServiceError::invalid(
+                "evidence.header_digest: does not match the document",
+            ));
+        }
+        let hub = &self.hub;
+        let id = doc.header.id;
+        match ev.evidence.kind {
+            EvidenceKind::Recall => {
+                let woken = store::recall(&hub.store, &doc, ev).await?;
+                info!(doc_id = %id, recipients = woken.len(), "recalled by the sender");
+                woken.iter().for_each(|d| hub.sessions.wake(d));
+            }
+            EvidenceKind::RecipientAdded => {
+                let dept = ev
+                    .evidence
+                    .recipient
+                    .clone()
+                    .ok_or_else(|| ServiceError::invalid("evidence.recipient: required"))?;
+                if !hub.directory.contains(&dept) {
+                    return Err(ServiceError::invalid(format!(
+                        "evidence.recipient: unknown department {dept}"
+                    )));
+                }
+                let added = exchange_core::document::Recipient {
+                    dept: dept.clone(),
+                    role: if ev.evidence.cc {
+                        exchange_core::document::RecipientRole::Cc
+                    } else {
+                        exchange_core::document::RecipientRole::Main
+                    },
+                };
+                crate::policy::check(&hub.cfg.routing, &caller, std::slice::from_ref(&added))?;
+                if store::add_recipient(&hub.store, &doc, ev).await? {
+                    info!(doc_id = %id, recipient = %dept, "recipient added (补发)");
+                    hub.sessions.wake(&dept);
+                }
+            }
+            EvidenceKind::Reminded => {
+                let dept = ev
+                    .evidence
+                    .recipient
+                    .clone()
+                    .ok_or_else(|| ServiceError::invalid("evidence.recipient: required"))?;
+                store::remind(&hub.store, &doc, ev).await?;
+                info!(doc_id = %id, recipient = %dept, "reminder queued (催办)");
+                hub.sessions.wake(&dept);
+            }
+            kind => {
+                return Err(ServiceError::invalid(format!(
+                    "evidence.kind: {kind:?} is not a sender's statement"
+                )));
+            }
+        }
+        Ok(())
+    }
 }
 
 #[tonic::async_trait]
@@ -338,10 +421,27 @@ impl hub_server::Hub for HubService {
         &self,
         req: Request<pb::ListDepartmentsRequest>,
     ) -> Result<Response<pb::ListDepartmentsResponse>, Status> {
-        self.caller(&req)?;
+        let caller = self.caller(&req)?;
+        // Per-sender scoping: what the routing policy lets the caller address.
+        let routing = &self.hub.cfg.routing;
+        let may = |id: &str| {
+            id.parse::<DeptId>()
+                .is_ok_and(|d| crate::policy::allowed(routing, &caller, &d))
+        };
+        let mut departments = self.hub.directory.to_proto();
+        for d in &mut departments {
+            d.outside_scope = !may(&d.id);
+        }
+        let groups = self
+            .hub
+            .directory
+            .groups_proto()
+            .into_iter()
+            .filter(|g| g.members.iter().all(|m| may(m)))
+            .collect();
         Ok(Response::new(pb::ListDepartmentsResponse {
-            departments: self.hub.directory.to_proto(),
-            groups: self.hub.directory.groups_proto(),
+            departments,
+            groups,
         }))
     }
 

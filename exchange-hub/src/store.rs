@@ -5,7 +5,9 @@
 //! - `documents`: doc id → `HubDocument`
 //! - `deliveries`: (doc id, recipient) → `HubDelivery`
 //! - `evidence`: (doc id, recipient or "", kind code) → encoded `SignedEvidence`
-//! - `outbound` queue: per destination department → `QueueItem` (deliver a document, or evidence)
+//! - `recalls`: doc id → `HubRecall` (the sender's signed RECALL, once recalled)
+//! - `outbound` queue: per destination department → `QueueItem` (deliver a document, evidence
+//!   for its sender, or a notice — recall or reminder — for a recipient)
 
 use crate::audit::{self, Event};
 use exchange_core::{
@@ -24,10 +26,11 @@ pub(crate) const SCHEMA: u64 = 1;
 const DOCUMENTS: TableDefinition<'_, &str, &[u8]> = TableDefinition::new("documents");
 const DELIVERIES: TableDefinition<'_, (&str, &str), &[u8]> = TableDefinition::new("deliveries");
 const EVIDENCE: TableDefinition<'_, (&str, &str, u8), &[u8]> = TableDefinition::new("evidence");
+const RECALLS: TableDefinition<'_, &str, &[u8]> = TableDefinition::new("recalls");
 pub(crate) const OUTBOUND: DurableQueue = DurableQueue::new("outbound");
 /// Every table of this module, for a backup (`crate::backup`).
 pub(crate) const TABLES: &[&dyn exchange_core::backup::BackupTable] =
-    &[&DOCUMENTS, &DELIVERIES, &EVIDENCE, &OUTBOUND];
+    &[&DOCUMENTS, &DELIVERIES, &EVIDENCE, &RECALLS, &OUTBOUND];
 
 /// What the hub pushes next to a department.
 #[derive(Debug, Clone)]
@@ -36,6 +39,8 @@ pub(crate) enum Outbound {
     Deliver(DocumentId),
     /// Evidence about a document the department sent.
     Evidence(pb::SignedEvidence),
+    /// The sender's recall or reminder about a document addressed to the department.
+    Notice(pb::SignedEvidence),
 }
 
 impl Outbound {
@@ -43,6 +48,7 @@ impl Outbound {
         let item = match self {
             Outbound::Deliver(id) => st::queue_item::Item::DeliverDoc(id.to_string()),
             Outbound::Evidence(e) => st::queue_item::Item::Evidence(e.clone()),
+            Outbound::Notice(e) => st::queue_item::Item::Notice(e.clone()),
         };
         encode(&st::QueueItem { item: Some(item) })
     }
@@ -55,6 +61,7 @@ impl Outbound {
                 .map(Outbound::Deliver)
                 .map_err(|e| StoreError::decode("outbound doc id", e)),
             Some(st::queue_item::Item::Evidence(e)) => Ok(Outbound::Evidence(e)),
+            Some(st::queue_item::Item::Notice(e)) => Ok(Outbound::Notice(e)),
             _ => Err(StoreError::decode(
                 format!("outbound {}", key.seq),
                 "unknown item",
@@ -312,4 +319,269 @@ pub(crate) async fn queued_deliveries(
         }
     }
     Ok(out)
+}
+
+fn delivery_state(v: &[u8], what: &str) -> Result<DeliveryState, StoreError> {
+    let d: st::HubDelivery = decode(what, v)?;
+    Ok(u8::try_from(d.state)
+        .ok()
+        .and_then(DeliveryState::from_code)
+        .unwrap_or(DeliveryState::Accepted))
+}
+
+/// Every recipient of document `id` (named in its header or added later) with its state.
+fn deliveries_of(
+    txn: &WriteTransaction,
+    id: &str,
+) -> Result<Vec<(DeptId, DeliveryState)>, StoreError> {
+    let table = txn.open_table(DELIVERIES)?;
+    let mut out = Vec::new();
+    for item in table.range((id, "")..)? {
+        let (k, v) = item?;
+        let (doc, dept) = k.value();
+        if doc != id {
+            break;
+        }
+        let what = format!("delivery {id}/{dept}");
+        let state = delivery_state(v.value(), &what)?;
+        out.push((
+            dept.parse().map_err(|e| StoreError::decode(&what, e))?,
+            state,
+        ));
+    }
+    Ok(out)
+}
+
+/// `dept`'s delivery state of document `id`, if `dept` is a recipient (named or added).
+pub(crate) async fn delivery(
+    store: &Store,
+    id: DocumentId,
+    dept: DeptId,
+) -> Result<Option<DeliveryState>, StoreError> {
+    store
+        .read(move |txn| {
+            let table = match txn.open_table(DELIVERIES) {
+                Ok(t) => t,
+                Err(redb::TableError::TableDoesNotExist(_)) => return Ok(None),
+                Err(e) => return Err(e.into()),
+            };
+            let id = id.to_string();
+            let v = table.get((id.as_str(), dept.as_str()))?;
+            v.map(|v| delivery_state(v.value(), &format!("delivery {id}/{dept}")))
+                .transpose()
+        })
+        .await
+}
+
+/// Whether the sender recalled document `id`.
+pub(crate) async fn recalled(store: &Store, id: DocumentId) -> Result<bool, StoreError> {
+    store
+        .read(move |txn| match txn.open_table(RECALLS) {
+            Ok(t) => Ok(t.get(id.to_string().as_str())?.is_some()),
+            Err(redb::TableError::TableDoesNotExist(_)) => Ok(false),
+            Err(e) => Err(e.into()),
+        })
+        .await
+}
+
+/// The sender's RECIPIENT_ADDED evidence for `dept`, if `dept` was added after sending (补发).
+pub(crate) async fn addition(
+    store: &Store,
+    id: DocumentId,
+    dept: DeptId,
+) -> Result<Option<pb::SignedEvidence>, StoreError> {
+    store
+        .read(move |txn| {
+            let table = match txn.open_table(EVIDENCE) {
+                Ok(t) => t,
+                Err(redb::TableError::TableDoesNotExist(_)) => return Ok(None),
+                Err(e) => return Err(e.into()),
+            };
+            let id = id.to_string();
+            let key = (
+                id.as_str(),
+                dept.as_str(),
+                EvidenceKind::RecipientAdded.code(),
+            );
+            table
+                .get(key)?
+                .map(|v| decode(format!("addition {id}/{dept}"), v.value()))
+                .transpose()
+        })
+        .await
+}
+
+/// Records the sender's recall (撤回) and queues it, as a notice, for every recipient that is not
+/// finished with the document (a confirmed one still has to acknowledge it). A delivery still
+/// queued is never pushed after this (see `crate::delivery`). Returns the recipients to wake;
+/// a repeated recall changes nothing (the first one stands).
+pub(crate) async fn recall(
+    store: &Store,
+    doc: &SignedDoc,
+    ev: SignedEvidence,
+) -> Result<Vec<DeptId>, ServiceError> {
+    let id = doc.header.id.to_string();
+    let priority = doc.header.urgency.priority();
+    store
+        .write(move |txn| {
+            {
+                let table = txn.open_table(RECALLS).map_err(StoreError::from)?;
+                if table.get(id.as_str()).map_err(StoreError::from)?.is_some() {
+                    return Ok(Vec::new());
+                }
+            }
+            let rec = st::HubRecall {
+                recall: Some(ev.wire.clone()),
+                at_ms: ev.evidence.at_ms,
+            };
+            txn.open_table(RECALLS)
+                .map_err(StoreError::from)?
+                .insert(id.as_str(), encode(&rec).as_slice())
+                .map_err(StoreError::from)?;
+            put_evidence(txn, &id, "", EvidenceKind::Recall, &ev.wire)?;
+            audit::append(
+                txn,
+                &Event::new(pb::AuditKind::Evidence)
+                    .doc(&id)
+                    .dept(&ev.evidence.sender)
+                    .detail(format!("Recall reason {:?}", ev.evidence.reason)),
+            )?;
+            let notice = Outbound::Notice(ev.wire.clone()).encode();
+            let mut woken = Vec::new();
+            for (dept, state) in deliveries_of(txn, &id)? {
+                let open = matches!(
+                    state,
+                    DeliveryState::Queued
+                        | DeliveryState::Accepted
+                        | DeliveryState::Delivered
+                        | DeliveryState::Confirmed
+                );
+                if open {
+                    OUTBOUND.push(txn, dept.as_str(), priority, &notice)?;
+                    woken.push(dept);
+                }
+            }
+            Ok(woken)
+        })
+        .await
+}
+
+/// Adds a recipient to a sent document (补发): a new delivery, queued like the first ones, with
+/// the sender's signed RECIPIENT_ADDED kept to go with it. Returns false if `dept` already is a
+/// recipient (nothing changes).
+pub(crate) async fn add_recipient(
+    store: &Store,
+    doc: &SignedDoc,
+    ev: SignedEvidence,
+) -> Result<bool, ServiceError> {
+    let id = doc.header.id.to_string();
+    let priority = doc.header.urgency.priority();
+    let doc_id = doc.header.id;
+    store
+        .write(move |txn| {
+            let dept = ev
+                .evidence
+                .recipient
+                .clone()
+                .ok_or_else(|| ServiceError::invalid("evidence.recipient: required"))?;
+            if txn
+                .open_table(RECALLS)
+                .map_err(StoreError::from)?
+                .get(id.as_str())
+                .map_err(StoreError::from)?
+                .is_some()
+            {
+                return Err(ServiceError::precondition(format!(
+                    "document {id} was recalled (撤回); it cannot get new recipients"
+                )));
+            }
+            let mut deliveries = txn.open_table(DELIVERIES).map_err(StoreError::from)?;
+            if deliveries
+                .get((id.as_str(), dept.as_str()))
+                .map_err(StoreError::from)?
+                .is_some()
+            {
+                return Ok(false);
+            }
+            let queued = encode(&st::HubDelivery {
+                state: u32::from(DeliveryState::Accepted.code()),
+                ..Default::default()
+            });
+            deliveries
+                .insert((id.as_str(), dept.as_str()), queued.as_slice())
+                .map_err(StoreError::from)?;
+            drop(deliveries);
+            put_evidence(
+                txn,
+                &id,
+                dept.as_str(),
+                EvidenceKind::RecipientAdded,
+                &ev.wire,
+            )?;
+            OUTBOUND.push(
+                txn,
+                dept.as_str(),
+                priority,
+                &Outbound::Deliver(doc_id).encode(),
+            )?;
+            let role = if ev.evidence.cc { "cc" } else { "to" };
+            audit::append(
+                txn,
+                &Event::new(pb::AuditKind::Queued)
+                    .doc(&id)
+                    .dept(&dept)
+                    .detail(format!("added after sending (补发) as {role}")),
+            )?;
+            Ok(true)
+        })
+        .await
+}
+
+/// Queues the sender's reminder (催办) for a recipient that has not finished with the document.
+pub(crate) async fn remind(
+    store: &Store,
+    doc: &SignedDoc,
+    ev: SignedEvidence,
+) -> Result<(), ServiceError> {
+    let id = doc.header.id.to_string();
+    let priority = doc.header.urgency.priority();
+    store
+        .write(move |txn| {
+            let dept = ev
+                .evidence
+                .recipient
+                .clone()
+                .ok_or_else(|| ServiceError::invalid("evidence.recipient: required"))?;
+            let state = {
+                let table = txn.open_table(DELIVERIES).map_err(StoreError::from)?;
+                let v = table
+                    .get((id.as_str(), dept.as_str()))
+                    .map_err(StoreError::from)?;
+                let v = v.ok_or_else(|| {
+                    ServiceError::denied(format!("{dept} is not a recipient of {id}"))
+                })?;
+                delivery_state(v.value(), &format!("delivery {id}/{dept}"))?
+            };
+            if state.is_final() {
+                return Err(ServiceError::precondition(format!(
+                    "document {id} at {dept} is {state}: nothing to remind of"
+                )));
+            }
+            put_evidence(txn, &id, dept.as_str(), EvidenceKind::Reminded, &ev.wire)?;
+            OUTBOUND.push(
+                txn,
+                dept.as_str(),
+                priority,
+                &Outbound::Notice(ev.wire.clone()).encode(),
+            )?;
+            audit::append(
+                txn,
+                &Event::new(pb::AuditKind::Evidence)
+                    .doc(&id)
+                    .dept(&dept)
+                    .detail(format!("Reminded note {:?}", ev.evidence.reason)),
+            )?;
+            Ok(())
+        })
+        .await
 }

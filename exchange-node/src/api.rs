@@ -65,14 +65,28 @@ pub(crate) fn inbox_entry(
         .ok()
         .and_then(InboxState::from_code)
         .unwrap_or(InboxState::New);
-    let role = h
-        .role_of(&node.cfg.node.id)
-        .map_or(pb::RecipientRole::Main, Into::into);
-    let (confirmed, rejected) = match state {
-        InboxState::Confirmed => (rec.handled_at_ms, 0),
-        InboxState::Rejected => (0, rec.handled_at_ms),
-        InboxState::New => (0, 0),
+    let added = rec
+        .addition
+        .clone()
+        .and_then(|a| SignedEvidence::decode(a).ok());
+    let role = match (h.role_of(&node.cfg.node.id), &added) {
+        (Some(r), _) => r.into(),
+        (None, Some(a)) if a.evidence.cc => pb::RecipientRole::Cc,
+        (None, _) => pb::RecipientRole::Main,
     };
+    let (confirmed, rejected) = match state {
+        InboxState::Confirmed | InboxState::RecallPending | InboxState::RecallAcknowledged => {
+            (rec.handled_at_ms, 0)
+        }
+        InboxState::Rejected => (0, rec.handled_at_ms),
+        InboxState::New | InboxState::Recalled => (0, 0),
+    };
+    let recall_reason = rec
+        .recall
+        .clone()
+        .and_then(|r| SignedEvidence::decode(r).ok())
+        .map(|r| r.evidence.reason)
+        .unwrap_or_default();
     let entry = pb::InboxEntry {
         doc_id: h.id.to_string(),
         sender: h.sender.to_string(),
@@ -87,6 +101,11 @@ pub(crate) fn inbox_entry(
         clerk: rec.clerk.clone(),
         reason: rec.reason.clone(),
         reply_deadline_ms: h.metadata.reply_deadline_ms,
+        reminders: rec.reminders,
+        last_reminded_at_ms: rec.last_reminded_at_ms,
+        last_reminder_note: rec.last_reminder_note.clone(),
+        recall_reason,
+        added: added.is_some(),
         overdue: state == InboxState::New
             && crate::overdue::is_overdue(
                 &node.cfg.reminders,
@@ -121,6 +140,10 @@ pub(crate) fn recipient_status(r: &st::SentRecipient, queued_at_ms: i64) -> pb::
         clerk: r.clerk.clone(),
         reason: r.reason.clone(),
         overdue: false, // set by `status`, which knows the urgency and the thresholds
+        added: r.added.is_some(),
+        reminders: r.reminders,
+        last_reminded_at_ms: r.last_reminded_at_ms,
+        recalled_at_ms: r.recall_done_at_ms,
     }
 }
 
@@ -150,10 +173,10 @@ impl NodeApi {
         }
         let me = self.node.cfg.node.id.clone();
         let signer = Arc::clone(&self.node);
-        let kind = if action == ClerkAction::Confirm {
-            EvidenceKind::Confirmed
-        } else {
-            EvidenceKind::Rejected
+        let kind = match action {
+            ClerkAction::Confirm => EvidenceKind::Confirmed,
+            ClerkAction::Reject => EvidenceKind::Rejected,
+            ClerkAction::AcknowledgeRecall => EvidenceKind::RecallAcknowledged,
         };
         let changed = store::handle(&self.node.store, id, action, move |doc| {
             let mut ev = Evidence::about(doc, kind, Some(me.clone()), now_ms());
@@ -209,10 +232,16 @@ impl node_server::Node for NodeApi {
             .iter()
             .map(|r| inbox_entry(&self.node, r).map(|(e, d)| (d.header.urgency.priority(), e)))
             .collect::<Result<Vec<_>, _>>()?;
-        // Overdue first, then most urgent, then oldest: the order a clerk works in.
+        // Overdue, reminded (催办) or recalled-after-签收 first, then most urgent, then oldest:
+        // the order a clerk works in.
+        let flagged = |e: &pb::InboxEntry| {
+            e.overdue
+                || e.state() == pb::InboxState::RecallPending
+                || (e.state() == pb::InboxState::New && e.reminders > 0)
+        };
         entries.sort_by(|a, b| {
-            b.1.overdue
-                .cmp(&a.1.overdue)
+            flagged(&b.1)
+                .cmp(&flagged(&a.1))
                 .then(a.0.cmp(&b.0))
                 .then(a.1.received_at_ms.cmp(&b.1.received_at_ms))
         });
@@ -313,6 +342,102 @@ impl node_server::Node for NodeApi {
         self.clerk_action(&r.doc_id, ClerkAction::Reject, r.clerk, r.reason)
             .await?;
         Ok(Response::new(pb::RejectResponse {}))
+    }
+
+    async fn recall(
+        &self,
+        req: Request<pb::RecallRequest>,
+    ) -> Result<Response<pb::RecallResponse>, Status> {
+        let r = req.into_inner();
+        let id = doc_id("doc_id", &r.doc_id)?;
+        text("reason", &r.reason, limits::TEXT_CHARS)?;
+        text("clerk", &r.clerk, limits::CLERK_CHARS)?;
+        if r.reason.trim().is_empty() {
+            return Err(ServiceError::invalid("reason: a recall (撤回) needs a reason").into());
+        }
+        if crate::office::recall(&self.node, id, r.reason, r.clerk).await? {
+            info!(doc_id = %id, "recall queued for the hub");
+            self.node.outbox_wake.notify_one();
+        }
+        Ok(Response::new(pb::RecallResponse {}))
+    }
+
+    async fn add_recipients(
+        &self,
+        req: Request<pb::AddRecipientsRequest>,
+    ) -> Result<Response<pb::AddRecipientsResponse>, Status> {
+        let r = req.into_inner();
+        let id = doc_id("doc_id", &r.doc_id)?;
+        let mut wanted = Vec::new();
+        for (field, list, cc) in [
+            ("to_depts", &r.to_depts, false),
+            ("cc_depts", &r.cc_depts, true),
+        ] {
+            for d in list {
+                let dept: exchange_core::ids::DeptId = d
+                    .parse()
+                    .map_err(|e: IdError| ServiceError::invalid(format!("{field}: {e}")))?;
+                wanted.push((dept, cc));
+            }
+        }
+        if wanted.is_empty() {
+            return Err(
+                ServiceError::invalid("to_depts: name at least one department to add").into(),
+            );
+        }
+        if wanted.len() > limits::RECIPIENTS {
+            return Err(ServiceError::invalid(format!(
+                "to_depts: at most {} departments at once",
+                limits::RECIPIENTS
+            ))
+            .into());
+        }
+        let added = crate::office::add_recipients(&self.node, id, wanted).await?;
+        if !added.is_empty() {
+            info!(doc_id = %id, added = added.len(), "recipients added (补发)");
+            self.node.outbox_wake.notify_one();
+        }
+        Ok(Response::new(pb::AddRecipientsResponse {
+            added: added.iter().map(ToString::to_string).collect(),
+        }))
+    }
+
+    async fn remind(
+        &self,
+        req: Request<pb::RemindRequest>,
+    ) -> Result<Response<pb::RemindResponse>, Status> {
+        let r = req.into_inner();
+        let id = doc_id("doc_id", &r.doc_id)?;
+        text("note", &r.note, limits::TEXT_CHARS)?;
+        let recipients = r
+            .recipients
+            .iter()
+            .map(|d| {
+                d.parse()
+                    .map_err(|e: IdError| ServiceError::invalid(format!("recipients: {e}")))
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        let reminded = crate::office::remind(&self.node, id, recipients, r.note).await?;
+        info!(doc_id = %id, reminded = reminded.len(), "reminders queued (催办)");
+        self.node.outbox_wake.notify_one();
+        Ok(Response::new(pb::RemindResponse {
+            reminded: reminded.iter().map(ToString::to_string).collect(),
+        }))
+    }
+
+    async fn acknowledge_recall(
+        &self,
+        req: Request<pb::AcknowledgeRecallRequest>,
+    ) -> Result<Response<pb::AcknowledgeRecallResponse>, Status> {
+        let r = req.into_inner();
+        self.clerk_action(
+            &r.doc_id,
+            ClerkAction::AcknowledgeRecall,
+            r.clerk,
+            String::new(),
+        )
+        .await?;
+        Ok(Response::new(pb::AcknowledgeRecallResponse {}))
     }
 
     type WatchEventsStream = Stream_<pb::NodeEvent>;

@@ -83,8 +83,9 @@ fn stored(id: DocumentId, what: &str, e: impl std::fmt::Display) -> ServiceError
     )
 }
 
-/// A sent document: the acceptance, then each recipient's evidence (header order), each group
-/// in the order of the steps, with repeats (a redelivered receipt) left out.
+/// A sent document: the acceptance, then each recipient's evidence (header order, then those
+/// added later), each group in the order of the steps (an addition first), with repeats (a
+/// redelivered receipt) left out; then our recall, if any.
 fn from_sent(
     id: DocumentId,
     rec: st::SentDocument,
@@ -118,13 +119,18 @@ fn from_sent(
             group.push((ev.evidence.kind.code(), ev.evidence.at_ms, wire));
         }
         group.sort_by_key(|(kind, at, _)| (*kind, *at));
+        // A recipient added after sending (补发): our signed addition comes first.
+        evidence.extend(r.added);
         evidence.extend(group.into_iter().map(|(_, _, w)| w));
     }
+    // Our recall (撤回), if any, after every recipient's steps.
+    evidence.extend(rec.recall);
     Ok((bundle(doc.wire, acceptance, evidence), doc.header.parts))
 }
 
-/// A received document: the acceptance it came with, then this department's own receipt and
-/// its clerk's confirmation or rejection, if any.
+/// A received document: the acceptance it came with, the sender's addition of this department
+/// (补发) if any, this department's own receipt and its clerk's confirmation or rejection, then
+/// the sender's recall (撤回) and what it did here, if any.
 fn from_received(
     id: DocumentId,
     rec: st::ReceivedDocument,
@@ -136,10 +142,16 @@ fn from_received(
     let acceptance = rec
         .acceptance
         .ok_or_else(|| stored(id, "acceptance", "missing"))?;
-    let evidence = [rec.delivery_receipt, rec.handling]
-        .into_iter()
-        .flatten()
-        .collect();
+    let evidence = [
+        rec.addition,
+        rec.delivery_receipt,
+        rec.handling,
+        rec.recall,
+        rec.recall_handling,
+    ]
+    .into_iter()
+    .flatten()
+    .collect();
     Ok((bundle(doc.wire, acceptance, evidence), doc.header.parts))
 }
 

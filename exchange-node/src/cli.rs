@@ -6,6 +6,8 @@
 //! `run(args, ctx)`. stdout carries results only (`send` prints the id last; `--json` prints
 //! exactly one JSON document); hints, progress and errors go to stderr.
 
+pub mod ack_recall;
+pub mod add_recipients;
 pub mod backup;
 pub mod confirm;
 pub mod ctx;
@@ -15,7 +17,9 @@ mod filter;
 pub mod inbox;
 mod labels;
 pub mod outbox;
+pub mod recall;
 pub mod reject;
+pub mod remind;
 pub mod reply;
 mod save;
 pub mod send;
@@ -62,6 +66,14 @@ pub enum Command {
     Reject(reject::Args),
     /// Answer a received document (答复): a new document to its sender, linked to it.
     Reply(reply::Args),
+    /// Recall a document this department sent (撤回), with a reason.
+    Recall(recall::Args),
+    /// Send a document this department sent to further departments (补发).
+    AddRecipients(add_recipients::Args),
+    /// Remind recipients that have not signed for a document this department sent (催办).
+    Remind(remind::Args),
+    /// Acknowledge the recall of a document this department had already signed for.
+    AckRecall(ack_recall::Args),
     /// Show where a document this department sent is, recipient by recipient.
     Status(status::Args),
     /// List the documents this department sent, newest first, with each recipient's state.
@@ -121,6 +133,10 @@ pub async fn run(cli: Cli, cfg: NodeConfig) -> anyhow::Result<()> {
         Command::Confirm(args) => confirm::run(args, &ctx).await,
         Command::Reject(args) => reject::run(args, &ctx).await,
         Command::Reply(args) => reply::run(args, &ctx).await,
+        Command::Recall(args) => recall::run(args, &ctx).await,
+        Command::AddRecipients(args) => add_recipients::run(args, &ctx).await,
+        Command::Remind(args) => remind::run(args, &ctx).await,
+        Command::AckRecall(args) => ack_recall::run(args, &ctx).await,
         Command::Status(args) => status::run(args, &ctx).await,
         Command::Outbox(args) => outbox::run(args, &ctx).await,
         Command::Directory(args) => directory::run(args, &ctx).await,

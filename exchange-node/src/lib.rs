@@ -14,6 +14,7 @@ mod bundle;
 pub mod cli;
 mod groups;
 mod metrics;
+mod office;
 mod overdue;
 mod status;
 mod store;

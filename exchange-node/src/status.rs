@@ -33,6 +33,10 @@ pub(crate) fn of_record(
     let doc = SignedDoc::decode(rec.document.clone().unwrap_or_default())
         .map_err(|e| ServiceError::new(ErrorCode::Internal, e.to_string()))?;
     let refused = !rec.refused.is_empty();
+    let recall = rec
+        .recall
+        .clone()
+        .and_then(|r| exchange_core::document::SignedEvidence::decode(r).ok());
     let recipients = rec
         .recipients
         .iter()
@@ -59,6 +63,8 @@ pub(crate) fn of_record(
         recipients,
         refused: rec.refused.clone(),
         replies,
+        recalled_at_ms: recall.as_ref().map_or(0, |r| r.evidence.at_ms),
+        recall_reason: recall.map(|r| r.evidence.reason).unwrap_or_default(),
     })
 }
 

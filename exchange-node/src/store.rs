@@ -22,15 +22,15 @@ use redb::{ReadTransaction, ReadableTable, TableDefinition, WriteTransaction};
 /// Schema version of the node store.
 pub(crate) const SCHEMA: u64 = 1;
 
-const SENT: TableDefinition<'_, &str, &[u8]> = TableDefinition::new("sent");
-const INBOX: TableDefinition<'_, &str, &[u8]> = TableDefinition::new("inbox");
+pub(crate) const SENT: TableDefinition<'_, &str, &[u8]> = TableDefinition::new("sent");
+pub(crate) const INBOX: TableDefinition<'_, &str, &[u8]> = TableDefinition::new("inbox");
 const IDEMPOTENCY: TableDefinition<'_, &str, &str> = TableDefinition::new("idempotency");
 const EVENTS: TableDefinition<'_, u64, &[u8]> = TableDefinition::new("events");
 pub(crate) const OUTBOX: DurableQueue = DurableQueue::new("outbox");
 /// Every table of this module, for a backup (`crate::backup`).
 pub(crate) const TABLES: &[&dyn exchange_core::backup::BackupTable] =
     &[&SENT, &INBOX, &IDEMPOTENCY, &EVENTS, &OUTBOX];
-const HUB: &str = "hub";
+pub(crate) const HUB: &str = "hub";
 
 /// What waits in the outbox.
 #[derive(Debug, Clone)]
@@ -53,7 +53,7 @@ fn get<M: prost::Message + Default>(
     }
 }
 
-fn get_w<M: prost::Message + Default>(
+pub(crate) fn get_w<M: prost::Message + Default>(
     txn: &WriteTransaction,
     table: TableDefinition<'_, &str, &[u8]>,
     key: &str,
@@ -63,7 +63,7 @@ fn get_w<M: prost::Message + Default>(
     v.map(|v| decode(key, v.value())).transpose()
 }
 
-fn put<M: prost::Message>(
+pub(crate) fn put<M: prost::Message>(
     txn: &WriteTransaction,
     table: TableDefinition<'_, &str, &[u8]>,
     key: &str,
@@ -73,7 +73,7 @@ fn put<M: prost::Message>(
     Ok(())
 }
 
-fn event(
+pub(crate) fn event(
     txn: &WriteTransaction,
     kind: pb::NodeEventKind,
     doc_id: &str,
@@ -308,6 +308,13 @@ pub(crate) async fn apply_evidence(
                     EvidenceKind::Rejected | EvidenceKind::NotDelivered | EvidenceKind::Refused => {
                         r.rejected_at_ms = at
                     }
+                    EvidenceKind::Withdrawn
+                    | EvidenceKind::Recalled
+                    | EvidenceKind::RecallAcknowledged => r.recall_done_at_ms = at,
+                    // Our own statements are recorded when made, never pushed back to us.
+                    EvidenceKind::Recall
+                    | EvidenceKind::RecipientAdded
+                    | EvidenceKind::Reminded => {}
                 }
                 if matches!(
                     ev.evidence.kind,
@@ -385,6 +392,7 @@ pub(crate) async fn receive(
     store: &Store,
     doc: SignedDoc,
     acceptance: pb::SignedEvidence,
+    addition: Option<pb::SignedEvidence>,
     receipt: pb::SignedEvidence,
     at_ms: i64,
 ) -> Result<(pb::SignedEvidence, Option<u64>), StoreError> {
@@ -400,6 +408,7 @@ pub(crate) async fn receive(
                 delivery_receipt: Some(receipt.clone()),
                 received_at_ms: at_ms,
                 state: u32::from(InboxState::New.code()),
+                addition: addition.clone(),
                 ..Default::default()
             };
             put(txn, INBOX, &id, &rec)?;
@@ -436,6 +445,18 @@ pub(crate) async fn handle(
             let next = match current.apply(action) {
                 Ok(Transition::Unchanged(_)) => return Ok(false),
                 Ok(Transition::Changed(s)) => s,
+                Err(_) if current == InboxState::Recalled => {
+                    return Err(ServiceError::precondition(format!(
+                        "document {id} was recalled by its sender (撤回): it can no longer be \
+                         signed for or returned"
+                    )));
+                }
+                Err(_) if action == ClerkAction::AcknowledgeRecall => {
+                    return Err(ServiceError::precondition(format!(
+                        "document {id} has no recall to acknowledge (it is {})",
+                        current.name()
+                    )));
+                }
                 Err(e) => {
                     return Err(ServiceError::new(
                         ErrorCode::FailedPrecondition,
@@ -447,10 +468,15 @@ pub(crate) async fn handle(
                 .map_err(|e| StoreError::decode(&key, e))?;
             let ev = make_evidence(&doc);
             rec.state = u32::from(next.code());
-            rec.handled_at_ms = ev.evidence.at_ms;
-            rec.clerk.clone_from(&ev.evidence.clerk);
-            rec.reason.clone_from(&ev.evidence.reason);
-            rec.handling = Some(ev.wire.clone());
+            if action == ClerkAction::AcknowledgeRecall {
+                // The 签收 (time, clerk, evidence) stays as it was; the acknowledgement is apart.
+                rec.recall_handling = Some(ev.wire.clone());
+            } else {
+                rec.handled_at_ms = ev.evidence.at_ms;
+                rec.clerk.clone_from(&ev.evidence.clerk);
+                rec.reason.clone_from(&ev.evidence.reason);
+                rec.handling = Some(ev.wire.clone());
+            }
             put(txn, INBOX, &key, &rec)?;
             let item = st::QueueItem {
                 item: Some(st::queue_item::Item::Evidence(ev.wire)),

@@ -257,21 +257,28 @@ async fn send_evidence(
     ev: pb::SignedEvidence,
     key: exchange_core::store::queue::QueueKey,
 ) -> Result<(), tonic::Status> {
-    match client
-        .submit_evidence(pb::SubmitEvidenceRequest { evidence: Some(ev) })
+    let addition = SignedEvidence::decode(ev.clone())
+        .is_ok_and(|e| e.evidence.kind == EvidenceKind::RecipientAdded);
+    let answer = match client
+        .submit_evidence(pb::SubmitEvidenceRequest {
+            evidence: Some(ev.clone()),
+        })
         .await
     {
-        Ok(_) => store::outbox_done(&node.store, key)
-            .await
-            .map_err(|e| ServiceError::from(e).into()),
+        Ok(_) => None,
         Err(s) if !transient(s.code()) => {
             warn!(code = ?s.code(), reason = %s.message(), "hub refused our evidence; dropping it");
-            store::outbox_done(&node.store, key)
-                .await
-                .map_err(|e| ServiceError::from(e).into())
+            Some(s.message().to_owned())
         }
-        Err(s) => Err(s),
-    }
+        Err(s) => return Err(s),
+    };
+    let done = if addition {
+        // 补发: the added recipient's row shows whether the hub took it.
+        crate::office::addition_answered(node, &ev, answer, key).await
+    } else {
+        store::outbox_done(&node.store, key).await
+    };
+    done.map_err(|e| ServiceError::from(e).into())
 }
 
 async fn delivery_loop(node: Arc<Node>, mut client: Client, cancel: CancellationToken) {
@@ -296,7 +303,7 @@ async fn delivery_loop(node: Arc<Node>, mut client: Client, cancel: Cancellation
 }
 
 async fn subscribe_once(
-    node: &Node,
+    node: &Arc<Node>,
     client: &mut Client,
     cancel: &CancellationToken,
     backoff: &mut Backoff,
@@ -333,6 +340,7 @@ async fn subscribe_once(
                 apply(node, e).await?;
                 pb::Ack::default()
             }
+            Some(pb::hub_push::Item::Notice(e)) => crate::office::notice(node, e).await?,
             None => return Err(tonic::Status::invalid_argument("hub pushed an empty item")),
         };
         let ack = pb::Ack {
@@ -381,9 +389,15 @@ async fn receive(
         Ok(_) => return refuse("hub acceptance is not about this document".into()),
         Err(e) => return refuse(format!("hub acceptance: {e}")),
     }
-    if doc.header.role_of(&node.cfg.node.id).is_none() {
-        return refuse(format!("document is not addressed to {}", node.cfg.node.id));
-    }
+    // A recipient added after sending (补发) is not in the signed header: the sender's signed
+    // RECIPIENT_ADDED for this node comes with the delivery instead.
+    let addition = match doc.header.role_of(&node.cfg.node.id) {
+        Some(_) => None,
+        None => match crate::office::check_addition(node, &doc, d.addition) {
+            Ok(a) => Some(a),
+            Err(reason) => return refuse(reason),
+        },
+    };
     let id = doc.header.id;
     if let Some(rec) = store::received(&node.store, id)
         .await
@@ -421,7 +435,7 @@ async fn receive(
     )
     .wire;
     let sender = doc.header.sender.clone();
-    let (receipt, seq) = store::receive(&node.store, doc, acc, receipt, at)
+    let (receipt, seq) = store::receive(&node.store, doc, acc, addition, receipt, at)
         .await
         .map_err(|e| tonic::Status::from(ServiceError::from(e)))?;
     if seq.is_some() {

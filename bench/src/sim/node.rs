@@ -110,6 +110,11 @@ async fn session(node: &SimNode, shared: &Shared, counted: &mut bool) -> Result<
         let ack = match push.item {
             Some(pb::hub_push::Item::Delivery(d)) => receive(node, shared, &mut client, d).await?,
             Some(pb::hub_push::Item::Evidence(_)) => pb::Ack::default(), // we send nothing
+            // The benchmark never recalls: a recall found nothing held here.
+            Some(pb::hub_push::Item::Notice(_)) => pb::Ack {
+                recall: pb::RecallOutcome::NotHeld.into(),
+                ..Default::default()
+            },
             None => bail!("the hub pushed an empty item"),
         };
         let ack = pb::Ack {

@@ -86,6 +86,12 @@ impl StepKind {
             StepKind::Evidence(EvidenceKind::Rejected) => "rejected",
             StepKind::Evidence(EvidenceKind::NotDelivered) => "not-delivered",
             StepKind::Evidence(EvidenceKind::Refused) => "refused",
+            StepKind::Evidence(EvidenceKind::Recall) => "recall",
+            StepKind::Evidence(EvidenceKind::Withdrawn) => "withdrawn",
+            StepKind::Evidence(EvidenceKind::Recalled) => "recalled",
+            StepKind::Evidence(EvidenceKind::RecallAcknowledged) => "recall-acknowledged",
+            StepKind::Evidence(EvidenceKind::RecipientAdded) => "recipient-added",
+            StepKind::Evidence(EvidenceKind::Reminded) => "reminded",
         }
     }
 }
@@ -99,6 +105,12 @@ pub(super) fn kind_label(kind: EvidenceKind) -> &'static str {
         EvidenceKind::Rejected => "REJECTED",
         EvidenceKind::NotDelivered => "NOT_DELIVERED",
         EvidenceKind::Refused => "REFUSED",
+        EvidenceKind::Recall => "RECALL",
+        EvidenceKind::Withdrawn => "WITHDRAWN",
+        EvidenceKind::Recalled => "RECALLED",
+        EvidenceKind::RecallAcknowledged => "RECALL_ACKNOWLEDGED",
+        EvidenceKind::RecipientAdded => "RECIPIENT_ADDED",
+        EvidenceKind::Reminded => "REMINDED",
     }
 }
 

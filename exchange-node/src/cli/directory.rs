@@ -15,6 +15,10 @@ pub struct Args {
     /// `id` = "group:<id>", with `members`).
     #[arg(long)]
     json: bool,
+    /// Also list departments this department may not address (the hub's routing policy scopes
+    /// each sender); they are marked as such. By default only addressable ones are listed.
+    #[arg(long)]
+    all: bool,
 }
 
 /// One department or group in `--json` output.
@@ -32,6 +36,9 @@ struct EntryJson<'a> {
     parent: Option<&'a str>,
     /// A group's members; empty for a department.
     members: &'a [String],
+    /// False for a department the routing policy does not let this department address
+    /// (listed only with `--all`).
+    addressable: bool,
 }
 
 fn non_empty(s: &str) -> Option<&str> {
@@ -46,6 +53,7 @@ fn to_json(listing: &pb::ListDepartmentsResponse) -> Vec<EntryJson<'_>> {
         level: non_empty(&d.level),
         parent: non_empty(&d.parent),
         members: &[],
+        addressable: !d.outside_scope,
     });
     let groups = listing.groups.iter().map(|g| EntryJson {
         kind: "group",
@@ -54,6 +62,7 @@ fn to_json(listing: &pb::ListDepartmentsResponse) -> Vec<EntryJson<'_>> {
         level: None,
         parent: None,
         members: &g.members,
+        addressable: true,
     });
     depts.chain(groups).collect()
 }
@@ -66,6 +75,10 @@ pub async fn run(args: Args, ctx: &Ctx) -> anyhow::Result<()> {
         .await
         .map_err(|s| ctx.rpc_error(&s, Lookup::Received))?
         .into_inner();
+    let mut listing = listing;
+    if !args.all {
+        listing.departments.retain(|d| !d.outside_scope);
+    }
     if args.json {
         println!("{}", serde_json::to_string_pretty(&to_json(&listing))?);
         return Ok(());
@@ -83,7 +96,11 @@ fn table(listing: &pb::ListDepartmentsResponse) -> Table {
     for d in &listing.departments {
         t.row(vec![
             d.id.clone(),
-            d.name.clone(),
+            if d.outside_scope {
+                format!("{} (not addressable)", d.name)
+            } else {
+                d.name.clone()
+            },
             d.level.clone(),
             d.parent.clone(),
         ]);
@@ -111,6 +128,7 @@ mod tests {
                 name: "甲县人民政府".into(),
                 level: "county".into(),
                 parent: "a".into(),
+                outside_scope: false,
             }],
             groups: vec![pb::Group {
                 id: "all-counties".into(),

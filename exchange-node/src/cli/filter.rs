@@ -9,8 +9,10 @@ use super::labels::{inbox_state_name, parse_urgency, urgency};
 /// The filter flags of `inbox`.
 #[derive(Debug, Clone, Default, clap::Args)]
 pub(crate) struct Filter {
-    /// Only documents in this state: new (未签收), confirmed (已签收), rejected (已退回), or
-    /// overdue (new past the `[reminders]` threshold, 超期).
+    /// Only documents in this state: new (未签收), confirmed (已签收), rejected (已退回),
+    /// overdue (new past the `[reminders]` threshold, 超期), reminded (new, with a 催办 from the
+    /// sender), recalled (撤回 before 签收), recall-pending (撤回 after 签收, to acknowledge with
+    /// `ack-recall`) or recall-acknowledged.
     #[arg(long, value_name = "STATE", value_parser = parse_state)]
     state: Option<&'static str>,
     /// Only documents of this urgency: normal, urgent, very-urgent (also pingji, teti).
@@ -28,9 +30,11 @@ pub(crate) struct Filter {
 impl Filter {
     /// Whether `e` passes every flag given.
     pub(crate) fn matches(&self, e: &pb::InboxEntry) -> bool {
-        self.state
-            .is_none_or(|s| inbox_state_name(e.state()) == s || (s == "overdue" && e.overdue))
-            && self.urgency.is_none_or(|u| urgency(e.urgency()) == u)
+        self.state.is_none_or(|s| {
+            inbox_state_name(e.state()) == s
+                || (s == "overdue" && e.overdue)
+                || (s == "reminded" && e.state() == pb::InboxState::New && e.reminders > 0)
+        }) && self.urgency.is_none_or(|u| urgency(e.urgency()) == u)
             && self.from.as_deref().is_none_or(|f| e.sender == f.trim())
             && self.since.is_none_or(|t| e.received_at_ms >= t)
     }
@@ -42,8 +46,13 @@ fn parse_state(s: &str) -> Result<&'static str, String> {
         "confirmed" => Ok("confirmed"),
         "rejected" => Ok("rejected"),
         "overdue" => Ok("overdue"),
+        "reminded" => Ok("reminded"),
+        "recalled" => Ok("recalled"),
+        "recall-pending" => Ok("recall-pending"),
+        "recall-acknowledged" => Ok("recall-acknowledged"),
         other => Err(format!(
-            "unknown state {other:?}: use new, confirmed, rejected or overdue"
+            "unknown state {other:?}: use new, confirmed, rejected, overdue, reminded, recalled, \
+             recall-pending or recall-acknowledged"
         )),
     }
 }

@@ -38,7 +38,7 @@ pub(crate) struct EntryJson {
     pub(crate) title: String,
     /// `normal`, `urgent`, `very-urgent`, `pingji` or `teti`.
     pub(crate) urgency: &'static str,
-    /// `new`, `confirmed` or `rejected`.
+    /// `new`, `confirmed`, `rejected`, `recalled`, `recall-pending` or `recall-acknowledged`.
     pub(crate) state: &'static str,
     /// When this node received it, RFC 3339 UTC.
     pub(crate) received_at: String,
@@ -59,6 +59,16 @@ pub(crate) struct EntryJson {
     /// Seconds left until the reply deadline when this was printed (negative once it has
     /// passed); null if there is none.
     pub(crate) time_left_secs: Option<i64>,
+    /// How many reminders (催办) the sender sent.
+    pub(crate) reminders: u32,
+    /// The latest reminder, RFC 3339 UTC; null if none.
+    pub(crate) last_reminded_at: Option<String>,
+    /// The latest reminder's note (may be empty).
+    pub(crate) reminder_note: String,
+    /// The sender's reason, once it recalled the document (empty otherwise).
+    pub(crate) recall_reason: String,
+    /// This department was added after sending (补发).
+    pub(crate) added: bool,
 }
 
 impl From<&pb::InboxEntry> for EntryJson {
@@ -78,6 +88,11 @@ impl From<&pb::InboxEntry> for EntryJson {
             overdue: e.overdue,
             reply_deadline: time_or_null(e.reply_deadline_ms),
             time_left_secs: time_left_secs(e.reply_deadline_ms, now_ms()),
+            reminders: e.reminders,
+            last_reminded_at: time_or_null(e.last_reminded_at_ms),
+            reminder_note: e.last_reminder_note.clone(),
+            recall_reason: e.recall_reason.clone(),
+            added: e.added,
         }
     }
 }
@@ -124,14 +139,17 @@ fn due_label(deadline_ms: i64, now_ms: i64) -> String {
     }
 }
 
-/// The state column: `new, overdue (超期)` for an overdue entry.
+/// The state column: `new, overdue (超期)` for an overdue entry, `, reminded ×N (催办)` once
+/// the sender reminded.
 fn state_label(e: &pb::InboxEntry) -> String {
-    let name = inbox_state_name(e.state());
+    let mut label = inbox_state_name(e.state()).to_owned();
     if e.overdue {
-        format!("{name}, overdue (超期)")
-    } else {
-        name.to_owned()
+        label.push_str(", overdue (超期)");
     }
+    if e.reminders > 0 && e.state() == pb::InboxState::New {
+        label.push_str(&format!(", reminded ×{} (催办)", e.reminders));
+    }
+    label
 }
 
 /// The inbox as a table.

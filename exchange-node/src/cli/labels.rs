@@ -97,12 +97,16 @@ pub(crate) fn role_label(r: pb::RecipientRole) -> &'static str {
     }
 }
 
-/// `new`, `confirmed` or `rejected` (`unknown` for a value this CLI does not know).
+/// `new`, `confirmed`, `rejected`, `recalled`, `recall-pending` or `recall-acknowledged`
+/// (`unknown` for a value this CLI does not know).
 pub(crate) fn inbox_state_name(s: pb::InboxState) -> &'static str {
     match s {
         pb::InboxState::New => InboxState::New.name(),
         pb::InboxState::Confirmed => InboxState::Confirmed.name(),
         pb::InboxState::Rejected => InboxState::Rejected.name(),
+        pb::InboxState::Recalled => InboxState::Recalled.name(),
+        pb::InboxState::RecallPending => InboxState::RecallPending.name(),
+        pb::InboxState::RecallAcknowledged => InboxState::RecallAcknowledged.name(),
         pb::InboxState::Unspecified => "unknown",
     }
 }
@@ -118,6 +122,9 @@ pub(crate) fn recipient_state_name(s: pb::RecipientState) -> &'static str {
         pb::RecipientState::Rejected => DeliveryState::Rejected.name(),
         pb::RecipientState::NotDelivered => DeliveryState::NotDelivered.name(),
         pb::RecipientState::Refused => "refused",
+        pb::RecipientState::Withdrawn => DeliveryState::Withdrawn.name(),
+        pb::RecipientState::Recalled => DeliveryState::Recalled.name(),
+        pb::RecipientState::RecallAcknowledged => DeliveryState::RecallAcknowledged.name(),
         pb::RecipientState::Unspecified => "unknown",
     }
 }

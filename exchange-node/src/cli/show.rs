@@ -220,12 +220,26 @@ fn state(e: &pb::InboxEntry) -> String {
     let (name, at) = match e.state() {
         pb::InboxState::Confirmed => ("confirmed (签收)", e.confirmed_at_ms),
         pb::InboxState::Rejected => ("rejected (退回)", e.rejected_at_ms),
+        pb::InboxState::RecallPending => (
+            "confirmed (签收), then RECALLED by the sender: acknowledge with `ack-recall`",
+            e.confirmed_at_ms,
+        ),
+        pb::InboxState::RecallAcknowledged => (
+            "confirmed (签收), then recalled by the sender (recall acknowledged)",
+            e.confirmed_at_ms,
+        ),
+        pb::InboxState::Recalled => {
+            return format!("recalled by the sender (撤回): {}", e.recall_reason);
+        }
         pb::InboxState::New => return "new".to_owned(),
         pb::InboxState::Unspecified => return "unknown".to_owned(),
     };
     let mut s = format!("{name} by {} at {}", e.clerk, format_ms(at));
     if !e.reason.is_empty() {
         s.push_str(&format!(": {}", e.reason));
+    }
+    if !e.recall_reason.is_empty() {
+        s.push_str(&format!("; recall reason: {}", e.recall_reason));
     }
     s
 }

@@ -37,6 +37,10 @@ pub(super) struct StatusJson {
     recipients: Vec<RecipientJson>,
     /// Documents received in reply to this one (答复), oldest first.
     replies: Vec<ReplyJson>,
+    /// When this department recalled it (撤回); null if it did not.
+    recalled_at: Option<String>,
+    /// Why it was recalled (empty if it was not).
+    recall_reason: String,
 }
 
 /// One reply in `status --json`.
@@ -58,7 +62,9 @@ struct RecipientJson {
     dept: String,
     /// `main` (主送) or `cc` (抄送).
     role: &'static str,
-    /// `queued`, `accepted`, `delivered`, `confirmed`, `rejected`, `not-delivered` or `refused`.
+    /// `queued`, `accepted`, `delivered`, `confirmed`, `rejected`, `not-delivered`, `refused`,
+    /// or after a recall: `withdrawn` (never reached it), `recalled` (removed before 签收) or
+    /// `recall-acknowledged` (signed for, then acknowledged the recall).
     state: &'static str,
     queued_at: Option<String>,
     accepted_at: Option<String>,
@@ -71,6 +77,13 @@ struct RecipientJson {
     reason: String,
     /// Delivered but not confirmed past this node's `[reminders]` threshold (超期未签收).
     overdue: bool,
+    /// Added after sending (补发).
+    added: bool,
+    /// Reminders (催办) sent to it.
+    reminders: u32,
+    last_reminded_at: Option<String>,
+    /// When the recall took effect at this recipient; null until it did.
+    recalled_at: Option<String>,
 }
 
 /// Shows a sent document's delivery status.
@@ -114,6 +127,10 @@ pub(super) fn to_json(s: &pb::DocumentStatus) -> StatusJson {
                 clerk: r.clerk.clone(),
                 reason: r.reason.clone(),
                 overdue: r.overdue,
+                added: r.added,
+                reminders: r.reminders,
+                last_reminded_at: time_or_null(r.last_reminded_at_ms),
+                recalled_at: time_or_null(r.recalled_at_ms),
             })
             .collect(),
         replies: s
@@ -127,16 +144,25 @@ pub(super) fn to_json(s: &pb::DocumentStatus) -> StatusJson {
                 received_at: time_or_null(e.received_at_ms),
             })
             .collect(),
+        recalled_at: time_or_null(s.recalled_at_ms),
+        recall_reason: s.recall_reason.clone(),
     }
 }
 
 /// A recipient's state for people: `overdue` in place of `delivered` when it is (超期未签收).
 pub(super) fn state_label(r: &pb::RecipientStatus) -> String {
-    if r.overdue {
+    let mut label = if r.overdue {
         "overdue (超期)".to_owned()
     } else {
         recipient_state_name(r.state()).to_owned()
+    };
+    if r.added {
+        label.push_str(", added (补发)");
     }
+    if r.reminders > 0 {
+        label.push_str(&format!(", reminded ×{}", r.reminders));
+    }
+    label
 }
 
 /// The title and urgency, the hub's refusal if any, then one row per recipient.
@@ -152,6 +178,13 @@ fn text(s: &pb::DocumentStatus) -> String {
         out.push_str(&format!(
             "the hub refused this document: {}\n",
             printable(&s.refused)
+        ));
+    }
+    if s.recalled_at_ms != 0 {
+        out.push_str(&format!(
+            "recalled (撤回) {}: {}\n",
+            format_ms(s.recalled_at_ms),
+            printable(&s.recall_reason)
         ));
     }
     out.push('\n');
