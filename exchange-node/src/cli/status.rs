@@ -262,6 +262,7 @@ mod tests {
             recipients: vec![confirmed, queued],
             refused: String::new(),
             replies: Vec::new(),
+            ..Default::default()
         }
     }
 
