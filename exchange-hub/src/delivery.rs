@@ -1,24 +1,30 @@
 //! Pushing deliveries and evidence to connected nodes.
 //!
-//! Each node holds one `Subscribe` stream. The hub sends the most urgent waiting item, waits for
-//! the node's acknowledgement (for a document: its signed delivery receipt, sent only once the
-//! document is on the node's disk), commits the effect of the acknowledgement, and only then
-//! sends the next item. One item in flight per node means a very urgent document waits behind
-//! at most one other. An item that is never acknowledged stays queued and is pushed again on the
-//! node's next stream, so delivery is at-least-once on the wire and exactly-once in the inbox
-//! (the node deduplicates by document id).
+//! Each node holds one `Subscribe` stream. The hub sends the most urgent waiting items, up to
+//! `PUSH_WINDOW` not yet finished; for each, the node's acknowledgement (for a document: its
+//! signed delivery receipt, sent only once the document is on the node's disk) is committed with
+//! the removal of the item from the queue. A very urgent document queued later waits behind at
+//! most the `PUSH_WINDOW` items already in flight. An item that is never acknowledged stays
+//! queued and is pushed again on the node's next stream, so delivery is at-least-once on the
+//! wire and exactly-once in the inbox (the node deduplicates by document id).
 
-use std::{collections::HashMap, sync::Arc, sync::Mutex};
+use std::{
+    collections::{HashMap, HashSet},
+    sync::{Arc, Mutex},
+};
 
 use exchange_core::{
     document::{Evidence, EvidenceKind, SignedEvidence},
-    error::ServiceError,
+    error::{ErrorCode, ServiceError},
     ids::DeptId,
-    state::DeliveryState,
+    store::queue::QueueKey,
     time::now_ms,
 };
 use exchange_proto::v1::{self as pb, AuditKind, subscribe_request::Msg};
-use tokio::sync::{Notify, mpsc};
+use tokio::{
+    sync::{Notify, mpsc},
+    task::JoinSet,
+};
 use tokio_util::sync::CancellationToken;
 use tonic::{Status, Streaming};
 use tracing::{info, warn};
@@ -140,8 +146,13 @@ pub(crate) fn start(
     rx
 }
 
+/// Items pushed to one node before the hub waits for their acknowledgements. The node stores
+/// them one after the other; the window lets the hub commit the effect of one acknowledgement
+/// (batched with other commits) while the node already works on the next item.
+pub(crate) const PUSH_WINDOW: usize = 16;
+
 async fn push_loop(
-    hub: &Hub,
+    hub: &Arc<Hub>,
     dept: &DeptId,
     mut acks: Streaming<pb::SubscribeRequest>,
     tx: &Tx,
@@ -149,147 +160,176 @@ async fn push_loop(
     cancel: &CancellationToken,
 ) -> Result<(), ServiceError> {
     let mut seq = 0u64;
+    // Pushed and not yet acknowledged, by seq.
+    let mut in_flight: HashMap<u64, (QueueKey, Pending)> = HashMap::new();
+    // Queue items pushed and not finished (acknowledged and the effect committed): never
+    // pushed twice on one stream.
+    let mut busy: HashSet<QueueKey> = HashSet::new();
+    let mut committing: JoinSet<Result<QueueKey, ServiceError>> = JoinSet::new();
+    let mut look = true; // the queue may hold something not pushed yet
     loop {
-        let Some((key, item)) = store::next_outbound(&hub.store, dept.clone()).await? else {
-            tokio::select! {
-                () = notify.notified() => continue,
-                () = tx.closed() => return Ok(()),
-                () = cancel.cancelled() => return Ok(()),
-            }
-        };
-        seq += 1;
-        let (push, pending) = match &item {
-            Outbound::Deliver(id) => {
-                let Some((doc, rec)) = store::document(&hub.store, *id).await? else {
-                    warn!(doc_id = %id, "queued delivery for a missing document: dropped");
-                    store::ack(&hub.store, dept.clone(), key).await?;
-                    continue;
-                };
-                if withdrawn_before_push(hub, *id, dept).await? {
-                    info!(doc_id = %id, recipient = %dept, "recalled before delivery: not pushed");
-                    store::ack(&hub.store, dept.clone(), key).await?;
-                    continue;
-                }
-                let addition = match doc.header.role_of(dept) {
-                    Some(_) => None,
-                    None => store::addition(&hub.store, *id, dept.clone()).await?,
-                };
-                let delivery = pb::Delivery {
-                    document: rec.document,
-                    acceptance: rec.acceptance,
-                    addition,
-                };
-                if !hub.sessions.first_push(*id, dept) {
-                    audit::record(
-                        &hub.store,
-                        Event::new(AuditKind::Redelivery).doc(id).dept(dept),
-                    )
-                    .await;
-                }
-                (
-                    pb::hub_push::Item::Delivery(delivery),
-                    Pending::Delivery(doc),
-                )
-            }
-            Outbound::Evidence(e) => (pb::hub_push::Item::Evidence(e.clone()), Pending::Plain),
-            Outbound::Notice(e) => {
-                let recall = match SignedEvidence::decode(e.clone()) {
-                    Ok(n) if n.evidence.kind == EvidenceKind::Recall => {
-                        store::document(&hub.store, n.evidence.doc_id).await?
-                    }
-                    _ => None,
-                };
-                let pending = match recall {
-                    Some((doc, _)) => Pending::Recall(doc),
-                    None => Pending::Plain,
-                };
-                (pb::hub_push::Item::Notice(e.clone()), pending)
-            }
-        };
-        if tx
-            .send(Ok(pb::HubPush {
+        while look && busy.len() < PUSH_WINDOW {
+            let Some((key, item)) =
+                store::next_outbound(&hub.store, dept.clone(), busy.clone()).await?
+            else {
+                look = false;
+                break;
+            };
+            let Some((push, pending)) = prepare(hub, dept, key, item).await? else {
+                continue; // dropped unpushed (and removed from the queue)
+            };
+            seq += 1;
+            let push = pb::HubPush {
                 seq,
                 item: Some(push),
-            }))
-            .await
-            .is_err()
-        {
-            return Ok(());
+            };
+            if tx.send(Ok(push)).await.is_err() {
+                return Ok(());
+            }
+            busy.insert(key);
+            in_flight.insert(seq, (key, pending));
         }
-        let msg = tokio::select! {
-            m = acks.message() => m,
+        tokio::select! {
+            () = notify.notified() => look = true,
+            msg = acks.message() => {
+                let ack = match msg {
+                    Ok(Some(pb::SubscribeRequest {
+                        msg: Some(Msg::Ack(ack)),
+                    })) => ack,
+                    Ok(Some(_)) => {
+                        return Err(ServiceError::invalid(
+                            "SubscribeRequest.msg: expected an ack",
+                        ));
+                    }
+                    // The node went away; unfinished items stay queued.
+                    Ok(None) | Err(_) => return Ok(()),
+                };
+                let Some((key, pending)) = in_flight.remove(&ack.seq) else {
+                    return Err(ServiceError::invalid(format!(
+                        "ack.seq: {} is not an item in flight",
+                        ack.seq
+                    )));
+                };
+                let (hub, dept) = (Arc::clone(hub), dept.clone());
+                committing.spawn(async move {
+                    acked(&hub, &dept, key, pending, ack).await.map(|()| key)
+                });
+            }
+            Some(done) = committing.join_next(), if !committing.is_empty() => {
+                let key = done.map_err(|e| {
+                    ServiceError::new(ErrorCode::Internal, format!("acknowledgement task: {e}"))
+                })??;
+                busy.remove(&key);
+                look = true;
+            }
+            () = tx.closed() => return Ok(()),
             () = cancel.cancelled() => return Ok(()),
-        };
-        let ack = match msg {
-            Ok(Some(pb::SubscribeRequest {
-                msg: Some(Msg::Ack(ack)),
-            })) => ack,
-            Ok(Some(_)) => {
-                return Err(ServiceError::invalid(
-                    "SubscribeRequest.msg: expected an ack",
-                ));
-            }
-            Ok(None) | Err(_) => return Ok(()), // the node went away; the item stays queued
-        };
-        if ack.seq != seq {
-            return Err(ServiceError::invalid(format!(
-                "ack.seq: {} but the item in flight is {seq}",
-                ack.seq
-            )));
-        }
-        let doc = match pending {
-            Pending::Plain => {
-                store::ack(&hub.store, dept.clone(), key).await?;
-                continue;
-            }
-            Pending::Recall(doc) => {
-                recall_acked(hub, dept, &doc, ack, key).await?;
-                continue;
-            }
-            Pending::Delivery(doc) => doc,
-        };
-        hub.sessions.acked(doc.header.id, dept);
-        match doc {
-            doc if !ack.refused.is_empty() => {
-                let reason: String = ack
-                    .refused
-                    .chars()
-                    .take(exchange_core::document::limits::TEXT_CHARS)
-                    .collect();
-                warn!(doc_id = %doc.header.id, recipient = %dept, %reason, "recipient refused the delivery");
-                let mut ev = Evidence::about(
-                    &doc,
-                    EvidenceKind::NotDelivered,
-                    Some(dept.clone()),
-                    now_ms(),
-                );
-                ev.reason = reason;
-                let ev = SignedEvidence::seal(ev, &hub.signer);
-                if store::record_evidence(&hub.store, &doc, ev, Some((dept.clone(), key))).await? {
-                    hub.sessions.wake(&doc.header.sender);
-                }
-            }
-            doc => {
-                let receipt = ack.delivery_receipt.ok_or_else(|| {
-                    ServiceError::invalid("ack.delivery_receipt: required for a delivery")
-                })?;
-                let ev = SignedEvidence::verify(receipt, &hub.verifier, now_secs())
-                    .map_err(|e| ServiceError::invalid(format!("ack.delivery_receipt: {e}")))?;
-                if ev.evidence.kind != EvidenceKind::Delivered
-                    || ev.evidence.recipient.as_ref() != Some(dept)
-                    || !ev.is_about(&doc)
-                {
-                    return Err(ServiceError::invalid(
-                        "ack.delivery_receipt: not a delivery receipt of this recipient for this document",
-                    ));
-                }
-                if store::record_evidence(&hub.store, &doc, ev, Some((dept.clone(), key))).await? {
-                    info!(doc_id = %doc.header.id, recipient = %dept, "delivered");
-                    hub.sessions.wake(&doc.header.sender);
-                }
-            }
         }
     }
+}
+
+/// The push for a queued item, or `None` if it is dropped unpushed (its document is gone, or
+/// was recalled before this recipient had it); a dropped item leaves the queue.
+async fn prepare(
+    hub: &Hub,
+    dept: &DeptId,
+    key: QueueKey,
+    item: Outbound,
+) -> Result<Option<(pb::hub_push::Item, Pending)>, ServiceError> {
+    Ok(Some(match item {
+        Outbound::Deliver(id) => {
+            let Some(view) = store::push_view(&hub.store, id, dept.clone()).await? else {
+                warn!(doc_id = %id, "queued delivery for a missing document: dropped");
+                store::ack(&hub.store, dept.clone(), key).await?;
+                return Ok(None);
+            };
+            if view.withdrawn {
+                info!(doc_id = %id, recipient = %dept, "recalled before delivery: not pushed");
+                store::ack(&hub.store, dept.clone(), key).await?;
+                return Ok(None);
+            }
+            if !hub.sessions.first_push(id, dept) {
+                audit::record(
+                    &hub.store,
+                    Event::new(AuditKind::Redelivery).doc(&id).dept(dept),
+                )
+                .await;
+            }
+            let delivery = pb::Delivery {
+                document: view.rec.document,
+                acceptance: view.rec.acceptance,
+                addition: view.addition,
+            };
+            (
+                pb::hub_push::Item::Delivery(delivery),
+                Pending::Delivery(view.doc),
+            )
+        }
+        Outbound::Evidence(e) => (pb::hub_push::Item::Evidence(e), Pending::Plain),
+        Outbound::Notice(e) => {
+            let recall = match SignedEvidence::decode(e.clone()) {
+                Ok(n) if n.evidence.kind == EvidenceKind::Recall => {
+                    store::document(&hub.store, n.evidence.doc_id).await?
+                }
+                _ => None,
+            };
+            let pending = match recall {
+                Some((doc, _)) => Pending::Recall(doc),
+                None => Pending::Plain,
+            };
+            (pb::hub_push::Item::Notice(e), pending)
+        }
+    }))
+}
+
+/// Commits what the node's acknowledgement of one item means, and removes the item from the
+/// queue in the same transaction.
+async fn acked(
+    hub: &Hub,
+    dept: &DeptId,
+    key: QueueKey,
+    pending: Pending,
+    ack: pb::Ack,
+) -> Result<(), ServiceError> {
+    let doc = match pending {
+        Pending::Plain => return Ok(store::ack(&hub.store, dept.clone(), key).await?),
+        Pending::Recall(doc) => return recall_acked(hub, dept, &doc, ack, key).await,
+        Pending::Delivery(doc) => doc,
+    };
+    hub.sessions.acked(doc.header.id, dept);
+    if !ack.refused.is_empty() {
+        let reason: String = ack
+            .refused
+            .chars()
+            .take(exchange_core::document::limits::TEXT_CHARS)
+            .collect();
+        warn!(doc_id = %doc.header.id, recipient = %dept, %reason, "recipient refused the delivery");
+        let mut ev = Evidence::about(&doc, EvidenceKind::NotDelivered, Some(dept.clone()), now_ms());
+        ev.reason = reason;
+        let ev = SignedEvidence::seal(ev, &hub.signer);
+        if store::record_evidence(&hub.store, &doc, ev, Some((dept.clone(), key))).await? {
+            hub.sessions.wake(&doc.header.sender);
+        }
+        return Ok(());
+    }
+    let receipt = ack
+        .delivery_receipt
+        .ok_or_else(|| ServiceError::invalid("ack.delivery_receipt: required for a delivery"))?;
+    let ev = SignedEvidence::verify(receipt, &hub.verifier, now_secs())
+        .map_err(|e| ServiceError::invalid(format!("ack.delivery_receipt: {e}")))?;
+    if ev.evidence.kind != EvidenceKind::Delivered
+        || ev.evidence.recipient.as_ref() != Some(dept)
+        || !ev.is_about(&doc)
+    {
+        return Err(ServiceError::invalid(
+            "ack.delivery_receipt: not a delivery receipt of this recipient for this document",
+        ));
+    }
+    if store::record_evidence(&hub.store, &doc, ev, Some((dept.clone(), key))).await? {
+        info!(doc_id = %doc.header.id, recipient = %dept, "delivered");
+        hub.sessions.wake(&doc.header.sender);
+    }
+    Ok(())
 }
 
 /// What an item in flight waits for.
@@ -302,24 +342,6 @@ enum Pending {
     Recall(exchange_core::document::SignedDoc),
 }
 
-/// Whether the delivery of `id` to `dept` is to be dropped unpushed: the sender recalled it
-/// before the recipient had it. (Had an earlier push reached the recipient's disk with its
-/// acknowledgement lost, the recall notice queued behind this item still finds it there.)
-async fn withdrawn_before_push(
-    hub: &Hub,
-    id: exchange_core::ids::DocumentId,
-    dept: &DeptId,
-) -> Result<bool, ServiceError> {
-    if !store::recalled(&hub.store, id).await? {
-        return Ok(false);
-    }
-    let state = store::delivery(&hub.store, id, dept.clone()).await?;
-    Ok(matches!(
-        state,
-        Some(DeliveryState::Queued | DeliveryState::Accepted) | None
-    ))
-}
-
 /// Records what a recall notice did at `dept` and removes it from the queue: the hub signs
 /// WITHDRAWN when the recipient never held the document; the recipient signs RECALLED when it
 /// held it unsigned-for; a recipient that had signed for it acknowledges later through
@@ -329,7 +351,7 @@ async fn recall_acked(
     dept: &DeptId,
     doc: &exchange_core::document::SignedDoc,
     ack: pb::Ack,
-    key: exchange_core::store::queue::QueueKey,
+    key: QueueKey,
 ) -> Result<(), ServiceError> {
     let ev = match ack.recall() {
         pb::RecallOutcome::NotHeld => SignedEvidence::seal(

@@ -291,13 +291,14 @@ pub(crate) async fn ack(store: &Store, dest: DeptId, key: QueueKey) -> Result<()
         .await
 }
 
-/// The next item waiting for `dest`.
+/// The most urgent item waiting for `dest` that is not in `busy` (pushed, not yet finished).
 pub(crate) async fn next_outbound(
     store: &Store,
     dest: DeptId,
+    busy: std::collections::HashSet<QueueKey>,
 ) -> Result<Option<(QueueKey, Outbound)>, StoreError> {
     let items = store
-        .read(move |txn| OUTBOUND.peek(txn, dest.as_str(), 1, &|_| false))
+        .read(move |txn| OUTBOUND.peek(txn, dest.as_str(), 1, &|k| busy.contains(&k)))
         .await?;
     items
         .into_iter()
@@ -368,44 +369,6 @@ pub(crate) async fn delivery(
             let id = id.to_string();
             let v = table.get((id.as_str(), dept.as_str()))?;
             v.map(|v| delivery_state(v.value(), &format!("delivery {id}/{dept}")))
-                .transpose()
-        })
-        .await
-}
-
-/// Whether the sender recalled document `id`.
-pub(crate) async fn recalled(store: &Store, id: DocumentId) -> Result<bool, StoreError> {
-    store
-        .read(move |txn| match txn.open_table(RECALLS) {
-            Ok(t) => Ok(t.get(id.to_string().as_str())?.is_some()),
-            Err(redb::TableError::TableDoesNotExist(_)) => Ok(false),
-            Err(e) => Err(e.into()),
-        })
-        .await
-}
-
-/// The sender's RECIPIENT_ADDED evidence for `dept`, if `dept` was added after sending (补发).
-pub(crate) async fn addition(
-    store: &Store,
-    id: DocumentId,
-    dept: DeptId,
-) -> Result<Option<pb::SignedEvidence>, StoreError> {
-    store
-        .read(move |txn| {
-            let table = match txn.open_table(EVIDENCE) {
-                Ok(t) => t,
-                Err(redb::TableError::TableDoesNotExist(_)) => return Ok(None),
-                Err(e) => return Err(e.into()),
-            };
-            let id = id.to_string();
-            let key = (
-                id.as_str(),
-                dept.as_str(),
-                EvidenceKind::RecipientAdded.code(),
-            );
-            table
-                .get(key)?
-                .map(|v| decode(format!("addition {id}/{dept}"), v.value()))
                 .transpose()
         })
         .await
@@ -584,4 +547,69 @@ pub(crate) async fn remind(
             Ok(())
         })
         .await
+}
+
+/// What pushing document `id` to `dept` needs, read in one transaction: the stored document,
+/// whether the sender recalled it before `dept` had it (then it is not pushed), and the
+/// sender's RECIPIENT_ADDED if `dept` was added after sending.
+pub(crate) struct PushView {
+    pub(crate) doc: SignedDoc,
+    pub(crate) rec: st::HubDocument,
+    pub(crate) withdrawn: bool,
+    pub(crate) addition: Option<pb::SignedEvidence>,
+}
+
+pub(crate) async fn push_view(
+    store: &Store,
+    id: DocumentId,
+    dept: DeptId,
+) -> Result<Option<PushView>, StoreError> {
+    let found = store
+        .read(move |txn| {
+            let key = id.to_string();
+            let Some(rec) = get_document(txn, &key)? else {
+                return Ok::<_, StoreError>(None);
+            };
+            let recalled = match txn.open_table(RECALLS) {
+                Ok(t) => t.get(key.as_str())?.is_some(),
+                Err(redb::TableError::TableDoesNotExist(_)) => false,
+                Err(e) => return Err(e.into()),
+            };
+            let state = if recalled {
+                let t = txn.open_table(DELIVERIES)?;
+                let v = t.get((key.as_str(), dept.as_str()))?;
+                v.map(|v| delivery_state(v.value(), &format!("delivery {key}/{dept}")))
+                    .transpose()?
+            } else {
+                None
+            };
+            let withdrawn = recalled
+                && matches!(
+                    state,
+                    Some(DeliveryState::Queued | DeliveryState::Accepted) | None
+                );
+            let addition = match txn.open_table(EVIDENCE) {
+                Ok(t) => t
+                    .get((key.as_str(), dept.as_str(), EvidenceKind::RecipientAdded.code()))?
+                    .map(|v| decode(format!("addition {key}/{dept}"), v.value()))
+                    .transpose()?,
+                Err(redb::TableError::TableDoesNotExist(_)) => None,
+                Err(e) => return Err(e.into()),
+            };
+            Ok(Some((rec, withdrawn, addition)))
+        })
+        .await?;
+    found
+        .map(|(rec, withdrawn, addition)| {
+            let wire = rec.document.clone().unwrap_or_default();
+            SignedDoc::decode(wire)
+                .map(|doc| PushView {
+                    doc,
+                    rec,
+                    withdrawn,
+                    addition,
+                })
+                .map_err(|e| StoreError::decode(id, e))
+        })
+        .transpose()
 }
