@@ -328,36 +328,81 @@ async fn subscribe_once(
         .into_inner();
     info!("connected to the hub");
     node.hub_up.notify_one(); // the hub is back: retry the outbox now, not after its backoff
+    // Deliveries are stored concurrently (the hub keeps several in flight), so their commits
+    // share fsyncs; each is acknowledged when it is durable, in whatever order they finish.
+    let mut receiving: JoinSet<Result<pb::Ack, tonic::Status>> = JoinSet::new();
     loop {
         let push = tokio::select! {
             m = pushes.message() => m?,
+            Some(done) = receiving.join_next(), if !receiving.is_empty() => {
+                if !send_ack(&acks, joined(done)?, backoff).await {
+                    return Ok(());
+                }
+                continue;
+            }
             () = cancel.cancelled() => return Ok(()),
         };
         let Some(push) = push else { return Ok(()) };
+        let seq = push.seq;
         let ack = match push.item {
-            Some(pb::hub_push::Item::Delivery(d)) => receive(node, client, d).await?,
+            Some(pb::hub_push::Item::Delivery(d)) => {
+                let (node, mut client) = (Arc::clone(node), client.clone());
+                receiving.spawn(async move {
+                    receive(&node, &mut client, d)
+                        .await
+                        .map(|ack| pb::Ack { seq, ..ack })
+                });
+                continue;
+            }
+            // Evidence and notices may be about a document still being stored (a recall right
+            // behind its delivery): every delivery pushed before them is finished first.
             Some(pb::hub_push::Item::Evidence(e)) => {
+                finish_all(&mut receiving, &acks, backoff).await?;
                 apply(node, e).await?;
                 pb::Ack::default()
             }
-            Some(pb::hub_push::Item::Notice(e)) => crate::office::notice(node, e).await?,
+            Some(pb::hub_push::Item::Notice(e)) => {
+                finish_all(&mut receiving, &acks, backoff).await?;
+                crate::office::notice(node, e).await?
+            }
             None => return Err(tonic::Status::invalid_argument("hub pushed an empty item")),
         };
-        let ack = pb::Ack {
-            seq: push.seq,
-            ..ack
-        };
-        backoff.reset(); // an item went through: the link works, not merely connects
-        if acks
-            .send(pb::SubscribeRequest {
-                msg: Some(pb::subscribe_request::Msg::Ack(ack)),
-            })
-            .await
-            .is_err()
-        {
+        if !send_ack(&acks, pb::Ack { seq, ..ack }, backoff).await {
             return Ok(());
         }
     }
+}
+
+fn joined(
+    done: Result<Result<pb::Ack, tonic::Status>, tokio::task::JoinError>,
+) -> Result<pb::Ack, tonic::Status> {
+    done.map_err(|e| tonic::Status::internal(format!("storing a delivery: {e}")))?
+}
+
+/// Waits for every delivery being stored and acknowledges each.
+async fn finish_all(
+    receiving: &mut JoinSet<Result<pb::Ack, tonic::Status>>,
+    acks: &mpsc::Sender<pb::SubscribeRequest>,
+    backoff: &mut Backoff,
+) -> Result<(), tonic::Status> {
+    while let Some(done) = receiving.join_next().await {
+        send_ack(acks, joined(done)?, backoff).await;
+    }
+    Ok(())
+}
+
+/// Sends an acknowledgement; false once the stream is gone.
+async fn send_ack(
+    acks: &mpsc::Sender<pb::SubscribeRequest>,
+    ack: pb::Ack,
+    backoff: &mut Backoff,
+) -> bool {
+    backoff.reset(); // an item went through: the link works, not merely connects
+    acks.send(pb::SubscribeRequest {
+        msg: Some(pb::subscribe_request::Msg::Ack(ack)),
+    })
+    .await
+    .is_ok()
 }
 
 /// Verifies, downloads and stores a delivery; returns the acknowledgement to send. A document
@@ -460,12 +505,22 @@ async fn download(
     if complete {
         return Ok(());
     }
-    let offset = have.min(size);
-    let mut w = node
-        .blobs
-        .resume(sha256, size, offset)
-        .await
-        .map_err(blob_error)?;
+    let mut offset = have.min(size);
+    let mut w = loop {
+        match node.blobs.resume(sha256, size, offset).await {
+            // Another delivery being stored has the same content: let it finish, then use it
+            // (or take over where it stopped, if it failed).
+            Err(exchange_core::blob::BlobError::Busy(_)) => {
+                tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+                let (have, complete) = node.blobs.progress(&sha256).await;
+                if complete {
+                    return Ok(());
+                }
+                offset = have.min(size);
+            }
+            other => break other.map_err(blob_error)?,
+        }
+    };
     let req = pb::GetBlobRequest {
         doc_id: id.to_string(),
         sha256: sha256.0.to_vec(),
