@@ -294,6 +294,26 @@ impl Store {
         rx.await.map_err(|_| E::from(StoreError::Closed))?
     }
 
+    /// Runs `f` on a read snapshot right here, on the calling task's thread: for lookups of a
+    /// few keys on a hot path (a redb point read from the page cache takes microseconds, far
+    /// less than the two thread hand-offs of the blocking pool). Scans and anything that may
+    /// touch many pages use [`Store::read`]. While the database is being reopened this falls back
+    /// to `read`, which waits for it.
+    pub async fn lookup<F, R, E>(&self, f: F) -> Result<R, E>
+    where
+        F: FnOnce(&ReadTransaction) -> Result<R, E> + Send + 'static,
+        R: Send + 'static,
+        E: From<StoreError> + Send + 'static,
+    {
+        match self.db.get() {
+            Some(db) => {
+                let txn = db.begin_read().map_err(StoreError::from)?;
+                f(&txn)
+            }
+            None => self.read(f).await,
+        }
+    }
+
     /// Runs `f` on a read snapshot, on the blocking pool.
     pub async fn read<F, R, E>(&self, f: F) -> Result<R, E>
     where

@@ -97,7 +97,7 @@ pub(crate) async fn document(
     id: DocumentId,
 ) -> Result<Option<(SignedDoc, st::HubDocument)>, StoreError> {
     let rec = store
-        .read(move |txn| get_document(txn, &id.to_string()))
+        .lookup(move |txn| get_document(txn, &id.to_string()))
         .await?;
     rec.map(|rec| {
         let wire = rec.document.clone().unwrap_or_default();
@@ -298,7 +298,7 @@ pub(crate) async fn next_outbound(
     busy: std::collections::HashSet<QueueKey>,
 ) -> Result<Option<(QueueKey, Outbound)>, StoreError> {
     let items = store
-        .read(move |txn| OUTBOUND.peek(txn, dest.as_str(), 1, &|k| busy.contains(&k)))
+        .lookup(move |txn| OUTBOUND.peek(txn, dest.as_str(), 1, &|k| busy.contains(&k)))
         .await?;
     items
         .into_iter()
@@ -360,7 +360,7 @@ pub(crate) async fn delivery(
     dept: DeptId,
 ) -> Result<Option<DeliveryState>, StoreError> {
     store
-        .read(move |txn| {
+        .lookup(move |txn| {
             let table = match txn.open_table(DELIVERIES) {
                 Ok(t) => t,
                 Err(redb::TableError::TableDoesNotExist(_)) => return Ok(None),
@@ -565,7 +565,7 @@ pub(crate) async fn push_view(
     dept: DeptId,
 ) -> Result<Option<PushView>, StoreError> {
     let found = store
-        .read(move |txn| {
+        .lookup(move |txn| {
             let key = id.to_string();
             let Some(rec) = get_document(txn, &key)? else {
                 return Ok::<_, StoreError>(None);
@@ -612,4 +612,99 @@ pub(crate) async fn push_view(
                 .map_err(|e| StoreError::decode(id, e))
         })
         .transpose()
+}
+
+/// One delivery as `crate::stats` counts it.
+pub(crate) struct DeliveryFacts {
+    /// The recipient's id, as stored.
+    pub(crate) recipient: String,
+    /// The stored state code ([`DeliveryState::code`]), passed on as is: a code this build does
+    /// not know is the caller's to skip.
+    pub(crate) state: u32,
+    /// When the recipient's node had it (the time in its signed receipt); 0 = not known yet.
+    pub(crate) delivered_at_ms: i64,
+    /// The time in the recipient's CONFIRMED evidence (签收); 0 = none. Read from the evidence
+    /// rather than `handled_at_ms`, which a later step (a recall acknowledgement) overwrites.
+    pub(crate) confirmed_at_ms: i64,
+}
+
+/// A document and every delivery of it (named recipients and ones added later).
+pub(crate) struct DocumentFacts {
+    pub(crate) doc: SignedDoc,
+    pub(crate) deliveries: Vec<DeliveryFacts>,
+}
+
+/// Calls `each` for every document the hub accepted within `period` (Unix ms, by
+/// `accepted_at_ms`), in the caller's one read transaction, so that statistics are one consistent
+/// snapshot. Reads every document record: meant for an administrator's occasional question, not a
+/// hot path.
+pub(crate) fn scan_accepted(
+    txn: &ReadTransaction,
+    period: std::ops::Range<i64>,
+    each: &mut dyn FnMut(DocumentFacts),
+) -> Result<(), StoreError> {
+    let documents = match txn.open_table(DOCUMENTS) {
+        Ok(t) => t,
+        Err(redb::TableError::TableDoesNotExist(_)) => return Ok(()),
+        Err(e) => return Err(e.into()),
+    };
+    let deliveries = match txn.open_table(DELIVERIES) {
+        Ok(t) => Some(t),
+        Err(redb::TableError::TableDoesNotExist(_)) => None,
+        Err(e) => return Err(e.into()),
+    };
+    let evidence = match txn.open_table(EVIDENCE) {
+        Ok(t) => Some(t),
+        Err(redb::TableError::TableDoesNotExist(_)) => None,
+        Err(e) => return Err(e.into()),
+    };
+    for item in documents.iter()? {
+        let (k, v) = item?;
+        let id = k.value();
+        let rec: st::HubDocument = decode(id, v.value())?;
+        if !period.contains(&rec.accepted_at_ms) {
+            continue;
+        }
+        let doc = SignedDoc::decode(rec.document.unwrap_or_default())
+            .map_err(|e| StoreError::decode(id, e))?;
+        let mut facts = DocumentFacts {
+            doc,
+            deliveries: Vec::new(),
+        };
+        let Some(deliveries) = &deliveries else {
+            each(facts);
+            continue;
+        };
+        for item in deliveries.range((id, "")..)? {
+            let (k, v) = item?;
+            let (doc_id, dept) = k.value();
+            if doc_id != id {
+                break;
+            }
+            let what = format!("delivery {id}/{dept}");
+            let d: st::HubDelivery = decode(&what, v.value())?;
+            let confirmed = match &evidence {
+                Some(t) => t.get((id, dept, EvidenceKind::Confirmed.code()))?,
+                None => None,
+            };
+            let confirmed_at_ms = match confirmed {
+                Some(v) => {
+                    let wire: pb::SignedEvidence = decode(&what, v.value())?;
+                    SignedEvidence::decode(wire)
+                        .map_err(|e| StoreError::decode(&what, e))?
+                        .evidence
+                        .at_ms
+                }
+                None => 0,
+            };
+            facts.deliveries.push(DeliveryFacts {
+                recipient: dept.to_owned(),
+                state: d.state,
+                delivered_at_ms: d.delivered_at_ms,
+                confirmed_at_ms,
+            });
+        }
+        each(facts);
+    }
+    Ok(())
 }

@@ -100,7 +100,7 @@ pub(crate) async fn idempotent(
     key: String,
 ) -> Result<Option<DocumentId>, StoreError> {
     store
-        .read(move |txn| {
+        .lookup(move |txn| {
             let t = match txn.open_table(IDEMPOTENCY) {
                 Ok(t) => t,
                 Err(redb::TableError::TableDoesNotExist(_)) => return Ok(None),
@@ -165,7 +165,7 @@ pub(crate) async fn next_outbox(
     store: &Store,
 ) -> Result<Option<(QueueKey, OutboxItem)>, StoreError> {
     let items = store
-        .read(|txn| OUTBOX.peek(txn, HUB, 1, &|_| false))
+        .lookup(|txn| OUTBOX.peek(txn, HUB, 1, &|_| false))
         .await?;
     let Some((key, bytes)) = items.into_iter().next() else {
         return Ok(None);
@@ -199,7 +199,7 @@ pub(crate) async fn sent(
     store: &Store,
     id: DocumentId,
 ) -> Result<Option<st::SentDocument>, StoreError> {
-    store.read(move |txn| get(txn, SENT, &id.to_string())).await
+    store.lookup(move |txn| get(txn, SENT, &id.to_string())).await
 }
 
 /// A document this department received.
@@ -208,7 +208,7 @@ pub(crate) async fn received(
     id: DocumentId,
 ) -> Result<Option<st::ReceivedDocument>, StoreError> {
     store
-        .read(move |txn| get(txn, INBOX, &id.to_string()))
+        .lookup(move |txn| get(txn, INBOX, &id.to_string()))
         .await
 }
 
