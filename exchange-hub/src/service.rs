@@ -376,6 +376,11 @@ impl HubService {
                     .recipient
                     .clone()
                     .ok_or_else(|| ServiceError::invalid("evidence.recipient: required"))?;
+                if dept == caller {
+                    return Err(ServiceError::invalid(
+                        "evidence.recipient: a department does not send to itself",
+                    ));
+                }
                 if !hub.directory.contains(&dept) {
                     return Err(ServiceError::invalid(format!(
                         "evidence.recipient: unknown department {dept}"

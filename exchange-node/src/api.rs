@@ -264,6 +264,13 @@ impl node_server::Node for NodeApi {
         let rec =
             rec.ok_or_else(|| ServiceError::not_found(format!("no received document {id}")))?;
         let (entry, doc) = inbox_entry(&self.node, &rec)?;
+        if req.with_content && entry.state() == pb::InboxState::Recalled {
+            // Recalled before 签收: the entry stays listed, its content is no longer handed out.
+            return Err(ServiceError::precondition(format!(
+                "document {id} was recalled by its sender (撤回): its content is withheld"
+            ))
+            .into());
+        }
         let header = prost::Message::decode(doc.wire.header.as_slice())
             .map_err(|_| Status::internal("stored header"))?;
         let parts = if req.with_content {
