@@ -9,6 +9,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         "exchange/v1/audit.proto",
         "exchange/v1/bundle.proto",
         "exchange/v1/backup.proto",
+        "exchange/v1/stats.proto",
         "exchange/store/v1/store.proto",
     ];
     let fds = protox::compile(files, ["."])?;

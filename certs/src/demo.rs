@@ -172,6 +172,7 @@ pub fn demo_setup(
         metrics: None,
         log: Default::default(),
         groups: Vec::new(),
+        reminders: Default::default(),
     };
     // An administrator for the audit commands (`exchange-hub --config hub.toml audit ...`).
     let admin_dir = dir.join("admin");
@@ -209,6 +210,7 @@ pub fn demo_setup(
             hub: HubLink {
                 addr: hub_addr,
                 server_name: "localhost".to_owned(),
+                max_in_flight: exchange_core::config::DEFAULT_MAX_IN_FLIGHT,
             },
             tls: tls_paths(),
             signing: signing_paths(),

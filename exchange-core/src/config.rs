@@ -122,6 +122,10 @@ pub struct HubConfig {
     /// Log format and level (`[log]`).
     #[serde(default, skip_serializing_if = "LogSection::is_default")]
     pub log: LogSection,
+    /// When an unconfirmed delivery counts as overdue (`[reminders]`), by urgency: what
+    /// `exchange-hub stats` calls "on time". Same keys and defaults as the node's.
+    #[serde(default, skip_serializing_if = "RemindersSection::is_default")]
+    pub reminders: RemindersSection,
 }
 
 /// `[audit]` in `hub.toml`.
@@ -298,6 +302,26 @@ pub struct HubLink {
     pub addr: SocketAddr,
     /// The name to expect in the hub's certificate, e.g. `localhost` or `hub.example.gov`.
     pub server_name: String,
+    /// Most outbox items (documents, evidence) being sent to the hub at once. Several in
+    /// flight let the hub's and this node's commits batch (group commit); a 特急 document
+    /// queued while all are busy waits for one of them to finish.
+    #[serde(
+        default = "default_max_in_flight",
+        skip_serializing_if = "is_default_max_in_flight"
+    )]
+    pub max_in_flight: std::num::NonZeroUsize,
+}
+
+/// Default of `[hub] max_in_flight` in `node.toml`.
+pub const DEFAULT_MAX_IN_FLIGHT: std::num::NonZeroUsize =
+    std::num::NonZeroUsize::new(32).expect("BUG: 32 is not zero");
+
+fn default_max_in_flight() -> std::num::NonZeroUsize {
+    DEFAULT_MAX_IN_FLIGHT
+}
+
+fn is_default_max_in_flight(n: &std::num::NonZeroUsize) -> bool {
+    *n == DEFAULT_MAX_IN_FLIGHT
 }
 
 fn default_max_document_bytes() -> u64 {

@@ -1,5 +1,6 @@
-//! The `Admin` gRPC service: administrators question the audit log while the hub runs. Callers
-//! must present a certificate naming an administrator; every call is itself audited.
+//! The `Admin` gRPC service: administrators question the audit log, take backups and ask for
+//! statistics while the hub runs. Callers must present a certificate naming an administrator;
+//! every call is itself audited.
 
 use std::{pin::Pin, sync::Arc};
 
@@ -131,5 +132,23 @@ impl admin_server::Admin for AdminService {
             .await
             .map_err(ServiceError::from)?;
         Ok(Response::new(summary.into()))
+    }
+
+    async fn get_stats(
+        &self,
+        req: Request<pb::GetStatsRequest>,
+    ) -> Result<Response<pb::GetStatsResponse>, Status> {
+        let r = req.get_ref().clone();
+        self.admin(
+            &req,
+            format!(
+                "stats from={} until={} dept={}",
+                r.from_ms, r.until_ms, r.dept
+            ),
+        )
+        .await?;
+        let now = exchange_core::time::now_ms();
+        let stats = crate::stats::compute(&self.hub.store, &self.hub.cfg, r, now).await?;
+        Ok(Response::new(stats))
     }
 }

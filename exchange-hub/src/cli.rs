@@ -6,6 +6,7 @@ use clap::{Parser, Subcommand};
 
 pub mod audit;
 pub mod backup;
+pub mod stats;
 
 /// The central hub of the electronic official-document exchange (电子公文交换).
 #[derive(Debug, Parser)]
@@ -32,7 +33,17 @@ pub enum Command {
     /// Write a consistent copy of the store and content blobs to a new directory (works while
     /// the hub runs; restore by putting it in place of the data directory while it is stopped).
     Backup(backup::BackupArgs),
+    /// Per-department statistics for a period (days in UTC): documents sent and received, the
+    /// share signed for (签收) on time, the average time to sign, overdue deliveries, totals
+    /// (works while the hub runs).
+    Stats(stats::StatsArgs),
 }
+
+/// A flag's value that clap accepted but the command cannot use (e.g. `--from` after `--to`):
+/// `main` exits 64 (EX_USAGE) for it, as for a flag clap refuses.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct UsageError(pub String);
 
 /// Loads the config named by `--config`, with a message for the operator on failure.
 pub fn load_config(cli: &Cli) -> anyhow::Result<exchange_core::config::HubConfig> {
@@ -43,12 +54,13 @@ pub fn load_config(cli: &Cli) -> anyhow::Result<exchange_core::config::HubConfig
     Ok(exchange_core::config::load(path)?)
 }
 
-/// Runs an administrator's command (`audit`, `backup`); `serve` and `check-config` are run by
-/// `main`.
+/// Runs an administrator's command (`audit`, `backup`, `stats`); `serve` and `check-config` are
+/// run by `main`.
 pub async fn run(cfg: exchange_core::config::HubConfig, cmd: Command) -> anyhow::Result<()> {
     match cmd {
         Command::Audit(a) => audit::run(cfg, a).await,
         Command::Backup(b) => backup::run(cfg, b).await,
+        Command::Stats(s) => stats::run(cfg, s).await,
         Command::Serve | Command::CheckConfig => {
             anyhow::bail!("`serve` and `check-config` are not administrator commands")
         }

@@ -251,7 +251,7 @@ async fn prepare(
             if !hub.sessions.first_push(id, dept) {
                 audit::record(
                     &hub.store,
-                    Event::new(AuditKind::Redelivery).doc(&id).dept(dept),
+                    Event::new(AuditKind::Redelivery).doc(id).dept(dept),
                 )
                 .await;
             }

@@ -18,6 +18,7 @@ mod limits;
 mod metrics;
 mod policy;
 mod service;
+mod stats;
 mod store;
 
 use std::{future::Future, sync::Arc, time::Duration};

@@ -75,6 +75,9 @@ fn main() -> ExitCode {
                 tracing::error!("{e:#}");
             }
             eprintln!("error: {e:#}");
+            if e.is::<exchange_hub::cli::UsageError>() {
+                return ExitCode::from(EXIT_USAGE);
+            }
             ExitCode::FAILURE
         }
     }

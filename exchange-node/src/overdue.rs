@@ -9,14 +9,9 @@
 
 use exchange_core::{config::RemindersSection, document::Urgency};
 
-/// How long a document of `urgency` may wait for 签收, in ms.
+/// How long a document of `urgency` may wait for 签收, in ms (the rule the hub's `stats` shares).
 pub(crate) fn threshold_ms(r: &RemindersSection, urgency: Urgency) -> i64 {
-    let secs = match urgency.priority() {
-        0 => r.very_urgent_secs,
-        1 => r.urgent_secs,
-        _ => r.normal_secs,
-    };
-    i64::try_from(secs.saturating_mul(1000)).unwrap_or(i64::MAX)
+    r.threshold_ms(urgency)
 }
 
 /// Whether something that started waiting at `since_ms` (0 = not yet) is overdue at `now_ms`.

@@ -1,10 +1,10 @@
 //! The parts of the configs that model how offices work rather than how bytes move: the hub's
-//! named recipient groups (`[[groups]]` in `hub.toml`) and the node's reminder thresholds
-//! (`[reminders]` in `node.toml`).
+//! named recipient groups (`[[groups]]` in `hub.toml`) and the reminder thresholds
+//! (`[reminders]` in `node.toml`, and in `hub.toml` for `exchange-hub stats`).
 
 use serde::{Deserialize, Serialize};
 
-use crate::ids::DeptId;
+use crate::{document::Urgency, ids::DeptId};
 
 /// One `[[groups]]` entry in `hub.toml`: a collective addressee such as 各县区人民政府, which a
 /// sender names instead of listing every member.
@@ -24,9 +24,11 @@ pub struct GroupEntry {
 /// One working day, approximated as 24 hours (the exchange keeps no holiday calendar).
 const WORKING_DAY_SECS: u64 = 24 * 3600;
 
-/// `[reminders]` in `node.toml`: how long a delivered document may stay unconfirmed (未签收)
-/// before it counts as overdue (超期), by urgency. Overdue is computed when it is read, so a
-/// change takes effect at the next `inbox`/`status` without touching stored records.
+/// `[reminders]` in `node.toml` and `hub.toml`: how long a delivered document may stay
+/// unconfirmed (未签收) before it counts as overdue (超期), by urgency. Overdue is computed when it
+/// is read, so a change takes effect at the next `inbox`/`status`/`stats` without touching stored
+/// records. The hub has its own copy (same defaults) so that its statistics judge "on time" the
+/// way the nodes flag "overdue".
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 #[serde(deny_unknown_fields)]
 pub struct RemindersSection {
@@ -56,6 +58,17 @@ impl RemindersSection {
     pub fn is_default(&self) -> bool {
         *self == RemindersSection::default()
     }
+
+    /// How long a document of `urgency` may wait for 签收 after delivery, in ms: the one rule
+    /// both the node's overdue flag and the hub's statistics apply (overdue when strictly longer).
+    pub fn threshold_ms(&self, urgency: Urgency) -> i64 {
+        let secs = match urgency.priority() {
+            0 => self.very_urgent_secs,
+            1 => self.urgent_secs,
+            _ => self.normal_secs,
+        };
+        i64::try_from(secs.saturating_mul(1000)).unwrap_or(i64::MAX)
+    }
 }
 
 fn default_very_urgent_secs() -> u64 {
@@ -81,6 +94,9 @@ mod tests {
         assert_eq!(r.very_urgent_secs, 7200);
         assert_eq!(r.normal_secs, 3 * 86_400);
         assert!(RemindersSection::default().is_default());
+        assert_eq!(r.threshold_ms(Urgency::Pingji), 5_000);
+        assert_eq!(r.threshold_ms(Urgency::Teti), 7_200_000);
+        assert_eq!(r.threshold_ms(Urgency::Normal), 259_200_000);
     }
 
     #[test]
