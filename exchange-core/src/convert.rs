@@ -137,12 +137,15 @@ pub fn validate_metadata(m: &pb::DocumentMetadata) -> Result<Vec<Recipient>, Fie
     enum_field::<pb::DocumentType>("metadata.doc_type", m.doc_type)?;
     enum_field::<pb::Urgency>("metadata.urgency", m.urgency)?;
     enum_field::<pb::Classification>("metadata.classification", m.classification)?;
-    if !m.in_reply_to.is_empty() {
-        m.in_reply_to
-            .parse::<DocumentId>()
-            .map_err(|e: crate::ids::IdError| {
-                FieldError::new("metadata.in_reply_to", e.to_string())
-            })?;
+    // Links to another document (答复, 转发): empty, or a document id.
+    for (field, link) in [
+        ("metadata.in_reply_to", &m.in_reply_to),
+        ("metadata.forwarded_from", &m.forwarded_from),
+    ] {
+        if !link.is_empty() {
+            link.parse::<DocumentId>()
+                .map_err(|e: crate::ids::IdError| FieldError::new(field, e.to_string()))?;
+        }
     }
     if m.reply_deadline_ms < 0 {
         return Err(FieldError::new(
@@ -412,5 +415,34 @@ impl TryFrom<pb::Evidence> for Evidence {
             reason: e.reason,
             cc: e.cc,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn links_to_other_documents_must_be_document_ids() {
+        let ok = pb::DocumentMetadata {
+            title: "关于转发《关于检查的通知》的通知".into(),
+            to_depts: vec!["c".into()],
+            in_reply_to: DocumentId::new().to_string(),
+            forwarded_from: DocumentId::new().to_string(),
+            ..Default::default()
+        };
+        assert!(validate_metadata(&ok).is_ok());
+        let forwarded = pb::DocumentMetadata {
+            forwarded_from: "not-an-id".into(),
+            ..ok.clone()
+        };
+        let err = validate_metadata(&forwarded).unwrap_err().to_string();
+        assert!(err.contains("metadata.forwarded_from"), "{err}");
+        let replied = pb::DocumentMetadata {
+            in_reply_to: "not-an-id".into(),
+            ..ok
+        };
+        let err = validate_metadata(&replied).unwrap_err().to_string();
+        assert!(err.contains("metadata.in_reply_to"), "{err}");
     }
 }

@@ -14,6 +14,7 @@ pub mod ctx;
 pub mod directory;
 pub mod evidence;
 mod filter;
+pub mod forward;
 pub mod inbox;
 mod labels;
 pub mod outbox;
@@ -58,7 +59,8 @@ pub enum Command {
     Send(send::Args),
     /// List the documents this department has received, most urgent first.
     Inbox(inbox::Args),
-    /// Show a received document's details, and save its files with --save.
+    /// Show a received document's details and the forwards (转发) made of it, and save its files
+    /// with --save; for a document this department sent, show its status.
     Show(show::Args),
     /// Confirm receipt of a received document (签收).
     Confirm(confirm::Args),
@@ -66,6 +68,9 @@ pub enum Command {
     Reject(reject::Args),
     /// Answer a received document (答复): a new document to its sender, linked to it.
     Reply(reply::Args),
+    /// Forward a received document (转发): a new document from this department to others,
+    /// linked to the original and carrying it as a verifiable attachment; prints the new id.
+    Forward(forward::Args),
     /// Recall a document this department sent (撤回), with a reason.
     Recall(recall::Args),
     /// Send a document this department sent to further departments (补发).
@@ -133,6 +138,7 @@ pub async fn run(cli: Cli, cfg: NodeConfig) -> anyhow::Result<()> {
         Command::Confirm(args) => confirm::run(args, &ctx).await,
         Command::Reject(args) => reject::run(args, &ctx).await,
         Command::Reply(args) => reply::run(args, &ctx).await,
+        Command::Forward(args) => forward::run(args, &ctx).await,
         Command::Recall(args) => recall::run(args, &ctx).await,
         Command::AddRecipients(args) => add_recipients::run(args, &ctx).await,
         Command::Remind(args) => remind::run(args, &ctx).await,

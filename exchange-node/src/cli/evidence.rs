@@ -30,9 +30,22 @@ pub struct Args {
 
 /// Writes the bundle and prints its path.
 pub async fn run(args: Args, ctx: &Ctx) -> anyhow::Result<()> {
+    write(ctx, args.id.trim(), args.with_content, &args.out).await?;
+    println!("{}", args.out.display());
+    Ok(())
+}
+
+/// Streams the bundle of document `id` from the node into `out`, chunk by chunk (never whole in
+/// memory): `out` is either the complete bundle or untouched (also used by `forward`).
+pub(super) async fn write(
+    ctx: &Ctx,
+    id: &str,
+    with_content: bool,
+    out: &Path,
+) -> anyhow::Result<()> {
     let req = pb::GetEvidenceRequest {
-        doc_id: args.id.trim().to_owned(),
-        with_content: args.with_content,
+        doc_id: id.to_owned(),
+        with_content,
     };
     let refused = |s: tonic::Status| ctx.rpc_error(&s, Lookup::Any);
     let mut stream = ctx
@@ -41,7 +54,7 @@ pub async fn run(args: Args, ctx: &Ctx) -> anyhow::Result<()> {
         .await
         .map_err(refused)?
         .into_inner();
-    let tmp = temp_path(&args.out)?;
+    let tmp = temp_path(out)?;
     let written = async {
         let mut file = tokio::fs::File::create(&tmp)
             .await
@@ -54,16 +67,15 @@ pub async fn run(args: Args, ctx: &Ctx) -> anyhow::Result<()> {
         file.sync_all()
             .await
             .with_context(|| format!("writing {}", tmp.display()))?;
-        tokio::fs::rename(&tmp, &args.out)
+        tokio::fs::rename(&tmp, out)
             .await
-            .with_context(|| format!("renaming {} to {}", tmp.display(), args.out.display()))
+            .with_context(|| format!("renaming {} to {}", tmp.display(), out.display()))
     }
     .await;
     if let Err(e) = written {
         let _ = tokio::fs::remove_file(&tmp).await; // best effort: the error below matters more
         return Err(e);
     }
-    println!("{}", args.out.display());
     Ok(())
 }
 

@@ -196,7 +196,7 @@ mod tests {
         assert_eq!(v["received_at"], "2025-11-26T14:27:10.123Z");
         assert_eq!(v["received_at_ms"], 1_764_167_230_123_i64);
         let keys: Vec<&String> = v.as_object().unwrap().keys().collect();
-        assert_eq!(keys.len(), 14, "{keys:?}");
+        assert_eq!(keys.len(), 19, "{keys:?}");
         assert_eq!(v["overdue"], false);
         assert!(v["reply_deadline"].is_null() && v["time_left_secs"].is_null());
     }

@@ -46,8 +46,8 @@ pub async fn run(args: Args, ctx: &Ctx) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// One row per document; the recipients as `dept:state` pairs.
-fn table(documents: &[pb::DocumentStatus]) -> Table {
+/// One row per document; the recipients as `dept:state` pairs (also `show`'s list of forwards).
+pub(super) fn table(documents: &[pb::DocumentStatus]) -> Table {
     let mut t = Table::new(&["ID", "URGENCY", "TITLE", "SENT", "RECIPIENTS"]);
     for d in documents {
         let recipients: Vec<String> = d

@@ -73,7 +73,20 @@ pub async fn run(args: Args, ctx: &Ctx) -> anyhow::Result<()> {
 
 /// Who sent the received document `id` (the reply goes back to them).
 async fn original_sender(ctx: &Ctx, id: &str) -> anyhow::Result<String> {
-    let refused = |s: tonic::Status| ctx.rpc_error(&s, Lookup::Received);
+    let doc = fetch_received(ctx, id, |s| ctx.rpc_error(&s, Lookup::Received)).await?;
+    doc.entry
+        .map(|e| e.sender)
+        .filter(|s| !s.is_empty())
+        .context("the node's answer does not name the original's sender")
+}
+
+/// The received document `id` as the node describes it (inbox entry, verified header, signed
+/// document), without content; `refused` explains a failed call (also used by `forward`).
+pub(super) async fn fetch_received(
+    ctx: &Ctx,
+    id: &str,
+    refused: impl Fn(tonic::Status) -> anyhow::Error,
+) -> anyhow::Result<pb::ReceivedDocument> {
     let mut stream = ctx
         .client()
         .fetch_document(pb::FetchDocumentRequest {
@@ -81,16 +94,12 @@ async fn original_sender(ctx: &Ctx, id: &str) -> anyhow::Result<String> {
             with_content: false,
         })
         .await
-        .map_err(refused)?
+        .map_err(&refused)?
         .into_inner();
-    match stream.message().await.map_err(refused)? {
+    match stream.message().await.map_err(&refused)? {
         Some(pb::FetchDocumentResponse {
             msg: Some(Msg::Document(doc)),
-        }) => doc
-            .entry
-            .map(|e| e.sender)
-            .filter(|s| !s.is_empty())
-            .context("the node's answer does not name the original's sender"),
+        }) => Ok(doc),
         _ => anyhow::bail!("the node answered without the original document"),
     }
 }

@@ -77,7 +77,7 @@ pub async fn run(args: Args, ctx: &Ctx) -> anyhow::Result<()> {
 }
 
 /// Hands `draft` and the files of `parts` to the node; returns the new document's id once the
-/// node has it durably (also used by `reply`).
+/// node has it durably (also used by `reply` and `forward`).
 pub(super) async fn submit(
     ctx: &Ctx,
     draft: pb::DocumentDraft,
@@ -168,8 +168,8 @@ fn draft(args: &Args, parts: &[LocalPart], today: String) -> pb::DocumentDraft {
     }
 }
 
-/// Department ids from a comma-split flag: trimmed, empty entries dropped.
-fn dept_ids(raw: &[String]) -> Vec<String> {
+/// Department ids from a comma-split flag: trimmed, empty entries dropped (also `forward`).
+pub(super) fn dept_ids(raw: &[String]) -> Vec<String> {
     raw.iter()
         .map(|s| s.trim())
         .filter(|s| !s.is_empty())
@@ -177,8 +177,8 @@ fn dept_ids(raw: &[String]) -> Vec<String> {
         .collect()
 }
 
-/// Every recipient, 主送 then 抄送, for the confirmation message.
-fn recipients(to: &[String], cc: &[String]) -> Vec<String> {
+/// Every recipient, 主送 then 抄送, for the confirmation message (also `forward`).
+pub(super) fn recipients(to: &[String], cc: &[String]) -> Vec<String> {
     dept_ids(to).into_iter().chain(dept_ids(cc)).collect()
 }
 

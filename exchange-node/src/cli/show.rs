@@ -1,5 +1,7 @@
 //! `exchange-node show ID`: a received document's details, as signed by its sender, and with
-//! `--save DIR` its files, verified against the signed manifest.
+//! `--save DIR` its files, verified against the signed manifest. The documents this department
+//! forwarded it in (转发) are listed under it. For a document this department sent, `show`
+//! prints what `status` does.
 
 use std::path::PathBuf;
 
@@ -16,7 +18,9 @@ use super::{
         doc_type_label, doc_type_name, part_label, part_role_name, role_label, time_or_null,
         urgency,
     },
+    outbox,
     save::save_parts,
+    status::{self, StatusJson},
     table::{Table, or_dash, pad, printable},
 };
 
@@ -52,6 +56,11 @@ struct ShowJson {
     document_date: String,
     /// The id of the document this one answers (答复); null if it is not a reply.
     in_reply_to: Option<String>,
+    /// The id of the received document this one forwards (转发); null if it is not a forward.
+    forwarded_from: Option<String>,
+    /// Documents this department sent that forward this one (转发), oldest first, each as
+    /// `status --json` prints it.
+    forwards: Vec<StatusJson>,
     /// When the sender's node sealed it.
     created_at: Option<String>,
     /// When a clerk here confirmed it (签收).
@@ -83,12 +92,11 @@ pub async fn run(args: Args, ctx: &Ctx) -> anyhow::Result<()> {
         with_content: args.save.is_some(),
     };
     let refused = |s: tonic::Status| ctx.rpc_error(&s, Lookup::Received);
-    let mut stream = ctx
-        .client()
-        .fetch_document(req)
-        .await
-        .map_err(refused)?
-        .into_inner();
+    let mut stream = match ctx.client().fetch_document(req).await {
+        Ok(answer) => answer.into_inner(),
+        Err(s) if s.code() == tonic::Code::NotFound => return show_sent(&args, ctx, s).await,
+        Err(s) => return Err(refused(s)),
+    };
     let first = stream.message().await.map_err(refused)?;
     let Some(pb::FetchDocumentResponse {
         msg: Some(Msg::Document(doc)),
@@ -104,18 +112,45 @@ pub async fn run(args: Args, ctx: &Ctx) -> anyhow::Result<()> {
         Some(dir) => save_parts(&mut stream, &header.parts, dir).await?,
         None => Vec::new(),
     };
+    let forwards = super::forward::forwards_of(ctx, &entry.doc_id).await?;
     if args.json {
-        println!(
-            "{}",
-            serde_json::to_string_pretty(&to_json(&entry, header, &saved))?
-        );
+        let mut json = to_json(&entry, header, &saved);
+        json.forwards = forwards.iter().map(status::to_json).collect();
+        println!("{}", serde_json::to_string_pretty(&json)?);
     } else {
         print!("{}", text(&entry, &header));
+        if !forwards.is_empty() {
+            println!("\nforwarded (转发) by this department as:");
+            print!("{}", outbox::table(&forwards).render());
+        }
         for path in &saved {
             println!("saved {}", path.display());
         }
     }
     Ok(())
+}
+
+/// `show` of an id the node does not know as received: a document this department sent is
+/// shown as `status` shows it; anything else is refused with the node's answer `not_received`.
+async fn show_sent(args: &Args, ctx: &Ctx, not_received: tonic::Status) -> anyhow::Result<()> {
+    let req = pb::GetStatusRequest {
+        doc_id: args.id.trim().to_owned(),
+    };
+    let sent = match ctx.client().get_status(req).await {
+        Ok(answer) => answer.into_inner(),
+        Err(s) if s.code() == tonic::Code::NotFound => {
+            return Err(ctx.rpc_error(&not_received, Lookup::Any));
+        }
+        Err(s) => return Err(ctx.rpc_error(&s, Lookup::Sent)),
+    };
+    if args.save.is_some() {
+        anyhow::bail!(
+            "{} is a document this department sent: --save saves received documents only",
+            sent.doc_id
+        );
+    }
+    eprintln!("{} was sent by this department; its status:", sent.doc_id);
+    status::print(&sent, args.json)
 }
 
 fn to_json(entry: &pb::InboxEntry, header: pb::DocumentHeader, saved: &[PathBuf]) -> ShowJson {
@@ -138,6 +173,8 @@ fn to_json(entry: &pb::InboxEntry, header: pb::DocumentHeader, saved: &[PathBuf]
         doc_type: doc_type_name(meta.doc_type()),
         document_date: meta.document_date,
         in_reply_to: (!meta.in_reply_to.is_empty()).then(|| meta.in_reply_to.clone()),
+        forwarded_from: (!meta.forwarded_from.is_empty()).then(|| meta.forwarded_from.clone()),
+        forwards: Vec::new(),
         main_recipients_text: meta.main_recipients_text,
         cc_text: meta.cc_text,
         to_depts: meta.to_depts,
@@ -157,7 +194,7 @@ fn text(entry: &pb::InboxEntry, header: &pb::DocumentHeader) -> String {
         label => format!("{label} ({})", doc_type_name(meta.doc_type())),
     };
     let u = urgency(entry.urgency());
-    let lines = [
+    let mut lines = vec![
         ("id", header.id.clone()),
         ("文种", kind),
         ("发文字号", meta.doc_number.clone()),
@@ -175,6 +212,9 @@ fn text(entry: &pb::InboxEntry, header: &pb::DocumentHeader) -> String {
         ("role", role_label(entry.role()).to_owned()),
         ("state", state(entry)),
     ];
+    if !meta.forwarded_from.is_empty() {
+        lines.insert(5, ("转发自", meta.forwarded_from));
+    }
     let width = lines
         .iter()
         .map(|(k, _)| unicode_width::UnicodeWidthStr::width(*k))
@@ -314,6 +354,26 @@ mod tests {
         assert_eq!(v["parts"][0]["role"], "body");
         assert_eq!(v["parts"][0]["saved_to"], "/tmp/x/正文.ofd");
         assert!(v["parts"][1]["saved_to"].is_null());
+    }
+
+    #[test]
+    fn a_forward_names_its_original() {
+        let (entry, mut header) = doc();
+        let out = text(&entry, &header);
+        assert!(
+            !out.contains("转发自"),
+            "only forwards say where from: {out}"
+        );
+        let v = serde_json::to_value(to_json(&entry, header.clone(), &[])).unwrap();
+        assert!(v["forwarded_from"].is_null());
+        assert_eq!(v["forwards"], serde_json::json!([]));
+        if let Some(m) = header.metadata.as_mut() {
+            m.forwarded_from = "id-0".into();
+        }
+        let out = text(&entry, &header);
+        assert!(out.contains("转发自") && out.contains("id-0"), "{out}");
+        let v = serde_json::to_value(to_json(&entry, header, &[])).unwrap();
+        assert_eq!(v["forwarded_from"], "id-0");
     }
 
     #[test]

@@ -41,6 +41,8 @@ pub(super) struct StatusJson {
     recalled_at: Option<String>,
     /// Why it was recalled (empty if it was not).
     recall_reason: String,
+    /// The received document this one forwards (转发); null if it is not a forward.
+    forwarded_from: Option<String>,
 }
 
 /// One reply in `status --json`.
@@ -96,10 +98,16 @@ pub async fn run(args: Args, ctx: &Ctx) -> anyhow::Result<()> {
         .await
         .map_err(|s| ctx.rpc_error(&s, Lookup::Sent))?
         .into_inner();
-    if args.json {
-        println!("{}", serde_json::to_string_pretty(&to_json(&status))?);
+    print(&status, args.json)
+}
+
+/// Prints a sent document's status as a table, or with `json` as one JSON object (also `show`
+/// of a document this department sent).
+pub(super) fn print(status: &pb::DocumentStatus, json: bool) -> anyhow::Result<()> {
+    if json {
+        println!("{}", serde_json::to_string_pretty(&to_json(status))?);
     } else {
-        print!("{}", text(&status));
+        print!("{}", text(status));
     }
     Ok(())
 }
@@ -146,6 +154,7 @@ pub(super) fn to_json(s: &pb::DocumentStatus) -> StatusJson {
             .collect(),
         recalled_at: time_or_null(s.recalled_at_ms),
         recall_reason: s.recall_reason.clone(),
+        forwarded_from: (!s.forwarded_from.is_empty()).then(|| s.forwarded_from.clone()),
     }
 }
 
@@ -178,6 +187,12 @@ fn text(s: &pb::DocumentStatus) -> String {
         out.push_str(&format!(
             "the hub refused this document: {}\n",
             printable(&s.refused)
+        ));
+    }
+    if !s.forwarded_from.is_empty() {
+        out.push_str(&format!(
+            "forwarded from (转发自) {}\n",
+            printable(&s.forwarded_from)
         ));
     }
     if s.recalled_at_ms != 0 {

@@ -1,0 +1,199 @@
+//! Forwarding (转发) against the real binaries: a department forwards a document it received as a
+//! new document of its own, linked to the original and carrying it as an evidence bundle that the
+//! new recipient verifies offline as the original sender's; only received documents can be
+//! forwarded.
+
+use std::path::Path;
+
+use anyhow::{Context as _, Result};
+use exchange_core::{bundle::decode_bundle, document::SignedDoc};
+use exchange_tests::{DEADLINE, TestExchange, eventually, random_file};
+use serde_json::Value;
+
+const TITLE: &str = "关于开展安全生产大检查的通知";
+const NUMBER: &str = "明应急〔2026〕3号";
+
+fn last_line(out: &str) -> String {
+    out.lines().last().unwrap_or_default().trim().to_owned()
+}
+
+/// Waits until `id` is in `dept`'s inbox; returns its `inbox --json` entry.
+async fn wait_in_inbox(ex: &TestExchange, dept: &str, id: &str) -> Result<Value> {
+    eventually(&format!("{id} in {dept}'s inbox"), DEADLINE, || async {
+        let v = ex.cli_json(dept, &["inbox", "--json"]).await?;
+        Ok(v.as_array()
+            .and_then(|entries| entries.iter().find(|e| e["id"] == id).cloned()))
+    })
+    .await
+}
+
+/// `forward` at `dept` that must fail; returns its stderr.
+async fn forward_fails(ex: &TestExchange, dept: &str, id: &str) -> Result<String> {
+    let (ok, out, err) = ex.cli(dept, &["forward", id, "--to", "c"]).await?;
+    anyhow::ensure!(!ok, "forwarding {id} at {dept} succeeded: {out}");
+    anyhow::ensure!(out.is_empty(), "a refusal prints nothing on stdout: {out}");
+    Ok(err)
+}
+
+#[tokio::test]
+async fn a_forward_carries_the_original_verifiably_and_links_both_ways() -> Result<()> {
+    let ex = TestExchange::start(&["a", "b", "c"]).await?;
+    let body = random_file(ex.root(), "正文.ofd", 300_000, 23)?;
+    let body = body.to_str().context("utf-8 path")?;
+    let sent = ex
+        .cli_ok(
+            "a",
+            &[
+                "send",
+                "--to",
+                "b",
+                "--title",
+                TITLE,
+                "--number",
+                NUMBER,
+                "--file",
+                body,
+                "--urgency",
+                "urgent",
+            ],
+        )
+        .await?;
+    let original = last_line(&sent);
+    wait_in_inbox(&ex, "b", &original).await?;
+
+    // b forwards what it received to c, with the defaults: generated cover note and title.
+    let out = ex.cli_ok("b", &["forward", &original, "--to", "c"]).await?;
+    let forward = last_line(&out);
+    assert_eq!(forward.len(), 36, "forward prints the new id last: {out}");
+    assert_ne!(forward, original, "a forward is a new document");
+
+    // c receives a document of b's that names the original and carries it as an attachment.
+    let entry = wait_in_inbox(&ex, "c", &forward).await?;
+    assert_eq!(entry["sender"], "b");
+    let shown = ex.cli_json("c", &["show", &forward, "--json"]).await?;
+    assert_eq!(shown["forwarded_from"], original.as_str());
+    assert_eq!(shown["title"], format!("关于转发《{TITLE}》的通知"));
+    assert_eq!(
+        shown["urgency"], "urgent",
+        "the original's urgency by default"
+    );
+    assert_eq!(shown["doc_type"], "notice");
+    let parts = shown["parts"].as_array().context("parts")?;
+    assert_eq!(parts.len(), 2, "{shown}");
+    assert_eq!(parts[0]["role"], "body");
+    assert_eq!(parts[1]["role"], "attachment");
+    let bundle_name = format!("原文-{NUMBER}.bundle");
+    assert_eq!(parts[1]["name"], bundle_name.as_str());
+    assert_eq!(
+        parts[1]["media_type"],
+        "application/vnd.exchange.evidence-bundle"
+    );
+    let text = ex.cli_ok("c", &["show", &forward]).await?;
+    assert!(
+        text.contains("转发自") && text.contains(&original),
+        "{text}"
+    );
+
+    // The attachment, saved at c, verifies offline as a's original, content included.
+    let saved = ex.root().join("c-saved");
+    let saved_arg = saved.to_str().context("utf-8 path")?;
+    ex.cli_ok("c", &["show", &forward, "--save", saved_arg])
+        .await?;
+    let note = std::fs::read_to_string(saved.join(parts[0]["name"].as_str().context("name")?))?;
+    assert!(
+        note.contains(TITLE) && note.contains(NUMBER) && note.contains(&original),
+        "the cover note names the original: {note}"
+    );
+    let bundle = saved.join(&bundle_name);
+    let ca = ex.layout_dir().join("ca/ca.pem");
+    let (ok, report, err) = ex
+        .certs(&[
+            "verify",
+            bundle.to_str().context("utf-8 path")?,
+            "--ca",
+            ca.to_str().context("utf-8 path")?,
+        ])
+        .await?;
+    assert!(ok, "the forwarded original verifies: {err}");
+    assert!(
+        report.contains(&original) && report.contains(TITLE) && report.contains(NUMBER),
+        "{report}"
+    );
+    let sender_line = report
+        .lines()
+        .find(|l| l.starts_with("sender"))
+        .context("verify names the sender")?;
+    assert_eq!(sender_line.split_whitespace().last(), Some("a"), "{report}");
+    assert!(
+        report.contains("part(s) included"),
+        "content is bundled: {report}"
+    );
+    assert_original(&bundle, &original)?;
+
+    // At b, the forward names the original, and the original lists the forward.
+    let at_b = ex.cli_json("b", &["show", &forward, "--json"]).await?;
+    assert_eq!(at_b["forwarded_from"], original.as_str());
+    let status = ex.cli_json("b", &["status", &forward, "--json"]).await?;
+    assert_eq!(status["forwarded_from"], original.as_str());
+    let shown_original = ex.cli_json("b", &["show", &original, "--json"]).await?;
+    assert!(shown_original["forwarded_from"].is_null());
+    let forwards = shown_original["forwards"].as_array().context("forwards")?;
+    assert_eq!(forwards.len(), 1, "{shown_original}");
+    assert_eq!(forwards[0]["id"], forward.as_str());
+    assert_eq!(forwards[0]["recipients"][0]["dept"], "c");
+    let text = ex.cli_ok("b", &["show", &original]).await?;
+    assert!(text.contains("转发") && text.contains(&forward), "{text}");
+    Ok(())
+}
+
+/// Decodes the bundle file: its signed header is the original document, as `a` sealed it.
+fn assert_original(bundle: &Path, original: &str) -> Result<()> {
+    let decoded = decode_bundle(&std::fs::read(bundle)?)?;
+    let doc = SignedDoc::decode(decoded.document.context("the bundle holds a document")?)?;
+    assert_eq!(doc.header.id.to_string(), original);
+    assert_eq!(doc.header.sender.as_str(), "a");
+    assert_eq!(doc.header.title, TITLE);
+    assert_eq!(
+        decoded.content.len(),
+        doc.header.parts.len(),
+        "every part's content is bundled"
+    );
+    Ok(())
+}
+
+#[tokio::test]
+async fn only_a_document_in_the_inbox_can_be_forwarded() -> Result<()> {
+    let ex = TestExchange::start(&["a", "b", "c"]).await?;
+    let body = random_file(ex.root(), "正文.ofd", 1000, 5)?;
+    let body = body.to_str().context("utf-8 path")?;
+    let sent = ex
+        .cli_ok(
+            "a",
+            &["send", "--to", "b", "--title", TITLE, "--file", body],
+        )
+        .await?;
+    let original = last_line(&sent);
+    wait_in_inbox(&ex, "b", &original).await?;
+
+    // a sent it (it is not in a's inbox); c never received it; nobody has this id.
+    for (dept, id) in [
+        ("a", original.as_str()),
+        ("c", original.as_str()),
+        ("b", "0190f1a2-0000-7000-8000-000000000001"),
+    ] {
+        let err = forward_fails(&ex, dept, id).await?;
+        assert!(
+            err.contains("not a document this department received") && err.contains("inbox"),
+            "{dept} forwarding {id}: {err}"
+        );
+    }
+    // A document sent back (退回) is not passed on either.
+    ex.cli_ok(
+        "b",
+        &["reject", &original, "--reason", "不属于本单位职责范围"],
+    )
+    .await?;
+    let err = forward_fails(&ex, "b", &original).await?;
+    assert!(err.contains("退回"), "{err}");
+    Ok(())
+}
