@@ -30,6 +30,9 @@ pub mod limits {
     pub const NAME_CHARS: usize = 255;
     /// Characters in a clerk's name.
     pub const CLERK_CHARS: usize = 100;
+    /// Bytes of content a `Submit` or a delivery may carry inline (all parts together): a
+    /// document this small travels in the one message, without `PutBlob` and `GetBlob`.
+    pub const INLINE_BYTES: u64 = 256 * 1024;
 }
 
 /// A header or evidence field is missing, malformed or over a limit.

@@ -6,7 +6,12 @@
 //! are separate from TLS keys: their certificates carry only the RFC 9336 document-signing
 //! extended key usage, and verification demands it.
 
-use std::{fmt, path::Path};
+use std::{
+    collections::{HashMap, VecDeque},
+    fmt,
+    path::Path,
+    sync::{Arc, Mutex},
+};
 
 use exchange_proto::v1 as pb;
 use ring::signature::{Ed25519KeyPair, KeyPair};
@@ -167,9 +172,76 @@ impl SigningKey {
 }
 
 /// The exchange CA, as the root that every signer's certificate must chain to.
+///
+/// Clones share one cache of signer certificates already validated against the CA, so that a
+/// signature by a known signer costs one Ed25519 verification, not a certificate path build.
 #[derive(Debug, Clone)]
 pub struct Verifier {
     anchor: TrustAnchor<'static>,
+    trusted: Arc<Mutex<SignerCache>>,
+}
+
+/// Most signer certificates remembered; beyond it the oldest entry is forgotten (and simply
+/// validated again the next time it signs). A hub sees one certificate per department (two
+/// during a key rotation), so this covers thousands of departments.
+const SIGNER_CACHE_SIZE: usize = 16_384;
+
+/// Signer certificates that chained to the CA, with the document-signing usage, keyed by the
+/// SHA-256 of their DER. Only what does not depend on the time is cached: the validity window
+/// is kept and checked against the time of every verification, exactly as webpki checks it.
+/// Failures are never cached.
+#[derive(Debug, Default)]
+struct SignerCache {
+    by_der: HashMap<Digest, Signer>,
+    /// Insertion order, for eviction.
+    order: VecDeque<Digest>,
+}
+
+/// What a validated signer certificate established.
+#[derive(Debug, Clone)]
+struct Signer {
+    not_before: u64,
+    not_after: u64,
+    principal: Principal,
+}
+
+impl Signer {
+    /// The same check, and the same errors, as webpki's for the end-entity certificate (the
+    /// trust anchor has no validity period in webpki, and we pass no intermediates).
+    fn check_time(&self, at: u64) -> Result<(), webpki::Error> {
+        let t = |s: u64| UnixTime::since_unix_epoch(std::time::Duration::from_secs(s));
+        if at < self.not_before {
+            return Err(webpki::Error::CertNotValidYet {
+                time: t(at),
+                not_before: t(self.not_before),
+            });
+        }
+        if at > self.not_after {
+            return Err(webpki::Error::CertExpired {
+                time: t(at),
+                not_after: t(self.not_after),
+            });
+        }
+        Ok(())
+    }
+}
+
+impl SignerCache {
+    fn get(&self, d: &Digest) -> Option<Signer> {
+        self.by_der.get(d).cloned()
+    }
+
+    fn insert(&mut self, d: Digest, s: Signer) {
+        if self.by_der.insert(d, s).is_some() {
+            return;
+        }
+        self.order.push_back(d);
+        while self.order.len() > SIGNER_CACHE_SIZE {
+            if let Some(old) = self.order.pop_front() {
+                self.by_der.remove(&old);
+            }
+        }
+    }
 }
 
 impl Verifier {
@@ -179,11 +251,24 @@ impl Verifier {
         let anchor = webpki::anchor_from_trusted_cert(&der)
             .map_err(|e| SignError::Certificate(format!("CA certificate: {e}")))?
             .to_owned();
-        Ok(Verifier { anchor })
+        Ok(Verifier {
+            anchor,
+            trusted: Arc::default(),
+        })
+    }
+
+    fn cache(&self) -> std::sync::MutexGuard<'_, SignerCache> {
+        self.trusted
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
     /// Checks `sig` over `bytes` under `context`, at time `at_unix_secs` for certificate
     /// validity, and returns who signed.
+    ///
+    /// Signing certificates are not checked against a revocation list (none is passed to
+    /// webpki): revocation is enforced on the TLS identities. Should a CRL be added here, a
+    /// cached signer must be looked up in it on every use, like the validity period.
     pub fn verify(
         &self,
         sig: &pb::Signature,
@@ -197,6 +282,45 @@ impl Verifier {
         let cert = CertificateDer::from(sig.signer_cert.as_slice());
         let ee = webpki::EndEntityCert::try_from(&cert)
             .map_err(|e| SignError::Certificate(e.to_string()))?;
+        let key = Digest::of(&sig.signer_cert);
+        let cached = self.cache().get(&key);
+        let principal = match cached {
+            Some(signer) => {
+                signer
+                    .check_time(at_unix_secs)
+                    .map_err(|e| SignError::Certificate(e.to_string()))?;
+                Some(signer.principal)
+            }
+            None => {
+                self.validate_chain(&ee, at_unix_secs)?;
+                None
+            }
+        };
+        let msg = [context.prefix(), bytes].concat();
+        ee.verify_signature(webpki::ring::ED25519, &msg, &sig.value)
+            .map_err(|_| SignError::BadSignature)?;
+        if let Some(p) = principal {
+            return Ok(p);
+        }
+        let principal = Principal::from_cert_der(&sig.signer_cert).ok_or(SignError::NoPrincipal)?;
+        if let Some((not_before, not_after)) = validity(&sig.signer_cert) {
+            let signer = Signer {
+                not_before,
+                not_after,
+                principal: principal.clone(),
+            };
+            self.cache().insert(key, signer);
+        }
+        Ok(principal)
+    }
+
+    /// The full check: the certificate chains to the CA, carries the document-signing usage and
+    /// is valid at `at_unix_secs`.
+    fn validate_chain(
+        &self,
+        ee: &webpki::EndEntityCert<'_>,
+        at_unix_secs: u64,
+    ) -> Result<(), SignError> {
         let usage = webpki::KeyUsage::required(crate::identity::DOCUMENT_SIGNING_EKU_DER);
         let time = UnixTime::since_unix_epoch(std::time::Duration::from_secs(at_unix_secs));
         ee.verify_for_usage(
@@ -209,9 +333,138 @@ impl Verifier {
             None,
         )
         .map_err(|e| SignError::Certificate(e.to_string()))?;
-        let msg = [context.prefix(), bytes].concat();
-        ee.verify_signature(webpki::ring::ED25519, &msg, &sig.value)
-            .map_err(|_| SignError::BadSignature)?;
-        Principal::from_cert_der(&sig.signer_cert).ok_or(SignError::NoPrincipal)
+        Ok(())
+    }
+}
+
+/// A certificate's validity period in Unix seconds, if it has one representable that way (a
+/// certificate without is never cached, only validated each time).
+fn validity(der: &[u8]) -> Option<(u64, u64)> {
+    let (_, cert) = x509_parser::parse_x509_certificate(der).ok()?;
+    let v = cert.validity();
+    let not_before = u64::try_from(v.not_before.timestamp()).ok()?;
+    let not_after = u64::try_from(v.not_after.timestamp()).ok()?;
+    (not_before <= not_after).then_some((not_before, not_after))
+}
+
+#[cfg(test)]
+mod tests {
+    use rcgen::{
+        BasicConstraints, CertificateParams, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair,
+        KeyUsagePurpose, PKCS_ECDSA_P256_SHA256, PKCS_ED25519, SanType,
+    };
+    use time::macros::datetime;
+
+    use super::*;
+    use crate::identity::DOCUMENT_SIGNING_EKU_ARCS;
+
+    /// A CA and department a's signing key, both valid throughout 2020.
+    fn pki(ca_name: &str) -> (Vec<u8>, SigningKey) {
+        let window = (
+            datetime!(2020-01-01 00:00 UTC),
+            datetime!(2021-01-01 00:00 UTC),
+        );
+        let ca_key = KeyPair::generate_for(&PKCS_ECDSA_P256_SHA256).unwrap();
+        let mut ca = CertificateParams::default();
+        ca.distinguished_name
+            .push(rcgen::DnType::CommonName, ca_name);
+        ca.is_ca = IsCa::Ca(BasicConstraints::Constrained(0));
+        ca.key_usages = vec![KeyUsagePurpose::KeyCertSign];
+        (ca.not_before, ca.not_after) = window;
+        let ca_der = ca.self_signed(&ca_key).unwrap().der().to_vec();
+        let issuer = Issuer::new(ca, ca_key);
+        let key = KeyPair::generate_for(&PKCS_ED25519).unwrap();
+        let mut p = CertificateParams::default();
+        let who = Principal::Dept("a".parse().unwrap());
+        p.subject_alt_names = vec![SanType::URI(who.uri().try_into().unwrap())];
+        p.key_usages = vec![KeyUsagePurpose::DigitalSignature];
+        p.extended_key_usages = vec![ExtendedKeyUsagePurpose::Other(
+            DOCUMENT_SIGNING_EKU_ARCS.to_vec(),
+        )];
+        (p.not_before, p.not_after) = window;
+        let cert = p.signed_by(&key, &issuer).unwrap();
+        let signer = SigningKey::from_der(&key.serialize_der(), cert.der().to_vec()).unwrap();
+        (ca_der, signer)
+    }
+
+    fn secs(t: time::OffsetDateTime) -> u64 {
+        u64::try_from(t.unix_timestamp()).unwrap()
+    }
+
+    #[test]
+    fn a_cached_signer_is_still_checked_for_time_signature_and_ca() {
+        let (ca, key) = pki("Cache Test CA");
+        let v = Verifier::new(&ca).unwrap();
+        let sig = key.sign(Context::Evidence, b"bytes");
+        let june = secs(datetime!(2020-06-01 00:00 UTC));
+        let who = v.verify(&sig, Context::Evidence, b"bytes", june).unwrap();
+        assert_eq!(who, *key.principal());
+        assert_eq!(v.cache().by_der.len(), 1, "the signer is remembered");
+
+        // A clone shares the cache; every check still applies to a remembered signer.
+        let v2 = v.clone();
+        assert_eq!(
+            v2.verify(&sig, Context::Evidence, b"bytes", june).unwrap(),
+            who
+        );
+        let err = |at, ctx, bytes: &[u8]| v2.verify(&sig, ctx, bytes, at).unwrap_err().to_string();
+        let late = secs(datetime!(2021-01-01 00:00:01 UTC));
+        assert!(
+            err(late, Context::Evidence, b"bytes")
+                .starts_with("signer certificate not trusted: CertExpired"),
+            "{}",
+            err(late, Context::Evidence, b"bytes")
+        );
+        let early = secs(datetime!(2019-12-31 23:59:59 UTC));
+        assert!(err(early, Context::Evidence, b"bytes").contains("CertNotValidYet"));
+        // The last second of the window is still inside it, as in webpki.
+        let last = secs(datetime!(2021-01-01 00:00 UTC));
+        assert!(v2.verify(&sig, Context::Evidence, b"bytes", last).is_ok());
+        assert!(matches!(
+            v2.verify(&sig, Context::Evidence, b"other bytes", june),
+            Err(SignError::BadSignature)
+        ));
+        assert!(matches!(
+            v2.verify(&sig, Context::DocumentHeader, b"bytes", june),
+            Err(SignError::BadSignature)
+        ));
+        assert_eq!(v.cache().by_der.len(), 1, "one entry, shared by the clones");
+
+        // Another CA's verifier has its own cache: the signer is not trusted there.
+        let (other_ca, _) = pki("Another CA");
+        let other = Verifier::new(&other_ca).unwrap();
+        assert!(matches!(
+            other.verify(&sig, Context::Evidence, b"bytes", june),
+            Err(SignError::Certificate(_))
+        ));
+    }
+
+    #[test]
+    fn a_signer_first_seen_out_of_its_window_is_not_cached() {
+        let (ca, key) = pki("Window Test CA");
+        let v = Verifier::new(&ca).unwrap();
+        let sig = key.sign(Context::Evidence, b"x");
+        let late = secs(datetime!(2022-01-01 00:00 UTC));
+        assert!(v.verify(&sig, Context::Evidence, b"x", late).is_err());
+        assert!(v.cache().by_der.is_empty());
+    }
+
+    #[test]
+    fn the_cache_is_bounded() {
+        let mut c = SignerCache::default();
+        let signer = Signer {
+            not_before: 0,
+            not_after: 1,
+            principal: Principal::Hub,
+        };
+        for i in 0..SIGNER_CACHE_SIZE + 10 {
+            c.insert(Digest::of(&i.to_le_bytes()), signer.clone());
+        }
+        assert_eq!(c.by_der.len(), SIGNER_CACHE_SIZE);
+        assert_eq!(c.order.len(), SIGNER_CACHE_SIZE);
+        assert!(
+            c.get(&Digest::of(&0usize.to_le_bytes())).is_none(),
+            "oldest evicted"
+        );
     }
 }

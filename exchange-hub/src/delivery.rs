@@ -4,7 +4,8 @@
 //! `PUSH_WINDOW` not yet finished; for each, the node's acknowledgement (for a document: its
 //! signed delivery receipt, sent only once the document is on the node's disk) is committed with
 //! the removal of the item from the queue. A very urgent document queued later waits behind at
-//! most the `PUSH_WINDOW` items already in flight. An item that is never acknowledged stays
+//! most the `PUSH_WINDOW` items already in flight, and nothing less urgent is pushed while it is
+//! in flight (the node stores pushed items concurrently). An item that is never acknowledged stays
 //! queued and is pushed again on the node's next stream, so delivery is at-least-once on the
 //! wire and exactly-once in the inbox (the node deduplicates by document id).
 
@@ -175,6 +176,12 @@ async fn push_loop(
                 look = false;
                 break;
             };
+            if busy.iter().any(|b| b.priority < key.priority) {
+                // Something more urgent is in flight: it is stored alone, not alongside (and
+                // possibly after) less urgent items pushed behind it.
+                look = false;
+                break;
+            }
             let Some((push, pending)) = prepare(hub, dept, key, item).await? else {
                 continue; // dropped unpushed (and removed from the queue)
             };
@@ -259,6 +266,7 @@ async fn prepare(
                 document: view.rec.document,
                 acceptance: view.rec.acceptance,
                 addition: view.addition,
+                content: view.content,
             };
             (
                 pb::hub_push::Item::Delivery(delivery),
@@ -304,7 +312,12 @@ async fn acked(
             .take(exchange_core::document::limits::TEXT_CHARS)
             .collect();
         warn!(doc_id = %doc.header.id, recipient = %dept, %reason, "recipient refused the delivery");
-        let mut ev = Evidence::about(&doc, EvidenceKind::NotDelivered, Some(dept.clone()), now_ms());
+        let mut ev = Evidence::about(
+            &doc,
+            EvidenceKind::NotDelivered,
+            Some(dept.clone()),
+            now_ms(),
+        );
         ev.reason = reason;
         let ev = SignedEvidence::seal(ev, &hub.signer);
         if store::record_evidence(&hub.store, &doc, ev, Some((dept.clone(), key))).await? {

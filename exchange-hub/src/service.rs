@@ -4,7 +4,7 @@
 use std::{pin::Pin, sync::Arc};
 
 use exchange_core::{
-    blob::CHUNK_SIZE,
+    blob::chunk_for,
     document::{Classification, Evidence, EvidenceKind, SignedDoc, SignedEvidence},
     error::{ErrorCode, ServiceError},
     ids::{DeptId, DocumentId},
@@ -81,6 +81,37 @@ fn digest_field(field: &str, b: &[u8]) -> Result<Digest, ServiceError> {
         .ok_or_else(|| ServiceError::invalid(format!("{field}: must be 32 bytes of SHA-256")))
 }
 
+/// Checks content sent inline with `Submit`: only parts of this document, each exactly its
+/// signed size and SHA-256, and no more than `INLINE_BYTES` in all.
+fn check_inline(
+    h: &exchange_core::document::Header,
+    inline: Vec<pb::InlineContent>,
+) -> Result<Vec<pb::InlineContent>, ServiceError> {
+    let total: u64 = inline.iter().map(|c| c.data.len() as u64).sum();
+    let max = exchange_core::document::limits::INLINE_BYTES;
+    if total > max {
+        return Err(ServiceError::invalid(format!(
+            "content: {total} bytes inline, at most {max} (upload larger content with PutBlob)"
+        )));
+    }
+    for (i, c) in inline.iter().enumerate() {
+        let part = h
+            .parts
+            .iter()
+            .find(|p| p.sha256.0.as_slice() == c.sha256.as_slice());
+        let part = part.ok_or_else(|| {
+            ServiceError::invalid(format!("content[{i}].sha256: not a part of this document"))
+        })?;
+        if c.data.len() as u64 != part.size || Digest::of(&c.data) != part.sha256 {
+            return Err(ServiceError::invalid(format!(
+                "content[{i}]: does not match the signed size and SHA-256 of {}",
+                part.name
+            )));
+        }
+    }
+    Ok(inline)
+}
+
 fn blob_error(e: exchange_core::blob::BlobError) -> ServiceError {
     use exchange_core::blob::BlobError;
     match e {
@@ -110,7 +141,7 @@ impl HubService {
             e => ServiceError::denied(format!("document refused: {e}")),
         })?;
         let for_refusal = doc.clone();
-        match self.accept_verified(sender, doc).await {
+        match self.accept_verified(sender, doc, req.content).await {
             Err(e)
                 if matches!(
                     e.code,
@@ -143,6 +174,7 @@ impl HubService {
         &self,
         sender: DeptId,
         doc: SignedDoc,
+        inline: Vec<pb::InlineContent>,
     ) -> Result<pb::SubmitResponse, ServiceError> {
         let hub = &self.hub;
         let h = &doc.header;
@@ -188,11 +220,17 @@ impl HubService {
                 h.total_size()
             )));
         }
+        let inline = check_inline(h, inline)?;
         for (i, p) in h.parts.iter().enumerate() {
+            if inline.iter().any(|c| c.sha256 == p.sha256.0)
+                || store::inline_content(&hub.store, p.sha256).await?.is_some()
+            {
+                continue;
+            }
             let (have, complete) = hub.blobs.progress(&p.sha256).await;
             if !complete || have != p.size {
                 return Err(ServiceError::precondition(format!(
-                    "header.parts[{i}]: content {} not uploaded (PutBlob first)",
+                    "header.parts[{i}]: content {} not uploaded (PutBlob first, or send it inline)",
                     p.sha256
                 )));
             }
@@ -205,7 +243,7 @@ impl HubService {
         .wire;
         let recipients: Vec<DeptId> = h.recipients.iter().map(|r| r.dept.clone()).collect();
         let id = h.id;
-        match store::accept(&hub.store, doc, acceptance, at).await? {
+        match store::accept(&hub.store, doc, acceptance, inline, at).await? {
             store::Accepted::New(acc) => {
                 info!(doc_id = %id, %sender, recipients = recipients.len(), "accepted");
                 recipients.iter().for_each(|r| hub.sessions.wake(r));
@@ -522,15 +560,26 @@ impl hub_server::Hub for HubService {
             ))
             .into());
         }
+        if let Some(data) = store::inline_content(&self.hub.store, digest)
+            .await
+            .map_err(ServiceError::from)?
+        {
+            // A small document's content, held inline: one message.
+            let from = usize::try_from(req.offset).unwrap_or(usize::MAX);
+            let data = data.get(from..).unwrap_or_default().to_vec();
+            let one = tokio_stream::once(Ok(pb::BlobData { data }));
+            return Ok(Response::new(Box::pin(one)));
+        }
         let mut file = self
             .hub
             .blobs
             .open_read(&digest, req.offset)
             .await
             .map_err(blob_error)?;
+        let len = chunk_for(part.size - req.offset);
         let (tx, rx) = tokio::sync::mpsc::channel(4);
         tokio::spawn(async move {
-            let mut buf = vec![0u8; CHUNK_SIZE];
+            let mut buf = vec![0u8; len];
             loop {
                 match file.read(&mut buf).await {
                     Ok(0) => break,

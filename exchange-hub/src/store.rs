@@ -6,6 +6,8 @@
 //! - `deliveries`: (doc id, recipient) → `HubDelivery`
 //! - `evidence`: (doc id, recipient or "", kind code) → encoded `SignedEvidence`
 //! - `recalls`: doc id → `HubRecall` (the sender's signed RECALL, once recalled)
+//! - `content`: SHA-256 → bytes, the content of small documents sent inline (larger content is
+//!   in the blob store)
 //! - `outbound` queue: per destination department → `QueueItem` (deliver a document, evidence
 //!   for its sender, or a notice — recall or reminder — for a recipient)
 
@@ -27,10 +29,18 @@ const DOCUMENTS: TableDefinition<'_, &str, &[u8]> = TableDefinition::new("docume
 const DELIVERIES: TableDefinition<'_, (&str, &str), &[u8]> = TableDefinition::new("deliveries");
 const EVIDENCE: TableDefinition<'_, (&str, &str, u8), &[u8]> = TableDefinition::new("evidence");
 const RECALLS: TableDefinition<'_, &str, &[u8]> = TableDefinition::new("recalls");
+/// Content of small documents, by SHA-256: stored with the acceptance, in one commit.
+const CONTENT: TableDefinition<'_, &[u8], &[u8]> = TableDefinition::new("content");
 pub(crate) const OUTBOUND: DurableQueue = DurableQueue::new("outbound");
 /// Every table of this module, for a backup (`crate::backup`).
-pub(crate) const TABLES: &[&dyn exchange_core::backup::BackupTable] =
-    &[&DOCUMENTS, &DELIVERIES, &EVIDENCE, &RECALLS, &OUTBOUND];
+pub(crate) const TABLES: &[&dyn exchange_core::backup::BackupTable] = &[
+    &DOCUMENTS,
+    &DELIVERIES,
+    &EVIDENCE,
+    &RECALLS,
+    &CONTENT,
+    &OUTBOUND,
+];
 
 /// What the hub pushes next to a department.
 #[derive(Debug, Clone)]
@@ -113,6 +123,7 @@ pub(crate) async fn accept(
     store: &Store,
     doc: SignedDoc,
     acceptance: pb::SignedEvidence,
+    inline: Vec<pb::InlineContent>,
     at_ms: i64,
 ) -> Result<Accepted, ServiceError> {
     store
@@ -147,6 +158,14 @@ pub(crate) async fn accept(
                 .insert(id.as_str(), encode(&rec).as_slice())
                 .map_err(StoreError::from)?;
             put_evidence(txn, &id, "", EvidenceKind::Accepted, &acceptance)?;
+            if !inline.is_empty() {
+                let mut content = txn.open_table(CONTENT).map_err(StoreError::from)?;
+                for c in &inline {
+                    content
+                        .insert(c.sha256.as_slice(), c.data.as_slice())
+                        .map_err(StoreError::from)?;
+                }
+            }
             let queued = encode(&st::HubDelivery {
                 state: u32::from(DeliveryState::Accepted.code()),
                 ..Default::default()
@@ -557,6 +576,8 @@ pub(crate) struct PushView {
     pub(crate) rec: st::HubDocument,
     pub(crate) withdrawn: bool,
     pub(crate) addition: Option<pb::SignedEvidence>,
+    /// The content of the parts held inline.
+    pub(crate) content: Vec<pb::InlineContent>,
 }
 
 pub(crate) async fn push_view(
@@ -564,7 +585,7 @@ pub(crate) async fn push_view(
     id: DocumentId,
     dept: DeptId,
 ) -> Result<Option<PushView>, StoreError> {
-    let found = store
+    let found: Option<PushView> = store
         .lookup(move |txn| {
             let key = id.to_string();
             let Some(rec) = get_document(txn, &key)? else {
@@ -590,28 +611,33 @@ pub(crate) async fn push_view(
                 );
             let addition = match txn.open_table(EVIDENCE) {
                 Ok(t) => t
-                    .get((key.as_str(), dept.as_str(), EvidenceKind::RecipientAdded.code()))?
+                    .get((
+                        key.as_str(),
+                        dept.as_str(),
+                        EvidenceKind::RecipientAdded.code(),
+                    ))?
                     .map(|v| decode(format!("addition {key}/{dept}"), v.value()))
                     .transpose()?,
                 Err(redb::TableError::TableDoesNotExist(_)) => None,
                 Err(e) => return Err(e.into()),
             };
-            Ok(Some((rec, withdrawn, addition)))
+            let doc = SignedDoc::decode(rec.document.clone().unwrap_or_default())
+                .map_err(|e| StoreError::decode(id, e))?;
+            let content = if withdrawn {
+                Vec::new()
+            } else {
+                inline_of(txn, &doc)?
+            };
+            Ok(Some(PushView {
+                doc,
+                rec,
+                withdrawn,
+                addition,
+                content,
+            }))
         })
         .await?;
-    found
-        .map(|(rec, withdrawn, addition)| {
-            let wire = rec.document.clone().unwrap_or_default();
-            SignedDoc::decode(wire)
-                .map(|doc| PushView {
-                    doc,
-                    rec,
-                    withdrawn,
-                    addition,
-                })
-                .map_err(|e| StoreError::decode(id, e))
-        })
-        .transpose()
+    Ok(found)
 }
 
 /// One delivery as `crate::stats` counts it.
@@ -707,4 +733,43 @@ pub(crate) fn scan_accepted(
         each(facts);
     }
     Ok(())
+}
+
+/// The parts of `doc` held inline, with their content.
+fn inline_of(txn: &ReadTransaction, doc: &SignedDoc) -> Result<Vec<pb::InlineContent>, StoreError> {
+    let table = match txn.open_table(CONTENT) {
+        Ok(t) => t,
+        Err(redb::TableError::TableDoesNotExist(_)) => return Ok(Vec::new()),
+        Err(e) => return Err(e.into()),
+    };
+    let mut out = Vec::new();
+    for p in &doc.header.parts {
+        if out
+            .iter()
+            .any(|c: &pb::InlineContent| c.sha256 == p.sha256.0)
+        {
+            continue;
+        }
+        if let Some(v) = table.get(p.sha256.0.as_slice())? {
+            out.push(pb::InlineContent {
+                sha256: p.sha256.0.to_vec(),
+                data: v.value().to_vec(),
+            });
+        }
+    }
+    Ok(out)
+}
+
+/// Content held inline under `digest`, if any (small documents sent inline).
+pub(crate) async fn inline_content(
+    store: &Store,
+    digest: exchange_core::signing::Digest,
+) -> Result<Option<Vec<u8>>, StoreError> {
+    store
+        .lookup(move |txn| match txn.open_table(CONTENT) {
+            Ok(t) => Ok(t.get(digest.0.as_slice())?.map(|v| v.value().to_vec())),
+            Err(redb::TableError::TableDoesNotExist(_)) => Ok(None),
+            Err(e) => Err(e.into()),
+        })
+        .await
 }

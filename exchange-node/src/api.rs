@@ -285,7 +285,7 @@ impl node_server::Node for NodeApi {
             acceptance: rec.acceptance,
         };
         let (tx, rx) = tokio::sync::mpsc::channel(4);
-        let blobs = self.node.blobs.clone();
+        let (store, blobs) = (self.node.store.clone(), self.node.blobs.clone());
         tokio::spawn(async move {
             let first = pb::FetchDocumentResponse {
                 msg: Some(pb::fetch_document_response::Msg::Document(first)),
@@ -294,7 +294,7 @@ impl node_server::Node for NodeApi {
                 return;
             }
             for (i, p) in parts.iter().enumerate() {
-                let mut file = match blobs.open_read(&p.sha256, 0).await {
+                let mut file = match crate::content::open(&store, &blobs, &p.sha256, 0).await {
                     Ok(f) => f,
                     Err(e) => {
                         let _ = tx

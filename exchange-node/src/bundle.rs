@@ -38,7 +38,7 @@ pub(crate) async fn get(
     let (bundle, parts) = assemble(node, id).await?;
     let parts = if with_content { parts } else { Vec::new() };
     for p in &parts {
-        if !node.blobs.contains(&p.sha256).await {
+        if !crate::content::has(&node.store, &node.blobs, &p.sha256).await {
             return Err(ServiceError::new(
                 ErrorCode::FailedPrecondition,
                 format!("content {} of {id} is not on this node's disk", p.name),
@@ -47,13 +47,13 @@ pub(crate) async fn get(
     }
     info!(doc_id = %id, evidence = bundle.evidence.len(), with_content, "writing an evidence bundle");
     let (tx, rx) = mpsc::channel(4);
-    let blobs = node.blobs.clone();
+    let (store, blobs) = (node.store.clone(), node.blobs.clone());
     tokio::spawn(async move {
         let mut out = Chunker {
             tx,
             buf: Vec::with_capacity(CHUNK_SIZE),
         };
-        if let Err(e) = stream(&mut out, &blobs, &bundle, &parts).await {
+        if let Err(e) = stream(&mut out, &store, &blobs, &bundle, &parts).await {
             let _ = out.tx.send(Err(e.into())).await; // the caller may be gone already
         }
     });
@@ -173,6 +173,7 @@ fn bundle(
 /// Returns `Ok` also when the caller went away (there is no one left to tell).
 async fn stream(
     out: &mut Chunker,
+    store: &exchange_core::store::Store,
     blobs: &BlobStore,
     bundle: &pb::EvidenceBundle,
     parts: &[PartInfo],
@@ -186,7 +187,9 @@ async fn stream(
         if !out.put(&part_frame(index, p.size)).await {
             return Ok(());
         }
-        let file = blobs.open_read(&p.sha256, 0).await.map_err(blob_error)?;
+        let file = crate::content::open(store, blobs, &p.sha256, 0)
+            .await
+            .map_err(blob_error)?;
         let mut file = file.take(p.size);
         let mut sent = 0u64;
         loop {

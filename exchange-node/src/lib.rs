@@ -12,6 +12,7 @@ pub mod api;
 mod backup;
 mod bundle;
 pub mod cli;
+mod content;
 mod groups;
 mod metrics;
 mod office;

@@ -28,8 +28,14 @@ const IDEMPOTENCY: TableDefinition<'_, &str, &str> = TableDefinition::new("idemp
 const EVENTS: TableDefinition<'_, u64, &[u8]> = TableDefinition::new("events");
 pub(crate) const OUTBOX: DurableQueue = DurableQueue::new("outbox");
 /// Every table of this module, for a backup (`crate::backup`).
-pub(crate) const TABLES: &[&dyn exchange_core::backup::BackupTable] =
-    &[&SENT, &INBOX, &IDEMPOTENCY, &EVENTS, &OUTBOX];
+pub(crate) const TABLES: &[&dyn exchange_core::backup::BackupTable] = &[
+    &SENT,
+    &INBOX,
+    &IDEMPOTENCY,
+    &EVENTS,
+    &crate::content::CONTENT,
+    &OUTBOX,
+];
 pub(crate) const HUB: &str = "hub";
 
 /// What waits in the outbox.
@@ -119,6 +125,7 @@ pub(crate) async fn submit(
     store: &Store,
     doc: SignedDoc,
     key: Option<String>,
+    inline: Vec<(exchange_core::signing::Digest, Vec<u8>)>,
     at_ms: i64,
 ) -> Result<DocumentId, StoreError> {
     store
@@ -147,6 +154,9 @@ pub(crate) async fn submit(
                 ..Default::default()
             };
             put(txn, SENT, &id, &rec)?;
+            for (digest, data) in &inline {
+                crate::content::put(txn, digest, data)?;
+            }
             let item = st::QueueItem {
                 item: Some(st::queue_item::Item::SubmitDoc(id.clone())),
             };
@@ -160,18 +170,24 @@ pub(crate) async fn submit(
         .await
 }
 
-/// The next outbox item, most urgent first.
+/// The next `limit` outbox items not in `busy` (those being sent), most urgent first.
 pub(crate) async fn next_outbox(
     store: &Store,
-) -> Result<Option<(QueueKey, OutboxItem)>, StoreError> {
+    limit: usize,
+    busy: std::collections::HashSet<QueueKey>,
+) -> Result<Vec<(QueueKey, OutboxItem)>, StoreError> {
     let items = store
-        .lookup(|txn| OUTBOX.peek(txn, HUB, 1, &|_| false))
+        .lookup(move |txn| OUTBOX.peek(txn, HUB, limit, &|k| busy.contains(&k)))
         .await?;
-    let Some((key, bytes)) = items.into_iter().next() else {
-        return Ok(None);
-    };
-    let item: st::QueueItem = decode(format!("outbox {}", key.seq), &bytes)?;
-    let item = match item.item {
+    items
+        .into_iter()
+        .map(|(key, bytes)| Ok((key, outbox_item(key, &bytes)?)))
+        .collect()
+}
+
+fn outbox_item(key: QueueKey, bytes: &[u8]) -> Result<OutboxItem, StoreError> {
+    let item: st::QueueItem = decode(format!("outbox {}", key.seq), bytes)?;
+    Ok(match item.item {
         Some(st::queue_item::Item::SubmitDoc(id)) => OutboxItem::Submit(
             id.parse()
                 .map_err(|e| StoreError::decode("outbox doc id", e))?,
@@ -183,8 +199,7 @@ pub(crate) async fn next_outbox(
                 "unknown item",
             ));
         }
-    };
-    Ok(Some((key, item)))
+    })
 }
 
 /// Removes an outbox item that the hub acknowledged (or refused for good).
@@ -199,7 +214,9 @@ pub(crate) async fn sent(
     store: &Store,
     id: DocumentId,
 ) -> Result<Option<st::SentDocument>, StoreError> {
-    store.lookup(move |txn| get(txn, SENT, &id.to_string())).await
+    store
+        .lookup(move |txn| get(txn, SENT, &id.to_string()))
+        .await
 }
 
 /// A document this department received.
@@ -393,6 +410,7 @@ pub(crate) async fn receive(
     doc: SignedDoc,
     acceptance: pb::SignedEvidence,
     addition: Option<pb::SignedEvidence>,
+    inline: Vec<(exchange_core::signing::Digest, Vec<u8>)>,
     receipt: pb::SignedEvidence,
     at_ms: i64,
 ) -> Result<(pb::SignedEvidence, Option<u64>), StoreError> {
@@ -412,6 +430,9 @@ pub(crate) async fn receive(
                 ..Default::default()
             };
             put(txn, INBOX, &id, &rec)?;
+            for (digest, data) in &inline {
+                crate::content::put(txn, digest, data)?;
+            }
             let seq = event(
                 txn,
                 pb::NodeEventKind::Received,

@@ -1,12 +1,13 @@
 //! `Node.Submit`: a department system hands over a document.
 //!
-//! The draft comes first, then each declared part's bytes in order. Content is streamed into
-//! the blob store (never held whole in memory) and hashed on the way; then the header is built
-//! with the parts' digests, signed with the department's key, and committed with its outbox
-//! entry. Only then is the id returned.
+//! The draft comes first, then each declared part's bytes in order. A small document's content
+//! (at most `limits::INLINE_BYTES` in all) is kept in memory and committed with the document;
+//! larger content is streamed into the blob store (never held whole in memory) and hashed on
+//! the way. Then the header is built with the parts' digests, signed with the department's key,
+//! and committed with its outbox entry. Only then is the id returned.
 
 use exchange_core::{
-    blob::BlobError,
+    blob::{BlobError, BlobWriter},
     convert::{HEADER_FORMAT, validate_metadata, validate_part_spec},
     document::{SignedDoc, limits},
     error::{ErrorCode, ServiceError},
@@ -98,16 +99,56 @@ fn check_draft(node: &Node, draft: &pb::DocumentDraft) -> Result<(), ServiceErro
     Ok(())
 }
 
-/// Receives every part's bytes into the blob store; returns the manifest. Each chunk belongs
-/// to one part; parts arrive in order, each exactly as long as declared.
+/// Where one part's bytes go while they arrive: memory for a small document (stored in the
+/// database with it, see `crate::content`), a staging file in the blob store otherwise.
+enum Sink {
+    Memory(Vec<u8>),
+    File(Box<BlobWriter>),
+}
+
+impl Sink {
+    fn written(&self) -> u64 {
+        match self {
+            Sink::Memory(v) => v.len() as u64,
+            Sink::File(w) => w.written(),
+        }
+    }
+
+    async fn write(&mut self, data: &[u8]) -> Result<(), ServiceError> {
+        match self {
+            Sink::Memory(v) => {
+                v.extend_from_slice(data);
+                Ok(())
+            }
+            Sink::File(w) => w.write(data).await.map_err(blob_error),
+        }
+    }
+
+    async fn discard(self) {
+        if let Sink::File(w) = self {
+            (*w).discard().await;
+        }
+    }
+}
+
+/// Receives every part's bytes; returns the manifest and, for a small document, the content
+/// to store with it (a larger one's parts are in the blob store by then). Each chunk belongs to
+/// one part; parts arrive in order, each exactly as long as declared.
 async fn receive_parts(
     node: &Node,
     draft: &pb::DocumentDraft,
     stream: &mut Streaming<pb::SubmitDocumentRequest>,
-) -> Result<Vec<pb::Part>, ServiceError> {
+) -> Result<(Vec<pb::Part>, Vec<(Digest, Vec<u8>)>), ServiceError> {
+    let total: u64 = draft.parts.iter().map(|p| p.size).sum();
+    let small = total <= exchange_core::document::limits::INLINE_BYTES;
     let mut parts = Vec::with_capacity(draft.parts.len());
+    let mut inline = Vec::new();
     for (i, spec) in draft.parts.iter().enumerate() {
-        let mut w = node.blobs.stage().await.map_err(blob_error)?;
+        let mut w = if small {
+            Sink::Memory(Vec::with_capacity(usize::try_from(spec.size).unwrap_or(0)))
+        } else {
+            Sink::File(Box::new(node.blobs.stage().await.map_err(blob_error)?))
+        };
         while w.written() < spec.size {
             let Some(chunk) = next_chunk(stream).await? else {
                 let got = w.written();
@@ -130,10 +171,18 @@ async fn receive_parts(
             }
             if let Err(e) = w.write(&chunk.data).await {
                 w.discard().await;
-                return Err(blob_error(e));
+                return Err(e);
             }
         }
-        let (digest, size): (Digest, u64) = w.finish().await.map_err(blob_error)?;
+        let (digest, size): (Digest, u64) = match w {
+            Sink::Memory(data) => {
+                let d = Digest::of(&data);
+                let size = data.len() as u64;
+                inline.push((d, data));
+                (d, size)
+            }
+            Sink::File(w) => (*w).finish().await.map_err(blob_error)?,
+        };
         parts.push(pb::Part {
             role: spec.role,
             name: spec.name.clone(),
@@ -148,7 +197,7 @@ async fn receive_parts(
             extra.part
         )));
     }
-    Ok(parts)
+    Ok((parts, inline))
 }
 
 /// The next non-empty content chunk, or `None` at the end of the stream.
@@ -197,7 +246,7 @@ pub(crate) async fn submit(
     let mut draft = draft;
     crate::groups::resolve_draft(node, &mut draft)?;
     check_draft(node, &draft)?;
-    let parts = receive_parts(node, &draft, &mut stream).await?;
+    let (parts, inline) = receive_parts(node, &draft, &mut stream).await?;
     let now = now_ms();
     let header = pb::DocumentHeader {
         format: HEADER_FORMAT,
@@ -210,7 +259,7 @@ pub(crate) async fn submit(
     let doc =
         SignedDoc::seal(&header, &node.signer).map_err(|e| ServiceError::invalid(e.to_string()))?;
     let (title_len, recipients) = (doc.header.title.len(), doc.header.recipients.len());
-    let id = store::submit(&node.store, doc, key, now).await?;
+    let id = store::submit(&node.store, doc, key, inline, now).await?;
     info!(doc_id = %id, recipients, title_len, "submitted");
     node.outbox_wake.notify_one();
     Ok(id)

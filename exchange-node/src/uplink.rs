@@ -1,8 +1,9 @@
 //! The node's connection to the hub: two tasks over one mutual-TLS channel.
 //!
-//! - **outbox**: takes the most urgent outbox item, uploads the document's content (resuming
-//!   from what the hub already holds), submits it, and removes the item only once the hub's
-//!   signed acceptance is committed here. Confirmations and rejections go the same way.
+//! - **outbox** ([`outbox`]): takes the most urgent outbox items (up to `[hub] max_in_flight`
+//!   at once), uploads each document's content (resuming from what the hub already holds),
+//!   submits it, and removes the item only once the hub's signed acceptance is committed here.
+//!   Confirmations and rejections go the same way.
 //! - **deliveries**: holds the `Subscribe` stream; for each pushed document, verifies the
 //!   sender's signature and the hub's acceptance, downloads and verifies the content, commits it
 //!   to the inbox and only then acknowledges with a signed delivery receipt. Evidence about the
@@ -14,24 +15,21 @@ use std::sync::Arc;
 
 use exchange_core::{
     backoff::Backoff,
-    blob::CHUNK_SIZE,
     document::{Evidence, EvidenceKind, SignedDoc, SignedEvidence},
     error::{ErrorCode, ServiceError},
     signing::Digest,
     time::now_ms,
 };
 use exchange_proto::v1::{self as pb, hub_client::HubClient};
-use tokio::{io::AsyncReadExt, sync::mpsc, task::JoinSet};
+use tokio::{sync::mpsc, task::JoinSet};
 use tokio_stream::wrappers::ReceiverStream;
 use tokio_util::sync::CancellationToken;
 use tonic::{Code, transport::Channel};
 use tracing::{info, warn};
 
-use crate::{
-    Node,
-    store::{self, OutboxItem},
-    submit::blob_error,
-};
+use crate::{Node, store, submit::blob_error};
+
+mod outbox;
 
 type Client = HubClient<Channel>;
 
@@ -45,7 +43,7 @@ pub(crate) fn start(
     let client = HubClient::new(endpoint.connect_lazy())
         .max_decoding_message_size(crate::api::MAX_MESSAGE_BYTES)
         .max_encoding_message_size(crate::api::MAX_MESSAGE_BYTES);
-    tasks.spawn(outbox_loop(
+    tasks.spawn(outbox::run(
         Arc::clone(&node),
         client.clone(),
         cancel.clone(),
@@ -75,210 +73,6 @@ async fn pause(backoff: &mut Backoff, cancel: &CancellationToken) -> bool {
         () = tokio::time::sleep(backoff.next_delay()) => true,
         () = cancel.cancelled() => false,
     }
-}
-
-/// Sleeps for the next backoff delay, or until the hub is back; false if cancelled meanwhile.
-async fn pause_until_hub(node: &Node, backoff: &mut Backoff, cancel: &CancellationToken) -> bool {
-    tokio::select! {
-        () = tokio::time::sleep(backoff.next_delay()) => true,
-        () = node.hub_up.notified() => true,
-        () = cancel.cancelled() => false,
-    }
-}
-
-async fn outbox_loop(node: Arc<Node>, mut client: Client, cancel: CancellationToken) {
-    let mut backoff = Backoff::default();
-    loop {
-        let next = match store::next_outbox(&node.store).await {
-            Ok(n) => n,
-            Err(e) => {
-                warn!(error = %e, "reading the outbox");
-                if !pause(&mut backoff, &cancel).await {
-                    return;
-                }
-                continue;
-            }
-        };
-        let Some((key, item)) = next else {
-            tokio::select! {
-                () = node.outbox_wake.notified() => continue,
-                () = cancel.cancelled() => return,
-            }
-        };
-        let result = match item {
-            OutboxItem::Submit(id) => submit_one(&node, &mut client, id, key).await,
-            OutboxItem::Evidence(ev) => send_evidence(&node, &mut client, ev, key).await,
-        };
-        match result {
-            Ok(()) => backoff.reset(),
-            Err(status) => {
-                warn!(code = ?status.code(), error = %status.message(), "hub call failed; will retry");
-                if !pause_until_hub(&node, &mut backoff, &cancel).await {
-                    return;
-                }
-            }
-        }
-    }
-}
-
-/// Uploads a document's content and submits it. A refusal by the hub is recorded and ends the
-/// item; a transient failure is returned for a retry.
-async fn submit_one(
-    node: &Node,
-    client: &mut Client,
-    id: exchange_core::ids::DocumentId,
-    key: exchange_core::store::queue::QueueKey,
-) -> Result<(), tonic::Status> {
-    let Some(rec) = store::sent(&node.store, id)
-        .await
-        .map_err(|e| tonic::Status::from(ServiceError::from(e)))?
-    else {
-        warn!(doc_id = %id, "outbox names a document that is not stored; dropping the item");
-        return store::outbox_done(&node.store, key)
-            .await
-            .map_err(|e| ServiceError::from(e).into());
-    };
-    let wire = rec.document.unwrap_or_default();
-    let doc =
-        SignedDoc::decode(wire.clone()).map_err(|e| tonic::Status::internal(e.to_string()))?;
-    let result = async {
-        for p in &doc.header.parts {
-            upload(node, client, p.sha256, p.size).await?;
-        }
-        client
-            .submit(pb::SubmitRequest {
-                document: Some(wire),
-            })
-            .await
-    }
-    .await;
-    match result {
-        Ok(resp) => {
-            let acc = resp
-                .into_inner()
-                .acceptance
-                .ok_or_else(|| tonic::Status::internal("hub sent no acceptance"))?;
-            let ev = SignedEvidence::verify(acc, &node.verifier, now_secs())
-                .map_err(|e| tonic::Status::internal(format!("hub acceptance: {e}")))?;
-            if ev.evidence.kind != EvidenceKind::Accepted || !ev.is_about(&doc) {
-                return Err(tonic::Status::internal(
-                    "hub acceptance is not about this document",
-                ));
-            }
-            let seq = store::apply_evidence(&node.store, ev, Some(key)).await?;
-            node.event_committed(seq);
-            info!(doc_id = %id, "accepted by the hub");
-            Ok(())
-        }
-        Err(s) if !transient(s.code()) => {
-            warn!(doc_id = %id, code = ?s.code(), reason = %s.message(), "hub refused the document");
-            // The hub's signed REFUSED evidence, if it sent one: kept so the refusal is provable.
-            let evidence = <pb::SignedEvidence as prost::Message>::decode(s.details())
-                .ok()
-                .and_then(|w| SignedEvidence::verify(w, &node.verifier, now_secs()).ok())
-                .filter(|ev| ev.evidence.kind == EvidenceKind::Refused && ev.is_about(&doc))
-                .map(|ev| ev.wire);
-            let seq = store::refused(
-                &node.store,
-                id,
-                s.message().to_owned(),
-                evidence,
-                key,
-                now_ms(),
-            )
-            .await
-            .map_err(|e| tonic::Status::from(ServiceError::from(e)))?;
-            node.event_committed(seq);
-            Ok(())
-        }
-        Err(s) => Err(s),
-    }
-}
-
-/// Uploads one blob, from wherever the hub's copy stops.
-async fn upload(
-    node: &Node,
-    client: &mut Client,
-    sha256: Digest,
-    size: u64,
-) -> Result<(), tonic::Status> {
-    let status = client
-        .blob_status(pb::BlobStatusRequest {
-            sha256: sha256.0.to_vec(),
-            size,
-        })
-        .await?
-        .into_inner();
-    if status.complete {
-        return Ok(());
-    }
-    let offset = status.have.min(size);
-    let mut file = node
-        .blobs
-        .open_read(&sha256, offset)
-        .await
-        .map_err(|e| tonic::Status::from(blob_error(e)))?;
-    let (tx, rx) = mpsc::channel(4);
-    tokio::spawn(async move {
-        let mut pos = offset;
-        let mut first = true;
-        let mut buf = vec![0u8; CHUNK_SIZE];
-        loop {
-            let n = match file.read(&mut buf).await {
-                Ok(n) => n,
-                Err(e) => {
-                    warn!(error = %e, "reading content for upload");
-                    return; // the hub sees a short blob and the item is retried
-                }
-            };
-            if n == 0 && !first {
-                return;
-            }
-            let chunk = pb::BlobChunk {
-                sha256: sha256.0.to_vec(),
-                size,
-                offset: pos,
-                data: buf[..n].to_vec(),
-            };
-            if tx.send(chunk).await.is_err() || n == 0 {
-                return;
-            }
-            first = false;
-            pos += n as u64;
-        }
-    });
-    client.put_blob(ReceiverStream::new(rx)).await?;
-    Ok(())
-}
-
-async fn send_evidence(
-    node: &Node,
-    client: &mut Client,
-    ev: pb::SignedEvidence,
-    key: exchange_core::store::queue::QueueKey,
-) -> Result<(), tonic::Status> {
-    let addition = SignedEvidence::decode(ev.clone())
-        .is_ok_and(|e| e.evidence.kind == EvidenceKind::RecipientAdded);
-    let answer = match client
-        .submit_evidence(pb::SubmitEvidenceRequest {
-            evidence: Some(ev.clone()),
-        })
-        .await
-    {
-        Ok(_) => None,
-        Err(s) if !transient(s.code()) => {
-            warn!(code = ?s.code(), reason = %s.message(), "hub refused our evidence; dropping it");
-            Some(s.message().to_owned())
-        }
-        Err(s) => return Err(s),
-    };
-    let done = if addition {
-        // 补发: the added recipient's row shows whether the hub took it.
-        crate::office::addition_answered(node, &ev, answer, key).await
-    } else {
-        store::outbox_done(&node.store, key).await
-    };
-    done.map_err(|e| ServiceError::from(e).into())
 }
 
 async fn delivery_loop(node: Arc<Node>, mut client: Client, cancel: CancellationToken) {
@@ -459,7 +253,26 @@ async fn receive(
             ..Default::default()
         });
     }
+    // A small document's content comes inline with the delivery and is committed with it; any
+    // other part is fetched into the blob store first.
+    let mut inline = Vec::new();
     for p in &doc.header.parts {
+        let sent = d
+            .content
+            .iter()
+            .find(|c| c.sha256.as_slice() == p.sha256.0.as_slice());
+        if let Some(c) = sent {
+            if c.data.len() as u64 != p.size || Digest::of(&c.data) != p.sha256 {
+                return refuse(format!(
+                    "content {}: does not match its signed size and SHA-256",
+                    p.name
+                ));
+            }
+            if !inline.iter().any(|(d, _)| *d == p.sha256) {
+                inline.push((p.sha256, c.data.clone()));
+            }
+            continue;
+        }
         match download(node, client, id, p.sha256, p.size).await {
             Ok(()) => {}
             Err(e) if e.code == ErrorCode::InvalidArgument => {
@@ -480,7 +293,7 @@ async fn receive(
     )
     .wire;
     let sender = doc.header.sender.clone();
-    let (receipt, seq) = store::receive(&node.store, doc, acc, addition, receipt, at)
+    let (receipt, seq) = store::receive(&node.store, doc, acc, addition, inline, receipt, at)
         .await
         .map_err(|e| tonic::Status::from(ServiceError::from(e)))?;
     if seq.is_some() {
@@ -502,7 +315,7 @@ async fn download(
     size: u64,
 ) -> Result<(), ServiceError> {
     let (have, complete) = node.blobs.progress(&sha256).await;
-    if complete {
+    if complete || matches!(crate::content::get(&node.store, sha256).await, Ok(Some(_))) {
         return Ok(());
     }
     let mut offset = have.min(size);
@@ -521,6 +334,14 @@ async fn download(
             other => break other.map_err(blob_error)?,
         }
     };
+    let protocol = |e| match e {
+        exchange_core::blob::BlobError::Protocol(m) => ServiceError::invalid(m),
+        e => blob_error(e),
+    };
+    let finished = |e| match e {
+        e @ exchange_core::blob::BlobError::Mismatch { .. } => ServiceError::invalid(e.to_string()),
+        e => blob_error(e),
+    };
     let req = pb::GetBlobRequest {
         doc_id: id.to_string(),
         sha256: sha256.0.to_vec(),
@@ -538,15 +359,9 @@ async fn download(
         .map_err(unavailable)?
         .into_inner();
     while let Some(chunk) = stream.message().await.map_err(unavailable)? {
-        w.write(&chunk.data).await.map_err(|e| match e {
-            exchange_core::blob::BlobError::Protocol(m) => ServiceError::invalid(m),
-            e => blob_error(e),
-        })?;
+        w.write(&chunk.data).await.map_err(protocol)?;
     }
-    w.finish().await.map_err(|e| match e {
-        e @ exchange_core::blob::BlobError::Mismatch { .. } => ServiceError::invalid(e.to_string()),
-        e => blob_error(e),
-    })?;
+    w.finish().await.map_err(finished)?;
     Ok(())
 }
 

@@ -68,6 +68,7 @@ pub async fn submit(hub: &mut Hub, doc: pb::SignedDocument) -> Result<pb::Submit
     let resp = hub
         .submit(pb::SubmitRequest {
             document: Some(doc),
+            ..Default::default()
         })
         .await?;
     Ok(resp.into_inner())

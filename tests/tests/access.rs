@@ -173,6 +173,7 @@ async fn a_document_dated_in_the_future_is_refused_naming_the_field_and_the_skew
     let err = hub
         .submit(pb::SubmitRequest {
             document: Some(doc.wire),
+            ..Default::default()
         })
         .await
         .expect_err("dated in the future");

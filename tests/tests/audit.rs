@@ -109,6 +109,7 @@ async fn a_refused_handshake_and_a_forged_document_are_logged_with_the_reason() 
     let err = hub
         .submit(pb::SubmitRequest {
             document: Some(doc.wire),
+            ..Default::default()
         })
         .await
         .expect_err("forged");

@@ -258,7 +258,9 @@ async fn content_altered_in_the_hubs_store_is_refused_by_the_recipient_and_the_r
     ex.start_node("a").await?;
     ex.start_node("b").await?;
     ex.kill_node("b").await?; // offline: the document waits at the hub
-    let body = random_file(ex.root(), "正文.ofd", 200_000, 13)?;
+    // Larger than `limits::INLINE_BYTES`: the hub keeps it as a blob file (small content is
+    // stored inline in its database).
+    let body = random_file(ex.root(), "正文.ofd", 400_000, 13)?;
     let file = body.to_str().context("path")?;
     let id = send(
         &ex,
@@ -340,6 +342,7 @@ async fn a_document_signed_with_another_departments_key_is_refused_by_the_hub() 
     let err = hub
         .submit(pb::SubmitRequest {
             document: Some(forged.wire.clone()),
+            ..Default::default()
         })
         .await
         .expect_err("a forged document must be refused");

@@ -125,9 +125,15 @@ async fn recall_before_and_after_signing_for_leaves_evidence_at_every_step() -> 
     assert!(!ok && err.contains("recalled"), "{err}");
     let save = ex.root().join("save-b");
     let (ok, _, err) = ex
-        .cli("b", &["show", &id, "--save", save.to_str().context("path")?])
+        .cli(
+            "b",
+            &["show", &id, "--save", save.to_str().context("path")?],
+        )
         .await?;
-    assert!(!ok && err.contains("withheld"), "content of a recalled document: {err}");
+    assert!(
+        !ok && err.contains("withheld"),
+        "content of a recalled document: {err}"
+    );
     recipient_when(&ex, "a", &id, "b", |r| r["state"] == "recalled").await?;
 
     // Not yet delivered: c never sees it, and the hub signs WITHDRAWN once c's node is back.

@@ -1,0 +1,441 @@
+//! The outbox sender: keeps up to `[hub] max_in_flight` outbox items on their way to the hub at
+//! once, so that the hub's and this node's commits of many documents share fsyncs (group
+//! commit) instead of one document waiting for the previous one's round trips and commits.
+//!
+//! What stays as with one item at a time:
+//! - **Most urgent first.** Items start in queue order (priority, then arrival). An item never
+//!   starts while a more urgent one is being sent, so a 特急 document waits behind at most the
+//!   items already in flight when it was queued (at most `max_in_flight`), and nothing less
+//!   urgent overtakes it.
+//! - **One item per document at a time**, in queue order: evidence about a document (a recall,
+//!   an addition, a reminder) never races the document's own submission or other evidence
+//!   about it.
+//! - **At least once.** An item leaves the outbox only in the transaction that records the
+//!   hub's answer (`store::apply_evidence`, `store::refused`, `store::outbox_done`); the hub
+//!   deduplicates by document id, so a resubmission after a lost answer gets the same
+//!   acceptance.
+//! - **Backoff.** After a transient failure no new item starts until the backoff delay has
+//!   passed (or the delivery stream reconnects); items already in flight finish. The failed
+//!   item is started again first.
+//! - **Shutdown.** On cancellation nothing new starts and the items in flight are finished (the
+//!   node's grace period bounds the wait); anything cut off stays queued.
+
+use std::{
+    collections::{HashMap, HashSet},
+    pin::Pin,
+    sync::{Arc, Mutex, PoisonError},
+};
+
+use exchange_core::{
+    backoff::Backoff,
+    blob::chunk_for,
+    document::{EvidenceKind, SignedDoc, SignedEvidence},
+    error::ServiceError,
+    ids::DocumentId,
+    signing::Digest,
+    store::queue::QueueKey,
+    time::now_ms,
+};
+use exchange_proto::v1 as pb;
+use tokio::{io::AsyncReadExt, sync::Notify, task::JoinSet};
+use tokio_stream::wrappers::ReceiverStream;
+use tokio_util::sync::CancellationToken;
+use tracing::{info, warn};
+
+use super::{Client, now_secs, transient};
+use crate::{
+    Node,
+    store::{self, OutboxItem},
+    submit::blob_error,
+};
+
+/// An item being sent.
+#[derive(Debug)]
+struct InFlight {
+    /// The document it is about (for evidence, as its encoding names it).
+    doc: Option<String>,
+    task: tokio::task::Id,
+}
+
+/// What a sending task returns: its item, and how sending it went.
+type Sent = (QueueKey, Result<(), tonic::Status>);
+
+/// The sending tasks and what they are sending.
+struct Window {
+    size: usize,
+    tasks: JoinSet<Sent>,
+    busy: HashMap<QueueKey, InFlight>,
+    uploads: Arc<Uploads>,
+}
+
+/// Takes items from the outbox and sends them to the hub until `cancel`.
+pub(super) async fn run(node: Arc<Node>, client: Client, cancel: CancellationToken) {
+    let mut w = Window {
+        size: node.cfg.hub.max_in_flight.get(),
+        tasks: JoinSet::new(),
+        busy: HashMap::new(),
+        uploads: Arc::default(),
+    };
+    let mut backoff = Backoff::default();
+    // While backing off after a failure (`holding`), nothing new starts until `hold` fires.
+    let mut hold = Box::pin(tokio::time::sleep(std::time::Duration::ZERO));
+    let mut holding = false;
+    loop {
+        if !holding
+            && w.busy.len() < w.size
+            && let Err(e) = w.start_more(&node, &client).await
+        {
+            warn!(error = %e, "reading the outbox");
+            back_off(&mut hold, &mut backoff);
+            holding = true;
+        }
+        tokio::select! {
+            Some(done) = w.tasks.join_next_with_id(), if !w.tasks.is_empty() => {
+                match w.finished(done) {
+                    Ok(()) => backoff.reset(),
+                    Err(status) => {
+                        warn!(code = ?status.code(), error = %status.message(), "hub call failed; will retry");
+                        // Several items failing together (the hub went away) count as one.
+                        if !holding {
+                            back_off(&mut hold, &mut backoff);
+                            holding = true;
+                        }
+                    }
+                }
+            }
+            () = &mut hold, if holding => holding = false,
+            // The delivery stream reconnected: the hub is back, retry now.
+            () = node.hub_up.notified(), if holding => holding = false,
+            () = node.outbox_wake.notified() => {}
+            () = cancel.cancelled() => break,
+        }
+    }
+    // Let what was started finish, so that answers the hub gave are recorded now rather than
+    // asked for again after the restart.
+    while let Some(done) = w.tasks.join_next_with_id().await {
+        let _ = w.finished(done);
+    }
+}
+
+/// Sets `hold` to fire after the next backoff delay.
+fn back_off(hold: &mut Pin<Box<tokio::time::Sleep>>, backoff: &mut Backoff) {
+    hold.as_mut()
+        .reset(tokio::time::Instant::now() + backoff.next_delay());
+}
+
+impl Window {
+    /// Starts the next items that may start now, filling the free slots.
+    async fn start_more(&mut self, node: &Arc<Node>, client: &Client) -> Result<(), ServiceError> {
+        let busy: HashSet<QueueKey> = self.busy.keys().copied().collect();
+        let items = store::next_outbox(&node.store, self.size - self.busy.len(), busy).await?;
+        // The most urgent priority being sent: nothing less urgent starts beside it.
+        let mut floor = self.busy.keys().map(|k| k.priority).min();
+        for (key, item) in items {
+            if floor.is_some_and(|f| key.priority > f) {
+                break;
+            }
+            let doc = about(&item);
+            if doc.is_some() && self.busy.values().any(|b| b.doc == doc) {
+                continue; // after the item about the same document in flight
+            }
+            floor = Some(floor.map_or(key.priority, |f| f.min(key.priority)));
+            let (node, mut client) = (Arc::clone(node), client.clone());
+            let uploads = Arc::clone(&self.uploads);
+            let task = self.tasks.spawn(async move {
+                let result = match item {
+                    OutboxItem::Submit(id) => {
+                        submit_one(&node, &mut client, &uploads, id, key).await
+                    }
+                    OutboxItem::Evidence(ev) => send_evidence(&node, &mut client, ev, key).await,
+                };
+                (key, result)
+            });
+            self.busy.insert(
+                key,
+                InFlight {
+                    doc,
+                    task: task.id(),
+                },
+            );
+        }
+        Ok(())
+    }
+
+    /// Frees the slot of a finished task and returns how its item went.
+    fn finished(
+        &mut self,
+        done: Result<(tokio::task::Id, Sent), tokio::task::JoinError>,
+    ) -> Result<(), tonic::Status> {
+        match done {
+            Ok((_, (key, result))) => {
+                self.busy.remove(&key);
+                result
+            }
+            Err(e) => {
+                let id = e.id();
+                self.busy.retain(|_, b| b.task != id);
+                Err(tonic::Status::internal(format!(
+                    "sending an outbox item: {e}"
+                )))
+            }
+        }
+    }
+}
+
+/// The document an outbox item is about.
+fn about(item: &OutboxItem) -> Option<String> {
+    match item {
+        OutboxItem::Submit(id) => Some(id.to_string()),
+        OutboxItem::Evidence(ev) => {
+            <pb::Evidence as prost::Message>::decode(ev.evidence.as_slice())
+                .ok()
+                .map(|e| e.doc_id)
+        }
+    }
+}
+
+/// Uploads a document's content and submits it. A refusal by the hub is recorded and ends the
+/// item; a transient failure is returned for a retry.
+/// The whole content of a small blob.
+async fn read_small(node: &Node, sha256: Digest, size: u64) -> Result<Vec<u8>, tonic::Status> {
+    let file = crate::content::open(&node.store, &node.blobs, &sha256, 0)
+        .await
+        .map_err(|e| tonic::Status::from(blob_error(e)))?;
+    let mut data = Vec::with_capacity(usize::try_from(size).unwrap_or(0));
+    file.take(size)
+        .read_to_end(&mut data)
+        .await
+        .map_err(|e| tonic::Status::unavailable(format!("reading content {sha256}: {e}")))?;
+    Ok(data)
+}
+
+async fn submit_one(
+    node: &Node,
+    client: &mut Client,
+    uploads: &Arc<Uploads>,
+    id: DocumentId,
+    key: QueueKey,
+) -> Result<(), tonic::Status> {
+    let Some(rec) = store::sent(&node.store, id)
+        .await
+        .map_err(|e| tonic::Status::from(ServiceError::from(e)))?
+    else {
+        warn!(doc_id = %id, "outbox names a document that is not stored; dropping the item");
+        return store::outbox_done(&node.store, key)
+            .await
+            .map_err(|e| ServiceError::from(e).into());
+    };
+    let wire = rec.document.unwrap_or_default();
+    let doc =
+        SignedDoc::decode(wire.clone()).map_err(|e| tonic::Status::internal(e.to_string()))?;
+    let result = async {
+        // A small document travels in the Submit itself: no BlobStatus, PutBlob or blob file at
+        // the hub. Larger content is uploaded first (resuming where the hub's copy stops).
+        let mut content = Vec::new();
+        if doc.header.total_size() <= exchange_core::document::limits::INLINE_BYTES {
+            for p in &doc.header.parts {
+                if content
+                    .iter()
+                    .any(|c: &pb::InlineContent| c.sha256 == p.sha256.0)
+                {
+                    continue;
+                }
+                content.push(pb::InlineContent {
+                    sha256: p.sha256.0.to_vec(),
+                    data: read_small(node, p.sha256, p.size).await?,
+                });
+            }
+        } else {
+            for p in &doc.header.parts {
+                let _claim = uploads.claim(p.sha256).await;
+                upload(node, client, p.sha256, p.size).await?;
+            }
+        }
+        client
+            .submit(pb::SubmitRequest {
+                document: Some(wire),
+                content,
+            })
+            .await
+    }
+    .await;
+    match result {
+        Ok(resp) => {
+            let acc = resp
+                .into_inner()
+                .acceptance
+                .ok_or_else(|| tonic::Status::internal("hub sent no acceptance"))?;
+            let ev = SignedEvidence::verify(acc, &node.verifier, now_secs())
+                .map_err(|e| tonic::Status::internal(format!("hub acceptance: {e}")))?;
+            if ev.evidence.kind != EvidenceKind::Accepted || !ev.is_about(&doc) {
+                return Err(tonic::Status::internal(
+                    "hub acceptance is not about this document",
+                ));
+            }
+            let seq = store::apply_evidence(&node.store, ev, Some(key)).await?;
+            node.event_committed(seq);
+            info!(doc_id = %id, "accepted by the hub");
+            Ok(())
+        }
+        Err(s) if !transient(s.code()) => {
+            warn!(doc_id = %id, code = ?s.code(), reason = %s.message(), "hub refused the document");
+            // The hub's signed REFUSED evidence, if it sent one: kept so the refusal is provable.
+            let evidence = <pb::SignedEvidence as prost::Message>::decode(s.details())
+                .ok()
+                .and_then(|w| SignedEvidence::verify(w, &node.verifier, now_secs()).ok())
+                .filter(|ev| ev.evidence.kind == EvidenceKind::Refused && ev.is_about(&doc))
+                .map(|ev| ev.wire);
+            let seq = store::refused(
+                &node.store,
+                id,
+                s.message().to_owned(),
+                evidence,
+                key,
+                now_ms(),
+            )
+            .await
+            .map_err(|e| tonic::Status::from(ServiceError::from(e)))?;
+            node.event_committed(seq);
+            Ok(())
+        }
+        Err(s) => Err(s),
+    }
+}
+
+/// Blobs being uploaded by one of the sending tasks. Another document with the same content
+/// waits for that upload and then finds the blob complete, instead of racing it: the hub takes
+/// one writer per blob and answers a second with UNAVAILABLE (which would cost a backoff).
+#[derive(Debug, Default)]
+struct Uploads {
+    active: Mutex<HashSet<Digest>>,
+    done: Notify,
+}
+
+/// The right to upload one blob, released when dropped.
+struct Claim {
+    uploads: Arc<Uploads>,
+    digest: Digest,
+}
+
+impl Uploads {
+    async fn claim(self: &Arc<Self>, digest: Digest) -> Claim {
+        loop {
+            // Registered before the check, so a release in between is not missed.
+            let released = self.done.notified();
+            tokio::pin!(released);
+            released.as_mut().enable();
+            let free = self
+                .active
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .insert(digest);
+            if free {
+                return Claim {
+                    uploads: Arc::clone(self),
+                    digest,
+                };
+            }
+            released.await;
+        }
+    }
+}
+
+impl Drop for Claim {
+    fn drop(&mut self) {
+        self.uploads
+            .active
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .remove(&self.digest);
+        self.uploads.done.notify_waiters();
+    }
+}
+
+/// Uploads one blob, from wherever the hub's copy stops.
+async fn upload(
+    node: &Node,
+    client: &mut Client,
+    sha256: Digest,
+    size: u64,
+) -> Result<(), tonic::Status> {
+    let status = client
+        .blob_status(pb::BlobStatusRequest {
+            sha256: sha256.0.to_vec(),
+            size,
+        })
+        .await?
+        .into_inner();
+    if status.complete {
+        return Ok(());
+    }
+    let offset = status.have.min(size);
+    let mut file = node
+        .blobs
+        .open_read(&sha256, offset)
+        .await
+        .map_err(|e| tonic::Status::from(blob_error(e)))?;
+    let (tx, rx) = tokio::sync::mpsc::channel(4);
+    tokio::spawn(async move {
+        let mut pos = offset;
+        let mut first = true;
+        let mut buf = vec![0u8; chunk_for(size - offset)];
+        loop {
+            let n = match file.read(&mut buf).await {
+                Ok(n) => n,
+                Err(e) => {
+                    warn!(error = %e, "reading content for upload");
+                    return; // the hub sees a short blob and the item is retried
+                }
+            };
+            if n == 0 && !first {
+                return;
+            }
+            let chunk = pb::BlobChunk {
+                sha256: sha256.0.to_vec(),
+                size,
+                offset: pos,
+                data: buf[..n].to_vec(),
+            };
+            if tx.send(chunk).await.is_err() || n == 0 {
+                return;
+            }
+            first = false;
+            pos += n as u64;
+            if pos >= size {
+                return; // all sent: no read just to learn that the file ends here
+            }
+        }
+    });
+    client.put_blob(ReceiverStream::new(rx)).await?;
+    Ok(())
+}
+
+async fn send_evidence(
+    node: &Node,
+    client: &mut Client,
+    ev: pb::SignedEvidence,
+    key: QueueKey,
+) -> Result<(), tonic::Status> {
+    let addition = SignedEvidence::decode(ev.clone())
+        .is_ok_and(|e| e.evidence.kind == EvidenceKind::RecipientAdded);
+    let answer = match client
+        .submit_evidence(pb::SubmitEvidenceRequest {
+            evidence: Some(ev.clone()),
+        })
+        .await
+    {
+        Ok(_) => None,
+        Err(s) if !transient(s.code()) => {
+            warn!(code = ?s.code(), reason = %s.message(), "hub refused our evidence; dropping it");
+            Some(s.message().to_owned())
+        }
+        Err(s) => return Err(s),
+    };
+    let done = if addition {
+        // 补发: the added recipient's row shows whether the hub took it.
+        crate::office::addition_answered(node, &ev, answer, key).await
+    } else {
+        store::outbox_done(&node.store, key).await
+    };
+    done.map_err(|e| ServiceError::from(e).into())
+}
