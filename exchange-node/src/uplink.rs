@@ -122,8 +122,9 @@ async fn subscribe_once(
         .into_inner();
     info!("connected to the hub");
     node.hub_up.notify_one(); // the hub is back: retry the outbox now, not after its backoff
-    // Deliveries are stored concurrently (the hub keeps several in flight), so their commits
-    // share fsyncs; each is acknowledged when it is durable, in whatever order they finish.
+    // Deliveries are stored (and evidence applied) concurrently — the hub keeps several in
+    // flight — so their commits share fsyncs; each is acknowledged when it is durable, in
+    // whatever order they finish.
     let mut receiving: JoinSet<Result<pb::Ack, tonic::Status>> = JoinSet::new();
     loop {
         let push = tokio::select! {
@@ -148,13 +149,20 @@ async fn subscribe_once(
                 });
                 continue;
             }
-            // Evidence and notices may be about a document still being stored (a recall right
-            // behind its delivery): every delivery pushed before them is finished first.
+            // Evidence about documents we sent is applied concurrently too (commits batch);
+            // the state machine absorbs steps of one document arriving out of order.
             Some(pb::hub_push::Item::Evidence(e)) => {
-                finish_all(&mut receiving, &acks, backoff).await?;
-                apply(node, e).await?;
-                pb::Ack::default()
+                let node = Arc::clone(node);
+                receiving.spawn(async move {
+                    apply(&node, e).await.map(|()| pb::Ack {
+                        seq,
+                        ..Default::default()
+                    })
+                });
+                continue;
             }
+            // A notice may be about a document still being stored (a recall right behind its
+            // delivery): everything pushed before it is finished first.
             Some(pb::hub_push::Item::Notice(e)) => {
                 finish_all(&mut receiving, &acks, backoff).await?;
                 crate::office::notice(node, e).await?
