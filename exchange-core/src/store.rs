@@ -202,7 +202,7 @@ impl Handle {
                 }
             }
         }
-        let db = Database::create(path)?;
+        let db = create(path)?;
         self.set(Some(Arc::new(db)));
         tracing::info!(path = %path.display(), "store reopened");
         Ok(())
@@ -233,10 +233,19 @@ impl std::fmt::Debug for Store {
     }
 }
 
+/// redb's page cache per store. redb's default (1 GiB) lets a process grow with its database;
+/// small documents' content lives in the store, so the cache is bounded: hot pages (queues,
+/// recent documents) fit, and older pages are read from the OS page cache when needed.
+pub const CACHE_BYTES: usize = 64 * 1024 * 1024;
+
+fn create(path: &Path) -> Result<Database, redb::DatabaseError> {
+    Database::builder().set_cache_size(CACHE_BYTES).create(path)
+}
+
 impl Store {
     /// Opens (or creates) the store at `path`, checking that it is a `kind` store of `version`.
     pub fn open(path: &Path, kind: &'static str, version: u64) -> Result<Self, StoreError> {
-        let db = Database::create(path)?;
+        let db = create(path)?;
         check_or_stamp(&db, path, kind, version)?;
         let db = Arc::new(Handle {
             current: std::sync::RwLock::new(Some(Arc::new(db))),
