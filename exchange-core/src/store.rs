@@ -12,6 +12,7 @@
 //! redb is synchronous, so all of it runs off the async runtime: writes on one dedicated writer
 //! thread, reads on the blocking pool.
 
+pub mod content;
 pub mod queue;
 
 use std::{

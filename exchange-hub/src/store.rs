@@ -29,8 +29,7 @@ const DOCUMENTS: TableDefinition<'_, &str, &[u8]> = TableDefinition::new("docume
 const DELIVERIES: TableDefinition<'_, (&str, &str), &[u8]> = TableDefinition::new("deliveries");
 const EVIDENCE: TableDefinition<'_, (&str, &str, u8), &[u8]> = TableDefinition::new("evidence");
 const RECALLS: TableDefinition<'_, &str, &[u8]> = TableDefinition::new("recalls");
-/// Content of small documents, by SHA-256: stored with the acceptance, in one commit.
-const CONTENT: TableDefinition<'_, &[u8], &[u8]> = TableDefinition::new("content");
+use exchange_core::store::content::{self, CONTENT};
 pub(crate) const OUTBOUND: DurableQueue = DurableQueue::new("outbound");
 /// Every table of this module, for a backup (`crate::backup`).
 pub(crate) const TABLES: &[&dyn exchange_core::backup::BackupTable] = &[
@@ -158,13 +157,10 @@ pub(crate) async fn accept(
                 .insert(id.as_str(), encode(&rec).as_slice())
                 .map_err(StoreError::from)?;
             put_evidence(txn, &id, "", EvidenceKind::Accepted, &acceptance)?;
-            if !inline.is_empty() {
-                let mut content = txn.open_table(CONTENT).map_err(StoreError::from)?;
-                for c in &inline {
-                    content
-                        .insert(c.sha256.as_slice(), c.data.as_slice())
-                        .map_err(StoreError::from)?;
-                }
+            for c in &inline {
+                let digest = exchange_core::signing::Digest::from_slice(&c.sha256)
+                    .ok_or_else(|| ServiceError::invalid("content.sha256: must be 32 bytes"))?;
+                content::put(txn, &digest, &c.data)?;
             }
             let queued = encode(&st::HubDelivery {
                 state: u32::from(DeliveryState::Accepted.code()),
@@ -208,6 +204,28 @@ pub(crate) async fn accept(
         .await
 }
 
+/// The recipient that evidence is about (required for every per-recipient step).
+fn recipient_of(ev: &SignedEvidence) -> Result<DeptId, ServiceError> {
+    ev.evidence
+        .recipient
+        .clone()
+        .ok_or_else(|| ServiceError::invalid("evidence.recipient: required"))
+}
+
+/// The delivery of document `id` to `dept`; refused if `dept` is not a recipient.
+fn load_delivery(
+    txn: &WriteTransaction,
+    id: &str,
+    dept: &DeptId,
+) -> Result<st::HubDelivery, ServiceError> {
+    let table = txn.open_table(DELIVERIES).map_err(StoreError::from)?;
+    let v = table
+        .get((id, dept.as_str()))
+        .map_err(StoreError::from)?
+        .ok_or_else(|| ServiceError::denied(format!("{dept} is not a recipient of {id}")))?;
+    Ok(decode(format!("delivery {id}/{dept}"), v.value())?)
+}
+
 fn put_evidence(
     txn: &WriteTransaction,
     id: &str,
@@ -237,20 +255,9 @@ pub(crate) async fn record_evidence(
     let priority = doc.header.urgency.priority();
     store
         .write(move |txn| {
-            let recipient = ev
-                .evidence
-                .recipient
-                .clone()
-                .ok_or_else(|| ServiceError::invalid("evidence.recipient: required"))?;
+            let recipient = recipient_of(&ev)?;
             let key = (id.as_str(), recipient.as_str());
-            let mut delivery: st::HubDelivery = {
-                let table = txn.open_table(DELIVERIES).map_err(StoreError::from)?;
-                let v = table.get(key).map_err(StoreError::from)?;
-                let v = v.ok_or_else(|| {
-                    ServiceError::denied(format!("{recipient} is not a recipient of {id}"))
-                })?;
-                decode(format!("delivery {id}/{recipient}"), v.value())?
-            };
+            let mut delivery = load_delivery(txn, &id, &recipient)?;
             let is_new = {
                 let table = txn.open_table(EVIDENCE).map_err(StoreError::from)?;
                 let found = table
@@ -461,11 +468,7 @@ pub(crate) async fn add_recipient(
     let doc_id = doc.header.id;
     store
         .write(move |txn| {
-            let dept = ev
-                .evidence
-                .recipient
-                .clone()
-                .ok_or_else(|| ServiceError::invalid("evidence.recipient: required"))?;
+            let dept = recipient_of(&ev)?;
             if txn
                 .open_table(RECALLS)
                 .map_err(StoreError::from)?
@@ -529,21 +532,12 @@ pub(crate) async fn remind(
     let priority = doc.header.urgency.priority();
     store
         .write(move |txn| {
-            let dept = ev
-                .evidence
-                .recipient
-                .clone()
-                .ok_or_else(|| ServiceError::invalid("evidence.recipient: required"))?;
-            let state = {
-                let table = txn.open_table(DELIVERIES).map_err(StoreError::from)?;
-                let v = table
-                    .get((id.as_str(), dept.as_str()))
-                    .map_err(StoreError::from)?;
-                let v = v.ok_or_else(|| {
-                    ServiceError::denied(format!("{dept} is not a recipient of {id}"))
-                })?;
-                delivery_state(v.value(), &format!("delivery {id}/{dept}"))?
-            };
+            let dept = recipient_of(&ev)?;
+            let delivery = load_delivery(txn, &id, &dept)?;
+            let state = u8::try_from(delivery.state)
+                .ok()
+                .and_then(DeliveryState::from_code)
+                .unwrap_or(DeliveryState::Accepted);
             if state.is_final() {
                 return Err(ServiceError::precondition(format!(
                     "document {id} at {dept} is {state}: nothing to remind of"
@@ -737,23 +731,15 @@ pub(crate) fn scan_accepted(
 
 /// The parts of `doc` held inline, with their content.
 fn inline_of(txn: &ReadTransaction, doc: &SignedDoc) -> Result<Vec<pb::InlineContent>, StoreError> {
-    let table = match txn.open_table(CONTENT) {
-        Ok(t) => t,
-        Err(redb::TableError::TableDoesNotExist(_)) => return Ok(Vec::new()),
-        Err(e) => return Err(e.into()),
-    };
-    let mut out = Vec::new();
+    let mut out: Vec<pb::InlineContent> = Vec::new();
     for p in &doc.header.parts {
-        if out
-            .iter()
-            .any(|c: &pb::InlineContent| c.sha256 == p.sha256.0)
-        {
+        if out.iter().any(|c| c.sha256 == p.sha256.0) {
             continue;
         }
-        if let Some(v) = table.get(p.sha256.0.as_slice())? {
+        if let Some(data) = content::get_in(txn, &p.sha256)? {
             out.push(pb::InlineContent {
                 sha256: p.sha256.0.to_vec(),
-                data: v.value().to_vec(),
+                data,
             });
         }
     }
@@ -765,11 +751,5 @@ pub(crate) async fn inline_content(
     store: &Store,
     digest: exchange_core::signing::Digest,
 ) -> Result<Option<Vec<u8>>, StoreError> {
-    store
-        .lookup(move |txn| match txn.open_table(CONTENT) {
-            Ok(t) => Ok(t.get(digest.0.as_slice())?.map(|v| v.value().to_vec())),
-            Err(redb::TableError::TableDoesNotExist(_)) => Ok(None),
-            Err(e) => Err(e.into()),
-        })
-        .await
+    content::get(store, digest).await
 }

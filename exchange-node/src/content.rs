@@ -6,33 +6,14 @@
 use exchange_core::{
     blob::{BlobError, BlobStore},
     signing::Digest,
-    store::{Store, StoreError},
+    store::Store,
 };
-use redb::{TableDefinition, WriteTransaction};
 use tokio::io::AsyncRead;
 
-/// Content of small documents, by SHA-256.
-pub(crate) const CONTENT: TableDefinition<'_, &[u8], &[u8]> = TableDefinition::new("content");
+pub(crate) use exchange_core::store::content::{get, put};
 
 /// A part's bytes, from wherever they are.
 pub(crate) type Reader = Box<dyn AsyncRead + Send + Unpin>;
-
-/// Stores small content in `txn` (content-addressed: storing it again changes nothing).
-pub(crate) fn put(txn: &WriteTransaction, digest: &Digest, data: &[u8]) -> Result<(), StoreError> {
-    txn.open_table(CONTENT)?.insert(digest.0.as_slice(), data)?;
-    Ok(())
-}
-
-/// The small content stored under `digest`, if any.
-pub(crate) async fn get(store: &Store, digest: Digest) -> Result<Option<Vec<u8>>, StoreError> {
-    store
-        .lookup(move |txn| match txn.open_table(CONTENT) {
-            Ok(t) => Ok(t.get(digest.0.as_slice())?.map(|v| v.value().to_vec())),
-            Err(redb::TableError::TableDoesNotExist(_)) => Ok(None),
-            Err(e) => Err(e.into()),
-        })
-        .await
-}
 
 /// Whether the whole content of `digest` is on this node.
 pub(crate) async fn has(store: &Store, blobs: &BlobStore, digest: &Digest) -> bool {

@@ -33,7 +33,7 @@ pub(crate) const TABLES: &[&dyn exchange_core::backup::BackupTable] = &[
     &INBOX,
     &IDEMPOTENCY,
     &EVENTS,
-    &crate::content::CONTENT,
+    &exchange_core::store::content::CONTENT,
     &OUTBOX,
 ];
 pub(crate) const HUB: &str = "hub";
