@@ -21,7 +21,7 @@ mod ops;
 mod routing;
 
 pub use limits::LimitsSection;
-pub use office::{GroupEntry, RemindersSection};
+pub use office::{Allowance, Calendar, GroupEntry, RemindersSection, format_offset};
 pub use ops::{LogFormat, LogLevel, LogSection, MetricsSection};
 pub use routing::{DeptPattern, RoutingDefault, RoutingRule, RoutingSection};
 

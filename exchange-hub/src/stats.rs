@@ -4,12 +4,12 @@
 //! Computed from the store in one read transaction when asked; nothing is kept. The counting
 //! rules are stated once, in `proto/exchange/v1/stats.proto`, and for administrators in
 //! `docs/operations.md` (Statistics). "On time" is the nodes' overdue rule
-//! ([`RemindersSection::threshold_ms`]), applied with the hub's own `[reminders]`.
+//! ([`RemindersSection::is_late`], working days counted in the hub's calendar), applied with the hub's own `[reminders]`.
 
 use std::collections::BTreeMap;
 
 use exchange_core::{
-    config::{HubConfig, RemindersSection},
+    config::{Allowance, HubConfig, RemindersSection, format_offset},
     document::Urgency,
     error::ServiceError,
     ids::DeptId,
@@ -93,15 +93,29 @@ pub(crate) async fn compute(
         })
         .collect();
     let r = &cfg.reminders;
+    let split = |a: Allowance| match a {
+        Allowance::Clock(secs) => (secs, 0),
+        Allowance::WorkingDays(days) => (0, days),
+    };
+    let (very_urgent_secs, very_urgent_working_days) = split(r.very_urgent);
+    let (urgent_secs, urgent_working_days) = split(r.urgent);
+    let (normal_secs, normal_working_days) = split(r.normal);
+    let count = |n: usize| u32::try_from(n).unwrap_or(u32::MAX);
     Ok(pb::GetStatsResponse {
         departments,
         total: Some(total),
         at_ms: now_ms,
         from_ms: req.from_ms,
         until_ms: req.until_ms,
-        very_urgent_secs: r.very_urgent_secs,
-        urgent_secs: r.urgent_secs,
-        normal_secs: r.normal_secs,
+        very_urgent_secs,
+        urgent_secs,
+        normal_secs,
+        very_urgent_working_days,
+        urgent_working_days,
+        normal_working_days,
+        utc_offset: format_offset(r.calendar.utc_offset),
+        holidays: count(r.calendar.holidays.len()),
+        workdays: count(r.calendar.workdays.len()),
     })
 }
 
@@ -124,7 +138,6 @@ impl Tally {
     /// Counts one document: once for its sender, and each delivery for its recipient.
     fn add(&mut self, sender: &str, urgency: Urgency, deliveries: &[DeliveryFacts]) {
         self.rows.entry(sender.to_owned()).or_default().sent += 1;
-        let threshold = self.reminders.threshold_ms(urgency);
         for d in deliveries {
             // A state code from a newer version is skipped, not an error: the rest still counts.
             let Some(state) = u8::try_from(d.state)
@@ -142,8 +155,10 @@ impl Tally {
                 DeliveryState::Delivered => {
                     row.received += 1;
                     row.unconfirmed += 1;
-                    let waited = self.now_ms.saturating_sub(d.delivered_at_ms);
-                    if d.delivered_at_ms > 0 && waited > threshold {
+                    if self
+                        .reminders
+                        .is_late(urgency, d.delivered_at_ms, self.now_ms)
+                    {
                         row.overdue_unconfirmed += 1;
                     }
                 }
@@ -153,7 +168,10 @@ impl Tally {
                     row.confirmed += 1;
                     if d.delivered_at_ms > 0 && d.confirmed_at_ms > 0 {
                         let took = d.confirmed_at_ms.saturating_sub(d.delivered_at_ms).max(0);
-                        if took > threshold {
+                        if self
+                            .reminders
+                            .is_late(urgency, d.delivered_at_ms, d.confirmed_at_ms)
+                        {
                             row.confirmed_late += 1;
                         } else {
                             row.confirmed_on_time += 1;
@@ -207,9 +225,10 @@ mod tests {
     #[test]
     fn every_delivery_lands_in_one_bucket_and_unknown_states_are_skipped() {
         let r = RemindersSection {
-            very_urgent_secs: 1,
-            urgent_secs: 10,
-            normal_secs: 100,
+            very_urgent: Allowance::Clock(1),
+            urgent: Allowance::Clock(10),
+            normal: Allowance::Clock(100),
+            ..RemindersSection::default()
         };
         let mut t = Tally::new(r, 1_000_000);
         let code = |s: DeliveryState| u32::from(s.code());

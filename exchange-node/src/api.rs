@@ -87,6 +87,7 @@ pub(crate) fn inbox_entry(
         .and_then(|r| SignedEvidence::decode(r).ok())
         .map(|r| r.evidence.reason)
         .unwrap_or_default();
+    let due = sign_due_ms(&node.cfg.reminders, h.urgency, rec.received_at_ms);
     let entry = pb::InboxEntry {
         doc_id: h.id.to_string(),
         sender: h.sender.to_string(),
@@ -107,14 +108,27 @@ pub(crate) fn inbox_entry(
         recall_reason,
         added: added.is_some(),
         overdue: state == InboxState::New
-            && crate::overdue::is_overdue(
-                &node.cfg.reminders,
-                h.urgency,
-                rec.received_at_ms,
-                now_ms(),
-            ),
+            && node
+                .cfg
+                .reminders
+                .is_late(h.urgency, rec.received_at_ms, now_ms()),
+        sign_due_ms: due,
     };
     Ok((entry, doc))
+}
+
+/// When 签收 of something of `urgency` that arrived at `since_ms` falls due, for the API: 0
+/// for "not delivered yet" or "never" (a calendar without working days).
+pub(crate) fn sign_due_ms(
+    r: &exchange_core::config::RemindersSection,
+    urgency: exchange_core::document::Urgency,
+    since_ms: i64,
+) -> i64 {
+    match r.due_ms(urgency, since_ms) {
+        _ if since_ms <= 0 => 0,
+        i64::MAX => 0,
+        due => due,
+    }
 }
 
 /// One recipient's row of a sent document's status.
@@ -139,7 +153,8 @@ pub(crate) fn recipient_status(r: &st::SentRecipient, queued_at_ms: i64) -> pb::
         rejected_at_ms: r.rejected_at_ms,
         clerk: r.clerk.clone(),
         reason: r.reason.clone(),
-        overdue: false, // set by `status`, which knows the urgency and the thresholds
+        overdue: false, // these two are set by `status`, which knows the urgency
+        sign_due_ms: 0,
         added: r.added.is_some(),
         reminders: r.reminders,
         last_reminded_at_ms: r.last_reminded_at_ms,

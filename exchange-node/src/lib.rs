@@ -16,7 +16,6 @@ mod content;
 mod groups;
 mod metrics;
 mod office;
-mod overdue;
 mod status;
 mod store;
 mod submit;

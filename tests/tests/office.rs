@@ -292,7 +292,9 @@ async fn an_overdue_delivery_is_flagged_at_both_ends() -> Result<()> {
     let mut ex = TestExchange::setup(&["a", "b"])?;
     for d in ["a", "b"] {
         // 平件 overdue after 1 s; 特急 keeps its default 2 h.
-        ex.edit_node_config(d, |c| c.reminders.normal_secs = 1)?;
+        ex.edit_node_config(d, |c| {
+            c.reminders.normal = exchange_core::config::Allowance::Clock(1)
+        })?;
     }
     ex.start_hub().await?;
     ex.start_node("a").await?;
@@ -318,6 +320,15 @@ async fn an_overdue_delivery_is_flagged_at_both_ends() -> Result<()> {
     .await?;
     assert_eq!(ids(&entries), [normal.as_str(), very.as_str()]);
     assert_eq!(entries[1]["overdue"], false);
+    // When 签收 falls due: 1 s after arrival for the 平件, 2 h around the clock for the 特急.
+    let due_after = |e: &serde_json::Value, secs: i64| -> Result<()> {
+        let received = e["received_at_ms"].as_i64().context("received_at_ms")?;
+        let due = exchange_core::time::format_ms(received + secs * 1000);
+        assert_eq!(e["sign_due_at"], due.as_str(), "{e}");
+        Ok(())
+    };
+    due_after(&entries[0], 1)?;
+    due_after(&entries[1], 7200)?;
     assert_eq!(
         ids(&inbox(&ex, "b", &["--state", "overdue"]).await?),
         [normal.as_str()]
@@ -333,6 +344,7 @@ async fn an_overdue_delivery_is_flagged_at_both_ends() -> Result<()> {
     })
     .await?;
     assert_eq!(b["state"], "delivered");
+    assert!(b["sign_due_at"].is_string(), "{b}");
     let s = ex.cli_json("a", &["status", &very, "--json"]).await?;
     assert_eq!(s["recipients"][0]["overdue"], false);
     let outbox = ex.cli_ok("a", &["outbox"]).await?;

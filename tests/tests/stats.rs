@@ -65,7 +65,7 @@ async fn stats_status(ex: &TestExchange, args: &[&str]) -> Result<(Option<i32>, 
 async fn a_day_of_sending_signing_and_overdue_adds_up_per_department() -> Result<()> {
     let mut ex = TestExchange::setup(&["a", "b", "c"])?;
     // 平件 overdue 1 s after delivery; 特急 keeps its default 2 h.
-    ex.edit_hub_config(|c| c.reminders.normal_secs = 1)?;
+    ex.edit_hub_config(|c| c.reminders.normal = exchange_core::config::Allowance::Clock(1))?;
     ex.start_hub().await?;
     for d in ["a", "b", "c"] {
         ex.start_node(d).await?;
@@ -109,6 +109,10 @@ async fn a_day_of_sending_signing_and_overdue_adds_up_per_department() -> Result
     assert_eq!(s["timezone"], "UTC");
     assert_eq!(s["thresholds_secs"]["normal"], 1);
     assert_eq!(s["thresholds_secs"]["very_urgent"], 7200);
+    assert_eq!(s["thresholds_secs"]["urgent"], Value::Null);
+    assert_eq!(s["thresholds_working_days"]["urgent"], 1, "1 working day by default");
+    assert_eq!(s["thresholds_working_days"]["normal"], Value::Null);
+    assert_eq!(s["calendar"]["utc_offset"], "+08:00");
     let a = row(&s, "a");
     assert_eq!(
         (a["sent"].as_u64(), a["received"].as_u64()),

@@ -124,8 +124,13 @@ struct Report {
     /// When the hub computed the figures (RFC 3339, UTC): "overdue" for an unconfirmed
     /// delivery is as of then.
     as_of: String,
-    /// The hub's `[reminders]` thresholds that "on time" was judged by, in seconds.
-    thresholds_secs: Thresholds,
+    /// The hub's `[reminders]` allowances that "on time" was judged by, per urgency: in
+    /// seconds around the clock, or (null here) in working days, below.
+    thresholds_secs: Thresholds<u64>,
+    /// The allowances counted in working days of `calendar` (null where counted in seconds).
+    thresholds_working_days: Thresholds<u32>,
+    /// The hub's working-day calendar.
+    calendar: CalendarInfo,
     /// One row per department.
     departments: Vec<Row>,
     /// The sums of the rows (shares and averages recomputed from the sums).
@@ -133,10 +138,31 @@ struct Report {
 }
 
 #[derive(Debug, Serialize)]
-struct Thresholds {
-    very_urgent: u64,
-    urgent: u64,
-    normal: u64,
+struct Thresholds<T> {
+    very_urgent: Option<T>,
+    urgent: Option<T>,
+    normal: Option<T>,
+}
+
+impl<T: Copy + PartialEq + Default> Thresholds<T> {
+    /// From the response's three fields, where 0 means "counted the other way".
+    fn new(very_urgent: T, urgent: T, normal: T) -> Self {
+        let set = |v: T| (v != T::default()).then_some(v);
+        Thresholds {
+            very_urgent: set(very_urgent),
+            urgent: set(urgent),
+            normal: set(normal),
+        }
+    }
+}
+
+#[derive(Debug, Serialize)]
+struct CalendarInfo {
+    /// Where the calendar's days begin, e.g. `+08:00`.
+    utc_offset: String,
+    /// How many public holidays and make-up working days `[reminders]` lists.
+    holidays: u32,
+    workdays: u32,
 }
 
 /// One department's figures (field meanings: `proto/exchange/v1/stats.proto`).
@@ -219,10 +245,16 @@ impl Report {
             to: args.to.map(|d| d.to_string()),
             timezone: "UTC",
             as_of: format_ms(s.at_ms),
-            thresholds_secs: Thresholds {
-                very_urgent: s.very_urgent_secs,
-                urgent: s.urgent_secs,
-                normal: s.normal_secs,
+            thresholds_secs: Thresholds::new(s.very_urgent_secs, s.urgent_secs, s.normal_secs),
+            thresholds_working_days: Thresholds::new(
+                s.very_urgent_working_days,
+                s.urgent_working_days,
+                s.normal_working_days,
+            ),
+            calendar: CalendarInfo {
+                utc_offset: s.utc_offset.clone(),
+                holidays: s.holidays,
+                workdays: s.workdays,
             },
             departments: s.departments.iter().map(Row::new).collect(),
             total: Row::new(&s.total.clone().unwrap_or_default()),
@@ -233,14 +265,25 @@ impl Report {
     fn table(&self) -> String {
         let from = self.from.as_deref().unwrap_or("the beginning");
         let to = self.to.as_deref().unwrap_or("now");
-        let t = &self.thresholds_secs;
+        let (secs, days) = (&self.thresholds_secs, &self.thresholds_working_days);
+        let within = |secs: Option<u64>, days: Option<u32>| match (secs, days) {
+            (_, Some(1)) => "1 working day".to_owned(),
+            (_, Some(n)) => format!("{n} working days"),
+            (Some(s), None) => duration(s as f64),
+            (None, None) => duration(0.0),
+        };
+        let c = &self.calendar;
         let mut out = format!(
             "period: {from} to {to} (UTC days, by acceptance at the hub); as of {}\n\
-             on time: signed for within very-urgent {}, urgent {}, normal {} of delivery\n",
+             on time: signed for within very-urgent {}, urgent {}, normal {} of delivery \
+             (working days: Mon-Fri at {}, {} holidays, {} make-up days)\n",
             self.as_of,
-            duration(t.very_urgent as f64),
-            duration(t.urgent as f64),
-            duration(t.normal as f64),
+            within(secs.very_urgent, days.very_urgent),
+            within(secs.urgent, days.urgent),
+            within(secs.normal, days.normal),
+            c.utc_offset,
+            c.holidays,
+            c.workdays,
         );
         let head = [
             "DEPT",

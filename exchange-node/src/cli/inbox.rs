@@ -54,6 +54,9 @@ pub(crate) struct EntryJson {
     pub(crate) reason: String,
     /// Still new past the `[reminders]` threshold for its urgency (超期未签收).
     pub(crate) overdue: bool,
+    /// When 签收 falls due by `[reminders]` (working days of the node's calendar), RFC 3339
+    /// UTC; null if never.
+    pub(crate) sign_due_at: Option<String>,
     /// 办理/答复时限 set by the sender, RFC 3339 UTC; null if none.
     pub(crate) reply_deadline: Option<String>,
     /// Seconds left until the reply deadline when this was printed (negative once it has
@@ -86,6 +89,7 @@ impl From<&pb::InboxEntry> for EntryJson {
             clerk: e.clerk.clone(),
             reason: e.reason.clone(),
             overdue: e.overdue,
+            sign_due_at: time_or_null(e.sign_due_ms),
             reply_deadline: time_or_null(e.reply_deadline_ms),
             time_left_secs: time_left_secs(e.reply_deadline_ms, now_ms()),
             reminders: e.reminders,
@@ -196,7 +200,7 @@ mod tests {
         assert_eq!(v["received_at"], "2025-11-26T14:27:10.123Z");
         assert_eq!(v["received_at_ms"], 1_764_167_230_123_i64);
         let keys: Vec<&String> = v.as_object().unwrap().keys().collect();
-        assert_eq!(keys.len(), 19, "{keys:?}");
+        assert_eq!(keys.len(), 20, "{keys:?}");
         assert_eq!(v["overdue"], false);
         assert!(v["reply_deadline"].is_null() && v["time_left_secs"].is_null());
     }

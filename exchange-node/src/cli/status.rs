@@ -79,6 +79,8 @@ struct RecipientJson {
     reason: String,
     /// Delivered but not confirmed past this node's `[reminders]` threshold (超期未签收).
     overdue: bool,
+    /// Once delivered: when 签收 falls due by this node's `[reminders]`; null before, or never.
+    sign_due_at: Option<String>,
     /// Added after sending (补发).
     added: bool,
     /// Reminders (催办) sent to it.
@@ -135,6 +137,7 @@ pub(super) fn to_json(s: &pb::DocumentStatus) -> StatusJson {
                 clerk: r.clerk.clone(),
                 reason: r.reason.clone(),
                 overdue: r.overdue,
+                sign_due_at: time_or_null(r.sign_due_ms),
                 added: r.added,
                 reminders: r.reminders,
                 last_reminded_at: time_or_null(r.last_reminded_at_ms),
