@@ -173,6 +173,7 @@ pub fn demo_setup(
         log: Default::default(),
         groups: Vec::new(),
         reminders: Default::default(),
+        calendar: Default::default(),
     };
     // An administrator for the audit commands (`exchange-hub --config hub.toml audit ...`).
     let admin_dir = dir.join("admin");
@@ -217,6 +218,7 @@ pub fn demo_setup(
             metrics: None,
             log: Default::default(),
             reminders: Default::default(),
+            calendar: Default::default(),
         };
         let node_config = node_dir.join("node.toml");
         write_toml(

@@ -14,14 +14,16 @@ use serde::{Deserialize, Serialize, de::DeserializeOwned};
 
 use crate::ids::DeptId;
 
+mod calendar;
 mod check;
 mod limits;
 mod office;
 mod ops;
 mod routing;
 
+pub use calendar::{Calendar, format_date, format_offset, parse_date};
 pub use limits::LimitsSection;
-pub use office::{Allowance, Calendar, GroupEntry, RemindersSection, format_offset};
+pub use office::{Allowance, GroupEntry, RemindersSection};
 pub use ops::{LogFormat, LogLevel, LogSection, MetricsSection};
 pub use routing::{DeptPattern, RoutingDefault, RoutingRule, RoutingSection};
 
@@ -126,6 +128,10 @@ pub struct HubConfig {
     /// `exchange-hub stats` calls "on time". Same keys and defaults as the node's.
     #[serde(default, skip_serializing_if = "RemindersSection::is_default")]
     pub reminders: RemindersSection,
+    /// The office's days (`[calendar]`): where `stats` periods begin, and the working days of
+    /// `[reminders]`. Same keys and defaults as the node's.
+    #[serde(default, skip_serializing_if = "Calendar::is_default")]
+    pub calendar: Calendar,
 }
 
 /// `[audit]` in `hub.toml`.
@@ -236,6 +242,10 @@ pub struct NodeConfig {
     /// When an unconfirmed delivery counts as overdue (`[reminders]`), by urgency.
     #[serde(default, skip_serializing_if = "RemindersSection::is_default")]
     pub reminders: RemindersSection,
+    /// The office's days (`[calendar]`): today's date for documents, dates on the command line,
+    /// and the working days of `[reminders]`.
+    #[serde(default, skip_serializing_if = "Calendar::is_default")]
+    pub calendar: Calendar,
 }
 
 /// `[node]` in `node.toml`.

@@ -9,7 +9,7 @@
 use std::collections::BTreeMap;
 
 use exchange_core::{
-    config::{Allowance, HubConfig, RemindersSection, format_offset},
+    config::{Allowance, Calendar, HubConfig, RemindersSection, format_offset},
     document::Urgency,
     error::ServiceError,
     ids::DeptId,
@@ -51,10 +51,10 @@ pub(crate) async fn compute(
     } else {
         req.until_ms
     };
-    let reminders = cfg.reminders.clone();
+    let (reminders, calendar) = (cfg.reminders.clone(), cfg.calendar.clone());
     let tally = store
         .read(move |txn| {
-            let mut tally = Tally::new(reminders, now_ms);
+            let mut tally = Tally::new(reminders, calendar, now_ms);
             store::scan_accepted(txn, period, &mut |d| {
                 tally.add(
                     d.doc.header.sender.as_str(),
@@ -113,23 +113,25 @@ pub(crate) async fn compute(
         very_urgent_working_days,
         urgent_working_days,
         normal_working_days,
-        utc_offset: format_offset(r.calendar.utc_offset),
-        holidays: count(r.calendar.holidays.len()),
-        workdays: count(r.calendar.workdays.len()),
+        utc_offset: format_offset(cfg.calendar.utc_offset),
+        holidays: count(cfg.calendar.holidays.len()),
+        workdays: count(cfg.calendar.workdays.len()),
     })
 }
 
 /// The counters of the period, by department id, filled one document at a time.
 struct Tally {
     reminders: RemindersSection,
+    calendar: Calendar,
     now_ms: i64,
     rows: BTreeMap<String, pb::DeptStats>,
 }
 
 impl Tally {
-    fn new(reminders: RemindersSection, now_ms: i64) -> Self {
+    fn new(reminders: RemindersSection, calendar: Calendar, now_ms: i64) -> Self {
         Tally {
             reminders,
+            calendar,
             now_ms,
             rows: BTreeMap::new(),
         }
@@ -155,10 +157,12 @@ impl Tally {
                 DeliveryState::Delivered => {
                     row.received += 1;
                     row.unconfirmed += 1;
-                    if self
-                        .reminders
-                        .is_late(urgency, d.delivered_at_ms, self.now_ms)
-                    {
+                    if self.reminders.is_late(
+                        &self.calendar,
+                        urgency,
+                        d.delivered_at_ms,
+                        self.now_ms,
+                    ) {
                         row.overdue_unconfirmed += 1;
                     }
                 }
@@ -168,10 +172,12 @@ impl Tally {
                     row.confirmed += 1;
                     if d.delivered_at_ms > 0 && d.confirmed_at_ms > 0 {
                         let took = d.confirmed_at_ms.saturating_sub(d.delivered_at_ms).max(0);
-                        if self
-                            .reminders
-                            .is_late(urgency, d.delivered_at_ms, d.confirmed_at_ms)
-                        {
+                        if self.reminders.is_late(
+                            &self.calendar,
+                            urgency,
+                            d.delivered_at_ms,
+                            d.confirmed_at_ms,
+                        ) {
                             row.confirmed_late += 1;
                         } else {
                             row.confirmed_on_time += 1;
@@ -228,9 +234,8 @@ mod tests {
             very_urgent: Allowance::Clock(1),
             urgent: Allowance::Clock(10),
             normal: Allowance::Clock(100),
-            ..RemindersSection::default()
         };
-        let mut t = Tally::new(r, 1_000_000);
+        let mut t = Tally::new(r, Calendar::default(), 1_000_000);
         let code = |s: DeliveryState| u32::from(s.code());
         t.add(
             "a",

@@ -87,7 +87,7 @@ pub(crate) fn inbox_entry(
         .and_then(|r| SignedEvidence::decode(r).ok())
         .map(|r| r.evidence.reason)
         .unwrap_or_default();
-    let due = sign_due_ms(&node.cfg.reminders, h.urgency, rec.received_at_ms);
+    let due = sign_due_ms(&node.cfg, h.urgency, rec.received_at_ms);
     let entry = pb::InboxEntry {
         doc_id: h.id.to_string(),
         sender: h.sender.to_string(),
@@ -108,10 +108,12 @@ pub(crate) fn inbox_entry(
         recall_reason,
         added: added.is_some(),
         overdue: state == InboxState::New
-            && node
-                .cfg
-                .reminders
-                .is_late(h.urgency, rec.received_at_ms, now_ms()),
+            && node.cfg.reminders.is_late(
+                &node.cfg.calendar,
+                h.urgency,
+                rec.received_at_ms,
+                now_ms(),
+            ),
         sign_due_ms: due,
     };
     Ok((entry, doc))
@@ -120,11 +122,11 @@ pub(crate) fn inbox_entry(
 /// When 签收 of something of `urgency` that arrived at `since_ms` falls due, for the API: 0
 /// for "not delivered yet" or "never" (a calendar without working days).
 pub(crate) fn sign_due_ms(
-    r: &exchange_core::config::RemindersSection,
+    cfg: &exchange_core::config::NodeConfig,
     urgency: exchange_core::document::Urgency,
     since_ms: i64,
 ) -> i64 {
-    match r.due_ms(urgency, since_ms) {
+    match cfg.reminders.due_ms(&cfg.calendar, urgency, since_ms) {
         _ if since_ms <= 0 => 0,
         i64::MAX => 0,
         due => due,

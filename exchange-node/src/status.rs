@@ -46,12 +46,14 @@ pub(crate) fn of_record(
                 s.state = pb::RecipientState::Refused.into();
             }
             s.overdue = s.state() == pb::RecipientState::Delivered
-                && node
-                    .cfg
-                    .reminders
-                    .is_late(doc.header.urgency, s.delivered_at_ms, now);
+                && node.cfg.reminders.is_late(
+                    &node.cfg.calendar,
+                    doc.header.urgency,
+                    s.delivered_at_ms,
+                    now,
+                );
             s.sign_due_ms =
-                crate::api::sign_due_ms(&node.cfg.reminders, doc.header.urgency, s.delivered_at_ms);
+                crate::api::sign_due_ms(&node.cfg, doc.header.urgency, s.delivered_at_ms);
             s
         })
         .collect();

@@ -195,7 +195,8 @@ async fn inbox_filters_and_the_outbox_show_the_clerks_day() -> Result<()> {
         .iter()
         .find(|e| e["id"] == normal.as_str())
         .context("normal")?;
-    assert_eq!(n["reply_deadline"], "2100-01-01T00:00:00.000Z");
+    // `--deadline 2100-01-01`: until the end of that day in Beijing (+08:00).
+    assert_eq!(n["reply_deadline"], "2100-01-01T16:00:00.000Z");
     assert!(n["time_left_secs"].as_i64().is_some_and(|s| s > 0), "{n}");
     assert!(listed[0]["reply_deadline"].is_null(), "{}", listed[0]);
     let (ok, _, err) = ex.cli("b", &["inbox", "--state", "signed"]).await?;
@@ -308,6 +309,26 @@ async fn an_overdue_delivery_is_flagged_at_both_ends() -> Result<()> {
     )
     .await?;
     wait_in_inbox(&ex, "b", &very).await?;
+    // 加急 keeps its default: 1 working day of b's calendar (Monday to Friday at +08:00).
+    let urgent = send(
+        &ex,
+        "a",
+        "关于上报数据的函",
+        &["--to", "b", "--urgency", "urgent"],
+    )
+    .await?;
+    wait_in_inbox(&ex, "b", &urgent).await?;
+    let e = inbox(&ex, "b", &["--urgency", "urgent"]).await?;
+    let received = e[0]["received_at_ms"].as_i64().context("received_at_ms")?;
+    let due = exchange_core::config::Calendar::default().add_working_days(received, 1);
+    assert!(due >= received + 86_400_000, "at least a day: {}", e[0]);
+    assert_eq!(
+        e[0]["sign_due_at"],
+        exchange_core::time::format_ms(due).as_str()
+    );
+    assert_eq!(e[0]["overdue"], false);
+    ex.cli_ok("b", &["confirm", &urgent, "--clerk", "赵敏"])
+        .await?;
 
     // At the recipient: the overdue 平件 is flagged and listed before the 特急 that is not.
     let entries = eventually("the 平件 to be overdue at b", DEADLINE, || async {
@@ -318,7 +339,11 @@ async fn an_overdue_delivery_is_flagged_at_both_ends() -> Result<()> {
         .then_some(e))
     })
     .await?;
-    assert_eq!(ids(&entries), [normal.as_str(), very.as_str()]);
+    // The signed-for 加急 comes last: nothing left to do about it.
+    assert_eq!(
+        ids(&entries),
+        [normal.as_str(), very.as_str(), urgent.as_str()]
+    );
     assert_eq!(entries[1]["overdue"], false);
     // When 签收 falls due: 1 s after arrival for the 平件, 2 h around the clock for the 特急.
     let due_after = |e: &serde_json::Value, secs: i64| -> Result<()> {

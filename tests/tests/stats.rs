@@ -106,11 +106,14 @@ async fn a_day_of_sending_signing_and_overdue_adds_up_per_department() -> Result
     })
     .await?;
 
-    assert_eq!(s["timezone"], "UTC");
+    assert_eq!(s["timezone"], "+08:00");
     assert_eq!(s["thresholds_secs"]["normal"], 1);
     assert_eq!(s["thresholds_secs"]["very_urgent"], 7200);
     assert_eq!(s["thresholds_secs"]["urgent"], Value::Null);
-    assert_eq!(s["thresholds_working_days"]["urgent"], 1, "1 working day by default");
+    assert_eq!(
+        s["thresholds_working_days"]["urgent"], 1,
+        "1 working day by default"
+    );
     assert_eq!(s["thresholds_working_days"]["normal"], Value::Null);
     assert_eq!(s["calendar"]["utc_offset"], "+08:00");
     let a = row(&s, "a");
@@ -153,15 +156,19 @@ async fn a_day_of_sending_signing_and_overdue_adds_up_per_department() -> Result
     assert_eq!(t["overdue"], 3);
     assert_eq!(t["on_time_share"], 0.5);
 
-    // One department, and the period: today (UTC) holds everything, an old day nothing.
+    // One department, and the period: today holds everything, an old day nothing. Days are
+    // the hub's calendar days, at +08:00 by default.
     let only = stats(&ex, &["--dept", "b"]).await?;
     assert_eq!(only["departments"].as_array().map(Vec::len), Some(1));
     assert_eq!(only["total"]["received"], 3);
-    let yesterday = format_ms(now_ms() - 86_400_000)[..10].to_owned();
-    let today = format_ms(now_ms())[..10].to_owned();
+    let beijing = now_ms() + 8 * 3_600_000;
+    let yesterday = format_ms(beijing - 86_400_000)[..10].to_owned();
+    let today = format_ms(beijing)[..10].to_owned();
     let period = stats(&ex, &["--from", &yesterday, "--to", &today]).await?;
     assert_eq!(period["total"]["sent"], 3);
     assert_eq!(period["from"], yesterday.as_str());
+    let before = stats(&ex, &["--to", &yesterday]).await?;
+    assert_eq!(before["total"]["sent"], 0, "--to ends at 24:00 of that day");
     let old = stats(&ex, &["--from", "2020-01-01", "--to", "2020-01-31"]).await?;
     assert_eq!(old["total"]["sent"], 0);
     assert_eq!(

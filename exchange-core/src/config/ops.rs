@@ -96,10 +96,13 @@ mod tests {
     fn the_deploy_examples_are_valid_configs() {
         let hub: crate::config::HubConfig =
             toml::from_str(include_str!("../../../deploy/hub.example.toml")).unwrap();
-        assert_eq!(hub.metrics.unwrap().listen.port(), 9710);
+        assert_eq!(hub.metrics.as_ref().map(|m| m.listen.port()), Some(9710));
         let node: crate::config::NodeConfig =
             toml::from_str(include_str!("../../../deploy/node.example.toml")).unwrap();
         assert_eq!(node.log.format, Some(LogFormat::Human));
+        assert_eq!(node.calendar, hub.calendar);
+        assert_eq!(node.calendar.holidays.len(), 5);
+        assert!(node.reminders.is_default());
     }
 
     #[test]

@@ -9,24 +9,30 @@
 
 use anyhow::Result;
 use clap::Args;
-use exchange_core::{config::HubConfig, ids::DeptId, time::format_ms};
+use exchange_core::{
+    config::{HubConfig, format_offset},
+    ids::DeptId,
+    time::format_ms,
+};
 use exchange_proto::v1 as pb;
 use serde::Serialize;
-use time::Date;
+use time::{Date, UtcOffset};
 
 use super::{
     UsageError,
     audit::{Source, connect},
 };
 
-/// `stats` flags. Days are calendar days in UTC.
+/// `stats` flags. Days are the office's calendar days: in `[calendar] utc_offset` of hub.toml
+/// (default +08:00, China Standard Time).
 #[derive(Debug, Args)]
 pub struct StatsArgs {
-    /// First day of the period, a UTC day: documents the hub accepted from 00:00 UTC that day.
+    /// First day of the period: documents the hub accepted from 00:00 that day (in the hub's
+    /// `[calendar] utc_offset`, default +08:00).
     /// Default: from the first document.
     #[arg(long, value_name = "YYYY-MM-DD", value_parser = parse_day)]
     pub from: Option<Date>,
-    /// Last day of the period, a UTC day, included (up to 24:00 UTC). Default: up to now.
+    /// Last day of the period, included (up to 24:00 that day). Default: up to now.
     #[arg(long, value_name = "YYYY-MM-DD", value_parser = parse_day)]
     pub to: Option<Date>,
     /// Only this department's row (its id, as in [[departments]]).
@@ -40,16 +46,16 @@ pub struct StatsArgs {
 fn parse_day(s: &str) -> Result<Date, String> {
     let fmt = time::macros::format_description!("[year]-[month]-[day]");
     Date::parse(s.trim(), &fmt)
-        .map_err(|e| format!("{s:?} is not a day as YYYY-MM-DD (UTC), e.g. 2026-11-20: {e}"))
+        .map_err(|e| format!("{s:?} is not a day as YYYY-MM-DD, e.g. 2026-11-20: {e}"))
 }
 
-/// 00:00 UTC of `day`, in Unix ms.
-fn midnight_ms(day: Date) -> i64 {
-    day.midnight().assume_utc().unix_timestamp() * 1000
+/// 00:00 of `day` at `offset`, in Unix ms.
+fn midnight_ms(day: Date, offset: UtcOffset) -> i64 {
+    day.midnight().assume_offset(offset).unix_timestamp() * 1000
 }
 
 /// The request for `args`; refuses a period that ends before it starts.
-fn request(args: &StatsArgs) -> Result<pb::GetStatsRequest, UsageError> {
+fn request(args: &StatsArgs, offset: UtcOffset) -> Result<pb::GetStatsRequest, UsageError> {
     if let (Some(from), Some(to)) = (args.from, args.to)
         && from > to
     {
@@ -65,12 +71,12 @@ fn request(args: &StatsArgs) -> Result<pb::GetStatsRequest, UsageError> {
         None => String::new(),
     };
     Ok(pb::GetStatsRequest {
-        from_ms: args.from.map(midnight_ms).unwrap_or(0),
+        from_ms: args.from.map(|d| midnight_ms(d, offset)).unwrap_or(0),
         // The day after --to, exclusive; no day after the last representable one: no end.
         until_ms: args
             .to
             .and_then(Date::next_day)
-            .map(midnight_ms)
+            .map(|d| midnight_ms(d, offset))
             .unwrap_or(0),
         dept,
     })
@@ -78,7 +84,8 @@ fn request(args: &StatsArgs) -> Result<pb::GetStatsRequest, UsageError> {
 
 /// Runs `stats`.
 pub async fn run(cfg: HubConfig, args: StatsArgs) -> Result<()> {
-    let req = request(&args)?;
+    let offset = cfg.calendar.utc_offset;
+    let req = request(&args, offset)?;
     let stats = match connect(&cfg).await? {
         Source::Hub(mut client) => client
             .get_stats(req)
@@ -95,7 +102,7 @@ pub async fn run(cfg: HubConfig, args: StatsArgs) -> Result<()> {
                 })?
         }
     };
-    let report = Report::new(&args, &stats);
+    let report = Report::new(&args, offset, &stats);
     if args.json {
         println!("{}", serde_json::to_string_pretty(&report)?);
     } else {
@@ -119,8 +126,8 @@ struct Report {
     from: Option<String>,
     /// The last day asked for (`--to`, included), or null: up to now.
     to: Option<String>,
-    /// The days are UTC days.
-    timezone: &'static str,
+    /// The offset the days of `from` and `to` are in, e.g. `+08:00`.
+    timezone: String,
     /// When the hub computed the figures (RFC 3339, UTC): "overdue" for an unconfirmed
     /// delivery is as of then.
     as_of: String,
@@ -239,11 +246,11 @@ impl Row {
 }
 
 impl Report {
-    fn new(args: &StatsArgs, s: &pb::GetStatsResponse) -> Self {
+    fn new(args: &StatsArgs, offset: UtcOffset, s: &pb::GetStatsResponse) -> Self {
         Report {
             from: args.from.map(|d| d.to_string()),
             to: args.to.map(|d| d.to_string()),
-            timezone: "UTC",
+            timezone: format_offset(offset),
             as_of: format_ms(s.at_ms),
             thresholds_secs: Thresholds::new(s.very_urgent_secs, s.urgent_secs, s.normal_secs),
             thresholds_working_days: Thresholds::new(
@@ -274,9 +281,10 @@ impl Report {
         };
         let c = &self.calendar;
         let mut out = format!(
-            "period: {from} to {to} (UTC days, by acceptance at the hub); as of {}\n\
+            "period: {from} to {to} (days at {}, by acceptance at the hub); as of {}\n\
              on time: signed for within very-urgent {}, urgent {}, normal {} of delivery \
              (working days: Mon-Fri at {}, {} holidays, {} make-up days)\n",
+            self.timezone,
             self.as_of,
             within(secs.very_urgent, days.very_urgent),
             within(secs.urgent, days.urgent),
@@ -348,12 +356,17 @@ mod tests {
     }
 
     #[test]
-    fn days_are_utc_and_to_is_included() {
-        let r = request(&args(Some("2026-11-20"), Some("2026-11-20"))).unwrap();
+    fn days_are_the_offices_and_to_is_included() {
+        let utc = UtcOffset::UTC;
+        let r = request(&args(Some("2026-11-20"), Some("2026-11-20")), utc).unwrap();
         assert_eq!(r.from_ms, 1_795_132_800_000);
         assert_eq!(r.until_ms - r.from_ms, 86_400_000);
-        assert_eq!(request(&args(None, None)).unwrap().until_ms, 0);
-        let err = request(&args(Some("2026-11-21"), Some("2026-11-20"))).unwrap_err();
+        // In Beijing the day starts 8 hours earlier.
+        let cst = time::macros::offset!(+8);
+        let r = request(&args(Some("2026-11-20"), Some("2026-11-20")), cst).unwrap();
+        assert_eq!(r.from_ms, 1_795_132_800_000 - 8 * 3_600_000);
+        assert_eq!(request(&args(None, None), cst).unwrap().until_ms, 0);
+        let err = request(&args(Some("2026-11-21"), Some("2026-11-20")), cst).unwrap_err();
         assert!(err.0.contains("--from") && err.0.contains("--to"), "{err}");
         assert!(parse_day("2026-13-01").is_err());
         assert!(parse_day("20.11.2026").is_err());

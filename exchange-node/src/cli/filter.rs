@@ -1,8 +1,12 @@
 //! `inbox` filters: by state, urgency, sender and date. Filtering happens in the CLI over the
 //! node's inbox listing, which keeps the API's order (urgent first, then oldest first).
 
-use exchange_core::document::Urgency;
+use exchange_core::{
+    config::{Calendar, parse_date},
+    document::Urgency,
+};
 use exchange_proto::v1 as pb;
+use time::Date;
 
 use super::labels::{inbox_state_name, parse_urgency, urgency};
 
@@ -21,22 +25,25 @@ pub(crate) struct Filter {
     /// Only documents from this department (its id).
     #[arg(long = "from", value_name = "DEPT")]
     from: Option<String>,
-    /// Only documents received at or after this time: a date (2026-11-20, midnight UTC) or
-    /// RFC 3339 (2026-11-20T08:00:00Z).
-    #[arg(long, value_name = "DATE", value_parser = parse_since)]
-    since: Option<i64>,
+    /// Only documents received at or after this time: a date (2026-11-20: from 00:00 that day
+    /// in the node's `[calendar] utc_offset`, default +08:00) or RFC 3339
+    /// (2026-11-20T08:00:00+08:00).
+    #[arg(long, value_name = "DATE", value_parser = parse_when)]
+    since: Option<When>,
 }
 
 impl Filter {
-    /// Whether `e` passes every flag given.
-    pub(crate) fn matches(&self, e: &pb::InboxEntry) -> bool {
+    /// Whether `e` passes every flag given; dates are days of `calendar`.
+    pub(crate) fn matches(&self, e: &pb::InboxEntry, calendar: &Calendar) -> bool {
         self.state.is_none_or(|s| {
             inbox_state_name(e.state()) == s
                 || (s == "overdue" && e.overdue)
                 || (s == "reminded" && e.state() == pb::InboxState::New && e.reminders > 0)
         }) && self.urgency.is_none_or(|u| urgency(e.urgency()) == u)
             && self.from.as_deref().is_none_or(|f| e.sender == f.trim())
-            && self.since.is_none_or(|t| e.received_at_ms >= t)
+            && self
+                .since
+                .is_none_or(|t| e.received_at_ms >= t.start_ms(calendar))
     }
 }
 
@@ -57,16 +64,47 @@ fn parse_state(s: &str) -> Result<&'static str, String> {
     }
 }
 
-/// A date (midnight UTC) or an RFC 3339 time, as Unix ms.
-pub(crate) fn parse_since(s: &str) -> Result<i64, String> {
+/// A time on the command line: a whole day of the office's calendar, or an instant.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum When {
+    /// `2026-11-20`: which instant depends on the flag (its start, or its end).
+    Day(Date),
+    /// RFC 3339, as Unix ms.
+    At(i64),
+}
+
+impl When {
+    /// The instant, a day counting from its 00:00 in `calendar` (`--since`).
+    pub(crate) fn start_ms(self, calendar: &Calendar) -> i64 {
+        match self {
+            When::Day(d) => calendar.start_of_day_ms(d),
+            When::At(ms) => ms,
+        }
+    }
+
+    /// The instant, a day counting until its 24:00 in `calendar` (`--deadline`: "by 1
+    /// December" leaves the whole of 1 December).
+    pub(crate) fn end_ms(self, calendar: &Calendar) -> i64 {
+        match self {
+            When::Day(d) => calendar.end_of_day_ms(d),
+            When::At(ms) => ms,
+        }
+    }
+}
+
+/// A date (`2026-11-20`) or an RFC 3339 time.
+pub(crate) fn parse_when(s: &str) -> Result<When, String> {
     use time::format_description::well_known::Rfc3339;
     let s = s.trim();
-    let t = time::OffsetDateTime::parse(s, &Rfc3339)
-        .or_else(|_| time::OffsetDateTime::parse(&format!("{s}T00:00:00Z"), &Rfc3339))
-        .map_err(|_| {
-            format!("{s:?} is neither a date (2026-11-20) nor RFC 3339 (2026-11-20T08:00:00Z)")
-        })?;
-    i64::try_from(t.unix_timestamp_nanos() / 1_000_000).map_err(|e| e.to_string())
+    if let Ok(d) = parse_date(s) {
+        return Ok(When::Day(d));
+    }
+    let t = time::OffsetDateTime::parse(s, &Rfc3339).map_err(|_| {
+        format!("{s:?} is neither a date (2026-11-20) nor RFC 3339 (2026-11-20T08:00:00+08:00)")
+    })?;
+    i64::try_from(t.unix_timestamp_nanos() / 1_000_000)
+        .map(When::At)
+        .map_err(|e| e.to_string())
 }
 
 #[cfg(test)]
@@ -85,20 +123,24 @@ mod tests {
 
     #[test]
     fn every_given_flag_must_match() {
-        let day = parse_since("2026-11-20").unwrap();
-        assert_eq!(parse_since("2026-11-20T00:00:00Z").unwrap(), day);
+        let cal = Calendar::default();
+        let since = parse_when("2026-11-20").unwrap();
+        // The day starts at 00:00 Beijing time, 16:00 UTC the day before.
+        let day = parse_when("2026-11-19T16:00:00Z").unwrap().start_ms(&cal);
+        assert_eq!(since.start_ms(&cal), day);
+        assert_eq!(since.end_ms(&cal), day + 86_400_000);
         let f = Filter {
             state: Some("new"),
             urgency: Some(Urgency::Urgent),
             from: Some("a".into()),
-            since: Some(day),
+            since: Some(since),
         };
-        assert!(f.matches(&entry("a", pb::InboxState::New, day)));
-        assert!(!f.matches(&entry("b", pb::InboxState::New, day)));
-        assert!(!f.matches(&entry("a", pb::InboxState::Confirmed, day)));
-        assert!(!f.matches(&entry("a", pb::InboxState::New, day - 1)));
-        assert!(Filter::default().matches(&entry("z", pb::InboxState::Rejected, 0)));
-        assert!(parse_since("yesterday").is_err());
+        assert!(f.matches(&entry("a", pb::InboxState::New, day), &cal));
+        assert!(!f.matches(&entry("b", pb::InboxState::New, day), &cal));
+        assert!(!f.matches(&entry("a", pb::InboxState::Confirmed, day), &cal));
+        assert!(!f.matches(&entry("a", pb::InboxState::New, day - 1), &cal));
+        assert!(Filter::default().matches(&entry("z", pb::InboxState::Rejected, 0), &cal));
+        assert!(parse_when("yesterday").is_err());
         assert!(parse_state("signed").is_err());
     }
 }

@@ -108,7 +108,7 @@ pub async fn run(args: Args, ctx: &Ctx) -> anyhow::Result<()> {
         to_depts: to,
         cc_depts: cc,
         attachment_note: bundle,
-        document_date: today()?,
+        document_date: today(&ctx.cfg.calendar),
         forwarded_from: id.to_owned(),
         ..Default::default()
     };

@@ -112,7 +112,7 @@ pub async fn run(args: Args, ctx: &Ctx) -> anyhow::Result<()> {
         .entries;
     let entries: Vec<pb::InboxEntry> = entries
         .into_iter()
-        .filter(|e| args.filter.matches(e))
+        .filter(|e| args.filter.matches(e, &ctx.cfg.calendar))
         .collect();
     if args.json {
         let json: Vec<EntryJson> = entries.iter().map(EntryJson::from).collect();

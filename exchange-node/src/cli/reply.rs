@@ -53,7 +53,7 @@ pub async fn run(args: Args, ctx: &Ctx) -> anyhow::Result<()> {
         title: args.title.clone(),
         main_recipients_text: sender.clone(),
         to_depts: vec![sender.clone()],
-        document_date: today()?,
+        document_date: today(&ctx.cfg.calendar),
         in_reply_to: original.clone(),
         ..Default::default()
     };

@@ -7,13 +7,17 @@
 use std::path::{Path, PathBuf};
 
 use anyhow::Context as _;
-use exchange_core::document::Urgency;
+use exchange_core::{
+    config::{Calendar, format_date},
+    document::Urgency,
+};
 use exchange_proto::v1 as pb;
 use tokio_stream::wrappers::ReceiverStream;
 
 use super::{
     Ctx,
     ctx::Lookup,
+    filter::When,
     labels::{parse_doc_type, parse_urgency},
     upload::{self, LocalPart},
 };
@@ -55,17 +59,17 @@ pub struct Args {
     /// Makes a retry safe: the node returns the same id for the same key instead of sending twice.
     #[arg(long, value_name = "K")]
     idempotency_key: Option<String>,
-    /// 办理/答复时限: a date (2026-12-01, midnight UTC) or RFC 3339 time by which recipients
-    /// should act; their `inbox` shows the time left. The hub gives up on a delivery still
-    /// undelivered at that time.
-    #[arg(long, value_name = "DATE", value_parser = super::filter::parse_since)]
-    deadline: Option<i64>,
+    /// 办理/答复时限: a date (2026-12-01: until the end of that day in the node's `[calendar]
+    /// utc_offset`, default +08:00) or an RFC 3339 time by which recipients should act; their
+    /// `inbox` shows the time left. The hub gives up on a delivery still undelivered then.
+    #[arg(long, value_name = "DATE", value_parser = super::filter::parse_when)]
+    deadline: Option<When>,
 }
 
 /// Sends the document and prints its id.
 pub async fn run(args: Args, ctx: &Ctx) -> anyhow::Result<()> {
     let parts = local_parts(&args.files)?;
-    let draft = draft(&args, &parts, today()?);
+    let draft = draft(&args, &parts, &ctx.cfg.calendar);
     let id = submit(ctx, draft, parts).await?;
     eprintln!(
         "queued for {}; follow it with: {}",
@@ -145,7 +149,7 @@ pub(super) fn local_parts(files: &[PathBuf]) -> anyhow::Result<Vec<LocalPart>> {
 }
 
 /// The draft: metadata from the flags, the manifest from the files.
-fn draft(args: &Args, parts: &[LocalPart], today: String) -> pb::DocumentDraft {
+fn draft(args: &Args, parts: &[LocalPart], calendar: &Calendar) -> pb::DocumentDraft {
     let to = dept_ids(&args.to);
     let cc = dept_ids(&args.cc);
     let metadata = pb::DocumentMetadata {
@@ -157,8 +161,8 @@ fn draft(args: &Args, parts: &[LocalPart], today: String) -> pb::DocumentDraft {
         cc_text: cc.join("、"),
         to_depts: to,
         cc_depts: cc,
-        document_date: today,
-        reply_deadline_ms: args.deadline.unwrap_or(0),
+        document_date: today(calendar),
+        reply_deadline_ms: args.deadline.map_or(0, |d| d.end_ms(calendar)),
         ..Default::default()
     };
     pb::DocumentDraft {
@@ -182,10 +186,9 @@ pub(super) fn recipients(to: &[String], cc: &[String]) -> Vec<String> {
     dept_ids(to).into_iter().chain(dept_ids(cc)).collect()
 }
 
-/// 成文日期: today, UTC, as YYYY-MM-DD.
-pub(super) fn today() -> anyhow::Result<String> {
-    let fmt = time::macros::format_description!("[year]-[month]-[day]");
-    Ok(time::OffsetDateTime::now_utc().date().format(&fmt)?)
+/// 成文日期: today in the office's calendar, as YYYY-MM-DD.
+pub(super) fn today(calendar: &Calendar) -> String {
+    format_date(calendar.today())
 }
 
 /// The media type the node records for a file, from its extension.
@@ -272,13 +275,16 @@ mod tests {
             "明政〔2026〕12号",
             "--doc-type",
             "letter",
+            "--deadline",
+            "2026-12-01",
         ])
         .unwrap();
         let Command::Send(args) = cli.cmd else {
             panic!("not send")
         };
         let parts = local_parts(&args.files).unwrap();
-        let d = draft(&args, &parts, "2026-01-02".to_owned());
+        let cal = Calendar::default();
+        let d = draft(&args, &parts, &cal);
         let m = d.metadata.unwrap();
         assert_eq!(m.to_depts, ["b", "c"]);
         assert_eq!(m.main_recipients_text, "b、c");
@@ -289,7 +295,9 @@ mod tests {
         assert_eq!(m.urgency, i32::from(pb::Urgency::Urgent));
         assert_eq!(m.doc_type, i32::from(pb::DocumentType::Letter));
         assert_eq!(m.doc_number, "明政〔2026〕12号");
-        assert_eq!(m.document_date, "2026-01-02");
+        assert_eq!(m.document_date, today(&cal));
+        // "By 1 December": until 24:00 that day in Beijing, 16:00 UTC.
+        assert_eq!(m.reply_deadline_ms, 1_796_140_800_000);
         assert_eq!(d.parts[0].role, i32::from(pb::PartRole::Body));
         assert_eq!(
             (d.parts[1].name.as_str(), d.parts[1].size),
