@@ -99,6 +99,33 @@ fn check_draft(node: &Node, draft: &pb::DocumentDraft) -> Result<(), ServiceErro
     Ok(())
 }
 
+/// A forward (转发) must name a document this department received, and a reply (答复) one it
+/// received or sent: the link is signed into the new document, so it must not point at
+/// something the department never had.
+async fn check_links(node: &Node, draft: &pb::DocumentDraft) -> Result<(), ServiceError> {
+    let Some(meta) = draft.metadata.as_ref() else {
+        return Ok(());
+    };
+    // The formats were checked by `validate_metadata`.
+    if let Ok(id) = meta.forwarded_from.parse::<DocumentId>()
+        && store::received(&node.store, id).await?.is_none()
+    {
+        return Err(ServiceError::invalid(format!(
+            "metadata.forwarded_from: {id} is not a document this department received; \
+             forward only what is in its inbox"
+        )));
+    }
+    if let Ok(id) = meta.in_reply_to.parse::<DocumentId>()
+        && store::received(&node.store, id).await?.is_none()
+        && store::sent(&node.store, id).await?.is_none()
+    {
+        return Err(ServiceError::invalid(format!(
+            "metadata.in_reply_to: {id} is not a document this department received or sent"
+        )));
+    }
+    Ok(())
+}
+
 /// Where one part's bytes go while they arrive: memory for a small document (stored in the
 /// database with it, see `crate::content`), a staging file in the blob store otherwise.
 enum Sink {
@@ -246,6 +273,7 @@ pub(crate) async fn submit(
     let mut draft = draft;
     crate::groups::resolve_draft(node, &mut draft)?;
     check_draft(node, &draft)?;
+    check_links(node, &draft).await?;
     let (parts, inline) = receive_parts(node, &draft, &mut stream).await?;
     let now = now_ms();
     let header = pb::DocumentHeader {

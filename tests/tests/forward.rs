@@ -7,6 +7,7 @@ use std::path::Path;
 
 use anyhow::{Context as _, Result};
 use exchange_core::{bundle::decode_bundle, document::SignedDoc};
+use exchange_proto::v1 as pb;
 use exchange_tests::{DEADLINE, TestExchange, eventually, random_file};
 use serde_json::Value;
 
@@ -195,5 +196,70 @@ async fn only_a_document_in_the_inbox_can_be_forwarded() -> Result<()> {
     .await?;
     let err = forward_fails(&ex, "b", &original).await?;
     assert!(err.contains("退回"), "{err}");
+
+    // The node's API holds department systems to the same rule, and a reply must answer a
+    // document the department received or sent.
+    let link = |forwarded_from: &str, in_reply_to: &str| pb::DocumentMetadata {
+        title: "转发".into(),
+        to_depts: vec!["b".into()],
+        doc_type: pb::DocumentType::Notice.into(),
+        forwarded_from: forwarded_from.into(),
+        in_reply_to: in_reply_to.into(),
+        ..Default::default()
+    };
+    for (dept, meta, field) in [
+        ("c", link(&original, ""), "metadata.forwarded_from"),
+        ("a", link(&original, ""), "metadata.forwarded_from"),
+        ("c", link("", &original), "metadata.in_reply_to"),
+    ] {
+        let err = submit_with(&ex, dept, meta)
+            .await
+            .expect_err("a link to a document the department never had");
+        assert_eq!(err.code(), tonic::Code::InvalidArgument, "{err:?}");
+        assert!(
+            err.message().contains(field) && err.message().contains(original.as_str()),
+            "{}",
+            err.message()
+        );
+    }
+    // The sender may refer to its own document (a follow-up); the link is accepted.
+    let mut follow_up = link("", &original);
+    follow_up.to_depts = vec!["c".into()];
+    submit_with(&ex, "a", follow_up).await?;
     Ok(())
+}
+
+/// Submits a one-part document with `meta` through `dept`'s node API.
+async fn submit_with(
+    ex: &TestExchange,
+    dept: &str,
+    meta: pb::DocumentMetadata,
+) -> std::result::Result<String, tonic::Status> {
+    use pb::submit_document_request::Msg;
+    let mut api = ex
+        .node_api(dept)
+        .await
+        .map_err(|e| tonic::Status::unavailable(e.to_string()))?;
+    let msgs = vec![
+        pb::SubmitDocumentRequest {
+            msg: Some(Msg::Draft(pb::DocumentDraft {
+                idempotency_key: String::new(),
+                metadata: Some(meta),
+                parts: vec![pb::PartSpec {
+                    role: pb::PartRole::Body.into(),
+                    name: "正文.txt".into(),
+                    media_type: "text/plain".into(),
+                    size: 4,
+                }],
+            })),
+        },
+        pb::SubmitDocumentRequest {
+            msg: Some(Msg::Chunk(pb::PartChunk {
+                part: 0,
+                data: b"body".to_vec(),
+            })),
+        },
+    ];
+    let resp = api.submit(tokio_stream::iter(msgs)).await?;
+    Ok(resp.into_inner().doc_id)
 }
