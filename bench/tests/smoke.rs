@@ -6,26 +6,6 @@ use std::process::Command;
 
 use serde_json::Value;
 
-/// Builds the daemons of this profile next to `exchange-bench` (cargo builds only this
-/// package's binary for its tests).
-fn build_daemons() {
-    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned());
-    let mut cmd = Command::new(cargo);
-    cmd.args([
-        "build",
-        "--bins",
-        "-p",
-        "exchange-hub",
-        "-p",
-        "exchange-node",
-    ]);
-    if !cfg!(debug_assertions) {
-        cmd.arg("--release");
-    }
-    let status = cmd.status().expect("running cargo build");
-    assert!(status.success(), "building the daemons failed");
-}
-
 fn num(v: &Value, path: &str) -> f64 {
     let mut cur = v;
     for key in path.split('.') {
@@ -37,7 +17,8 @@ fn num(v: &Value, path: &str) -> f64 {
 
 #[test]
 fn a_small_run_of_every_scenario_delivers_every_document() {
-    build_daemons();
+    // The daemons next to `exchange-bench`, built the one way every end-to-end test builds them.
+    exchange_tests::build_bins();
     let out = Command::new(env!("CARGO_BIN_EXE_exchange-bench"))
         .args([
             "--scenario",

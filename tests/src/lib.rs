@@ -28,6 +28,18 @@ pub const DEADLINE: Duration = Duration::from_secs(60);
 
 /// The path of a workspace binary, built once per test process with `$CARGO build --bins`.
 pub fn bin(name: &str) -> PathBuf {
+    build_bins();
+    // The test executable is target/<profile>/deps/<name>-<hash>; the binaries are one level up.
+    let exe = std::env::current_exe().expect("current_exe");
+    let dir = exe.parent().and_then(Path::parent).expect("target dir");
+    dir.join(name)
+}
+
+/// Builds every binary of the workspace for this test profile, once per test process. Every
+/// test that runs the daemons must build them this one way (the whole workspace, the same
+/// environment): a build that selects other packages unifies features differently and
+/// replaces the binaries under the feet of tests running in parallel.
+pub fn build_bins() {
     static BUILT: OnceLock<()> = OnceLock::new();
     BUILT.get_or_init(|| {
         let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned());
@@ -50,10 +62,6 @@ pub fn bin(name: &str) -> PathBuf {
         let status = cmd.status().expect("running cargo build --bins");
         assert!(status.success(), "cargo build --bins failed");
     });
-    // The test executable is target/<profile>/deps/<name>-<hash>; the binaries are one level up.
-    let exe = std::env::current_exe().expect("current_exe");
-    let dir = exe.parent().and_then(Path::parent).expect("target dir");
-    dir.join(name)
 }
 
 /// Polls `f` until it returns `Ok(Some(t))`, or fails after `deadline` with the last error.

@@ -35,10 +35,10 @@ pub enum Allowance {
 }
 
 /// `[reminders]` in `node.toml` and `hub.toml`: how long a delivered document may stay
-/// unconfirmed (未签收) before it counts as overdue (超期), by urgency. Overdue is computed when it is read, so a change takes effect
-/// at the next `inbox`/`status`/`stats` without touching stored records. The hub has its own
-/// copy (same defaults) so that its statistics judge "on time" the way the nodes flag
-/// "overdue".
+/// unconfirmed (未签收) before it counts as overdue (超期), by urgency. Overdue is computed when
+/// it is read, so a change takes effect at the next `inbox`/`status`/`stats` without touching
+/// stored records. The hub has its own copy (same defaults) so that its statistics judge "on
+/// time" the way the nodes flag "overdue".
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(try_from = "RemindersToml", into = "RemindersToml")]
 pub struct RemindersSection {

@@ -10,7 +10,7 @@
 use anyhow::Result;
 use clap::Args;
 use exchange_core::{
-    config::{HubConfig, format_offset},
+    config::{Calendar, HubConfig, format_offset, parse_date},
     ids::DeptId,
     time::format_ms,
 };
@@ -44,18 +44,11 @@ pub struct StatsArgs {
 }
 
 fn parse_day(s: &str) -> Result<Date, String> {
-    let fmt = time::macros::format_description!("[year]-[month]-[day]");
-    Date::parse(s.trim(), &fmt)
-        .map_err(|e| format!("{s:?} is not a day as YYYY-MM-DD, e.g. 2026-11-20: {e}"))
-}
-
-/// 00:00 of `day` at `offset`, in Unix ms.
-fn midnight_ms(day: Date, offset: UtcOffset) -> i64 {
-    day.midnight().assume_offset(offset).unix_timestamp() * 1000
+    parse_date(s).map_err(|e| format!("{s:?} is not a day as YYYY-MM-DD, e.g. 2026-11-20: {e}"))
 }
 
 /// The request for `args`; refuses a period that ends before it starts.
-fn request(args: &StatsArgs, offset: UtcOffset) -> Result<pb::GetStatsRequest, UsageError> {
+fn request(args: &StatsArgs, calendar: &Calendar) -> Result<pb::GetStatsRequest, UsageError> {
     if let (Some(from), Some(to)) = (args.from, args.to)
         && from > to
     {
@@ -71,21 +64,16 @@ fn request(args: &StatsArgs, offset: UtcOffset) -> Result<pb::GetStatsRequest, U
         None => String::new(),
     };
     Ok(pb::GetStatsRequest {
-        from_ms: args.from.map(|d| midnight_ms(d, offset)).unwrap_or(0),
-        // The day after --to, exclusive; no day after the last representable one: no end.
-        until_ms: args
-            .to
-            .and_then(Date::next_day)
-            .map(|d| midnight_ms(d, offset))
-            .unwrap_or(0),
+        from_ms: args.from.map_or(0, |d| calendar.start_of_day_ms(d)),
+        // 24:00 of --to, exclusive.
+        until_ms: args.to.map_or(0, |d| calendar.end_of_day_ms(d)),
         dept,
     })
 }
 
 /// Runs `stats`.
 pub async fn run(cfg: HubConfig, args: StatsArgs) -> Result<()> {
-    let offset = cfg.calendar.utc_offset;
-    let req = request(&args, offset)?;
+    let req = request(&args, &cfg.calendar)?;
     let stats = match connect(&cfg).await? {
         Source::Hub(mut client) => client
             .get_stats(req)
@@ -102,7 +90,7 @@ pub async fn run(cfg: HubConfig, args: StatsArgs) -> Result<()> {
                 })?
         }
     };
-    let report = Report::new(&args, offset, &stats);
+    let report = Report::new(&args, cfg.calendar.utc_offset, &stats);
     if args.json {
         println!("{}", serde_json::to_string_pretty(&report)?);
     } else {
@@ -357,16 +345,19 @@ mod tests {
 
     #[test]
     fn days_are_the_offices_and_to_is_included() {
-        let utc = UtcOffset::UTC;
-        let r = request(&args(Some("2026-11-20"), Some("2026-11-20")), utc).unwrap();
+        let utc = Calendar {
+            utc_offset: time::UtcOffset::UTC,
+            ..Calendar::default()
+        };
+        let r = request(&args(Some("2026-11-20"), Some("2026-11-20")), &utc).unwrap();
         assert_eq!(r.from_ms, 1_795_132_800_000);
         assert_eq!(r.until_ms - r.from_ms, 86_400_000);
         // In Beijing the day starts 8 hours earlier.
-        let cst = time::macros::offset!(+8);
-        let r = request(&args(Some("2026-11-20"), Some("2026-11-20")), cst).unwrap();
+        let cst = Calendar::default();
+        let r = request(&args(Some("2026-11-20"), Some("2026-11-20")), &cst).unwrap();
         assert_eq!(r.from_ms, 1_795_132_800_000 - 8 * 3_600_000);
-        assert_eq!(request(&args(None, None), cst).unwrap().until_ms, 0);
-        let err = request(&args(Some("2026-11-21"), Some("2026-11-20")), cst).unwrap_err();
+        assert_eq!(request(&args(None, None), &cst).unwrap().until_ms, 0);
+        let err = request(&args(Some("2026-11-21"), Some("2026-11-20")), &cst).unwrap_err();
         assert!(err.0.contains("--from") && err.0.contains("--to"), "{err}");
         assert!(parse_day("2026-13-01").is_err());
         assert!(parse_day("20.11.2026").is_err());
