@@ -109,6 +109,8 @@ pub struct SigningKey {
     pair: Ed25519KeyPair,
     cert_der: Vec<u8>,
     principal: Principal,
+    /// The certificate's validity period, Unix seconds.
+    validity: Option<(u64, u64)>,
 }
 
 impl fmt::Debug for SigningKey {
@@ -148,11 +150,40 @@ impl SigningKey {
             return Err(bad("key does not match the certificate"));
         }
         let principal = Principal::from_cert_der(&cert_der).ok_or(SignError::NoPrincipal)?;
+        let validity = validity(&cert_der);
         Ok(SigningKey {
             pair,
             cert_der,
             principal,
+            validity,
         })
+    }
+
+    /// When the certificate stops being valid, Unix seconds (`None`: not representable).
+    pub fn not_after_secs(&self) -> Option<u64> {
+        self.validity.map(|(_, after)| after)
+    }
+
+    /// Why anything signed at `now_secs` would be refused by whoever checks it: the certificate
+    /// has expired or is not valid yet. `None`: it is in its validity period.
+    pub fn unusable_at(&self, now_secs: u64) -> Option<String> {
+        let (before, after) = self.validity?;
+        let at = |s: u64| {
+            crate::time::format_ms(i64::try_from(s.saturating_mul(1000)).unwrap_or(i64::MAX))
+        };
+        if now_secs > after {
+            Some(format!(
+                "the document-signing certificate expired at {}",
+                at(after)
+            ))
+        } else if now_secs < before {
+            Some(format!(
+                "the document-signing certificate is not valid before {}",
+                at(before)
+            ))
+        } else {
+            None
+        }
     }
 
     /// Whom this key signs for.

@@ -115,6 +115,7 @@ pub(crate) fn inbox_entry(
                 now_ms(),
             ),
         sign_due_ms: due,
+        hub_refused: rec.hub_refused.clone(),
     };
     Ok((entry, doc))
 }
@@ -188,6 +189,7 @@ impl NodeApi {
                 "reason: a rejection (退回) needs a reason",
             ));
         }
+        self.node.can_sign()?;
         let me = self.node.cfg.node.id.clone();
         let signer = Arc::clone(&self.node);
         let kind = match action {

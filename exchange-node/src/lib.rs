@@ -95,6 +95,22 @@ impl Node {
         })
     }
 
+    /// Refuses a statement a clerk or department system is about to make when this
+    /// department's signing certificate is out of its validity period: the hub would refuse the
+    /// signature, so the statement would stand here and reach no one. The daemon's own receipts
+    /// (DELIVERED) are not held back: a delivery is never refused for this.
+    pub(crate) fn can_sign(&self) -> Result<(), exchange_core::error::ServiceError> {
+        let now = u64::try_from(exchange_core::time::now_ms() / 1000).unwrap_or(0);
+        match self.signer.unusable_at(now) {
+            None => Ok(()),
+            Some(why) => Err(exchange_core::error::ServiceError::precondition(format!(
+                "{why} ({}): the hub would refuse anything this department signs; ask the \
+                 administrator for a new one (exchange-certs issue-dept) and restart the node",
+                self.cfg.signing.cert.display()
+            ))),
+        }
+    }
+
     /// Tells `WatchEvents` followers that event `seq` was committed.
     pub(crate) fn event_committed(&self, seq: Option<u64>) {
         if let Some(seq) = seq {
@@ -106,6 +122,23 @@ impl Node {
                 newer
             });
         }
+    }
+}
+
+/// Tells the operator at start when the signing certificate has run out or soon will: past
+/// it, clerks' statements are refused ([`Node::can_sign`]). The same date is the
+/// `exchange_node_signing_certificate_expiry_timestamp_seconds` metric, for alerting.
+fn warn_on_expiry(node: &Node) {
+    const SOON_SECS: u64 = 30 * 24 * 3600;
+    let now = u64::try_from(exchange_core::time::now_ms() / 1000).unwrap_or(0);
+    let cert = node.cfg.signing.cert.display();
+    if let Some(why) = node.signer.unusable_at(now) {
+        tracing::error!(%cert, "{why}: clerks cannot sign for, send back or send documents until it is renewed");
+    } else if let Some(after) = node.signer.not_after_secs()
+        && after.saturating_sub(now) < SOON_SECS
+    {
+        let days = after.saturating_sub(now) / 86_400;
+        tracing::warn!(%cert, days, "the document-signing certificate expires in {days} days: renew it (exchange-certs issue-dept)");
     }
 }
 
@@ -150,6 +183,7 @@ pub async fn serve(
     let api_tls = cfg.api.tls.as_ref().map(tls::api_server_tls).transpose()?;
     let token = CancellationToken::new();
     let node = Arc::new(Node::open(cfg, token.clone())?);
+    warn_on_expiry(&node);
     let addr = api_listener.local_addr()?;
     let data = &node.cfg.node.data_dir;
     exchange_core::config::write_addr_file(data, "api.addr", addr)

@@ -225,6 +225,14 @@ async fn render(node: &Node, folded: &Mutex<Folded>) -> Result<String, StoreErro
         "Age of the oldest item waiting in the outbox, by urgency.",
         &age,
     );
+    if let Some(after) = node.signer.not_after_secs() {
+        out.gauge(
+            "exchange_node_signing_certificate_expiry_timestamp_seconds",
+            "When this department's document-signing certificate expires (Unix time): past it, \
+             clerks' statements are refused. Alert well before.",
+            &[(&[], after as f64)],
+        );
+    }
     metrics::store_metrics(&mut out, &node.store, &rows);
     Ok(out.finish())
 }

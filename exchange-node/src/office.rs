@@ -68,6 +68,7 @@ pub(crate) async fn recall(
     reason: String,
     clerk: String,
 ) -> Result<bool, ServiceError> {
+    node.can_sign()?;
     let n = Arc::clone(node);
     node.store
         .write(move |txn| {
@@ -94,6 +95,7 @@ pub(crate) async fn add_recipients(
     id: DocumentId,
     added: Vec<(DeptId, bool)>,
 ) -> Result<Vec<DeptId>, ServiceError> {
+    node.can_sign()?;
     let n = Arc::clone(node);
     node.store
         .write(move |txn| {
@@ -144,6 +146,7 @@ pub(crate) async fn remind(
     recipients: Vec<DeptId>,
     note: String,
 ) -> Result<Vec<DeptId>, ServiceError> {
+    node.can_sign()?;
     let n = Arc::clone(node);
     node.store
         .write(move |txn| {
@@ -236,6 +239,62 @@ pub(crate) async fn addition_answered(
                     }
                 }
                 put(txn, SENT, &id, &rec)?;
+            }
+            OUTBOX.remove(txn, HUB, key)?;
+            Ok(())
+        })
+        .await
+}
+
+/// The hub refused for good a statement of ours that the outbox carried: a 签收, 退回 or recall
+/// acknowledgement of a received document, or a recall or reminder of a sent one (an addition
+/// has its own row: [`addition_answered`]). It is already in force here and retrying cannot
+/// change the hub's answer, so it must not vanish into a log: the document's record keeps what
+/// was refused and why, a REFUSED event tells department systems, and the outbox item goes, in
+/// one transaction.
+pub(crate) async fn statement_refused(
+    node: &Node,
+    ev: &pb::SignedEvidence,
+    reason: String,
+    key: QueueKey,
+) -> Result<(), StoreError> {
+    let Ok(ev) = SignedEvidence::decode(ev.clone()) else {
+        return store::outbox_done(&node.store, key).await;
+    };
+    let me = node.cfg.node.id.to_string();
+    node.store
+        .write(move |txn| {
+            let id = ev.evidence.doc_id.to_string();
+            let what = match ev.evidence.kind {
+                EvidenceKind::Confirmed => "签收 (CONFIRMED)",
+                EvidenceKind::Rejected => "退回 (REJECTED)",
+                EvidenceKind::RecallAcknowledged => "recall acknowledgement (RECALL_ACKNOWLEDGED)",
+                EvidenceKind::Recall => "撤回 (RECALL)",
+                EvidenceKind::Reminded => "催办 (REMINDED)",
+                _ => "statement",
+            };
+            let text = format!("{what} refused by the hub: {reason}");
+            let mut found = false;
+            if ev.evidence.kind.is_senders() {
+                if let Some(mut rec) = get_w::<st::SentDocument>(txn, SENT, &id)? {
+                    rec.hub_refused = text;
+                    put(txn, SENT, &id, &rec)?;
+                    found = true;
+                }
+            } else if let Some(mut rec) = get_w::<st::ReceivedDocument>(txn, INBOX, &id)? {
+                rec.hub_refused = text;
+                put(txn, INBOX, &id, &rec)?;
+                found = true;
+            }
+            if found {
+                store::event(
+                    txn,
+                    pb::NodeEventKind::Refused,
+                    &id,
+                    &me,
+                    pb::RecipientState::Unspecified,
+                    now_ms(),
+                )?;
             }
             OUTBOX.remove(txn, HUB, key)?;
             Ok(())

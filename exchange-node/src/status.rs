@@ -68,6 +68,7 @@ pub(crate) fn of_record(
         recalled_at_ms: recall.as_ref().map_or(0, |r| r.evidence.at_ms),
         recall_reason: recall.map(|r| r.evidence.reason).unwrap_or_default(),
         forwarded_from: doc.header.metadata.forwarded_from,
+        hub_refused: rec.hub_refused.clone(),
     })
 }
 

@@ -274,6 +274,7 @@ pub(crate) async fn submit(
     crate::groups::resolve_draft(node, &mut draft)?;
     check_draft(node, &draft)?;
     check_links(node, &draft).await?;
+    node.can_sign()?;
     let (parts, inline) = receive_parts(node, &draft, &mut stream).await?;
     let now = now_ms();
     let header = pb::DocumentHeader {

@@ -509,3 +509,110 @@ async fn a_document_the_hub_refuses_comes_back_with_the_hubs_signed_refusal() ->
     assert!(inbox_ids(&ex, "b").await?.is_empty(), "nothing reached b");
     Ok(())
 }
+
+#[tokio::test]
+async fn a_statement_the_hub_refuses_for_good_is_recorded_not_dropped() -> Result<()> {
+    // b's document-signing certificate runs out seconds from now (its TLS one does not).
+    let mut ex = TestExchange::setup(&["a", "b"])?;
+    let ca = Ca::load(&ex.layout_dir().join("ca"))?;
+    let now = time::OffsetDateTime::now_utc();
+    let until = now + time::Duration::seconds(10);
+    let short = Validity {
+        not_before: now - time::Duration::hours(1),
+        not_after: until,
+    };
+    let dir = ex.layout_dir().join("b");
+    ca.issue_signing(
+        &exchange_core::identity::Principal::Dept("b".parse()?),
+        short,
+    )?
+    .write(&dir.join("signing.pem"), &dir.join("signing.key"))?;
+    ex.start_hub().await?;
+    ex.start_node("a").await?;
+    ex.start_node("b").await?;
+    let body = random_file(ex.root(), "正文.txt", 100, 21)?;
+    let send = |title: &'static str| {
+        let body = body.clone();
+        let ex = &ex;
+        async move {
+            let path = body.to_str().context("path")?.to_owned();
+            let out = ex
+                .cli_ok(
+                    "a",
+                    &["send", "--to", "b", "--title", title, "--file", &path],
+                )
+                .await?;
+            Ok::<_, anyhow::Error>(out.lines().last().context("no id")?.trim().to_owned())
+        }
+    };
+    let id = send("关于年检的通知").await?;
+    let other = send("关于年检的补充通知").await?;
+    for doc in [&id, &other] {
+        eventually("b's delivery receipt at a", DEADLINE, || async {
+            let s = ex.cli_json("a", &["status", doc, "--json"]).await?;
+            Ok((s["recipients"][0]["state"] == "delivered").then_some(()))
+        })
+        .await?;
+    }
+
+    // b signs for the first while the hub is away and its certificate still valid; by the
+    // time the hub hears of it, the certificate has run out and the hub refuses it.
+    ex.kill_hub().await?;
+    ex.cli_ok("b", &["confirm", &id, "--clerk", "刘洋"]).await?;
+    eventually("b's signing certificate to expire", DEADLINE, || async {
+        Ok((time::OffsetDateTime::now_utc() > until + time::Duration::seconds(1)).then_some(()))
+    })
+    .await?;
+    ex.start_hub().await?;
+    let entry = eventually("the refusal recorded at b", DEADLINE, || async {
+        let list = ex.cli_json("b", &["inbox", "--json"]).await?;
+        let e = list
+            .as_array()
+            .and_then(|l| l.iter().find(|e| e["id"] == id.as_str()))
+            .cloned();
+        Ok(e.filter(|e| e["hub_refused"].is_string()))
+    })
+    .await?;
+    let why = entry["hub_refused"].as_str().unwrap_or_default();
+    assert!(
+        why.contains("签收") && why.to_lowercase().contains("expired"),
+        "{why}"
+    );
+    assert_eq!(entry["state"], "confirmed", "it stands at b");
+    let table = ex.cli_ok("b", &["inbox"]).await?;
+    assert!(table.contains("not taken by the hub"), "{table}");
+
+    // Department systems hear of it: a REFUSED event for the document.
+    let mut api = ex.node_api("b").await?;
+    let mut events = api
+        .watch_events(pb::WatchEventsRequest { after_seq: 0 })
+        .await?
+        .into_inner();
+    loop {
+        let ev = tokio::time::timeout(DEADLINE, events.message())
+            .await
+            .context("waiting for the REFUSED event")??
+            .context("event stream ended")?;
+        if ev.kind == i32::from(pb::NodeEventKind::Refused) {
+            assert_eq!(ev.doc_id, id);
+            break;
+        }
+    }
+    // The sender never got that 签收: b is still only delivered there.
+    let s = ex.cli_json("a", &["status", &id, "--json"]).await?;
+    assert_eq!(s["recipients"][0]["state"], "delivered", "{s}");
+
+    // Now that b knows its certificate has expired, it refuses to sign anything more, saying
+    // why, and the document stays new.
+    let (ok, _, err) = ex.cli("b", &["confirm", &other, "--clerk", "刘洋"]).await?;
+    assert!(!ok);
+    assert!(
+        err.contains("signing certificate expired") && err.contains("issue-dept"),
+        "{err}"
+    );
+    let list = ex
+        .cli_json("b", &["inbox", "--json", "--state", "new"])
+        .await?;
+    assert_eq!(list[0]["id"], other.as_str(), "{list}");
+    Ok(())
+}

@@ -72,6 +72,9 @@ pub(crate) struct EntryJson {
     pub(crate) recall_reason: String,
     /// This department was added after sending (补发).
     pub(crate) added: bool,
+    /// The hub refused for good this department's 签收, 退回 or recall acknowledgement: what and
+    /// why (it stands here, but the sender was never told); null if nothing was refused.
+    pub(crate) hub_refused: Option<String>,
 }
 
 impl From<&pb::InboxEntry> for EntryJson {
@@ -97,6 +100,7 @@ impl From<&pb::InboxEntry> for EntryJson {
             reminder_note: e.last_reminder_note.clone(),
             recall_reason: e.recall_reason.clone(),
             added: e.added,
+            hub_refused: (!e.hub_refused.is_empty()).then(|| e.hub_refused.clone()),
         }
     }
 }
@@ -153,6 +157,9 @@ fn state_label(e: &pb::InboxEntry) -> String {
     if e.reminders > 0 && e.state() == pb::InboxState::New {
         label.push_str(&format!(", reminded ×{} (催办)", e.reminders));
     }
+    if !e.hub_refused.is_empty() {
+        label.push_str(", not taken by the hub (inbox --json: hub_refused)");
+    }
     label
 }
 
@@ -200,7 +207,7 @@ mod tests {
         assert_eq!(v["received_at"], "2025-11-26T14:27:10.123Z");
         assert_eq!(v["received_at_ms"], 1_764_167_230_123_i64);
         let keys: Vec<&String> = v.as_object().unwrap().keys().collect();
-        assert_eq!(keys.len(), 20, "{keys:?}");
+        assert_eq!(keys.len(), 21, "{keys:?}");
         assert_eq!(v["overdue"], false);
         assert!(v["reply_deadline"].is_null() && v["time_left_secs"].is_null());
     }

@@ -43,6 +43,9 @@ pub(super) struct StatusJson {
     recall_reason: String,
     /// The received document this one forwards (转发); null if it is not a forward.
     forwarded_from: Option<String>,
+    /// The hub refused for good this department's latest recall or reminder of it: what and
+    /// why; null if nothing was refused.
+    hub_refused: Option<String>,
 }
 
 /// One reply in `status --json`.
@@ -158,6 +161,7 @@ pub(super) fn to_json(s: &pb::DocumentStatus) -> StatusJson {
         recalled_at: time_or_null(s.recalled_at_ms),
         recall_reason: s.recall_reason.clone(),
         forwarded_from: (!s.forwarded_from.is_empty()).then(|| s.forwarded_from.clone()),
+        hub_refused: (!s.hub_refused.is_empty()).then(|| s.hub_refused.clone()),
     }
 }
 
@@ -190,6 +194,12 @@ fn text(s: &pb::DocumentStatus) -> String {
         out.push_str(&format!(
             "the hub refused this document: {}\n",
             printable(&s.refused)
+        ));
+    }
+    if !s.hub_refused.is_empty() {
+        out.push_str(&format!(
+            "not taken by the hub, the recipients were not told: {}\n",
+            printable(&s.hub_refused)
         ));
     }
     if !s.forwarded_from.is_empty() {

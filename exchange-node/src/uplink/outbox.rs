@@ -426,16 +426,16 @@ async fn send_evidence(
     {
         Ok(_) => None,
         Err(s) if !transient(s.code()) => {
-            warn!(code = ?s.code(), reason = %s.message(), "hub refused our evidence; dropping it");
+            warn!(code = ?s.code(), reason = %s.message(), "hub refused our evidence for good; recorded on the document");
             Some(s.message().to_owned())
         }
         Err(s) => return Err(s),
     };
-    let done = if addition {
+    let done = match answer {
         // 补发: the added recipient's row shows whether the hub took it.
-        crate::office::addition_answered(node, &ev, answer, key).await
-    } else {
-        store::outbox_done(&node.store, key).await
+        _ if addition => crate::office::addition_answered(node, &ev, answer, key).await,
+        Some(reason) => crate::office::statement_refused(node, &ev, reason, key).await,
+        None => store::outbox_done(&node.store, key).await,
     };
     done.map_err(|e| ServiceError::from(e).into())
 }
