@@ -164,6 +164,27 @@ impl SigningKey {
         self.validity.map(|(_, after)| after)
     }
 
+    /// Tells the operator at start when the certificate (at `cert`) has run out — what cannot
+    /// be done until it is renewed is `blocked` — or runs out within 30 days. Daemons export
+    /// the same date as a metric, for alerting.
+    pub fn warn_on_expiry(&self, cert: &Path, blocked: &str) {
+        const SOON_SECS: u64 = 30 * 24 * 3600;
+        let now = u64::try_from(crate::time::now_ms() / 1000).unwrap_or(0);
+        let cert = cert.display();
+        if let Some(why) = self.unusable_at(now) {
+            tracing::error!(%cert, "{why}: {blocked} until it is renewed");
+        } else if let Some(after) = self.not_after_secs()
+            && after.saturating_sub(now) < SOON_SECS
+        {
+            let days = after.saturating_sub(now) / 86_400;
+            tracing::warn!(
+                %cert,
+                days,
+                "the document-signing certificate expires in {days} days: renew it (exchange-certs)"
+            );
+        }
+    }
+
     /// Why anything signed at `now_secs` would be refused by whoever checks it: the certificate
     /// has expired or is not valid yet. `None`: it is in its validity period.
     pub fn unusable_at(&self, now_secs: u64) -> Option<String> {

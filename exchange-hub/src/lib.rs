@@ -120,6 +120,10 @@ pub async fn run(
         .context("loading the hub's TLS identity")?;
     let token = CancellationToken::new();
     let hub = Arc::new(open(cfg, token.clone())?);
+    hub.signer.warn_on_expiry(
+        &hub.cfg.signing.cert,
+        "the nodes refuse the hub's acceptances and receipts",
+    );
     let addr = listener.local_addr()?;
     let data = &hub.cfg.hub.data_dir;
     exchange_core::config::write_addr_file(data, "hub.addr", addr)

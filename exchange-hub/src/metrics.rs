@@ -302,6 +302,14 @@ async fn render(hub: &Hub, folded: &Mutex<Folded>) -> Result<String, StoreError>
         "Age of the oldest item waiting for a department, by urgency.",
         &age,
     );
+    if let Some(after) = hub.signer.not_after_secs() {
+        out.gauge(
+            "exchange_hub_signing_certificate_expiry_timestamp_seconds",
+            "When the hub's document-signing certificate expires (Unix time): past it, nodes \
+             refuse what the hub signs. Alert well before.",
+            &[(&[], after as f64)],
+        );
+    }
     metrics::store_metrics(&mut out, &hub.store, &rows);
     Ok(out.finish())
 }

@@ -125,23 +125,6 @@ impl Node {
     }
 }
 
-/// Tells the operator at start when the signing certificate has run out or soon will: past
-/// it, clerks' statements are refused ([`Node::can_sign`]). The same date is the
-/// `exchange_node_signing_certificate_expiry_timestamp_seconds` metric, for alerting.
-fn warn_on_expiry(node: &Node) {
-    const SOON_SECS: u64 = 30 * 24 * 3600;
-    let now = u64::try_from(exchange_core::time::now_ms() / 1000).unwrap_or(0);
-    let cert = node.cfg.signing.cert.display();
-    if let Some(why) = node.signer.unusable_at(now) {
-        tracing::error!(%cert, "{why}: clerks cannot sign for, send back or send documents until it is renewed");
-    } else if let Some(after) = node.signer.not_after_secs()
-        && after.saturating_sub(now) < SOON_SECS
-    {
-        let days = after.saturating_sub(now) / 86_400;
-        tracing::warn!(%cert, days, "the document-signing certificate expires in {days} days: renew it (exchange-certs issue-dept)");
-    }
-}
-
 fn load_signer(cfg: &NodeConfig) -> anyhow::Result<SigningKey> {
     let signer = SigningKey::load(&cfg.signing).context("loading the department's signing key")?;
     if *signer.principal() != Principal::Dept(cfg.node.id.clone()) {
@@ -183,7 +166,10 @@ pub async fn serve(
     let api_tls = cfg.api.tls.as_ref().map(tls::api_server_tls).transpose()?;
     let token = CancellationToken::new();
     let node = Arc::new(Node::open(cfg, token.clone())?);
-    warn_on_expiry(&node);
+    node.signer.warn_on_expiry(
+        &node.cfg.signing.cert,
+        "clerks cannot sign for, send back or send documents",
+    );
     let addr = api_listener.local_addr()?;
     let data = &node.cfg.node.data_dir;
     exchange_core::config::write_addr_file(data, "api.addr", addr)

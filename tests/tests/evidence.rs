@@ -555,6 +555,10 @@ async fn a_statement_the_hub_refuses_for_good_is_recorded_not_dropped() -> Resul
         .await?;
     }
 
+    // b's node warned at start that the certificate runs out.
+    let log = ex.log("b");
+    assert!(log.contains("certificate expires in 0 days"), "{log}");
+
     // b signs for the first while the hub is away and its certificate still valid; by the
     // time the hub hears of it, the certificate has run out and the hub refuses it.
     ex.kill_hub().await?;

@@ -167,6 +167,10 @@ async fn scrape_until(addr: std::net::SocketAddr, series: &str, min: f64) -> Res
     .await
 }
 
+fn now_secs() -> f64 {
+    exchange_core::time::now_ms() as f64 / 1000.0
+}
+
 #[tokio::test]
 async fn metrics_scraped_after_a_round_trip_show_the_counts_moved() -> Result<()> {
     let mut ex = TestExchange::setup(&["a", "b"])?;
@@ -241,6 +245,13 @@ async fn metrics_scraped_after_a_round_trip_show_the_counts_moved() -> Result<()
         Some(1.0)
     );
     assert!(sample(&text, "exchange_store_file_bytes").unwrap_or(0.0) > 0.0);
+    // The hub's signing certificate runs a year from the test's setup.
+    let year_ahead = now_secs() + 300.0 * 86_400.0;
+    let hub_expiry = "exchange_hub_signing_certificate_expiry_timestamp_seconds";
+    assert!(
+        sample(&text, hub_expiry).is_some_and(|t| t > year_ahead),
+        "{text}"
+    );
 
     let text = scrape_until(
         a,
@@ -263,6 +274,11 @@ async fn metrics_scraped_after_a_round_trip_show_the_counts_moved() -> Result<()
     assert_eq!(
         sample(&text, "exchange_node_documents_received_total"),
         Some(1.0)
+    );
+    let node_expiry = "exchange_node_signing_certificate_expiry_timestamp_seconds";
+    assert!(
+        sample(&text, node_expiry).is_some_and(|t| t > year_ahead),
+        "{text}"
     );
 
     // A client with no certificate is refused at the handshake, and counted by reason.
