@@ -234,6 +234,7 @@ mod tests {
             very_urgent: Allowance::Clock(1),
             urgent: Allowance::Clock(10),
             normal: Allowance::Clock(100),
+            ..RemindersSection::default()
         };
         let mut t = Tally::new(r, Calendar::default(), 1_000_000);
         let code = |s: DeliveryState| u32::from(s.code());

@@ -178,6 +178,7 @@ pub async fn serve(
 
     let mut tasks = tokio::task::JoinSet::new();
     uplink::start(&mut tasks, Arc::clone(&node), endpoint, token.clone());
+    tasks.spawn(office::auto_remind_loop(Arc::clone(&node), token.clone()));
     metrics::start(&node, token.clone()).await?;
     let (health, health_svc, reflection, reflection_alpha) = exchange_core::tooling::services::<
         exchange_proto::v1::node_server::NodeServer<api::NodeApi>,

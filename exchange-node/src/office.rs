@@ -459,3 +459,167 @@ pub(crate) fn check_addition(
     }
     Ok(ev.wire)
 }
+
+/// How far back (by document id, UUIDv7: by the time it was sent) the automatic reminders look
+/// for overdue deliveries: 90 days, so that the scan stays small however much was sent.
+const AUTO_REMIND_WINDOW_MS: i64 = 90 * 24 * 3600 * 1000;
+
+/// 自动催办: every `[reminders] check_every_secs`, remind once, by itself, each recipient whose
+/// delivery of a document this department sent has become overdue (delivered, neither signed
+/// for nor sent back past its allowance). The reminder is signed and counted like a clerk's
+/// (`remind`), with a note saying it is automatic, so the recipient sees it first in its inbox
+/// and the evidence records that it was reminded. Off with `[reminders] automatic = false`.
+pub(crate) async fn auto_remind_loop(node: Arc<Node>, stop: tokio_util::sync::CancellationToken) {
+    if !node.cfg.reminders.automatic {
+        return;
+    }
+    let every = std::time::Duration::from_secs(node.cfg.reminders.check_every_secs.max(1));
+    loop {
+        tokio::select! {
+            () = stop.cancelled() => return,
+            () = tokio::time::sleep(every) => {}
+        }
+        if node.can_sign().is_err() {
+            continue; // said at start and on every clerk's attempt; nothing to sign with
+        }
+        match auto_remind(&node).await {
+            Ok(0) => {}
+            Ok(n) => {
+                tracing::info!(reminded = n, "automatic reminders (自动催办) queued");
+                node.outbox_wake.notify_one();
+            }
+            Err(e) => tracing::warn!(error = %e, "looking for overdue deliveries to remind"),
+        }
+    }
+}
+
+/// One pass: finds the overdue, not yet auto-reminded deliveries on a snapshot, then reminds
+/// them in one transaction (checking each again there). Returns how many were reminded.
+async fn auto_remind(node: &Arc<Node>) -> Result<usize, StoreError> {
+    let now = now_ms();
+    let from = uuid_v7_floor(now.saturating_sub(AUTO_REMIND_WINDOW_MS));
+    let n = Arc::clone(node);
+    let due: Vec<(DocumentId, Vec<String>)> = node
+        .store
+        .read(move |txn| {
+            let table = match txn.open_table(SENT) {
+                Ok(t) => t,
+                Err(redb::TableError::TableDoesNotExist(_)) => return Ok(Vec::new()),
+                Err(e) => return Err(StoreError::from(e)),
+            };
+            let mut due = Vec::new();
+            for row in table.range(from.as_str()..)? {
+                let (k, v) = row?;
+                let rec: st::SentDocument = exchange_core::store::decode(k.value(), v.value())?;
+                let depts = overdue_unreminded(&n, &rec, now);
+                if !depts.is_empty()
+                    && let Ok(id) = k.value().parse::<DocumentId>()
+                {
+                    due.push((id, depts));
+                }
+            }
+            Ok(due)
+        })
+        .await?;
+    if due.is_empty() {
+        return Ok(0);
+    }
+    let n = Arc::clone(node);
+    node.store
+        .write(move |txn| {
+            let at = now_ms();
+            let mut count = 0;
+            for (id, depts) in &due {
+                let key = id.to_string();
+                let Some(mut rec) = get_w::<st::SentDocument>(txn, SENT, &key)? else {
+                    continue;
+                };
+                let Ok(doc) = SignedDoc::decode(rec.document.clone().unwrap_or_default()) else {
+                    continue;
+                };
+                let still = overdue_unreminded(&n, &rec, at);
+                let due_at = |delivered: i64| {
+                    exchange_core::time::format_ms(n.cfg.reminders.due_ms(
+                        &n.cfg.calendar,
+                        doc.header.urgency,
+                        delivered,
+                    ))
+                };
+                for r in &mut rec.recipients {
+                    if !depts.contains(&r.dept) || !still.contains(&r.dept) {
+                        continue;
+                    }
+                    let Ok(dept) = r.dept.parse::<DeptId>() else {
+                        continue;
+                    };
+                    let mut ev = Evidence::about(&doc, EvidenceKind::Reminded, Some(dept), at);
+                    ev.reason = format!(
+                        "自动催办 (automatic): 签收 was due {}",
+                        due_at(r.delivered_at_ms)
+                    );
+                    let ev = SignedEvidence::seal(ev, &n.signer);
+                    r.reminders += 1;
+                    r.last_reminded_at_ms = at;
+                    r.auto_reminded_at_ms = at;
+                    queue_evidence(txn, &doc, &ev)?;
+                    count += 1;
+                }
+                put(txn, SENT, &key, &rec)?;
+            }
+            Ok(count)
+        })
+        .await
+}
+
+/// The recipients of `rec` whose delivery is overdue at `now` and not reminded automatically
+/// yet (a recalled or refused document reminds no one).
+fn overdue_unreminded(node: &Node, rec: &st::SentDocument, now: i64) -> Vec<String> {
+    if rec.recall.is_some() || !rec.refused.is_empty() || rec.acceptance.is_none() {
+        return Vec::new();
+    }
+    let Some(urgency) = rec
+        .document
+        .as_ref()
+        .and_then(|d| SignedDoc::decode(d.clone()).ok())
+        .map(|d| d.header.urgency)
+    else {
+        return Vec::new();
+    };
+    rec.recipients
+        .iter()
+        .filter(|r| {
+            r.auto_reminded_at_ms == 0
+                && r.state == u32::from(DeliveryState::Delivered.code())
+                && node
+                    .cfg
+                    .reminders
+                    .is_late(&node.cfg.calendar, urgency, r.delivered_at_ms, now)
+        })
+        .map(|r| r.dept.clone())
+        .collect()
+}
+
+/// The smallest UUIDv7 (as the store keys documents: lowercase, hyphenated) of time `ms`: every
+/// document id minted at or after `ms` sorts at or after it.
+fn uuid_v7_floor(ms: i64) -> String {
+    let ms = u64::try_from(ms).unwrap_or(0) & 0xffff_ffff_ffff;
+    format!(
+        "{:08x}-{:04x}-7000-8000-000000000000",
+        ms >> 16,
+        ms & 0xffff
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_uuid_v7_floor_sorts_between_ids_minted_before_and_after() {
+        let now = now_ms();
+        let id = DocumentId::new().to_string();
+        assert!(uuid_v7_floor(now - 1_000) <= id, "{id}");
+        assert!(uuid_v7_floor(now + 1_000) > id, "{id}");
+        assert_eq!(uuid_v7_floor(0), "00000000-0000-7000-8000-000000000000");
+    }
+}

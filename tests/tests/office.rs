@@ -293,8 +293,10 @@ async fn an_overdue_delivery_is_flagged_at_both_ends() -> Result<()> {
     let mut ex = TestExchange::setup(&["a", "b"])?;
     for d in ["a", "b"] {
         // 平件 overdue after 1 s; 特急 keeps its default 2 h.
+        // a looks for overdue deliveries to remind (自动催办) every second.
         ex.edit_node_config(d, |c| {
-            c.reminders.normal = exchange_core::config::Allowance::Clock(1)
+            c.reminders.normal = exchange_core::config::Allowance::Clock(1);
+            c.reminders.check_every_secs = 1;
         })?;
     }
     ex.start_hub().await?;
@@ -374,6 +376,27 @@ async fn an_overdue_delivery_is_flagged_at_both_ends() -> Result<()> {
     assert_eq!(s["recipients"][0]["overdue"], false);
     let outbox = ex.cli_ok("a", &["outbox"]).await?;
     assert!(outbox.contains("b:overdue"), "{outbox}");
+
+    // 自动催办: a reminds b of the overdue 平件 by itself, once; b counts it and sees why.
+    let reminded = eventually("the automatic reminder at b", DEADLINE, || async {
+        let e = inbox(&ex, "b", &["--state", "reminded"]).await?;
+        Ok(e.first().cloned())
+    })
+    .await?;
+    assert_eq!(reminded["id"], normal.as_str());
+    assert_eq!(reminded["reminders"], 1);
+    let note = reminded["reminder_note"].as_str().unwrap_or_default();
+    assert!(
+        note.contains("自动催办") && note.contains("签收 was due"),
+        "{note}"
+    );
+    let s = ex.cli_json("a", &["status", &normal, "--json"]).await?;
+    assert_eq!(s["recipients"][0]["reminders"], 1, "{s}");
+    // Only once: three more checks later it is still one (an absence can only be waited out).
+    tokio::time::sleep(std::time::Duration::from_secs(3)).await;
+    let again = inbox(&ex, "b", &["--state", "reminded"]).await?;
+    assert_eq!(ids(&again), [normal.as_str()], "the 特急 is not overdue");
+    assert_eq!(again[0]["reminders"], 1, "reminded once: {}", again[0]);
 
     // 签收 ends it at both ends.
     ex.cli_ok("b", &["confirm", &normal, "--clerk", "赵敏"])

@@ -48,6 +48,11 @@ pub struct RemindersSection {
     pub urgent: Allowance,
     /// 平件: 3 working days by default.
     pub normal: Allowance,
+    /// 自动催办: the sending node reminds a recipient once, by itself, when its delivery becomes
+    /// overdue (on by default; nodes only).
+    pub automatic: bool,
+    /// How often a node looks for deliveries that became overdue, in seconds (default 60).
+    pub check_every_secs: u64,
 }
 
 impl Default for RemindersSection {
@@ -56,6 +61,8 @@ impl Default for RemindersSection {
             very_urgent: Allowance::Clock(2 * 3600),
             urgent: Allowance::WorkingDays(1),
             normal: Allowance::WorkingDays(3),
+            automatic: true,
+            check_every_secs: 60,
         }
     }
 }
@@ -115,6 +122,10 @@ struct RemindersToml {
     normal_secs: Option<u64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     normal_working_days: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    automatic: Option<bool>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    check_every_secs: Option<u64>,
 }
 
 impl TryFrom<RemindersToml> for RemindersSection {
@@ -141,6 +152,11 @@ impl TryFrom<RemindersToml> for RemindersSection {
             )?,
             urgent: pick("urgent", t.urgent_secs, t.urgent_working_days, d.urgent)?,
             normal: pick("normal", t.normal_secs, t.normal_working_days, d.normal)?,
+            automatic: t.automatic.unwrap_or(d.automatic),
+            check_every_secs: match t.check_every_secs {
+                Some(0) => return Err("reminders.check_every_secs: at least 1".to_owned()),
+                s => s.unwrap_or(d.check_every_secs),
+            },
         })
     }
 }
@@ -163,6 +179,9 @@ impl From<RemindersSection> for RemindersToml {
             urgent_working_days,
             normal_secs,
             normal_working_days,
+            automatic: (r.automatic != d.automatic).then_some(r.automatic),
+            check_every_secs: (r.check_every_secs != d.check_every_secs)
+                .then_some(r.check_every_secs),
         }
     }
 }
