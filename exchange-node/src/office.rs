@@ -262,7 +262,8 @@ pub(crate) async fn statement_refused(
         return store::outbox_done(&node.store, key).await;
     };
     let me = node.cfg.node.id.to_string();
-    node.store
+    let seq = node
+        .store
         .write(move |txn| {
             let id = ev.evidence.doc_id.to_string();
             let what = match ev.evidence.kind {
@@ -286,20 +287,24 @@ pub(crate) async fn statement_refused(
                 put(txn, INBOX, &id, &rec)?;
                 found = true;
             }
-            if found {
-                store::event(
+            let seq = if found {
+                Some(store::event(
                     txn,
                     pb::NodeEventKind::Refused,
                     &id,
                     &me,
                     pb::RecipientState::Unspecified,
                     now_ms(),
-                )?;
-            }
+                )?)
+            } else {
+                None
+            };
             OUTBOX.remove(txn, HUB, key)?;
-            Ok(())
+            Ok::<_, StoreError>(seq)
         })
-        .await
+        .await?;
+    node.event_committed(seq);
+    Ok(())
 }
 
 /// A recall or reminder from the sender of a document addressed to this node; returns the

@@ -563,6 +563,12 @@ async fn a_statement_the_hub_refuses_for_good_is_recorded_not_dropped() -> Resul
     // time the hub hears of it, the certificate has run out and the hub refuses it.
     ex.kill_hub().await?;
     ex.cli_ok("b", &["confirm", &id, "--clerk", "刘洋"]).await?;
+    // A department system following b's events live hears of the refusal as it happens.
+    let mut api = ex.node_api("b").await?;
+    let mut events = api
+        .watch_events(pb::WatchEventsRequest { after_seq: 0 })
+        .await?
+        .into_inner();
     eventually("b's signing certificate to expire", DEADLINE, || async {
         Ok((time::OffsetDateTime::now_utc() > until + time::Duration::seconds(1)).then_some(()))
     })
@@ -586,12 +592,6 @@ async fn a_statement_the_hub_refuses_for_good_is_recorded_not_dropped() -> Resul
     let table = ex.cli_ok("b", &["inbox"]).await?;
     assert!(table.contains("not taken by the hub"), "{table}");
 
-    // Department systems hear of it: a REFUSED event for the document.
-    let mut api = ex.node_api("b").await?;
-    let mut events = api
-        .watch_events(pb::WatchEventsRequest { after_seq: 0 })
-        .await?
-        .into_inner();
     loop {
         let ev = tokio::time::timeout(DEADLINE, events.message())
             .await
