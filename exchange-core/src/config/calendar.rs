@@ -97,6 +97,24 @@ impl Calendar {
         self.start_of_day_ms(date).saturating_add(DAY_MS)
     }
 
+    /// `ms` (Unix ms) as the office's local time for people, `2026-11-27 07:51:52`; "" for 0.
+    pub fn format_local(&self, ms: i64) -> String {
+        if ms == 0 {
+            return String::new();
+        }
+        let fmt =
+            time::macros::format_description!("[year]-[month]-[day] [hour]:[minute]:[second]");
+        OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000)
+            .ok()
+            .and_then(|t| t.to_offset(self.utc_offset).format(&fmt).ok())
+            .unwrap_or_default()
+    }
+
+    /// The offset as people read it next to local times, e.g. `+08:00`.
+    pub fn offset_label(&self) -> String {
+        format_offset(self.utc_offset)
+    }
+
     fn offset_ms(&self) -> i64 {
         i64::from(self.utc_offset.whole_seconds()) * 1000
     }
@@ -257,6 +275,16 @@ mod tests {
         assert_eq!(cst.end_of_day_ms(day), ms("2026-12-02T00:00:00+08:00"));
         assert_eq!(utc.start_of_day_ms(day), ms("2026-12-01T00:00:00Z"));
         assert_eq!(format_date(day), "2026-12-01");
+        assert_eq!(
+            cst.format_local(ms("2026-11-26T23:51:52.086Z")),
+            "2026-11-27 07:51:52"
+        );
+        assert_eq!(
+            utc.format_local(ms("2026-11-26T23:51:52Z")),
+            "2026-11-26 23:51:52"
+        );
+        assert_eq!(cst.format_local(0), "");
+        assert_eq!(cst.offset_label(), "+08:00");
     }
 
     #[test]

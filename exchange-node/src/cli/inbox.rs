@@ -2,7 +2,10 @@
 //! urgent, then oldest (the order a clerk works in, as the node sorts them), optionally
 //! filtered by state, urgency, sender and date (`--state`, `--urgency`, `--from`, `--since`).
 
-use exchange_core::time::{format_ms, now_ms};
+use exchange_core::{
+    config::Calendar,
+    time::{format_ms, now_ms},
+};
 use exchange_proto::v1 as pb;
 use serde::Serialize;
 
@@ -127,7 +130,7 @@ pub async fn run(args: Args, ctx: &Ctx) -> anyhow::Result<()> {
         eprintln!("inbox is empty");
         return Ok(());
     }
-    print!("{}", table(&entries).render());
+    print!("{}", table(&entries, &ctx.cfg.calendar).render());
     Ok(())
 }
 
@@ -163,10 +166,11 @@ fn state_label(e: &pb::InboxEntry) -> String {
     label
 }
 
-/// The inbox as a table.
-fn table(entries: &[pb::InboxEntry]) -> Table {
+/// The inbox as a table, times in the office's local time.
+fn table(entries: &[pb::InboxEntry], cal: &Calendar) -> Table {
     let now = now_ms();
-    let mut t = Table::new(&["ID", "URGENCY", "FROM", "TITLE", "STATE", "RECEIVED", "DUE"]);
+    let received = format!("RECEIVED ({})", cal.offset_label());
+    let mut t = Table::new(&["ID", "URGENCY", "FROM", "TITLE", "STATE", &received, "DUE"]);
     for e in entries {
         t.row(vec![
             e.doc_id.clone(),
@@ -174,7 +178,7 @@ fn table(entries: &[pb::InboxEntry]) -> Table {
             e.sender.clone(),
             truncate(&e.title, TITLE_COLUMNS),
             state_label(e),
-            format_ms(e.received_at_ms),
+            cal.format_local(e.received_at_ms),
             due_label(e.reply_deadline_ms, now),
         ]);
     }
@@ -224,9 +228,11 @@ mod tests {
 
     #[test]
     fn the_table_shows_chinese_labels() {
-        let out = table(&[entry()]).render();
+        let out = table(&[entry()], &Calendar::default()).render();
         assert!(out.starts_with("ID"), "{out}");
         assert!(out.contains("特急"), "{out}");
-        assert!(out.contains("2025-11-26T14:27:10.123Z"), "{out}");
+        // 14:27:10 UTC is 22:27:10 in Beijing, and the column says so.
+        assert!(out.contains("RECEIVED (+08:00)"), "{out}");
+        assert!(out.contains("2025-11-26 22:27:10"), "{out}");
     }
 }

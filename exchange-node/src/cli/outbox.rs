@@ -2,7 +2,7 @@
 //! state — the clerk's 发文登记 view. `--json` prints an array whose elements are exactly what
 //! `status ID --json` prints for each document.
 
-use exchange_core::time::format_ms;
+use exchange_core::config::Calendar;
 use exchange_proto::v1 as pb;
 
 use super::{
@@ -42,13 +42,14 @@ pub async fn run(args: Args, ctx: &Ctx) -> anyhow::Result<()> {
         eprintln!("this department has sent nothing yet");
         return Ok(());
     }
-    print!("{}", table(&documents).render());
+    print!("{}", table(&documents, &ctx.cfg.calendar).render());
     Ok(())
 }
 
 /// One row per document; the recipients as `dept:state` pairs (also `show`'s list of forwards).
-pub(super) fn table(documents: &[pb::DocumentStatus]) -> Table {
-    let mut t = Table::new(&["ID", "URGENCY", "TITLE", "SENT", "RECIPIENTS"]);
+pub(super) fn table(documents: &[pb::DocumentStatus], cal: &Calendar) -> Table {
+    let sent = format!("SENT ({})", cal.offset_label());
+    let mut t = Table::new(&["ID", "URGENCY", "TITLE", &sent, "RECIPIENTS"]);
     for d in documents {
         let recipients: Vec<String> = d
             .recipients
@@ -59,7 +60,7 @@ pub(super) fn table(documents: &[pb::DocumentStatus]) -> Table {
             d.doc_id.clone(),
             urgency(d.urgency()).label().to_owned(),
             truncate(&d.title, TITLE_COLUMNS),
-            format_ms(d.created_at_ms),
+            cal.format_local(d.created_at_ms),
             recipients.join(" "),
         ]);
     }
@@ -98,7 +99,7 @@ mod tests {
             ],
             ..Default::default()
         };
-        let out = table(&[d]).render();
+        let out = table(&[d], &Calendar::default()).render();
         assert!(out.contains("b:confirmed c:delivered"), "{out}");
     }
 }

@@ -6,7 +6,7 @@
 use std::path::PathBuf;
 
 use anyhow::Context as _;
-use exchange_core::time::format_ms;
+use exchange_core::config::Calendar;
 use exchange_proto::v1::{self as pb, fetch_document_response::Msg};
 use serde::Serialize;
 
@@ -118,10 +118,10 @@ pub async fn run(args: Args, ctx: &Ctx) -> anyhow::Result<()> {
         json.forwards = forwards.iter().map(status::to_json).collect();
         println!("{}", serde_json::to_string_pretty(&json)?);
     } else {
-        print!("{}", text(&entry, &header));
+        print!("{}", text(&entry, &header, &ctx.cfg.calendar));
         if !forwards.is_empty() {
             println!("\nforwarded (转发) by this department as:");
-            print!("{}", outbox::table(&forwards).render());
+            print!("{}", outbox::table(&forwards, &ctx.cfg.calendar).render());
         }
         for path in &saved {
             println!("saved {}", path.display());
@@ -150,7 +150,7 @@ async fn show_sent(args: &Args, ctx: &Ctx, not_received: tonic::Status) -> anyho
         );
     }
     eprintln!("{} was sent by this department; its status:", sent.doc_id);
-    status::print(&sent, args.json)
+    status::print(&sent, args.json, &ctx.cfg.calendar)
 }
 
 fn to_json(entry: &pb::InboxEntry, header: pb::DocumentHeader, saved: &[PathBuf]) -> ShowJson {
@@ -187,7 +187,11 @@ fn to_json(entry: &pb::InboxEntry, header: pb::DocumentHeader, saved: &[PathBuf]
 }
 
 /// The document as labelled lines, then its parts as a table.
-fn text(entry: &pb::InboxEntry, header: &pb::DocumentHeader) -> String {
+fn text(entry: &pb::InboxEntry, header: &pb::DocumentHeader, cal: &Calendar) -> String {
+    let local = |ms: i64| match cal.format_local(ms) {
+        t if t.is_empty() => t,
+        t => format!("{t} ({})", cal.offset_label()),
+    };
     let meta = header.metadata.clone().unwrap_or_default();
     let kind = match doc_type_label(meta.doc_type()) {
         "" => String::new(),
@@ -207,10 +211,10 @@ fn text(entry: &pb::InboxEntry, header: &pb::DocumentHeader) -> String {
         ),
         ("抄送", recipients(&meta.cc_text, &meta.cc_depts)),
         ("成文日期", meta.document_date.clone()),
-        ("sent", format_ms(header.created_at_ms)),
-        ("received", format_ms(entry.received_at_ms)),
+        ("sent", local(header.created_at_ms)),
+        ("received", local(entry.received_at_ms)),
         ("role", role_label(entry.role()).to_owned()),
-        ("state", state(entry)),
+        ("state", state(entry, &local)),
     ];
     if !meta.forwarded_from.is_empty() {
         lines.insert(5, ("转发自", meta.forwarded_from));
@@ -256,7 +260,7 @@ fn recipients(printed: &str, ids: &[String]) -> String {
 }
 
 /// `new`, or who confirmed/rejected it, when, and the reason or note.
-fn state(e: &pb::InboxEntry) -> String {
+fn state(e: &pb::InboxEntry, local: &dyn Fn(i64) -> String) -> String {
     let (name, at) = match e.state() {
         pb::InboxState::Confirmed => ("confirmed (签收)", e.confirmed_at_ms),
         pb::InboxState::Rejected => ("rejected (退回)", e.rejected_at_ms),
@@ -274,7 +278,7 @@ fn state(e: &pb::InboxEntry) -> String {
         pb::InboxState::New => return "new".to_owned(),
         pb::InboxState::Unspecified => return "unknown".to_owned(),
     };
-    let mut s = format!("{name} by {} at {}", e.clerk, format_ms(at));
+    let mut s = format!("{name} by {} at {}", e.clerk, local(at));
     if !e.reason.is_empty() {
         s.push_str(&format!(": {}", e.reason));
     }
@@ -331,10 +335,10 @@ mod tests {
     #[test]
     fn text_names_the_elements_clerks_know() {
         let (entry, header) = doc();
-        let out = text(&entry, &header);
+        let out = text(&entry, &header, &Calendar::default());
         assert!(out.contains("通知 (notice)"), "{out}");
         assert!(
-            out.contains("rejected (退回) by 李四 at 2025-11-26T14:27:10.123Z: 附件缺页"),
+            out.contains("rejected (退回) by 李四 at 2025-11-26 22:27:10 (+08:00): 附件缺页"),
             "{out}"
         );
         assert!(out.contains("附件1"), "{out}");
@@ -359,7 +363,7 @@ mod tests {
     #[test]
     fn a_forward_names_its_original() {
         let (entry, mut header) = doc();
-        let out = text(&entry, &header);
+        let out = text(&entry, &header, &Calendar::default());
         assert!(
             !out.contains("转发自"),
             "only forwards say where from: {out}"
@@ -370,7 +374,7 @@ mod tests {
         if let Some(m) = header.metadata.as_mut() {
             m.forwarded_from = "id-0".into();
         }
-        let out = text(&entry, &header);
+        let out = text(&entry, &header, &Calendar::default());
         assert!(out.contains("转发自") && out.contains("id-0"), "{out}");
         let v = serde_json::to_value(to_json(&entry, header, &[])).unwrap();
         assert_eq!(v["forwarded_from"], "id-0");

@@ -2,7 +2,7 @@
 //! recipient: queued here, accepted by the hub, delivered, then confirmed (签收) or rejected
 //! (退回) by the recipient's clerk.
 
-use exchange_core::time::format_ms;
+use exchange_core::config::Calendar;
 use exchange_proto::v1 as pb;
 use serde::Serialize;
 
@@ -103,16 +103,16 @@ pub async fn run(args: Args, ctx: &Ctx) -> anyhow::Result<()> {
         .await
         .map_err(|s| ctx.rpc_error(&s, Lookup::Sent))?
         .into_inner();
-    print(&status, args.json)
+    print(&status, args.json, &ctx.cfg.calendar)
 }
 
 /// Prints a sent document's status as a table, or with `json` as one JSON object (also `show`
 /// of a document this department sent).
-pub(super) fn print(status: &pb::DocumentStatus, json: bool) -> anyhow::Result<()> {
+pub(super) fn print(status: &pb::DocumentStatus, json: bool, cal: &Calendar) -> anyhow::Result<()> {
     if json {
         println!("{}", serde_json::to_string_pretty(&to_json(status))?);
     } else {
-        print!("{}", text(status));
+        print!("{}", text(status, cal));
     }
     Ok(())
 }
@@ -181,14 +181,17 @@ pub(super) fn state_label(r: &pb::RecipientStatus) -> String {
     label
 }
 
-/// The title and urgency, the hub's refusal if any, then one row per recipient.
-fn text(s: &pb::DocumentStatus) -> String {
+/// The title and urgency, the hub's refusal if any, then one row per recipient; times in the
+/// office's local time (`[calendar] utc_offset`, said once in the first line).
+fn text(s: &pb::DocumentStatus, cal: &Calendar) -> String {
     let u = urgency(s.urgency());
+    let local = |ms: i64| cal.format_local(ms);
     let mut out = format!(
-        "{}  [{}]  sent {}\n",
+        "{}  [{}]  sent {} (times at {})\n",
         printable(&s.title),
         u.label(),
-        format_ms(s.created_at_ms)
+        local(s.created_at_ms),
+        cal.offset_label()
     );
     if !s.refused.is_empty() {
         out.push_str(&format!(
@@ -211,7 +214,7 @@ fn text(s: &pb::DocumentStatus) -> String {
     if s.recalled_at_ms != 0 {
         out.push_str(&format!(
             "recalled (撤回) {}: {}\n",
-            format_ms(s.recalled_at_ms),
+            local(s.recalled_at_ms),
             printable(&s.recall_reason)
         ));
     }
@@ -236,9 +239,9 @@ fn text(s: &pb::DocumentStatus) -> String {
             r.dept.clone(),
             role_label(r.role()).to_owned(),
             state_label(r),
-            or_dash(format_ms(r.accepted_at_ms)),
-            or_dash(format_ms(r.delivered_at_ms)),
-            or_dash(format_ms(handled)),
+            or_dash(local(r.accepted_at_ms)),
+            or_dash(local(r.delivered_at_ms)),
+            or_dash(local(handled)),
             or_dash(r.clerk.clone()),
             r.reason.clone(),
         ]);
@@ -253,7 +256,7 @@ fn text(s: &pb::DocumentStatus) -> String {
                 e.sender.clone(),
                 printable(&e.title),
                 inbox_state_name(e.state()).to_owned(),
-                format_ms(e.received_at_ms),
+                local(e.received_at_ms),
             ]);
         }
         out.push_str(&t.render());
@@ -320,7 +323,7 @@ mod tests {
             received_at_ms: 1_764_167_240_000,
             ..Default::default()
         });
-        let out = text(&s);
+        let out = text(&s, &Calendar::default());
         assert!(
             out.contains("replies (答复)") && out.contains("reply-1"),
             "{out}"
@@ -335,7 +338,7 @@ mod tests {
         let mut s = status();
         s.refused = "classified documents are not accepted".into();
         s.recipients[1].state = pb::RecipientState::Refused.into();
-        let out = text(&s);
+        let out = text(&s, &Calendar::default());
         assert!(
             out.contains("the hub refused this document: classified"),
             "{out}"
