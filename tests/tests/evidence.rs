@@ -516,7 +516,7 @@ async fn a_statement_the_hub_refuses_for_good_is_recorded_not_dropped() -> Resul
     let mut ex = TestExchange::setup(&["a", "b"])?;
     let ca = Ca::load(&ex.layout_dir().join("ca"))?;
     let now = time::OffsetDateTime::now_utc();
-    let until = now + time::Duration::seconds(10);
+    let until = now + time::Duration::seconds(15); // margin for a slow machine to get to the 签收
     let short = Validity {
         not_before: now - time::Duration::hours(1),
         not_after: until,
