@@ -72,6 +72,19 @@ async fn every_step_of_a_round_trip_is_in_the_log_in_order_while_the_hub_runs() 
     );
     let seqs: Vec<u64> = entries.iter().filter_map(|e| e["seq"].as_u64()).collect();
     assert!(seqs.windows(2).all(|w| w[0] < w[1]), "in order: {seqs:?}");
+    // A date is a day of the hub's calendar (+08:00): today holds them, tomorrow nothing.
+    let beijing = exchange_core::time::now_ms() + 8 * 3_600_000;
+    let day = |ms: i64| exchange_core::time::format_ms(ms)[..10].to_owned();
+    let (today, tomorrow) = (day(beijing), day(beijing + 86_400_000));
+    let from_today = audit_list(&ex, &["--doc", &id, "--since", &today]).await?;
+    assert_eq!(from_today.len(), entries.len(), "since {today}");
+    let before_today = audit_list(&ex, &["--doc", &id, "--until", &today]).await?;
+    assert!(before_today.is_empty(), "until {today}: {before_today:#?}");
+    assert!(
+        audit_list(&ex, &["--doc", &id, "--since", &tomorrow])
+            .await?
+            .is_empty()
+    );
 
     // The administrator's own questions are recorded too.
     let admin = audit_list(&ex, &["--event", "admin-action"]).await?;

@@ -8,7 +8,7 @@ use anyhow::{Context as _, Result, bail};
 use clap::{Args, Subcommand};
 use exchange_core::{
     audit::ExportLine,
-    config::{HubConfig, TlsPaths},
+    config::{Calendar, HubConfig, TlsPaths, parse_date},
     signing::{SigningKey, Verifier},
     store::Store,
     tls,
@@ -27,7 +27,8 @@ pub enum AuditCommand {
     /// Write entries (and the checkpoints that cover them) as JSON Lines on stdout, for archiving;
     /// check an export with `exchange-certs verify-audit FILE --ca CA.pem`.
     Export {
-        /// Only entries from this time on (RFC 3339, or a date: 2026-11-20).
+        /// Only entries from this time on (RFC 3339, or a date: 2026-11-20, from 00:00 that day
+        /// in `[calendar] utc_offset`).
         #[arg(long, value_name = "T")]
         since: Option<String>,
     },
@@ -45,10 +46,11 @@ pub struct ListArgs {
     /// Only this kind of event, e.g. document-accepted, handshake-refused, delivered.
     #[arg(long, value_name = "KIND")]
     event: Option<String>,
-    /// From this time on (RFC 3339, or a date: 2026-11-20).
+    /// From this time on (RFC 3339, or a date: 2026-11-20, from 00:00 that day in
+    /// `[calendar] utc_offset`, default +08:00).
     #[arg(long, value_name = "T")]
     since: Option<String>,
-    /// Before this time (RFC 3339, or a date).
+    /// Before this time (RFC 3339, or a date: before 00:00 that day).
     #[arg(long, value_name = "T")]
     until: Option<String>,
     /// At most this many entries.
@@ -65,15 +67,17 @@ pub(crate) enum Source {
     Store(Store),
 }
 
-fn parse_time(field: &str, s: &str) -> Result<i64> {
+/// RFC 3339, or a date: 00:00 of that day in the office's calendar (`[calendar] utc_offset`).
+fn parse_time(field: &str, s: &str, calendar: &Calendar) -> Result<i64> {
     use time::format_description::well_known::Rfc3339;
-    let t = time::OffsetDateTime::parse(s, &Rfc3339)
-        .or_else(|_| time::OffsetDateTime::parse(&format!("{s}T00:00:00Z"), &Rfc3339))
-        .with_context(|| {
-            format!(
-                "{field}: {s:?} is neither RFC 3339 (2026-11-20T08:00:00Z) nor a date (2026-11-20)"
-            )
-        })?;
+    if let Ok(day) = parse_date(s) {
+        return Ok(calendar.start_of_day_ms(day));
+    }
+    let t = time::OffsetDateTime::parse(s.trim(), &Rfc3339).with_context(|| {
+        format!(
+            "{field}: {s:?} is neither RFC 3339 (2026-11-20T08:00:00+08:00) nor a date (2026-11-20)"
+        )
+    })?;
     Ok(i64::try_from(t.unix_timestamp_nanos() / 1_000_000)?)
 }
 
@@ -131,11 +135,11 @@ pub async fn run(cfg: HubConfig, cmd: AuditCommand) -> Result<()> {
     let source = connect(&cfg).await?;
     let verifier = Verifier::new(&tls::ca_der(&cfg.tls)?)?;
     match cmd {
-        AuditCommand::List(a) => list(source, a).await,
+        AuditCommand::List(a) => list(source, a, &cfg.calendar).await,
         AuditCommand::Verify => verify(source, &verifier).await,
         AuditCommand::Export { since } => {
             let since_ms = since
-                .map(|s| parse_time("--since", &s))
+                .map(|s| parse_time("--since", &s, &cfg.calendar))
                 .transpose()?
                 .unwrap_or(0);
             export(source, &cfg, since_ms).await
@@ -143,7 +147,7 @@ pub async fn run(cfg: HubConfig, cmd: AuditCommand) -> Result<()> {
     }
 }
 
-async fn list(source: Source, a: ListArgs) -> Result<()> {
+async fn list(source: Source, a: ListArgs, calendar: &Calendar) -> Result<()> {
     let req = pb::ListAuditRequest {
         doc_id: a.doc.unwrap_or_default(),
         dept: a.dept.unwrap_or_default(),
@@ -151,13 +155,13 @@ async fn list(source: Source, a: ListArgs) -> Result<()> {
         since_ms: a
             .since
             .as_deref()
-            .map(|s| parse_time("--since", s))
+            .map(|s| parse_time("--since", s, calendar))
             .transpose()?
             .unwrap_or(0),
         until_ms: a
             .until
             .as_deref()
-            .map(|s| parse_time("--until", s))
+            .map(|s| parse_time("--until", s, calendar))
             .transpose()?
             .unwrap_or(0),
         limit: a.limit,
