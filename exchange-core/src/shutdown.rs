@@ -1,18 +1,26 @@
 //! The shutdown signal every daemon waits on: SIGINT or SIGTERM.
 
-/// Resolves on the first SIGINT or SIGTERM.
-pub async fn signal() {
-    let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
+/// Resolves on the first SIGINT or SIGTERM. The handlers are installed when this is called, not
+/// when the future is first polled: a daemon calls it before it tells systemd it is ready, so a
+/// SIGTERM sent right after `READY=1` is a graceful stop, never the default action (death).
+/// Call it inside the runtime.
+pub fn signal() -> impl std::future::Future<Output = ()> + Send + 'static {
+    use tokio::signal::unix::{SignalKind, signal};
+    let term = signal(SignalKind::terminate());
+    let int = signal(SignalKind::interrupt());
+    async move {
+        let wait = |s: std::io::Result<tokio::signal::unix::Signal>| async move {
+            match s {
+                Ok(mut s) => {
+                    s.recv().await;
+                }
+                Err(_) => std::future::pending::<()>().await,
             }
-            Err(_) => std::future::pending::<()>().await,
+        };
+        tokio::select! {
+            () = wait(term) => {}
+            () = wait(int) => {}
         }
-    };
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => {}
-        _ = term => {}
     }
 }
 
