@@ -21,7 +21,7 @@ mod office;
 mod ops;
 mod routing;
 
-pub use calendar::{Calendar, format_date, format_offset, parse_date};
+pub use calendar::{Calendar, When, format_date, format_offset, parse_date, parse_when};
 pub use limits::LimitsSection;
 pub use office::{Allowance, GroupEntry, RemindersSection};
 pub use ops::{LogFormat, LogLevel, LogSection, MetricsSection};

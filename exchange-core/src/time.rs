@@ -8,6 +8,11 @@ pub fn now_ms() -> i64 {
     i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
 }
 
+/// Unix milliseconds as a UTC date and time; `None` beyond the years `time` represents.
+pub fn datetime(ms: i64) -> Option<time::OffsetDateTime> {
+    time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000).ok()
+}
+
 /// Formats Unix milliseconds as RFC 3339 UTC (`2026-11-26T14:27:10.123Z`); empty for 0 (unset).
 pub fn format_ms(ms: i64) -> String {
     if ms == 0 {
@@ -16,8 +21,7 @@ pub fn format_ms(ms: i64) -> String {
     let fmt = time::macros::format_description!(
         "[year]-[month]-[day]T[hour]:[minute]:[second].[subsecond digits:3]Z"
     );
-    time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000)
-        .ok()
+    datetime(ms)
         .and_then(|t| t.format(&fmt).ok())
         .unwrap_or_else(|| ms.to_string())
 }

@@ -93,9 +93,9 @@ pub(crate) async fn compute(
         })
         .collect();
     let r = &cfg.reminders;
-    let split = |a: Allowance| match a {
-        Allowance::Clock(secs) => (secs, 0),
-        Allowance::WorkingDays(days) => (0, days),
+    let split = |a: Allowance| {
+        let (secs, days) = a.parts();
+        (secs.unwrap_or(0), days.unwrap_or(0))
     };
     let (very_urgent_secs, very_urgent_working_days) = split(r.very_urgent);
     let (urgent_secs, urgent_working_days) = split(r.urgent);

@@ -107,13 +107,7 @@ pub(crate) fn inbox_entry(
         last_reminder_note: rec.last_reminder_note.clone(),
         recall_reason,
         added: added.is_some(),
-        overdue: state == InboxState::New
-            && node.cfg.reminders.is_late(
-                &node.cfg.calendar,
-                h.urgency,
-                rec.received_at_ms,
-                now_ms(),
-            ),
+        overdue: state == InboxState::New && is_past(due, now_ms()),
         sign_due_ms: due,
         hub_refused: rec.hub_refused.clone(),
     };
@@ -127,11 +121,19 @@ pub(crate) fn sign_due_ms(
     urgency: exchange_core::document::Urgency,
     since_ms: i64,
 ) -> i64 {
+    if since_ms <= 0 {
+        return 0;
+    }
     match cfg.reminders.due_ms(&cfg.calendar, urgency, since_ms) {
-        _ if since_ms <= 0 => 0,
         i64::MAX => 0,
         due => due,
     }
+}
+
+/// Whether a 签收 due at `due_ms` (from [`sign_due_ms`]; 0 = never) is overdue at `now_ms`:
+/// the rule of `RemindersSection::is_late`, on a due time already computed.
+pub(crate) fn is_past(due_ms: i64, now_ms: i64) -> bool {
+    due_ms > 0 && now_ms > due_ms
 }
 
 /// One recipient's row of a sent document's status.

@@ -35,6 +35,25 @@ fn queue_evidence(
     Ok(())
 }
 
+/// Signs and queues one reminder (催办) to recipient `r` of `doc` and counts it on its row: the
+/// step a clerk's `remind` and the automatic reminder share.
+fn queue_reminder(
+    txn: &WriteTransaction,
+    node: &Node,
+    doc: &SignedDoc,
+    r: &mut st::SentRecipient,
+    dept: DeptId,
+    note: String,
+    at: i64,
+) -> Result<(), StoreError> {
+    let mut ev = Evidence::about(doc, EvidenceKind::Reminded, Some(dept), at);
+    ev.reason = note;
+    let ev = SignedEvidence::seal(ev, &node.signer);
+    r.reminders += 1;
+    r.last_reminded_at_ms = at;
+    queue_evidence(txn, doc, &ev)
+}
+
 /// A sent document the hub has accepted (statements about it need the hub to hold it).
 fn accepted_sent(
     txn: &WriteTransaction,
@@ -187,12 +206,7 @@ pub(crate) async fn remind(
                     .dept
                     .parse()
                     .map_err(|e| StoreError::decode(format!("recipient of {id}"), e))?;
-                let mut ev = Evidence::about(&doc, EvidenceKind::Reminded, Some(dept.clone()), at);
-                ev.reason.clone_from(&note);
-                let ev = SignedEvidence::seal(ev, &n.signer);
-                r.reminders += 1;
-                r.last_reminded_at_ms = at;
-                queue_evidence(txn, &doc, &ev)?;
+                queue_reminder(txn, &n, &doc, r, dept.clone(), note.clone(), at)?;
                 out.push(dept);
             }
             if out.is_empty() {
@@ -516,11 +530,15 @@ async fn auto_remind(node: &Arc<Node>) -> Result<usize, StoreError> {
             for row in table.range(from.as_str()..)? {
                 let (k, v) = row?;
                 let rec: st::SentDocument = exchange_core::store::decode(k.value(), v.value())?;
-                let depts = overdue_unreminded(&n, &rec, now);
-                if !depts.is_empty()
-                    && let Ok(id) = k.value().parse::<DocumentId>()
-                {
-                    due.push((id, depts));
+                if !may_remind(&rec) {
+                    continue; // most documents: no decoding of the signed header for them
+                }
+                let Ok(doc) = SignedDoc::decode(rec.document.clone().unwrap_or_default()) else {
+                    continue;
+                };
+                let depts = overdue_unreminded(&n, &rec, doc.header.urgency, now);
+                if !depts.is_empty() {
+                    due.push((doc.header.id, depts));
                 }
             }
             Ok(due)
@@ -542,7 +560,7 @@ async fn auto_remind(node: &Arc<Node>) -> Result<usize, StoreError> {
                 let Ok(doc) = SignedDoc::decode(rec.document.clone().unwrap_or_default()) else {
                     continue;
                 };
-                let still = overdue_unreminded(&n, &rec, at);
+                let still = overdue_unreminded(&n, &rec, doc.header.urgency, at);
                 let due_at = |delivered: i64| {
                     exchange_core::time::format_ms(n.cfg.reminders.due_ms(
                         &n.cfg.calendar,
@@ -557,16 +575,12 @@ async fn auto_remind(node: &Arc<Node>) -> Result<usize, StoreError> {
                     let Ok(dept) = r.dept.parse::<DeptId>() else {
                         continue;
                     };
-                    let mut ev = Evidence::about(&doc, EvidenceKind::Reminded, Some(dept), at);
-                    ev.reason = format!(
+                    let note = format!(
                         "自动催办 (automatic): 签收 was due {}",
                         due_at(r.delivered_at_ms)
                     );
-                    let ev = SignedEvidence::seal(ev, &n.signer);
-                    r.reminders += 1;
-                    r.last_reminded_at_ms = at;
+                    queue_reminder(txn, &n, &doc, r, dept, note, at)?;
                     r.auto_reminded_at_ms = at;
-                    queue_evidence(txn, &doc, &ev)?;
                     count += 1;
                 }
                 put(txn, SENT, &key, &rec)?;
@@ -576,25 +590,36 @@ async fn auto_remind(node: &Arc<Node>) -> Result<usize, StoreError> {
         .await
 }
 
-/// The recipients of `rec` whose delivery is overdue at `now` and not reminded automatically
-/// yet (a recalled or refused document reminds no one).
-fn overdue_unreminded(node: &Node, rec: &st::SentDocument, now: i64) -> Vec<String> {
-    if rec.recall.is_some() || !rec.refused.is_empty() || rec.acceptance.is_none() {
+/// A recipient that the automatic reminder may still concern: delivered, not signed for or
+/// sent back, not reminded automatically yet.
+fn awaits_auto_reminder(r: &st::SentRecipient) -> bool {
+    r.auto_reminded_at_ms == 0 && r.state == u32::from(DeliveryState::Delivered.code())
+}
+
+/// Whether `rec` may have a recipient to remind automatically, without reading the clock or
+/// the signed header (a recalled or refused document reminds no one).
+fn may_remind(rec: &st::SentDocument) -> bool {
+    rec.recall.is_none()
+        && rec.refused.is_empty()
+        && rec.acceptance.is_some()
+        && rec.recipients.iter().any(awaits_auto_reminder)
+}
+
+/// The recipients of `rec` (a document of `urgency`) whose delivery is overdue at `now` and
+/// not reminded automatically yet.
+fn overdue_unreminded(
+    node: &Node,
+    rec: &st::SentDocument,
+    urgency: exchange_core::document::Urgency,
+    now: i64,
+) -> Vec<String> {
+    if !may_remind(rec) {
         return Vec::new();
     }
-    let Some(urgency) = rec
-        .document
-        .as_ref()
-        .and_then(|d| SignedDoc::decode(d.clone()).ok())
-        .map(|d| d.header.urgency)
-    else {
-        return Vec::new();
-    };
     rec.recipients
         .iter()
         .filter(|r| {
-            r.auto_reminded_at_ms == 0
-                && r.state == u32::from(DeliveryState::Delivered.code())
+            awaits_auto_reminder(r)
                 && node
                     .cfg
                     .reminders

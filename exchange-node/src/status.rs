@@ -45,15 +45,10 @@ pub(crate) fn of_record(
             if refused {
                 s.state = pb::RecipientState::Refused.into();
             }
-            s.overdue = s.state() == pb::RecipientState::Delivered
-                && node.cfg.reminders.is_late(
-                    &node.cfg.calendar,
-                    doc.header.urgency,
-                    s.delivered_at_ms,
-                    now,
-                );
             s.sign_due_ms =
                 crate::api::sign_due_ms(&node.cfg, doc.header.urgency, s.delivered_at_ms);
+            s.overdue = s.state() == pb::RecipientState::Delivered
+                && crate::api::is_past(s.sign_due_ms, now);
             s
         })
         .collect();

@@ -104,8 +104,7 @@ impl Calendar {
         }
         let fmt =
             time::macros::format_description!("[year]-[month]-[day] [hour]:[minute]:[second]");
-        OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000)
-            .ok()
+        crate::time::datetime(ms)
             .and_then(|t| t.to_offset(self.utc_offset).format(&fmt).ok())
             .unwrap_or_default()
     }
@@ -202,6 +201,49 @@ pub fn parse_date(s: &str) -> Result<Date, time::error::Parse> {
 /// A date as `YYYY-MM-DD`, as documents carry it (成文日期).
 pub fn format_date(d: Date) -> String {
     d.format(DATE_FORMAT).unwrap_or_else(|_| d.to_string())
+}
+
+/// A time on the command line: a whole day of the office's calendar, or an instant.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum When {
+    /// `2026-11-20`: which instant depends on the flag (its start, or its end).
+    Day(Date),
+    /// RFC 3339, as Unix ms.
+    At(i64),
+}
+
+impl When {
+    /// The instant, a day counting from its 00:00 in `calendar` (`--since`).
+    pub fn start_ms(self, calendar: &Calendar) -> i64 {
+        match self {
+            When::Day(d) => calendar.start_of_day_ms(d),
+            When::At(ms) => ms,
+        }
+    }
+
+    /// The instant, a day counting until its 24:00 in `calendar` (`--deadline`: "by 1
+    /// December" leaves the whole of 1 December).
+    pub fn end_ms(self, calendar: &Calendar) -> i64 {
+        match self {
+            When::Day(d) => calendar.end_of_day_ms(d),
+            When::At(ms) => ms,
+        }
+    }
+}
+
+/// A date (`2026-11-20`) or an RFC 3339 time.
+pub fn parse_when(s: &str) -> Result<When, String> {
+    use time::format_description::well_known::Rfc3339;
+    let s = s.trim();
+    if let Ok(d) = parse_date(s) {
+        return Ok(When::Day(d));
+    }
+    let t = time::OffsetDateTime::parse(s, &Rfc3339).map_err(|_| {
+        format!("{s:?} is neither a date (2026-11-20) nor RFC 3339 (2026-11-20T08:00:00+08:00)")
+    })?;
+    i64::try_from(t.unix_timestamp_nanos() / 1_000_000)
+        .map(When::At)
+        .map_err(|e| e.to_string())
 }
 
 #[cfg(test)]

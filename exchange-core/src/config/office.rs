@@ -34,6 +34,16 @@ pub enum Allowance {
     WorkingDays(u32),
 }
 
+impl Allowance {
+    /// As the config keys write it: (`*_secs`, `*_working_days`), exactly one set.
+    pub fn parts(self) -> (Option<u64>, Option<u32>) {
+        match self {
+            Allowance::Clock(s) => (Some(s), None),
+            Allowance::WorkingDays(n) => (None, Some(n)),
+        }
+    }
+}
+
 /// `[reminders]` in `node.toml` and `hub.toml`: how long a delivered document may stay
 /// unconfirmed (未签收) before it counts as overdue (超期), by urgency. Overdue is computed when
 /// it is read, so a change takes effect at the next `inbox`/`status`/`stats` without touching
@@ -164,10 +174,12 @@ impl TryFrom<RemindersToml> for RemindersSection {
 impl From<RemindersSection> for RemindersToml {
     fn from(r: RemindersSection) -> Self {
         let d = RemindersSection::default();
-        let split = |a: Allowance, default: Allowance| match a {
-            _ if a == default => (None, None),
-            Allowance::Clock(s) => (Some(s), None),
-            Allowance::WorkingDays(n) => (None, Some(n)),
+        let split = |a: Allowance, default: Allowance| {
+            if a == default {
+                (None, None)
+            } else {
+                a.parts()
+            }
         };
         let (very_urgent_secs, very_urgent_working_days) = split(r.very_urgent, d.very_urgent);
         let (urgent_secs, urgent_working_days) = split(r.urgent, d.urgent);

@@ -8,7 +8,7 @@ use anyhow::{Context as _, Result, bail};
 use clap::{Args, Subcommand};
 use exchange_core::{
     audit::ExportLine,
-    config::{Calendar, HubConfig, TlsPaths, parse_date},
+    config::{Calendar, HubConfig, TlsPaths, parse_when},
     signing::{SigningKey, Verifier},
     store::Store,
     tls,
@@ -69,16 +69,8 @@ pub(crate) enum Source {
 
 /// RFC 3339, or a date: 00:00 of that day in the office's calendar (`[calendar] utc_offset`).
 fn parse_time(field: &str, s: &str, calendar: &Calendar) -> Result<i64> {
-    use time::format_description::well_known::Rfc3339;
-    if let Ok(day) = parse_date(s) {
-        return Ok(calendar.start_of_day_ms(day));
-    }
-    let t = time::OffsetDateTime::parse(s.trim(), &Rfc3339).with_context(|| {
-        format!(
-            "{field}: {s:?} is neither RFC 3339 (2026-11-20T08:00:00+08:00) nor a date (2026-11-20)"
-        )
-    })?;
-    Ok(i64::try_from(t.unix_timestamp_nanos() / 1_000_000)?)
+    let when = parse_when(s).map_err(|e| anyhow::anyhow!("{field}: {e}"))?;
+    Ok(when.start_ms(calendar))
 }
 
 fn parse_kind(s: &str) -> Result<i32> {

@@ -2,11 +2,10 @@
 //! node's inbox listing, which keeps the API's order (urgent first, then oldest first).
 
 use exchange_core::{
-    config::{Calendar, parse_date},
+    config::{Calendar, When, parse_when},
     document::Urgency,
 };
 use exchange_proto::v1 as pb;
-use time::Date;
 
 use super::labels::{inbox_state_name, parse_urgency, urgency};
 
@@ -62,49 +61,6 @@ fn parse_state(s: &str) -> Result<&'static str, String> {
              recall-pending or recall-acknowledged"
         )),
     }
-}
-
-/// A time on the command line: a whole day of the office's calendar, or an instant.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum When {
-    /// `2026-11-20`: which instant depends on the flag (its start, or its end).
-    Day(Date),
-    /// RFC 3339, as Unix ms.
-    At(i64),
-}
-
-impl When {
-    /// The instant, a day counting from its 00:00 in `calendar` (`--since`).
-    pub(crate) fn start_ms(self, calendar: &Calendar) -> i64 {
-        match self {
-            When::Day(d) => calendar.start_of_day_ms(d),
-            When::At(ms) => ms,
-        }
-    }
-
-    /// The instant, a day counting until its 24:00 in `calendar` (`--deadline`: "by 1
-    /// December" leaves the whole of 1 December).
-    pub(crate) fn end_ms(self, calendar: &Calendar) -> i64 {
-        match self {
-            When::Day(d) => calendar.end_of_day_ms(d),
-            When::At(ms) => ms,
-        }
-    }
-}
-
-/// A date (`2026-11-20`) or an RFC 3339 time.
-pub(crate) fn parse_when(s: &str) -> Result<When, String> {
-    use time::format_description::well_known::Rfc3339;
-    let s = s.trim();
-    if let Ok(d) = parse_date(s) {
-        return Ok(When::Day(d));
-    }
-    let t = time::OffsetDateTime::parse(s, &Rfc3339).map_err(|_| {
-        format!("{s:?} is neither a date (2026-11-20) nor RFC 3339 (2026-11-20T08:00:00+08:00)")
-    })?;
-    i64::try_from(t.unix_timestamp_nanos() / 1_000_000)
-        .map(When::At)
-        .map_err(|e| e.to_string())
 }
 
 #[cfg(test)]

@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::Context as _;
 use exchange_core::{
-    config::{Calendar, format_date},
+    config::{Calendar, When, format_date, parse_when},
     document::Urgency,
 };
 use exchange_proto::v1 as pb;
@@ -17,7 +17,6 @@ use tokio_stream::wrappers::ReceiverStream;
 use super::{
     Ctx,
     ctx::Lookup,
-    filter::When,
     labels::{parse_doc_type, parse_urgency},
     upload::{self, LocalPart},
 };
@@ -62,7 +61,7 @@ pub struct Args {
     /// 办理/答复时限: a date (2026-12-01: until the end of that day in the node's `[calendar]
     /// utc_offset`, default +08:00) or an RFC 3339 time by which recipients should act; their
     /// `inbox` shows the time left. The hub gives up on a delivery still undelivered then.
-    #[arg(long, value_name = "DATE", value_parser = super::filter::parse_when)]
+    #[arg(long, value_name = "DATE", value_parser = parse_when)]
     deadline: Option<When>,
 }
 
