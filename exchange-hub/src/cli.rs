@@ -33,9 +33,9 @@ pub enum Command {
     /// Write a consistent copy of the store and content blobs to a new directory (works while
     /// the hub runs; restore by putting it in place of the data directory while it is stopped).
     Backup(backup::BackupArgs),
-    /// Per-department statistics for a period (days in UTC): documents sent and received, the
-    /// share signed for (签收) on time, the average time to sign, overdue deliveries, totals
-    /// (works while the hub runs).
+    /// Per-department statistics for a period (days of [calendar]): documents sent and
+    /// received, the share signed for (签收) on time, the average time to sign, overdue
+    /// deliveries, totals (works while the hub runs).
     Stats(stats::StatsArgs),
 }
 

@@ -57,7 +57,8 @@ pub enum Command {
     Serve,
     /// Send a document to other departments; prints its id (keep it to follow it with `status`).
     Send(send::Args),
-    /// List the documents this department has received, most urgent first.
+    /// List the documents this department has received: what needs you first (overdue,
+    /// reminded), then the most urgent, then the oldest.
     Inbox(inbox::Args),
     /// Show a received document's details and the forwards (转发) made of it, and save its files
     /// with --save; for a document this department sent, show its status.
