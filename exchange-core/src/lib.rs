@@ -10,6 +10,7 @@
 //! - [`metrics`], [`tooling`], [`sdnotify`], [`backup`]: what operators and their tools see.
 #![warn(missing_docs)]
 
+pub mod atrest;
 pub mod audit;
 pub mod backoff;
 pub mod backup;

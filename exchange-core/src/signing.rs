@@ -212,6 +212,20 @@ impl SigningKey {
         &self.principal
     }
 
+    /// Loads the key and certificate ([`SigningKey::load`]) of `expected`: the hub, or one
+    /// department. A certificate naming anyone else is refused with an error naming the file, so
+    /// that a hub or node never signs in another principal's name.
+    pub fn load_as(paths: &SigningPaths, expected: &Principal) -> Result<Self, SignError> {
+        let key = Self::load(paths)?;
+        if key.principal != *expected {
+            return Err(SignError::Key {
+                path: paths.cert.display().to_string(),
+                reason: format!("the certificate names {}, not {expected}", key.principal),
+            });
+        }
+        Ok(key)
+    }
+
     /// Signs `bytes` under `context`.
     pub fn sign(&self, context: Context, bytes: &[u8]) -> pb::Signature {
         let msg = [context.prefix(), bytes].concat();

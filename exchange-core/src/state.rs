@@ -31,6 +31,18 @@ pub struct StateError {
     pub to: &'static str,
 }
 
+/// A stored state code this build does not know: a corrupted record, or one written by a newer
+/// version. Reading it as any particular state would misreport the document, so it is an error
+/// the caller reports with the record's name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("unknown {what} state code {code}")]
+pub struct UnknownState {
+    /// Which state machine: `delivery` or `inbox`.
+    pub what: &'static str,
+    /// The stored code.
+    pub code: u32,
+}
+
 /// What a transition did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Transition<S> {
@@ -184,6 +196,17 @@ impl DeliveryState {
         }
     }
 
+    /// From a stored code (stored as `u32` in protobuf records); an unknown code is an error.
+    pub fn try_from_code(code: u32) -> Result<Self, UnknownState> {
+        u8::try_from(code)
+            .ok()
+            .and_then(Self::from_code)
+            .ok_or(UnknownState {
+                what: "delivery",
+                code,
+            })
+    }
+
     /// From a stored code.
     pub fn from_code(c: u8) -> Option<Self> {
         [
@@ -334,6 +357,17 @@ impl InboxState {
         }
     }
 
+    /// From a stored code (stored as `u32` in protobuf records); an unknown code is an error.
+    pub fn try_from_code(code: u32) -> Result<Self, UnknownState> {
+        u8::try_from(code)
+            .ok()
+            .and_then(Self::from_code)
+            .ok_or(UnknownState {
+                what: "inbox",
+                code,
+            })
+    }
+
     /// From a stored code.
     pub fn from_code(c: u8) -> Option<Self> {
         [
@@ -442,6 +476,12 @@ mod tests {
         );
         for s in [Withdrawn, Recalled, RecallAcknowledged] {
             assert_eq!(DeliveryState::from_code(s.code()), Some(s));
+            assert_eq!(DeliveryState::try_from_code(u32::from(s.code())), Ok(s));
+        }
+        for code in [0, 42, 256 + 2] {
+            let e = DeliveryState::try_from_code(code).unwrap_err();
+            assert_eq!(e.to_string(), format!("unknown delivery state code {code}"));
+            assert!(InboxState::try_from_code(code).is_err());
         }
     }
 

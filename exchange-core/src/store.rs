@@ -510,35 +510,100 @@ pub fn decode<M: prost::Message + Default>(
 
 #[cfg(test)]
 mod tests {
+    use std::{
+        future::Future,
+        pin::{Pin, pin},
+        sync::atomic::{AtomicUsize, Ordering},
+        task::{Context, Poll, Waker},
+    };
+
     use super::*;
 
     const T: TableDefinition<'_, &str, u64> = TableDefinition::new("t");
 
+    /// Polls `f` once: a [`Store::write`] hands its job to the writer thread on its first poll.
+    fn poll_once<F: Future>(f: Pin<&mut F>) -> Poll<F::Output> {
+        f.poll(&mut Context::from_waker(Waker::noop()))
+    }
+
+    /// A job that writes `key` and counts its runs: a job runs once per attempt of its batch.
+    fn counted(
+        key: &'static str,
+        runs: &Arc<AtomicUsize>,
+    ) -> impl Fn(&WriteTransaction) -> Result<(), StoreError> + Send + 'static {
+        let runs = Arc::clone(runs);
+        move |txn| {
+            runs.fetch_add(1, Ordering::SeqCst);
+            txn.open_table(T)?.insert(key, 2)?;
+            Ok(())
+        }
+    }
+
+    /// The writer is held inside a job while three more queue up, so that they must form one
+    /// batch: the failing one is dropped, and the other two commit together in one transaction
+    /// (one fsync) after an attempt that ran all three was aborted. If every job committed alone,
+    /// the two would take two commits and each would run only once.
     #[tokio::test]
     async fn a_failing_job_commits_nothing_and_its_batch_mates_commit() {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open(&dir.path().join("s.redb"), "test", 1).unwrap();
-        let half = store.write(|txn| -> Result<(), StoreError> {
+        let commits = || store.commit_latency().count();
+
+        let entered = Arc::new(tokio::sync::Notify::new());
+        let (release, held) = mpsc::channel::<()>();
+        let mut holder = pin!(store.write({
+            let entered = Arc::clone(&entered);
+            move |txn| -> Result<(), StoreError> {
+                entered.notify_one();
+                held.recv().expect("BUG: the test releases the writer");
+                txn.open_table(T)?.insert("holder", 0)?;
+                Ok(())
+            }
+        }));
+        assert!(poll_once(holder.as_mut()).is_pending());
+        entered.notified().await; // the writer thread is inside the holder's job now
+        let before = commits();
+
+        let (first_runs, second_runs) =
+            (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
+        let mut half = pin!(store.write(|txn| -> Result<(), StoreError> {
             txn.open_table(T)?.insert("half-written", 1)?;
             Err(StoreError::decode("job", "refused after writing"))
-        });
-        let whole = store.write(|txn| -> Result<(), StoreError> {
-            txn.open_table(T)?.insert("whole", 2)?;
-            Ok(())
-        });
-        let (half, whole) = tokio::join!(half, whole);
+        }));
+        let mut first = pin!(store.write(counted("first", &first_runs)));
+        let mut second = pin!(store.write(counted("second", &second_runs)));
+        // Each is in the writer's queue now, behind the held job.
+        assert!(poll_once(half.as_mut()).is_pending());
+        assert!(poll_once(first.as_mut()).is_pending());
+        assert!(poll_once(second.as_mut()).is_pending());
+        release.send(()).unwrap();
+
+        holder.await.unwrap();
+        let (half, first, second) = tokio::join!(half, first, second);
         assert!(half.is_err());
-        whole.unwrap();
-        let (a, b) = store
+        first.unwrap();
+        second.unwrap();
+        assert_eq!(
+            commits() - before,
+            2,
+            "one commit for the held job, one for the whole batch"
+        );
+        assert_eq!(
+            (
+                first_runs.load(Ordering::SeqCst),
+                second_runs.load(Ordering::SeqCst)
+            ),
+            (2, 2),
+            "the batch mates ran in the aborted attempt with the failing job, then again"
+        );
+        let (a, b, c) = store
             .read(|txn| -> Result<_, StoreError> {
                 let t = txn.open_table(T)?;
-                Ok((
-                    t.get("half-written")?.map(|v| v.value()),
-                    t.get("whole")?.map(|v| v.value()),
-                ))
+                let get = |k| Ok::<_, StoreError>(t.get(k)?.map(|v| v.value()));
+                Ok((get("half-written")?, get("first")?, get("second")?))
             })
             .await
             .unwrap();
-        assert_eq!((a, b), (None, Some(2)));
+        assert_eq!((a, b, c), (None, Some(2), Some(2)));
     }
 }

@@ -8,6 +8,11 @@ pub fn now_ms() -> i64 {
     i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
 }
 
+/// Seconds since the Unix epoch, now: the time certificates' validity is checked at.
+pub fn now_secs() -> u64 {
+    u64::try_from(now_ms() / 1000).unwrap_or(0)
+}
+
 /// Unix milliseconds as a UTC date and time; `None` beyond the years `time` represents.
 pub fn datetime(ms: i64) -> Option<time::OffsetDateTime> {
     time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000).ok()

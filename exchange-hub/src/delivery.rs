@@ -8,6 +8,10 @@
 //! in flight (the node stores pushed items concurrently). An item that is never acknowledged stays
 //! queued and is pushed again on the node's next stream, so delivery is at-least-once on the
 //! wire and exactly-once in the inbox (the node deduplicates by document id).
+//!
+//! An acknowledgement the hub cannot take (a receipt that does not verify) refuses that item
+//! alone: audited, the node told with `AckRefused`, the item left queued but not pushed again on
+//! this stream, and the stream goes on (docs/delivery.md).
 
 use std::{
     collections::{HashMap, HashSet},
@@ -19,7 +23,7 @@ use exchange_core::{
     error::{ErrorCode, ServiceError},
     ids::DeptId,
     store::queue::QueueKey,
-    time::now_ms,
+    time::{now_ms, now_secs},
 };
 use exchange_proto::v1::{self as pb, AuditKind, subscribe_request::Msg};
 use tokio::{
@@ -33,7 +37,6 @@ use tracing::{info, warn};
 use crate::{
     Hub,
     audit::{self, Event},
-    service::now_secs,
     store::{self, Outbound},
 };
 
@@ -148,9 +151,18 @@ pub(crate) fn start(
 }
 
 /// Items pushed to one node before the hub waits for their acknowledgements. The node stores
-/// them one after the other; the window lets the hub commit the effect of one acknowledgement
-/// (batched with other commits) while the node already works on the next item.
+/// them concurrently, so their commits share fsyncs, and the hub commits the effect of one
+/// acknowledgement (batched with other commits) while the node already works on the next.
 pub(crate) const PUSH_WINDOW: usize = 16;
+
+/// How acknowledging one item ended.
+struct Finished {
+    key: QueueKey,
+    seq: u64,
+    /// The document the item is about, for a refusal's message.
+    doc: Option<exchange_core::ids::DocumentId>,
+    result: Result<(), ServiceError>,
+}
 
 async fn push_loop(
     hub: &Arc<Hub>,
@@ -166,12 +178,15 @@ async fn push_loop(
     // Queue items pushed and not finished (acknowledged and the effect committed): never
     // pushed twice on one stream.
     let mut busy: HashSet<QueueKey> = HashSet::new();
-    let mut committing: JoinSet<Result<QueueKey, ServiceError>> = JoinSet::new();
+    // Items whose acknowledgement the hub refused: still queued (nothing is lost), but not
+    // pushed again on this stream, and not holding back anything behind them.
+    let mut parked: HashSet<QueueKey> = HashSet::new();
+    let mut committing: JoinSet<Finished> = JoinSet::new();
     let mut look = true; // the queue may hold something not pushed yet
     loop {
         while look && busy.len() < PUSH_WINDOW {
-            let Some((key, item)) =
-                store::next_outbound(&hub.store, dept.clone(), busy.clone()).await?
+            let skip: HashSet<QueueKey> = busy.union(&parked).copied().collect();
+            let Some((key, item)) = store::next_outbound(&hub.store, dept.clone(), skip).await?
             else {
                 look = false;
                 break;
@@ -219,20 +234,69 @@ async fn push_loop(
                 };
                 let (hub, dept) = (Arc::clone(hub), dept.clone());
                 committing.spawn(async move {
-                    acked(&hub, &dept, key, pending, ack).await.map(|()| key)
+                    let (seq, doc) = (ack.seq, pending.doc_id());
+                    let result = acked(&hub, &dept, key, pending, ack).await;
+                    Finished { key, seq, doc, result }
                 });
             }
             Some(done) = committing.join_next(), if !committing.is_empty() => {
-                let key = done.map_err(|e| {
+                let done = done.map_err(|e| {
                     ServiceError::new(ErrorCode::Internal, format!("acknowledgement task: {e}"))
-                })??;
-                busy.remove(&key);
+                })?;
+                busy.remove(&done.key);
                 look = true;
+                if let Err(e) = done.result {
+                    if !is_the_nodes_fault(&e) {
+                        return Err(e); // the hub's own trouble (its store): the node reconnects
+                    }
+                    parked.insert(done.key);
+                    refuse_ack(hub, dept, tx, done.seq, done.doc, &e).await;
+                }
             }
             () = tx.closed() => return Ok(()),
             () = cancel.cancelled() => return Ok(()),
         }
     }
+}
+
+/// Whether a failed acknowledgement is the node's (a receipt that does not verify, about
+/// another document, contradicting the delivery's state): retrying the same acknowledgement
+/// cannot succeed, so only that item is refused. Anything else (the store) ends the stream.
+fn is_the_nodes_fault(e: &ServiceError) -> bool {
+    matches!(
+        e.code,
+        ErrorCode::InvalidArgument | ErrorCode::PermissionDenied | ErrorCode::FailedPrecondition
+    )
+}
+
+/// Refuses one acknowledgement: audited, and the node is told which and why; the stream goes
+/// on. The item stays queued, so it is pushed again on the node's next stream (after, say, its
+/// signing certificate is renewed).
+async fn refuse_ack(
+    hub: &Hub,
+    dept: &DeptId,
+    tx: &Tx,
+    seq: u64,
+    doc: Option<exchange_core::ids::DocumentId>,
+    e: &ServiceError,
+) {
+    warn!(recipient = %dept, doc_id = ?doc, error = %e, "acknowledgement refused; the item stays queued");
+    let doc_id = doc.map(|d| d.to_string()).unwrap_or_default();
+    let event = Event::new(AuditKind::StatementRefused)
+        .doc(&doc_id)
+        .dept(dept)
+        .detail(format!("acknowledgement of a pushed item: {}", e.message));
+    audit::record(&hub.store, event).await;
+    let push = pb::HubPush {
+        seq: 0,
+        item: Some(pb::hub_push::Item::AckRefused(pb::AckRefused {
+            seq,
+            doc_id,
+            reason: e.message.clone(),
+        })),
+    };
+    // A node that is gone meanwhile learns it on its next stream, when the item comes again.
+    let _ = tx.send(Ok(push)).await;
 }
 
 /// The push for a queued item, or `None` if it is dropped unpushed (its document is gone, or
@@ -263,14 +327,14 @@ async fn prepare(
                 .await;
             }
             let delivery = pb::Delivery {
-                document: view.rec.document,
-                acceptance: view.rec.acceptance,
+                document: Some(view.rec.doc.wire.clone()),
+                acceptance: Some(view.rec.acceptance),
                 addition: view.addition,
                 content: view.content,
             };
             (
                 pb::hub_push::Item::Delivery(delivery),
-                Pending::Delivery(view.doc),
+                Pending::Delivery(view.rec.doc),
             )
         }
         Outbound::Evidence(e) => (pb::hub_push::Item::Evidence(e), Pending::Plain),
@@ -282,7 +346,7 @@ async fn prepare(
                 _ => None,
             };
             let pending = match recall {
-                Some((doc, _)) => Pending::Recall(doc),
+                Some(rec) => Pending::Recall(rec.doc),
                 None => Pending::Plain,
             };
             (pb::hub_push::Item::Notice(e), pending)
@@ -355,6 +419,16 @@ enum Pending {
     Recall(exchange_core::document::SignedDoc),
 }
 
+impl Pending {
+    /// The document the item is about, where the hub knows it.
+    fn doc_id(&self) -> Option<exchange_core::ids::DocumentId> {
+        match self {
+            Pending::Plain => None,
+            Pending::Delivery(d) | Pending::Recall(d) => Some(d.header.id),
+        }
+    }
+}
+
 /// Records what a recall notice did at `dept` and removes it from the queue: the hub signs
 /// WITHDRAWN when the recipient never held the document; the recipient signs RECALLED when it
 /// held it unsigned-for; a recipient that had signed for it acknowledges later through
@@ -406,10 +480,10 @@ async fn recall_acked(
         }
         Ok(false) => Ok(()),
         // The delivery ended otherwise meanwhile (e.g. it expired): the notice is done.
-        Err(e) if e.code == exchange_core::error::ErrorCode::FailedPrecondition => {
+        Err(e) if e.is_state_conflict() => {
             warn!(doc_id = %doc.header.id, recipient = %dept, error = %e, "recall outcome not recorded");
             Ok(store::ack(&hub.store, dept.clone(), key).await?)
         }
-        Err(e) => Err(e),
+        Err(e) => Err(e.into()),
     }
 }

@@ -47,9 +47,10 @@ fn deadline(hub: &Hub, accepted_at_ms: i64, reply_deadline_ms: i64) -> Option<i6
 async fn expire_due(hub: &Hub) -> Result<(), ServiceError> {
     let now = now_ms();
     for (dept, key, id) in store::queued_deliveries(&hub.store).await? {
-        let Some((doc, rec)) = store::document(&hub.store, id).await? else {
+        let Some(rec) = store::document(&hub.store, id).await? else {
             continue;
         };
+        let doc = rec.doc;
         let Some(due) = deadline(
             hub,
             rec.accepted_at_ms,

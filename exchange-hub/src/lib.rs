@@ -6,6 +6,7 @@
 //! and routes every piece of evidence back to the sender the same way.
 //!
 //! [`run`] is what `exchange-hub serve` and the tests both drive.
+#![warn(missing_docs)]
 
 mod admin;
 mod audit;
@@ -54,16 +55,10 @@ pub(crate) struct Hub {
     pub(crate) shutdown: CancellationToken,
 }
 
+/// The hub's document-signing key; a certificate that does not name the hub is refused.
 fn load_signer(cfg: &HubConfig) -> anyhow::Result<SigningKey> {
-    let signer = SigningKey::load(&cfg.signing).context("loading the hub's signing key")?;
-    if *signer.principal() != exchange_core::identity::Principal::Hub {
-        anyhow::bail!(
-            "signing certificate {} names {}, not the hub",
-            cfg.signing.cert.display(),
-            signer.principal()
-        );
-    }
-    Ok(signer)
+    SigningKey::load_as(&cfg.signing, &exchange_core::identity::Principal::Hub)
+        .context("loading the hub's signing key")
 }
 
 /// Checks that the files a config names are usable (TLS identity, CA, signing key) and that the
@@ -87,14 +82,7 @@ fn open(cfg: HubConfig, shutdown: CancellationToken) -> anyhow::Result<Hub> {
         .with_context(|| format!("opening the hub store in {}", data.display()))?;
     let blobs = BlobStore::open(&data.join("blobs"))
         .with_context(|| format!("opening blobs in {}", data.display()))?;
-    let signer = SigningKey::load(&cfg.signing).context("loading the hub's signing key")?;
-    if *signer.principal() != exchange_core::identity::Principal::Hub {
-        anyhow::bail!(
-            "signing certificate {} names {}, not the hub",
-            cfg.signing.cert.display(),
-            signer.principal()
-        );
-    }
+    let signer = load_signer(&cfg)?;
     let verifier = Verifier::new(&tls::ca_der(&cfg.tls)?).context("loading the CA certificate")?;
     let directory = Directory::from_config(&cfg.departments)?.with_groups(&cfg.groups)?;
     Ok(Hub {

@@ -13,10 +13,10 @@ use std::{collections::BTreeMap, sync::Arc};
 
 use exchange_core::{
     metrics::{self, DELIVERY_BUCKETS, Exposition, Histogram},
-    store::{StoreError, decode},
+    store::StoreError,
     time::now_ms,
 };
-use exchange_proto::{store::v1 as st, v1 as pb};
+use exchange_proto::v1 as pb;
 use prost::Message as _;
 use redb::ReadTransaction;
 use tokio::sync::Mutex;
@@ -67,6 +67,8 @@ struct Folded {
     streams: BTreeMap<String, i64>,
     /// Items pushed again because the node did not acknowledge them in time.
     redeliveries: u64,
+    /// Acknowledgements and statements from nodes that the hub would not take.
+    statements_refused: u64,
     /// From the hub's acceptance to the recipient's DELIVERED receipt.
     delivery: Histogram,
 }
@@ -81,6 +83,7 @@ impl Default for Folded {
             handshakes: BTreeMap::new(),
             streams: BTreeMap::new(),
             redeliveries: 0,
+            statements_refused: 0,
             delivery: Histogram::new(DELIVERY_BUCKETS),
         }
     }
@@ -99,8 +102,8 @@ impl Folded {
             K::HubStarted => self.streams.clear(),
             K::DocumentAccepted => {
                 self.step("accepted");
-                if let Some(doc) = store::get_document(txn, &e.doc_id)? {
-                    self.accepted_bytes += content_bytes(&doc);
+                if let Some(rec) = store::get_document(txn, &e.doc_id)? {
+                    self.accepted_bytes += rec.doc.header.total_size();
                 }
             }
             K::DocumentRefused => *self.refused.entry(refusal_class(&e.detail)).or_default() += 1,
@@ -118,6 +121,7 @@ impl Folded {
                 _ => {}
             },
             K::Redelivery => self.redeliveries += 1,
+            K::StatementRefused => self.statements_refused += 1,
             K::HandshakeRefused => {
                 *self
                     .handshakes
@@ -133,14 +137,6 @@ impl Folded {
         }
         Ok(())
     }
-}
-
-/// The total declared size of a stored document's parts.
-fn content_bytes(doc: &st::HubDocument) -> u64 {
-    doc.document
-        .as_ref()
-        .and_then(|d| pb::DocumentHeader::decode(d.header.as_slice()).ok())
-        .map_or(0, |h| h.parts.iter().map(|p| p.size).sum())
 }
 
 /// Folds in the audit entries appended since the last scrape, and writes what the log says.
@@ -214,6 +210,12 @@ async fn from_log(
         "Deliveries pushed again because the node had not acknowledged them.",
         &[(&[], f.redeliveries)],
     );
+    out.counter(
+        "exchange_hub_statements_refused_total",
+        "Receipts and statements from nodes the hub would not take (a signature that does not \
+         verify, a step that contradicts the delivery's state): see the audit log.",
+        &[(&[], f.statements_refused)],
+    );
     let connected = f.streams.values().filter(|n| **n > 0).count();
     out.gauge(
         "exchange_hub_connected_nodes",
@@ -251,16 +253,13 @@ fn from_store(txn: &ReadTransaction) -> Result<FromStore, StoreError> {
     let now = now_ms();
     let mut depths = Vec::new();
     for d in store::OUTBOUND.depths(txn)? {
-        let item: st::QueueItem = decode("outbound item", &d.oldest)?;
-        let since = match item.item {
-            Some(st::queue_item::Item::DeliverDoc(id)) => {
-                store::get_document(txn, &id)?.map(|doc| doc.accepted_at_ms)
+        let since = match store::Outbound::decode(format!("oldest of {}", d.dest), &d.oldest)? {
+            store::Outbound::Deliver(id) => {
+                store::get_document(txn, &id.to_string())?.map(|doc| doc.accepted_at_ms)
             }
-            Some(st::queue_item::Item::Evidence(ev)) => {
-                pb::Evidence::decode(ev.evidence.as_slice())
-                    .ok()
-                    .map(|e| e.at_ms)
-            }
+            store::Outbound::Evidence(ev) => pb::Evidence::decode(ev.evidence.as_slice())
+                .ok()
+                .map(|e| e.at_ms),
             _ => None,
         };
         let age = since.map_or(0.0, |t| (now - t).max(0) as f64 / 1000.0);

@@ -9,7 +9,7 @@ use exchange_core::{
     error::{ErrorCode, ServiceError},
     ids::{DeptId, DocumentId},
     signing::Digest,
-    time::now_ms,
+    time::{now_ms, now_secs},
     tls::peer_dept,
 };
 use exchange_proto::v1::{self as pb, hub_server};
@@ -21,7 +21,8 @@ use tracing::{info, instrument, warn};
 use crate::{
     Hub,
     audit::{self, Event},
-    delivery, store,
+    delivery,
+    store::{self, StepError},
 };
 
 type Stream_<T> = Pin<Box<dyn Stream<Item = Result<T, Status>> + Send>>;
@@ -47,10 +48,6 @@ impl HubService {
         }
         Ok(dept)
     }
-}
-
-pub(crate) fn now_secs() -> u64 {
-    u64::try_from(now_ms() / 1000).unwrap_or(0)
 }
 
 /// How far ahead of the hub's clock a signed time may be (clocks drift; a node may not date
@@ -82,11 +79,12 @@ fn digest_field(field: &str, b: &[u8]) -> Result<Digest, ServiceError> {
 }
 
 /// Checks content sent inline with `Submit`: only parts of this document, each exactly its
-/// signed size and SHA-256, and no more than `INLINE_BYTES` in all.
+/// signed size and SHA-256, and no more than `INLINE_BYTES` in all. Returns each content with
+/// the digest of its part.
 fn check_inline(
     h: &exchange_core::document::Header,
     inline: Vec<pb::InlineContent>,
-) -> Result<Vec<pb::InlineContent>, ServiceError> {
+) -> Result<Vec<(Digest, Vec<u8>)>, ServiceError> {
     let total: u64 = inline.iter().map(|c| c.data.len() as u64).sum();
     let max = exchange_core::document::limits::INLINE_BYTES;
     if total > max {
@@ -94,7 +92,8 @@ fn check_inline(
             "content: {total} bytes inline, at most {max} (upload larger content with PutBlob)"
         )));
     }
-    for (i, c) in inline.iter().enumerate() {
+    let mut checked = Vec::with_capacity(inline.len());
+    for (i, c) in inline.into_iter().enumerate() {
         let part = h
             .parts
             .iter()
@@ -108,8 +107,23 @@ fn check_inline(
                 part.name
             )));
         }
+        checked.push((part.sha256, c.data));
     }
-    Ok(inline)
+    Ok(checked)
+}
+
+/// The gRPC status of a step the store refused: the one place these codes are chosen.
+impl From<StepError> for ServiceError {
+    fn from(e: StepError) -> Self {
+        let code = match e {
+            StepError::Store(s) => return ServiceError::from(s),
+            StepError::NoRecipient => ErrorCode::InvalidArgument,
+            StepError::NotRecipient { .. } => ErrorCode::PermissionDenied,
+            StepError::Conflict { .. } => ErrorCode::AlreadyExists,
+            StepError::State { .. } | StepError::Recalled { .. } => ErrorCode::FailedPrecondition,
+        };
+        ServiceError::new(code, e.to_string())
+    }
 }
 
 fn blob_error(e: exchange_core::blob::BlobError) -> ServiceError {
@@ -222,7 +236,7 @@ impl HubService {
         }
         let inline = check_inline(h, inline)?;
         for (i, p) in h.parts.iter().enumerate() {
-            if inline.iter().any(|c| c.sha256 == p.sha256.0)
+            if inline.iter().any(|(d, _)| *d == p.sha256)
                 || store::inline_content(&hub.store, p.sha256).await?.is_some()
             {
                 continue;
@@ -310,9 +324,10 @@ impl HubService {
         let id: DocumentId = doc_id.parse().map_err(|e: exchange_core::ids::IdError| {
             ServiceError::invalid(format!("doc_id: {e}"))
         })?;
-        let (doc, _) = store::document(&self.hub.store, id)
+        let doc = store::document(&self.hub.store, id)
             .await?
-            .ok_or_else(|| ServiceError::not_found(format!("no document {id}")))?;
+            .ok_or_else(|| ServiceError::not_found(format!("no document {id}")))?
+            .doc;
         if doc.header.sender != *caller && !self.is_recipient(&doc, caller).await? {
             return Err(ServiceError::denied(format!(
                 "document {id} is not addressed to {caller}"
@@ -444,9 +459,15 @@ impl HubService {
                     .recipient
                     .clone()
                     .ok_or_else(|| ServiceError::invalid("evidence.recipient: required"))?;
-                store::remind(&hub.store, &doc, ev).await?;
-                info!(doc_id = %id, recipient = %dept, "reminder queued (催办)");
-                hub.sessions.wake(&dept);
+                match store::remind(&hub.store, &doc, ev).await? {
+                    store::Reminder::Queued => {
+                        info!(doc_id = %id, recipient = %dept, "reminder queued (催办)");
+                        hub.sessions.wake(&dept);
+                    }
+                    store::Reminder::Moot(state) => {
+                        info!(doc_id = %id, recipient = %dept, %state, "reminder kept, not forwarded: the delivery has ended");
+                    }
+                }
             }
             kind => {
                 return Err(ServiceError::invalid(format!(
@@ -613,8 +634,41 @@ impl hub_server::Hub for HubService {
     ) -> Result<Response<pb::SubmitEvidenceResponse>, Status> {
         let dept = self.caller(&req)?;
         tracing::Span::current().record("dept", tracing::field::display(&dept));
-        self.submit_evidence_inner(dept, req.into_inner()).await?;
-        Ok(Response::new(pb::SubmitEvidenceResponse {}))
+        // What the caller claims the statement is, for the audit trail of a refusal only.
+        let claimed = req
+            .get_ref()
+            .evidence
+            .as_ref()
+            .and_then(|w| <pb::Evidence as prost::Message>::decode(w.evidence.as_slice()).ok());
+        match self
+            .submit_evidence_inner(dept.clone(), req.into_inner())
+            .await
+        {
+            Ok(()) => Ok(Response::new(pb::SubmitEvidenceResponse {})),
+            // The hub's own trouble (its store) is not the statement's fault: not audited as a
+            // refusal, and the node retries.
+            Err(e)
+                if matches!(
+                    e.code,
+                    ErrorCode::Unavailable | ErrorCode::ResourceExhausted
+                ) =>
+            {
+                Err(e.into())
+            }
+            Err(e) => {
+                warn!(error = %e, "statement refused");
+                let (doc, kind) = claimed.map_or((String::new(), String::new()), |c| {
+                    let kind = c.kind().as_str_name().trim_start_matches("EVIDENCE_KIND_");
+                    (c.doc_id.chars().take(64).collect(), kind.to_owned())
+                });
+                let ev = Event::new(pb::AuditKind::StatementRefused)
+                    .doc(doc)
+                    .dept(&dept)
+                    .detail(format!("{kind}: {}", e.message));
+                audit::record(&self.hub.store, ev).await;
+                Err(e.into())
+            }
+        }
     }
 
     type SubscribeStream = Stream_<pb::HubPush>;

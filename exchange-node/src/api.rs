@@ -2,30 +2,27 @@
 //! clerk's CLI. It listens on loopback by default and answers only about this department's own
 //! documents; every answer that reports a change is sent after the change is durable.
 
+mod codes;
+mod streams;
+mod views;
+
 use std::{pin::Pin, sync::Arc};
 
 use exchange_core::{
-    blob::CHUNK_SIZE,
-    document::{Evidence, EvidenceKind, SignedDoc, SignedEvidence, limits},
+    document::{Evidence, EvidenceKind, SignedEvidence, limits},
     error::ServiceError,
     ids::{DocumentId, IdError},
-    state::{ClerkAction, DeliveryState, InboxState},
+    state::ClerkAction,
     time::now_ms,
 };
-use exchange_proto::{
-    store::v1 as st,
-    v1::{self as pb, node_server},
-};
-use tokio::io::AsyncReadExt;
-use tokio_stream::{Stream, wrappers::ReceiverStream};
+use exchange_proto::v1::{self as pb, node_server};
+use tokio_stream::Stream;
 use tonic::{Request, Response, Status, Streaming};
 use tracing::info;
 
-use crate::{Node, store, submit};
+pub(crate) use views::{inbox_entry, is_past, recipient_status, sign_due_ms};
 
-/// Largest gRPC message on the API and the hub link: content moves in chunks, so this only has
-/// to fit a header and one chunk.
-pub const MAX_MESSAGE_BYTES: usize = 8 * 1024 * 1024;
+use crate::{MAX_MESSAGE_BYTES, Node, store, submit};
 
 type Stream_<T> = Pin<Box<dyn Stream<Item = Result<T, Status>> + Send>>;
 
@@ -36,7 +33,7 @@ pub(crate) fn service(node: Arc<Node>) -> node_server::NodeServer<NodeApi> {
         .max_encoding_message_size(MAX_MESSAGE_BYTES)
 }
 
-/// The API handlers.
+/// The API handlers: one per RPC of `exchange.v1.Node`, over the node they serve.
 #[derive(Debug)]
 pub struct NodeApi {
     node: Arc<Node>,
@@ -53,121 +50,9 @@ fn text(field: &str, s: &str, max: usize) -> Result<(), ServiceError> {
         .map_err(|e| ServiceError::invalid(e.to_string()))
 }
 
-/// The inbox entry for a stored received document.
-pub(crate) fn inbox_entry(
-    node: &Node,
-    rec: &st::ReceivedDocument,
-) -> Result<(pb::InboxEntry, SignedDoc), ServiceError> {
-    let doc = SignedDoc::decode(rec.document.clone().unwrap_or_default())
-        .map_err(|e| ServiceError::new(exchange_core::error::ErrorCode::Internal, e.to_string()))?;
-    let h = &doc.header;
-    let state = u8::try_from(rec.state)
-        .ok()
-        .and_then(InboxState::from_code)
-        .unwrap_or(InboxState::New);
-    let added = rec
-        .addition
-        .clone()
-        .and_then(|a| SignedEvidence::decode(a).ok());
-    let role = match (h.role_of(&node.cfg.node.id), &added) {
-        (Some(r), _) => r.into(),
-        (None, Some(a)) if a.evidence.cc => pb::RecipientRole::Cc,
-        (None, _) => pb::RecipientRole::Main,
-    };
-    let (confirmed, rejected) = match state {
-        InboxState::Confirmed | InboxState::RecallPending | InboxState::RecallAcknowledged => {
-            (rec.handled_at_ms, 0)
-        }
-        InboxState::Rejected => (0, rec.handled_at_ms),
-        InboxState::New | InboxState::Recalled => (0, 0),
-    };
-    let recall_reason = rec
-        .recall
-        .clone()
-        .and_then(|r| SignedEvidence::decode(r).ok())
-        .map(|r| r.evidence.reason)
-        .unwrap_or_default();
-    let due = sign_due_ms(&node.cfg, h.urgency, rec.received_at_ms);
-    let entry = pb::InboxEntry {
-        doc_id: h.id.to_string(),
-        sender: h.sender.to_string(),
-        title: h.title.clone(),
-        urgency: pb::Urgency::from(h.urgency).into(),
-        state: pb::InboxState::from(state).into(),
-        received_at_ms: rec.received_at_ms,
-        doc_number: h.metadata.doc_number.clone(),
-        role: role.into(),
-        confirmed_at_ms: confirmed,
-        rejected_at_ms: rejected,
-        clerk: rec.clerk.clone(),
-        reason: rec.reason.clone(),
-        reply_deadline_ms: h.metadata.reply_deadline_ms,
-        reminders: rec.reminders,
-        last_reminded_at_ms: rec.last_reminded_at_ms,
-        last_reminder_note: rec.last_reminder_note.clone(),
-        recall_reason,
-        added: added.is_some(),
-        overdue: state == InboxState::New && is_past(due, now_ms()),
-        sign_due_ms: due,
-        hub_refused: rec.hub_refused.clone(),
-    };
-    Ok((entry, doc))
-}
-
-/// When 签收 of something of `urgency` that arrived at `since_ms` falls due, for the API: 0
-/// for "not delivered yet" or "never" (a calendar without working days).
-pub(crate) fn sign_due_ms(
-    cfg: &exchange_core::config::NodeConfig,
-    urgency: exchange_core::document::Urgency,
-    since_ms: i64,
-) -> i64 {
-    if since_ms <= 0 {
-        return 0;
-    }
-    match cfg.reminders.due_ms(&cfg.calendar, urgency, since_ms) {
-        i64::MAX => 0,
-        due => due,
-    }
-}
-
-/// Whether a 签收 due at `due_ms` (from [`sign_due_ms`]; 0 = never) is overdue at `now_ms`:
-/// the rule of `RemindersSection::is_late`, on a due time already computed.
-pub(crate) fn is_past(due_ms: i64, now_ms: i64) -> bool {
-    due_ms > 0 && now_ms > due_ms
-}
-
-/// One recipient's row of a sent document's status.
-pub(crate) fn recipient_status(r: &st::SentRecipient, queued_at_ms: i64) -> pb::RecipientStatus {
-    let state = u8::try_from(r.state)
-        .ok()
-        .and_then(DeliveryState::from_code)
-        .unwrap_or(DeliveryState::Queued);
-    pb::RecipientStatus {
-        dept: r.dept.clone(),
-        role: if r.cc {
-            pb::RecipientRole::Cc
-        } else {
-            pb::RecipientRole::Main
-        }
-        .into(),
-        state: pb::RecipientState::from(state).into(),
-        queued_at_ms,
-        accepted_at_ms: r.accepted_at_ms,
-        delivered_at_ms: r.delivered_at_ms,
-        confirmed_at_ms: r.confirmed_at_ms,
-        rejected_at_ms: r.rejected_at_ms,
-        clerk: r.clerk.clone(),
-        reason: r.reason.clone(),
-        overdue: false, // these two are set by `status`, which knows the urgency
-        sign_due_ms: 0,
-        added: r.added.is_some(),
-        reminders: r.reminders,
-        last_reminded_at_ms: r.last_reminded_at_ms,
-        recalled_at_ms: r.recall_done_at_ms,
-    }
-}
-
 impl NodeApi {
+    /// A clerk's 签收, 退回 or recall acknowledgement: checked, signed and recorded (and queued
+    /// for the hub) in one transaction.
     async fn clerk_action(
         &self,
         id: &str,
@@ -251,8 +136,8 @@ impl node_server::Node for NodeApi {
             .map_err(ServiceError::from)?;
         let mut entries = recs
             .iter()
-            .map(|r| inbox_entry(&self.node, r).map(|(e, d)| (d.header.urgency.priority(), e)))
-            .collect::<Result<Vec<_>, _>>()?;
+            .map(|r| (r.doc.header.urgency.priority(), inbox_entry(&self.node, r)))
+            .collect::<Vec<_>>();
         // Overdue, reminded (催办) or recalled-after-签收 first, then most urgent, then oldest:
         // the order a clerk works in.
         let flagged = |e: &pb::InboxEntry| {
@@ -284,7 +169,7 @@ impl node_server::Node for NodeApi {
             .map_err(ServiceError::from)?;
         let rec =
             rec.ok_or_else(|| ServiceError::not_found(format!("no received document {id}")))?;
-        let (entry, doc) = inbox_entry(&self.node, &rec)?;
+        let entry = inbox_entry(&self.node, &rec);
         if req.with_content && entry.state() == pb::InboxState::Recalled {
             // Recalled before 签收: the entry stays listed, its content is no longer handed out.
             return Err(ServiceError::precondition(format!(
@@ -292,6 +177,7 @@ impl node_server::Node for NodeApi {
             ))
             .into());
         }
+        let doc = rec.doc;
         let header = prost::Message::decode(doc.wire.header.as_slice())
             .map_err(|_| Status::internal("stored header"))?;
         let parts = if req.with_content {
@@ -305,51 +191,10 @@ impl node_server::Node for NodeApi {
             signed: Some(doc.wire),
             acceptance: rec.acceptance,
         };
-        let (tx, rx) = tokio::sync::mpsc::channel(4);
         let (store, blobs) = (self.node.store.clone(), self.node.blobs.clone());
-        tokio::spawn(async move {
-            let first = pb::FetchDocumentResponse {
-                msg: Some(pb::fetch_document_response::Msg::Document(first)),
-            };
-            if tx.send(Ok(first)).await.is_err() {
-                return;
-            }
-            for (i, p) in parts.iter().enumerate() {
-                let mut file = match crate::content::open(&store, &blobs, &p.sha256, 0).await {
-                    Ok(f) => f,
-                    Err(e) => {
-                        let _ = tx
-                            .send(Err(Status::unavailable(format!("reading {}: {e}", p.name))))
-                            .await;
-                        return;
-                    }
-                };
-                let mut buf = vec![0u8; CHUNK_SIZE];
-                loop {
-                    let n = match file.read(&mut buf).await {
-                        Ok(0) => break,
-                        Ok(n) => n,
-                        Err(e) => {
-                            let _ = tx
-                                .send(Err(Status::unavailable(format!("reading {}: {e}", p.name))))
-                                .await;
-                            return;
-                        }
-                    };
-                    let chunk = pb::PartChunk {
-                        part: u32::try_from(i).unwrap_or(u32::MAX),
-                        data: buf[..n].to_vec(),
-                    };
-                    let msg = pb::FetchDocumentResponse {
-                        msg: Some(pb::fetch_document_response::Msg::Chunk(chunk)),
-                    };
-                    if tx.send(Ok(msg)).await.is_err() {
-                        return;
-                    }
-                }
-            }
-        });
-        Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
+        Ok(Response::new(Box::pin(streams::document(
+            store, blobs, first, parts,
+        ))))
     }
 
     async fn confirm(
@@ -383,7 +228,10 @@ impl node_server::Node for NodeApi {
         if r.reason.trim().is_empty() {
             return Err(ServiceError::invalid("reason: a recall (撤回) needs a reason").into());
         }
-        if crate::office::recall(&self.node, id, r.reason, r.clerk).await? {
+        if crate::office::recall(&self.node, id, r.reason, r.clerk)
+            .await
+            .map_err(ServiceError::from)?
+        {
             info!(doc_id = %id, "recall queued for the hub");
             self.node.outbox_wake.notify_one();
         }
@@ -420,7 +268,9 @@ impl node_server::Node for NodeApi {
             ))
             .into());
         }
-        let added = crate::office::add_recipients(&self.node, id, wanted).await?;
+        let added = crate::office::add_recipients(&self.node, id, wanted)
+            .await
+            .map_err(ServiceError::from)?;
         if !added.is_empty() {
             info!(doc_id = %id, added = added.len(), "recipients added (补发)");
             self.node.outbox_wake.notify_one();
@@ -445,7 +295,9 @@ impl node_server::Node for NodeApi {
                     .map_err(|e: IdError| ServiceError::invalid(format!("recipients: {e}")))
             })
             .collect::<Result<Vec<_>, _>>()?;
-        let reminded = crate::office::remind(&self.node, id, recipients, r.note).await?;
+        let reminded = crate::office::remind(&self.node, id, recipients, r.note)
+            .await
+            .map_err(ServiceError::from)?;
         info!(doc_id = %id, reminded = reminded.len(), "reminders queued (催办)");
         self.node.outbox_wake.notify_one();
         Ok(Response::new(pb::RemindResponse {
@@ -474,44 +326,9 @@ impl node_server::Node for NodeApi {
         &self,
         req: Request<pb::WatchEventsRequest>,
     ) -> Result<Response<Self::WatchEventsStream>, Status> {
-        let mut after = req.into_inner().after_seq;
-        let node = Arc::clone(&self.node);
-        let mut latest = node.events.subscribe();
-        let (tx, rx) = tokio::sync::mpsc::channel(64);
-        tokio::spawn(async move {
-            loop {
-                latest.borrow_and_update();
-                let batch = match store::events_after(&node.store, after, 256).await {
-                    Ok(b) => b,
-                    Err(e) => {
-                        let _ = tx.send(Err(Status::from(ServiceError::from(e)))).await;
-                        return;
-                    }
-                };
-                for (seq, e) in &batch {
-                    let ev = pb::NodeEvent {
-                        seq: *seq,
-                        kind: i32::try_from(e.kind).unwrap_or(0),
-                        doc_id: e.doc_id.clone(),
-                        dept: e.dept.clone(),
-                        state: i32::try_from(e.state).unwrap_or(0),
-                        at_ms: e.at_ms,
-                    };
-                    if tx.send(Ok(ev)).await.is_err() {
-                        return;
-                    }
-                    after = *seq;
-                }
-                if batch.is_empty() {
-                    tokio::select! {
-                        r = latest.changed() => if r.is_err() { return },
-                        () = tx.closed() => return,
-                        () = node.shutdown.cancelled() => return,
-                    }
-                }
-            }
-        });
-        Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
+        let after = req.into_inner().after_seq;
+        let events = streams::events(Arc::clone(&self.node), after);
+        Ok(Response::new(Box::pin(events)))
     }
 
     type GetEvidenceStream = Stream_<pb::GetEvidenceResponse>;

@@ -10,11 +10,11 @@
 use exchange_core::{
     blob::{BlobStore, CHUNK_SIZE},
     bundle::{BUNDLE_FORMAT, encode_bundle, part_frame},
-    document::{PartInfo, SignedDoc, SignedEvidence},
+    document::{PartInfo, SignedEvidence},
     error::{ErrorCode, ServiceError},
     ids::DocumentId,
 };
-use exchange_proto::{store::v1 as st, v1 as pb};
+use exchange_proto::v1 as pb;
 use tokio::{
     io::AsyncReadExt,
     sync::mpsc::{self, Sender},
@@ -23,7 +23,11 @@ use tokio_stream::wrappers::ReceiverStream;
 use tonic::Status;
 use tracing::info;
 
-use crate::{Node, store, submit::blob_error};
+use crate::{
+    Node,
+    content::blob_error,
+    store::{self, InboxRecord, SentRecord},
+};
 
 type Chunk = Result<pb::GetEvidenceResponse, Status>;
 
@@ -88,12 +92,9 @@ fn stored(id: DocumentId, what: &str, e: impl std::fmt::Display) -> ServiceError
 /// redelivered receipt) left out; then our recall, if any.
 fn from_sent(
     id: DocumentId,
-    rec: st::SentDocument,
+    rec: SentRecord,
 ) -> Result<(pb::EvidenceBundle, Vec<PartInfo>), ServiceError> {
-    let wire = rec
-        .document
-        .ok_or_else(|| stored(id, "document", "missing"))?;
-    let doc = SignedDoc::decode(wire).map_err(|e| stored(id, "document", e))?;
+    let doc = rec.doc;
     if let (None, Some(refusal)) = (&rec.acceptance, rec.refusal) {
         // Refused at submission: the document and the hub's signed refusal are the whole story.
         return Ok((bundle(doc.wire, refusal, Vec::new()), doc.header.parts));
@@ -133,12 +134,9 @@ fn from_sent(
 /// the sender's recall (撤回) and what it did here, if any.
 fn from_received(
     id: DocumentId,
-    rec: st::ReceivedDocument,
+    rec: InboxRecord,
 ) -> Result<(pb::EvidenceBundle, Vec<PartInfo>), ServiceError> {
-    let wire = rec
-        .document
-        .ok_or_else(|| stored(id, "document", "missing"))?;
-    let doc = SignedDoc::decode(wire).map_err(|e| stored(id, "document", e))?;
+    let doc = rec.doc;
     let acceptance = rec
         .acceptance
         .ok_or_else(|| stored(id, "acceptance", "missing"))?;

@@ -5,6 +5,7 @@
 
 use exchange_core::{
     blob::{BlobError, BlobStore},
+    error::{ErrorCode, ServiceError},
     signing::Digest,
     store::Store,
 };
@@ -38,5 +39,15 @@ pub(crate) async fn open(
         }
         Ok(None) => Ok(Box::new(blobs.open_read(digest, offset).await?)),
         Err(e) => Err(BlobError::Io(std::io::Error::other(e.to_string()))),
+    }
+}
+
+/// A blob store failure as the API and the hub link report it: a full disk is
+/// RESOURCE_EXHAUSTED (the operator must act), anything else UNAVAILABLE (worth a retry).
+pub(crate) fn blob_error(e: BlobError) -> ServiceError {
+    if e.is_disk_full() {
+        ServiceError::new(ErrorCode::ResourceExhausted, format!("node disk full: {e}"))
+    } else {
+        ServiceError::new(ErrorCode::Unavailable, e.to_string())
     }
 }

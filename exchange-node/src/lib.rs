@@ -8,17 +8,22 @@
 //!
 //! [`serve`] is what `exchange-node serve` and the tests both drive.
 
+#![warn(missing_docs)]
+
 pub mod api;
 mod backup;
 mod bundle;
 pub mod cli;
 mod content;
+mod error;
 mod groups;
 mod metrics;
 mod office;
 mod status;
 mod store;
 mod submit;
+#[cfg(test)]
+mod testing;
 mod uplink;
 
 use std::{future::Future, sync::Arc};
@@ -35,6 +40,10 @@ use exchange_core::{
 use exchange_proto::v1 as pb;
 use tokio::{net::TcpListener, sync::Notify};
 use tokio_util::sync::CancellationToken;
+
+/// Largest gRPC message on the API and the hub link: content moves in chunks, so this only has
+/// to fit a header and one chunk. Shared by the API server, the uplink's client and the CLI.
+pub const MAX_MESSAGE_BYTES: usize = 8 * 1024 * 1024;
 
 /// Everything the API handlers and uplink tasks share.
 #[derive(Debug)]
@@ -67,16 +76,7 @@ impl Node {
             .with_context(|| format!("opening the node store in {}", data.display()))?;
         let blobs = BlobStore::open(&data.join("blobs"))
             .with_context(|| format!("opening blobs in {}", data.display()))?;
-        let signer =
-            SigningKey::load(&cfg.signing).context("loading the department's signing key")?;
-        if *signer.principal() != Principal::Dept(cfg.node.id.clone()) {
-            anyhow::bail!(
-                "signing certificate {} names {}, but this node is department {}",
-                cfg.signing.cert.display(),
-                signer.principal(),
-                cfg.node.id
-            );
-        }
+        let signer = load_signer(&cfg)?;
         let verifier =
             Verifier::new(&tls::ca_der(&cfg.tls)?).context("loading the CA certificate")?;
         let (events, _) = tokio::sync::watch::channel(0);
@@ -99,15 +99,13 @@ impl Node {
     /// department's signing certificate is out of its validity period: the hub would refuse the
     /// signature, so the statement would stand here and reach no one. The daemon's own receipts
     /// (DELIVERED) are not held back: a delivery is never refused for this.
-    pub(crate) fn can_sign(&self) -> Result<(), exchange_core::error::ServiceError> {
-        let now = u64::try_from(exchange_core::time::now_ms() / 1000).unwrap_or(0);
-        match self.signer.unusable_at(now) {
+    pub(crate) fn can_sign(&self) -> Result<(), error::NodeError> {
+        match self.signer.unusable_at(exchange_core::time::now_secs()) {
             None => Ok(()),
-            Some(why) => Err(exchange_core::error::ServiceError::precondition(format!(
-                "{why} ({}): the hub would refuse anything this department signs; ask the \
-                 administrator for a new one (exchange-certs issue-dept) and restart the node",
-                self.cfg.signing.cert.display()
-            ))),
+            Some(why) => Err(error::NodeError::CannotSign {
+                why,
+                cert: self.cfg.signing.cert.display().to_string(),
+            }),
         }
     }
 
@@ -125,17 +123,10 @@ impl Node {
     }
 }
 
+/// The department's document-signing key; a certificate naming another principal is refused.
 fn load_signer(cfg: &NodeConfig) -> anyhow::Result<SigningKey> {
-    let signer = SigningKey::load(&cfg.signing).context("loading the department's signing key")?;
-    if *signer.principal() != Principal::Dept(cfg.node.id.clone()) {
-        anyhow::bail!(
-            "signing certificate {} names {}, but this node is department {}",
-            cfg.signing.cert.display(),
-            signer.principal(),
-            cfg.node.id
-        );
-    }
-    Ok(signer)
+    SigningKey::load_as(&cfg.signing, &Principal::Dept(cfg.node.id.clone()))
+        .context("loading the department's signing key")
 }
 
 /// Checks that the files a config names are usable (TLS identity, CA, signing key for this

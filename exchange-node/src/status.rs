@@ -9,29 +9,23 @@
 
 use std::collections::HashMap;
 
-use exchange_core::{
-    document::SignedDoc,
-    error::{ErrorCode, ServiceError},
-    ids::DocumentId,
-    time::now_ms,
-};
-use exchange_proto::{store::v1 as st, v1 as pb};
+use exchange_core::{error::ServiceError, ids::DocumentId, time::now_ms};
+use exchange_proto::v1 as pb;
 
 use crate::{
     Node,
-    api::{inbox_entry, recipient_status},
-    store,
+    api::{inbox_entry, is_past, recipient_status, sign_due_ms},
+    store::{self, SentRecord},
 };
 
 /// The status of one sent record, with the replies received to it.
 pub(crate) fn of_record(
     node: &Node,
-    rec: &st::SentDocument,
+    rec: &SentRecord,
     replies: Vec<pb::InboxEntry>,
-) -> Result<pb::DocumentStatus, ServiceError> {
+) -> pb::DocumentStatus {
     let now = now_ms();
-    let doc = SignedDoc::decode(rec.document.clone().unwrap_or_default())
-        .map_err(|e| ServiceError::new(ErrorCode::Internal, e.to_string()))?;
+    let doc = &rec.doc;
     let refused = !rec.refused.is_empty();
     let recall = rec
         .recall
@@ -45,14 +39,12 @@ pub(crate) fn of_record(
             if refused {
                 s.state = pb::RecipientState::Refused.into();
             }
-            s.sign_due_ms =
-                crate::api::sign_due_ms(&node.cfg, doc.header.urgency, s.delivered_at_ms);
-            s.overdue = s.state() == pb::RecipientState::Delivered
-                && crate::api::is_past(s.sign_due_ms, now);
+            s.sign_due_ms = sign_due_ms(&node.cfg, doc.header.urgency, s.delivered_at_ms);
+            s.overdue = s.state() == pb::RecipientState::Delivered && is_past(s.sign_due_ms, now);
             s
         })
         .collect();
-    Ok(pb::DocumentStatus {
+    pb::DocumentStatus {
         doc_id: doc.header.id.to_string(),
         title: doc.header.title.clone(),
         urgency: pb::Urgency::from(doc.header.urgency).into(),
@@ -62,9 +54,9 @@ pub(crate) fn of_record(
         replies,
         recalled_at_ms: recall.as_ref().map_or(0, |r| r.evidence.at_ms),
         recall_reason: recall.map(|r| r.evidence.reason).unwrap_or_default(),
-        forwarded_from: doc.header.metadata.forwarded_from,
+        forwarded_from: doc.header.metadata.forwarded_from.clone(),
         hub_refused: rec.hub_refused.clone(),
-    })
+    }
 }
 
 /// Received documents that answer another document, by the id they answer; oldest first.
@@ -73,10 +65,11 @@ async fn replies_by_original(
 ) -> Result<HashMap<String, Vec<pb::InboxEntry>>, ServiceError> {
     let mut by: HashMap<String, Vec<pb::InboxEntry>> = HashMap::new();
     for rec in store::inbox(&node.store).await? {
-        let (entry, doc) = inbox_entry(node, &rec)?;
-        let original = &doc.header.metadata.in_reply_to;
+        let original = &rec.doc.header.metadata.in_reply_to;
         if !original.is_empty() {
-            by.entry(original.clone()).or_default().push(entry);
+            by.entry(original.clone())
+                .or_default()
+                .push(inbox_entry(node, &rec));
         }
     }
     for list in by.values_mut() {
@@ -95,7 +88,7 @@ pub(crate) async fn of(node: &Node, id: DocumentId) -> Result<pb::DocumentStatus
         .await?
         .remove(&id.to_string())
         .unwrap_or_default();
-    of_record(node, &rec, replies)
+    Ok(of_record(node, &rec, replies))
 }
 
 /// Every sent document, newest first.
@@ -104,20 +97,12 @@ pub(crate) async fn all(node: &Node) -> Result<Vec<pb::DocumentStatus>, ServiceE
     let mut replies = replies_by_original(node).await?;
     let mut out = Vec::with_capacity(recs.len());
     for rec in &recs {
-        let id = rec
-            .document
-            .as_ref()
-            .and_then(|d| {
-                prost::Message::decode(d.header.as_slice())
-                    .ok()
-                    .map(|h: pb::DocumentHeader| h.id)
-            })
-            .unwrap_or_default();
+        let id = rec.doc.header.id.to_string();
         out.push(of_record(
             node,
             rec,
             replies.remove(&id).unwrap_or_default(),
-        )?);
+        ));
     }
     out.sort_by(|a, b| {
         b.created_at_ms

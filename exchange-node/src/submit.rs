@@ -7,7 +7,7 @@
 //! and committed with its outbox entry. Only then is the id returned.
 
 use exchange_core::{
-    blob::{BlobError, BlobWriter},
+    blob::BlobWriter,
     convert::{HEADER_FORMAT, validate_metadata, validate_part_spec},
     document::{SignedDoc, limits},
     error::{ErrorCode, ServiceError},
@@ -19,19 +19,10 @@ use exchange_proto::v1::{self as pb, submit_document_request::Msg};
 use tonic::Streaming;
 use tracing::info;
 
-use crate::{Node, store};
+use crate::{Node, content::blob_error, store};
 
 /// Longest idempotency key accepted.
 const MAX_IDEMPOTENCY_KEY: usize = 200;
-
-pub(crate) fn blob_error(e: BlobError) -> ServiceError {
-    if e.is_disk_full() {
-        ServiceError::new(ErrorCode::ResourceExhausted, format!("node disk full: {e}"))
-    } else {
-        ServiceError::new(ErrorCode::Unavailable, e.to_string())
-    }
-}
-
 fn stream_err(e: tonic::Status) -> ServiceError {
     ServiceError::invalid(format!("stream: {}", e.message()))
 }

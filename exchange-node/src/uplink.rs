@@ -18,17 +18,18 @@ use exchange_core::{
     document::{Evidence, EvidenceKind, SignedDoc, SignedEvidence},
     error::{ErrorCode, ServiceError},
     signing::Digest,
-    time::now_ms,
+    time::{now_ms, now_secs},
 };
 use exchange_proto::v1::{self as pb, hub_client::HubClient};
 use tokio::{sync::mpsc, task::JoinSet};
 use tokio_stream::wrappers::ReceiverStream;
 use tokio_util::sync::CancellationToken;
-use tonic::{Code, transport::Channel};
+use tonic::transport::Channel;
 use tracing::{info, warn};
 
-use crate::{Node, store, submit::blob_error};
+use crate::{Node, content::blob_error, store};
 
+mod error;
 mod outbox;
 
 type Client = HubClient<Channel>;
@@ -41,30 +42,14 @@ pub(crate) fn start(
     cancel: CancellationToken,
 ) {
     let client = HubClient::new(endpoint.connect_lazy())
-        .max_decoding_message_size(crate::api::MAX_MESSAGE_BYTES)
-        .max_encoding_message_size(crate::api::MAX_MESSAGE_BYTES);
+        .max_decoding_message_size(crate::MAX_MESSAGE_BYTES)
+        .max_encoding_message_size(crate::MAX_MESSAGE_BYTES);
     tasks.spawn(outbox::run(
         Arc::clone(&node),
         client.clone(),
         cancel.clone(),
     ));
     tasks.spawn(delivery_loop(node, client, cancel));
-}
-
-fn now_secs() -> u64 {
-    u64::try_from(now_ms() / 1000).unwrap_or(0)
-}
-
-/// Whether a failed call is worth retrying (the hub or the network), as opposed to a refusal.
-fn transient(code: Code) -> bool {
-    !matches!(
-        code,
-        Code::InvalidArgument
-            | Code::PermissionDenied
-            | Code::AlreadyExists
-            | Code::NotFound
-            | Code::Unauthenticated
-    )
 }
 
 /// Sleeps for the next backoff delay; false if cancelled meanwhile.
@@ -165,7 +150,14 @@ async fn subscribe_once(
             // delivery): everything pushed before it is finished first.
             Some(pb::hub_push::Item::Notice(e)) => {
                 finish_all(&mut receiving, &acks, backoff).await?;
-                crate::office::notice(node, e).await?
+                crate::office::notice(node, e)
+                    .await
+                    .map_err(ServiceError::from)?
+            }
+            // The hub refused our acknowledgement of an earlier item: nothing to acknowledge.
+            Some(pb::hub_push::Item::AckRefused(r)) => {
+                ack_refused(node, r).await?;
+                continue;
             }
             None => return Err(tonic::Status::invalid_argument("hub pushed an empty item")),
         };
@@ -250,14 +242,16 @@ async fn receive(
         .await
         .map_err(|e| tonic::Status::from(ServiceError::from(e)))?
     {
-        if rec.document.is_some_and(|d| d.header != doc.wire.header) {
+        if rec.doc.wire.header != doc.wire.header {
             return refuse(format!(
                 "conflict: another document with id {id} is already in the inbox"
             ));
         }
-        // Redelivery (our earlier ack was lost): acknowledge again with the same receipt.
+        // Redelivery (our earlier ack was lost, or the hub refused it): acknowledge again with
+        // the same receipt while it still verifies, else with a new one.
+        let receipt = renewed_receipt(node, &doc, rec.delivery_receipt).await?;
         return Ok(pb::Ack {
-            delivery_receipt: rec.delivery_receipt,
+            delivery_receipt: Some(receipt),
             ..Default::default()
         });
     }
@@ -394,17 +388,63 @@ async fn apply(node: &Node, wire: pb::SignedEvidence) -> Result<(), tonic::Statu
             info!(doc_id = %id, ?kind, "evidence recorded");
             Ok(())
         }
-        Err(e)
-            if matches!(
-                e.code,
-                ErrorCode::Unavailable | ErrorCode::ResourceExhausted
-            ) =>
-        {
-            Err(e.into())
-        }
+        Err(e) if e.is_transient() => Err(ServiceError::from(e).into()),
         Err(e) => {
             warn!(doc_id = %id, error = %e, "evidence not applicable: ignored");
             Ok(())
         }
     }
+}
+
+/// The receipt to send again for a document already in the inbox: the stored one while it
+/// verifies; otherwise (the signing certificate it was made with has expired or was replaced,
+/// so the hub refuses it) a new one made now with the current key, stored in its place. A
+/// node that still cannot sign sends the stored one, and the hub refuses it again.
+async fn renewed_receipt(
+    node: &Node,
+    doc: &SignedDoc,
+    stored: Option<pb::SignedEvidence>,
+) -> Result<pb::SignedEvidence, tonic::Status> {
+    let stored = stored.unwrap_or_default();
+    if SignedEvidence::verify(stored.clone(), &node.verifier, now_secs()).is_ok()
+        || node.can_sign().is_err()
+    {
+        return Ok(stored);
+    }
+    let receipt = SignedEvidence::seal(
+        Evidence::about(
+            doc,
+            EvidenceKind::Delivered,
+            Some(node.cfg.node.id.clone()),
+            now_ms(),
+        ),
+        &node.signer,
+    )
+    .wire;
+    store::replace_receipt(&node.store, doc.header.id, receipt.clone())
+        .await
+        .map_err(|e| tonic::Status::from(ServiceError::from(e)))?;
+    info!(doc_id = %doc.header.id, "delivery receipt made anew (the stored one no longer verifies)");
+    Ok(receipt)
+}
+
+/// The hub refused our acknowledgement of an item (a receipt it cannot verify): the item stays
+/// queued at the hub; the inbox entry records why, and department systems get a REFUSED event.
+async fn ack_refused(node: &Node, r: pb::AckRefused) -> Result<(), tonic::Status> {
+    warn!(doc_id = %r.doc_id, reason = %r.reason, "the hub refused our acknowledgement; it will push the item again on the next connection");
+    let Ok(id) = r.doc_id.parse() else {
+        return Ok(()); // not about a document we can name: the log line is all there is
+    };
+    let text = r.reason;
+    let seq = store::receipt_refused(
+        &node.store,
+        id,
+        node.cfg.node.id.to_string(),
+        text,
+        now_ms(),
+    )
+    .await
+    .map_err(|e| tonic::Status::from(ServiceError::from(e)))?;
+    node.event_committed(seq);
+    Ok(())
 }

@@ -512,24 +512,9 @@ async fn a_document_the_hub_refuses_comes_back_with_the_hubs_signed_refusal() ->
 
 #[tokio::test]
 async fn a_statement_the_hub_refuses_for_good_is_recorded_not_dropped() -> Result<()> {
-    // b's document-signing certificate runs out seconds from now (its TLS one does not).
-    let mut ex = TestExchange::setup(&["a", "b"])?;
-    let ca = Ca::load(&ex.layout_dir().join("ca"))?;
-    let now = time::OffsetDateTime::now_utc();
-    let until = now + time::Duration::seconds(15); // margin for a slow machine to get to the 签收
-    let short = Validity {
-        not_before: now - time::Duration::hours(1),
-        not_after: until,
-    };
-    let dir = ex.layout_dir().join("b");
-    ca.issue_signing(
-        &exchange_core::identity::Principal::Dept("b".parse()?),
-        short,
-    )?
-    .write(&dir.join("signing.pem"), &dir.join("signing.key"))?;
-    ex.start_hub().await?;
-    ex.start_node("a").await?;
-    ex.start_node("b").await?;
+    // b signs a 签收 while its document-signing certificate is valid and the hub is away; by the
+    // time the hub hears of it, the certificate has run out (b's TLS certificate has not).
+    let mut ex = TestExchange::start(&["a", "b"]).await?;
     let body = random_file(ex.root(), "正文.txt", 100, 21)?;
     let send = |title: &'static str| {
         let body = body.clone();
@@ -555,23 +540,61 @@ async fn a_statement_the_hub_refuses_for_good_is_recorded_not_dropped() -> Resul
         .await?;
     }
 
-    // b's node warned at start that the certificate runs out.
-    let log = ex.log("b");
-    assert!(log.contains("certificate expires in 0 days"), "{log}");
-
-    // b signs for the first while the hub is away and its certificate still valid; by the
-    // time the hub hears of it, the certificate has run out and the hub refuses it.
+    // Only now, with everything slow done and the hub away, b gets a signing certificate that
+    // runs out `margin` seconds from now, and restarts with it. The 签收 must be signed inside
+    // that window; if a slow machine misses it, b refuses to sign (nothing is recorded) and the
+    // window is made longer: slowness costs time, never a wrong verdict.
     ex.kill_hub().await?;
-    ex.cli_ok("b", &["confirm", &id, "--clerk", "刘洋"]).await?;
+    let ca = Ca::load(&ex.layout_dir().join("ca"))?;
+    let dir = ex.layout_dir().join("b");
+    let mut until = None;
+    for margin in [4, 8, 16, 32] {
+        let now = time::OffsetDateTime::now_utc();
+        let end = now + time::Duration::seconds(margin);
+        let short = Validity {
+            not_before: now - time::Duration::hours(1),
+            not_after: end,
+        };
+        ca.issue_signing(
+            &exchange_core::identity::Principal::Dept("b".parse()?),
+            short,
+        )?
+        .write(&dir.join("signing.pem"), &dir.join("signing.key"))?;
+        ex.stop_node("b").await?;
+        let logged = ex.log("b").len();
+        ex.start_node_unchecked("b").await?; // the hub is away: b only binds its API
+        let (ok, _, err) = ex.cli("b", &["confirm", &id, "--clerk", "刘洋"]).await?;
+        if ok {
+            // b's node warned at start that the certificate runs out.
+            let log = ex.log("b");
+            assert!(
+                log[logged..].contains("certificate expires in 0 days"),
+                "{log}"
+            );
+            until = Some(end);
+            break;
+        }
+        assert!(err.contains("signing certificate expired"), "{err}");
+    }
+    let until = until.context("b never signed inside its certificate's validity")?;
     // A department system following b's events live hears of the refusal as it happens.
     let mut api = ex.node_api("b").await?;
     let mut events = api
         .watch_events(pb::WatchEventsRequest { after_seq: 0 })
         .await?
         .into_inner();
-    eventually("b's signing certificate to expire", DEADLINE, || async {
-        Ok((time::OffsetDateTime::now_utc() > until + time::Duration::seconds(1)).then_some(()))
-    })
+    // The hub comes back only once the certificate has run out: it then refuses the 签收.
+    let left = (until - time::OffsetDateTime::now_utc()).max(time::Duration::ZERO);
+    eventually(
+        "b's signing certificate to expire",
+        DEADLINE + left.unsigned_abs(),
+        || async {
+            Ok(
+                (time::OffsetDateTime::now_utc() > until + time::Duration::seconds(1))
+                    .then_some(()),
+            )
+        },
+    )
     .await?;
     ex.start_hub().await?;
     let entry = eventually("the refusal recorded at b", DEADLINE, || async {

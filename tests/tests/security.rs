@@ -254,7 +254,9 @@ async fn revoked_while_connected(ex: &TestExchange, baseline: &str) -> Result<()
         "the revocation is audited: {out}"
     );
 
-    // d keeps working locally, but nothing it sends gets through.
+    // d keeps working locally, but nothing it sends gets through: the hub refuses d's handshake
+    // again and again while d retries, and the document stays queued.
+    let before_send = refused_handshakes_of(ex, "department d").await?;
     let file = random_file(ex.root(), "from-d.txt", 100, 4)?;
     let id = send(
         ex,
@@ -264,7 +266,11 @@ async fn revoked_while_connected(ex: &TestExchange, baseline: &str) -> Result<()
         file.to_str().context("path")?,
     )
     .await?;
-    tokio::time::sleep(Duration::from_secs(3)).await; // several of d's retries
+    eventually("three more of d's attempts refused", DEADLINE, || async {
+        let n = refused_handshakes_of(ex, "department d").await?;
+        Ok((n >= before_send + 3).then_some(()))
+    })
+    .await?;
     let s = ex.cli_json("d", &["status", &id, "--json"]).await?;
     assert_eq!(s["recipients"][0]["state"], "queued", "{s}");
     assert_eq!(
@@ -273,4 +279,14 @@ async fn revoked_while_connected(ex: &TestExchange, baseline: &str) -> Result<()
         "a revoked department changed a store"
     );
     Ok(())
+}
+
+/// How many TLS handshakes presenting `who`'s certificate the hub has refused (its audit log).
+async fn refused_handshakes_of(ex: &TestExchange, who: &str) -> Result<usize> {
+    let (ok, out, err) = ex
+        .hub_cli(&["audit", "list", "--event", "handshake-refused", "--json"])
+        .await?;
+    anyhow::ensure!(ok, "audit list: {err}");
+    let entries: Vec<serde_json::Value> = serde_json::from_str(&out)?;
+    Ok(entries.iter().filter(|e| e["dept"] == who).count())
 }

@@ -115,6 +115,14 @@ async fn session(node: &SimNode, shared: &Shared, counted: &mut bool) -> Result<
                 recall: pb::RecallOutcome::NotHeld.into(),
                 ..Default::default()
             },
+            // The benchmark's receipts are always valid: a refusal is a bug worth stopping for.
+            Some(pb::hub_push::Item::AckRefused(r)) => {
+                bail!(
+                    "the hub refused an acknowledgement of {}: {}",
+                    r.doc_id,
+                    r.reason
+                )
+            }
             None => bail!("the hub pushed an empty item"),
         };
         let ack = pb::Ack {

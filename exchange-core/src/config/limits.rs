@@ -1,8 +1,8 @@
 //! `[limits]` in `hub.toml`: what one department (or one connection) may use of the hub, so that
 //! a slow, buggy or compromised node cannot starve the others.
 //!
-//! The defaults sit well above what a genuine node does (its outbox sends one item at a time)
-//! and bound what a misbehaving one can take. A value of 0 turns that limit off.
+//! The defaults sit well above what a genuine node does (its outbox keeps at most
+//! `[hub] max_in_flight` items on their way) and bound what a misbehaving one can take. A value of 0 turns that limit off.
 
 use serde::{Deserialize, Serialize};
 

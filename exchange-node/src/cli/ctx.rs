@@ -16,7 +16,7 @@ use exchange_proto::v1::node_client::NodeClient;
 use tonic::{Code, Status, transport::Channel};
 
 use super::table::printable;
-use crate::api::MAX_MESSAGE_BYTES;
+use crate::MAX_MESSAGE_BYTES;
 
 /// How long to wait for the node to answer a connection.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);

@@ -29,7 +29,7 @@ use std::{
 use exchange_core::{
     backoff::Backoff,
     blob::chunk_for,
-    document::{EvidenceKind, SignedDoc, SignedEvidence},
+    document::{EvidenceKind, SignedEvidence},
     error::ServiceError,
     ids::DocumentId,
     signing::Digest,
@@ -42,11 +42,15 @@ use tokio_stream::wrappers::ReceiverStream;
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
-use super::{Client, now_secs, transient};
+use super::{
+    Client,
+    error::{Call, UplinkError},
+    now_secs,
+};
 use crate::{
     Node,
+    content::blob_error,
     store::{self, OutboxItem},
-    submit::blob_error,
 };
 
 /// An item being sent.
@@ -58,7 +62,7 @@ struct InFlight {
 }
 
 /// What a sending task returns: its item, and how sending it went.
-type Sent = (QueueKey, Result<(), tonic::Status>);
+type Sent = (QueueKey, Result<(), UplinkError>);
 
 /// The sending tasks and what they are sending.
 struct Window {
@@ -93,8 +97,8 @@ pub(super) async fn run(node: Arc<Node>, client: Client, cancel: CancellationTok
             Some(done) = w.tasks.join_next_with_id(), if !w.tasks.is_empty() => {
                 match w.finished(done) {
                     Ok(()) => backoff.reset(),
-                    Err(status) => {
-                        warn!(code = ?status.code(), error = %status.message(), "hub call failed; will retry");
+                    Err(e) => {
+                        warn!(error = %e, "outbox item not sent; will retry");
                         // Several items failing together (the hub went away) count as one.
                         if !holding {
                             back_off(&mut hold, &mut backoff);
@@ -165,7 +169,7 @@ impl Window {
     fn finished(
         &mut self,
         done: Result<(tokio::task::Id, Sent), tokio::task::JoinError>,
-    ) -> Result<(), tonic::Status> {
+    ) -> Result<(), UplinkError> {
         match done {
             Ok((_, (key, result))) => {
                 self.busy.remove(&key);
@@ -174,8 +178,9 @@ impl Window {
             Err(e) => {
                 let id = e.id();
                 self.busy.retain(|_, b| b.task != id);
-                Err(tonic::Status::internal(format!(
-                    "sending an outbox item: {e}"
+                Err(UplinkError::Local(ServiceError::new(
+                    exchange_core::error::ErrorCode::Internal,
+                    format!("sending an outbox item: {e}"),
                 )))
             }
         }
@@ -194,40 +199,36 @@ fn about(item: &OutboxItem) -> Option<String> {
     }
 }
 
-/// Uploads a document's content and submits it. A refusal by the hub is recorded and ends the
-/// item; a transient failure is returned for a retry.
 /// The whole content of a small blob.
-async fn read_small(node: &Node, sha256: Digest, size: u64) -> Result<Vec<u8>, tonic::Status> {
+async fn read_small(node: &Node, sha256: Digest, size: u64) -> Result<Vec<u8>, UplinkError> {
     let file = crate::content::open(&node.store, &node.blobs, &sha256, 0)
         .await
-        .map_err(|e| tonic::Status::from(blob_error(e)))?;
+        .map_err(blob_error)?;
     let mut data = Vec::with_capacity(usize::try_from(size).unwrap_or(0));
-    file.take(size)
-        .read_to_end(&mut data)
-        .await
-        .map_err(|e| tonic::Status::unavailable(format!("reading content {sha256}: {e}")))?;
+    file.take(size).read_to_end(&mut data).await.map_err(|e| {
+        ServiceError::new(
+            exchange_core::error::ErrorCode::Unavailable,
+            format!("reading content {sha256}: {e}"),
+        )
+    })?;
     Ok(data)
 }
 
+/// Uploads a document's content and submits it. A refusal by the hub is recorded and ends the
+/// item; anything else is returned for a retry.
 async fn submit_one(
     node: &Node,
     client: &mut Client,
     uploads: &Arc<Uploads>,
     id: DocumentId,
     key: QueueKey,
-) -> Result<(), tonic::Status> {
-    let Some(rec) = store::sent(&node.store, id)
-        .await
-        .map_err(|e| tonic::Status::from(ServiceError::from(e)))?
-    else {
+) -> Result<(), UplinkError> {
+    let Some(rec) = store::sent(&node.store, id).await? else {
         warn!(doc_id = %id, "outbox names a document that is not stored; dropping the item");
-        return store::outbox_done(&node.store, key)
-            .await
-            .map_err(|e| ServiceError::from(e).into());
+        return Ok(store::outbox_done(&node.store, key).await?);
     };
-    let wire = rec.document.unwrap_or_default();
-    let doc =
-        SignedDoc::decode(wire.clone()).map_err(|e| tonic::Status::internal(e.to_string()))?;
+    let doc = rec.doc;
+    let wire = doc.wire.clone();
     let result = async {
         // A small document travels in the Submit itself: no BlobStatus, PutBlob or blob file at
         // the hub. Larger content is uploaded first (resuming where the hub's copy stops).
@@ -257,6 +258,7 @@ async fn submit_one(
                 content,
             })
             .await
+            .map_err(|s| UplinkError::from_status(Call::Submit, s))
     }
     .await;
     match result {
@@ -264,41 +266,38 @@ async fn submit_one(
             let acc = resp
                 .into_inner()
                 .acceptance
-                .ok_or_else(|| tonic::Status::internal("hub sent no acceptance"))?;
+                .ok_or_else(|| UplinkError::unusable("hub sent no acceptance"))?;
             let ev = SignedEvidence::verify(acc, &node.verifier, now_secs())
-                .map_err(|e| tonic::Status::internal(format!("hub acceptance: {e}")))?;
+                .map_err(|e| UplinkError::unusable(format!("hub acceptance: {e}")))?;
             if ev.evidence.kind != EvidenceKind::Accepted || !ev.is_about(&doc) {
-                return Err(tonic::Status::internal(
+                return Err(UplinkError::unusable(
                     "hub acceptance is not about this document",
                 ));
             }
-            let seq = store::apply_evidence(&node.store, ev, Some(key)).await?;
+            let seq = store::apply_evidence(&node.store, ev, Some(key))
+                .await
+                .map_err(ServiceError::from)?;
             node.event_committed(seq);
             info!(doc_id = %id, "accepted by the hub");
             Ok(())
         }
-        Err(s) if !transient(s.code()) => {
-            warn!(doc_id = %id, code = ?s.code(), reason = %s.message(), "hub refused the document");
+        Err(UplinkError::Refused {
+            code,
+            message,
+            details,
+        }) => {
+            warn!(doc_id = %id, ?code, reason = %message, "hub refused the document");
             // The hub's signed REFUSED evidence, if it sent one: kept so the refusal is provable.
-            let evidence = <pb::SignedEvidence as prost::Message>::decode(s.details())
+            let evidence = <pb::SignedEvidence as prost::Message>::decode(details)
                 .ok()
                 .and_then(|w| SignedEvidence::verify(w, &node.verifier, now_secs()).ok())
                 .filter(|ev| ev.evidence.kind == EvidenceKind::Refused && ev.is_about(&doc))
                 .map(|ev| ev.wire);
-            let seq = store::refused(
-                &node.store,
-                id,
-                s.message().to_owned(),
-                evidence,
-                key,
-                now_ms(),
-            )
-            .await
-            .map_err(|e| tonic::Status::from(ServiceError::from(e)))?;
+            let seq = store::refused(&node.store, id, message, evidence, key, now_ms()).await?;
             node.event_committed(seq);
             Ok(())
         }
-        Err(s) => Err(s),
+        Err(e) => Err(e),
     }
 }
 
@@ -357,13 +356,14 @@ async fn upload(
     client: &mut Client,
     sha256: Digest,
     size: u64,
-) -> Result<(), tonic::Status> {
+) -> Result<(), UplinkError> {
     let status = client
         .blob_status(pb::BlobStatusRequest {
             sha256: sha256.0.to_vec(),
             size,
         })
-        .await?
+        .await
+        .map_err(|s| UplinkError::from_status(Call::Submit, s))?
         .into_inner();
     if status.complete {
         return Ok(());
@@ -373,7 +373,7 @@ async fn upload(
         .blobs
         .open_read(&sha256, offset)
         .await
-        .map_err(|e| tonic::Status::from(blob_error(e)))?;
+        .map_err(blob_error)?;
     let (tx, rx) = tokio::sync::mpsc::channel(4);
     tokio::spawn(async move {
         let mut pos = offset;
@@ -406,7 +406,10 @@ async fn upload(
             }
         }
     });
-    client.put_blob(ReceiverStream::new(rx)).await?;
+    client
+        .put_blob(ReceiverStream::new(rx))
+        .await
+        .map_err(|s| UplinkError::from_status(Call::Submit, s))?;
     Ok(())
 }
 
@@ -415,21 +418,22 @@ async fn send_evidence(
     client: &mut Client,
     ev: pb::SignedEvidence,
     key: QueueKey,
-) -> Result<(), tonic::Status> {
+) -> Result<(), UplinkError> {
     let addition = SignedEvidence::decode(ev.clone())
         .is_ok_and(|e| e.evidence.kind == EvidenceKind::RecipientAdded);
-    let answer = match client
+    let sent = client
         .submit_evidence(pb::SubmitEvidenceRequest {
             evidence: Some(ev.clone()),
         })
         .await
-    {
+        .map_err(|s| UplinkError::from_status(Call::Statement, s));
+    let answer = match sent {
         Ok(_) => None,
-        Err(s) if !transient(s.code()) => {
-            warn!(code = ?s.code(), reason = %s.message(), "hub refused our evidence for good; recorded on the document");
-            Some(s.message().to_owned())
+        Err(UplinkError::Refused { code, message, .. }) => {
+            warn!(?code, reason = %message, "hub refused our statement for good; recorded on the document");
+            Some(message)
         }
-        Err(s) => return Err(s),
+        Err(e) => return Err(e),
     };
     let done = match answer {
         // 补发: the added recipient's row shows whether the hub took it.
@@ -437,5 +441,5 @@ async fn send_evidence(
         Some(reason) => crate::office::statement_refused(node, &ev, reason, key).await,
         None => store::outbox_done(&node.store, key).await,
     };
-    done.map_err(|e| ServiceError::from(e).into())
+    Ok(done?)
 }

@@ -1,0 +1,288 @@
+//! The key-ring file of a store (`keyring.json` in its data directory): the store's data keys,
+//! each wrapped under the KEK. It sits next to the data it protects, because it is useless
+//! without the KEK, and it travels with the store into backups so that a restore needs nothing
+//! but the KEK. Every change is an atomic replacement of the whole file ([`super::replace`]).
+
+use std::{
+    collections::{BTreeMap, BTreeSet},
+    io,
+    path::Path,
+};
+
+use serde::{Deserialize, Serialize};
+
+use super::{
+    AtRestError, DataKeys, Kek,
+    kek::WRAPPED_LEN,
+    keys::{Dek, try_random},
+    replace::{self, Install, Installed},
+};
+
+/// The `format` field: what this JSON file is, for a human who finds it.
+const FORMAT: &str = "exchange-keyring";
+/// The `version` field this build reads and writes.
+const VERSION: u32 = 1;
+
+/// The file as stored (see the byte-level description in [`super`]).
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RingFile {
+    /// Always [`FORMAT`].
+    format: String,
+    /// Always [`VERSION`].
+    version: u32,
+    /// Fingerprint of the KEK the keys are wrapped under: a wrong KEK is named before unwrapping.
+    kek_fingerprint: String,
+    /// Id of the key new values and blobs are sealed under.
+    current: u32,
+    /// Every data key, wrapped.
+    keys: Vec<WrappedKey>,
+}
+
+/// One wrapped data key.
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct WrappedKey {
+    /// The id sealed values and blob headers carry (1, 2, ...; bound into the wrapping).
+    id: u32,
+    /// Hex of nonce (12) | encrypted key (32) | tag (16).
+    wrapped: String,
+}
+
+/// Operations on a key-ring file. There is no long-lived key-ring object: the daemons need only
+/// the unwrapped [`DataKeys`], and the operator commands (rotation, checks) are one-shot.
+#[derive(Debug)]
+pub struct Keyring;
+
+/// What [`Keyring::check`] found, for `check-config`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KeyringSummary {
+    /// Fingerprint of the KEK the ring is wrapped under.
+    pub kek_fingerprint: String,
+    /// The current data key's id.
+    pub current: u32,
+    /// Every data key's id.
+    pub key_ids: Vec<u32>,
+}
+
+/// What [`Keyring::rewrap`] did: the facts for the audit record of a KEK rotation.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Rewrapped {
+    /// Fingerprint of the KEK the ring was wrapped under.
+    pub old_fingerprint: String,
+    /// Fingerprint of the KEK it is wrapped under now.
+    pub new_fingerprint: String,
+    /// The data keys rewrapped.
+    pub key_ids: Vec<u32>,
+    /// The ring was already under the new KEK (a rotation re-run after a crash): nothing changed.
+    pub already_done: bool,
+}
+
+impl Keyring {
+    /// The key ring's file name in a data directory.
+    pub const FILE_NAME: &'static str = "keyring.json";
+
+    /// Unwraps the ring at `path`, creating it with one new data key when there is no file.
+    /// Only a new store should get here without a ring: a store holding sealed data whose ring
+    /// was deleted cannot be read again, so callers with existing data use [`Keyring::open`].
+    pub fn open_or_create(path: &Path, kek: &Kek) -> Result<DataKeys, AtRestError> {
+        if read(path)?.is_none() {
+            let dek = Dek(try_random().map_err(|_| random_failed(path))?);
+            let keys = DataKeys::new(1, BTreeMap::from([(1, dek)]));
+            let bytes = encode(kek, &keys, path)?;
+            match replace::write(path, &bytes, Install::KeepExisting).map_err(io_err(path))? {
+                Installed::New => return Ok(keys),
+                Installed::Existing => {} // created meanwhile by another process: use that one
+            }
+        }
+        Self::open(path, kek)
+    }
+
+    /// Unwraps the ring at `path`; a missing file is an error. Changes nothing on disk.
+    pub fn open(path: &Path, kek: &Kek) -> Result<DataKeys, AtRestError> {
+        let bytes = read(path)?.ok_or_else(|| missing(path))?;
+        unwrap_all(path, &parse(path, &bytes)?, kek)
+    }
+
+    /// Checks that the ring at `path` opens with `kek`, without creating or changing anything.
+    pub fn check(path: &Path, kek: &Kek) -> Result<KeyringSummary, AtRestError> {
+        let keys = Self::open(path, kek)?;
+        Ok(KeyringSummary {
+            kek_fingerprint: kek.fingerprint().to_string(),
+            current: keys.current_key_id(),
+            key_ids: keys.key_ids(),
+        })
+    }
+
+    /// KEK rotation: replaces the ring with the same data keys wrapped under `new`. A crash at
+    /// any point leaves either the old ring or the new one, each complete; content is not
+    /// re-encrypted. Re-running after the replacement finds the ring already under `new` and
+    /// reports `already_done`.
+    pub fn rewrap(path: &Path, old: &Kek, new: &Kek) -> Result<Rewrapped, AtRestError> {
+        if old.fingerprint() == new.fingerprint() {
+            return Err(AtRestError::SameKek {
+                fingerprint: old.fingerprint().to_string(),
+            });
+        }
+        let bytes = read(path)?.ok_or_else(|| missing(path))?;
+        let ring = parse(path, &bytes)?;
+        let done = |keys: &DataKeys, already_done| Rewrapped {
+            old_fingerprint: old.fingerprint().to_string(),
+            new_fingerprint: new.fingerprint().to_string(),
+            key_ids: keys.key_ids(),
+            already_done,
+        };
+        if ring.kek_fingerprint == new.fingerprint() {
+            let keys = unwrap_all(path, &ring, new)?;
+            return Ok(done(&keys, true));
+        }
+        let keys = unwrap_all(path, &ring, old)?;
+        let rewrapped = encode(new, &keys, path)?;
+        // Proof before replacing: the new ring opens with the new KEK to the same keys.
+        let again = unwrap_all(path, &parse(path, &rewrapped)?, new)?;
+        if again.key_ids() != keys.key_ids() {
+            return Err(format_err(
+                path,
+                "BUG: the rewrapped ring lost a key".into(),
+            ));
+        }
+        replace::write(path, &rewrapped, Install::Replace).map_err(io_err(path))?;
+        Ok(done(&keys, false))
+    }
+
+    /// Data-key rotation: adds a new random data key and makes it current; returns its id. Old
+    /// keys stay (they open what they sealed). Processes holding [`DataKeys`] keep sealing under
+    /// the previous key until they reopen the ring.
+    pub fn add_data_key(path: &Path, kek: &Kek) -> Result<u32, AtRestError> {
+        let keys = Self::open(path, kek)?;
+        let id = keys
+            .key_ids()
+            .last()
+            .and_then(|last| last.checked_add(1))
+            .ok_or_else(|| format_err(path, "no key id left".into()))?;
+        let mut all: BTreeMap<u32, Dek> = keys.all().map(|(i, k)| (i, k.clone())).collect();
+        all.insert(id, Dek(try_random().map_err(|_| random_failed(path))?));
+        let bytes = encode(kek, &DataKeys::new(id, all), path)?;
+        replace::write(path, &bytes, Install::Replace).map_err(io_err(path))?;
+        Ok(id)
+    }
+}
+
+/// The file's bytes, or `None` when it does not exist.
+fn read(path: &Path) -> Result<Option<Vec<u8>>, AtRestError> {
+    match std::fs::read(path) {
+        Ok(bytes) => Ok(Some(bytes)),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(io_err(path)(e)),
+    }
+}
+
+/// Parses and checks the structure (not the keys: that needs the KEK).
+fn parse(path: &Path, bytes: &[u8]) -> Result<RingFile, AtRestError> {
+    let ring: RingFile =
+        serde_json::from_slice(bytes).map_err(|e| format_err(path, e.to_string()))?;
+    if ring.format != FORMAT {
+        return Err(format_err(path, format!("format is not {FORMAT:?}")));
+    }
+    if ring.version != VERSION {
+        let v = ring.version;
+        return Err(format_err(
+            path,
+            format!("version {v}; this build reads {VERSION}"),
+        ));
+    }
+    let ids: BTreeSet<u32> = ring.keys.iter().map(|k| k.id).collect();
+    if ids.len() != ring.keys.len() || ids.contains(&0) {
+        return Err(format_err(
+            path,
+            "key ids must be unique and non-zero".into(),
+        ));
+    }
+    if !ids.contains(&ring.current) {
+        let c = ring.current;
+        return Err(format_err(
+            path,
+            format!("current key {c} is not in the ring"),
+        ));
+    }
+    Ok(ring)
+}
+
+/// Unwraps every key of `ring` with `kek`; any failure is a [`AtRestError::WrongKek`].
+fn unwrap_all(path: &Path, ring: &RingFile, kek: &Kek) -> Result<DataKeys, AtRestError> {
+    let wrong = |reason: String| AtRestError::WrongKek {
+        keyring: path.to_path_buf(),
+        kek_source: kek.source().to_string(),
+        kek_fingerprint: kek.fingerprint().to_string(),
+        reason,
+    };
+    if ring.kek_fingerprint != kek.fingerprint() {
+        let theirs = &ring.kek_fingerprint;
+        return Err(wrong(format!(
+            "the ring is wrapped under the KEK with fingerprint {theirs}"
+        )));
+    }
+    let mut keys = BTreeMap::new();
+    for k in &ring.keys {
+        let mut wrapped = [0u8; WRAPPED_LEN];
+        let dek = hex::decode_to_slice(&k.wrapped, &mut wrapped)
+            .ok()
+            .and_then(|()| kek.unwrap(k.id, &wrapped))
+            .ok_or_else(|| wrong(format!("data key {} does not unwrap (altered?)", k.id)))?;
+        keys.insert(k.id, dek);
+    }
+    Ok(DataKeys::new(ring.current, keys))
+}
+
+/// The file content for `keys` wrapped under `kek`: pretty JSON and a final newline.
+fn encode(kek: &Kek, keys: &DataKeys, path: &Path) -> Result<Vec<u8>, AtRestError> {
+    let wrapped = keys
+        .all()
+        .map(|(id, dek)| {
+            let w = kek.wrap(id, dek)?;
+            Ok(WrappedKey {
+                id,
+                wrapped: hex::encode(w),
+            })
+        })
+        .collect::<Result<Vec<_>, AtRestError>>()?;
+    let ring = RingFile {
+        format: FORMAT.to_string(),
+        version: VERSION,
+        kek_fingerprint: kek.fingerprint().to_string(),
+        current: keys.current_key_id(),
+        keys: wrapped,
+    };
+    let mut bytes =
+        serde_json::to_vec_pretty(&ring).map_err(|e| format_err(path, e.to_string()))?;
+    bytes.push(b'\n');
+    Ok(bytes)
+}
+
+fn io_err(path: &Path) -> impl Fn(io::Error) -> AtRestError + '_ {
+    move |source| AtRestError::KeyringIo {
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
+fn missing(path: &Path) -> AtRestError {
+    io_err(path)(io::Error::new(
+        io::ErrorKind::NotFound,
+        "no key ring (not created)",
+    ))
+}
+
+fn random_failed(path: &Path) -> AtRestError {
+    io_err(path)(io::Error::other("the random source failed"))
+}
+
+fn format_err(path: &Path, reason: String) -> AtRestError {
+    AtRestError::KeyringFormat {
+        path: path.to_path_buf(),
+        reason,
+    }
+}
+
+#[cfg(test)]
+mod tests;

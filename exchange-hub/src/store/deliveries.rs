@@ -1,0 +1,153 @@
+//! Evidence about one recipient moving its delivery: delivered, confirmed (签收), rejected
+//! (退回), not delivered, and the outcome of a recall. Each step is recorded once, checked
+//! against the delivery's state machine (`exchange_core::state`), and queued for the sender.
+
+use exchange_core::{
+    document::{EvidenceKind, SignedDoc, SignedEvidence},
+    ids::{DeptId, DocumentId},
+    state::{DeliveryState, Transition},
+    store::{Store, StoreError, queue::QueueKey},
+};
+use exchange_proto::v1 as pb;
+use redb::{ReadableTable, WriteTransaction};
+
+use super::{
+    DELIVERIES, EVIDENCE, OUTBOUND, Outbound, StepError, put_evidence, read_table,
+    records::DeliveryRecord,
+};
+use crate::audit::{self, Event};
+
+/// The recipient that evidence is about (required for every per-recipient step).
+pub(super) fn recipient_of(ev: &SignedEvidence) -> Result<DeptId, StepError> {
+    ev.evidence.recipient.clone().ok_or(StepError::NoRecipient)
+}
+
+/// The delivery of document `doc` to `dept`; refused if `dept` is not a recipient.
+pub(super) fn load_delivery(
+    txn: &WriteTransaction,
+    doc: DocumentId,
+    dept: &DeptId,
+) -> Result<DeliveryRecord, StepError> {
+    let id = doc.to_string();
+    let table = txn.open_table(DELIVERIES)?;
+    let v = table
+        .get((id.as_str(), dept.as_str()))?
+        .ok_or_else(|| StepError::NotRecipient {
+            doc,
+            dept: dept.clone(),
+        })?;
+    Ok(DeliveryRecord::decode(&id, dept.as_str(), v.value())?)
+}
+
+/// Records evidence about a recipient (delivered, confirmed, rejected, not delivered), advances
+/// its delivery and queues the evidence for the sender. With `ack`, also removes the acknowledged
+/// queue item, in the same transaction. Evidence already recorded changes nothing and returns
+/// false; evidence that contradicts the delivery's state is refused. Evidence that arrives after
+/// a later step (a delivery receipt overtaken by the clerk's confirmation) is still recorded and
+/// forwarded, so the sender gets every timestamp.
+pub(crate) async fn record_evidence(
+    store: &Store,
+    doc: &SignedDoc,
+    ev: SignedEvidence,
+    ack: Option<(DeptId, QueueKey)>,
+) -> Result<bool, StepError> {
+    let doc_id = doc.header.id;
+    let id = doc_id.to_string();
+    let sender = doc.header.sender.clone();
+    let priority = doc.header.urgency.priority();
+    store
+        .write(move |txn| {
+            let recipient = recipient_of(&ev)?;
+            let mut delivery = load_delivery(txn, doc_id, &recipient)?;
+            let kind = ev.evidence.kind;
+            let is_new = {
+                let table = txn.open_table(EVIDENCE)?;
+                let found = table.get((id.as_str(), recipient.as_str(), kind.code()))?;
+                found.is_none()
+            };
+            let next = delivery
+                .state
+                .apply(kind)
+                .map_err(|source| StepError::State {
+                    doc: doc_id,
+                    dept: recipient.clone(),
+                    source,
+                })?;
+            if let Some((dest, key)) = &ack {
+                OUTBOUND.remove(txn, dest.as_str(), *key)?;
+            }
+            if !is_new {
+                return Ok(false);
+            }
+            match kind {
+                EvidenceKind::Delivered => delivery.delivered_at_ms = ev.evidence.at_ms,
+                _ => delivery.handled_at_ms = ev.evidence.at_ms,
+            }
+            if let Transition::Changed(s) = next {
+                delivery.state = s;
+            }
+            txn.open_table(DELIVERIES)?.insert(
+                (id.as_str(), recipient.as_str()),
+                delivery.encode().as_slice(),
+            )?;
+            put_evidence(txn, &id, recipient.as_str(), kind, &ev.wire)?;
+            let e = &ev.evidence;
+            let audited = match kind {
+                EvidenceKind::Delivered => Event::new(pb::AuditKind::Delivered),
+                kind => Event::new(pb::AuditKind::Evidence).detail(format!(
+                    "{kind:?} clerk {:?} reason {:?}",
+                    e.clerk, e.reason
+                )),
+            };
+            audit::append(txn, &audited.doc(&id).dept(&recipient))?;
+            OUTBOUND.push(
+                txn,
+                sender.as_str(),
+                priority,
+                &Outbound::Evidence(ev.wire.clone()).encode(),
+            )?;
+            Ok(true)
+        })
+        .await
+}
+
+/// Every recipient of document `id` (named in its header or added later) with its delivery.
+pub(super) fn deliveries_of(
+    txn: &WriteTransaction,
+    id: &str,
+) -> Result<Vec<(DeptId, DeliveryRecord)>, StoreError> {
+    let table = txn.open_table(DELIVERIES)?;
+    let mut out = Vec::new();
+    for item in table.range((id, "")..)? {
+        let (k, v) = item?;
+        let (doc, dept) = k.value();
+        if doc != id {
+            break;
+        }
+        let delivery = DeliveryRecord::decode(id, dept, v.value())?;
+        let dept = dept
+            .parse()
+            .map_err(|e| StoreError::decode(format!("delivery {id}/{dept}"), e))?;
+        out.push((dept, delivery));
+    }
+    Ok(out)
+}
+
+/// `dept`'s delivery state of document `id`, if `dept` is a recipient (named or added).
+pub(crate) async fn delivery(
+    store: &Store,
+    id: DocumentId,
+    dept: DeptId,
+) -> Result<Option<DeliveryState>, StoreError> {
+    store
+        .lookup(move |txn| {
+            let Some(table) = read_table(txn, DELIVERIES)? else {
+                return Ok(None);
+            };
+            let id = id.to_string();
+            let v = table.get((id.as_str(), dept.as_str()))?;
+            v.map(|v| DeliveryRecord::decode(&id, dept.as_str(), v.value()).map(|d| d.state))
+                .transpose()
+        })
+        .await
+}

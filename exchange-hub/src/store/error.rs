@@ -1,0 +1,73 @@
+//! Why the store refuses a step: the request contradicts what is stored. Kept apart from
+//! storage failures ([`StoreError`], inside [`StepError::Store`]) so that callers can tell a
+//! refusal (final: retrying does not help) from an outage (retry later). The gRPC layer maps
+//! each variant to a status code, in `crate::service`.
+
+use exchange_core::{
+    ids::{DeptId, DocumentId},
+    state::StateError,
+    store::StoreError,
+};
+
+/// A step the hub's store refused, or could not make.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum StepError {
+    /// The evidence names no recipient, and the step is about one.
+    #[error("evidence.recipient: required")]
+    NoRecipient,
+    /// The department is not a recipient of the document (named in its header or added).
+    #[error("{dept} is not a recipient of {doc}")]
+    NotRecipient {
+        /// The document.
+        doc: DocumentId,
+        /// The department that is not a recipient.
+        dept: DeptId,
+    },
+    /// The document id was accepted before, with a different header.
+    #[error("document {doc} was already submitted with different content")]
+    Conflict {
+        /// The document id.
+        doc: DocumentId,
+    },
+    /// The evidence contradicts the delivery's state (e.g. REJECTED after CONFIRMED).
+    #[error("document {doc} at {dept}: {source}")]
+    State {
+        /// The document.
+        doc: DocumentId,
+        /// The recipient.
+        dept: DeptId,
+        /// The refused transition.
+        #[source]
+        source: StateError,
+    },
+    /// The sender recalled the document: it gets no new recipients.
+    #[error("document {doc} was recalled (撤回); it cannot get new recipients")]
+    Recalled {
+        /// The document.
+        doc: DocumentId,
+    },
+    /// Storage failed; nothing of the step is committed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+impl StepError {
+    /// Whether the step was refused because of the document's or delivery's state (a
+    /// contradicting step, an ended delivery, a recalled document): final for this step, where
+    /// a storage failure may pass.
+    pub(crate) fn is_state_conflict(&self) -> bool {
+        matches!(self, StepError::State { .. } | StepError::Recalled { .. })
+    }
+}
+
+/// redb's own errors, met inside a write job, are storage failures.
+macro_rules! from_redb {
+    ($($t:ty),*) => {$(
+        impl From<$t> for StepError {
+            fn from(e: $t) -> Self {
+                StepError::Store(e.into())
+            }
+        }
+    )*};
+}
+from_redb!(redb::TableError, redb::StorageError);

@@ -1,0 +1,88 @@
+//! The outbound queue: what the hub still has to push to each department, most urgent first,
+//! until the department acknowledges it. Items are typed ([`Outbound`]) here and nowhere else.
+
+use std::collections::HashSet;
+
+use exchange_core::{
+    ids::{DeptId, DocumentId},
+    store::{Store, StoreError, decode, encode, queue::QueueKey},
+};
+use exchange_proto::{store::v1 as st, v1 as pb};
+
+use super::OUTBOUND;
+
+/// What the hub pushes next to a department.
+#[derive(Debug, Clone)]
+pub(crate) enum Outbound {
+    /// A document to deliver.
+    Deliver(DocumentId),
+    /// Evidence about a document the department sent.
+    Evidence(pb::SignedEvidence),
+    /// The sender's recall or reminder about a document addressed to the department.
+    Notice(pb::SignedEvidence),
+}
+
+impl Outbound {
+    /// The stored bytes of the queue item.
+    pub(crate) fn encode(&self) -> Vec<u8> {
+        let item = match self {
+            Outbound::Deliver(id) => st::queue_item::Item::DeliverDoc(id.to_string()),
+            Outbound::Evidence(e) => st::queue_item::Item::Evidence(e.clone()),
+            Outbound::Notice(e) => st::queue_item::Item::Notice(e.clone()),
+        };
+        encode(&st::QueueItem { item: Some(item) })
+    }
+
+    /// Decodes a queue item; `what` names it in the error.
+    pub(crate) fn decode(what: impl std::fmt::Display, bytes: &[u8]) -> Result<Self, StoreError> {
+        let what = format!("outbound {what}");
+        let item: st::QueueItem = decode(&what, bytes)?;
+        match item.item {
+            Some(st::queue_item::Item::DeliverDoc(id)) => id
+                .parse()
+                .map(Outbound::Deliver)
+                .map_err(|e| StoreError::decode(&what, e)),
+            Some(st::queue_item::Item::Evidence(e)) => Ok(Outbound::Evidence(e)),
+            Some(st::queue_item::Item::Notice(e)) => Ok(Outbound::Notice(e)),
+            _ => Err(StoreError::decode(what, "unknown item")),
+        }
+    }
+}
+
+/// Removes an acknowledged queue item.
+pub(crate) async fn ack(store: &Store, dest: DeptId, key: QueueKey) -> Result<(), StoreError> {
+    store
+        .write(move |txn| OUTBOUND.remove(txn, dest.as_str(), key).map(|_| ()))
+        .await
+}
+
+/// The most urgent item waiting for `dest` that is not in `busy` (pushed, not yet finished).
+pub(crate) async fn next_outbound(
+    store: &Store,
+    dest: DeptId,
+    busy: HashSet<QueueKey>,
+) -> Result<Option<(QueueKey, Outbound)>, StoreError> {
+    let items = store
+        .lookup(move |txn| OUTBOUND.peek(txn, dest.as_str(), 1, &|k| busy.contains(&k)))
+        .await?;
+    items
+        .into_iter()
+        .next()
+        .map(|(k, v)| Outbound::decode(k.seq, &v).map(|o| (k, o)))
+        .transpose()
+}
+
+/// Every delivery still queued at the hub: (recipient, queue key, document).
+pub(crate) async fn queued_deliveries(
+    store: &Store,
+) -> Result<Vec<(DeptId, QueueKey, DocumentId)>, StoreError> {
+    let items = store.read(|txn| OUTBOUND.all(txn)).await?;
+    let mut out = Vec::new();
+    for (dest, key, bytes) in items {
+        if let Outbound::Deliver(id) = Outbound::decode(key.seq, &bytes)? {
+            let dept = dest.parse().map_err(|e| StoreError::decode(&dest, e))?;
+            out.push((dept, key, id));
+        }
+    }
+    Ok(out)
+}

@@ -1,0 +1,95 @@
+//! The typed form of the hub's stored records, and their one encoding and decoding. Everything
+//! read from the `documents` and `deliveries` tables goes through here, so that a record that
+//! does not decode — a missing field, an invalid header, an unknown state code — is reported
+//! as a [`StoreError`] naming the record, in one place.
+
+use exchange_core::{
+    document::SignedDoc,
+    state::DeliveryState,
+    store::{StoreError, decode, encode},
+};
+use exchange_proto::{store::v1 as st, v1 as pb};
+
+/// A document the hub accepted: stored once, with the acceptance the hub signed for it.
+#[derive(Debug, Clone)]
+pub(crate) struct DocumentRecord {
+    /// The document as the sender signed it (verified before it was stored).
+    pub(crate) doc: SignedDoc,
+    /// The hub's signed ACCEPTED: what a repeated submission gets again, and what goes with
+    /// every delivery.
+    pub(crate) acceptance: pb::SignedEvidence,
+    /// When the hub accepted it (hub clock, Unix ms): expiry and statistics count from here.
+    pub(crate) accepted_at_ms: i64,
+}
+
+impl DocumentRecord {
+    /// Decodes the record of document `id`.
+    pub(crate) fn decode(id: &str, bytes: &[u8]) -> Result<Self, StoreError> {
+        let what = format!("document {id}");
+        let rec: st::HubDocument = decode(&what, bytes)?;
+        let wire = rec
+            .document
+            .ok_or_else(|| StoreError::decode(&what, "no document"))?;
+        let acceptance = rec
+            .acceptance
+            .ok_or_else(|| StoreError::decode(&what, "no acceptance"))?;
+        Ok(DocumentRecord {
+            doc: SignedDoc::decode(wire).map_err(|e| StoreError::decode(&what, e))?,
+            acceptance,
+            accepted_at_ms: rec.accepted_at_ms,
+        })
+    }
+
+    /// The stored bytes.
+    pub(crate) fn encode(&self) -> Vec<u8> {
+        encode(&st::HubDocument {
+            document: Some(self.doc.wire.clone()),
+            acceptance: Some(self.acceptance.clone()),
+            accepted_at_ms: self.accepted_at_ms,
+        })
+    }
+}
+
+/// One recipient's delivery of a document.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct DeliveryRecord {
+    /// Where the delivery stands.
+    pub(crate) state: DeliveryState,
+    /// The time in the recipient's signed delivery receipt; 0 = not delivered yet.
+    pub(crate) delivered_at_ms: i64,
+    /// The time of the last later step (confirmed, rejected, not delivered, recall outcome);
+    /// 0 = none yet.
+    pub(crate) handled_at_ms: i64,
+}
+
+impl DeliveryRecord {
+    /// A new delivery: accepted by the hub, queued for the recipient.
+    pub(crate) fn accepted() -> Self {
+        DeliveryRecord {
+            state: DeliveryState::Accepted,
+            delivered_at_ms: 0,
+            handled_at_ms: 0,
+        }
+    }
+
+    /// Decodes the delivery of document `id` to `dept`.
+    pub(crate) fn decode(id: &str, dept: &str, bytes: &[u8]) -> Result<Self, StoreError> {
+        let what = format!("delivery {id}/{dept}");
+        let rec: st::HubDelivery = decode(&what, bytes)?;
+        Ok(DeliveryRecord {
+            state: DeliveryState::try_from_code(rec.state)
+                .map_err(|e| StoreError::decode(&what, e))?,
+            delivered_at_ms: rec.delivered_at_ms,
+            handled_at_ms: rec.handled_at_ms,
+        })
+    }
+
+    /// The stored bytes.
+    pub(crate) fn encode(&self) -> Vec<u8> {
+        encode(&st::HubDelivery {
+            state: u32::from(self.state.code()),
+            delivered_at_ms: self.delivered_at_ms,
+            handled_at_ms: self.handled_at_ms,
+        })
+    }
+}

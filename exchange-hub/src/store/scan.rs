@@ -1,0 +1,100 @@
+//! The statistics scan (`crate::stats`): every document accepted in a period with every
+//! delivery of it, read in the caller's one read transaction.
+
+use exchange_core::{
+    document::{EvidenceKind, SignedDoc, SignedEvidence},
+    state::DeliveryState,
+    store::{StoreError, decode},
+};
+use exchange_proto::v1 as pb;
+use redb::{ReadTransaction, ReadableTable};
+
+use super::{
+    DELIVERIES, DOCUMENTS, EVIDENCE, read_table,
+    records::{DeliveryRecord, DocumentRecord},
+};
+
+/// One delivery as `crate::stats` counts it.
+#[derive(Debug, Clone)]
+pub(crate) struct DeliveryFacts {
+    /// The recipient's id, as stored.
+    pub(crate) recipient: String,
+    /// Where the delivery stands (a stored code this build does not know fails the scan).
+    pub(crate) state: DeliveryState,
+    /// When the recipient's node had it (the time in its signed receipt); 0 = not known yet.
+    pub(crate) delivered_at_ms: i64,
+    /// The time in the recipient's CONFIRMED evidence (签收); 0 = none. Read from the evidence
+    /// rather than `handled_at_ms`, which a later step (a recall acknowledgement) overwrites.
+    pub(crate) confirmed_at_ms: i64,
+}
+
+/// A document and every delivery of it (named recipients and ones added later).
+pub(crate) struct DocumentFacts {
+    /// The document.
+    pub(crate) doc: SignedDoc,
+    /// Its deliveries, by recipient id.
+    pub(crate) deliveries: Vec<DeliveryFacts>,
+}
+
+/// Calls `each` for every document the hub accepted within `period` (Unix ms, by
+/// `accepted_at_ms`), in the caller's one read transaction, so that statistics are one consistent
+/// snapshot. Reads every document record: meant for an administrator's occasional question, not a
+/// hot path.
+pub(crate) fn scan_accepted(
+    txn: &ReadTransaction,
+    period: std::ops::Range<i64>,
+    each: &mut dyn FnMut(DocumentFacts),
+) -> Result<(), StoreError> {
+    let Some(documents) = read_table(txn, DOCUMENTS)? else {
+        return Ok(());
+    };
+    let deliveries = read_table(txn, DELIVERIES)?;
+    let evidence = read_table(txn, EVIDENCE)?;
+    for item in documents.iter()? {
+        let (k, v) = item?;
+        let id = k.value();
+        let rec = DocumentRecord::decode(id, v.value())?;
+        if !period.contains(&rec.accepted_at_ms) {
+            continue;
+        }
+        let mut facts = DocumentFacts {
+            doc: rec.doc,
+            deliveries: Vec::new(),
+        };
+        let Some(deliveries) = &deliveries else {
+            each(facts);
+            continue;
+        };
+        for item in deliveries.range((id, "")..)? {
+            let (k, v) = item?;
+            let (doc_id, dept) = k.value();
+            if doc_id != id {
+                break;
+            }
+            let d = DeliveryRecord::decode(id, dept, v.value())?;
+            let confirmed = match &evidence {
+                Some(t) => t.get((id, dept, EvidenceKind::Confirmed.code()))?,
+                None => None,
+            };
+            let confirmed_at_ms = match confirmed {
+                Some(v) => {
+                    let what = format!("evidence {id}/{dept} confirmed");
+                    let wire: pb::SignedEvidence = decode(&what, v.value())?;
+                    SignedEvidence::decode(wire)
+                        .map_err(|e| StoreError::decode(&what, e))?
+                        .evidence
+                        .at_ms
+                }
+                None => 0,
+            };
+            facts.deliveries.push(DeliveryFacts {
+                recipient: dept.to_owned(),
+                state: d.state,
+                delivered_at_ms: d.delivered_at_ms,
+                confirmed_at_ms,
+            });
+        }
+        each(facts);
+    }
+    Ok(())
+}

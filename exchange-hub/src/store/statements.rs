@@ -1,0 +1,184 @@
+//! The sender's own signed statements about a document it sent: a recall (撤回), an added
+//! recipient (补发) and a reminder (催办). None of them moves a delivery by itself; each is
+//! kept as evidence and queued, as a notice or a delivery, for the recipients it concerns.
+
+use exchange_core::{
+    document::{EvidenceKind, SignedDoc, SignedEvidence},
+    ids::DeptId,
+    state::DeliveryState,
+    store::{Store, StoreError, encode},
+};
+use exchange_proto::{store::v1 as st, v1 as pb};
+use redb::{ReadableTable, WriteTransaction};
+
+use super::{
+    DELIVERIES, OUTBOUND, Outbound, RECALLS, StepError,
+    deliveries::{deliveries_of, load_delivery, recipient_of},
+    put_evidence,
+    records::DeliveryRecord,
+};
+use crate::audit::{self, Event};
+
+/// Whether the sender recalled document `id`.
+fn is_recalled(txn: &WriteTransaction, id: &str) -> Result<bool, StoreError> {
+    Ok(txn.open_table(RECALLS)?.get(id)?.is_some())
+}
+
+/// Records the sender's recall (撤回) and queues it, as a notice, for every recipient that is not
+/// finished with the document (a confirmed one still has to acknowledge it). A delivery still
+/// queued is never pushed after this (see `crate::delivery`). Returns the recipients to wake;
+/// a repeated recall changes nothing (the first one stands).
+pub(crate) async fn recall(
+    store: &Store,
+    doc: &SignedDoc,
+    ev: SignedEvidence,
+) -> Result<Vec<DeptId>, StoreError> {
+    let id = doc.header.id.to_string();
+    let priority = doc.header.urgency.priority();
+    store
+        .write(move |txn| {
+            if is_recalled(txn, &id)? {
+                return Ok(Vec::new());
+            }
+            let rec = st::HubRecall {
+                recall: Some(ev.wire.clone()),
+                at_ms: ev.evidence.at_ms,
+            };
+            txn.open_table(RECALLS)?
+                .insert(id.as_str(), encode(&rec).as_slice())?;
+            put_evidence(txn, &id, "", EvidenceKind::Recall, &ev.wire)?;
+            audit::append(
+                txn,
+                &Event::new(pb::AuditKind::Evidence)
+                    .doc(&id)
+                    .dept(&ev.evidence.sender)
+                    .detail(format!("Recall reason {:?}", ev.evidence.reason)),
+            )?;
+            let notice = Outbound::Notice(ev.wire.clone()).encode();
+            let mut woken = Vec::new();
+            for (dept, delivery) in deliveries_of(txn, &id)? {
+                let open = matches!(
+                    delivery.state,
+                    DeliveryState::Queued
+                        | DeliveryState::Accepted
+                        | DeliveryState::Delivered
+                        | DeliveryState::Confirmed
+                );
+                if open {
+                    OUTBOUND.push(txn, dept.as_str(), priority, &notice)?;
+                    woken.push(dept);
+                }
+            }
+            Ok(woken)
+        })
+        .await
+}
+
+/// Adds a recipient to a sent document (补发): a new delivery, queued like the first ones, with
+/// the sender's signed RECIPIENT_ADDED kept to go with it. Returns false if `dept` already is a
+/// recipient (nothing changes); a recalled document is refused ([`StepError::Recalled`]).
+pub(crate) async fn add_recipient(
+    store: &Store,
+    doc: &SignedDoc,
+    ev: SignedEvidence,
+) -> Result<bool, StepError> {
+    let doc_id = doc.header.id;
+    let id = doc_id.to_string();
+    let priority = doc.header.urgency.priority();
+    store
+        .write(move |txn| {
+            let dept = recipient_of(&ev)?;
+            if is_recalled(txn, &id)? {
+                return Err(StepError::Recalled { doc: doc_id });
+            }
+            {
+                let mut deliveries = txn.open_table(DELIVERIES)?;
+                let key = (id.as_str(), dept.as_str());
+                if deliveries.get(key)?.is_some() {
+                    return Ok(false);
+                }
+                deliveries.insert(key, DeliveryRecord::accepted().encode().as_slice())?;
+            }
+            put_evidence(
+                txn,
+                &id,
+                dept.as_str(),
+                EvidenceKind::RecipientAdded,
+                &ev.wire,
+            )?;
+            OUTBOUND.push(
+                txn,
+                dept.as_str(),
+                priority,
+                &Outbound::Deliver(doc_id).encode(),
+            )?;
+            let role = if ev.evidence.cc { "cc" } else { "to" };
+            audit::append(
+                txn,
+                &Event::new(pb::AuditKind::Queued)
+                    .doc(&id)
+                    .dept(&dept)
+                    .detail(format!("added after sending (补发) as {role}")),
+            )?;
+            Ok(true)
+        })
+        .await
+}
+
+/// What became of a sender's reminder (催办).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Reminder {
+    /// Queued as a notice for the recipient.
+    Queued,
+    /// The delivery had already ended (the reminder crossed a 签收 or 退回 on its way): kept as
+    /// evidence and audited, but not forwarded. Not a refusal: nothing is left to ask of the
+    /// recipient, and the sender's node must not retry it (docs/delivery.md).
+    Moot(DeliveryState),
+}
+
+/// Records the sender's reminder (催办) and queues it for a recipient that has not finished
+/// with the document; for one that has, it is kept and audited but not forwarded.
+pub(crate) async fn remind(
+    store: &Store,
+    doc: &SignedDoc,
+    ev: SignedEvidence,
+) -> Result<Reminder, StepError> {
+    let doc_id = doc.header.id;
+    let id = doc_id.to_string();
+    let priority = doc.header.urgency.priority();
+    store
+        .write(move |txn| {
+            let dept = recipient_of(&ev)?;
+            let state = load_delivery(txn, doc_id, &dept)?.state;
+            put_evidence(txn, &id, dept.as_str(), EvidenceKind::Reminded, &ev.wire)?;
+            let (outcome, detail) = if state.is_final() {
+                (
+                    Reminder::Moot(state),
+                    format!(
+                        "Reminded note {:?}: not forwarded: the delivery is {state}",
+                        ev.evidence.reason
+                    ),
+                )
+            } else {
+                OUTBOUND.push(
+                    txn,
+                    dept.as_str(),
+                    priority,
+                    &Outbound::Notice(ev.wire.clone()).encode(),
+                )?;
+                (
+                    Reminder::Queued,
+                    format!("Reminded note {:?}", ev.evidence.reason),
+                )
+            };
+            audit::append(
+                txn,
+                &Event::new(pb::AuditKind::Evidence)
+                    .doc(&id)
+                    .dept(&dept)
+                    .detail(detail),
+            )?;
+            Ok(outcome)
+        })
+        .await
+}

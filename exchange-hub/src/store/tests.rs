@@ -1,0 +1,296 @@
+//! The hub's state transitions on a real store: each step is committed whole or not at all,
+//! once, and never against the delivery's state machine.
+
+mod fixture;
+
+use exchange_core::{
+    document::EvidenceKind::{self, *},
+    error::{ErrorCode, ServiceError},
+    ids::DocumentId,
+    state::DeliveryState,
+    store::{StoreError, encode},
+};
+use exchange_proto::store::v1 as st;
+
+use super::{
+    Accepted, DELIVERIES, Outbound, Reminder, StepError, add_recipient, delivery, recall,
+    record_evidence, remind, scan_accepted,
+};
+use fixture::Fixture;
+
+/// The gRPC code a refusal gets.
+fn code(e: StepError) -> ErrorCode {
+    ServiceError::from(e).code
+}
+
+/// How many pieces of evidence wait for `dept` (the sender).
+fn evidence_items(queue: &[(exchange_core::store::queue::QueueKey, Outbound)]) -> usize {
+    queue
+        .iter()
+        .filter(|(_, o)| matches!(o, Outbound::Evidence(_)))
+        .count()
+}
+
+#[tokio::test]
+async fn conflicting_endings_are_refused_and_change_nothing() {
+    let f = Fixture::new();
+    let doc = f.accepted().await;
+    let confirmed = f.evidence(&doc, Confirmed, Some("b"), &f.b);
+    assert!(
+        record_evidence(&f.store, &doc, confirmed, None)
+            .await
+            .unwrap()
+    );
+    let before = f.delivery(&doc, "b").await;
+
+    let rejected = f.evidence(&doc, Rejected, Some("b"), &f.b);
+    let err = record_evidence(&f.store, &doc, rejected, None)
+        .await
+        .unwrap_err();
+    assert!(err.is_state_conflict(), "{err}");
+    assert_eq!(
+        err.to_string(),
+        format!(
+            "document {} at b: cannot go from confirmed to rejected",
+            doc.header.id
+        )
+    );
+    assert_eq!(code(err), ErrorCode::FailedPrecondition);
+    assert_eq!(f.delivery(&doc, "b").await, before);
+    assert_eq!(before.state, DeliveryState::Confirmed);
+    assert_eq!(
+        evidence_items(&f.queue("a").await),
+        1,
+        "only the confirmation"
+    );
+}
+
+#[tokio::test]
+async fn a_repeated_step_is_a_no_op() {
+    let f = Fixture::new();
+    let doc = f.accepted().await;
+    let confirmed = f.evidence(&doc, Confirmed, Some("b"), &f.b);
+    assert!(
+        record_evidence(&f.store, &doc, confirmed.clone(), None)
+            .await
+            .unwrap()
+    );
+    let before = f.delivery(&doc, "b").await;
+    let again = f.evidence(&doc, Confirmed, Some("b"), &f.b); // another time, same step
+    assert!(!record_evidence(&f.store, &doc, again, None).await.unwrap());
+    assert!(
+        !record_evidence(&f.store, &doc, confirmed, None)
+            .await
+            .unwrap()
+    );
+    assert_eq!(f.delivery(&doc, "b").await, before, "the first time stands");
+    assert_eq!(evidence_items(&f.queue("a").await), 1);
+}
+
+#[tokio::test]
+async fn a_late_delivered_after_confirmed_is_recorded_without_moving_back() {
+    let f = Fixture::new();
+    let doc = f.accepted().await;
+    let confirmed = f.evidence(&doc, Confirmed, Some("b"), &f.b);
+    assert!(
+        record_evidence(&f.store, &doc, confirmed, None)
+            .await
+            .unwrap()
+    );
+    let delivered = f.evidence(&doc, Delivered, Some("b"), &f.b);
+    let at = delivered.evidence.at_ms;
+    assert!(
+        record_evidence(&f.store, &doc, delivered, None)
+            .await
+            .unwrap()
+    );
+    let d = f.delivery(&doc, "b").await;
+    assert_eq!(d.state, DeliveryState::Confirmed);
+    assert_eq!(d.delivered_at_ms, at, "its time is kept");
+    assert_eq!(
+        evidence_items(&f.queue("a").await),
+        2,
+        "both go to the sender"
+    );
+}
+
+#[tokio::test]
+async fn evidence_with_an_ack_removes_the_queue_item_in_the_same_transaction() {
+    let f = Fixture::new();
+    let doc = f.accepted().await;
+    let [(key, Outbound::Deliver(id))] = f.queue("b").await[..] else {
+        panic!("one delivery queued for b");
+    };
+    assert_eq!(id, doc.header.id);
+    let delivered = f.evidence(&doc, Delivered, Some("b"), &f.b);
+    let ack = Some(("b".parse().unwrap(), key));
+    assert!(
+        record_evidence(&f.store, &doc, delivered, ack)
+            .await
+            .unwrap()
+    );
+    assert!(f.queue("b").await.is_empty());
+    assert_eq!(f.delivery(&doc, "b").await.state, DeliveryState::Delivered);
+
+    // A refused step commits nothing: c's item stays queued.
+    let rejected = f.evidence(&doc, Rejected, Some("c"), &f.c);
+    assert!(
+        record_evidence(&f.store, &doc, rejected, None)
+            .await
+            .unwrap()
+    );
+    let [(key, _)] = f.queue("c").await[..] else {
+        panic!("one delivery queued for c");
+    };
+    let confirmed = f.evidence(&doc, Confirmed, Some("c"), &f.c);
+    let ack = Some(("c".parse().unwrap(), key));
+    let err = record_evidence(&f.store, &doc, confirmed, ack)
+        .await
+        .unwrap_err();
+    assert!(err.is_state_conflict(), "{err}");
+    assert_eq!(f.queue("c").await.len(), 1);
+}
+
+#[tokio::test]
+async fn a_reminder_on_an_ended_delivery_is_kept_but_not_forwarded() {
+    let f = Fixture::new();
+    let doc = f.accepted().await;
+    let confirmed = f.evidence(&doc, Confirmed, Some("b"), &f.b);
+    record_evidence(&f.store, &doc, confirmed, None)
+        .await
+        .unwrap();
+    let outcome = remind(&f.store, &doc, f.evidence(&doc, Reminded, Some("b"), &f.a))
+        .await
+        .unwrap();
+    assert_eq!(outcome, Reminder::Moot(DeliveryState::Confirmed));
+    assert_eq!(f.queue("b").await.len(), 1, "only the delivery");
+
+    remind(&f.store, &doc, f.evidence(&doc, Reminded, Some("c"), &f.a))
+        .await
+        .unwrap();
+    let c = f.queue("c").await;
+    assert!(matches!(
+        c[..],
+        [(_, Outbound::Deliver(_)), (_, Outbound::Notice(_))]
+    ));
+
+    let err = remind(&f.store, &doc, f.evidence(&doc, Reminded, Some("d"), &f.a))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, StepError::NotRecipient { .. }), "{err}");
+    assert_eq!(code(err), ErrorCode::PermissionDenied);
+    let err = remind(&f.store, &doc, f.evidence(&doc, Reminded, None, &f.a))
+        .await
+        .unwrap_err();
+    assert_eq!(code(err), ErrorCode::InvalidArgument);
+}
+
+#[tokio::test]
+async fn a_recall_queues_notices_only_for_open_deliveries() {
+    let f = Fixture::new();
+    let doc = f.accepted().await;
+    let rejected = f.evidence(&doc, Rejected, Some("b"), &f.b);
+    record_evidence(&f.store, &doc, rejected, None)
+        .await
+        .unwrap();
+    let woken = recall(&f.store, &doc, f.evidence(&doc, Recall, None, &f.a))
+        .await
+        .unwrap();
+    assert_eq!(woken, vec!["c".parse().unwrap()]);
+    let notices = |q: Vec<(_, Outbound)>| {
+        q.iter()
+            .filter(|(_, o)| matches!(o, Outbound::Notice(_)))
+            .count()
+    };
+    assert_eq!(notices(f.queue("b").await), 0, "b already returned it");
+    assert_eq!(notices(f.queue("c").await), 1);
+    let again = recall(&f.store, &doc, f.evidence(&doc, Recall, None, &f.a))
+        .await
+        .unwrap();
+    assert!(again.is_empty(), "the first recall stands");
+    assert_eq!(notices(f.queue("c").await), 1);
+}
+
+#[tokio::test]
+async fn an_added_recipient_after_a_recall_is_refused() {
+    let f = Fixture::new();
+    let doc = f.accepted().await;
+    let add = |to| f.evidence(&doc, RecipientAdded, Some(to), &f.a);
+    assert!(add_recipient(&f.store, &doc, add("d")).await.unwrap());
+    assert!(
+        !add_recipient(&f.store, &doc, add("d")).await.unwrap(),
+        "already one"
+    );
+    assert_eq!(
+        delivery(&f.store, doc.header.id, "d".parse().unwrap())
+            .await
+            .unwrap(),
+        Some(DeliveryState::Accepted)
+    );
+    recall(&f.store, &doc, f.evidence(&doc, Recall, None, &f.a))
+        .await
+        .unwrap();
+    let err = add_recipient(&f.store, &doc, add("e")).await.unwrap_err();
+    assert!(matches!(err, StepError::Recalled { .. }), "{err}");
+    assert_eq!(code(err), ErrorCode::FailedPrecondition);
+    assert!(f.queue("e").await.is_empty());
+}
+
+#[tokio::test]
+async fn the_same_id_with_another_header_is_a_conflict() {
+    let f = Fixture::new();
+    let id = DocumentId::new();
+    let first = f.document(id, "第一份");
+    assert!(matches!(f.submit(&first).await, Accepted::New(_)));
+    assert!(matches!(f.submit(&first).await, Accepted::Again(_)));
+    let other = f.document(id, "第二份");
+    let acceptance = f
+        .evidence(&other, EvidenceKind::Accepted, None, &f.hub)
+        .wire;
+    let err = super::accept(&f.store, other, acceptance, Vec::new(), 1)
+        .await
+        .unwrap_err();
+    assert_eq!(code(err), ErrorCode::AlreadyExists);
+}
+
+#[tokio::test]
+async fn an_unknown_stored_state_code_is_an_error_naming_the_record() {
+    let f = Fixture::new();
+    let doc = f.accepted().await;
+    let id = doc.header.id.to_string();
+    let key = id.clone();
+    f.store
+        .write(move |txn| -> Result<(), StoreError> {
+            let corrupt = encode(&st::HubDelivery {
+                state: 42,
+                ..Default::default()
+            });
+            txn.open_table(DELIVERIES)?
+                .insert((key.as_str(), "b"), corrupt.as_slice())?;
+            Ok(())
+        })
+        .await
+        .unwrap();
+    let named = format!("delivery {id}/b");
+    let check = |e: &dyn std::fmt::Display| {
+        let e = e.to_string();
+        assert!(e.contains(&named), "{e}");
+        assert!(e.contains("unknown delivery state code 42"), "{e}");
+    };
+    let e = delivery(&f.store, doc.header.id, "b".parse().unwrap())
+        .await
+        .unwrap_err();
+    check(&e);
+    let confirmed = f.evidence(&doc, Confirmed, Some("b"), &f.b);
+    let e = record_evidence(&f.store, &doc, confirmed, None)
+        .await
+        .unwrap_err();
+    assert!(matches!(e, StepError::Store(_)) && !e.is_state_conflict());
+    check(&e);
+    let e = f
+        .store
+        .read(|txn| scan_accepted(txn, 0..i64::MAX, &mut |_| {}))
+        .await
+        .unwrap_err();
+    check(&e);
+}

@@ -1,0 +1,148 @@
+//! A hub store in a temp dir, and signing keys issued at test time through `exchange-certs`
+//! (the workspace's one rcgen path), to make the signed documents and evidence the store keeps.
+//! The store never verifies signatures (its callers did), so no verifier is needed here.
+
+use exchange_certs::{Ca, Validity};
+use exchange_core::{
+    config::SigningPaths,
+    document::{Evidence, EvidenceKind, SignedDoc, SignedEvidence},
+    identity::Principal,
+    ids::{DeptId, DocumentId},
+    signing::{Digest, SigningKey},
+    store::{Store, queue::QueueKey},
+    time::now_ms,
+};
+use exchange_proto::v1 as pb;
+use tempfile::TempDir;
+
+use crate::store::{
+    Accepted, DELIVERIES, OUTBOUND, Outbound, SCHEMA, accept, records::DeliveryRecord,
+};
+
+/// A fresh hub store and the signing keys of the hub and of departments a, b and c.
+pub(super) struct Fixture {
+    /// Holds the store file and the keys; removed on drop.
+    _dir: TempDir,
+    pub(super) store: Store,
+    pub(super) hub: SigningKey,
+    pub(super) a: SigningKey,
+    pub(super) b: SigningKey,
+    pub(super) c: SigningKey,
+}
+
+/// Issues `who` a document-signing identity into `dir` and loads it.
+fn signing_key(ca: &Ca, who: &str, dir: &std::path::Path) -> SigningKey {
+    let principal = if who == "hub" {
+        Principal::Hub
+    } else {
+        Principal::Dept(who.parse().unwrap())
+    };
+    let id = ca
+        .issue_signing(&principal, Validity::days_from_now(1))
+        .unwrap();
+    let paths = SigningPaths {
+        cert: dir.join(format!("{who}.pem")),
+        key: dir.join(format!("{who}.key")),
+    };
+    id.write(&paths.cert, &paths.key).unwrap();
+    SigningKey::load(&paths).unwrap()
+}
+
+impl Fixture {
+    pub(super) fn new() -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("hub.redb"), "hub", SCHEMA).unwrap();
+        let ca = Ca::generate("Hub Store Test CA", Validity::days_from_now(1)).unwrap();
+        let key = |who| signing_key(&ca, who, dir.path());
+        Fixture {
+            hub: key("hub"),
+            a: key("a"),
+            b: key("b"),
+            c: key("c"),
+            store,
+            _dir: dir,
+        }
+    }
+
+    /// a's document to b (主送) and c (抄送), titled `title`, with id `id`.
+    pub(super) fn document(&self, id: DocumentId, title: &str) -> SignedDoc {
+        const BODY: &[u8] = b"body of the notice";
+        let header = pb::DocumentHeader {
+            format: 1,
+            id: id.to_string(),
+            sender: "a".into(),
+            created_at_ms: now_ms(),
+            metadata: Some(pb::DocumentMetadata {
+                title: title.into(),
+                doc_number: "明政〔2026〕12号".into(),
+                to_depts: vec!["b".into()],
+                cc_depts: vec!["c".into()],
+                ..Default::default()
+            }),
+            parts: vec![pb::Part {
+                role: pb::PartRole::Body.into(),
+                name: "正文.ofd".into(),
+                media_type: "application/octet-stream".into(),
+                size: BODY.len() as u64,
+                sha256: Digest::of(BODY).0.to_vec(),
+            }],
+        };
+        SignedDoc::seal(&header, &self.a).unwrap()
+    }
+
+    /// Submits `doc` to the store as the hub accepts it.
+    pub(super) async fn submit(&self, doc: &SignedDoc) -> Accepted {
+        let acceptance = self.evidence(doc, EvidenceKind::Accepted, None, &self.hub);
+        accept(
+            &self.store,
+            doc.clone(),
+            acceptance.wire,
+            Vec::new(),
+            now_ms(),
+        )
+        .await
+        .unwrap()
+    }
+
+    /// A new document from a to b and c, accepted.
+    pub(super) async fn accepted(&self) -> SignedDoc {
+        let doc = self.document(DocumentId::new(), "关于做好年终工作的通知");
+        self.submit(&doc).await;
+        doc
+    }
+
+    /// Evidence of `kind` about `doc` and recipient `to`, signed with `key`.
+    pub(super) fn evidence(
+        &self,
+        doc: &SignedDoc,
+        kind: EvidenceKind,
+        to: Option<&str>,
+        key: &SigningKey,
+    ) -> SignedEvidence {
+        let to = to.map(|d| d.parse::<DeptId>().unwrap());
+        SignedEvidence::seal(Evidence::about(doc, kind, to, now_ms()), key)
+    }
+
+    /// The stored delivery of `doc` to `dept`.
+    pub(super) async fn delivery(&self, doc: &SignedDoc, dept: &str) -> DeliveryRecord {
+        let (id, dept) = (doc.header.id.to_string(), dept.to_owned());
+        self.store
+            .read(move |txn| {
+                let t = txn.open_table(DELIVERIES)?;
+                let v = t.get((id.as_str(), dept.as_str()))?.unwrap();
+                DeliveryRecord::decode(&id, &dept, v.value())
+            })
+            .await
+            .unwrap()
+    }
+
+    /// What waits in `dept`'s outbound queue, most urgent first.
+    pub(super) async fn queue(&self, dept: &str) -> Vec<(QueueKey, Outbound)> {
+        let dept = dept.to_owned();
+        let all = self.store.read(|txn| OUTBOUND.all(txn)).await.unwrap();
+        all.into_iter()
+            .filter(|(dest, _, _)| *dest == dept)
+            .map(|(_, k, v)| (k, Outbound::decode(k.seq, &v).unwrap()))
+            .collect()
+    }
+}

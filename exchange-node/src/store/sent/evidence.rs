@@ -1,0 +1,125 @@
+//! The hub's answers about a sent document: its acceptance and each recipient's evidence
+//! (applied to the recipients' rows through the one delivery state machine), or its refusal.
+
+use exchange_core::{
+    document::{EvidenceKind, SignedEvidence},
+    ids::DocumentId,
+    state::Transition,
+    store::{Store, StoreError, queue::QueueKey},
+};
+use exchange_proto::v1 as pb;
+
+use super::{SentRecord, change_sent};
+use crate::{
+    error::NodeError,
+    store::{Effects, Event},
+};
+
+impl SentRecord {
+    /// Applies evidence about this document to its recipients' rows (all of them for the hub's
+    /// acceptance), logging an event for each recipient whose state moves.
+    fn apply(&mut self, ev: &SignedEvidence, fx: &mut Effects) -> Result<(), NodeError> {
+        let id = ev.evidence.doc_id;
+        if self.doc.digest != ev.evidence.header_digest {
+            return Err(NodeError::OtherVersion(id));
+        }
+        let kind = ev.evidence.kind;
+        let at = ev.evidence.at_ms;
+        for r in &mut self.recipients {
+            if ev.evidence.recipient.as_ref().is_some_and(|d| *d != r.dept) {
+                continue; // about another recipient (none named: the acceptance, about all)
+            }
+            let next = r.state.apply(kind).map_err(|source| NodeError::Delivery {
+                id,
+                dept: r.dept.clone(),
+                source,
+            })?;
+            match kind {
+                EvidenceKind::Accepted => r.accepted_at_ms = at,
+                EvidenceKind::Delivered => r.delivered_at_ms = at,
+                EvidenceKind::Confirmed => r.confirmed_at_ms = at,
+                EvidenceKind::Rejected | EvidenceKind::NotDelivered | EvidenceKind::Refused => {
+                    r.rejected_at_ms = at;
+                }
+                EvidenceKind::Withdrawn
+                | EvidenceKind::Recalled
+                | EvidenceKind::RecallAcknowledged => r.recall_done_at_ms = at,
+                // Our own statements are recorded when made, never pushed back to us.
+                EvidenceKind::Recall | EvidenceKind::RecipientAdded | EvidenceKind::Reminded => {}
+            }
+            if matches!(
+                kind,
+                EvidenceKind::Confirmed | EvidenceKind::Rejected | EvidenceKind::NotDelivered
+            ) {
+                r.clerk.clone_from(&ev.evidence.clerk);
+                r.reason.clone_from(&ev.evidence.reason);
+            }
+            // The same evidence pushed again (our acknowledgement was lost) is kept once.
+            if ev.evidence.recipient.is_some() && !r.evidence.contains(&ev.wire) {
+                r.evidence.push(ev.wire.clone());
+            }
+            if let Transition::Changed(s) = next {
+                r.state = s;
+                fx.event(Event {
+                    kind: pb::NodeEventKind::Recipient,
+                    doc_id: id,
+                    dept: Some(r.dept.clone()),
+                    state: s.into(),
+                    at_ms: at,
+                });
+            }
+        }
+        if kind == EvidenceKind::Accepted {
+            self.acceptance = Some(ev.wire.clone());
+        }
+        Ok(())
+    }
+}
+
+/// Applies evidence about a sent document to its recipients' timelines (and removes the
+/// outbox item `done`, if given, in the same transaction). Returns the new event seq, if any.
+pub(crate) async fn apply_evidence(
+    store: &Store,
+    ev: SignedEvidence,
+    done: Option<QueueKey>,
+) -> Result<Option<u64>, NodeError> {
+    let id = ev.evidence.doc_id;
+    let ((), seq) = change_sent(store, id, move |rec, fx| {
+        let rec = rec.ok_or(NodeError::EvidenceForUnknown(id))?;
+        rec.apply(&ev, fx)?;
+        if let Some(key) = done {
+            fx.done(key);
+        }
+        Ok::<_, NodeError>(())
+    })
+    .await?;
+    Ok(seq)
+}
+
+/// Marks a sent document as refused by the hub and drops it from the outbox.
+pub(crate) async fn refused(
+    store: &Store,
+    id: DocumentId,
+    reason: String,
+    evidence: Option<pb::SignedEvidence>,
+    key: QueueKey,
+    at_ms: i64,
+) -> Result<Option<u64>, StoreError> {
+    let ((), seq) = change_sent(store, id, move |rec, fx| {
+        if let Some(rec) = rec {
+            rec.refused.clone_from(&reason);
+            rec.refusal.clone_from(&evidence);
+            fx.event(Event {
+                kind: pb::NodeEventKind::Recipient,
+                doc_id: id,
+                dept: None,
+                state: pb::RecipientState::Refused,
+                at_ms,
+            });
+        }
+        fx.done(key);
+        Ok::<_, StoreError>(())
+    })
+    .await?;
+    Ok(seq)
+}
