@@ -120,6 +120,10 @@ pub struct RunArgs {
     /// Simulated departments opening their connection at the same time.
     #[arg(long, default_value_t = 128, value_name = "N")]
     pub connect_concurrency: usize,
+    /// Run the exchange without encryption at rest (no `[encryption]` in the configs; the
+    /// default, like every demo, encrypts): to measure what encryption costs.
+    #[arg(long)]
+    pub plaintext: bool,
     /// Scenario steady.
     #[command(flatten)]
     pub steady: SteadyArgs,

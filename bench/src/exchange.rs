@@ -78,6 +78,9 @@ impl Exchange {
         edit_toml::<HubConfig>(&layout.hub_config, |c| {
             c.hub.listen = SocketAddr::from(([127, 0, 0, 1], 0));
             c.hub.max_document_bytes = plan.max_document_bytes;
+            if ctx.plaintext {
+                c.encryption = None;
+            }
             c.departments
                 .extend(plan.simulated.iter().map(|id| DirectoryEntry {
                     id: id.clone(),
@@ -110,6 +113,9 @@ impl Exchange {
                 c.hub.addr = ex.hub_addr;
                 c.api.listen = SocketAddr::from(([127, 0, 0, 1], 0));
                 c.node.max_document_bytes = plan.max_document_bytes;
+                if ctx.plaintext {
+                    c.encryption = None;
+                }
             })?;
             let mut node = spawn(ctx, &ex.root, id.as_str(), &ctx.bins.node, config)?;
             let data = exchange_core::config::load::<NodeConfig>(config)?

@@ -49,6 +49,8 @@ pub struct Report {
     pub machine: Machine,
     /// Where the daemons came from (a `release` or `debug` target directory).
     pub bin_dir: PathBuf,
+    /// Whether the stores encrypted content at rest (`--plaintext` turns it off).
+    pub encryption: bool,
     /// Scenario steady, if run.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub steady: Option<Outcome<SteadyReport>>,
@@ -69,6 +71,7 @@ impl Report {
         Report {
             machine: Machine::detect(),
             bin_dir: ctx.bins.hub.parent().map(PathBuf::from).unwrap_or_default(),
+            encryption: !ctx.plaintext,
             steady: None,
             large: None,
             fanout: None,
@@ -99,11 +102,16 @@ impl Report {
     pub fn table(&self) -> String {
         let m = &self.machine;
         let mut out = format!(
-            "exchange-bench: {} CPUs, {} GiB, Linux {}, daemons from {}\n({})\n\n",
+            "exchange-bench: {} CPUs, {} GiB, Linux {}, daemons from {}, {}\n({})\n\n",
             m.cpus,
             m.mem_gib,
             m.kernel,
             self.bin_dir.display(),
+            if self.encryption {
+                "content encrypted at rest"
+            } else {
+                "content in clear (--plaintext)"
+            },
             m.note
         );
         let mut rows: Vec<(&str, String, String)> = Vec::new();

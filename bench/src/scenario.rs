@@ -41,6 +41,8 @@ pub struct Ctx {
     pub stall: Duration,
     /// Simulated departments connecting at the same time.
     pub connect_concurrency: usize,
+    /// Store content in clear (no `[encryption]`): to measure what encryption at rest costs.
+    pub plaintext: bool,
 }
 
 impl Ctx {
@@ -54,6 +56,7 @@ impl Ctx {
             fsyncs: args.fsyncs,
             stall: Duration::from_secs(args.stall_secs.max(1)),
             connect_concurrency: args.connect_concurrency.max(1),
+            plaintext: args.plaintext,
         })
     }
 }

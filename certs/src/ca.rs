@@ -9,7 +9,10 @@
 use std::{collections::BTreeSet, fmt, fs, net::IpAddr, path::Path};
 
 use anyhow::{Context, Result, bail, ensure};
-use exchange_core::identity::{DOCUMENT_SIGNING_EKU_ARCS, Principal};
+use exchange_core::{
+    identity::{DOCUMENT_SIGNING_EKU_ARCS, Principal},
+    signing::SigningKey,
+};
 use rcgen::{
     BasicConstraints, CertificateParams, CertificateRevocationListParams, DistinguishedName,
     DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyIdMethod, KeyPair, KeyUsagePurpose,
@@ -251,6 +254,16 @@ impl Ca {
         )];
         self.sign(&params, &PKCS_ED25519)
             .with_context(|| format!("issuing document-signing certificate for {who}"))
+    }
+
+    /// A document-signing key for `who` ([`Ca::issue_signing`]) held in memory, without writing
+    /// key files: for tests and tools that sign documents or evidence as a principal.
+    pub fn issue_signing_key(&self, who: &Principal, validity: Validity) -> Result<SigningKey> {
+        let id = self.issue_signing(who, validity)?;
+        let key = KeyPair::from_pem(&id.key_pem)
+            .with_context(|| format!("reading the signing key issued for {who}"))?;
+        SigningKey::from_der(&key.serialize_der(), id.cert_der)
+            .with_context(|| format!("loading the signing key issued for {who}"))
     }
 
     /// Signs a certificate revocation list (PEM) listing `revoked`, numbered `number`, valid

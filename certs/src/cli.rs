@@ -125,6 +125,14 @@ pub enum Command {
         #[arg(long, value_name = "FILE")]
         crl: Option<PathBuf>,
     },
+    /// Create a new key-encryption key for a data directory's encryption at rest
+    /// (`[encryption] kek`, or `rotate-kek --new`): 32 random bytes as 64 hex characters, in a
+    /// new file of mode 0600 (an existing file is never overwritten). Prints its fingerprint.
+    NewKek {
+        /// The file to create; keep it outside the data directory and its backups.
+        #[arg(long, value_name = "FILE")]
+        out: PathBuf,
+    },
     /// Check an evidence bundle (`exchange-node evidence`) offline and print each step with who
     /// signed it and when; exits 1 and names the failing item if anything does not verify.
     Verify {
@@ -147,8 +155,8 @@ pub enum Command {
     },
 }
 
-/// Runs one subcommand. Results go to stdout (only `demo-setup` and `verify` have any), nothing
-/// else does.
+/// Runs one subcommand. Results go to stdout (only `demo-setup`, `new-kek` and `verify` have
+/// any), nothing else does.
 pub fn run(cmd: Command) -> Result<()> {
     match cmd {
         Command::InitCa { dir, name } => {
@@ -212,6 +220,12 @@ pub fn run(cmd: Command) -> Result<()> {
                 Validity::days_from_now(days),
                 &out,
             )
+        }
+        Command::NewKek { out } => {
+            let kek = exchange_core::atrest::Kek::generate(&out)
+                .with_context(|| format!("creating {}", out.display()))?;
+            println!("{}", kek.fingerprint());
+            Ok(())
         }
         Command::DemoSetup {
             dir,

@@ -14,9 +14,11 @@ use std::{
 
 use anyhow::{Context, Result, bail, ensure};
 use exchange_core::{
+    atrest::{Kek, KekSource},
     config::{
         AdminClient, ApiSection, AuditSection, DEFAULT_MAX_DOCUMENT_BYTES, DirectoryEntry,
-        HubConfig, HubLink, HubSection, NodeConfig, NodeSection, SigningPaths, TlsPaths,
+        EncryptionSection, HubConfig, HubLink, HubSection, NodeConfig, NodeSection, SigningPaths,
+        TlsPaths,
     },
     identity::Principal,
     ids::{DeptId, IdError},
@@ -35,6 +37,8 @@ use crate::{
 const CA_DAYS: i64 = 3650;
 /// Lifetime of the hub's and nodes' certificates: one year.
 const LEAF_DAYS: i64 = 365;
+/// The key-encryption key of a demo store, beside its config.
+const KEK_FILE: &str = "kek.key";
 /// Directory names that a department id must not take.
 const RESERVED_DIRS: [&str; 3] = ["ca", "hub", "admin"];
 
@@ -108,6 +112,24 @@ pub struct DemoLayout {
     pub nodes: Vec<(DeptId, PathBuf)>,
 }
 
+/// The key-encryption key of the store in `dir` (`dir/kek.key`, mode 0600): made now, or kept
+/// when an earlier demo made it (`--force`), so that the data directory it encrypted still
+/// opens. A demo keeps it beside the config for convenience; docs/security.md says where a real
+/// one belongs.
+fn ensure_kek(dir: &Path) -> Result<EncryptionSection> {
+    let path = dir.join(KEK_FILE);
+    if path.exists() {
+        Kek::load(&KekSource::File(path.clone()))
+            .with_context(|| format!("keeping the existing {}", path.display()))?;
+    } else {
+        Kek::generate(&path).with_context(|| format!("creating {}", path.display()))?;
+    }
+    Ok(EncryptionSection {
+        kek: Some(KEK_FILE.into()),
+        kek_credential: None,
+    })
+}
+
 /// Creates a demo exchange in `dir`: a new CA, the hub and one node per department.
 ///
 /// Refuses a non-empty `dir` unless `force`, which overwrites the files it writes (including
@@ -142,6 +164,7 @@ pub fn demo_setup(
 
     let hub_dir = dir.join("hub");
     issue_into_dir(&ca, &Principal::Hub, &[], &[], leaf, &hub_dir)?;
+    let hub_kek = ensure_kek(&hub_dir)?;
     let hub = HubConfig {
         hub: HubSection {
             listen: hub_addr,
@@ -174,6 +197,7 @@ pub fn demo_setup(
         groups: Vec::new(),
         reminders: Default::default(),
         calendar: Default::default(),
+        encryption: Some(hub_kek),
     };
     // An administrator for the audit commands (`exchange-hub --config hub.toml audit ...`).
     let admin_dir = dir.join("admin");
@@ -198,6 +222,7 @@ pub fn demo_setup(
             leaf,
             &node_dir,
         )?;
+        let kek = ensure_kek(&node_dir)?;
         let node = NodeConfig {
             node: NodeSection {
                 id: dept.id.clone(),
@@ -219,6 +244,7 @@ pub fn demo_setup(
             log: Default::default(),
             reminders: Default::default(),
             calendar: Default::default(),
+            encryption: Some(kek),
         };
         let node_config = node_dir.join("node.toml");
         write_toml(

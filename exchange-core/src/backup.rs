@@ -9,7 +9,8 @@
 //!    on meanwhile (redb's MVCC). redb has no untyped iteration, so each store module lists its
 //!    tables ([`BackupTable`]); a table found in the file that no module listed fails the
 //!    backup rather than being silently left out.
-//! 2. **the content blobs**, `blobs/sha256/*`, listed *after* the snapshot: a blob is installed
+//! 2. **the content blobs**, `blobs/sha256/*` and (encrypted at rest) `blobs/sealed/*`, as
+//!    stored (see [`crate::blob`]), listed *after* the snapshot: a blob is installed
 //!    (fsynced, renamed) before any commit that refers to it, and blobs are never deleted, so
 //!    every blob the snapshot needs is there. They are hard-linked when the backup is on the
 //!    same file system (they never change once installed), copied otherwise.
@@ -132,7 +133,7 @@ pub struct Summary {
 }
 
 /// Copies `store` (its `tables`, in one snapshot) to `<out>/<db_name>` and the complete blobs
-/// under `blobs` to `<out>/blobs/sha256/`. `out` must be absolute and absent or empty; it is
+/// under `blobs` to `<out>/blobs/` (`sha256/` and `sealed/`). `out` must be absolute and absent or empty; it is
 /// created with mode 0700 (the copy holds every document). Runs on the blocking pool.
 pub async fn backup(
     store: &Store,
@@ -142,6 +143,7 @@ pub async fn backup(
     out: &Path,
 ) -> Result<Summary, BackupError> {
     prepare(out)?;
+    copy_keyring(blobs, out)?;
     let at_ms = crate::time::now_ms();
     let db_path = out.join(db_name);
     let partial = out.join(format!("{db_name}.partial"));
@@ -153,15 +155,23 @@ pub async fn backup(
             let _ = std::fs::remove_file(&partial);
         })?;
     std::fs::rename(&partial, &db_path).map_err(io_err("renaming", &partial))?;
-    let (blobs_from, blobs_to) = (blobs.join("sha256"), out.join("blobs").join("sha256"));
-    let (count, bytes, copies) =
-        tokio::task::spawn_blocking(move || link_blobs(&blobs_from, &blobs_to))
-            .await
-            .map_err(|e| BackupError::Io {
-                what: "copying blobs",
-                path: blobs.to_owned(),
-                source: io::Error::other(e.to_string()),
-            })??;
+    let (blobs_from, blobs_to) = (blobs.to_owned(), out.join("blobs"));
+    let (count, bytes, copies) = tokio::task::spawn_blocking(move || {
+        // Plaintext (`sha256/`) and encrypted (`sealed/`) blobs alike, as they are: a backup
+        // of an encrypted store holds its content encrypted.
+        let mut total = (0, 0, 0);
+        for sub in crate::blob::COMPLETE_DIRS {
+            let (n, b, c) = link_blobs(&blobs_from.join(sub), &blobs_to.join(sub))?;
+            total = (total.0 + n, total.1 + b, total.2 + c);
+        }
+        Ok::<_, BackupError>(total)
+    })
+    .await
+    .map_err(|e| BackupError::Io {
+        what: "copying blobs",
+        path: blobs.to_owned(),
+        source: io::Error::other(e.to_string()),
+    })??;
     sync_dir(out)?;
     Ok(Summary {
         dir: out.to_owned(),
@@ -171,6 +181,25 @@ pub async fn backup(
         copied: copies,
         at_ms,
     })
+}
+
+/// The key ring of an encrypted data directory (beside `blobs`) goes with the backup: without
+/// it nothing in the backup opens, and it holds only data keys wrapped under the KEK, which a
+/// backup never contains. Copied first: it changes only at a KEK rotation (atomically).
+fn copy_keyring(blobs: &Path, out: &Path) -> Result<(), BackupError> {
+    let Some(data) = blobs.parent() else {
+        return Ok(());
+    };
+    let ring = data.join(crate::atrest::Keyring::FILE_NAME);
+    if !ring.exists() {
+        return Ok(());
+    }
+    let to = out.join(crate::atrest::Keyring::FILE_NAME);
+    std::fs::copy(&ring, &to).map_err(io_err("copying", &ring))?;
+    std::fs::File::open(&to)
+        .and_then(|f| f.sync_all())
+        .map_err(io_err("syncing", &to))?;
+    Ok(())
 }
 
 /// Creates `out` (mode 0700), or accepts it if it is an empty directory.
@@ -322,6 +351,24 @@ mod tests {
         assert_eq!(
             std::fs::read(out.join("blobs/sha256/ab")).unwrap(),
             b"content"
+        );
+    }
+
+    #[tokio::test]
+    async fn encrypted_blobs_go_with_the_backup_as_stored() {
+        let (dir, store) = filled().await;
+        let sealed = dir.path().join("blobs/sealed");
+        std::fs::create_dir_all(&sealed).unwrap();
+        std::fs::write(sealed.join("cd"), b"\xF7EXB...").unwrap();
+        let out = dir.path().join("backup/two");
+        let blobs = dir.path().join("blobs");
+        let s = backup(&store, "s.redb", TABLES.to_vec(), &blobs, &out)
+            .await
+            .unwrap();
+        assert_eq!(s.blobs, 2, "{s:?}");
+        assert_eq!(
+            std::fs::read(out.join("blobs/sealed/cd")).unwrap(),
+            b"\xF7EXB..."
         );
     }
 

@@ -16,12 +16,14 @@ use crate::ids::DeptId;
 
 mod calendar;
 mod check;
+mod encryption;
 mod limits;
 mod office;
 mod ops;
 mod routing;
 
 pub use calendar::{Calendar, When, format_date, format_offset, parse_date, parse_when};
+pub use encryption::EncryptionSection;
 pub use limits::LimitsSection;
 pub use office::{Allowance, GroupEntry, RemindersSection};
 pub use ops::{LogFormat, LogLevel, LogSection, MetricsSection};
@@ -132,6 +134,10 @@ pub struct HubConfig {
     /// `[reminders]`. Same keys and defaults as the node's.
     #[serde(default, skip_serializing_if = "Calendar::is_default")]
     pub calendar: Calendar,
+    /// Encryption at rest of the data directory (`[encryption]`); content is stored in clear
+    /// when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub encryption: Option<EncryptionSection>,
 }
 
 /// `[audit]` in `hub.toml`.
@@ -246,6 +252,10 @@ pub struct NodeConfig {
     /// and the working days of `[reminders]`.
     #[serde(default, skip_serializing_if = "Calendar::is_default")]
     pub calendar: Calendar,
+    /// Encryption at rest of the data directory (`[encryption]`); content is stored in clear
+    /// when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub encryption: Option<EncryptionSection>,
 }
 
 /// `[node]` in `node.toml`.
@@ -377,6 +387,9 @@ impl ResolvePaths for HubConfig {
         resolve(&mut self.hub.data_dir, base);
         self.tls.resolve_paths(base);
         self.signing.resolve_paths(base);
+        if let Some(kek) = self.encryption.as_mut().and_then(|e| e.kek.as_mut()) {
+            resolve(kek, base);
+        }
     }
 }
 
@@ -385,6 +398,9 @@ impl ResolvePaths for NodeConfig {
         resolve(&mut self.node.data_dir, base);
         self.tls.resolve_paths(base);
         self.signing.resolve_paths(base);
+        if let Some(kek) = self.encryption.as_mut().and_then(|e| e.kek.as_mut()) {
+            resolve(kek, base);
+        }
         if let Some(api_tls) = &mut self.api.tls {
             api_tls.resolve_paths(base);
         }

@@ -21,6 +21,9 @@ pub enum ErrorCode {
     ResourceExhausted,
     /// Storage or a peer is unavailable: retry later.
     Unavailable,
+    /// Stored content failed its integrity check (altered on disk): it does not heal by
+    /// retrying; the reader refuses it rather than pass altered bytes on.
+    DataLoss,
     /// A bug: should never happen.
     Internal,
 }
@@ -75,6 +78,7 @@ impl From<ServiceError> for tonic::Status {
             ErrorCode::FailedPrecondition => Code::FailedPrecondition,
             ErrorCode::ResourceExhausted => Code::ResourceExhausted,
             ErrorCode::Unavailable => Code::Unavailable,
+            ErrorCode::DataLoss => Code::DataLoss,
             ErrorCode::Internal => Code::Internal,
         };
         match e.evidence {

@@ -14,6 +14,7 @@
 
 pub mod content;
 pub mod queue;
+pub mod sealing;
 
 use std::{
     path::{Path, PathBuf},
@@ -153,6 +154,8 @@ pub struct Store {
     db: Arc<Handle>,
     writer: Arc<Writer>,
     path: PathBuf,
+    /// Seals the values that hold document content ([`sealing`]).
+    sealer: sealing::Sealer,
 }
 
 /// The open database, replaced by the writer thread when redb needs a reopen: after a failed
@@ -267,6 +270,7 @@ impl Store {
             db,
             writer,
             path: path.to_owned(),
+            sealer: sealing::Sealer::default(),
         })
     }
 

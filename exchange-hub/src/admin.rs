@@ -134,6 +134,15 @@ impl admin_server::Admin for AdminService {
         Ok(Response::new(summary.into()))
     }
 
+    async fn record_key_rotation(
+        &self,
+        req: Request<pb::KeyRotation>,
+    ) -> Result<Response<pb::KeyRotationResponse>, Status> {
+        let action = crate::cli::rotate_kek::describe(req.get_ref());
+        self.admin(&req, action).await?;
+        Ok(Response::new(pb::KeyRotationResponse {}))
+    }
+
     async fn get_stats(
         &self,
         req: Request<pb::GetStatsRequest>,

@@ -6,6 +6,7 @@ use clap::{Parser, Subcommand};
 
 pub mod audit;
 pub mod backup;
+pub mod rotate_kek;
 pub mod stats;
 
 /// The central hub of the electronic official-document exchange (电子公文交换).
@@ -37,6 +38,10 @@ pub enum Command {
     /// received, the share signed for (签收) on time, the average time to sign, overdue
     /// deliveries, totals (works while the hub runs).
     Stats(stats::StatsArgs),
+    /// Rotate the key-encryption key of the data directory ([encryption]): rewrap its key ring
+    /// under the key in --new (online: the running hub is unaffected), record it in the audit
+    /// log; then point [encryption] kek at the new file. The old key is not needed afterwards.
+    RotateKek(rotate_kek::RotateKekArgs),
 }
 
 /// A flag's value that clap accepted but the command cannot use (e.g. `--from` after `--to`):
@@ -61,6 +66,7 @@ pub async fn run(cfg: exchange_core::config::HubConfig, cmd: Command) -> anyhow:
         Command::Audit(a) => audit::run(cfg, a).await,
         Command::Backup(b) => backup::run(cfg, b).await,
         Command::Stats(s) => stats::run(cfg, s).await,
+        Command::RotateKek(r) => rotate_kek::run(cfg, r).await,
         Command::Serve | Command::CheckConfig => {
             anyhow::bail!("`serve` and `check-config` are not administrator commands")
         }

@@ -13,7 +13,7 @@ use std::{collections::BTreeMap, sync::Arc};
 
 use exchange_core::{
     metrics::{self, DELIVERY_BUCKETS, Exposition, Histogram},
-    store::StoreError,
+    store::{StoreError, sealing::Sealer},
     time::now_ms,
 };
 use exchange_proto::v1 as pb;
@@ -94,7 +94,12 @@ impl Folded {
         *self.steps.entry(step).or_default() += 1;
     }
 
-    fn fold(&mut self, txn: &ReadTransaction, e: &pb::AuditEntry) -> Result<(), StoreError> {
+    fn fold(
+        &mut self,
+        txn: &ReadTransaction,
+        sealer: &Sealer,
+        e: &pb::AuditEntry,
+    ) -> Result<(), StoreError> {
         use pb::AuditKind as K;
         self.after = e.seq;
         match K::try_from(e.kind).unwrap_or(K::Unspecified) {
@@ -102,14 +107,14 @@ impl Folded {
             K::HubStarted => self.streams.clear(),
             K::DocumentAccepted => {
                 self.step("accepted");
-                if let Some(rec) = store::get_document(txn, &e.doc_id)? {
+                if let Some(rec) = store::get_document(txn, sealer, &e.doc_id)? {
                     self.accepted_bytes += rec.doc.header.total_size();
                 }
             }
             K::DocumentRefused => *self.refused.entry(refusal_class(&e.detail)).or_default() += 1,
             K::Delivered => {
                 self.step("delivered");
-                if let Some(doc) = store::get_document(txn, &e.doc_id)? {
+                if let Some(doc) = store::get_document(txn, sealer, &e.doc_id)? {
                     let ms = (e.at_ms - doc.accepted_at_ms).max(0);
                     self.delivery.observe(ms as f64 / 1000.0);
                 }
@@ -149,12 +154,13 @@ async fn from_log(
     // Taken out while folding: if a read fails, the next scrape starts again from entry 1.
     let mut state = std::mem::take(&mut *guard);
     loop {
+        let sealer = hub.store.sealer().clone();
         let (next, n) = hub
             .store
             .read(move |txn| {
                 let entries = audit::entries_after(txn, state.after, PAGE)?;
                 for e in &entries {
-                    state.fold(txn, e)?;
+                    state.fold(txn, &sealer, e)?;
                 }
                 Ok::<_, StoreError>((state, entries.len()))
             })
@@ -249,13 +255,13 @@ struct FromStore {
 }
 
 /// Queue depths and oldest ages, and every table's row count, in one read transaction.
-fn from_store(txn: &ReadTransaction) -> Result<FromStore, StoreError> {
+fn from_store(txn: &ReadTransaction, sealer: &Sealer) -> Result<FromStore, StoreError> {
     let now = now_ms();
     let mut depths = Vec::new();
     for d in store::OUTBOUND.depths(txn)? {
         let since = match store::Outbound::decode(format!("oldest of {}", d.dest), &d.oldest)? {
             store::Outbound::Deliver(id) => {
-                store::get_document(txn, &id.to_string())?.map(|doc| doc.accepted_at_ms)
+                store::get_document(txn, sealer, &id.to_string())?.map(|doc| doc.accepted_at_ms)
             }
             store::Outbound::Evidence(ev) => pb::Evidence::decode(ev.evidence.as_slice())
                 .ok()
@@ -276,7 +282,8 @@ fn from_store(txn: &ReadTransaction) -> Result<FromStore, StoreError> {
 async fn render(hub: &Hub, folded: &Mutex<Folded>) -> Result<String, StoreError> {
     let mut out = Exposition::new();
     from_log(hub, folded, &mut out).await?;
-    let FromStore { depths, rows } = hub.store.read(from_store).await?;
+    let sealer = hub.store.sealer().clone();
+    let FromStore { depths, rows } = hub.store.read(move |txn| from_store(txn, &sealer)).await?;
     let labels: Vec<_> = depths
         .iter()
         .map(|(dept, urgency, _, _)| [("dept", dept.as_str()), ("urgency", *urgency)])

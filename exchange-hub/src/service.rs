@@ -136,6 +136,17 @@ fn blob_error(e: exchange_core::blob::BlobError) -> ServiceError {
             ServiceError::invalid(e.to_string())
         }
         e @ BlobError::Busy(_) => ServiceError::new(ErrorCode::Unavailable, e.to_string()),
+        // Stored content that fails its integrity check does not heal by retrying: DATA_LOSS,
+        // so that a recipient refuses the delivery (the sender is told) instead of waiting.
+        e @ BlobError::Corrupt { .. } => {
+            warn!(error = %e, "stored content failed its integrity check");
+            ServiceError::new(ErrorCode::DataLoss, e.to_string())
+        }
+        // Encrypted content and no key configured: the operator must act.
+        e @ BlobError::Encrypted(_) => {
+            warn!(error = %e, "stored content cannot be read");
+            ServiceError::new(ErrorCode::Internal, e.to_string())
+        }
         e => ServiceError::new(ErrorCode::Unavailable, e.to_string()),
     }
 }
@@ -616,9 +627,15 @@ impl hub_server::Hub for HubService {
                         }
                     }
                     Err(e) => {
-                        let _ = tx
-                            .send(Err(Status::unavailable(format!("reading content: {e}"))))
-                            .await;
+                        // Damaged content (InvalidData, naming the blob and chunk) is refused,
+                        // never sent on.
+                        let status = if e.kind() == std::io::ErrorKind::InvalidData {
+                            warn!(%digest, error = %e, "stored content failed its integrity check");
+                            Status::data_loss(format!("reading content: {e}"))
+                        } else {
+                            Status::unavailable(format!("reading content: {e}"))
+                        };
+                        let _ = tx.send(Err(status)).await;
                         break;
                     }
                 }

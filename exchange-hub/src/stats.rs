@@ -52,10 +52,11 @@ pub(crate) async fn compute(
         req.until_ms
     };
     let (reminders, calendar) = (cfg.reminders.clone(), cfg.calendar.clone());
+    let sealer = store.sealer().clone();
     let tally = store
         .read(move |txn| {
             let mut tally = Tally::new(reminders, calendar, now_ms);
-            store::scan_accepted(txn, period, &mut |d| {
+            store::scan_accepted(txn, &sealer, period, &mut |d| {
                 tally.add(
                     d.doc.header.sender.as_str(),
                     d.doc.header.urgency,

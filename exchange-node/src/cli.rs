@@ -22,6 +22,7 @@ pub mod recall;
 pub mod reject;
 pub mod remind;
 pub mod reply;
+pub mod rotate_kek;
 mod save;
 pub mod send;
 pub mod show;
@@ -94,6 +95,10 @@ pub enum Command {
     /// Write a consistent copy of the node's store and content blobs to a new directory (works
     /// while the node runs; restore by putting it in place of the data directory).
     Backup(backup::Args),
+    /// Rotate the key-encryption key of the data directory ([encryption]): rewrap its key ring
+    /// under the key in --new (works while the node runs); then point [encryption] kek at the
+    /// new file. The old key is not needed afterwards.
+    RotateKek(rotate_kek::Args),
     /// Print a shell completion script (bash, zsh, fish, elvish, powershell); needs no config.
     /// e.g. `exchange-node completions bash > /etc/bash_completion.d/exchange-node`.
     Completions {
@@ -126,6 +131,10 @@ pub async fn run(cli: Cli, cfg: NodeConfig) -> anyhow::Result<()> {
     if let Command::Backup(args) = cli.cmd {
         return backup::run(args, cfg, config_path).await;
     }
+    // A local file operation on the data directory: no node needs to answer.
+    if let Command::RotateKek(args) = cli.cmd {
+        return rotate_kek::run(args, cfg);
+    }
     let ctx = match &cli.cmd {
         Command::Serve | Command::CheckConfig | Command::Completions { .. } => {
             anyhow::bail!("`serve` and `check-config` do not talk to a running node")
@@ -151,6 +160,7 @@ pub async fn run(cli: Cli, cfg: NodeConfig) -> anyhow::Result<()> {
         Command::Serve
         | Command::CheckConfig
         | Command::Backup(_)
+        | Command::RotateKek(_)
         | Command::Completions { .. } => Ok(()),
     }
 }

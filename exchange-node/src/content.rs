@@ -43,10 +43,18 @@ pub(crate) async fn open(
 }
 
 /// A blob store failure as the API and the hub link report it: a full disk is
-/// RESOURCE_EXHAUSTED (the operator must act), anything else UNAVAILABLE (worth a retry).
+/// RESOURCE_EXHAUSTED and stored content that fails its integrity check INTERNAL (the operator
+/// must act), anything else UNAVAILABLE (worth a retry).
 pub(crate) fn blob_error(e: BlobError) -> ServiceError {
     if e.is_disk_full() {
         ServiceError::new(ErrorCode::ResourceExhausted, format!("node disk full: {e}"))
+    } else if matches!(e, BlobError::Corrupt { .. }) {
+        // Stored content altered on disk: refused, never passed on; it does not heal by
+        // retrying.
+        ServiceError::new(ErrorCode::DataLoss, e.to_string())
+    } else if matches!(e, BlobError::Encrypted(_)) {
+        // Encrypted content and no key configured: the operator must act.
+        ServiceError::new(ErrorCode::Internal, e.to_string())
     } else {
         ServiceError::new(ErrorCode::Unavailable, e.to_string())
     }

@@ -72,9 +72,13 @@ impl Node {
         let data = &cfg.node.data_dir;
         std::fs::create_dir_all(data)
             .with_context(|| format!("creating data directory {}", data.display()))?;
+        // Before the store is touched: a wrong key changes nothing on disk.
+        let keys = exchange_core::store::sealing::data_keys(data, cfg.encryption.as_ref(), true)
+            .context("opening the data directory's keys ([encryption])")?;
         let store = Store::open(&data.join("node.redb"), "node", store::SCHEMA)
-            .with_context(|| format!("opening the node store in {}", data.display()))?;
-        let blobs = BlobStore::open(&data.join("blobs"))
+            .with_context(|| format!("opening the node store in {}", data.display()))?
+            .with_sealer(exchange_core::store::sealing::Sealer::new(keys));
+        let blobs = BlobStore::open(&data.join("blobs"), store.sealer().keys().cloned())
             .with_context(|| format!("opening blobs in {}", data.display()))?;
         let signer = load_signer(&cfg)?;
         let verifier =
@@ -141,6 +145,8 @@ pub fn check_config(cfg: &NodeConfig) -> anyhow::Result<()> {
     }
     Verifier::new(&tls::ca_der(&cfg.tls)?).context("loading the CA certificate")?;
     load_signer(cfg)?;
+    exchange_core::store::sealing::data_keys(&cfg.node.data_dir, cfg.encryption.as_ref(), false)
+        .context("checking the data directory's keys ([encryption])")?;
     Ok(())
 }
 

@@ -22,20 +22,27 @@
 //! - [`inbox`]: what it received, and the clerk's actions;
 //! - [`outbox`]: what waits for the hub;
 //! - [`events`]: the event log `WatchEvents` follows.
+//! - [`record`]: what the `sent` and `inbox` records share (read one, read all, change one).
 
 mod events;
 mod inbox;
 mod outbox;
+mod record;
 mod sent;
 #[cfg(test)]
 mod tests;
 
 use exchange_core::{
     document::{SignedDoc, SignedEvidence},
-    store::{StoreError, decode, encode, queue::DurableQueue, queue::QueueKey},
+    store::{
+        StoreError, decode, encode,
+        queue::DurableQueue,
+        queue::QueueKey,
+        sealing::{Sealer, slot},
+    },
 };
 use exchange_proto::v1 as pb;
-use redb::{ReadTransaction, ReadableTable, TableDefinition, WriteTransaction};
+use redb::{ReadTransaction, ReadableTable, TableDefinition, TableHandle, WriteTransaction};
 
 pub(crate) use events::{Event, events_after};
 pub(crate) use inbox::{
@@ -112,14 +119,31 @@ impl Effects {
     }
 }
 
+/// Decodes the stored bytes at `key` of `table`, opening them first when sealed: the `sent`
+/// and `inbox` records hold the signed document, title included ([`Sealer`]).
+fn unseal<M: prost::Message + Default>(
+    sealer: &Sealer,
+    table: TableDefinition<'_, &str, &[u8]>,
+    key: &str,
+    stored: &[u8],
+) -> Result<M, StoreError> {
+    let what = format!("{} {key}", table.name());
+    let plain = sealer.open(&what, &slot(table.name(), key.as_bytes()), stored)?;
+    decode(&what, &plain)
+}
+
 /// The stored message at `key` of `table`, in a read snapshot.
 fn get<M: prost::Message + Default>(
     txn: &ReadTransaction,
+    sealer: &Sealer,
     table: TableDefinition<'_, &str, &[u8]>,
     key: &str,
 ) -> Result<Option<M>, StoreError> {
     match txn.open_table(table) {
-        Ok(t) => t.get(key)?.map(|v| decode(key, v.value())).transpose(),
+        Ok(t) => t
+            .get(key)?
+            .map(|v| unseal(sealer, table, key, v.value()))
+            .transpose(),
         Err(redb::TableError::TableDoesNotExist(_)) => Ok(None),
         Err(e) => Err(e.into()),
     }
@@ -128,21 +152,25 @@ fn get<M: prost::Message + Default>(
 /// The stored message at `key` of `table`, in a write transaction.
 fn get_w<M: prost::Message + Default>(
     txn: &WriteTransaction,
+    sealer: &Sealer,
     table: TableDefinition<'_, &str, &[u8]>,
     key: &str,
 ) -> Result<Option<M>, StoreError> {
     let t = txn.open_table(table)?;
     let v = t.get(key)?;
-    v.map(|v| decode(key, v.value())).transpose()
+    v.map(|v| unseal(sealer, table, key, v.value())).transpose()
 }
 
+/// Stores `m` at `key` of `table`, sealed when encryption is on.
 fn put<M: prost::Message>(
     txn: &WriteTransaction,
+    sealer: &Sealer,
     table: TableDefinition<'_, &str, &[u8]>,
     key: &str,
     m: &M,
 ) -> Result<(), StoreError> {
-    txn.open_table(table)?.insert(key, encode(m).as_slice())?;
+    let stored = sealer.seal(&slot(table.name(), key.as_bytes()), encode(m));
+    txn.open_table(table)?.insert(key, stored.as_slice())?;
     Ok(())
 }
 
@@ -150,6 +178,7 @@ fn put<M: prost::Message>(
 /// `convert` (given its key).
 fn all<M, R>(
     txn: &ReadTransaction,
+    sealer: &Sealer,
     table: TableDefinition<'_, &str, &[u8]>,
     from: &str,
     convert: impl Fn(&str, M) -> Result<R, StoreError>,
@@ -165,7 +194,7 @@ where
     t.range(from..)?
         .map(|e| {
             let (k, v) = e?;
-            convert(k.value(), decode(k.value(), v.value())?)
+            convert(k.value(), unseal(sealer, table, k.value(), v.value())?)
         })
         .collect()
 }

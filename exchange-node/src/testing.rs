@@ -6,7 +6,6 @@ use std::sync::Arc;
 
 use exchange_certs::{Ca, Validity};
 use exchange_core::{
-    config::SigningPaths,
     document::{Evidence, EvidenceKind, SignedDoc, SignedEvidence},
     identity::Principal,
     ids::DocumentId,
@@ -18,7 +17,7 @@ use exchange_proto::v1 as pb;
 
 /// A node store and the keys of the hub and of departments a (the sender) and b.
 pub(crate) struct Fixture {
-    /// Holds the store and the key files; removed when the fixture is dropped.
+    /// Holds the store; removed when the fixture is dropped.
     _dir: tempfile::TempDir,
     /// The node's store, as `Node::open` opens it.
     pub(crate) store: Store,
@@ -34,22 +33,19 @@ impl Fixture {
     pub(crate) fn new() -> Self {
         let dir = tempfile::tempdir().unwrap();
         let ca = Ca::generate("Node test CA", Validity::days_from_now(30)).unwrap();
-        let key = |who: Principal, name: &str| {
-            let id = ca.issue_signing(&who, Validity::days_from_now(30)).unwrap();
-            let paths = SigningPaths {
-                cert: dir.path().join(format!("{name}.pem")),
-                key: dir.path().join(format!("{name}.key")),
-            };
-            id.write(&paths.cert, &paths.key).unwrap();
-            Arc::new(SigningKey::load(&paths).unwrap())
+        let key = |who: Principal| {
+            Arc::new(
+                ca.issue_signing_key(&who, Validity::days_from_now(30))
+                    .unwrap(),
+            )
         };
         let dept = |id: &str| Principal::Dept(id.parse().unwrap());
         let store =
             Store::open(&dir.path().join("node.redb"), "node", crate::store::SCHEMA).unwrap();
         Fixture {
-            hub: key(Principal::Hub, "hub"),
-            a: key(dept("a"), "a"),
-            b: key(dept("b"), "b"),
+            hub: key(Principal::Hub),
+            a: key(dept("a")),
+            b: key(dept("b")),
             store,
             _dir: dir,
         }

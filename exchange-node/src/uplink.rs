@@ -350,6 +350,14 @@ async fn download(
         offset,
     };
     let unavailable = |s: tonic::Status| {
+        // The hub's stored copy failed its integrity check: refused, so that the hub tells the
+        // sender (NOT_DELIVERED) instead of this node asking for it for ever.
+        if s.code() == tonic::Code::DataLoss {
+            return ServiceError::invalid(format!(
+                "the hub's stored copy is damaged ({})",
+                s.message()
+            ));
+        }
         ServiceError::new(
             ErrorCode::Unavailable,
             format!("fetching content: {}", s.message()),

@@ -98,13 +98,13 @@ pub async fn put_blob(
     hub.put_blob(tokio_stream::iter(msgs)).await.map(|_| ())
 }
 
-/// The complete blobs in the hub's store (their SHA-256 names).
+/// The complete blobs in the hub's store (their SHA-256 names), in clear (`sha256/`) or
+/// encrypted at rest (`sealed/`).
 pub fn hub_blobs(hub_data: &Path) -> BTreeSet<String> {
-    std::fs::read_dir(hub_data.join("blobs").join("sha256"))
-        .map(|d| {
-            d.flatten()
-                .map(|e| e.file_name().to_string_lossy().into_owned())
-                .collect()
-        })
-        .unwrap_or_default()
+    ["sha256", "sealed"]
+        .iter()
+        .flat_map(|dir| std::fs::read_dir(hub_data.join("blobs").join(dir)).into_iter())
+        .flat_map(|d| d.flatten())
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect()
 }

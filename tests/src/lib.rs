@@ -5,6 +5,7 @@
 //! On a test failure the harness prints the tail of every process's log;
 //! `EXCHANGE_KEEP_TEST_DIR=1` keeps the directory for a look afterwards.
 
+pub mod cli;
 pub mod forge;
 pub mod ops;
 
@@ -298,6 +299,18 @@ impl TestExchange {
     /// The hub's data directory.
     pub fn hub_data_dir(&self) -> PathBuf {
         self.hub_config.parent().expect("hub dir").join("data")
+    }
+
+    /// What opens the hub's sealed records (its data keys, through the KEK in its config), for
+    /// tests that read the stopped hub's store directly.
+    pub fn hub_sealer(&self) -> Result<exchange_core::store::sealing::Sealer> {
+        let cfg: HubConfig = exchange_core::config::load(&self.hub_config)?;
+        let keys = exchange_core::store::sealing::data_keys(
+            &cfg.hub.data_dir,
+            cfg.encryption.as_ref(),
+            false,
+        )?;
+        Ok(exchange_core::store::sealing::Sealer::new(keys))
     }
 
     /// Changes the (stopped) hub's config, e.g. its limits or expiry.

@@ -300,9 +300,9 @@ async fn list_verify_and_export_work_while_the_hub_runs_under_load() -> Result<(
         String::from_utf8_lossy(&out.stderr)
     );
 
-    // One changed character in the export is found.
-    let tampered = export.replacen("load 7", "load 8", 1);
-    assert_ne!(tampered, export, "the export names the documents' titles");
+    // One changed bit in an exported entry is found. Titles are document content: the log
+    // never holds them (docs/security.md).
+    assert!(!export.contains("load 7"), "no title in the audit log");
     let lines: Vec<&str> = export.lines().collect();
     let victim = lines
         .iter()

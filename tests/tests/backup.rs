@@ -12,6 +12,7 @@ use std::{
 };
 
 use anyhow::{Context, Result, ensure};
+use exchange_core::store::sealing::{Sealer, slot};
 use exchange_proto::{store::v1 as st, v1 as pb};
 use exchange_tests::{DEADLINE, Draft, TestExchange, eventually, submit};
 use prost::Message as _;
@@ -90,7 +91,7 @@ fn keys(path: &Path, table: TableDefinition<'_, &str, &[u8]>) -> Result<BTreeSet
 
 /// Checks that every part of every document in the hub store at `data` has its content: a blob
 /// file, or (a small document) a row of the `content` table.
-fn hub_blobs_present(data: &Path) -> Result<usize> {
+fn hub_blobs_present(data: &Path, sealer: &Sealer) -> Result<usize> {
     let db = redb::Database::open(data.join("hub.redb"))?;
     let txn = db.begin_read()?;
     let t = txn.open_table(DOCUMENTS)?;
@@ -98,11 +99,22 @@ fn hub_blobs_present(data: &Path) -> Result<usize> {
     let mut n = 0;
     for row in redb::ReadableTable::iter(&t)? {
         let (id, v) = row?;
-        let doc = st::HubDocument::decode(v.value())?;
+        // The record is sealed at rest (the header holds the title).
+        let plain = sealer.open(
+            id.value(),
+            &slot("documents", id.value().as_bytes()),
+            v.value(),
+        )?;
+        let doc = st::HubDocument::decode(plain.as_ref())?;
         let header =
             pb::DocumentHeader::decode(doc.document.context("document")?.header.as_slice())?;
         for p in header.parts {
-            let blob = data.join("blobs/sha256").join(hex(&p.sha256));
+            // In clear (`sha256/`) or encrypted at rest (`sealed/`): exchange_core::blob.
+            let blob = ["sha256", "sealed"]
+                .map(|dir| data.join("blobs").join(dir).join(hex(&p.sha256)))
+                .into_iter()
+                .find(|b| b.is_file())
+                .unwrap_or_else(|| data.join("blobs/sealed").join(hex(&p.sha256)));
             let inline = match &content {
                 Some(c) => redb::ReadableTable::get(c, p.sha256.as_slice())?.is_some(),
                 None => false,
@@ -205,7 +217,7 @@ async fn a_backup_taken_under_load_restores_every_acknowledged_document() -> Res
             "hub backup lacks accepted document {id}"
         );
     }
-    assert!(hub_blobs_present(&ex.hub_data_dir())? >= hub_acked.len());
+    assert!(hub_blobs_present(&ex.hub_data_dir(), &ex.hub_sealer()?)? >= hub_acked.len());
     let in_node = keys(&ex.node_data_dir("a").join("node.redb"), SENT)?;
     for id in &node_acked {
         assert!(

@@ -6,17 +6,13 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
 use exchange_certs::{Ca, Validity};
-use exchange_core::{
-    bundle::decode_bundle,
-    config::NodeConfig,
-    document::SignedDoc,
-    ids::DocumentId,
-    signing::{Digest, SigningKey},
-    time::now_ms,
-};
+use exchange_core::{bundle::decode_bundle, document::SignedDoc, signing::Digest};
 use exchange_proto::v1 as pb;
-use exchange_tests::{DEADLINE, TestExchange, bin, eventually, random_file};
-use serde_json::Value;
+use exchange_tests::{
+    DEADLINE, TestExchange, bin,
+    cli::{last_line, wait_state},
+    eventually, forge, random_file,
+};
 use tonic::Code;
 
 /// `exchange-certs verify FILE --ca CA`: (success, stdout, stderr).
@@ -83,26 +79,9 @@ fn step<'a>(report: &'a str, kind: &str, recipient: &str) -> Result<&'a str> {
 
 /// `send` at `from`; returns the id it printed last.
 async fn send(ex: &TestExchange, from: &str, args: &[&str]) -> Result<String> {
-    let out = ex.cli_ok(from, &[&["send"], args].concat()).await?;
-    Ok(out.lines().last().unwrap_or_default().trim().to_owned())
-}
-
-async fn wait_state(
-    ex: &TestExchange,
-    sender: &str,
-    id: &str,
-    dept: &str,
-    state: &str,
-) -> Result<Value> {
-    eventually(&format!("{dept} to be {state}"), DEADLINE, || async {
-        let status = ex.cli_json(sender, &["status", id, "--json"]).await?;
-        let r = status["recipients"]
-            .as_array()
-            .and_then(|rs| rs.iter().find(|r| r["dept"] == dept).cloned())
-            .with_context(|| format!("no recipient {dept} in {status}"))?;
-        Ok((r["state"] == state).then_some(r))
-    })
-    .await
+    Ok(last_line(
+        &ex.cli_ok(from, &[&["send"], args].concat()).await?,
+    ))
 }
 
 async fn inbox_ids(ex: &TestExchange, dept: &str) -> Result<Vec<String>> {
@@ -270,9 +249,11 @@ async fn content_altered_in_the_hubs_store_is_refused_by_the_recipient_and_the_r
     .await?;
     wait_state(&ex, "a", &id, "b", "accepted").await?;
 
-    // Someone with access to the hub's disk changes a few bytes of the stored content.
+    // Someone with access to the hub's disk changes a few bytes of the stored content
+    // (encrypted at rest: the hub finds the altered chunk when it reads it, and refuses to send
+    // it; without encryption the recipient finds the digest wrong).
     let hex = Digest::of(&std::fs::read(&body)?).to_hex();
-    let blob = ex.layout_dir().join("hub/data/blobs/sha256").join(hex);
+    let blob = ex.layout_dir().join("hub/data/blobs/sealed").join(hex);
     let mut stored = std::fs::read(&blob).with_context(|| format!("{}", blob.display()))?;
     stored[1000..1004].copy_from_slice(b"EVIL");
     std::fs::write(&blob, stored)?;
@@ -305,28 +286,10 @@ async fn content_altered_in_the_hubs_store_is_refused_by_the_recipient_and_the_r
 async fn a_document_signed_with_another_departments_key_is_refused_by_the_hub() -> Result<()> {
     let ex = TestExchange::start(&["a", "b", "c"]).await?;
     // c's genuine signing key, used to sign a header that claims to come from a.
-    let c_cfg: NodeConfig = exchange_core::config::load(ex.node_config("c"))?;
-    let c_key = SigningKey::load(&c_cfg.signing)?;
+    let c_key = forge::signing_key(&ex, "c")?;
     let content = b"forged instructions".to_vec();
     let sha = Digest::of(&content);
-    let header = pb::DocumentHeader {
-        format: 1,
-        id: DocumentId::new().to_string(),
-        sender: "a".into(),
-        created_at_ms: now_ms(),
-        metadata: Some(pb::DocumentMetadata {
-            title: "伪造的通知".into(),
-            to_depts: vec!["b".into()],
-            ..Default::default()
-        }),
-        parts: vec![pb::Part {
-            role: pb::PartRole::Body.into(),
-            name: "正文.txt".into(),
-            media_type: "text/plain".into(),
-            size: content.len() as u64,
-            sha256: sha.0.to_vec(),
-        }],
-    };
+    let header = forge::header("a", &["b"], "伪造的通知", vec![forge::part(&content)]);
     let forged = SignedDoc::seal(&header, &c_key)?;
 
     // Submitted over a's own TLS identity, with its content uploaded first.

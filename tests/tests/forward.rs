@@ -8,25 +8,14 @@ use std::path::Path;
 use anyhow::{Context as _, Result};
 use exchange_core::{bundle::decode_bundle, document::SignedDoc};
 use exchange_proto::v1 as pb;
-use exchange_tests::{DEADLINE, TestExchange, eventually, random_file};
-use serde_json::Value;
+use exchange_tests::{
+    TestExchange,
+    cli::{last_line, wait_in_inbox},
+    random_file,
+};
 
 const TITLE: &str = "关于开展安全生产大检查的通知";
 const NUMBER: &str = "明应急〔2026〕3号";
-
-fn last_line(out: &str) -> String {
-    out.lines().last().unwrap_or_default().trim().to_owned()
-}
-
-/// Waits until `id` is in `dept`'s inbox; returns its `inbox --json` entry.
-async fn wait_in_inbox(ex: &TestExchange, dept: &str, id: &str) -> Result<Value> {
-    eventually(&format!("{id} in {dept}'s inbox"), DEADLINE, || async {
-        let v = ex.cli_json(dept, &["inbox", "--json"]).await?;
-        Ok(v.as_array()
-            .and_then(|entries| entries.iter().find(|e| e["id"] == id).cloned()))
-    })
-    .await
-}
 
 /// `forward` at `dept` that must fail; returns its stderr.
 async fn forward_fails(ex: &TestExchange, dept: &str, id: &str) -> Result<String> {

@@ -2,45 +2,11 @@
 //! (抄送), 签收 at b, 退回 at c, and the sender's per-recipient view of all of it.
 
 use anyhow::Result;
-use exchange_tests::{DEADLINE, TestExchange, eventually, random_file, sha256_file};
-use serde_json::Value;
-
-/// The state of `dept` in `exchange-node status ID --json` at the sender.
-async fn recipient(ex: &TestExchange, sender: &str, id: &str, dept: &str) -> Result<Value> {
-    let status = ex.cli_json(sender, &["status", id, "--json"]).await?;
-    let found = status["recipients"]
-        .as_array()
-        .and_then(|rs| rs.iter().find(|r| r["dept"] == dept).cloned());
-    found.ok_or_else(|| anyhow::anyhow!("no recipient {dept} in {status}"))
-}
-
-async fn wait_state(
-    ex: &TestExchange,
-    sender: &str,
-    id: &str,
-    dept: &str,
-    state: &str,
-) -> Result<Value> {
-    eventually(&format!("{dept} to be {state}"), DEADLINE, || async {
-        let r = recipient(ex, sender, id, dept).await?;
-        Ok((r["state"] == state).then_some(r))
-    })
-    .await
-}
-
-async fn wait_in_inbox(ex: &TestExchange, dept: &str, id: &str) -> Result<Value> {
-    eventually(&format!("{id} in {dept}'s inbox"), DEADLINE, || async {
-        let inbox = ex.cli_json(dept, &["inbox", "--json"]).await?;
-        Ok(inbox
-            .as_array()
-            .and_then(|a| a.iter().find(|e| e["id"] == id).cloned()))
-    })
-    .await
-}
-
-fn last_line(out: &str) -> String {
-    out.lines().last().unwrap_or_default().trim().to_owned()
-}
+use exchange_tests::{
+    TestExchange,
+    cli::{last_line, wait_in_inbox, wait_state},
+    random_file, sha256_file,
+};
 
 #[tokio::test]
 async fn main_and_cc_recipients_receive_confirm_and_reject_and_the_sender_sees_both() -> Result<()>

@@ -3,39 +3,12 @@
 
 use anyhow::{Context as _, Result};
 use exchange_core::config::GroupEntry;
-use exchange_tests::{DEADLINE, TestExchange, eventually, random_file};
+use exchange_tests::{
+    DEADLINE, TestExchange,
+    cli::{inbox, last_line, send, wait_in_inbox},
+    eventually, random_file,
+};
 use serde_json::Value;
-
-fn last_line(out: &str) -> String {
-    out.lines().last().unwrap_or_default().trim().to_owned()
-}
-
-/// `inbox --json` at `dept` with extra flags.
-async fn inbox(ex: &TestExchange, dept: &str, flags: &[&str]) -> Result<Vec<Value>> {
-    let mut args = vec!["inbox", "--json"];
-    args.extend_from_slice(flags);
-    let v = ex.cli_json(dept, &args).await?;
-    v.as_array().cloned().context("inbox --json is an array")
-}
-
-async fn wait_in_inbox(ex: &TestExchange, dept: &str, id: &str) -> Result<Value> {
-    eventually(&format!("{id} in {dept}'s inbox"), DEADLINE, || async {
-        Ok(inbox(ex, dept, &[])
-            .await?
-            .into_iter()
-            .find(|e| e["id"] == id))
-    })
-    .await
-}
-
-/// `send` from `from` with the given extra flags; returns the id.
-async fn send(ex: &TestExchange, from: &str, title: &str, flags: &[&str]) -> Result<String> {
-    let body = random_file(ex.root(), &format!("{title}.ofd"), 1000, title.len() as u64)?;
-    let body = body.to_str().context("utf-8 path")?.to_owned();
-    let mut args = vec!["send", "--title", title, "--file", &body];
-    args.extend_from_slice(flags);
-    Ok(last_line(&ex.cli_ok(from, &args).await?))
-}
 
 #[tokio::test]
 async fn group_addressing_resolves_and_records_both_forms() -> Result<()> {

@@ -3,63 +3,12 @@
 
 use anyhow::{Context as _, Result};
 use exchange_core::config::{DeptPattern, RoutingRule};
-use exchange_tests::{DEADLINE, TestExchange, eventually, random_file};
+use exchange_tests::{
+    DEADLINE, TestExchange,
+    cli::{entry_when, inbox, row_when, send, wait_state},
+    eventually,
+};
 use serde_json::Value;
-
-fn last_line(out: &str) -> String {
-    out.lines().last().unwrap_or_default().trim().to_owned()
-}
-
-async fn inbox(ex: &TestExchange, dept: &str) -> Result<Vec<Value>> {
-    let v = ex.cli_json(dept, &["inbox", "--json"]).await?;
-    v.as_array().cloned().context("inbox --json is an array")
-}
-
-/// `id`'s inbox entry at `dept`, once it satisfies `ok`.
-async fn entry_when(
-    ex: &TestExchange,
-    dept: &str,
-    id: &str,
-    what: &str,
-    ok: impl Fn(&Value) -> bool,
-) -> Result<Value> {
-    eventually(&format!("{id} at {dept}: {what}"), DEADLINE, || async {
-        Ok(inbox(ex, dept)
-            .await?
-            .into_iter()
-            .find(|e| e["id"] == id && ok(e)))
-    })
-    .await
-}
-
-/// The sender's view of `dept`, once it satisfies `ok`.
-async fn recipient_when(
-    ex: &TestExchange,
-    from: &str,
-    id: &str,
-    dept: &str,
-    ok: impl Fn(&Value) -> bool,
-) -> Result<Value> {
-    eventually(
-        &format!("{dept}'s row of {id} at {from}"),
-        DEADLINE,
-        || async {
-            let s = ex.cli_json(from, &["status", id, "--json"]).await?;
-            Ok(s["recipients"]
-                .as_array()
-                .and_then(|rs| rs.iter().find(|r| r["dept"] == dept && ok(r)).cloned()))
-        },
-    )
-    .await
-}
-
-async fn send(ex: &TestExchange, from: &str, title: &str, flags: &[&str]) -> Result<String> {
-    let body = random_file(ex.root(), &format!("{title}.ofd"), 2000, title.len() as u64)?;
-    let body = body.to_str().context("utf-8 path")?.to_owned();
-    let mut args = vec!["send", "--title", title, "--file", &body];
-    args.extend_from_slice(flags);
-    Ok(last_line(&ex.cli_ok(from, &args).await?))
-}
 
 async fn accepted(ex: &TestExchange, from: &str, id: &str) -> Result<()> {
     eventually(&format!("{id} accepted"), DEADLINE, || async {
@@ -100,7 +49,7 @@ async fn recall_before_and_after_signing_for_leaves_evidence_at_every_step() -> 
     entry_when(&ex, "b", &signed, "delivered", |_| true).await?;
     ex.cli_ok("b", &["confirm", &signed, "--clerk", "王五"])
         .await?;
-    recipient_when(&ex, "a", &signed, "b", |r| r["state"] == "confirmed").await?;
+    wait_state(&ex, "a", &signed, "b", "confirmed").await?;
 
     // A recall needs a reason.
     let (ok, _, err) = ex.cli("a", &["recall", &id, "--reason", " "]).await?;
@@ -134,13 +83,13 @@ async fn recall_before_and_after_signing_for_leaves_evidence_at_every_step() -> 
         !ok && err.contains("withheld"),
         "content of a recalled document: {err}"
     );
-    recipient_when(&ex, "a", &id, "b", |r| r["state"] == "recalled").await?;
+    wait_state(&ex, "a", &id, "b", "recalled").await?;
 
     // Not yet delivered: c never sees it, and the hub signs WITHDRAWN once c's node is back.
     ex.start_node("c").await?;
-    recipient_when(&ex, "a", &id, "c", |r| r["state"] == "withdrawn").await?;
+    wait_state(&ex, "a", &id, "c", "withdrawn").await?;
     assert!(
-        inbox(&ex, "c").await?.iter().all(|e| e["id"] != id),
+        inbox(&ex, "c", &[]).await?.iter().all(|e| e["id"] != id),
         "a recalled document never reaches an inbox it had not reached"
     );
 
@@ -161,10 +110,7 @@ async fn recall_before_and_after_signing_for_leaves_evidence_at_every_step() -> 
     assert!(!ok && err.contains("no received document"), "{err}");
     ex.cli_ok("b", &["ack-recall", &signed, "--clerk", "王五"])
         .await?;
-    recipient_when(&ex, "a", &signed, "b", |r| {
-        r["state"] == "recall-acknowledged"
-    })
-    .await?;
+    wait_state(&ex, "a", &signed, "b", "recall-acknowledged").await?;
     let status = ex.cli_json("a", &["status", &signed, "--json"]).await?;
     assert_eq!(status["recall_reason"], "材料清单有误");
     assert!(status["recalled_at"].is_string(), "{status}");
@@ -219,12 +165,12 @@ async fn added_recipients_receive_the_same_signed_document_and_no_one_else_twice
     assert_eq!(shown["to_depts"], original["to_depts"]);
     assert_eq!(shown["title"], original["title"]);
     // b got it once.
-    let at_b = inbox(&ex, "b").await?;
+    let at_b = inbox(&ex, "b", &[]).await?;
     assert_eq!(at_b.iter().filter(|e| e["id"] == id).count(), 1);
 
     // c signs for it; the sender sees it, marked as added.
     ex.cli_ok("c", &["confirm", &id]).await?;
-    let row = recipient_when(&ex, "a", &id, "c", |r| r["state"] == "confirmed").await?;
+    let row = wait_state(&ex, "a", &id, "c", "confirmed").await?;
     assert_eq!(row["added"], true);
     // Evidence links the addition: the bundle at c verifies with the sender's signed addition.
     let steps = verified_steps(&ex, "c", &id).await?;
@@ -235,7 +181,7 @@ async fn added_recipients_receive_the_same_signed_document_and_no_one_else_twice
     // Bad input: an unknown department is refused by the hub; the row says so.
     ex.cli_ok("a", &["add-recipients", &id, "--to", "nobody"])
         .await?;
-    recipient_when(&ex, "a", &id, "nobody", |r| r["state"] == "refused").await?;
+    wait_state(&ex, "a", &id, "nobody", "refused").await?;
     let (ok, _, err) = ex.cli("a", &["add-recipients", &id]).await?;
     assert!(!ok && err.contains("--to"), "{err}");
     Ok(())
@@ -256,7 +202,7 @@ async fn a_reminder_is_counted_and_flagged_at_the_recipient() -> Result<()> {
     let e = entry_when(&ex, "b", &id, "reminded", |e| e["reminders"] == 1).await?;
     assert_eq!(e["reminder_note"], "请于今日下班前签收");
     // The reminded document comes first, though it arrived later.
-    let listed = inbox(&ex, "b").await?;
+    let listed = inbox(&ex, "b", &[]).await?;
     assert_eq!(listed[0]["id"], id);
     let reminded = ex
         .cli_json("b", &["inbox", "--json", "--state", "reminded"])
@@ -264,12 +210,12 @@ async fn a_reminder_is_counted_and_flagged_at_the_recipient() -> Result<()> {
     assert_eq!(reminded.as_array().map(Vec::len), Some(1));
     let (ok, table, _) = ex.cli("b", &["inbox"]).await?;
     assert!(ok && table.contains("reminded ×1"), "{table}");
-    let row = recipient_when(&ex, "a", &id, "b", |r| r["reminders"] == 1).await?;
+    let row = row_when(&ex, "a", &id, "b", "reminded", |r| r["reminders"] == 1).await?;
     assert!(row["last_reminded_at"].is_string());
 
     // Once signed for, there is nothing to remind of.
     ex.cli_ok("b", &["confirm", &id]).await?;
-    recipient_when(&ex, "a", &id, "b", |r| r["state"] == "confirmed").await?;
+    wait_state(&ex, "a", &id, "b", "confirmed").await?;
     let (ok, _, err) = ex.cli("a", &["remind", &id]).await?;
     assert!(!ok && err.contains("nothing to remind"), "{err}");
     Ok(())

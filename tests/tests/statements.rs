@@ -4,68 +4,12 @@
 
 use anyhow::{Context as _, Result};
 use exchange_core::config::NodeConfig;
-use exchange_tests::{DEADLINE, TestExchange, eventually, random_file};
+use exchange_tests::{
+    DEADLINE, TestExchange,
+    cli::{entry_when, send, wait_state},
+    eventually,
+};
 use serde_json::Value;
-
-fn last_line(out: &str) -> String {
-    out.lines().last().unwrap_or_default().trim().to_owned()
-}
-
-async fn send(
-    ex: &TestExchange,
-    from: &str,
-    to: &str,
-    title: &str,
-    flags: &[&str],
-) -> Result<String> {
-    let body = random_file(ex.root(), &format!("{title}.ofd"), 3000, title.len() as u64)?;
-    let body = body.to_str().context("utf-8 path")?.to_owned();
-    let mut args = vec!["send", "--to", to, "--title", title, "--file", &body];
-    args.extend_from_slice(flags);
-    Ok(last_line(&ex.cli_ok(from, &args).await?))
-}
-
-/// `dept`'s row of `id` in the sender's `status --json`, once it satisfies `ok`.
-async fn row_when(
-    ex: &TestExchange,
-    from: &str,
-    id: &str,
-    dept: &str,
-    what: &str,
-    ok: impl Fn(&Value) -> bool,
-) -> Result<Value> {
-    eventually(
-        &format!("{dept}'s row of {id} at {from}: {what}"),
-        DEADLINE,
-        || async {
-            let s = ex.cli_json(from, &["status", id, "--json"]).await?;
-            Ok(s["recipients"]
-                .as_array()
-                .and_then(|rs| rs.iter().find(|r| r["dept"] == dept && ok(r)).cloned()))
-        },
-    )
-    .await
-}
-
-/// `id`'s inbox entry at `dept`, once it satisfies `ok`.
-async fn entry_when(
-    ex: &TestExchange,
-    dept: &str,
-    id: &str,
-    what: &str,
-    ok: impl Fn(&Value) -> bool,
-) -> Result<Value> {
-    eventually(
-        &format!("{id} in {dept}'s inbox: {what}"),
-        DEADLINE,
-        || async {
-            let v = ex.cli_json(dept, &["inbox", "--json"]).await?;
-            Ok(v.as_array()
-                .and_then(|l| l.iter().find(|e| e["id"] == id && ok(e)).cloned()))
-        },
-    )
-    .await
-}
 
 async fn audit_kinds(ex: &TestExchange, dept: &str) -> Result<Vec<Value>> {
     let (ok, out, err) = ex
@@ -83,11 +27,14 @@ async fn a_reminder_crossing_a_confirmation_does_not_hold_back_the_senders_later
 -> Result<()> {
     let mut ex = TestExchange::start(&["a", "b"]).await?;
     // 特急, so that nothing less urgent may start while its statements are being sent.
-    let first = send(&ex, "a", "b", "first", &["--urgency", "very-urgent"]).await?;
-    row_when(&ex, "a", &first, "b", "delivered", |r| {
-        r["state"] == "delivered"
-    })
+    let first = send(
+        &ex,
+        "a",
+        "first",
+        &["--to", "b", "--urgency", "very-urgent"],
+    )
     .await?;
+    wait_state(&ex, "a", &first, "b", "delivered").await?;
 
     // The hub is away: b signs for it and a reminds b, each queued at its own node.
     ex.stop_hub().await?;
@@ -118,15 +65,9 @@ async fn a_reminder_crossing_a_confirmation_does_not_hold_back_the_senders_later
     ex.start_node("a").await?;
 
     // A later ordinary document from a is not held back behind the moot reminder.
-    let second = send(&ex, "a", "b", "second", &[]).await?;
-    row_when(&ex, "a", &second, "b", "delivered", |r| {
-        r["state"] == "delivered"
-    })
-    .await?;
-    let row = row_when(&ex, "a", &first, "b", "confirmed", |r| {
-        r["state"] == "confirmed"
-    })
-    .await?;
+    let second = send(&ex, "a", "second", &["--to", "b"]).await?;
+    wait_state(&ex, "a", &second, "b", "delivered").await?;
+    let row = wait_state(&ex, "a", &first, "b", "confirmed").await?;
     assert_eq!(
         row["reminders"], 1,
         "the reminder was made and counted at a: {row}"
@@ -156,7 +97,7 @@ async fn a_reminder_crossing_a_confirmation_does_not_hold_back_the_senders_later
 async fn a_receipt_the_hub_cannot_verify_is_refused_alone_and_the_stream_goes_on() -> Result<()> {
     let mut ex = TestExchange::start(&["a", "b", "c"]).await?;
     // b sent something earlier, while its signing certificate was good.
-    let earlier = send(&ex, "b", "c", "earlier", &[]).await?;
+    let earlier = send(&ex, "b", "earlier", &["--to", "c"]).await?;
     entry_when(&ex, "c", &earlier, "received", |_| true).await?;
 
     // b's node restarts signing with a certificate of another CA: the hub cannot verify it.
@@ -188,11 +129,14 @@ async fn a_receipt_the_hub_cannot_verify_is_refused_alone_and_the_stream_goes_on
 
     // While b is away: a 特急 document for b (pushed first, alone), then c's 签收 of b's earlier
     // document (evidence for b, less urgent, queued behind it).
-    let urgent = send(&ex, "a", "b", "urgent", &["--urgency", "very-urgent"]).await?;
-    row_when(&ex, "a", &urgent, "b", "accepted", |r| {
-        r["state"] == "accepted"
-    })
+    let urgent = send(
+        &ex,
+        "a",
+        "urgent",
+        &["--to", "b", "--urgency", "very-urgent"],
+    )
     .await?;
+    wait_state(&ex, "a", &urgent, "b", "accepted").await?;
     ex.cli_ok("c", &["confirm", &earlier]).await?;
     entry_when(&ex, "c", &earlier, "confirmed", |e| {
         e["state"] == "confirmed"
@@ -208,10 +152,7 @@ async fn a_receipt_the_hub_cannot_verify_is_refused_alone_and_the_stream_goes_on
     let why = entry["hub_refused"].as_str().unwrap_or_default();
     assert!(why.contains("delivery receipt refused by the hub"), "{why}");
     // ... and the stream goes on: c's 签收 of b's earlier document still reaches b.
-    row_when(&ex, "b", &earlier, "c", "confirmed", |r| {
-        r["state"] == "confirmed"
-    })
-    .await?;
+    wait_state(&ex, "b", &earlier, "c", "confirmed").await?;
     let refusals: Vec<Value> = audit_kinds(&ex, "b")
         .await?
         .into_iter()
@@ -231,10 +172,7 @@ async fn a_receipt_the_hub_cannot_verify_is_refused_alone_and_the_stream_goes_on
         }
     })?;
     ex.start_node("b").await?;
-    row_when(&ex, "a", &urgent, "b", "delivered", |r| {
-        r["state"] == "delivered"
-    })
-    .await?;
+    wait_state(&ex, "a", &urgent, "b", "delivered").await?;
     let entry = entry_when(&ex, "b", &urgent, "refusal cleared", |e| {
         e["hub_refused"].is_null()
     })

@@ -4,29 +4,12 @@
 
 use anyhow::{Context as _, Result};
 use exchange_core::time::{format_ms, now_ms};
-use exchange_tests::{DEADLINE, TestExchange, bin, eventually, random_file};
+use exchange_tests::{
+    DEADLINE, TestExchange, bin,
+    cli::{send, wait_in_inbox},
+    eventually,
+};
 use serde_json::Value;
-
-/// `send` from `from` with extra flags; returns the id (the last line of stdout).
-async fn send(ex: &TestExchange, from: &str, title: &str, flags: &[&str]) -> Result<String> {
-    let body = random_file(ex.root(), &format!("{title}.ofd"), 1000, title.len() as u64)?;
-    let body = body.to_str().context("utf-8 path")?.to_owned();
-    let mut args = vec!["send", "--title", title, "--file", &body];
-    args.extend_from_slice(flags);
-    let out = ex.cli_ok(from, &args).await?;
-    Ok(out.lines().last().unwrap_or_default().trim().to_owned())
-}
-
-async fn wait_in_inbox(ex: &TestExchange, dept: &str, id: &str) -> Result<()> {
-    eventually(&format!("{id} in {dept}'s inbox"), DEADLINE, || async {
-        let inbox = ex.cli_json(dept, &["inbox", "--json"]).await?;
-        Ok(inbox
-            .as_array()
-            .is_some_and(|a| a.iter().any(|e| e["id"] == id))
-            .then_some(()))
-    })
-    .await
-}
 
 /// `exchange-hub stats --json <flags>`, parsed.
 async fn stats(ex: &TestExchange, flags: &[&str]) -> Result<Value> {

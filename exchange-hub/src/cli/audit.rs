@@ -83,7 +83,15 @@ fn parse_kind(s: &str) -> Result<i32> {
 pub(crate) async fn connect(cfg: &HubConfig) -> Result<Source> {
     let local = || {
         let path = cfg.hub.data_dir.join("hub.redb");
-        Store::open(&path, "hub", crate::store::SCHEMA).map(Source::Store).map_err(|e| {
+        // Statistics read the (sealed) document records: the store's keys come along.
+        let keys = exchange_core::store::sealing::data_keys(
+            &cfg.hub.data_dir,
+            cfg.encryption.as_ref(),
+            false,
+        )
+        .context("opening the data directory's keys ([encryption])")?;
+        let sealer = exchange_core::store::sealing::Sealer::new(keys);
+        Store::open(&path, "hub", crate::store::SCHEMA).map(|s| Source::Store(s.with_sealer(sealer))).map_err(|e| {
             anyhow::anyhow!(
                 "cannot open {} ({e}); if the hub is running, set [admin] in hub.toml to an administrator identity \
                  (exchange-certs issue-admin) so these commands ask the hub",

@@ -9,7 +9,7 @@ use exchange_core::{
     store::{Store, StoreError, queue::QueueKey},
 };
 use exchange_proto::v1 as pb;
-use redb::{ReadableTable, WriteTransaction};
+use redb::{ReadTransaction, ReadableTable, WriteTransaction};
 
 use super::{
     DELIVERIES, EVIDENCE, OUTBOUND, Outbound, StepError, put_evidence, read_table,
@@ -141,13 +141,23 @@ pub(crate) async fn delivery(
 ) -> Result<Option<DeliveryState>, StoreError> {
     store
         .lookup(move |txn| {
-            let Some(table) = read_table(txn, DELIVERIES)? else {
-                return Ok(None);
-            };
-            let id = id.to_string();
-            let v = table.get((id.as_str(), dept.as_str()))?;
-            v.map(|v| DeliveryRecord::decode(&id, dept.as_str(), v.value()).map(|d| d.state))
-                .transpose()
+            let d = read_delivery(txn, &id.to_string(), dept.as_str())?;
+            Ok(d.map(|d| d.state))
         })
         .await
+}
+
+/// The delivery of document `id` (its key) to `dept` in a read snapshot, if `dept` is a
+/// recipient (named or added).
+pub(super) fn read_delivery(
+    txn: &ReadTransaction,
+    id: &str,
+    dept: &str,
+) -> Result<Option<DeliveryRecord>, StoreError> {
+    let Some(table) = read_table(txn, DELIVERIES)? else {
+        return Ok(None);
+    };
+    let v = table.get((id, dept))?;
+    v.map(|v| DeliveryRecord::decode(id, dept, v.value()))
+        .transpose()
 }

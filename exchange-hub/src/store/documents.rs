@@ -5,7 +5,7 @@ use exchange_core::{
     document::{EvidenceKind, SignedDoc},
     ids::DocumentId,
     signing::Digest,
-    store::{Store, StoreError, content},
+    store::{Store, StoreError, content, sealing::Sealer},
 };
 use exchange_proto::v1 as pb;
 use redb::{ReadTransaction, ReadableTable};
@@ -28,6 +28,7 @@ pub(crate) enum Accepted {
 /// The stored document `id`, in the caller's read transaction.
 pub(crate) fn get_document(
     txn: &ReadTransaction,
+    sealer: &Sealer,
     id: &str,
 ) -> Result<Option<DocumentRecord>, StoreError> {
     let Some(table) = read_table(txn, DOCUMENTS)? else {
@@ -35,7 +36,7 @@ pub(crate) fn get_document(
     };
     let found = table.get(id)?;
     found
-        .map(|v| DocumentRecord::decode(id, v.value()))
+        .map(|v| DocumentRecord::decode(sealer, id, v.value()))
         .transpose()
 }
 
@@ -44,8 +45,9 @@ pub(crate) async fn document(
     store: &Store,
     id: DocumentId,
 ) -> Result<Option<DocumentRecord>, StoreError> {
+    let sealer = store.sealer().clone();
     store
-        .lookup(move |txn| get_document(txn, &id.to_string()))
+        .lookup(move |txn| get_document(txn, &sealer, &id.to_string()))
         .await
 }
 
@@ -60,13 +62,14 @@ pub(crate) async fn accept(
     inline: Vec<(Digest, Vec<u8>)>,
     at_ms: i64,
 ) -> Result<Accepted, StepError> {
+    let sealer = store.sealer().clone();
     store
         .write(move |txn| {
             let id = doc.header.id.to_string();
             let existing = {
                 let table = txn.open_table(DOCUMENTS)?;
                 let v = table.get(id.as_str())?;
-                v.map(|v| DocumentRecord::decode(&id, v.value()))
+                v.map(|v| DocumentRecord::decode(&sealer, &id, v.value()))
                     .transpose()?
             };
             if let Some(rec) = existing {
@@ -81,10 +84,10 @@ pub(crate) async fn accept(
                 accepted_at_ms: at_ms,
             };
             txn.open_table(DOCUMENTS)?
-                .insert(id.as_str(), rec.encode().as_slice())?;
+                .insert(id.as_str(), rec.encode(&sealer).as_slice())?;
             put_evidence(txn, &id, "", EvidenceKind::Accepted, &acceptance)?;
             for (digest, data) in &inline {
-                content::put(txn, digest, data)?;
+                content::put(txn, &sealer, digest, data)?;
             }
             audit::append(txn, &accepted_event(&doc))?;
             let queued = DeliveryRecord::accepted().encode();
@@ -104,7 +107,9 @@ pub(crate) async fn accept(
         .await
 }
 
-/// The audit record of an accepted document: who sent it to whom, how urgent, and its title.
+/// The audit record of an accepted document: who sent it to whom, how urgent, its 发文字号.
+/// Never its title: that is document content, which the hub keeps only sealed when encryption
+/// is on (docs/security.md), and the audit log is not sealed.
 fn accepted_event(doc: &SignedDoc) -> Event {
     let h = &doc.header;
     let to: Vec<String> = h
@@ -113,11 +118,10 @@ fn accepted_event(doc: &SignedDoc) -> Event {
         .map(|r| format!("{}({})", r.dept, r.role.name()))
         .collect();
     let detail = format!(
-        "to {}; {} {:?}; title {:?}",
+        "to {}; {} {:?}",
         to.join(","),
         h.urgency.name(),
-        h.metadata.doc_number,
-        h.title
+        h.metadata.doc_number
     );
     Event::new(pb::AuditKind::DocumentAccepted)
         .doc(h.id)
@@ -128,6 +132,7 @@ fn accepted_event(doc: &SignedDoc) -> Event {
 /// The parts of `doc` held inline, with their content.
 pub(super) fn inline_of(
     txn: &ReadTransaction,
+    sealer: &Sealer,
     doc: &SignedDoc,
 ) -> Result<Vec<pb::InlineContent>, StoreError> {
     let mut out: Vec<pb::InlineContent> = Vec::new();
@@ -135,7 +140,7 @@ pub(super) fn inline_of(
         if out.iter().any(|c| c.sha256 == p.sha256.0) {
             continue;
         }
-        if let Some(data) = content::get_in(txn, &p.sha256)? {
+        if let Some(data) = content::get_in(txn, sealer, &p.sha256)? {
             out.push(pb::InlineContent {
                 sha256: p.sha256.0.to_vec(),
                 data,

@@ -11,11 +11,8 @@ use exchange_core::{
 use exchange_proto::v1 as pb;
 
 use super::{
-    DELIVERIES, EVIDENCE, RECALLS,
-    documents::get_document,
-    documents::inline_of,
-    read_table,
-    records::{DeliveryRecord, DocumentRecord},
+    EVIDENCE, RECALLS, deliveries::read_delivery, documents::get_document, documents::inline_of,
+    read_table, records::DocumentRecord,
 };
 
 /// What pushing document `id` to `dept` needs, read in one transaction.
@@ -36,24 +33,21 @@ pub(crate) async fn push_view(
     id: DocumentId,
     dept: DeptId,
 ) -> Result<Option<PushView>, StoreError> {
+    let sealer = store.sealer().clone();
     store
         .lookup(move |txn| {
             let key = id.to_string();
-            let Some(rec) = get_document(txn, &key)? else {
+            let Some(rec) = get_document(txn, &sealer, &key)? else {
                 return Ok(None);
             };
             let recalled = match read_table(txn, RECALLS)? {
                 Some(t) => t.get(key.as_str())?.is_some(),
                 None => false,
             };
-            let state = match read_table(txn, DELIVERIES)? {
-                Some(t) if recalled => {
-                    let v = t.get((key.as_str(), dept.as_str()))?;
-                    v.map(|v| DeliveryRecord::decode(&key, dept.as_str(), v.value()))
-                        .transpose()?
-                        .map(|d| d.state)
-                }
-                _ => None,
+            let state = if recalled {
+                read_delivery(txn, &key, dept.as_str())?.map(|d| d.state)
+            } else {
+                None
             };
             let withdrawn = recalled
                 && matches!(
@@ -74,7 +68,7 @@ pub(crate) async fn push_view(
             let content = if withdrawn {
                 Vec::new()
             } else {
-                inline_of(txn, &rec.doc)?
+                inline_of(txn, &sealer, &rec.doc)?
             };
             Ok(Some(PushView {
                 rec,

@@ -6,7 +6,10 @@
 use exchange_core::{
     document::SignedDoc,
     state::DeliveryState,
-    store::{StoreError, decode, encode},
+    store::{
+        StoreError, decode, encode,
+        sealing::{Sealer, slot},
+    },
 };
 use exchange_proto::{store::v1 as st, v1 as pb};
 
@@ -23,10 +26,11 @@ pub(crate) struct DocumentRecord {
 }
 
 impl DocumentRecord {
-    /// Decodes the record of document `id`.
-    pub(crate) fn decode(id: &str, bytes: &[u8]) -> Result<Self, StoreError> {
+    /// Decodes (opening, when sealed) the record of document `id`.
+    pub(crate) fn decode(sealer: &Sealer, id: &str, bytes: &[u8]) -> Result<Self, StoreError> {
         let what = format!("document {id}");
-        let rec: st::HubDocument = decode(&what, bytes)?;
+        let bytes = sealer.open(&what, &slot("documents", id.as_bytes()), bytes)?;
+        let rec: st::HubDocument = decode(&what, &bytes)?;
         let wire = rec
             .document
             .ok_or_else(|| StoreError::decode(&what, "no document"))?;
@@ -40,13 +44,15 @@ impl DocumentRecord {
         })
     }
 
-    /// The stored bytes.
-    pub(crate) fn encode(&self) -> Vec<u8> {
-        encode(&st::HubDocument {
+    /// The stored bytes: sealed when encryption is on (the signed header holds the title).
+    pub(crate) fn encode(&self, sealer: &Sealer) -> Vec<u8> {
+        let plain = encode(&st::HubDocument {
             document: Some(self.doc.wire.clone()),
             acceptance: Some(self.acceptance.clone()),
             accepted_at_ms: self.accepted_at_ms,
-        })
+        });
+        let id = self.doc.header.id.to_string();
+        sealer.seal(&slot("documents", id.as_bytes()), plain)
     }
 }
 

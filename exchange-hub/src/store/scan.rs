@@ -4,7 +4,7 @@
 use exchange_core::{
     document::{EvidenceKind, SignedDoc, SignedEvidence},
     state::DeliveryState,
-    store::{StoreError, decode},
+    store::{StoreError, decode, sealing::Sealer},
 };
 use exchange_proto::v1 as pb;
 use redb::{ReadTransaction, ReadableTable};
@@ -42,6 +42,7 @@ pub(crate) struct DocumentFacts {
 /// hot path.
 pub(crate) fn scan_accepted(
     txn: &ReadTransaction,
+    sealer: &Sealer,
     period: std::ops::Range<i64>,
     each: &mut dyn FnMut(DocumentFacts),
 ) -> Result<(), StoreError> {
@@ -53,7 +54,7 @@ pub(crate) fn scan_accepted(
     for item in documents.iter()? {
         let (k, v) = item?;
         let id = k.value();
-        let rec = DocumentRecord::decode(id, v.value())?;
+        let rec = DocumentRecord::decode(sealer, id, v.value())?;
         if !period.contains(&rec.accepted_at_ms) {
             continue;
         }

@@ -4,7 +4,7 @@
 
 use exchange_core::{
     document::{EvidenceKind, SignedDoc, SignedEvidence},
-    ids::DeptId,
+    ids::{DeptId, DocumentId},
     state::DeliveryState,
     store::{Store, StoreError, encode},
 };
@@ -22,6 +22,46 @@ use crate::audit::{self, Event};
 /// Whether the sender recalled document `id`.
 fn is_recalled(txn: &WriteTransaction, id: &str) -> Result<bool, StoreError> {
     Ok(txn.open_table(RECALLS)?.get(id)?.is_some())
+}
+
+/// A sender's statement about one recipient of its document, as [`to_recipient`] hands it on.
+struct Addressed {
+    /// The document's id.
+    doc_id: DocumentId,
+    /// The document's id as a table key.
+    id: String,
+    /// The recipient the statement names.
+    dept: DeptId,
+    /// The document's queue priority.
+    priority: u8,
+}
+
+/// Writes the sender's statement `ev` about one recipient of `doc` in one transaction: `f` gets
+/// the transaction and the statement's [`Addressed`] (a statement naming no recipient is refused
+/// before `f` runs).
+async fn to_recipient<R, F>(
+    store: &Store,
+    doc: &SignedDoc,
+    ev: SignedEvidence,
+    f: F,
+) -> Result<R, StepError>
+where
+    F: Fn(&WriteTransaction, &SignedEvidence, Addressed) -> Result<R, StepError> + Send + 'static,
+    R: Send + 'static,
+{
+    let doc_id = doc.header.id;
+    let priority = doc.header.urgency.priority();
+    store
+        .write(move |txn| {
+            let to = Addressed {
+                doc_id,
+                id: doc_id.to_string(),
+                dept: recipient_of(&ev)?,
+                priority,
+            };
+            f(txn, &ev, to)
+        })
+        .await
 }
 
 /// Records the sender's recall (撤回) and queues it, as a notice, for every recipient that is not
@@ -82,47 +122,42 @@ pub(crate) async fn add_recipient(
     doc: &SignedDoc,
     ev: SignedEvidence,
 ) -> Result<bool, StepError> {
-    let doc_id = doc.header.id;
-    let id = doc_id.to_string();
-    let priority = doc.header.urgency.priority();
-    store
-        .write(move |txn| {
-            let dept = recipient_of(&ev)?;
-            if is_recalled(txn, &id)? {
-                return Err(StepError::Recalled { doc: doc_id });
+    to_recipient(store, doc, ev, |txn, ev, to| {
+        if is_recalled(txn, &to.id)? {
+            return Err(StepError::Recalled { doc: to.doc_id });
+        }
+        {
+            let mut deliveries = txn.open_table(DELIVERIES)?;
+            let key = (to.id.as_str(), to.dept.as_str());
+            if deliveries.get(key)?.is_some() {
+                return Ok(false);
             }
-            {
-                let mut deliveries = txn.open_table(DELIVERIES)?;
-                let key = (id.as_str(), dept.as_str());
-                if deliveries.get(key)?.is_some() {
-                    return Ok(false);
-                }
-                deliveries.insert(key, DeliveryRecord::accepted().encode().as_slice())?;
-            }
-            put_evidence(
-                txn,
-                &id,
-                dept.as_str(),
-                EvidenceKind::RecipientAdded,
-                &ev.wire,
-            )?;
-            OUTBOUND.push(
-                txn,
-                dept.as_str(),
-                priority,
-                &Outbound::Deliver(doc_id).encode(),
-            )?;
-            let role = if ev.evidence.cc { "cc" } else { "to" };
-            audit::append(
-                txn,
-                &Event::new(pb::AuditKind::Queued)
-                    .doc(&id)
-                    .dept(&dept)
-                    .detail(format!("added after sending (补发) as {role}")),
-            )?;
-            Ok(true)
-        })
-        .await
+            deliveries.insert(key, DeliveryRecord::accepted().encode().as_slice())?;
+        }
+        put_evidence(
+            txn,
+            &to.id,
+            to.dept.as_str(),
+            EvidenceKind::RecipientAdded,
+            &ev.wire,
+        )?;
+        OUTBOUND.push(
+            txn,
+            to.dept.as_str(),
+            to.priority,
+            &Outbound::Deliver(to.doc_id).encode(),
+        )?;
+        let role = if ev.evidence.cc { "cc" } else { "to" };
+        audit::append(
+            txn,
+            &Event::new(pb::AuditKind::Queued)
+                .doc(&to.id)
+                .dept(&to.dept)
+                .detail(format!("added after sending (补发) as {role}")),
+        )?;
+        Ok(true)
+    })
+    .await
 }
 
 /// What became of a sender's reminder (催办).
@@ -143,42 +178,43 @@ pub(crate) async fn remind(
     doc: &SignedDoc,
     ev: SignedEvidence,
 ) -> Result<Reminder, StepError> {
-    let doc_id = doc.header.id;
-    let id = doc_id.to_string();
-    let priority = doc.header.urgency.priority();
-    store
-        .write(move |txn| {
-            let dept = recipient_of(&ev)?;
-            let state = load_delivery(txn, doc_id, &dept)?.state;
-            put_evidence(txn, &id, dept.as_str(), EvidenceKind::Reminded, &ev.wire)?;
-            let (outcome, detail) = if state.is_final() {
-                (
-                    Reminder::Moot(state),
-                    format!(
-                        "Reminded note {:?}: not forwarded: the delivery is {state}",
-                        ev.evidence.reason
-                    ),
-                )
-            } else {
-                OUTBOUND.push(
-                    txn,
-                    dept.as_str(),
-                    priority,
-                    &Outbound::Notice(ev.wire.clone()).encode(),
-                )?;
-                (
-                    Reminder::Queued,
-                    format!("Reminded note {:?}", ev.evidence.reason),
-                )
-            };
-            audit::append(
+    to_recipient(store, doc, ev, |txn, ev, to| {
+        let state = load_delivery(txn, to.doc_id, &to.dept)?.state;
+        put_evidence(
+            txn,
+            &to.id,
+            to.dept.as_str(),
+            EvidenceKind::Reminded,
+            &ev.wire,
+        )?;
+        let (outcome, detail) = if state.is_final() {
+            (
+                Reminder::Moot(state),
+                format!(
+                    "Reminded note {:?}: not forwarded: the delivery is {state}",
+                    ev.evidence.reason
+                ),
+            )
+        } else {
+            OUTBOUND.push(
                 txn,
-                &Event::new(pb::AuditKind::Evidence)
-                    .doc(&id)
-                    .dept(&dept)
-                    .detail(detail),
+                to.dept.as_str(),
+                to.priority,
+                &Outbound::Notice(ev.wire.clone()).encode(),
             )?;
-            Ok(outcome)
-        })
-        .await
+            (
+                Reminder::Queued,
+                format!("Reminded note {:?}", ev.evidence.reason),
+            )
+        };
+        audit::append(
+            txn,
+            &Event::new(pb::AuditKind::Evidence)
+                .doc(&to.id)
+                .dept(&to.dept)
+                .detail(detail),
+        )?;
+        Ok(outcome)
+    })
+    .await
 }

@@ -24,8 +24,9 @@ fn code(e: StepError) -> ErrorCode {
 }
 
 /// How many pieces of evidence wait for `dept` (the sender).
-fn evidence_items(queue: &[(exchange_core::store::queue::QueueKey, Outbound)]) -> usize {
-    queue
+async fn evidence_items(f: &Fixture, dept: &str) -> usize {
+    f.queue(dept)
+        .await
         .iter()
         .filter(|(_, o)| matches!(o, Outbound::Evidence(_)))
         .count()
@@ -35,18 +36,10 @@ fn evidence_items(queue: &[(exchange_core::store::queue::QueueKey, Outbound)]) -
 async fn conflicting_endings_are_refused_and_change_nothing() {
     let f = Fixture::new();
     let doc = f.accepted().await;
-    let confirmed = f.evidence(&doc, Confirmed, Some("b"), &f.b);
-    assert!(
-        record_evidence(&f.store, &doc, confirmed, None)
-            .await
-            .unwrap()
-    );
+    assert!(f.step(&doc, Confirmed, "b").await.unwrap());
     let before = f.delivery(&doc, "b").await;
 
-    let rejected = f.evidence(&doc, Rejected, Some("b"), &f.b);
-    let err = record_evidence(&f.store, &doc, rejected, None)
-        .await
-        .unwrap_err();
+    let err = f.step(&doc, Rejected, "b").await.unwrap_err();
     assert!(err.is_state_conflict(), "{err}");
     assert_eq!(
         err.to_string(),
@@ -58,11 +51,7 @@ async fn conflicting_endings_are_refused_and_change_nothing() {
     assert_eq!(code(err), ErrorCode::FailedPrecondition);
     assert_eq!(f.delivery(&doc, "b").await, before);
     assert_eq!(before.state, DeliveryState::Confirmed);
-    assert_eq!(
-        evidence_items(&f.queue("a").await),
-        1,
-        "only the confirmation"
-    );
+    assert_eq!(evidence_items(&f, "a").await, 1, "only the confirmation");
 }
 
 #[tokio::test]
@@ -70,48 +59,27 @@ async fn a_repeated_step_is_a_no_op() {
     let f = Fixture::new();
     let doc = f.accepted().await;
     let confirmed = f.evidence(&doc, Confirmed, Some("b"), &f.b);
-    assert!(
-        record_evidence(&f.store, &doc, confirmed.clone(), None)
-            .await
-            .unwrap()
-    );
+    assert!(f.record(&doc, confirmed.clone()).await.unwrap());
     let before = f.delivery(&doc, "b").await;
-    let again = f.evidence(&doc, Confirmed, Some("b"), &f.b); // another time, same step
-    assert!(!record_evidence(&f.store, &doc, again, None).await.unwrap());
-    assert!(
-        !record_evidence(&f.store, &doc, confirmed, None)
-            .await
-            .unwrap()
-    );
+    // Another time, the same step.
+    assert!(!f.step(&doc, Confirmed, "b").await.unwrap());
+    assert!(!f.record(&doc, confirmed).await.unwrap());
     assert_eq!(f.delivery(&doc, "b").await, before, "the first time stands");
-    assert_eq!(evidence_items(&f.queue("a").await), 1);
+    assert_eq!(evidence_items(&f, "a").await, 1);
 }
 
 #[tokio::test]
 async fn a_late_delivered_after_confirmed_is_recorded_without_moving_back() {
     let f = Fixture::new();
     let doc = f.accepted().await;
-    let confirmed = f.evidence(&doc, Confirmed, Some("b"), &f.b);
-    assert!(
-        record_evidence(&f.store, &doc, confirmed, None)
-            .await
-            .unwrap()
-    );
+    assert!(f.step(&doc, Confirmed, "b").await.unwrap());
     let delivered = f.evidence(&doc, Delivered, Some("b"), &f.b);
     let at = delivered.evidence.at_ms;
-    assert!(
-        record_evidence(&f.store, &doc, delivered, None)
-            .await
-            .unwrap()
-    );
+    assert!(f.record(&doc, delivered).await.unwrap());
     let d = f.delivery(&doc, "b").await;
     assert_eq!(d.state, DeliveryState::Confirmed);
     assert_eq!(d.delivered_at_ms, at, "its time is kept");
-    assert_eq!(
-        evidence_items(&f.queue("a").await),
-        2,
-        "both go to the sender"
-    );
+    assert_eq!(evidence_items(&f, "a").await, 2, "both go to the sender");
 }
 
 #[tokio::test]
@@ -133,12 +101,7 @@ async fn evidence_with_an_ack_removes_the_queue_item_in_the_same_transaction() {
     assert_eq!(f.delivery(&doc, "b").await.state, DeliveryState::Delivered);
 
     // A refused step commits nothing: c's item stays queued.
-    let rejected = f.evidence(&doc, Rejected, Some("c"), &f.c);
-    assert!(
-        record_evidence(&f.store, &doc, rejected, None)
-            .await
-            .unwrap()
-    );
+    assert!(f.step(&doc, Rejected, "c").await.unwrap());
     let [(key, _)] = f.queue("c").await[..] else {
         panic!("one delivery queued for c");
     };
@@ -155,10 +118,7 @@ async fn evidence_with_an_ack_removes_the_queue_item_in_the_same_transaction() {
 async fn a_reminder_on_an_ended_delivery_is_kept_but_not_forwarded() {
     let f = Fixture::new();
     let doc = f.accepted().await;
-    let confirmed = f.evidence(&doc, Confirmed, Some("b"), &f.b);
-    record_evidence(&f.store, &doc, confirmed, None)
-        .await
-        .unwrap();
+    f.step(&doc, Confirmed, "b").await.unwrap();
     let outcome = remind(&f.store, &doc, f.evidence(&doc, Reminded, Some("b"), &f.a))
         .await
         .unwrap();
@@ -189,10 +149,7 @@ async fn a_reminder_on_an_ended_delivery_is_kept_but_not_forwarded() {
 async fn a_recall_queues_notices_only_for_open_deliveries() {
     let f = Fixture::new();
     let doc = f.accepted().await;
-    let rejected = f.evidence(&doc, Rejected, Some("b"), &f.b);
-    record_evidence(&f.store, &doc, rejected, None)
-        .await
-        .unwrap();
+    f.step(&doc, Rejected, "b").await.unwrap();
     let woken = recall(&f.store, &doc, f.evidence(&doc, Recall, None, &f.a))
         .await
         .unwrap();
@@ -281,15 +238,12 @@ async fn an_unknown_stored_state_code_is_an_error_naming_the_record() {
         .await
         .unwrap_err();
     check(&e);
-    let confirmed = f.evidence(&doc, Confirmed, Some("b"), &f.b);
-    let e = record_evidence(&f.store, &doc, confirmed, None)
-        .await
-        .unwrap_err();
+    let e = f.step(&doc, Confirmed, "b").await.unwrap_err();
     assert!(matches!(e, StepError::Store(_)) && !e.is_state_conflict());
     check(&e);
     let e = f
         .store
-        .read(|txn| scan_accepted(txn, 0..i64::MAX, &mut |_| {}))
+        .read(|txn| scan_accepted(txn, &Default::default(), 0..i64::MAX, &mut |_| {}))
         .await
         .unwrap_err();
     check(&e);

@@ -53,6 +53,23 @@ fn accepted(rec: Option<&mut SentRecord>, id: DocumentId) -> Result<&mut SentRec
     Ok(rec)
 }
 
+/// A statement about sent document `id`, which the hub must have accepted: `f` changes the sent
+/// record (with this node, whose key signs) and lists what goes with the change, in one
+/// transaction; returns `f`'s result.
+async fn change_accepted<R, F>(node: &Arc<Node>, id: DocumentId, f: F) -> Result<R, NodeError>
+where
+    F: Fn(&Node, &mut SentRecord, &mut Effects) -> Result<R, NodeError> + Send + 'static,
+    R: Send + 'static,
+{
+    node.can_sign()?;
+    let n = Arc::clone(node);
+    let (r, _) = store::change_sent(&node.store, id, move |rec, fx| {
+        f(&n, accepted(rec, id)?, fx)
+    })
+    .await?;
+    Ok(r)
+}
+
 /// 撤回: records and queues this department's signed recall. False if it was recalled before
 /// (the first recall stands).
 pub(crate) async fn recall(
@@ -61,10 +78,7 @@ pub(crate) async fn recall(
     reason: String,
     clerk: String,
 ) -> Result<bool, NodeError> {
-    node.can_sign()?;
-    let n = Arc::clone(node);
-    let (recalled, _) = store::change_sent(&node.store, id, move |rec, fx| {
-        let rec = accepted(rec, id)?;
+    change_accepted(node, id, move |n, rec, fx| {
         if rec.recall.is_some() {
             return Ok(false);
         }
@@ -74,10 +88,9 @@ pub(crate) async fn recall(
         let ev = SignedEvidence::seal(ev, &n.signer);
         rec.recall = Some(ev.wire.clone());
         fx.queue(&rec.doc, &ev);
-        Ok::<_, NodeError>(true)
+        Ok(true)
     })
-    .await?;
-    Ok(recalled)
+    .await
 }
 
 /// 补发: adds recipients to a sent document. Returns the departments actually added (those not
@@ -87,10 +100,7 @@ pub(crate) async fn add_recipients(
     id: DocumentId,
     added: Vec<(DeptId, bool)>,
 ) -> Result<Vec<DeptId>, NodeError> {
-    node.can_sign()?;
-    let n = Arc::clone(node);
-    let (out, _) = store::change_sent(&node.store, id, move |rec, fx| {
-        let rec = accepted(rec, id)?;
+    change_accepted(node, id, move |n, rec, fx| {
         if rec.recall.is_some() {
             return Err(NodeError::RecalledNoAdditions(id));
         }
@@ -119,8 +129,7 @@ pub(crate) async fn add_recipients(
         }
         Ok(out)
     })
-    .await?;
-    Ok(out)
+    .await
 }
 
 /// 催办: reminds the named recipients (all that are not finished, if none are named).
@@ -130,10 +139,7 @@ pub(crate) async fn remind(
     recipients: Vec<DeptId>,
     note: String,
 ) -> Result<Vec<DeptId>, NodeError> {
-    node.can_sign()?;
-    let n = Arc::clone(node);
-    let (out, _) = store::change_sent(&node.store, id, move |rec, fx| {
-        let rec = accepted(rec, id)?;
+    change_accepted(node, id, move |n, rec, fx| {
         if rec.recall.is_some() {
             return Err(NodeError::RecalledNoReminders(id));
         }
@@ -162,7 +168,7 @@ pub(crate) async fn remind(
                 }
                 continue;
             }
-            queue_reminder(&n, &rec.doc, r, note.clone(), at, fx);
+            queue_reminder(n, &rec.doc, r, note.clone(), at, fx);
             out.push(r.dept.clone());
         }
         if out.is_empty() {
@@ -170,8 +176,7 @@ pub(crate) async fn remind(
         }
         Ok(out)
     })
-    .await?;
-    Ok(out)
+    .await
 }
 
 /// The hub took (or refused for good) a RECIPIENT_ADDED of ours: the added recipient becomes

@@ -10,9 +10,12 @@ use exchange_core::{
     store::{Store, StoreError},
 };
 use exchange_proto::{store::v1 as st, v1 as pb};
-use redb::WriteTransaction;
 
-use super::{Effects, Event, INBOX, all, get, get_w, put, stored_doc};
+use super::{
+    Effects, Event, INBOX,
+    record::{self, Record},
+    stored_doc,
+};
 use crate::error::NodeError;
 
 /// A document this department received, and what its clerks did with it.
@@ -53,8 +56,10 @@ pub(crate) struct InboxRecord {
     pub(crate) hub_refused: String,
 }
 
-impl InboxRecord {
-    /// The stored record at key `id`, typed.
+impl Record for InboxRecord {
+    type Stored = st::ReceivedDocument;
+    const TABLE: redb::TableDefinition<'static, &'static str, &'static [u8]> = INBOX;
+
     fn from_stored(id: &str, m: st::ReceivedDocument) -> Result<Self, StoreError> {
         let what = format!("inbox {id}");
         let state = InboxState::try_from_code(m.state).map_err(|e| StoreError::decode(&what, e))?;
@@ -100,37 +105,17 @@ impl InboxRecord {
     }
 }
 
-fn read(txn: &WriteTransaction, id: DocumentId) -> Result<Option<InboxRecord>, StoreError> {
-    let key = id.to_string();
-    get_w(txn, INBOX, &key)?
-        .map(|m| InboxRecord::from_stored(&key, m))
-        .transpose()
-}
-
-fn write(txn: &WriteTransaction, id: DocumentId, rec: InboxRecord) -> Result<(), StoreError> {
-    put(txn, INBOX, &id.to_string(), &rec.into_stored())
-}
-
 /// A document this department received.
 pub(crate) async fn received(
     store: &Store,
     id: DocumentId,
 ) -> Result<Option<InboxRecord>, StoreError> {
-    store
-        .lookup(move |txn| {
-            let key = id.to_string();
-            get(txn, INBOX, &key)?
-                .map(|m| InboxRecord::from_stored(&key, m))
-                .transpose()
-        })
-        .await
+    record::one(store, id).await
 }
 
 /// Every received document, in id order.
 pub(crate) async fn inbox(store: &Store) -> Result<Vec<InboxRecord>, StoreError> {
-    store
-        .read(|txn| all(txn, INBOX, "", InboxRecord::from_stored))
-        .await
+    record::every(store).await
 }
 
 /// Stores a verified delivery, with this node's signed receipt. If the document is already in
@@ -146,10 +131,11 @@ pub(crate) async fn receive(
     receipt: pb::SignedEvidence,
     at_ms: i64,
 ) -> Result<(pb::SignedEvidence, Option<u64>), StoreError> {
+    let sealer = store.sealer().clone();
     store
         .write(move |txn| {
             let id = doc.header.id;
-            if let Some(rec) = read(txn, id)? {
+            if let Some(rec) = record::read::<InboxRecord>(txn, &sealer, id)? {
                 return Ok((rec.delivery_receipt.unwrap_or_default(), None));
             }
             let rec = InboxRecord {
@@ -170,9 +156,9 @@ pub(crate) async fn receive(
                 last_reminder_note: String::new(),
                 hub_refused: String::new(),
             };
-            write(txn, id, rec)?;
+            record::write(txn, &sealer, id, rec)?;
             for (digest, data) in &inline {
-                crate::content::put(txn, digest, data)?;
+                crate::content::put(txn, &sealer, digest, data)?;
             }
             let mut fx = Effects::default();
             fx.event(Event {
@@ -187,10 +173,8 @@ pub(crate) async fn receive(
         .await
 }
 
-/// Reads the inbox record of `id`, lets `f` change it and list what goes with the change, and
-/// writes both in one transaction; returns `f`'s result and the seq of the last event logged.
-/// `f` gets `None` if `id` is not in the inbox. If `f` fails, nothing is written. `f` may run
-/// more than once (`Store::write`); the last run counts.
+/// Changes the inbox record of `id` with what goes with the change, in one transaction
+/// ([`record::change`]); `f` gets `None` if `id` is not in the inbox.
 pub(crate) async fn change_inbox<R, E, F>(
     store: &Store,
     id: DocumentId,
@@ -201,17 +185,7 @@ where
     R: Send + 'static,
     E: From<StoreError> + Send + 'static,
 {
-    store
-        .write(move |txn| {
-            let mut rec = read(txn, id)?;
-            let mut fx = Effects::default();
-            let r = f(rec.as_mut(), &mut fx)?;
-            if let Some(rec) = rec {
-                write(txn, id, rec)?;
-            }
-            Ok((r, fx.commit(txn)?))
-        })
-        .await
+    record::change(store, id, f).await
 }
 
 /// A clerk's confirmation or rejection (or acknowledgement of a recall): updates the inbox

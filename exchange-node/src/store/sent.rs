@@ -12,11 +12,15 @@ use exchange_core::{
     store::{Store, StoreError},
 };
 use exchange_proto::{store::v1 as st, v1 as pb};
-use redb::{ReadableTable, WriteTransaction};
+use redb::ReadableTable;
 
 pub(crate) use evidence::{apply_evidence, refused};
 
-use super::{Effects, IDEMPOTENCY, SENT, all, get, get_w, outbox, put, stored_doc};
+use super::{
+    Effects, IDEMPOTENCY, SENT, all, outbox,
+    record::{self, Record},
+    stored_doc,
+};
 
 /// A document this department sent, with each recipient's timeline.
 #[derive(Debug, Clone)]
@@ -95,8 +99,12 @@ impl SentRecord {
             hub_refused: String::new(),
         }
     }
+}
 
-    /// The stored record at key `id`, typed.
+impl Record for SentRecord {
+    type Stored = st::SentDocument;
+    const TABLE: redb::TableDefinition<'static, &'static str, &'static [u8]> = SENT;
+
     fn from_stored(id: &str, m: st::SentDocument) -> Result<Self, StoreError> {
         let what = format!("sent {id}");
         let recipients = m
@@ -203,18 +211,6 @@ impl SentRecipient {
     }
 }
 
-/// The sent record of `id` in `txn`, if this department sent it.
-fn read(txn: &WriteTransaction, id: DocumentId) -> Result<Option<SentRecord>, StoreError> {
-    let key = id.to_string();
-    get_w(txn, SENT, &key)?
-        .map(|m| SentRecord::from_stored(&key, m))
-        .transpose()
-}
-
-fn write(txn: &WriteTransaction, id: DocumentId, rec: SentRecord) -> Result<(), StoreError> {
-    put(txn, SENT, &id.to_string(), &rec.into_stored())
-}
-
 /// The document id already submitted under `key`, if any.
 pub(crate) async fn idempotent(
     store: &Store,
@@ -243,6 +239,7 @@ pub(crate) async fn submit(
     inline: Vec<(Digest, Vec<u8>)>,
     at_ms: i64,
 ) -> Result<DocumentId, StoreError> {
+    let sealer = store.sealer().clone();
     store
         .write(move |txn| {
             if let Some(k) = &key
@@ -252,9 +249,9 @@ pub(crate) async fn submit(
             }
             let id = doc.header.id;
             let priority = doc.header.urgency.priority();
-            write(txn, id, SentRecord::new(doc.clone(), at_ms))?;
+            record::write(txn, &sealer, id, SentRecord::new(doc.clone(), at_ms))?;
             for (digest, data) in &inline {
-                crate::content::put(txn, digest, data)?;
+                crate::content::put(txn, &sealer, digest, data)?;
             }
             outbox::push_submit(txn, priority, id)?;
             if let Some(k) = &key {
@@ -268,30 +265,22 @@ pub(crate) async fn submit(
 
 /// A document this department sent.
 pub(crate) async fn sent(store: &Store, id: DocumentId) -> Result<Option<SentRecord>, StoreError> {
-    store
-        .lookup(move |txn| {
-            let key = id.to_string();
-            get(txn, SENT, &key)?
-                .map(|m| SentRecord::from_stored(&key, m))
-                .transpose()
-        })
-        .await
+    record::one(store, id).await
 }
 
 /// Every document this department sent (for `ListSent`), in id order (UUIDv7: oldest first).
 pub(crate) async fn all_sent(store: &Store) -> Result<Vec<SentRecord>, StoreError> {
-    store
-        .read(|txn| all(txn, SENT, "", SentRecord::from_stored))
-        .await
+    record::every(store).await
 }
 
 /// The documents sent at or after document id `from` (UUIDv7: by the time they were sent), for
 /// a scan that must go on past a damaged record: one that cannot be read is logged, once per
 /// scan, and left out.
 pub(crate) async fn sent_since(store: &Store, from: String) -> Result<Vec<SentRecord>, StoreError> {
+    let sealer = store.sealer().clone();
     let recs = store
         .read(move |txn| {
-            all(txn, SENT, &from, |key, m| {
+            all(txn, &sealer, SENT, &from, |key, m| {
                 Ok(SentRecord::from_stored(key, m)
                     .inspect_err(|e| tracing::warn!(error = %e, "skipping a sent record"))
                     .ok())
@@ -301,10 +290,9 @@ pub(crate) async fn sent_since(store: &Store, from: String) -> Result<Vec<SentRe
     Ok(recs.into_iter().flatten().collect())
 }
 
-/// Reads the sent record of `id`, lets `f` change it and list what goes with the change, and
-/// writes both in one transaction; returns `f`'s result and the seq of the last event logged.
-/// `f` gets `None` if this department did not send `id` (its effects still apply). If `f`
-/// fails, nothing is written. `f` may run more than once (`Store::write`); the last run counts.
+/// Changes the sent record of `id` with what goes with the change, in one transaction
+/// ([`record::change`]); `f` gets `None` if this department did not send `id` (its effects
+/// still apply).
 pub(crate) async fn change_sent<R, E, F>(
     store: &Store,
     id: DocumentId,
@@ -315,17 +303,7 @@ where
     R: Send + 'static,
     E: From<StoreError> + Send + 'static,
 {
-    store
-        .write(move |txn| {
-            let mut rec = read(txn, id)?;
-            let mut fx = Effects::default();
-            let r = f(rec.as_mut(), &mut fx)?;
-            if let Some(rec) = rec {
-                write(txn, id, rec)?;
-            }
-            Ok((r, fx.commit(txn)?))
-        })
-        .await
+    record::change(store, id, f).await
 }
 
 /// [`change_sent`] for several documents in one transaction; `f` sees only those this
@@ -340,16 +318,17 @@ where
     R: Send + 'static,
     E: From<StoreError> + Send + 'static,
 {
+    let sealer = store.sealer().clone();
     store
         .write(move |txn| {
             let mut out = Vec::new();
             for id in &ids {
-                let Some(mut rec) = read(txn, *id)? else {
+                let Some(mut rec) = record::read::<SentRecord>(txn, &sealer, *id)? else {
                     continue;
                 };
                 let mut fx = Effects::default();
                 out.push(f(&mut rec, &mut fx)?);
-                write(txn, *id, rec)?;
+                record::write(txn, &sealer, *id, rec)?;
                 fx.commit(txn)?;
             }
             Ok(out)

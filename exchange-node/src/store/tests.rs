@@ -184,9 +184,10 @@ async fn an_unknown_stored_state_code_is_an_error_naming_the_record() {
     let key = id.to_string();
     f.store
         .write(move |txn| {
-            let mut raw: st::ReceivedDocument = get_w(txn, INBOX, &key)?.unwrap();
+            let mut raw: st::ReceivedDocument =
+                get_w(txn, &Sealer::default(), INBOX, &key)?.unwrap();
             raw.state = 42;
-            put(txn, INBOX, &key, &raw)
+            put(txn, &Sealer::default(), INBOX, &key, &raw)
         })
         .await
         .unwrap();
@@ -212,9 +213,9 @@ async fn an_unknown_stored_state_code_is_an_error_naming_the_record() {
     let key = sent_id.to_string();
     f.store
         .write(move |txn| {
-            let mut raw: st::SentDocument = get_w(txn, SENT, &key)?.unwrap();
+            let mut raw: st::SentDocument = get_w(txn, &Sealer::default(), SENT, &key)?.unwrap();
             raw.recipients[0].state = 42;
-            put(txn, SENT, &key, &raw)
+            put(txn, &Sealer::default(), SENT, &key, &raw)
         })
         .await
         .unwrap();

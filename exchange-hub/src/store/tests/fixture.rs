@@ -4,7 +4,6 @@
 
 use exchange_certs::{Ca, Validity};
 use exchange_core::{
-    config::SigningPaths,
     document::{Evidence, EvidenceKind, SignedDoc, SignedEvidence},
     identity::Principal,
     ids::{DeptId, DocumentId},
@@ -16,12 +15,13 @@ use exchange_proto::v1 as pb;
 use tempfile::TempDir;
 
 use crate::store::{
-    Accepted, DELIVERIES, OUTBOUND, Outbound, SCHEMA, accept, records::DeliveryRecord,
+    Accepted, DELIVERIES, OUTBOUND, Outbound, SCHEMA, StepError, accept, record_evidence,
+    records::DeliveryRecord,
 };
 
 /// A fresh hub store and the signing keys of the hub and of departments a, b and c.
 pub(super) struct Fixture {
-    /// Holds the store file and the keys; removed on drop.
+    /// Holds the store file; removed on drop.
     _dir: TempDir,
     pub(super) store: Store,
     pub(super) hub: SigningKey,
@@ -30,22 +30,15 @@ pub(super) struct Fixture {
     pub(super) c: SigningKey,
 }
 
-/// Issues `who` a document-signing identity into `dir` and loads it.
-fn signing_key(ca: &Ca, who: &str, dir: &std::path::Path) -> SigningKey {
+/// Issues `who` ("hub" or a department) a document-signing key.
+fn signing_key(ca: &Ca, who: &str) -> SigningKey {
     let principal = if who == "hub" {
         Principal::Hub
     } else {
         Principal::Dept(who.parse().unwrap())
     };
-    let id = ca
-        .issue_signing(&principal, Validity::days_from_now(1))
-        .unwrap();
-    let paths = SigningPaths {
-        cert: dir.join(format!("{who}.pem")),
-        key: dir.join(format!("{who}.key")),
-    };
-    id.write(&paths.cert, &paths.key).unwrap();
-    SigningKey::load(&paths).unwrap()
+    ca.issue_signing_key(&principal, Validity::days_from_now(1))
+        .unwrap()
 }
 
 impl Fixture {
@@ -53,7 +46,7 @@ impl Fixture {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open(&dir.path().join("hub.redb"), "hub", SCHEMA).unwrap();
         let ca = Ca::generate("Hub Store Test CA", Validity::days_from_now(1)).unwrap();
-        let key = |who| signing_key(&ca, who, dir.path());
+        let key = |who| signing_key(&ca, who);
         Fixture {
             hub: key("hub"),
             a: key("a"),
@@ -121,6 +114,38 @@ impl Fixture {
     ) -> SignedEvidence {
         let to = to.map(|d| d.parse::<DeptId>().unwrap());
         SignedEvidence::seal(Evidence::about(doc, kind, to, now_ms()), key)
+    }
+
+    /// The signing key of `who` ("hub", "a", "b" or "c").
+    pub(super) fn key(&self, who: &str) -> &SigningKey {
+        match who {
+            "hub" => &self.hub,
+            "a" => &self.a,
+            "b" => &self.b,
+            "c" => &self.c,
+            _ => panic!("no key for {who}"),
+        }
+    }
+
+    /// Recipient `dept`'s evidence of `kind` about `doc`, signed with its key, recorded as the
+    /// hub records what a node sends (no queue item acknowledged with it).
+    pub(super) async fn step(
+        &self,
+        doc: &SignedDoc,
+        kind: EvidenceKind,
+        dept: &str,
+    ) -> Result<bool, StepError> {
+        self.record(doc, self.evidence(doc, kind, Some(dept), self.key(dept)))
+            .await
+    }
+
+    /// `ev` recorded as the hub records what a node sends, no queue item acknowledged with it.
+    pub(super) async fn record(
+        &self,
+        doc: &SignedDoc,
+        ev: SignedEvidence,
+    ) -> Result<bool, StepError> {
+        record_evidence(&self.store, doc, ev, None).await
     }
 
     /// The stored delivery of `doc` to `dept`.

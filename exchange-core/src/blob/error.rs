@@ -1,0 +1,91 @@
+//! What can go wrong with a blob, and how errors travel out of blocking jobs and readers
+//! (through `io::Error`) and back.
+
+use std::io;
+
+use crate::{atrest::AtRestError, signing::Digest};
+
+/// A blob operation failed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum BlobError {
+    /// The filesystem failed (a full disk shows here).
+    #[error("blob storage: {0}")]
+    Io(io::Error),
+    /// The bytes do not hash to the expected digest or size.
+    #[error(
+        "content does not match its digest {expected}: got {actual_size} bytes hashing to {actual}"
+    )]
+    Mismatch {
+        /// The digest that was promised.
+        expected: Digest,
+        /// The digest of what arrived.
+        actual: Digest,
+        /// How many bytes arrived.
+        actual_size: u64,
+    },
+    /// More bytes than the declared size, or a resume at the wrong offset.
+    #[error("{0}")]
+    Protocol(String),
+    /// Another transfer of the same blob is in progress here; try again shortly.
+    #[error("content {0} is being received by another transfer")]
+    Busy(Digest),
+    /// The blob is stored encrypted and this store was opened without data keys.
+    #[error(
+        "content {0} is encrypted at rest and no data key is configured ([encryption] kek): it cannot be read"
+    )]
+    Encrypted(Digest),
+    /// A stored encrypted blob does not authenticate: altered, truncated, or another store's.
+    #[error("stored content {digest} failed its integrity check: {source}")]
+    Corrupt {
+        /// The blob.
+        digest: Digest,
+        /// Which chunk (or the header) failed, and how.
+        #[source]
+        source: Box<AtRestError>,
+    },
+}
+
+impl BlobError {
+    /// Whether the disk is full.
+    pub fn is_disk_full(&self) -> bool {
+        matches!(self, BlobError::Io(e) if e.kind() == io::ErrorKind::StorageFull)
+    }
+
+    /// An at-rest failure on blob `digest`: I/O stays I/O (a full disk still reads as one), an
+    /// offset past the end is the caller's mistake, anything else is damage.
+    pub(super) fn at_rest(digest: Digest, e: AtRestError) -> Self {
+        match e {
+            AtRestError::Io(e) => BlobError::Io(e),
+            e @ AtRestError::OffsetBeyondEnd { .. } => BlobError::Protocol(e.to_string()),
+            source => BlobError::Corrupt {
+                digest,
+                source: Box::new(source),
+            },
+        }
+    }
+}
+
+/// A resume the partial file does not allow: carried through `io::Error` out of the blocking
+/// job, and turned back into [`BlobError::Protocol`].
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub(super) struct ResumeError(pub(super) String);
+
+impl From<io::Error> for BlobError {
+    /// Also unwraps a [`BlobError`] that a [`super::BlobReader`] carried through `io::Error`
+    /// (damaged content stays [`BlobError::Corrupt`] for the caller's error mapping).
+    fn from(e: io::Error) -> Self {
+        if e.get_ref().is_some_and(|inner| inner.is::<ResumeError>()) {
+            return BlobError::Protocol(e.to_string());
+        }
+        if e.get_ref().is_some_and(|inner| inner.is::<BlobError>()) {
+            let kind = e.kind();
+            return match e.into_inner().map(|inner| inner.downcast::<BlobError>()) {
+                Some(Ok(blob)) => *blob,
+                _ => BlobError::Io(io::Error::from(kind)),
+            };
+        }
+        BlobError::Io(e)
+    }
+}

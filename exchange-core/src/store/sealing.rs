@@ -1,0 +1,218 @@
+//! Values that hold document content (the signed document with its title, inline content) are
+//! sealed before they are written and opened when read: [`Sealer`], which every [`Store`]
+//! carries. With encryption off it passes bytes through, so the same code serves both.
+//!
+//! A sealed value's AAD is its slot (table and key), so a value copied into another record does
+//! not open there. A value written before encryption was turned on (plaintext) is still read;
+//! docs/security.md says what that means.
+//!
+//! [`data_keys`] opens a data directory's key ring as `[encryption]` asks, for the daemons,
+//! their commands (backup, check-config, rotate-kek) and the tests alike.
+
+use std::{borrow::Cow, path::Path};
+
+use crate::{
+    atrest::{AtRestError, DataKeys, Kek, KekSource, Keyring, Rewrapped},
+    config::EncryptionSection,
+};
+
+use super::{Store, StoreError};
+
+/// Seals and opens stored values with the store's data keys, if it has any.
+#[derive(Clone, Default)]
+pub struct Sealer {
+    keys: Option<DataKeys>,
+}
+
+impl std::fmt::Debug for Sealer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Sealer")
+            .field("on", &self.keys.is_some())
+            .finish()
+    }
+}
+
+/// The AAD of a value: its table and key, so that it opens only where it was written.
+pub fn slot(table: &str, key: &[u8]) -> Vec<u8> {
+    let mut aad = Vec::with_capacity(table.len() + 1 + key.len());
+    aad.extend_from_slice(table.as_bytes());
+    aad.push(0);
+    aad.extend_from_slice(key);
+    aad
+}
+
+impl Sealer {
+    /// A sealer with `keys` (`None`: encryption off, values pass through).
+    pub fn new(keys: Option<DataKeys>) -> Self {
+        Sealer { keys }
+    }
+
+    /// The data keys, when encryption is on (blobs use them too).
+    pub fn keys(&self) -> Option<&DataKeys> {
+        self.keys.as_ref()
+    }
+
+    /// `plain` as it is to be stored in `slot`: sealed when encryption is on.
+    pub fn seal(&self, slot: &[u8], plain: Vec<u8>) -> Vec<u8> {
+        match &self.keys {
+            Some(k) => k.seal(slot, &plain),
+            None => plain,
+        }
+    }
+
+    /// The plaintext of a value read from `slot`. `what` names the record in errors: a value
+    /// that does not authenticate, or a sealed value with encryption off.
+    pub fn open<'a>(
+        &self,
+        what: &str,
+        slot: &[u8],
+        stored: &'a [u8],
+    ) -> Result<Cow<'a, [u8]>, StoreError> {
+        if !DataKeys::is_sealed(stored) {
+            return Ok(Cow::Borrowed(stored)); // in clear: encryption off, or written before it
+        }
+        let keys = self.keys.as_ref().ok_or_else(|| {
+            StoreError::decode(
+                what,
+                "it is encrypted, and no key is configured ([encryption] kek)",
+            )
+        })?;
+        keys.open(slot, stored)
+            .map(Cow::Owned)
+            .map_err(|e| StoreError::decode(what, e))
+    }
+}
+
+impl Store {
+    /// Gives the store its sealer (the data keys of its directory); set once, at open.
+    pub fn with_sealer(mut self, sealer: Sealer) -> Self {
+        self.sealer = sealer;
+        self
+    }
+
+    /// Seals and opens this store's content-bearing values.
+    pub fn sealer(&self) -> &Sealer {
+        &self.sealer
+    }
+}
+
+/// Why a data directory's keys could not be opened.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum KeysError {
+    /// `[encryption]` is malformed.
+    #[error(transparent)]
+    Config(#[from] crate::config::ConfigError),
+    /// The KEK or the key ring failed (the message names the file).
+    #[error(transparent)]
+    AtRest(#[from] AtRestError),
+    /// A KEK rotation was asked of a directory that is not encrypted.
+    #[error(
+        "{} is not encrypted: there is no [encryption] section in the config (and no key ring) \
+         to rotate",
+        dir.display()
+    )]
+    NotEncrypted {
+        /// The data directory.
+        dir: std::path::PathBuf,
+    },
+    /// The directory is encrypted but the config names no KEK.
+    #[error(
+        "{} holds an encrypted store (key ring {}), but the config has no [encryption] section: \
+         add [encryption] kek = \"FILE\" with the key it was created with",
+        dir.display(),
+        keyring.display()
+    )]
+    NotConfigured {
+        /// The data directory.
+        dir: std::path::PathBuf,
+        /// Its key ring.
+        keyring: std::path::PathBuf,
+    },
+}
+
+/// The data keys of the store in `dir` as `section` asks: created with the key ring when the
+/// directory has none yet (`create`), else unwrapped with the configured KEK. `None` when
+/// encryption is off (or, without `create`, when the ring does not exist yet: the KEK is then
+/// only checked). A wrong KEK fails with an error naming the key file and changes nothing.
+pub fn data_keys(
+    dir: &Path,
+    section: Option<&EncryptionSection>,
+    create: bool,
+) -> Result<Option<DataKeys>, KeysError> {
+    let ring = dir.join(Keyring::FILE_NAME);
+    let Some(section) = section else {
+        if ring.exists() {
+            return Err(KeysError::NotConfigured {
+                dir: dir.to_owned(),
+                keyring: ring,
+            });
+        }
+        return Ok(None);
+    };
+    let kek = Kek::load(&section.source()?)?;
+    let keys = if create {
+        Keyring::open_or_create(&ring, &kek)?
+    } else if ring.exists() {
+        Keyring::open(&ring, &kek)?
+    } else {
+        return Ok(None); // the KEK is usable; the daemon makes the ring at its first start
+    };
+    Ok(Some(keys))
+}
+
+/// KEK rotation (`rotate-kek --new FILE`): the key ring of the store in `dir` is rewrapped from
+/// the configured KEK to the one in `new`, atomically; content is not re-encrypted, and the old
+/// KEK is not needed once this returns. The running daemon is unaffected (it holds the data
+/// keys); its config must name the new KEK before its next start. Running it again after a
+/// crash is harmless.
+pub fn rotate_kek(
+    dir: &Path,
+    section: Option<&EncryptionSection>,
+    new: &Path,
+) -> Result<Rewrapped, KeysError> {
+    let Some(section) = section else {
+        return Err(KeysError::NotEncrypted {
+            dir: dir.to_owned(),
+        });
+    };
+    let old = Kek::load(&section.source()?)?;
+    let new = Kek::load(&KekSource::File(new.to_owned()))?;
+    let ring = dir.join(Keyring::FILE_NAME);
+    if !ring.exists() {
+        // A store that was never started has no ring yet: make it under the new key.
+        Keyring::open_or_create(&ring, &new)?;
+        return Ok(Rewrapped {
+            old_fingerprint: old.fingerprint().to_owned(),
+            new_fingerprint: new.fingerprint().to_owned(),
+            key_ids: Vec::new(),
+            already_done: false,
+        });
+    }
+    Ok(Keyring::rewrap(&ring, &old, &new)?)
+}
+
+/// What `rotate-kek` tells the operator: where the ring stands and what to do next (`daemon`:
+/// `hub` or `node`, `config`: its config file's name).
+pub fn rotation_report(
+    dir: &Path,
+    done: &Rewrapped,
+    new: &Path,
+    daemon: &str,
+    config: &str,
+) -> String {
+    let state = if done.already_done {
+        "was already wrapped under"
+    } else {
+        "is now wrapped under"
+    };
+    format!(
+        "key ring {} {state} key-encryption key {} (was {}).\n\
+         Next: set [encryption] kek = \"{}\" in {config} (or install it as the systemd \
+         credential) before the {daemon}'s next start; the old key is no longer needed.",
+        dir.join(Keyring::FILE_NAME).display(),
+        done.new_fingerprint,
+        done.old_fingerprint,
+        new.display()
+    )
+}
