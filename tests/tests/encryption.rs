@@ -238,6 +238,16 @@ async fn the_right_key_reads_everything_and_a_wrong_key_is_refused_changing_noth
     })?;
     let err = refused_start(&ex, "b").await?;
     assert!(err.contains("chmod 600"), "{err}");
+    // And a key file that is not there, naming it.
+    let missing = ex.root().join("missing.kek");
+    ex.edit_node_config("b", |c: &mut NodeConfig| {
+        if let Some(enc) = c.encryption.as_mut() {
+            enc.kek = Some(missing.clone());
+        }
+    })?;
+    let err = refused_start(&ex, "b").await?;
+    assert!(err.contains("missing.kek"), "{err}");
+    assert_eq!(snapshot(&data)?, before, "a refused start changed nothing");
 
     // The right key: everything is there.
     ex.edit_node_config("b", |c: &mut NodeConfig| {
@@ -254,6 +264,32 @@ async fn the_right_key_reads_everything_and_a_wrong_key_is_refused_changing_noth
         &["show", &id, "--save", saved.to_str().context("path")?],
     )
     .await?;
+
+    // A backup restored under another key fails clearly; under its own key it reads.
+    let backup = ex.root().join("b-backup");
+    ex.cli_ok("b", &["backup", "--out", backup.to_str().context("path")?])
+        .await?;
+    ex.stop_node("b").await?;
+    std::fs::rename(&data, data.with_extension("before-restore"))?;
+    std::fs::rename(&backup, &data)?;
+    ex.edit_node_config("b", |c: &mut NodeConfig| {
+        if let Some(enc) = c.encryption.as_mut() {
+            enc.kek = Some(wrong.clone());
+        }
+    })?;
+    let err = refused_start(&ex, "b").await?;
+    assert!(
+        err.contains("wrong.kek") && err.contains("keyring.json"),
+        "a restore under another key: {err}"
+    );
+    ex.edit_node_config("b", |c: &mut NodeConfig| {
+        if let Some(enc) = c.encryption.as_mut() {
+            enc.kek.clone_from(&right);
+        }
+    })?;
+    ex.start_node("b").await?;
+    let entry = entry_when(&ex, "b", &id, "restored", |_| true).await?;
+    assert_eq!(entry["title"], TITLE_MARKER);
     Ok(())
 }
 
