@@ -40,7 +40,7 @@ pub enum Command {
     Stats(stats::StatsArgs),
     /// Rotate the key-encryption key of the data directory ([encryption]): rewrap its key ring
     /// under the key in --new (online: the running hub is unaffected), record it in the audit
-    /// log; then point [encryption] kek at the new file. The old key is not needed afterwards.
+    /// log; then point [encryption] kek at the new file. Keep the old key for older backups.
     RotateKek(rotate_kek::RotateKekArgs),
 }
 

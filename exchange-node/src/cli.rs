@@ -97,7 +97,7 @@ pub enum Command {
     Backup(backup::Args),
     /// Rotate the key-encryption key of the data directory ([encryption]): rewrap its key ring
     /// under the key in --new (works while the node runs); then point [encryption] kek at the
-    /// new file. The old key is not needed afterwards.
+    /// new file. Keep the old key for older backups.
     RotateKek(rotate_kek::Args),
     /// Print a shell completion script (bash, zsh, fish, elvish, powershell); needs no config.
     /// e.g. `exchange-node completions bash > /etc/bash_completion.d/exchange-node`.

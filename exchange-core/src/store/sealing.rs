@@ -209,7 +209,7 @@ pub fn rotation_report(
     format!(
         "key ring {} {state} key-encryption key {} (was {}).\n\
          Next: set [encryption] kek = \"{}\" in {config} (or install it as the systemd \
-         credential) before the {daemon}'s next start; the old key is no longer needed.",
+         credential) before the {daemon}'s next start; keep the old key escrowed while backups taken before now are kept.",
         dir.join(Keyring::FILE_NAME).display(),
         done.new_fingerprint,
         done.old_fingerprint,
