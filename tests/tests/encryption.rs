@@ -140,6 +140,15 @@ async fn refused_start(ex: &TestExchange, dept: &str) -> Result<String> {
     Ok(err)
 }
 
+/// Points `dept`'s (stopped) node at another key-encryption key file.
+fn use_kek(ex: &mut TestExchange, dept: &str, kek: Option<PathBuf>) -> Result<()> {
+    ex.edit_node_config(dept, |c: &mut NodeConfig| {
+        if let Some(enc) = c.encryption.as_mut() {
+            enc.kek = kek;
+        }
+    })
+}
+
 #[tokio::test]
 async fn no_data_directory_or_backup_holds_a_documents_title_or_body_in_clear() -> Result<()> {
     let mut ex = TestExchange::start(&["a", "b"]).await?;
@@ -231,30 +240,18 @@ async fn the_right_key_reads_everything_and_a_wrong_key_is_refused_changing_noth
     // A key file others can read is refused too, naming the fix.
     let loose = new_kek(&ex, "loose.kek").await?;
     std::fs::set_permissions(&loose, std::os::unix::fs::PermissionsExt::from_mode(0o644))?;
-    ex.edit_node_config("b", |c: &mut NodeConfig| {
-        if let Some(enc) = c.encryption.as_mut() {
-            enc.kek = Some(loose.clone());
-        }
-    })?;
+    use_kek(&mut ex, "b", Some(loose.clone()))?;
     let err = refused_start(&ex, "b").await?;
     assert!(err.contains("chmod 600"), "{err}");
     // And a key file that is not there, naming it.
     let missing = ex.root().join("missing.kek");
-    ex.edit_node_config("b", |c: &mut NodeConfig| {
-        if let Some(enc) = c.encryption.as_mut() {
-            enc.kek = Some(missing.clone());
-        }
-    })?;
+    use_kek(&mut ex, "b", Some(missing.clone()))?;
     let err = refused_start(&ex, "b").await?;
     assert!(err.contains("missing.kek"), "{err}");
     assert_eq!(snapshot(&data)?, before, "a refused start changed nothing");
 
     // The right key: everything is there.
-    ex.edit_node_config("b", |c: &mut NodeConfig| {
-        if let Some(enc) = c.encryption.as_mut() {
-            enc.kek.clone_from(&right);
-        }
-    })?;
+    use_kek(&mut ex, "b", right.clone())?;
     ex.start_node("b").await?;
     let entry = entry_when(&ex, "b", &id, "readable", |_| true).await?;
     assert_eq!(entry["title"], TITLE_MARKER);
@@ -272,21 +269,13 @@ async fn the_right_key_reads_everything_and_a_wrong_key_is_refused_changing_noth
     ex.stop_node("b").await?;
     std::fs::rename(&data, data.with_extension("before-restore"))?;
     std::fs::rename(&backup, &data)?;
-    ex.edit_node_config("b", |c: &mut NodeConfig| {
-        if let Some(enc) = c.encryption.as_mut() {
-            enc.kek = Some(wrong.clone());
-        }
-    })?;
+    use_kek(&mut ex, "b", Some(wrong.clone()))?;
     let err = refused_start(&ex, "b").await?;
     assert!(
         err.contains("wrong.kek") && err.contains("keyring.json"),
         "a restore under another key: {err}"
     );
-    ex.edit_node_config("b", |c: &mut NodeConfig| {
-        if let Some(enc) = c.encryption.as_mut() {
-            enc.kek.clone_from(&right);
-        }
-    })?;
+    use_kek(&mut ex, "b", right.clone())?;
     ex.start_node("b").await?;
     let entry = entry_when(&ex, "b", &id, "restored", |_| true).await?;
     assert_eq!(entry["title"], TITLE_MARKER);
@@ -339,11 +328,7 @@ async fn the_key_encryption_key_rotates_online_and_the_rotation_is_audited() -> 
         err.contains("keyring.json"),
         "the old key is refused: {err}"
     );
-    ex.edit_node_config("b", |c: &mut NodeConfig| {
-        if let Some(enc) = c.encryption.as_mut() {
-            enc.kek = Some(b_new.clone());
-        }
-    })?;
+    use_kek(&mut ex, "b", Some(b_new.clone()))?;
     ex.start_node("b").await?;
     for id in [&first, &second] {
         entry_when(&ex, "b", id, "readable with the new key", |e| {
