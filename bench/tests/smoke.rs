@@ -66,6 +66,13 @@ fn a_small_run_of_every_scenario_delivers_every_document() {
     assert!(num(steady, "p50_ms") <= num(steady, "p99_ms"));
     assert!(num(steady, "p99_ms") <= num(steady, "max_ms"));
     assert!(num(steady, "cpu_secs_per_doc.hub") > 0.0, "{steady:#}");
+    // The two CPU figures: the hub's, and every process's (the hub's is part of it).
+    let (hub_ms, total_ms) = (
+        num(steady, "cpu_ms_per_doc_hub"),
+        num(steady, "cpu_ms_per_doc_total"),
+    );
+    assert!(hub_ms > 0.0 && total_ms > hub_ms, "{steady:#}");
+    assert!((hub_ms - num(steady, "cpu_secs_per_doc.hub") * 1e3).abs() < 0.01);
     if !steady["fsyncs_per_doc"].is_null() {
         assert!(num(steady, "fsyncs_per_doc") > 0.0, "{steady:#}");
     }

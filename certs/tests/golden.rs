@@ -5,7 +5,8 @@
 //! other bundle tests make new keys and new bundles each run and would not notice.
 //!
 //! The generator is `regenerate_golden_vectors`, ignored and guarded by an environment variable:
-//! the vectors are never to be regenerated casually.
+//! the vectors are never to be regenerated casually. These are format 1 (every signature a single
+//! `ed25519`); the format-2 vectors, with batch signatures, are checked by `tests/golden_v2/`.
 
 use std::{
     path::{Path, PathBuf},
@@ -281,7 +282,7 @@ mod generator {
     use anyhow::{Context, Result};
     use exchange_certs::{Ca, Identity, Validity};
     use exchange_core::{
-        bundle::{BUNDLE_FORMAT, encode_bundle},
+        bundle::encode_bundle,
         document::{Evidence, EvidenceKind, SignedDoc, SignedEvidence},
         identity::Principal,
         signing::{Digest, SigningKey},
@@ -366,7 +367,9 @@ mod generator {
         // As a sender's node bundles it: the verdict, then per recipient in the header's order
         // (主送, 抄送, then added ones, opening with RECIPIENT_ADDED), each in the order of steps.
         let bundle = pb::EvidenceBundle {
-            format: BUNDLE_FORMAT,
+            // Format 1, what this generator wrote; this version writes 2 (`BUNDLE_FORMAT`), whose
+            // vectors `tests/golden_v2/` makes.
+            format: 1,
             document: Some(doc.wire.clone()),
             acceptance: Some(ev(EvidenceKind::Accepted, None, 1_204, &hub, &none)),
             evidence: vec![

@@ -34,8 +34,13 @@ pub use report::{BundleError, Item, Problem, Report, Step, StepKind};
 /// bundle is recognised as one before anything is decoded.
 pub const MAGIC: &[u8] = b"EXCHANGE-EVIDENCE-BUNDLE-V1\n";
 
-/// The bundle format this version writes and reads (`EvidenceBundle.format`).
-pub const BUNDLE_FORMAT: u32 = 1;
+/// The bundle format this version writes (`EvidenceBundle.format`): 2, whose signatures may
+/// be batch signatures (`ed25519-merkle-sha256`, an inclusion path each). Format 1 bundles
+/// (every signature a single `ed25519`) are still read: see [`READABLE_FORMATS`].
+pub const BUNDLE_FORMAT: u32 = 2;
+
+/// Every bundle format this version reads.
+pub const READABLE_FORMATS: &[u32] = &[1, 2];
 
 /// Field number of `EvidenceBundle.content`, the last field: content can be appended to an
 /// encoded bundle part by part (see [`part_frame`]).
@@ -82,7 +87,7 @@ pub fn part_frame(index: u32, size: u64) -> Vec<u8> {
 }
 
 /// Decodes a bundle file: the magic, one `EvidenceBundle` that accounts for every byte after
-/// it, and format [`BUNDLE_FORMAT`]. Checks no signature.
+/// it, and one of the [`READABLE_FORMATS`]. Checks no signature.
 pub fn decode_bundle(bytes: &[u8]) -> Result<pb::EvidenceBundle, BundleError> {
     let body = bytes.strip_prefix(MAGIC).ok_or(BundleError::BadMagic)?;
     let bundle = pb::EvidenceBundle::decode(body).map_err(BundleError::Decode)?;
@@ -94,7 +99,7 @@ pub fn decode_bundle(bytes: &[u8]) -> Result<pb::EvidenceBundle, BundleError> {
             bytes: body.len().abs_diff(used),
         });
     }
-    if bundle.format != BUNDLE_FORMAT {
+    if !READABLE_FORMATS.contains(&bundle.format) {
         return Err(BundleError::Format(bundle.format));
     }
     Ok(bundle)

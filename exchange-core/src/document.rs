@@ -11,7 +11,7 @@ use exchange_proto::v1 as pb;
 use crate::{
     identity::Principal,
     ids::{DeptId, DocumentId},
-    signing::{Context, Digest, SignError, SigningKey, Verifier},
+    signing::{BatchSigner, Context, Digest, SignError, SigningKey, Verifier},
 };
 
 /// Limits on what a header may carry. Refusals name the field and the limit.
@@ -242,6 +242,22 @@ impl SignedDoc {
         })
     }
 
+    /// As [`SignedDoc::seal`], signed together with whatever else `signer` has waiting (one
+    /// batch signature, see [`BatchSigner`]). The header is validated before it is signed.
+    pub async fn seal_batched(
+        header: &pb::DocumentHeader,
+        signer: &BatchSigner,
+    ) -> Result<Self, DocError> {
+        let bytes = prost::Message::encode_to_vec(header);
+        let mut doc = Self::decode(pb::SignedDocument {
+            header: bytes,
+            signature: None,
+        })?;
+        let signature = signer.sign(Context::DocumentHeader, &doc.wire.header).await;
+        doc.wire.signature = Some(signature);
+        Ok(doc)
+    }
+
     /// Decodes and validates without checking the signature: for documents read back from this
     /// process's own store, which were verified before they were stored.
     pub fn decode(wire: pb::SignedDocument) -> Result<Self, DocError> {
@@ -410,6 +426,20 @@ impl SignedEvidence {
     pub fn seal(evidence: Evidence, key: &SigningKey) -> Self {
         let bytes = prost::Message::encode_to_vec(&pb::Evidence::from(&evidence));
         let signature = key.sign(Context::Evidence, &bytes);
+        SignedEvidence {
+            evidence,
+            wire: pb::SignedEvidence {
+                evidence: bytes,
+                signature: Some(signature),
+            },
+        }
+    }
+
+    /// As [`SignedEvidence::seal`], signed together with whatever else `signer` has waiting
+    /// (one batch signature, see [`BatchSigner`]).
+    pub async fn seal_batched(evidence: Evidence, signer: &BatchSigner) -> Self {
+        let bytes = prost::Message::encode_to_vec(&pb::Evidence::from(&evidence));
+        let signature = signer.sign(Context::Evidence, &bytes).await;
         SignedEvidence {
             evidence,
             wire: pb::SignedEvidence {

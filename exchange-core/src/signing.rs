@@ -19,8 +19,27 @@ use rustls::pki_types::{CertificateDer, TrustAnchor, UnixTime};
 
 use crate::{config::SigningPaths, identity::Principal, tls::read_pem_file};
 
-/// The one algorithm name in use today. Each signature names its algorithm so this can change.
+mod batch;
+pub mod merkle;
+
+pub use batch::BatchSigner;
+
+/// One Ed25519 signature over `context || bytes`. Each signature names its algorithm so this
+/// can change.
 pub const ED25519: &str = "ed25519";
+
+/// One Ed25519 signature over the root of a Merkle tree of many statements
+/// ([`merkle`]); the signature's `batch` places the statement in that tree.
+pub const ED25519_BATCH: &str = "ed25519-merkle-sha256";
+
+/// What a batch signature signs before the tree size and root.
+const BATCH_ROOT_PREFIX: &[u8] = b"exchange.v1.BatchRoot\0";
+
+/// The message a batch signature covers: the prefix, the tree size (8 bytes, big-endian) and
+/// the root.
+fn batch_root_message(tree_size: u64, root: &merkle::Hash) -> Vec<u8> {
+    [BATCH_ROOT_PREFIX, &tree_size.to_be_bytes(), root].concat()
+}
 
 /// What a signature covers; the context string is signed before the bytes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -35,7 +54,9 @@ pub enum Context {
 }
 
 impl Context {
-    fn prefix(self) -> &'static [u8] {
+    /// The context string signed before the bytes (and hashed into a batch leaf, see
+    /// [`merkle::leaf_hash`]).
+    pub fn prefix(self) -> &'static [u8] {
         match self {
             Context::DocumentHeader => b"exchange.v1.DocumentHeader\0",
             Context::Evidence => b"exchange.v1.Evidence\0",
@@ -102,6 +123,17 @@ pub enum SignError {
     /// The bytes were altered, or signed with another key.
     #[error("signature does not match the signed bytes")]
     BadSignature,
+    /// A batch signature whose inclusion path is malformed, or does not lead from these bytes
+    /// to the root the signature covers.
+    #[error("batch signature: inclusion path of leaf {index} of {size}: {reason}")]
+    Inclusion {
+        /// The leaf's claimed position.
+        index: u64,
+        /// The claimed batch size.
+        size: u64,
+        /// What is wrong.
+        reason: String,
+    },
 }
 
 /// This hub's or node's document-signing key with its certificate.
@@ -233,7 +265,37 @@ impl SigningKey {
             algorithm: ED25519.to_owned(),
             signer_cert: self.cert_der.clone(),
             value: self.pair.sign(&msg).as_ref().to_vec(),
+            batch: None,
         }
+    }
+
+    /// Signs a batch: one signature over the Merkle root of `leaves` ([`merkle::leaf_hash`] of
+    /// each statement under its context), and for each leaf, in order, its signature: that one
+    /// signature with the leaf's inclusion path. Empty for no leaves.
+    pub fn sign_batch(&self, leaves: &[merkle::Hash]) -> Vec<pb::Signature> {
+        let Some((root, paths)) = merkle::build(leaves) else {
+            return Vec::new();
+        };
+        let size = leaves.len() as u64;
+        let value = self
+            .pair
+            .sign(&batch_root_message(size, &root))
+            .as_ref()
+            .to_vec();
+        paths
+            .into_iter()
+            .enumerate()
+            .map(|(i, path)| pb::Signature {
+                algorithm: ED25519_BATCH.to_owned(),
+                signer_cert: self.cert_der.clone(),
+                value: value.clone(),
+                batch: Some(pb::BatchInclusion {
+                    leaf_index: i as u64,
+                    tree_size: size,
+                    path: path.into_iter().map(|h| h.to_vec()).collect(),
+                }),
+            })
+            .collect()
     }
 }
 
@@ -245,6 +307,37 @@ impl SigningKey {
 pub struct Verifier {
     anchor: TrustAnchor<'static>,
     trusted: Arc<Mutex<SignerCache>>,
+    /// Batch signatures already checked (see [`RootCache`]).
+    roots: Arc<Mutex<RootCache>>,
+}
+
+/// Batch roots remembered; the oldest is forgotten first (and checked again if it comes back).
+/// A batch's statements arrive close together (a hub pushes a sender's batch to its recipients
+/// within moments), so a few thousand cover every batch in flight.
+const ROOT_CACHE_SIZE: usize = 4_096;
+
+/// Batch signatures that verified: `SHA-256(certificate digest ‖ signed message ‖ signature)`.
+/// Only the Ed25519 check over the root is skipped on a hit; the inclusion path, the
+/// certificate and its validity at the statement's time are checked every time. Failures are
+/// never cached.
+#[derive(Debug, Default)]
+struct RootCache {
+    seen: std::collections::HashSet<Digest>,
+    order: VecDeque<Digest>,
+}
+
+impl RootCache {
+    fn insert(&mut self, d: Digest) {
+        if !self.seen.insert(d) {
+            return;
+        }
+        self.order.push_back(d);
+        while self.order.len() > ROOT_CACHE_SIZE {
+            if let Some(old) = self.order.pop_front() {
+                self.seen.remove(&old);
+            }
+        }
+    }
 }
 
 /// Most signer certificates remembered; beyond it the oldest entry is forgotten (and simply
@@ -320,11 +413,18 @@ impl Verifier {
         Ok(Verifier {
             anchor,
             trusted: Arc::default(),
+            roots: Arc::default(),
         })
     }
 
     fn cache(&self) -> std::sync::MutexGuard<'_, SignerCache> {
         self.trusted
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    fn root_cache(&self) -> std::sync::MutexGuard<'_, RootCache> {
+        self.roots
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
@@ -342,9 +442,34 @@ impl Verifier {
         bytes: &[u8],
         at_unix_secs: u64,
     ) -> Result<Principal, SignError> {
-        if sig.algorithm != ED25519 {
-            return Err(SignError::Algorithm(sig.algorithm.clone()));
-        }
+        let (msg, root_key) = match (sig.algorithm.as_str(), &sig.batch) {
+            (ED25519, None) => ([context.prefix(), bytes].concat(), None),
+            (ED25519_BATCH, Some(b)) => {
+                let inclusion = |reason: String| SignError::Inclusion {
+                    index: b.leaf_index,
+                    size: b.tree_size,
+                    reason,
+                };
+                let leaf = merkle::leaf_hash(context.prefix(), bytes);
+                let root = merkle::root_from_path(leaf, b.leaf_index, b.tree_size, &b.path)
+                    .map_err(|e| inclusion(e.to_string()))?;
+                let msg = batch_root_message(b.tree_size, &root);
+                let key =
+                    Digest::of(&[&Digest::of(&sig.signer_cert).0[..], &msg, &sig.value].concat());
+                (msg, Some(key))
+            }
+            (ED25519_BATCH, None) => {
+                return Err(SignError::Algorithm(format!(
+                    "{ED25519_BATCH} without its batch inclusion"
+                )));
+            }
+            (ED25519, Some(_)) => {
+                return Err(SignError::Algorithm(format!(
+                    "{ED25519} with a batch inclusion (a batch signature must say {ED25519_BATCH})"
+                )));
+            }
+            (other, _) => return Err(SignError::Algorithm(other.to_owned())),
+        };
         let cert = CertificateDer::from(sig.signer_cert.as_slice());
         let ee = webpki::EndEntityCert::try_from(&cert)
             .map_err(|e| SignError::Certificate(e.to_string()))?;
@@ -362,9 +487,21 @@ impl Verifier {
                 None
             }
         };
-        let msg = [context.prefix(), bytes].concat();
-        ee.verify_signature(webpki::ring::ED25519, &msg, &sig.value)
-            .map_err(|_| SignError::BadSignature)?;
+        let known_root = root_key.is_some_and(|k| self.root_cache().seen.contains(&k));
+        if !known_root {
+            ee.verify_signature(webpki::ring::ED25519, &msg, &sig.value)
+                .map_err(|_| match &sig.batch {
+                    Some(b) => SignError::Inclusion {
+                        index: b.leaf_index,
+                        size: b.tree_size,
+                        reason: "these bytes and this path do not lead to the root the signature covers (the statement, the path or the signature was altered)".into(),
+                    },
+                    None => SignError::BadSignature,
+                })?;
+            if let Some(k) = root_key {
+                self.root_cache().insert(k);
+            }
+        }
         if let Some(p) = principal {
             return Ok(p);
         }
@@ -503,6 +640,120 @@ mod tests {
             other.verify(&sig, Context::Evidence, b"bytes", june),
             Err(SignError::Certificate(_))
         ));
+    }
+
+    #[test]
+    fn every_statement_of_a_batch_verifies_alone_and_nothing_else_does() {
+        let (ca, key) = pki("Batch Test CA");
+        let v = Verifier::new(&ca).unwrap();
+        let june = secs(datetime!(2020-06-01 00:00 UTC));
+        let stmts: Vec<Vec<u8>> = (0..5u8).map(|i| vec![i; 40]).collect();
+        let leaves: Vec<_> = stmts
+            .iter()
+            .map(|b| merkle::leaf_hash(Context::Evidence.prefix(), b))
+            .collect();
+        let sigs = key.sign_batch(&leaves);
+        assert_eq!(sigs.len(), 5);
+        assert!(
+            sigs.iter().all(|s| s.value == sigs[0].value),
+            "one signature"
+        );
+        for (b, sig) in stmts.iter().zip(&sigs) {
+            assert_eq!(sig.algorithm, ED25519_BATCH);
+            assert_eq!(
+                v.verify(sig, Context::Evidence, b, june).unwrap(),
+                *key.principal()
+            );
+        }
+        assert_eq!(v.root_cache().seen.len(), 1, "the root is checked once");
+        let fails = |sig: &pb::Signature, ctx, bytes: &[u8]| {
+            let e = v.verify(sig, ctx, bytes, june).unwrap_err();
+            (matches!(e, SignError::Inclusion { .. }), e.to_string())
+        };
+        // Another statement, another context, a changed path, position or size: each refused,
+        // naming the inclusion path, though the root's signature is cached.
+        let (inclusion, msg) = fails(&sigs[1], Context::Evidence, &stmts[2]);
+        assert!(inclusion, "{msg}");
+        assert!(
+            msg.starts_with("batch signature: inclusion path of leaf 1 of 5"),
+            "{msg}"
+        );
+        assert!(fails(&sigs[1], Context::DocumentHeader, &stmts[1]).0);
+        let mut tampered = sigs[3].clone();
+        let b = tampered.batch.as_mut().unwrap();
+        b.path[1][7] ^= 0x20;
+        assert!(fails(&tampered, Context::Evidence, &stmts[3]).0);
+        let mut moved = sigs[3].clone();
+        moved.batch.as_mut().unwrap().leaf_index = 2;
+        assert!(fails(&moved, Context::Evidence, &stmts[3]).0);
+        let mut grown = sigs[4].clone();
+        grown.batch.as_mut().unwrap().tree_size = 6;
+        assert!(fails(&grown, Context::Evidence, &stmts[4]).0);
+        let mut short = sigs[0].clone();
+        short.batch.as_mut().unwrap().path.pop();
+        let (inclusion, msg) = fails(&short, Context::Evidence, &stmts[0]);
+        assert!(
+            inclusion && msg.contains("do not fit leaf 0 of a tree of 5"),
+            "{msg}"
+        );
+        // The two forms cannot be mixed up.
+        let mut unbatched = sigs[0].clone();
+        unbatched.batch = None;
+        assert!(matches!(
+            v.verify(&unbatched, Context::Evidence, &stmts[0], june),
+            Err(SignError::Algorithm(_))
+        ));
+        let mut relabelled = sigs[0].clone();
+        relabelled.algorithm = ED25519.into();
+        assert!(matches!(
+            v.verify(&relabelled, Context::Evidence, &stmts[0], june),
+            Err(SignError::Algorithm(_))
+        ));
+        // A cached root still has its certificate checked at the statement's time.
+        let late = secs(datetime!(2021-06-01 00:00 UTC));
+        assert!(matches!(
+            v.verify(&sigs[0], Context::Evidence, &stmts[0], late),
+            Err(SignError::Certificate(_))
+        ));
+        // Under another CA the cached root counts for nothing.
+        let (other_ca, _) = pki("Another CA");
+        assert!(
+            Verifier::new(&other_ca)
+                .unwrap()
+                .verify(&sigs[0], Context::Evidence, &stmts[0], june)
+                .is_err()
+        );
+    }
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn statements_waiting_together_share_one_signature() {
+        let (ca, key) = pki("Batch Signer CA");
+        let v = Verifier::new(&ca).unwrap();
+        let june = secs(datetime!(2020-06-01 00:00 UTC));
+        let signer = BatchSigner::spawn(Arc::new(key));
+        // On one thread every caller queues its statement before the signer runs again.
+        let calls: Vec<_> = (0..100u8)
+            .map(|i| {
+                let s = signer.clone();
+                tokio::spawn(async move {
+                    let bytes = vec![i; 10];
+                    (s.sign(Context::Evidence, &bytes).await, bytes)
+                })
+            })
+            .collect();
+        let mut values = std::collections::HashSet::new();
+        for call in calls {
+            let (sig, bytes) = call.await.unwrap();
+            v.verify(&sig, Context::Evidence, &bytes, june).unwrap();
+            assert_eq!(sig.batch.as_ref().unwrap().tree_size, 100);
+            values.insert(sig.value);
+        }
+        assert_eq!(values.len(), 1, "one signature for the hundred");
+        // Alone, a statement is signed at once, in a batch of one.
+        let alone = signer.sign(Context::Evidence, b"alone").await;
+        assert_eq!(alone.batch.as_ref().unwrap().tree_size, 1);
+        assert!(v.verify(&alone, Context::Evidence, b"alone", june).is_ok());
+        assert!(v.verify(&alone, Context::Evidence, b"other", june).is_err());
     }
 
     #[test]

@@ -28,7 +28,7 @@ use anyhow::Context as _;
 use exchange_core::{
     blob::BlobStore,
     config::HubConfig,
-    signing::{SigningKey, Verifier},
+    signing::{BatchSigner, SigningKey, Verifier},
     store::Store,
     tls,
 };
@@ -49,7 +49,9 @@ pub(crate) struct Hub {
     pub(crate) directory: Directory,
     pub(crate) store: Store,
     pub(crate) blobs: BlobStore,
-    pub(crate) signer: SigningKey,
+    pub(crate) signer: Arc<SigningKey>,
+    /// Signs statements on busy paths in batches, with `signer`'s key.
+    pub(crate) batch_signer: BatchSigner,
     pub(crate) verifier: Verifier,
     pub(crate) sessions: delivery::Sessions,
     pub(crate) shutdown: CancellationToken,
@@ -88,7 +90,8 @@ fn open(cfg: HubConfig, shutdown: CancellationToken) -> anyhow::Result<Hub> {
         .with_sealer(exchange_core::store::sealing::Sealer::new(keys));
     let blobs = BlobStore::open(&data.join("blobs"), store.sealer().keys().cloned())
         .with_context(|| format!("opening blobs in {}", data.display()))?;
-    let signer = load_signer(&cfg)?;
+    let signer = Arc::new(load_signer(&cfg)?);
+    let batch_signer = BatchSigner::spawn(Arc::clone(&signer));
     let verifier = Verifier::new(&tls::ca_der(&cfg.tls)?).context("loading the CA certificate")?;
     let directory = Directory::from_config(&cfg.departments)?.with_groups(&cfg.groups)?;
     Ok(Hub {
@@ -97,6 +100,7 @@ fn open(cfg: HubConfig, shutdown: CancellationToken) -> anyhow::Result<Hub> {
         store,
         blobs,
         signer,
+        batch_signer,
         verifier,
         sessions: delivery::Sessions::default(),
         shutdown,

@@ -261,10 +261,11 @@ impl HubService {
             }
         }
         let at = now_ms();
-        let acceptance = SignedEvidence::seal(
+        let acceptance = SignedEvidence::seal_batched(
             Evidence::about(&doc, EvidenceKind::Accepted, None, at),
-            &hub.signer,
+            &hub.batch_signer,
         )
+        .await
         .wire;
         let recipients: Vec<DeptId> = h.recipients.iter().map(|r| r.dept.clone()).collect();
         let id = h.id;

@@ -33,7 +33,7 @@ use exchange_core::{
     blob::BlobStore,
     config::NodeConfig,
     identity::Principal,
-    signing::{SigningKey, Verifier},
+    signing::{BatchSigner, SigningKey, Verifier},
     store::Store,
     tls,
 };
@@ -51,7 +51,9 @@ pub(crate) struct Node {
     pub(crate) cfg: NodeConfig,
     pub(crate) store: Store,
     pub(crate) blobs: BlobStore,
-    pub(crate) signer: SigningKey,
+    pub(crate) signer: Arc<SigningKey>,
+    /// Signs statements on busy paths in batches, with `signer`'s key.
+    pub(crate) batch_signer: BatchSigner,
     pub(crate) verifier: Verifier,
     /// Something was put in the outbox.
     pub(crate) outbox_wake: Notify,
@@ -80,7 +82,8 @@ impl Node {
             .with_sealer(exchange_core::store::sealing::Sealer::new(keys));
         let blobs = BlobStore::open(&data.join("blobs"), store.sealer().keys().cloned())
             .with_context(|| format!("opening blobs in {}", data.display()))?;
-        let signer = load_signer(&cfg)?;
+        let signer = Arc::new(load_signer(&cfg)?);
+        let batch_signer = BatchSigner::spawn(Arc::clone(&signer));
         let verifier =
             Verifier::new(&tls::ca_der(&cfg.tls)?).context("loading the CA certificate")?;
         let (events, _) = tokio::sync::watch::channel(0);
@@ -89,6 +92,7 @@ impl Node {
             store,
             blobs,
             signer,
+            batch_signer,
             verifier,
             outbox_wake: Notify::new(),
             hub_up: Notify::new(),

@@ -276,8 +276,9 @@ pub(crate) async fn submit(
         metadata: draft.metadata,
         parts,
     };
-    let doc =
-        SignedDoc::seal(&header, &node.signer).map_err(|e| ServiceError::invalid(e.to_string()))?;
+    let doc = SignedDoc::seal_batched(&header, &node.batch_signer)
+        .await
+        .map_err(|e| ServiceError::invalid(e.to_string()))?;
     let (title_len, recipients) = (doc.header.title.len(), doc.header.recipients.len());
     let id = store::submit(&node.store, doc, key, inline, now).await?;
     info!(doc_id = %id, recipients, title_len, "submitted");

@@ -284,15 +284,16 @@ async fn receive(
         }
     }
     let at = now_ms();
-    let receipt = SignedEvidence::seal(
+    let receipt = SignedEvidence::seal_batched(
         Evidence::about(
             &doc,
             EvidenceKind::Delivered,
             Some(node.cfg.node.id.clone()),
             at,
         ),
-        &node.signer,
+        &node.batch_signer,
     )
+    .await
     .wire;
     let sender = doc.header.sender.clone();
     let (receipt, seq) = store::receive(&node.store, doc, acc, addition, inline, receipt, at)

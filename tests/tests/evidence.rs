@@ -202,7 +202,8 @@ async fn a_flipped_byte_anywhere_in_a_bundle_or_another_ca_fails_verification() 
         (
             sig,
             "sig.bundle",
-            "document header: signature does not match the signed bytes",
+            // The node seals documents in batches: one signature over a batch's Merkle root.
+            "document header: batch signature: inclusion path of leaf 0 of 1: these bytes and this path do not lead to the root the signature covers",
         ),
         (evidence, "evidence.bundle", "evidence #1"),
         (

@@ -106,6 +106,11 @@ pub struct SteadyReport {
     pub receipt_latency: Summary,
     /// CPU seconds per document of each process during the full-load phase.
     pub cpu_secs_per_doc: BTreeMap<String, f64>,
+    /// CPU milliseconds per document during the full-load phase, every process measured: the
+    /// hub, every node and the bench itself (which plays the departments' OA systems).
+    pub cpu_ms_per_doc_total: f64,
+    /// CPU milliseconds per document of the hub alone, during the full-load phase.
+    pub cpu_ms_per_doc_hub: f64,
     /// fsync + fdatasync calls per document, all processes (if counted).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub fsyncs_per_doc: Option<f64>,
@@ -211,6 +216,9 @@ async fn measure(
     let (inbox, receipts) =
         events.with(|log| (reached(&subs, &log.received), reached(&subs, &log.receipts)));
 
+    let cpu_secs_per_doc = cpu_used(&before, &after, n as f64);
+    let cpu_ms_per_doc_total = round3(cpu_secs_per_doc.values().sum::<f64>() * 1e3);
+    let cpu_ms_per_doc_hub = round3(cpu_secs_per_doc.get("hub").copied().unwrap_or(0.0) * 1e3);
     let mut report = SteadyReport {
         senders: args.senders,
         receivers: args.receivers,
@@ -224,7 +232,9 @@ async fn measure(
         receipts_per_sec: round3(receipts.count as f64 / secs_between(t0, receipts.last_us)),
         latency: inbox.latency,
         receipt_latency: receipts.latency,
-        cpu_secs_per_doc: cpu_used(&before, &after, n as f64),
+        cpu_secs_per_doc,
+        cpu_ms_per_doc_total,
+        cpu_ms_per_doc_hub,
         fsyncs_per_doc: fsyncs.as_ref().map(|f| round3(f.total as f64 / n as f64)),
         syscalls_per_doc: fsyncs
             .as_ref()

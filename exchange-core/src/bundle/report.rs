@@ -139,7 +139,7 @@ pub enum BundleError {
         bytes: usize,
     },
     /// A bundle format this version cannot read.
-    #[error("bundle format {0} is not supported (expected 1)")]
+    #[error("bundle format {0} is not supported (this version reads formats 1 and 2)")]
     Format(u32),
     /// One item of the bundle does not verify.
     #[error("{item}: {problem}")]

@@ -256,11 +256,11 @@ fn magic_trailing_bytes_unknown_fields_and_format_are_checked() {
         err.to_string().starts_with("the bundle does not decode"),
         "{err}"
     );
-    let mut two = good;
-    two.format = 2;
+    let mut three = good;
+    three.format = 3;
     assert_eq!(
-        failure(&two, &v),
-        "bundle format 2 is not supported (expected 1)"
+        failure(&three, &v),
+        "bundle format 3 is not supported (this version reads formats 1 and 2)"
     );
 }
 
