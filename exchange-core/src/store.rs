@@ -19,6 +19,7 @@ pub mod sealing;
 use std::{
     path::{Path, PathBuf},
     sync::{Arc, mpsc},
+    time::{Duration, Instant},
 };
 
 use redb::{
@@ -404,14 +405,34 @@ fn commit_failure(e: impl Into<redb::Error>) -> impl Fn() -> StoreError {
     }
 }
 
+/// How long a busy writer waits for more jobs before it commits (PostgreSQL's `commit_delay`).
+/// Every commit rewrites the pages from each touched leaf up to its table's root and redb's
+/// allocator state, and fsyncs: that cost is per commit, whatever it holds, so under load a
+/// commit that holds more acknowledgements costs less per acknowledgement.
+const COMMIT_DELAY: Duration = Duration::from_millis(1);
+
+/// A writer that committed less than this long ago is busy, and waits [`COMMIT_DELAY`]; an idle
+/// writer commits at once.
+const BUSY: Duration = Duration::from_millis(5);
+
 fn writer(handle: &Handle, path: &Path, rx: &mpsc::Receiver<Box<dyn WriteJob>>) {
     let mut broken = false;
+    let mut last_commit: Option<Instant> = None;
     while let Ok(first) = rx.recv() {
         let mut batch = vec![first];
+        let deadline = last_commit
+            .filter(|t| t.elapsed() < BUSY)
+            .map(|_| Instant::now() + COMMIT_DELAY);
         while batch.len() < MAX_BATCH {
-            match rx.try_recv() {
-                Ok(job) => batch.push(job),
-                Err(_) => break,
+            let next = match deadline {
+                Some(d) => rx
+                    .recv_timeout(d.saturating_duration_since(Instant::now()))
+                    .ok(),
+                None => rx.try_recv().ok(),
+            };
+            match next {
+                Some(job) => batch.push(job),
+                None => break,
             }
         }
         if broken {
@@ -437,6 +458,7 @@ fn writer(handle: &Handle, path: &Path, rx: &mpsc::Receiver<Box<dyn WriteJob>>) 
             continue;
         };
         broken = run_batch(&db, batch, &handle.commits);
+        last_commit = Some(Instant::now());
     }
 }
 
