@@ -215,6 +215,13 @@ fn steady_rows(r: &SteadyReport) -> Vec<(String, String)> {
             latency(&r.receipt_latency),
         ),
         row("CPU ms per document", per_process(&fixed(&cpu_ms, 3))),
+        row(
+            "CPU ms per document: all / hub",
+            format!(
+                "{:.3} / {:.3}",
+                r.cpu_ms_per_doc_total, r.cpu_ms_per_doc_hub
+            ),
+        ),
     ];
     match (&r.fsyncs_per_doc, &r.fsyncs) {
         (Some(per), Some(f)) => rows.push(row(

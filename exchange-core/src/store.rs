@@ -405,11 +405,12 @@ fn commit_failure(e: impl Into<redb::Error>) -> impl Fn() -> StoreError {
     }
 }
 
-/// How long a busy writer waits for more jobs before it commits (PostgreSQL's `commit_delay`).
+/// How long a busy writer waits for more jobs before it commits (PostgreSQL's `commit_delay`;
+/// docs/benchmarks.md has 0.5 and 1 ms measured).
 /// Every commit rewrites the pages from each touched leaf up to its table's root and redb's
 /// allocator state, and fsyncs: that cost is per commit, whatever it holds, so under load a
 /// commit that holds more acknowledgements costs less per acknowledgement.
-const COMMIT_DELAY: Duration = Duration::from_millis(1);
+const COMMIT_DELAY: Duration = Duration::from_micros(500);
 
 /// A writer that committed less than this long ago is busy, and waits [`COMMIT_DELAY`]; an idle
 /// writer commits at once.
