@@ -97,7 +97,9 @@
 //!   `unsafe`, no extra crate), and a process with the DEKs can read everything.
 //! - *A deleted key ring* cannot be recovered from the data: back it up with the store (it is
 //!   useless without the KEK). [`Keyring::open_or_create`] creates a ring only when none exists;
-//!   a caller opening a store that already has data uses [`Keyring::open`].
+//!   a caller opening a store that already has data uses [`Keyring::open`]. The daemons open
+//!   their stores through `store::sealing::open_store`, which marks a store as encrypted and
+//!   refuses a marked store whose ring is missing, rather than make a new one.
 
 mod chunked;
 mod error;

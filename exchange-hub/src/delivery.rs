@@ -13,6 +13,8 @@
 //! alone: audited, the node told with `AckRefused`, the item left queued but not pushed again on
 //! this stream, and the stream goes on (docs/delivery.md).
 
+pub(crate) mod damaged;
+
 use std::{
     collections::{HashMap, HashSet},
     sync::{Arc, Mutex},
@@ -191,14 +193,27 @@ async fn push_loop(
                 look = false;
                 break;
             };
+            let item = match item {
+                Ok(item) => item,
+                Err(e) => {
+                    damaged::park(hub, dept, None, &e, "the queue item does not decode").await?;
+                    parked.insert(key);
+                    continue;
+                }
+            };
             if busy.iter().any(|b| b.priority < key.priority) {
                 // Something more urgent is in flight: it is stored alone, not alongside (and
                 // possibly after) less urgent items pushed behind it.
                 look = false;
                 break;
             }
-            let Some((push, pending)) = prepare(hub, dept, key, item).await? else {
-                continue; // dropped unpushed (and removed from the queue)
+            let (push, pending) = match prepare(hub, dept, key, item).await? {
+                Prepared::Push(push) => *push,
+                Prepared::Done => continue, // not pushed, and removed from the queue
+                Prepared::Parked => {
+                    parked.insert(key);
+                    continue;
+                }
             };
             seq += 1;
             let push = pb::HubPush {
@@ -299,25 +314,50 @@ async fn refuse_ack(
     let _ = tx.send(Ok(push)).await;
 }
 
-/// The push for a queued item, or `None` if it is dropped unpushed (its document is gone, or
-/// was recalled before this recipient had it); a dropped item leaves the queue.
+/// What to do with a queued item.
+enum Prepared {
+    /// Push it, and wait for this (boxed: a delivery is large, the other answers empty).
+    Push(Box<(pb::hub_push::Item, Pending)>),
+    /// Nothing to push, and it has left the queue: its document is gone, was recalled before
+    /// this recipient had it, or is damaged and reported NOT_DELIVERED ([`damaged`]).
+    Done,
+    /// Damaged, audited and left queued: not pushed again on this stream ([`damaged`]).
+    Parked,
+}
+
+impl From<damaged::Outcome> for Prepared {
+    fn from(o: damaged::Outcome) -> Self {
+        match o {
+            damaged::Outcome::Reported => Prepared::Done,
+            damaged::Outcome::Parked => Prepared::Parked,
+        }
+    }
+}
+
+/// The push for a queued item, or what became of it instead.
 async fn prepare(
     hub: &Hub,
     dept: &DeptId,
     key: QueueKey,
     item: Outbound,
-) -> Result<Option<(pb::hub_push::Item, Pending)>, ServiceError> {
-    Ok(Some(match item {
+) -> Result<Prepared, ServiceError> {
+    let (push, pending) = match item {
         Outbound::Deliver(id) => {
-            let Some(view) = store::push_view(&hub.store, id, dept.clone()).await? else {
+            let view = match store::push_view(&hub.store, id, dept.clone()).await {
+                Err(e) if damaged::is_damage(&e) => {
+                    return Ok(damaged::not_delivered(hub, dept, key, id, &e).await?.into());
+                }
+                other => other?,
+            };
+            let Some(view) = view else {
                 warn!(doc_id = %id, "queued delivery for a missing document: dropped");
                 store::ack(&hub.store, dept.clone(), key).await?;
-                return Ok(None);
+                return Ok(Prepared::Done);
             };
             if view.withdrawn {
                 info!(doc_id = %id, recipient = %dept, "recalled before delivery: not pushed");
                 store::ack(&hub.store, dept.clone(), key).await?;
-                return Ok(None);
+                return Ok(Prepared::Done);
             }
             if !hub.sessions.first_push(id, dept) {
                 audit::record(
@@ -341,7 +381,14 @@ async fn prepare(
         Outbound::Notice(e) => {
             let recall = match SignedEvidence::decode(e.clone()) {
                 Ok(n) if n.evidence.kind == EvidenceKind::Recall => {
-                    store::document(&hub.store, n.evidence.doc_id).await?
+                    let id = n.evidence.doc_id;
+                    match store::document(&hub.store, id).await {
+                        Err(e) if damaged::is_damage(&e) => {
+                            let why = "a recall notice needs the document";
+                            return Ok(damaged::park(hub, dept, Some(id), &e, why).await?.into());
+                        }
+                        other => other?,
+                    }
                 }
                 _ => None,
             };
@@ -351,7 +398,8 @@ async fn prepare(
             };
             (pb::hub_push::Item::Notice(e), pending)
         }
-    }))
+    };
+    Ok(Prepared::Push(Box::new((push, pending))))
 }
 
 /// Commits what the node's acknowledgement of one item means, and removes the item from the

@@ -12,7 +12,7 @@ use exchange_core::{
 };
 use tracing::{info, warn};
 
-use crate::{Hub, store};
+use crate::{Hub, delivery::damaged, store};
 
 /// How often queued deliveries are checked.
 const EVERY: Duration = Duration::from_secs(2);
@@ -47,7 +47,16 @@ fn deadline(hub: &Hub, accepted_at_ms: i64, reply_deadline_ms: i64) -> Option<i6
 async fn expire_due(hub: &Hub) -> Result<(), ServiceError> {
     let now = now_ms();
     for (dept, key, id) in store::queued_deliveries(&hub.store).await? {
-        let Some(rec) = store::document(&hub.store, id).await? else {
+        let rec = match store::document(&hub.store, id).await {
+            // Damaged: its deadline cannot be read. Passed over, so that it does not stop every
+            // pass here; the push to the recipient reports it (`delivery::damaged`).
+            Err(e) if damaged::is_damage(&e) => {
+                tracing::debug!(doc_id = %id, error = %e, "damaged document passed over by expiry");
+                continue;
+            }
+            other => other?,
+        };
+        let Some(rec) = rec else {
             continue;
         };
         let doc = rec.doc;

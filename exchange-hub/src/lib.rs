@@ -72,7 +72,7 @@ pub fn check_config(cfg: &HubConfig) -> anyhow::Result<()> {
     Verifier::new(&tls::ca_der(&cfg.tls)?).context("loading the CA certificate")?;
     load_signer(cfg)?;
     Directory::from_config(&cfg.departments)?.with_groups(&cfg.groups)?;
-    exchange_core::store::sealing::data_keys(&cfg.hub.data_dir, cfg.encryption.as_ref(), false)
+    exchange_core::store::sealing::data_keys(&cfg.hub.data_dir, cfg.encryption.as_ref())
         .context("checking the data directory's keys ([encryption])")?;
     Ok(())
 }
@@ -82,12 +82,20 @@ fn open(cfg: HubConfig, shutdown: CancellationToken) -> anyhow::Result<Hub> {
     let data = &cfg.hub.data_dir;
     std::fs::create_dir_all(data)
         .with_context(|| format!("creating data directory {}", data.display()))?;
-    // Before the store is touched: a wrong key changes nothing on disk.
-    let keys = exchange_core::store::sealing::data_keys(data, cfg.encryption.as_ref(), true)
-        .context("opening the data directory's keys ([encryption])")?;
-    let store = Store::open(&data.join("hub.redb"), "hub", store::SCHEMA)
-        .with_context(|| format!("opening the hub store in {}", data.display()))?
-        .with_sealer(exchange_core::store::sealing::Sealer::new(keys));
+    // The keys are checked before the store is touched: a wrong key changes nothing on disk.
+    let store = exchange_core::store::sealing::open_store(
+        &data.join("hub.redb"),
+        "hub",
+        store::SCHEMA,
+        cfg.encryption.as_ref(),
+        true,
+    )
+    .with_context(|| {
+        format!(
+            "opening the hub store in {} with its keys ([encryption])",
+            data.display()
+        )
+    })?;
     let blobs = BlobStore::open(&data.join("blobs"), store.sealer().keys().cloned())
         .with_context(|| format!("opening blobs in {}", data.display()))?;
     let signer = Arc::new(load_signer(&cfg)?);

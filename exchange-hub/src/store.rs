@@ -39,7 +39,7 @@ use exchange_core::{
 use exchange_proto::v1 as pb;
 use redb::{ReadOnlyTable, ReadTransaction, TableDefinition, WriteTransaction};
 
-pub(crate) use deliveries::{delivery, record_evidence};
+pub(crate) use deliveries::{About, acceptance, delivery, record_evidence};
 pub(crate) use documents::{Accepted, accept, document, get_document, inline_content};
 pub(crate) use error::StepError;
 pub(crate) use outbound::{Outbound, ack, next_outbound, queued_deliveries};

@@ -74,12 +74,20 @@ impl Node {
         let data = &cfg.node.data_dir;
         std::fs::create_dir_all(data)
             .with_context(|| format!("creating data directory {}", data.display()))?;
-        // Before the store is touched: a wrong key changes nothing on disk.
-        let keys = exchange_core::store::sealing::data_keys(data, cfg.encryption.as_ref(), true)
-            .context("opening the data directory's keys ([encryption])")?;
-        let store = Store::open(&data.join("node.redb"), "node", store::SCHEMA)
-            .with_context(|| format!("opening the node store in {}", data.display()))?
-            .with_sealer(exchange_core::store::sealing::Sealer::new(keys));
+        // The keys are checked before the store is touched: a wrong key changes nothing on disk.
+        let store = exchange_core::store::sealing::open_store(
+            &data.join("node.redb"),
+            "node",
+            store::SCHEMA,
+            cfg.encryption.as_ref(),
+            true,
+        )
+        .with_context(|| {
+            format!(
+                "opening the node store in {} with its keys ([encryption])",
+                data.display()
+            )
+        })?;
         let blobs = BlobStore::open(&data.join("blobs"), store.sealer().keys().cloned())
             .with_context(|| format!("opening blobs in {}", data.display()))?;
         let signer = Arc::new(load_signer(&cfg)?);
@@ -149,7 +157,7 @@ pub fn check_config(cfg: &NodeConfig) -> anyhow::Result<()> {
     }
     Verifier::new(&tls::ca_der(&cfg.tls)?).context("loading the CA certificate")?;
     load_signer(cfg)?;
-    exchange_core::store::sealing::data_keys(&cfg.node.data_dir, cfg.encryption.as_ref(), false)
+    exchange_core::store::sealing::data_keys(&cfg.node.data_dir, cfg.encryption.as_ref())
         .context("checking the data directory's keys ([encryption])")?;
     Ok(())
 }

@@ -305,11 +305,8 @@ impl TestExchange {
     /// tests that read the stopped hub's store directly.
     pub fn hub_sealer(&self) -> Result<exchange_core::store::sealing::Sealer> {
         let cfg: HubConfig = exchange_core::config::load(&self.hub_config)?;
-        let keys = exchange_core::store::sealing::data_keys(
-            &cfg.hub.data_dir,
-            cfg.encryption.as_ref(),
-            false,
-        )?;
+        let keys =
+            exchange_core::store::sealing::data_keys(&cfg.hub.data_dir, cfg.encryption.as_ref())?;
         Ok(exchange_core::store::sealing::Sealer::new(keys))
     }
 

@@ -16,6 +16,9 @@ use exchange_tests::{
     cli::{entry_when, last_line, row_when},
 };
 
+#[path = "encryption/damaged.rs"]
+mod damaged;
+
 /// In the title (Chinese and ASCII) and, repeated, in the body of the test's documents.
 const TITLE_MARKER: &str = "机密标记-TITLE-MARKER-7f3a";
 const BODY_MARKER: &str = "BODY-MARKER-c41d-正文标记";
@@ -336,5 +339,112 @@ async fn the_key_encryption_key_rotates_online_and_the_rotation_is_audited() -> 
         })
         .await?;
     }
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_store_without_its_key_ring_or_its_encryption_section_refuses_to_start() -> Result<()> {
+    let mut ex = TestExchange::start(&["a", "b"]).await?;
+    let id = send_marked(&ex, true).await?;
+    entry_when(&ex, "b", &id, "received", |_| true).await?;
+    let backup = ex.root().join("b-backup");
+    ex.cli_ok("b", &["backup", "--out", backup.to_str().context("path")?])
+        .await?;
+    ex.stop_node("b").await?;
+
+    // The key ring is lost: refused, naming it and the backup to restore it from; none is made.
+    let ring = ex.node_data_dir("b").join("keyring.json");
+    std::fs::remove_file(&ring)?;
+    let err = refused_start(&ex, "b").await?;
+    assert!(
+        err.contains(&ring.display().to_string())
+            && err.contains("restore")
+            && err.contains("backup"),
+        "the error names the missing key ring and the backup: {err}"
+    );
+    assert!(!ring.exists(), "a refused start made a new key ring");
+    let (ok, _, check) = ex.cli("b", &["check-config"]).await?;
+    assert!(ok, "check-config does not open the store: {check}");
+
+    // [encryption] removed as well: refused, naming the section.
+    let mut section = None;
+    ex.edit_node_config("b", |c: &mut NodeConfig| section = c.encryption.take())?;
+    let err = refused_start(&ex, "b").await?;
+    assert!(err.contains("[encryption]"), "ring and section gone: {err}");
+    // The ring restored from the backup, still without [encryption]: refused, as before.
+    std::fs::copy(backup.join("keyring.json"), &ring)?;
+    let err = refused_start(&ex, "b").await?;
+    assert!(err.contains("[encryption]"), "section gone: {err}");
+
+    // Both back: everything reads.
+    ex.edit_node_config("b", |c: &mut NodeConfig| c.encryption = section.clone())?;
+    ex.start_node("b").await?;
+    entry_when(&ex, "b", &id, "readable with the restored key ring", |e| {
+        e["title"] == TITLE_MARKER
+    })
+    .await?;
+    Ok(())
+}
+
+#[tokio::test]
+async fn the_key_encryption_key_rotates_with_the_hub_stopped_and_the_rotation_is_audited()
+-> Result<()> {
+    let mut ex = TestExchange::start(&["a", "b"]).await?;
+    let first = send_marked(&ex, true).await?;
+    entry_when(&ex, "b", &first, "received", |_| true).await?;
+    ex.stop_hub().await?;
+
+    let new = new_kek(&ex, "hub-new.kek").await?;
+    let (ok, out, err) = ex
+        .hub_cli(&["rotate-kek", "--new", new.to_str().context("path")?])
+        .await?;
+    assert!(ok, "rotate-kek with the hub stopped: {err}");
+    assert!(out.contains("is now wrapped under"), "{out}");
+    let fingerprint = out
+        .split("key-encryption key ")
+        .nth(1)
+        .and_then(|s| s.split_whitespace().next())
+        .context("the report names the new key's fingerprint")?
+        .to_owned();
+
+    ex.edit_hub_config(|c| {
+        if let Some(enc) = c.encryption.as_mut() {
+            enc.kek = Some(new.clone());
+        }
+    })?;
+    ex.start_hub().await?;
+    let (ok, list, err) = ex
+        .hub_cli(&["audit", "list", "--json", "--event", "admin-action"])
+        .await?;
+    assert!(ok, "{err}");
+    let entries: serde_json::Value = serde_json::from_str(&list)?;
+    let rotations: Vec<_> = entries
+        .as_array()
+        .context("a JSON array")?
+        .iter()
+        .filter(|e| {
+            e["detail"]
+                .as_str()
+                .is_some_and(|d| d.contains("rotate-kek"))
+        })
+        .collect();
+    assert_eq!(rotations.len(), 1, "one rotation audited: {list}");
+    let detail = rotations[0]["detail"].as_str().unwrap_or_default();
+    assert!(detail.contains(&fingerprint), "{detail}");
+    assert!(
+        rotations[0]["dept"]
+            .as_str()
+            .is_some_and(|d| d.starts_with("local:")),
+        "recorded as a local action: {list}"
+    );
+    let (ok, out, err) = ex.hub_cli(&["audit", "verify"]).await?;
+    assert!(ok, "audit verify after an offline rotation: {out}{err}");
+
+    // The hub works under the new key: old and new documents reach b.
+    let second = send_marked(&ex, true).await?;
+    entry_when(&ex, "b", &second, "received after the rotation", |e| {
+        e["title"] == TITLE_MARKER
+    })
+    .await?;
     Ok(())
 }

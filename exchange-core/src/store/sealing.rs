@@ -6,8 +6,10 @@
 //! not open there. A value written before encryption was turned on (plaintext) is still read;
 //! docs/security.md says what that means.
 //!
-//! [`data_keys`] opens a data directory's key ring as `[encryption]` asks, for the daemons,
-//! their commands (backup, check-config, rotate-kek) and the tests alike.
+//! [`open_store`] opens a store with the key ring beside it as `[encryption]` asks, for the
+//! daemons and the commands that open a stopped daemon's store; [`data_keys`] only unwraps the
+//! ring (check-config, tests). A store once opened with encryption on is marked so in its META
+//! table, and from then on refuses to open without its key ring or without `[encryption]`.
 
 use std::{borrow::Cow, path::Path};
 
@@ -16,7 +18,9 @@ use crate::{
     config::EncryptionSection,
 };
 
-use super::{Store, StoreError};
+use redb::ReadableDatabase as _;
+
+use super::{META, Store, StoreError};
 
 /// Seals and opens stored values with the store's data keys, if it has any.
 #[derive(Clone, Default)]
@@ -116,6 +120,35 @@ pub enum KeysError {
         /// The data directory.
         dir: std::path::PathBuf,
     },
+    /// The store has held sealed data, and the key ring beside it is gone: new data keys would
+    /// open none of its records, so nothing is created and the daemon does not start.
+    #[error(
+        "{} is missing, but the store {} holds encrypted records that only the data keys in it \
+         open: restore {} from the latest backup of this data directory (backups copy the key \
+         ring) and start again; a new key ring would not open them, so none is made",
+        keyring.display(),
+        store.display(),
+        keyring.display()
+    )]
+    KeyringMissing {
+        /// The missing key ring.
+        keyring: std::path::PathBuf,
+        /// The store marked as encrypted.
+        store: std::path::PathBuf,
+    },
+    /// The store has held sealed data, and the config names no KEK (nor is its key ring there).
+    #[error(
+        "the store {} holds encrypted records, but the config has no [encryption] section: add \
+         [encryption] kek = \"FILE\" (or kek_credential) with the key it was created with",
+        store.display()
+    )]
+    EncryptionMissing {
+        /// The store marked as encrypted.
+        store: std::path::PathBuf,
+    },
+    /// The store could not be opened or marked.
+    #[error(transparent)]
+    Store(#[from] StoreError),
     /// The directory is encrypted but the config names no KEK.
     #[error(
         "{} holds an encrypted store (key ring {}), but the config has no [encryption] section: \
@@ -131,15 +164,81 @@ pub enum KeysError {
     },
 }
 
-/// The data keys of the store in `dir` as `section` asks: created with the key ring when the
-/// directory has none yet (`create`), else unwrapped with the configured KEK. `None` when
-/// encryption is off (or, without `create`, when the ring does not exist yet: the KEK is then
-/// only checked). A wrong KEK fails with an error naming the key file and changes nothing.
-pub fn data_keys(
-    dir: &Path,
+/// The META key that marks a store whose values may be sealed: set when the store is first
+/// opened with encryption on, never cleared, and copied by backups (META is backed up).
+const ENCRYPTED: &str = "encrypted";
+
+/// Opens the store at `path` (a `kind` store of schema `version`) with the data keys of the key
+/// ring beside it, as `section` asks: the daemons' start (`create`: a directory with encryption
+/// on and no key ring yet gets one) and the commands that open a stopped daemon's store (no
+/// ring is ever made).
+///
+/// A store opened with encryption on is marked so in its META table. A marked store whose key
+/// ring is missing, or whose config has no `[encryption]`, is refused: new data keys, or none,
+/// would open none of its records, and every read would fail one by one instead.
+pub fn open_store(
+    path: &Path,
+    kind: &'static str,
+    version: u64,
     section: Option<&EncryptionSection>,
     create: bool,
-) -> Result<Option<DataKeys>, KeysError> {
+) -> Result<Store, KeysError> {
+    let dir = path.parent().unwrap_or_else(|| Path::new("."));
+    let ring = dir.join(Keyring::FILE_NAME);
+    // Before the store is touched: a wrong key or a bad ring changes nothing on disk.
+    let kek = unwrap_ring(dir, section)?;
+    let store = Store::open(path, kind, version)?;
+    let marked = store.marked_encrypted()?;
+    let keys = match kek {
+        None if marked => {
+            return Err(KeysError::EncryptionMissing {
+                store: path.to_owned(),
+            });
+        }
+        None => None,
+        Some((_, Some(keys))) => Some(keys),
+        Some((_, None)) if marked => {
+            return Err(KeysError::KeyringMissing {
+                keyring: ring,
+                store: path.to_owned(),
+            });
+        }
+        Some((kek, None)) if create => Some(Keyring::open_or_create(&ring, &kek)?),
+        Some((_, None)) => None, // never started with encryption on: nothing is sealed yet
+    };
+    if keys.is_some() && !marked {
+        store.mark_encrypted()?;
+    }
+    Ok(store.with_sealer(Sealer::new(keys)))
+}
+
+impl Store {
+    /// Whether the store is marked as holding sealed values ([`open_store`]).
+    fn marked_encrypted(&self) -> Result<bool, StoreError> {
+        let db = self.db.get().ok_or(StoreError::Closed)?;
+        let txn = db.begin_read()?;
+        let meta = txn.open_table(META)?;
+        Ok(meta.get(ENCRYPTED)?.is_some())
+    }
+
+    /// Marks the store as holding sealed values, durably, before anything is sealed: like the
+    /// kind stamp, a write of its own at open, while nothing else writes yet.
+    fn mark_encrypted(&self) -> Result<(), StoreError> {
+        let db = self.db.get().ok_or(StoreError::Closed)?;
+        let txn = db.begin_write()?;
+        txn.open_table(META)?.insert(ENCRYPTED, 1)?;
+        txn.commit()?;
+        Ok(())
+    }
+}
+
+/// The configured KEK and, when the ring exists, the data keys it unwraps; `None` when
+/// encryption is off. Refuses a ring without `[encryption]` (the ring names the directory as
+/// encrypted even before its store is marked).
+fn unwrap_ring(
+    dir: &Path,
+    section: Option<&EncryptionSection>,
+) -> Result<Option<(Kek, Option<DataKeys>)>, KeysError> {
     let ring = dir.join(Keyring::FILE_NAME);
     let Some(section) = section else {
         if ring.exists() {
@@ -151,14 +250,24 @@ pub fn data_keys(
         return Ok(None);
     };
     let kek = Kek::load(&section.source()?)?;
-    let keys = if create {
-        Keyring::open_or_create(&ring, &kek)?
-    } else if ring.exists() {
-        Keyring::open(&ring, &kek)?
+    let keys = if ring.exists() {
+        Some(Keyring::open(&ring, &kek)?)
     } else {
-        return Ok(None); // the KEK is usable; the daemon makes the ring at its first start
+        None
     };
-    Ok(Some(keys))
+    Ok(Some((kek, keys)))
+}
+
+/// The data keys of the store in `dir` as `section` asks, unwrapped with the configured KEK,
+/// for checks and tools that do not open the store (`check-config`, tests): `None` when
+/// encryption is off or when the ring does not exist yet (the KEK is then only checked). Never
+/// creates a ring: only [`open_store`] does, once it has seen that the store holds no sealed
+/// data. A wrong KEK fails with an error naming the key file and changes nothing.
+pub fn data_keys(
+    dir: &Path,
+    section: Option<&EncryptionSection>,
+) -> Result<Option<DataKeys>, KeysError> {
+    Ok(unwrap_ring(dir, section)?.and_then(|(_, keys)| keys))
 }
 
 /// KEK rotation (`rotate-kek --new FILE`): the key ring of the store in `dir` is rewrapped from
@@ -216,3 +325,6 @@ pub fn rotation_report(
         new.display()
     )
 }
+
+#[cfg(test)]
+mod tests;

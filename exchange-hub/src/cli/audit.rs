@@ -10,7 +10,10 @@ use exchange_core::{
     audit::ExportLine,
     config::{Calendar, HubConfig, TlsPaths, parse_when},
     signing::{SigningKey, Verifier},
-    store::Store,
+    store::{
+        Store,
+        sealing::{self, KeysError},
+    },
     tls,
 };
 use exchange_proto::v1::{self as pb, admin_client::AdminClient};
@@ -84,19 +87,22 @@ pub(crate) async fn connect(cfg: &HubConfig) -> Result<Source> {
     let local = || {
         let path = cfg.hub.data_dir.join("hub.redb");
         // Statistics read the (sealed) document records: the store's keys come along.
-        let keys = exchange_core::store::sealing::data_keys(
-            &cfg.hub.data_dir,
+        sealing::open_store(
+            &path,
+            "hub",
+            crate::store::SCHEMA,
             cfg.encryption.as_ref(),
             false,
         )
-        .context("opening the data directory's keys ([encryption])")?;
-        let sealer = exchange_core::store::sealing::Sealer::new(keys);
-        Store::open(&path, "hub", crate::store::SCHEMA).map(|s| Source::Store(s.with_sealer(sealer))).map_err(|e| {
-            anyhow::anyhow!(
-                "cannot open {} ({e}); if the hub is running, set [admin] in hub.toml to an administrator identity \
-                 (exchange-certs issue-admin) so these commands ask the hub",
+        .map(Source::Store)
+        .map_err(|e| match e {
+            KeysError::Store(e) => anyhow::anyhow!(
+                "cannot open {} ({e}); if the hub is running, set [admin] in hub.toml to an \
+                     administrator identity (exchange-certs issue-admin) so these commands ask \
+                     the hub",
                 path.display()
-            )
+            ),
+            e => anyhow::Error::new(e).context("opening the data directory's keys ([encryption])"),
         })
     };
     let Some(admin) = &cfg.admin else {

@@ -2,14 +2,14 @@
 //! directory. The key ring (`keyring.json`) is rewrapped under the new key in one atomic
 //! replacement, on this machine; document content is not re-encrypted, and the running hub
 //! keeps serving with the data keys it holds. Then the rotation is recorded in the audit log —
-//! through the running hub's `Admin` service, or directly in the store when the hub is stopped —
-//! with both keys' fingerprints, never key material.
+//! through the running hub's `Admin` service, or directly in the store (opened with the new
+//! key) when the hub is stopped — with both keys' fingerprints, never key material.
 
 use std::path::PathBuf;
 
 use anyhow::{Context as _, Result};
 use clap::Args;
-use exchange_core::config::HubConfig;
+use exchange_core::config::{EncryptionSection, HubConfig};
 use exchange_proto::v1 as pb;
 
 use super::audit::{Source, connect};
@@ -43,22 +43,31 @@ pub async fn run(cfg: HubConfig, args: RotateKekArgs) -> Result<()> {
         key_ids: done.key_ids.clone(),
     };
     // The ring is rewrapped: from here on only the new key opens it, whatever happens below.
-    let recorded = match connect(&cfg).await {
+    // With the hub stopped the store is opened here, so it is opened with the new key (the
+    // config still names the old one until the operator changes it).
+    let mut rotated = cfg.clone();
+    rotated.encryption = Some(EncryptionSection {
+        kek: Some(args.new.clone()),
+        kek_credential: None,
+    });
+    let recorded = match connect(&rotated).await {
         Ok(Source::Hub(mut client)) => client
             .record_key_rotation(rotation.clone())
             .await
             .map(|_| ())
             .map_err(|s| anyhow::anyhow!("{}", s.message())),
         Ok(Source::Store(store)) => {
+            // The same entry the running hub makes (`Admin::record_key_rotation`), by the local
+            // user; a failed append is reported, not only logged.
             let by = std::env::var("USER").unwrap_or_else(|_| "local".into());
-            audit::record(
-                &store,
-                Event::new(pb::AuditKind::AdminAction)
-                    .dept(format!("local:{by}"))
-                    .detail(describe(&rotation)),
-            )
-            .await;
-            Ok(())
+            let event = Event::new(pb::AuditKind::AdminAction)
+                .dept(format!("local:{by}"))
+                .detail(describe(&rotation));
+            store
+                .write(move |txn| audit::append(txn, &event))
+                .await
+                .map(|_| ())
+                .map_err(anyhow::Error::from)
         }
         Err(e) => Err(e),
     };

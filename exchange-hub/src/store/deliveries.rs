@@ -6,7 +6,7 @@ use exchange_core::{
     document::{EvidenceKind, SignedDoc, SignedEvidence},
     ids::{DeptId, DocumentId},
     state::{DeliveryState, Transition},
-    store::{Store, StoreError, queue::QueueKey},
+    store::{Store, StoreError, decode, queue::QueueKey},
 };
 use exchange_proto::v1 as pb;
 use redb::{ReadTransaction, ReadableTable, WriteTransaction};
@@ -39,6 +39,54 @@ pub(super) fn load_delivery(
     Ok(DeliveryRecord::decode(&id, dept.as_str(), v.value())?)
 }
 
+/// What recording evidence needs to know of its document: normally taken from the document
+/// ([`From<&SignedDoc>`]); for a document whose stored record is damaged, from the hub's
+/// ACCEPTED evidence and the queue item ([`acceptance`]).
+#[derive(Debug, Clone)]
+pub(crate) struct About {
+    /// The document.
+    pub(crate) id: DocumentId,
+    /// Its sender, who is told.
+    pub(crate) sender: DeptId,
+    /// The queue priority of its urgency, for the evidence queued for the sender.
+    pub(crate) priority: u8,
+}
+
+impl From<&SignedDoc> for About {
+    fn from(doc: &SignedDoc) -> Self {
+        About {
+            id: doc.header.id,
+            sender: doc.header.sender.clone(),
+            priority: doc.header.urgency.priority(),
+        }
+    }
+}
+
+/// The hub's ACCEPTED evidence of document `id`, if stored. It is kept apart from the
+/// document record and never sealed (it holds no content), so it still names the document's
+/// sender and header digest when the record itself cannot be read.
+pub(crate) async fn acceptance(
+    store: &Store,
+    id: DocumentId,
+) -> Result<Option<SignedEvidence>, StoreError> {
+    store
+        .lookup(move |txn| {
+            let Some(t) = read_table(txn, EVIDENCE)? else {
+                return Ok(None);
+            };
+            let key = id.to_string();
+            let found = t.get((key.as_str(), "", EvidenceKind::Accepted.code()))?;
+            found
+                .map(|v| {
+                    let wire = decode(format!("acceptance {key}"), v.value())?;
+                    SignedEvidence::decode(wire)
+                        .map_err(|e| StoreError::decode(format!("acceptance {key}"), e))
+                })
+                .transpose()
+        })
+        .await
+}
+
 /// Records evidence about a recipient (delivered, confirmed, rejected, not delivered), advances
 /// its delivery and queues the evidence for the sender. With `ack`, also removes the acknowledged
 /// queue item, in the same transaction. Evidence already recorded changes nothing and returns
@@ -47,14 +95,16 @@ pub(super) fn load_delivery(
 /// forwarded, so the sender gets every timestamp.
 pub(crate) async fn record_evidence(
     store: &Store,
-    doc: &SignedDoc,
+    doc: impl Into<About>,
     ev: SignedEvidence,
     ack: Option<(DeptId, QueueKey)>,
 ) -> Result<bool, StepError> {
-    let doc_id = doc.header.id;
+    let About {
+        id: doc_id,
+        sender,
+        priority,
+    } = doc.into();
     let id = doc_id.to_string();
-    let sender = doc.header.sender.clone();
-    let priority = doc.header.urgency.priority();
     store
         .write(move |txn| {
             let recipient = recipient_of(&ev)?;

@@ -57,19 +57,20 @@ pub(crate) async fn ack(store: &Store, dest: DeptId, key: QueueKey) -> Result<()
 }
 
 /// The most urgent item waiting for `dest` that is not in `busy` (pushed, not yet finished).
+/// An item that does not decode comes with its key, so that the caller can set it aside
+/// rather than meet it again first on every try.
 pub(crate) async fn next_outbound(
     store: &Store,
     dest: DeptId,
     busy: HashSet<QueueKey>,
-) -> Result<Option<(QueueKey, Outbound)>, StoreError> {
+) -> Result<Option<(QueueKey, Result<Outbound, StoreError>)>, StoreError> {
     let items = store
         .lookup(move |txn| OUTBOUND.peek(txn, dest.as_str(), 1, &|k| busy.contains(&k)))
         .await?;
-    items
+    Ok(items
         .into_iter()
         .next()
-        .map(|(k, v)| Outbound::decode(k.seq, &v).map(|o| (k, o)))
-        .transpose()
+        .map(|(k, v)| (k, Outbound::decode(k.seq, &v))))
 }
 
 /// Every delivery still queued at the hub: (recipient, queue key, document).

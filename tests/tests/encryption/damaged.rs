@@ -1,0 +1,104 @@
+//! A sealed record or content row damaged on disk does not heal by retrying: the item that
+//! needs it is reported (data loss) and set aside, and what is queued behind it moves on.
+
+use anyhow::{Context as _, Result};
+use exchange_core::signing::Digest;
+use exchange_tests::{
+    TestExchange,
+    cli::{entry_when, inbox, send, wait_state},
+};
+use redb::{ReadableTable as _, TableDefinition};
+
+const DOCUMENTS: TableDefinition<'_, &str, &[u8]> = TableDefinition::new("documents");
+const CONTENT: TableDefinition<'_, &[u8], &[u8]> = TableDefinition::new("content");
+
+/// Flips the last byte (in the GCM tag) of the value at `key` in `table` of the stopped hub's
+/// store.
+fn damage<K: redb::Key + 'static>(
+    ex: &TestExchange,
+    table: TableDefinition<'_, K, &[u8]>,
+    key: K::SelfType<'_>,
+) -> Result<()>
+where
+    for<'a> K::SelfType<'a>: Copy,
+{
+    let db = redb::Database::open(ex.hub_data_dir().join("hub.redb"))?;
+    let txn = db.begin_write()?;
+    {
+        let mut t = txn.open_table(table)?;
+        let mut value = t.get(key)?.context("the row is stored")?.value().to_vec();
+        *value.last_mut().context("a non-empty value")? ^= 0x01;
+        t.insert(key, value.as_slice())?;
+    }
+    txn.commit()?;
+    Ok(())
+}
+
+/// The body `exchange_tests::cli::send` sent with `title`.
+fn body_digest(ex: &TestExchange, title: &str) -> Result<Digest> {
+    Ok(Digest::of(&std::fs::read(
+        ex.root().join(format!("{title}.ofd")),
+    )?))
+}
+
+#[tokio::test]
+async fn a_damaged_sealed_row_at_the_hub_is_reported_as_data_loss_and_the_queue_moves_on()
+-> Result<()> {
+    let mut ex = TestExchange::start(&["a", "b"]).await?;
+    ex.stop_node("b").await?; // the documents wait at the hub
+    let bad_record = send(&ex, "a", "damaged record", &["--to", "b"]).await?;
+    let bad_content = send(&ex, "a", "damaged inline content", &["--to", "b"]).await?;
+    for id in [&bad_record, &bad_content] {
+        wait_state(&ex, "a", id, "b", "accepted").await?;
+    }
+    ex.stop_hub().await?;
+    damage(&ex, DOCUMENTS, bad_record.as_str())?;
+    let digest = body_digest(&ex, "damaged inline content")?;
+    damage(&ex, CONTENT, digest.0.as_slice())?;
+    ex.start_hub().await?;
+
+    // Queued behind the damaged two, at the same urgency.
+    let healthy = send(&ex, "a", "healthy", &["--to", "b"]).await?;
+    ex.start_node("b").await?;
+    entry_when(
+        &ex,
+        "b",
+        &healthy,
+        "delivered past the damaged items",
+        |_| true,
+    )
+    .await?;
+
+    // The sender is told, with hub-signed NOT_DELIVERED naming the data loss.
+    for id in [&bad_record, &bad_content] {
+        let row = wait_state(&ex, "a", id, "b", "not-delivered").await?;
+        let reason = row["reason"].as_str().unwrap_or_default();
+        assert!(reason.contains("data loss"), "{id}: {row}");
+    }
+    let got = inbox(&ex, "b", &[]).await?;
+    assert_eq!(got.len(), 1, "only the healthy document reached b: {got:?}");
+
+    // Audited, once each; and not retried: the delivery stream never failed on them.
+    let (ok, list, err) = ex
+        .hub_cli(&["audit", "list", "--json", "--event", "data-loss"])
+        .await?;
+    assert!(ok, "{err}");
+    let entries: serde_json::Value = serde_json::from_str(&list)?;
+    for id in [&bad_record, &bad_content] {
+        let n = entries
+            .as_array()
+            .context("a JSON array")?
+            .iter()
+            .filter(|e| e["doc_id"] == id.as_str() && e["dept"] == "b")
+            .count();
+        assert_eq!(n, 1, "{id} audited as data loss once: {list}");
+    }
+    let log = ex.log("hub");
+    assert!(
+        !log.contains("delivery stream ended with an error"),
+        "the damaged items ended no delivery stream:\n{log}"
+    );
+    let (ok, out, err) = ex.hub_cli(&["audit", "verify"]).await?;
+    assert!(ok, "audit verify: {out}{err}");
+    Ok(())
+}
