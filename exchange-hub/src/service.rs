@@ -138,7 +138,7 @@ fn blob_error(e: exchange_core::blob::BlobError) -> ServiceError {
         e @ BlobError::Busy(_) => ServiceError::new(ErrorCode::Unavailable, e.to_string()),
         // Stored content that fails its integrity check does not heal by retrying: DATA_LOSS,
         // so that a recipient refuses the delivery (the sender is told) instead of waiting.
-        e @ BlobError::Corrupt { .. } => {
+        e if e.is_damage() => {
             warn!(error = %e, "stored content failed its integrity check");
             ServiceError::new(ErrorCode::DataLoss, e.to_string())
         }

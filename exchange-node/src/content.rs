@@ -7,7 +7,7 @@ use exchange_core::{
     blob::{BlobError, BlobStore},
     error::{ErrorCode, ServiceError},
     signing::Digest,
-    store::Store,
+    store::{Store, StoreError},
 };
 use tokio::io::AsyncRead;
 
@@ -38,6 +38,10 @@ pub(crate) async fn open(
             )))
         }
         Ok(None) => Ok(Box::new(blobs.open_read(digest, offset).await?)),
+        Err(e @ StoreError::Decode { .. }) => Err(BlobError::Unreadable {
+            digest: *digest,
+            reason: e.to_string(),
+        }),
         Err(e) => Err(BlobError::Io(std::io::Error::other(e.to_string()))),
     }
 }
@@ -48,7 +52,7 @@ pub(crate) async fn open(
 pub(crate) fn blob_error(e: BlobError) -> ServiceError {
     if e.is_disk_full() {
         ServiceError::new(ErrorCode::ResourceExhausted, format!("node disk full: {e}"))
-    } else if matches!(e, BlobError::Corrupt { .. }) {
+    } else if e.is_damage() {
         // Stored content altered on disk: refused, never passed on; it does not heal by
         // retrying.
         ServiceError::new(ErrorCode::DataLoss, e.to_string())

@@ -44,12 +44,29 @@ pub enum BlobError {
         #[source]
         source: Box<AtRestError>,
     },
+    /// Small content kept in the store (not in a blob file) cannot be read back: its row fails
+    /// to decode or to authenticate. Like [`BlobError::Corrupt`], it does not heal by retrying.
+    #[error("stored content {digest} is unreadable: {reason}")]
+    Unreadable {
+        /// The content.
+        digest: Digest,
+        /// What the store reported.
+        reason: String,
+    },
 }
 
 impl BlobError {
     /// Whether the disk is full.
     pub fn is_disk_full(&self) -> bool {
         matches!(self, BlobError::Io(e) if e.kind() == io::ErrorKind::StorageFull)
+    }
+
+    /// Whether stored content is damaged (altered on disk or by it): retrying cannot read it.
+    pub fn is_damage(&self) -> bool {
+        matches!(
+            self,
+            BlobError::Corrupt { .. } | BlobError::Unreadable { .. }
+        )
     }
 
     /// An at-rest failure on blob `digest`: I/O stays I/O (a full disk still reads as one), an

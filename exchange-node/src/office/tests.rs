@@ -47,7 +47,7 @@ async fn a_refused_statement_is_recorded_and_leaves_the_outbox() {
     let items = store::next_outbox(&f.store, 10, HashSet::new())
         .await
         .unwrap();
-    let [(key, OutboxItem::Evidence(wire))] = items.as_slice() else {
+    let [(key, Ok(OutboxItem::Evidence(wire)))] = items.as_slice() else {
         panic!("the confirmation is queued: {items:?}");
     };
 

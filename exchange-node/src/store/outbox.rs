@@ -55,19 +55,21 @@ fn push(
     Ok(())
 }
 
-/// The next `limit` outbox items not in `busy` (those being sent), most urgent first.
+/// The next `limit` outbox items not in `skip` (those being sent or set aside), most urgent
+/// first. An item that cannot be decoded comes back as its error, so that the caller can set it
+/// aside and go on with the others.
 pub(crate) async fn next_outbox(
     store: &Store,
     limit: usize,
-    busy: HashSet<QueueKey>,
-) -> Result<Vec<(QueueKey, OutboxItem)>, StoreError> {
+    skip: HashSet<QueueKey>,
+) -> Result<Vec<(QueueKey, Result<OutboxItem, StoreError>)>, StoreError> {
     let items = store
-        .lookup(move |txn| OUTBOX.peek(txn, HUB, limit, &|k| busy.contains(&k)))
+        .lookup(move |txn| OUTBOX.peek(txn, HUB, limit, &|k| skip.contains(&k)))
         .await?;
-    items
+    Ok(items
         .into_iter()
-        .map(|(key, bytes)| Ok((key, outbox_item(key, &bytes)?)))
-        .collect()
+        .map(|(key, bytes)| (key, outbox_item(key, &bytes)))
+        .collect())
 }
 
 fn outbox_item(key: QueueKey, bytes: &[u8]) -> Result<OutboxItem, StoreError> {

@@ -57,7 +57,12 @@ fn clerk(
 }
 
 async fn outbox(store: &Store) -> Vec<(QueueKey, OutboxItem)> {
-    next_outbox(store, 100, HashSet::new()).await.unwrap()
+    next_outbox(store, 100, HashSet::new())
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|(key, item)| (key, item.unwrap()))
+        .collect()
 }
 
 #[tokio::test]

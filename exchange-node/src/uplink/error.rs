@@ -3,7 +3,7 @@
 //! (its store or content files). The rules per call are in docs/delivery.md ("Statements the
 //! hub refuses").
 
-use exchange_core::error::ServiceError;
+use exchange_core::error::{ErrorCode, ServiceError};
 use tonic::Code;
 
 /// What the uplink was doing when a call failed: the same status code can mean "for good" for
@@ -83,6 +83,12 @@ impl UplinkError {
             message: message.into(),
         }
     }
+
+    /// Whether this node's own stored data for the item is damaged (a record or content that
+    /// fails to decode or to authenticate): sending it again cannot succeed.
+    pub(crate) fn is_damage(&self) -> bool {
+        matches!(self, UplinkError::Local(e) if e.code == ErrorCode::DataLoss)
+    }
 }
 
 impl From<ServiceError> for UplinkError {
@@ -92,8 +98,15 @@ impl From<ServiceError> for UplinkError {
 }
 
 impl From<exchange_core::store::StoreError> for UplinkError {
+    /// A stored record that cannot be read back is damage (DATA_LOSS: it does not heal by
+    /// retrying); anything else is this node's store being unavailable for now.
     fn from(e: exchange_core::store::StoreError) -> Self {
-        UplinkError::Local(e.into())
+        match e {
+            e @ exchange_core::store::StoreError::Decode { .. } => {
+                UplinkError::Local(ServiceError::new(ErrorCode::DataLoss, e.to_string()))
+            }
+            e => UplinkError::Local(e.into()),
+        }
     }
 }
 

@@ -17,6 +17,12 @@
 //! - **Backoff.** After a transient failure no new item starts until the backoff delay has
 //!   passed (or the delivery stream reconnects); items already in flight finish. The failed
 //!   item is started again first.
+//! - **Damaged items are set aside.** An item whose own stored data this node cannot read back
+//!   (its outbox entry, the document's record or its content fails to decode or to
+//!   authenticate: altered on disk, or damaged by it) would fail the same way on every retry.
+//!   It is logged as an error once and set aside: it stays in the outbox (nothing is dropped;
+//!   a restart tries it again, e.g. after restoring the store) but is not sent again by this
+//!   process, costs no backoff, and holds back only the later items about the same document.
 //! - **Shutdown.** On cancellation nothing new starts and the items in flight are finished (the
 //!   node's grace period bounds the wait); anything cut off stays queued.
 
@@ -69,6 +75,8 @@ struct Window {
     size: usize,
     tasks: JoinSet<Sent>,
     busy: HashMap<QueueKey, InFlight>,
+    /// Items set aside because their stored data is damaged, with the document they are about.
+    parked: HashMap<QueueKey, Option<String>>,
     uploads: Arc<Uploads>,
 }
 
@@ -78,6 +86,7 @@ pub(super) async fn run(node: Arc<Node>, client: Client, cancel: CancellationTok
         size: node.cfg.hub.max_in_flight.get(),
         tasks: JoinSet::new(),
         busy: HashMap::new(),
+        parked: HashMap::new(),
         uploads: Arc::default(),
     };
     let mut backoff = Backoff::default();
@@ -130,17 +139,32 @@ fn back_off(hold: &mut Pin<Box<tokio::time::Sleep>>, backoff: &mut Backoff) {
 impl Window {
     /// Starts the next items that may start now, filling the free slots.
     async fn start_more(&mut self, node: &Arc<Node>, client: &Client) -> Result<(), ServiceError> {
-        let busy: HashSet<QueueKey> = self.busy.keys().copied().collect();
-        let items = store::next_outbox(&node.store, self.size - self.busy.len(), busy).await?;
+        let skip: HashSet<QueueKey> = self
+            .busy
+            .keys()
+            .chain(self.parked.keys())
+            .copied()
+            .collect();
+        let items = store::next_outbox(&node.store, self.size - self.busy.len(), skip).await?;
         // The most urgent priority being sent: nothing less urgent starts beside it.
         let mut floor = self.busy.keys().map(|k| k.priority).min();
         for (key, item) in items {
+            let item = match item {
+                Ok(item) => item,
+                Err(e) => {
+                    self.park(key, None, &e);
+                    continue;
+                }
+            };
             if floor.is_some_and(|f| key.priority > f) {
                 break;
             }
             let doc = about(&item);
-            if doc.is_some() && self.busy.values().any(|b| b.doc == doc) {
-                continue; // after the item about the same document in flight
+            if doc.is_some()
+                && (self.busy.values().any(|b| b.doc == doc)
+                    || self.parked.values().any(|d| *d == doc))
+            {
+                continue; // after the item about the same document in flight or set aside
             }
             floor = Some(floor.map_or(key.priority, |f| f.min(key.priority)));
             let (node, mut client) = (Arc::clone(node), client.clone());
@@ -172,8 +196,14 @@ impl Window {
     ) -> Result<(), UplinkError> {
         match done {
             Ok((_, (key, result))) => {
-                self.busy.remove(&key);
-                result
+                let doc = self.busy.remove(&key).and_then(|b| b.doc);
+                match result {
+                    Err(e) if e.is_damage() => {
+                        self.park(key, doc, &e);
+                        Ok(())
+                    }
+                    result => result,
+                }
             }
             Err(e) => {
                 let id = e.id();
@@ -184,6 +214,20 @@ impl Window {
                 )))
             }
         }
+    }
+
+    /// Sets aside item `key` (about `doc`), whose stored data is damaged: logged once, left in
+    /// the outbox, not sent again by this process.
+    fn park(&mut self, key: QueueKey, doc: Option<String>, e: &dyn std::fmt::Display) {
+        tracing::error!(
+            doc_id = doc.as_deref().unwrap_or("unknown"),
+            seq = key.seq,
+            error = %e,
+            "outbox item set aside: its stored data is damaged and sending it again cannot \
+             succeed; it stays queued (restore the store from a backup and restart, or send \
+             the document again)"
+        );
+        self.parked.insert(key, doc);
     }
 }
 

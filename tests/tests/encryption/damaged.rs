@@ -4,8 +4,9 @@
 use anyhow::{Context as _, Result};
 use exchange_core::signing::Digest;
 use exchange_tests::{
-    TestExchange,
+    DEADLINE, TestExchange,
     cli::{entry_when, inbox, send, wait_state},
+    eventually,
 };
 use redb::{ReadableTable as _, TableDefinition};
 
@@ -22,7 +23,19 @@ fn damage<K: redb::Key + 'static>(
 where
     for<'a> K::SelfType<'a>: Copy,
 {
-    let db = redb::Database::open(ex.hub_data_dir().join("hub.redb"))?;
+    damage_in(&ex.hub_data_dir().join("hub.redb"), table, key)
+}
+
+/// Flips the last byte of the value at `key` in `table` of the (closed) store at `path`.
+fn damage_in<K: redb::Key + 'static>(
+    path: &std::path::Path,
+    table: TableDefinition<'_, K, &[u8]>,
+    key: K::SelfType<'_>,
+) -> Result<()>
+where
+    for<'a> K::SelfType<'a>: Copy,
+{
+    let db = redb::Database::open(path)?;
     let txn = db.begin_write()?;
     {
         let mut t = txn.open_table(table)?;
@@ -100,5 +113,80 @@ async fn a_damaged_sealed_row_at_the_hub_is_reported_as_data_loss_and_the_queue_
     );
     let (ok, out, err) = ex.hub_cli(&["audit", "verify"]).await?;
     assert!(ok, "audit verify: {out}{err}");
+    Ok(())
+}
+
+const SENT: TableDefinition<'_, &str, &[u8]> = TableDefinition::new("sent");
+const OUTBOX: TableDefinition<'_, (&str, u8, u64), &[u8]> = TableDefinition::new("outbox");
+
+/// Replaces the outbox entry of the (closed) node store at `path` that names document `id` with
+/// bytes that do not decode.
+fn garble_outbox_entry(path: &std::path::Path, id: &str) -> Result<()> {
+    let db = redb::Database::open(path)?;
+    let txn = db.begin_write()?;
+    {
+        let mut t = txn.open_table(OUTBOX)?;
+        let mut found = None;
+        for row in t.iter()? {
+            let (k, v) = row?;
+            if v.value().windows(id.len()).any(|w| w == id.as_bytes()) {
+                let (q, p, seq) = k.value();
+                found = Some((q.to_owned(), p, seq));
+            }
+        }
+        let (q, p, seq) = found.context("the outbox names the document")?;
+        t.insert((q.as_str(), p, seq), [0xffu8, 0xff, 0xff].as_slice())?;
+    }
+    txn.commit()?;
+    Ok(())
+}
+
+#[tokio::test]
+async fn damaged_rows_in_a_senders_outbox_are_set_aside_and_the_rest_is_sent() -> Result<()> {
+    let mut ex = TestExchange::start(&["a", "b"]).await?;
+    ex.stop_hub().await?; // the documents wait in a's outbox
+    let bad_record = send(&ex, "a", "damaged sent record", &["--to", "b"]).await?;
+    let bad_content = send(&ex, "a", "damaged content", &["--to", "b"]).await?;
+    let bad_entry = send(&ex, "a", "damaged outbox entry", &["--to", "b"]).await?;
+    ex.stop_node("a").await?;
+    let store = ex.node_data_dir("a").join("node.redb");
+    damage_in(&store, SENT, bad_record.as_str())?;
+    let digest = body_digest(&ex, "damaged content")?;
+    damage_in(&store, CONTENT, digest.0.as_slice())?;
+    garble_outbox_entry(&store, &bad_entry)?;
+    ex.start_hub().await?;
+    ex.start_node("a").await?;
+
+    // Queued behind the damaged three, at the same urgency: the outbox is not jammed.
+    let healthy = send(&ex, "a", "healthy", &["--to", "b"]).await?;
+    entry_when(&ex, "b", &healthy, "sent past the damaged items", |_| true).await?;
+
+    // Each damaged item is set aside once, with an error naming it, and never retried. (The
+    // log goes on from before the restart, when the hub was down: only what follows counts.)
+    let since_restart = |log: String| {
+        log.rsplit_once("node API listening")
+            .map(|(_, after)| after.to_owned())
+            .unwrap_or_default()
+    };
+    let set_aside = |log: &str| log.matches("outbox item set aside").count();
+    eventually("three items set aside", DEADLINE, || async {
+        Ok((set_aside(&since_restart(ex.log("a"))) >= 3).then_some(()))
+    })
+    .await?;
+    let log = since_restart(ex.log("a"));
+    assert_eq!(set_aside(&log), 3, "each set aside once:\n{log}");
+    for id in [&bad_record, &bad_content] {
+        assert!(
+            log.lines()
+                .any(|l| l.contains("outbox item set aside") && l.contains(id.as_str())),
+            "{id} named:\n{log}"
+        );
+    }
+    assert!(
+        !log.contains("will retry"),
+        "no damaged item cost a retry:\n{log}"
+    );
+    let got = inbox(&ex, "b", &[]).await?;
+    assert_eq!(got.len(), 1, "only the healthy document reached b: {got:?}");
     Ok(())
 }
