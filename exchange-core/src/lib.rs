@@ -18,6 +18,7 @@ pub mod blob;
 pub mod bundle;
 pub mod config;
 pub mod convert;
+pub mod crypto;
 pub mod document;
 pub mod error;
 pub mod identity;
