@@ -361,7 +361,7 @@ mod generator {
                 let mut e =
                     Evidence::about(&doc, kind, to.map(|r| r.parse().expect("id")), T0 + dt);
                 edit(&mut e);
-                SignedEvidence::seal(e, key).wire
+                SignedEvidence::seal(e, key).expect("signs").wire
             };
         let none = |_: &mut Evidence| {};
         // As a sender's node bundles it: the verdict, then per recipient in the header's order

@@ -20,13 +20,16 @@ pub fn entry_hash(entry_bytes: &[u8]) -> Digest {
     Digest::of(&[ENTRY_CONTEXT, entry_bytes].concat())
 }
 
-/// Signs a checkpoint of the chain head.
-pub fn sign_checkpoint(cp: &pb::AuditCheckpoint, key: &SigningKey) -> pb::SignedCheckpoint {
+/// Signs a checkpoint of the chain head. Fails only if the crypto module does.
+pub fn sign_checkpoint(
+    cp: &pb::AuditCheckpoint,
+    key: &SigningKey,
+) -> Result<pb::SignedCheckpoint, crate::signing::SignError> {
     let bytes = cp.encode_to_vec();
-    pb::SignedCheckpoint {
-        signature: Some(key.sign(Context::AuditCheckpoint, &bytes)),
+    Ok(pb::SignedCheckpoint {
+        signature: Some(key.sign(Context::AuditCheckpoint, &bytes)?),
         checkpoint: bytes,
-    }
+    })
 }
 
 /// Where and why a chain does not verify.

@@ -235,7 +235,7 @@ impl SignedDoc {
     /// Validates `header`, encodes and signs it.
     pub fn seal(header: &pb::DocumentHeader, key: &SigningKey) -> Result<Self, DocError> {
         let bytes = prost::Message::encode_to_vec(header);
-        let signature = key.sign(Context::DocumentHeader, &bytes);
+        let signature = key.sign(Context::DocumentHeader, &bytes)?;
         Self::decode(pb::SignedDocument {
             header: bytes,
             signature: Some(signature),
@@ -253,7 +253,9 @@ impl SignedDoc {
             header: bytes,
             signature: None,
         })?;
-        let signature = signer.sign(Context::DocumentHeader, &doc.wire.header).await;
+        let signature = signer
+            .sign(Context::DocumentHeader, &doc.wire.header)
+            .await?;
         doc.wire.signature = Some(signature);
         Ok(doc)
     }
@@ -422,31 +424,31 @@ pub struct SignedEvidence {
 }
 
 impl SignedEvidence {
-    /// Encodes and signs `evidence`.
-    pub fn seal(evidence: Evidence, key: &SigningKey) -> Self {
+    /// Encodes and signs `evidence`. Fails only if the crypto module does.
+    pub fn seal(evidence: Evidence, key: &SigningKey) -> Result<Self, SignError> {
         let bytes = prost::Message::encode_to_vec(&pb::Evidence::from(&evidence));
-        let signature = key.sign(Context::Evidence, &bytes);
-        SignedEvidence {
+        let signature = key.sign(Context::Evidence, &bytes)?;
+        Ok(SignedEvidence {
             evidence,
             wire: pb::SignedEvidence {
                 evidence: bytes,
                 signature: Some(signature),
             },
-        }
+        })
     }
 
     /// As [`SignedEvidence::seal`], signed together with whatever else `signer` has waiting
     /// (one batch signature, see [`BatchSigner`]).
-    pub async fn seal_batched(evidence: Evidence, signer: &BatchSigner) -> Self {
+    pub async fn seal_batched(evidence: Evidence, signer: &BatchSigner) -> Result<Self, SignError> {
         let bytes = prost::Message::encode_to_vec(&pb::Evidence::from(&evidence));
-        let signature = signer.sign(Context::Evidence, &bytes).await;
-        SignedEvidence {
+        let signature = signer.sign(Context::Evidence, &bytes).await?;
+        Ok(SignedEvidence {
             evidence,
             wire: pb::SignedEvidence {
                 evidence: bytes,
                 signature: Some(signature),
             },
-        }
+        })
     }
 
     /// Decodes and validates without checking the signature (this process's own store).

@@ -105,6 +105,12 @@ impl From<StoreError> for ServiceError {
 
 impl From<SignError> for ServiceError {
     fn from(e: SignError) -> Self {
-        ServiceError::denied(format!("signature: {e}"))
+        match e {
+            // This side could not sign or hash: not the caller's fault.
+            e @ SignError::Crypto(_) => {
+                ServiceError::new(ErrorCode::Internal, format!("signature: {e}"))
+            }
+            e => ServiceError::denied(format!("signature: {e}")),
+        }
     }
 }

@@ -1,6 +1,8 @@
 //! Document-signing keys, signatures and digests.
 //!
-//! Signatures are Ed25519 (ring) over `context || bytes`, where `bytes` are exactly the encoded
+//! Signatures are Ed25519 (ring) or, under the `shangmi` profile, SM2 with SM3 (Tongsuo): one
+//! [`Scheme`] per profile, chosen by the key and, for a verifier, by the CA. Either is over
+//! `context || bytes`, where `bytes` are exactly the encoded
 //! message that travels (so verifying never needs a canonical re-encoding) and `context` names
 //! what is signed, so a signature over a header can never pass as one over evidence. Signing keys
 //! are separate from TLS keys: their certificates carry only the RFC 9336 document-signing
@@ -15,22 +17,16 @@ use std::{
 
 use exchange_proto::v1 as pb;
 use ring::signature::{Ed25519KeyPair, KeyPair};
-use rustls::pki_types::{CertificateDer, TrustAnchor, UnixTime};
+use rustls::pki_types::{CertificateDer, SignatureVerificationAlgorithm, TrustAnchor, UnixTime};
 
-use crate::{config::SigningPaths, identity::Principal, tls::read_pem_file};
+use crate::{config::SigningPaths, crypto::Profile, identity::Principal, tls::read_pem_file};
 
 mod batch;
 pub mod merkle;
+mod scheme;
 
 pub use batch::BatchSigner;
-
-/// One Ed25519 signature over `context || bytes`. Each signature names its algorithm so this
-/// can change.
-pub const ED25519: &str = "ed25519";
-
-/// One Ed25519 signature over the root of a Merkle tree of many statements
-/// ([`merkle`]); the signature's `batch` places the statement in that tree.
-pub const ED25519_BATCH: &str = "ed25519-merkle-sha256";
+pub use scheme::{ED25519, ED25519_BATCH, SM2_SM3, SM2_SM3_BATCH, Scheme};
 
 /// What a batch signature signs before the tree size and root.
 const BATCH_ROOT_PREFIX: &[u8] = b"exchange.v1.BatchRoot\0";
@@ -123,6 +119,22 @@ pub enum SignError {
     /// The bytes were altered, or signed with another key.
     #[error("signature does not match the signed bytes")]
     BadSignature,
+    /// A signature of the other crypto profile than this exchange's, or one the build cannot
+    /// check (an SM2 signature without the `shangmi` feature).
+    #[error(
+        "signature algorithm {algorithm:?} is of the {theirs} profile, but this exchange's is {ours}"
+    )]
+    Profile {
+        /// The algorithm the signature names.
+        algorithm: String,
+        /// Its profile.
+        theirs: Profile,
+        /// This exchange's (its CA's) profile.
+        ours: Profile,
+    },
+    /// The crypto module could not sign or hash (it is missing from this build, or failed).
+    #[error("crypto: {0}")]
+    Crypto(String),
     /// A batch signature whose inclusion path is malformed, or does not lead from these bytes
     /// to the root the signature covers.
     #[error("batch signature: inclusion path of leaf {index} of {size}: {reason}")]
@@ -138,11 +150,67 @@ pub enum SignError {
 
 /// This hub's or node's document-signing key with its certificate.
 pub struct SigningKey {
-    pair: Ed25519KeyPair,
+    pair: Pair,
     cert_der: Vec<u8>,
     principal: Principal,
     /// The certificate's validity period, Unix seconds.
     validity: Option<(u64, u64)>,
+}
+
+/// A private signing key of one of the schemes.
+enum Pair {
+    Ed25519(Ed25519KeyPair),
+    #[cfg(feature = "shangmi")]
+    Sm2(crate::crypto::sm::Sm2PrivateKey),
+}
+
+impl Pair {
+    /// Reads a PKCS#8 key of either scheme; `None` if it is neither (or SM2 in a build without
+    /// the `shangmi` feature).
+    fn from_pkcs8(der: &[u8]) -> Option<Self> {
+        if let Ok(pair) = Ed25519KeyPair::from_pkcs8_maybe_unchecked(der) {
+            return Some(Pair::Ed25519(pair));
+        }
+        #[cfg(feature = "shangmi")]
+        if let Ok(key) = crate::crypto::sm::Sm2PrivateKey::from_pkcs8_der(der) {
+            return Some(Pair::Sm2(key));
+        }
+        None
+    }
+
+    fn scheme(&self) -> Scheme {
+        match self {
+            Pair::Ed25519(_) => Scheme::Ed25519,
+            #[cfg(feature = "shangmi")]
+            Pair::Sm2(_) => Scheme::Sm2Sm3,
+        }
+    }
+
+    /// The raw public key, as a certificate's `subjectPublicKey` holds it.
+    fn public_key(&self) -> Result<Vec<u8>, String> {
+        match self {
+            Pair::Ed25519(p) => Ok(p.public_key().as_ref().to_vec()),
+            #[cfg(feature = "shangmi")]
+            Pair::Sm2(k) => {
+                use x509_parser::prelude::FromDer as _;
+                let spki = k
+                    .public_key()
+                    .and_then(|p| p.to_spki_der())
+                    .map_err(|e| e.to_string())?;
+                let (_, info) = x509_parser::x509::SubjectPublicKeyInfo::from_der(&spki)
+                    .map_err(|e| format!("its public key does not parse: {e}"))?;
+                Ok(info.subject_public_key.data.to_vec())
+            }
+        }
+    }
+
+    fn sign(&self, msg: &[u8]) -> Result<Vec<u8>, SignError> {
+        match self {
+            Pair::Ed25519(p) => Ok(p.sign(msg).as_ref().to_vec()),
+            #[cfg(feature = "shangmi")]
+            Pair::Sm2(k) => k.sign(msg).map_err(|e| SignError::Crypto(e.to_string())),
+        }
+    }
 }
 
 impl fmt::Debug for SigningKey {
@@ -168,17 +236,25 @@ impl SigningKey {
         Self::from_der(&key_der, cert_der).map_err(|e| key_err(&paths.key, e.to_string()))
     }
 
-    /// From a PKCS#8 Ed25519 key and its DER certificate.
+    /// From a PKCS#8 key (Ed25519, or SM2 with the `shangmi` feature) and its DER certificate.
     pub fn from_der(pkcs8: &[u8], cert_der: Vec<u8>) -> Result<Self, SignError> {
         let bad = |r: &str| SignError::Key {
             path: String::new(),
             reason: r.to_owned(),
         };
-        let pair = Ed25519KeyPair::from_pkcs8_maybe_unchecked(pkcs8)
-            .map_err(|_| bad("not an Ed25519 PKCS#8 key"))?;
+        let pair = Pair::from_pkcs8(pkcs8).ok_or_else(|| {
+            bad(if cfg!(feature = "shangmi") {
+                "not an Ed25519 or SM2 PKCS#8 key"
+            } else {
+                "not an Ed25519 PKCS#8 key (an SM2 key needs a build with --features shangmi)"
+            })
+        })?;
         let (_, cert) = x509_parser::parse_x509_certificate(&cert_der)
             .map_err(|_| bad("certificate is not DER"))?;
-        if cert.public_key().subject_public_key.data.as_ref() != pair.public_key().as_ref() {
+        let public = pair
+            .public_key()
+            .map_err(|e| bad(&format!("reading the public key: {e}")))?;
+        if cert.public_key().subject_public_key.data.as_ref() != public.as_slice() {
             return Err(bad("key does not match the certificate"));
         }
         let principal = Principal::from_cert_der(&cert_der).ok_or(SignError::NoPrincipal)?;
@@ -244,6 +320,11 @@ impl SigningKey {
         &self.principal
     }
 
+    /// The scheme this key signs with (its profile's).
+    pub fn scheme(&self) -> Scheme {
+        self.pair.scheme()
+    }
+
     /// Loads the key and certificate ([`SigningKey::load`]) of `expected`: the hub, or one
     /// department. A certificate naming anyone else is refused with an error naming the file, so
     /// that a hub or node never signs in another principal's name.
@@ -258,35 +339,40 @@ impl SigningKey {
         Ok(key)
     }
 
-    /// Signs `bytes` under `context`.
-    pub fn sign(&self, context: Context, bytes: &[u8]) -> pb::Signature {
+    /// Signs `bytes` under `context`. Fails only if the crypto module does.
+    pub fn sign(&self, context: Context, bytes: &[u8]) -> Result<pb::Signature, SignError> {
         let msg = [context.prefix(), bytes].concat();
-        pb::Signature {
-            algorithm: ED25519.to_owned(),
+        Ok(pb::Signature {
+            algorithm: self.scheme().name().to_owned(),
             signer_cert: self.cert_der.clone(),
-            value: self.pair.sign(&msg).as_ref().to_vec(),
+            value: self.pair.sign(&msg)?,
             batch: None,
-        }
+        })
     }
 
-    /// Signs a batch: one signature over the Merkle root of `leaves` ([`merkle::leaf_hash`] of
+    /// The batch leaf of `bytes` under `context`, hashed with this key's scheme's digest.
+    pub fn leaf(&self, context: Context, bytes: &[u8]) -> Result<merkle::Hash, SignError> {
+        merkle::leaf_hash(self.scheme().digest(), context.prefix(), bytes)
+            .map_err(|e| SignError::Crypto(e.to_string()))
+    }
+
+    /// Signs a batch: one signature over the Merkle root of `leaves` ([`SigningKey::leaf`] of
     /// each statement under its context), and for each leaf, in order, its signature: that one
     /// signature with the leaf's inclusion path. Empty for no leaves.
-    pub fn sign_batch(&self, leaves: &[merkle::Hash]) -> Vec<pb::Signature> {
-        let Some((root, paths)) = merkle::build(leaves) else {
-            return Vec::new();
+    pub fn sign_batch(&self, leaves: &[merkle::Hash]) -> Result<Vec<pb::Signature>, SignError> {
+        let scheme = self.scheme();
+        let Some((root, paths)) =
+            merkle::build(scheme.digest(), leaves).map_err(|e| SignError::Crypto(e.to_string()))?
+        else {
+            return Ok(Vec::new());
         };
         let size = leaves.len() as u64;
-        let value = self
-            .pair
-            .sign(&batch_root_message(size, &root))
-            .as_ref()
-            .to_vec();
-        paths
+        let value = self.pair.sign(&batch_root_message(size, &root))?;
+        Ok(paths
             .into_iter()
             .enumerate()
             .map(|(i, path)| pb::Signature {
-                algorithm: ED25519_BATCH.to_owned(),
+                algorithm: scheme.batch_name().to_owned(),
                 signer_cert: self.cert_der.clone(),
                 value: value.clone(),
                 batch: Some(pb::BatchInclusion {
@@ -295,7 +381,7 @@ impl SigningKey {
                     path: path.into_iter().map(|h| h.to_vec()).collect(),
                 }),
             })
-            .collect()
+            .collect())
     }
 }
 
@@ -306,6 +392,8 @@ impl SigningKey {
 #[derive(Debug, Clone)]
 pub struct Verifier {
     anchor: TrustAnchor<'static>,
+    /// The CA's profile: the only one whose signatures this verifier accepts.
+    profile: Profile,
     trusted: Arc<Mutex<SignerCache>>,
     /// Batch signatures already checked (see [`RootCache`]).
     roots: Arc<Mutex<RootCache>>,
@@ -412,9 +500,15 @@ impl Verifier {
             .to_owned();
         Ok(Verifier {
             anchor,
+            profile: profile_of(ca_der),
             trusted: Arc::default(),
             roots: Arc::default(),
         })
+    }
+
+    /// The profile of the exchange (its CA) whose signatures this verifier checks.
+    pub fn profile(&self) -> Profile {
+        self.profile
     }
 
     fn cache(&self) -> std::sync::MutexGuard<'_, SignerCache> {
@@ -442,33 +536,48 @@ impl Verifier {
         bytes: &[u8],
         at_unix_secs: u64,
     ) -> Result<Principal, SignError> {
-        let (msg, root_key) = match (sig.algorithm.as_str(), &sig.batch) {
-            (ED25519, None) => ([context.prefix(), bytes].concat(), None),
-            (ED25519_BATCH, Some(b)) => {
+        let Some((scheme, batched)) = Scheme::parse(&sig.algorithm) else {
+            return Err(SignError::Algorithm(sig.algorithm.clone()));
+        };
+        if scheme.profile() != self.profile {
+            return Err(SignError::Profile {
+                algorithm: sig.algorithm.clone(),
+                theirs: scheme.profile(),
+                ours: self.profile,
+            });
+        }
+        let alg = verification_alg(scheme)?;
+        let (msg, root_key) = match (batched, &sig.batch) {
+            (false, None) => ([context.prefix(), bytes].concat(), None),
+            (true, Some(b)) => {
                 let inclusion = |reason: String| SignError::Inclusion {
                     index: b.leaf_index,
                     size: b.tree_size,
                     reason,
                 };
-                let leaf = merkle::leaf_hash(context.prefix(), bytes);
-                let root = merkle::root_from_path(leaf, b.leaf_index, b.tree_size, &b.path)
+                let digest = scheme.digest();
+                let leaf = merkle::leaf_hash(digest, context.prefix(), bytes)
+                    .map_err(|e| SignError::Crypto(e.to_string()))?;
+                let root = merkle::root_from_path(digest, leaf, b.leaf_index, b.tree_size, &b.path)
                     .map_err(|e| inclusion(e.to_string()))?;
                 let msg = batch_root_message(b.tree_size, &root);
                 let key =
                     Digest::of(&[&Digest::of(&sig.signer_cert).0[..], &msg, &sig.value].concat());
                 (msg, Some(key))
             }
-            (ED25519_BATCH, None) => {
+            (true, None) => {
                 return Err(SignError::Algorithm(format!(
-                    "{ED25519_BATCH} without its batch inclusion"
+                    "{} without its batch inclusion",
+                    sig.algorithm
                 )));
             }
-            (ED25519, Some(_)) => {
+            (false, Some(_)) => {
                 return Err(SignError::Algorithm(format!(
-                    "{ED25519} with a batch inclusion (a batch signature must say {ED25519_BATCH})"
+                    "{} with a batch inclusion (a batch signature must say {})",
+                    sig.algorithm,
+                    scheme.batch_name()
                 )));
             }
-            (other, _) => return Err(SignError::Algorithm(other.to_owned())),
         };
         let cert = CertificateDer::from(sig.signer_cert.as_slice());
         let ee = webpki::EndEntityCert::try_from(&cert)
@@ -489,7 +598,7 @@ impl Verifier {
         };
         let known_root = root_key.is_some_and(|k| self.root_cache().seen.contains(&k));
         if !known_root {
-            ee.verify_signature(webpki::ring::ED25519, &msg, &sig.value)
+            ee.verify_signature(alg, &msg, &sig.value)
                 .map_err(|_| match &sig.batch {
                     Some(b) => SignError::Inclusion {
                         index: b.leaf_index,
@@ -527,7 +636,7 @@ impl Verifier {
         let usage = webpki::KeyUsage::required(crate::identity::DOCUMENT_SIGNING_EKU_DER);
         let time = UnixTime::since_unix_epoch(std::time::Duration::from_secs(at_unix_secs));
         ee.verify_for_usage(
-            webpki::ALL_VERIFICATION_ALGS,
+            chain_algs(self.profile),
             std::slice::from_ref(&self.anchor),
             &[],
             time,
@@ -537,6 +646,53 @@ impl Verifier {
         )
         .map_err(|e| SignError::Certificate(e.to_string()))?;
         Ok(())
+    }
+}
+
+/// The profile of a certificate: `shangmi` for an SM2 key (id-ecPublicKey on the curve sm2,
+/// 1.2.156.10197.1.301), else `international`.
+fn profile_of(der: &[u8]) -> Profile {
+    const SM2_CURVE: &[u64] = &[1, 2, 156, 10197, 1, 301];
+    let sm2 = x509_parser::parse_x509_certificate(der).is_ok_and(|(_, cert)| {
+        cert.public_key()
+            .algorithm
+            .parameters
+            .as_ref()
+            .and_then(|p| p.as_oid().ok())
+            .and_then(|oid| oid.iter().map(|arcs| arcs.collect::<Vec<u64>>()))
+            .is_some_and(|arcs| arcs == SM2_CURVE)
+    });
+    if sm2 {
+        Profile::Shangmi
+    } else {
+        Profile::International
+    }
+}
+
+/// The algorithm that checks a signature of `scheme` (a certificate's key must match it).
+fn verification_alg(
+    scheme: Scheme,
+) -> Result<&'static dyn SignatureVerificationAlgorithm, SignError> {
+    match scheme {
+        Scheme::Ed25519 => Ok(webpki::ring::ED25519),
+        #[cfg(feature = "shangmi")]
+        Scheme::Sm2Sm3 => Ok(&scheme::sm2_webpki::SM2_WITH_SM3_ALG),
+        #[cfg(not(feature = "shangmi"))]
+        Scheme::Sm2Sm3 => Err(SignError::Crypto(
+            crate::crypto::CryptoError::ShangmiUnavailable.to_string(),
+        )),
+    }
+}
+
+/// The algorithms a certificate path of `profile` may be signed with.
+fn chain_algs(profile: Profile) -> &'static [&'static dyn SignatureVerificationAlgorithm] {
+    match profile {
+        Profile::International => webpki::ALL_VERIFICATION_ALGS,
+        #[cfg(feature = "shangmi")]
+        Profile::Shangmi => scheme::sm2_webpki::ALGS,
+        // Never reached: such a verifier refuses every signature before the chain is built.
+        #[cfg(not(feature = "shangmi"))]
+        Profile::Shangmi => &[],
     }
 }
 
@@ -551,6 +707,10 @@ fn validity(der: &[u8]) -> Option<(u64, u64)> {
 }
 
 #[cfg(test)]
+#[cfg(feature = "shangmi")]
+mod sm_tests;
+
+#[cfg(test)]
 mod tests {
     use rcgen::{
         BasicConstraints, CertificateParams, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair,
@@ -562,7 +722,7 @@ mod tests {
     use crate::identity::DOCUMENT_SIGNING_EKU_ARCS;
 
     /// A CA and department a's signing key, both valid throughout 2020.
-    fn pki(ca_name: &str) -> (Vec<u8>, SigningKey) {
+    pub(super) fn pki(ca_name: &str) -> (Vec<u8>, SigningKey) {
         let window = (
             datetime!(2020-01-01 00:00 UTC),
             datetime!(2021-01-01 00:00 UTC),
@@ -598,7 +758,7 @@ mod tests {
     fn a_cached_signer_is_still_checked_for_time_signature_and_ca() {
         let (ca, key) = pki("Cache Test CA");
         let v = Verifier::new(&ca).unwrap();
-        let sig = key.sign(Context::Evidence, b"bytes");
+        let sig = key.sign(Context::Evidence, b"bytes").unwrap();
         let june = secs(datetime!(2020-06-01 00:00 UTC));
         let who = v.verify(&sig, Context::Evidence, b"bytes", june).unwrap();
         assert_eq!(who, *key.principal());
@@ -650,9 +810,9 @@ mod tests {
         let stmts: Vec<Vec<u8>> = (0..5u8).map(|i| vec![i; 40]).collect();
         let leaves: Vec<_> = stmts
             .iter()
-            .map(|b| merkle::leaf_hash(Context::Evidence.prefix(), b))
+            .map(|b| key.leaf(Context::Evidence, b).unwrap())
             .collect();
-        let sigs = key.sign_batch(&leaves);
+        let sigs = key.sign_batch(&leaves).unwrap();
         assert_eq!(sigs.len(), 5);
         assert!(
             sigs.iter().all(|s| s.value == sigs[0].value),
@@ -737,7 +897,7 @@ mod tests {
                 let s = signer.clone();
                 tokio::spawn(async move {
                     let bytes = vec![i; 10];
-                    (s.sign(Context::Evidence, &bytes).await, bytes)
+                    (s.sign(Context::Evidence, &bytes).await.unwrap(), bytes)
                 })
             })
             .collect();
@@ -750,7 +910,7 @@ mod tests {
         }
         assert_eq!(values.len(), 1, "one signature for the hundred");
         // Alone, a statement is signed at once, in a batch of one.
-        let alone = signer.sign(Context::Evidence, b"alone").await;
+        let alone = signer.sign(Context::Evidence, b"alone").await.unwrap();
         assert_eq!(alone.batch.as_ref().unwrap().tree_size, 1);
         assert!(v.verify(&alone, Context::Evidence, b"alone", june).is_ok());
         assert!(v.verify(&alone, Context::Evidence, b"other", june).is_err());
@@ -760,7 +920,7 @@ mod tests {
     fn a_signer_first_seen_out_of_its_window_is_not_cached() {
         let (ca, key) = pki("Window Test CA");
         let v = Verifier::new(&ca).unwrap();
-        let sig = key.sign(Context::Evidence, b"x");
+        let sig = key.sign(Context::Evidence, b"x").unwrap();
         let late = secs(datetime!(2022-01-01 00:00 UTC));
         assert!(v.verify(&sig, Context::Evidence, b"x", late).is_err());
         assert!(v.cache().by_der.is_empty());

@@ -111,8 +111,7 @@ impl admin_server::Admin for AdminService {
             0,
             true,
         )
-        .await
-        .map_err(ServiceError::from)?;
+        .await?;
         let items = audit::export(&self.hub.store, since)
             .await
             .map_err(ServiceError::from)?;

@@ -9,6 +9,7 @@
 
 use exchange_core::{
     audit::{ChainVerifier, GENESIS, entry_hash, sign_checkpoint},
+    error::ServiceError,
     signing::{SigningKey, Verifier},
     store::{Store, StoreError, decode},
     time::now_ms,
@@ -128,7 +129,7 @@ pub(crate) async fn checkpoint(
     every: u64,
     max_age_ms: i64,
     force: bool,
-) -> Result<Option<u64>, StoreError> {
+) -> Result<Option<u64>, ServiceError> {
     let (head_seq, head_hash, last) = store
         .read(|txn| {
             let (seq, hash) = match open(txn, HEAD)? {
@@ -171,7 +172,7 @@ pub(crate) async fn checkpoint(
             at_ms: now_ms(),
         },
         key,
-    );
+    )?;
     let bytes = signed.encode_to_vec();
     store
         .write(move |txn| {

@@ -431,7 +431,7 @@ async fn acked(
             now_ms(),
         );
         ev.reason = reason;
-        let ev = SignedEvidence::seal(ev, &hub.signer);
+        let ev = SignedEvidence::seal(ev, &hub.signer)?;
         if store::record_evidence(&hub.store, &doc, ev, Some((dept.clone(), key))).await? {
             hub.sessions.wake(&doc.header.sender);
         }
@@ -492,7 +492,7 @@ async fn recall_acked(
         pb::RecallOutcome::NotHeld => SignedEvidence::seal(
             Evidence::about(doc, EvidenceKind::Withdrawn, Some(dept.clone()), now_ms()),
             &hub.signer,
-        ),
+        )?,
         pb::RecallOutcome::Recalled => {
             let receipt = ack.recall_receipt.ok_or_else(|| {
                 ServiceError::invalid("ack.recall_receipt: required with RECALLED")

@@ -190,7 +190,10 @@ impl HubService {
             .chars()
             .take(exchange_core::document::limits::TEXT_CHARS)
             .collect();
-        e.evidence = Some(Box::new(SignedEvidence::seal(ev, &self.hub.signer).wire));
+        match SignedEvidence::seal(ev, &self.hub.signer) {
+            Ok(ev) => e.evidence = Some(Box::new(ev.wire)),
+            Err(s) => warn!(error = %s, "could not sign the REFUSED evidence; refusing without it"),
+        }
         e
     }
 
@@ -265,7 +268,7 @@ impl HubService {
             Evidence::about(&doc, EvidenceKind::Accepted, None, at),
             &hub.batch_signer,
         )
-        .await
+        .await?
         .wire;
         let recipients: Vec<DeptId> = h.recipients.iter().map(|r| r.dept.clone()).collect();
         let id = h.id;

@@ -5,6 +5,7 @@
 
 use exchange_core::{
     ids::{DeptId, DocumentId},
+    signing::SignError,
     state::{DeliveryState, StateError},
     store::StoreError,
 };
@@ -15,6 +16,9 @@ pub(crate) enum NodeError {
     /// The store failed, or a stored record is unreadable.
     #[error(transparent)]
     Store(#[from] StoreError),
+    /// Signing failed inside the crypto module (never the caller's fault).
+    #[error("signing: {0}")]
+    Sign(#[from] SignError),
     /// The department's signing certificate cannot be used now: nothing it signs would be
     /// accepted by the hub.
     #[error(

@@ -85,6 +85,6 @@ impl Fixture {
         key: &SigningKey,
     ) -> SignedEvidence {
         let ev = Evidence::about(doc, kind, to.map(|r| r.parse().unwrap()), at);
-        SignedEvidence::seal(ev, key)
+        SignedEvidence::seal(ev, key).unwrap()
     }
 }

@@ -294,6 +294,7 @@ async fn receive(
         &node.batch_signer,
     )
     .await
+    .map_err(|e| tonic::Status::from(ServiceError::from(e)))?
     .wire;
     let sender = doc.header.sender.clone();
     let (receipt, seq) = store::receive(&node.store, doc, acc, addition, inline, receipt, at)
@@ -429,6 +430,7 @@ async fn renewed_receipt(
         ),
         &node.signer,
     )
+    .map_err(|e| tonic::Status::from(ServiceError::from(e)))?
     .wire;
     store::replace_receipt(&node.store, doc.header.id, receipt.clone())
         .await

@@ -50,7 +50,9 @@ pub fn header(sender: &str, to: &[&str], title: &str, parts: Vec<pb::Part>) -> p
 /// `header` encoded and signed with `key`, whatever it says.
 pub fn sign(header: &pb::DocumentHeader, key: &SigningKey) -> pb::SignedDocument {
     let bytes = prost::Message::encode_to_vec(header);
-    let signature = key.sign(Context::DocumentHeader, &bytes);
+    let signature = key
+        .sign(Context::DocumentHeader, &bytes)
+        .expect("an Ed25519 key signs");
     pb::SignedDocument {
         header: bytes,
         signature: Some(signature),

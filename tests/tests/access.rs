@@ -119,7 +119,7 @@ async fn a_node_cannot_fetch_or_acknowledge_another_departments_document() -> Re
             now_ms(),
         );
         ev.clerk = "intruder".into();
-        let wire = SignedEvidence::seal(ev, &c_key).wire;
+        let wire = SignedEvidence::seal(ev, &c_key)?.wire;
         let err = c
             .submit_evidence(pb::SubmitEvidenceRequest {
                 evidence: Some(wire),

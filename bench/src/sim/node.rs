@@ -201,6 +201,7 @@ async fn receive(
         ),
         &node.signer,
     )
+    .context("signing the receipt")?
     .wire;
     let doc_id = doc.header.id.to_string();
     let receipt = shared

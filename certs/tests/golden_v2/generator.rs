@@ -9,6 +9,7 @@ use anyhow::{Context, Result, ensure};
 use exchange_certs::{Ca, Identity, Validity};
 use exchange_core::{
     bundle::{BUNDLE_FORMAT, encode_bundle, verify_bundle},
+    crypto::DigestAlgorithm::Sha256 as SHA256,
     document::{Evidence, EvidenceKind, SignedDoc, SignedEvidence},
     identity::Principal,
     signing::{Digest, SigningKey, Verifier, merkle},
@@ -42,14 +43,16 @@ fn in_batch(key: &SigningKey, context: &[u8], bytes: &[u8], at: (u64, u64)) -> p
     let leaves: Vec<merkle::Hash> = (0..size)
         .map(|i| {
             if i == index {
-                return merkle::leaf_hash(context, bytes);
+                return merkle::leaf_hash(SHA256, context, bytes).expect("sha-256");
             }
             let ctx = [EVIDENCE_CONTEXT, HEADER_CONTEXT][i as usize % 2];
             let other = format!("unrelated statement {i} of {}'s batch", key.principal());
-            merkle::leaf_hash(ctx, other.as_bytes())
+            merkle::leaf_hash(SHA256, ctx, other.as_bytes()).expect("sha-256")
         })
         .collect();
-    key.sign_batch(&leaves).swap_remove(index as usize)
+    key.sign_batch(&leaves)
+        .expect("signs")
+        .swap_remove(index as usize)
 }
 
 fn header() -> pb::DocumentHeader {
@@ -115,9 +118,9 @@ pub(super) fn write(dir: &Path) -> Result<()> {
         edit(&mut e);
         e
     };
-    let single = |e: Evidence, key: &SigningKey| SignedEvidence::seal(e, key).wire;
+    let single = |e: Evidence, key: &SigningKey| SignedEvidence::seal(e, key).expect("signs").wire;
     let batched = |e: Evidence, key: &SigningKey, at: (u64, u64)| {
-        let mut wire = SignedEvidence::seal(e, key).wire;
+        let mut wire = SignedEvidence::seal(e, key).expect("signs").wire;
         wire.signature = Some(in_batch(key, EVIDENCE_CONTEXT, &wire.evidence, at));
         wire
     };

@@ -20,7 +20,7 @@ use std::{
 use exchange_proto::v1 as pb;
 use tokio::sync::{mpsc, oneshot};
 
-use super::{Context, SigningKey, merkle};
+use super::{Context, SignError, SigningKey, merkle};
 
 /// Most statements under one signature. Bounds the path length (11 hashes) and the time
 /// the first caller of a batch waits for the tree.
@@ -34,7 +34,7 @@ const BUSY: Duration = Duration::from_millis(5);
 
 struct Job {
     leaf: merkle::Hash,
-    reply: oneshot::Sender<pb::Signature>,
+    reply: oneshot::Sender<Result<pb::Signature, SignError>>,
 }
 
 /// Signs statements in batches with one key; clones share the signer.
@@ -70,10 +70,11 @@ impl BatchSigner {
     }
 
     /// A signature over `bytes` under `context`, made together with whatever else is waiting:
-    /// an [`super::ED25519_BATCH`] signature with this statement's inclusion path. Should the
-    /// signing task be gone (the runtime is shutting down), signs this statement alone.
-    pub async fn sign(&self, context: Context, bytes: &[u8]) -> pb::Signature {
-        let leaf = merkle::leaf_hash(context.prefix(), bytes);
+    /// a batch signature ([`super::Scheme::batch_name`]) with this statement's inclusion path.
+    /// Should the signing task be gone (the runtime is shutting down), signs this statement
+    /// alone. Fails only if the crypto module does.
+    pub async fn sign(&self, context: Context, bytes: &[u8]) -> Result<pb::Signature, SignError> {
+        let leaf = self.key.leaf(context, bytes)?;
         let (reply, answer) = oneshot::channel();
         if self.jobs.send(Job { leaf, reply }).is_ok()
             && let Ok(sig) = answer.await
@@ -105,15 +106,26 @@ async fn run(key: Arc<SigningKey>, mut rx: mpsc::UnboundedReceiver<Job>) {
         let key = Arc::clone(&key);
         // Off the async workers: a large batch is a few hundred microseconds of hashing.
         let signed = if jobs.len() > 64 {
+            // A panicked job answers no one: each caller then signs its statement alone.
             tokio::task::spawn_blocking(move || key.sign_batch(&leaves))
                 .await
-                .unwrap_or_default()
+                .unwrap_or_else(|_| Ok(Vec::new()))
         } else {
             key.sign_batch(&leaves)
         };
-        for (job, sig) in jobs.into_iter().zip(signed) {
-            // A caller that gave up no longer needs its signature.
-            let _ = job.reply.send(sig);
+        match signed {
+            Ok(sigs) => {
+                for (job, sig) in jobs.into_iter().zip(sigs) {
+                    // A caller that gave up no longer needs its signature.
+                    let _ = job.reply.send(Ok(sig));
+                }
+            }
+            Err(e) => {
+                let why = e.to_string();
+                for job in jobs {
+                    let _ = job.reply.send(Err(SignError::Crypto(why.clone())));
+                }
+            }
         }
         last = Some(Instant::now());
     }

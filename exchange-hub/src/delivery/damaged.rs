@@ -74,7 +74,7 @@ pub(crate) async fn not_delivered(
         .take(exchange_core::document::limits::TEXT_CHARS)
         .collect();
     let sender = ev.sender.clone();
-    let ev = exchange_core::document::SignedEvidence::seal(ev, &hub.signer);
+    let ev = exchange_core::document::SignedEvidence::seal(ev, &hub.signer)?;
     let about = About {
         id,
         sender: sender.clone(),

@@ -11,10 +11,13 @@ impl From<NodeError> for ServiceError {
     fn from(e: NodeError) -> Self {
         let e = match e {
             NodeError::Store(s) => return ServiceError::from(s),
+            NodeError::Sign(s) => return ServiceError::from(s),
             e => e,
         };
         let code = match &e {
-            NodeError::Store(_) => ErrorCode::Unavailable, // returned above, with its own message
+            // Returned above, with their own codes and messages.
+            NodeError::Store(_) => ErrorCode::Unavailable,
+            NodeError::Sign(_) => ErrorCode::Internal,
             NodeError::EvidenceForUnknown(_)
             | NodeError::NotReceived(_)
             | NodeError::NotSent(_) => ErrorCode::NotFound,

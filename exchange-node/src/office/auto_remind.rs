@@ -8,13 +8,13 @@ use exchange_core::{
     document::Urgency,
     ids::{DeptId, DocumentId},
     state::DeliveryState,
-    store::StoreError,
     time::{format_ms, now_ms},
 };
 
 use super::statements::queue_reminder;
 use crate::{
     Node,
+    error::NodeError,
     store::{self, SentRecipient, SentRecord},
 };
 
@@ -53,7 +53,7 @@ pub(crate) async fn auto_remind_loop(node: Arc<Node>, stop: tokio_util::sync::Ca
 
 /// One pass: finds the overdue, not yet auto-reminded deliveries on a snapshot, then reminds
 /// them in one transaction (checking each again there). Returns how many were reminded.
-async fn auto_remind(node: &Arc<Node>) -> Result<usize, StoreError> {
+async fn auto_remind(node: &Arc<Node>) -> Result<usize, NodeError> {
     let now = now_ms();
     let from = uuid_v7_floor(now.saturating_sub(AUTO_REMIND_WINDOW_MS));
     let due: Vec<(DocumentId, Vec<DeptId>)> = store::sent_since(&node.store, from)
@@ -86,11 +86,11 @@ async fn auto_remind(node: &Arc<Node>) -> Result<usize, StoreError> {
                 .reminders
                 .due_ms(&n.cfg.calendar, urgency, r.delivered_at_ms);
             let note = format!("自动催办 (automatic): 签收 was due {}", format_ms(due_at));
-            queue_reminder(&n, &rec.doc, r, note, at, fx);
+            queue_reminder(&n, &rec.doc, r, note, at, fx)?;
             r.auto_reminded_at_ms = at;
             count += 1;
         }
-        Ok::<_, StoreError>(count)
+        Ok::<_, NodeError>(count)
     })
     .await?;
     Ok(counts.iter().sum())

@@ -6,6 +6,7 @@ use std::sync::Arc;
 
 use exchange_core::{
     document::{Evidence, EvidenceKind, SignedDoc, SignedEvidence},
+    signing::SignError,
     state::{InboxState, RecallEffect},
     store::StoreError,
     time::{now_ms, now_secs},
@@ -14,6 +15,7 @@ use exchange_proto::v1 as pb;
 
 use crate::{
     Node,
+    error::NodeError,
     store::{self, Event, InboxRecord},
 };
 
@@ -23,7 +25,7 @@ use crate::{
 pub(crate) async fn notice(
     node: &Arc<Node>,
     wire: pb::SignedEvidence,
-) -> Result<pb::Ack, StoreError> {
+) -> Result<pb::Ack, NodeError> {
     let ev = match SignedEvidence::verify(wire, &node.verifier, now_secs()) {
         Ok(ev) => ev,
         Err(e) => {
@@ -50,7 +52,7 @@ fn held(rec: &InboxRecord, ev: &SignedEvidence) -> bool {
     ev.is_about(&rec.doc) && ev.evidence.sender == rec.doc.header.sender
 }
 
-async fn recall_arrived(node: &Arc<Node>, ev: SignedEvidence) -> Result<pb::Ack, StoreError> {
+async fn recall_arrived(node: &Arc<Node>, ev: SignedEvidence) -> Result<pb::Ack, NodeError> {
     let n = Arc::clone(node);
     let id = ev.evidence.doc_id;
     let ((outcome, receipt), seq) = store::change_inbox(&node.store, id, move |rec, fx| {
@@ -74,8 +76,11 @@ async fn recall_arrived(node: &Arc<Node>, ev: SignedEvidence) -> Result<pb::Ack,
         let at = now_ms();
         rec.state = next;
         rec.recall = Some(ev.wire.clone());
-        let receipt =
-            (effect == RecallEffect::Recalled).then(|| recalled_receipt(&n, &rec.doc, at).wire);
+        let receipt = if effect == RecallEffect::Recalled {
+            Some(recalled_receipt(&n, &rec.doc, at)?.wire)
+        } else {
+            None
+        };
         rec.recall_handling.clone_from(&receipt);
         fx.event(Event {
             kind: pb::NodeEventKind::Received,
@@ -84,7 +89,7 @@ async fn recall_arrived(node: &Arc<Node>, ev: SignedEvidence) -> Result<pb::Ack,
             state: pb::RecipientState::Recalled,
             at_ms: at,
         });
-        Ok::<_, StoreError>((outcome, receipt))
+        Ok::<_, NodeError>((outcome, receipt))
     })
     .await?;
     node.event_committed(seq);
@@ -97,7 +102,7 @@ async fn recall_arrived(node: &Arc<Node>, ev: SignedEvidence) -> Result<pb::Ack,
 }
 
 /// This node's signed RECALLED: the document left its inbox before 签收.
-fn recalled_receipt(node: &Node, doc: &SignedDoc, at: i64) -> SignedEvidence {
+fn recalled_receipt(node: &Node, doc: &SignedDoc, at: i64) -> Result<SignedEvidence, SignError> {
     let ev = Evidence::about(
         doc,
         EvidenceKind::Recalled,

@@ -7,6 +7,7 @@ use std::sync::Arc;
 use exchange_core::{
     document::{Evidence, EvidenceKind, SignedDoc, SignedEvidence},
     ids::{DeptId, DocumentId},
+    signing::SignError,
     state::DeliveryState,
     store::{Store, StoreError, queue::QueueKey},
     time::now_ms,
@@ -28,13 +29,14 @@ pub(super) fn queue_reminder(
     note: String,
     at: i64,
     fx: &mut Effects,
-) {
+) -> Result<(), SignError> {
     let mut ev = Evidence::about(doc, EvidenceKind::Reminded, Some(r.dept.clone()), at);
     ev.reason = note;
-    let ev = SignedEvidence::seal(ev, &node.signer);
+    let ev = SignedEvidence::seal(ev, &node.signer)?;
     r.reminders += 1;
     r.last_reminded_at_ms = at;
     fx.queue(doc, &ev);
+    Ok(())
 }
 
 /// The sent record of `id`, if the hub has accepted it (statements about a document need the
@@ -85,7 +87,7 @@ pub(crate) async fn recall(
         let mut ev = Evidence::about(&rec.doc, EvidenceKind::Recall, None, now_ms());
         ev.reason.clone_from(&reason);
         ev.clerk.clone_from(&clerk);
-        let ev = SignedEvidence::seal(ev, &n.signer);
+        let ev = SignedEvidence::seal(ev, &n.signer)?;
         rec.recall = Some(ev.wire.clone());
         fx.queue(&rec.doc, &ev);
         Ok(true)
@@ -119,7 +121,7 @@ pub(crate) async fn add_recipients(
                 now_ms(),
             );
             ev.cc = *cc;
-            let ev = SignedEvidence::seal(ev, &n.signer);
+            let ev = SignedEvidence::seal(ev, &n.signer)?;
             rec.recipients.push(SentRecipient {
                 added: Some(ev.wire.clone()),
                 ..SentRecipient::queued(dept.clone(), *cc)
@@ -168,7 +170,7 @@ pub(crate) async fn remind(
                 }
                 continue;
             }
-            queue_reminder(n, &rec.doc, r, note.clone(), at, fx);
+            queue_reminder(n, &rec.doc, r, note.clone(), at, fx)?;
             out.push(r.dept.clone());
         }
         if out.is_empty() {

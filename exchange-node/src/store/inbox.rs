@@ -5,7 +5,7 @@
 use exchange_core::{
     document::{SignedDoc, SignedEvidence},
     ids::DocumentId,
-    signing::Digest,
+    signing::{Digest, SignError},
     state::{ClerkAction, InboxState, Transition},
     store::{Store, StoreError},
 };
@@ -196,7 +196,7 @@ pub(crate) async fn handle(
     store: &Store,
     id: DocumentId,
     action: ClerkAction,
-    make_evidence: impl Fn(&SignedDoc) -> SignedEvidence + Send + 'static,
+    make_evidence: impl Fn(&SignedDoc) -> Result<SignedEvidence, SignError> + Send + 'static,
 ) -> Result<bool, NodeError> {
     let (changed, _) = change_inbox(store, id, move |rec, fx| {
         let rec = rec.ok_or(NodeError::NotReceived(id))?;
@@ -215,7 +215,7 @@ pub(crate) async fn handle(
             }
             Err(source) => return Err(NodeError::Inbox { id, source }),
         };
-        let ev = make_evidence(&rec.doc);
+        let ev = make_evidence(&rec.doc)?;
         rec.state = next;
         if action == ClerkAction::AcknowledgeRecall {
             // The 签收 (time, clerk, evidence) stays as it was; the acknowledgement is apart.

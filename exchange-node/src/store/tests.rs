@@ -41,7 +41,8 @@ async fn deliver(f: &Fixture) -> SignedDoc {
 fn clerk(
     key: &Arc<SigningKey>,
     kind: EvidenceKind,
-) -> impl Fn(&SignedDoc) -> SignedEvidence + Send + 'static {
+) -> impl Fn(&SignedDoc) -> Result<SignedEvidence, exchange_core::signing::SignError> + Send + 'static
+{
     let key = Arc::clone(key);
     move |doc| {
         let mut ev = exchange_core::document::Evidence::about(

@@ -122,7 +122,7 @@ pub(super) fn evidence(
         ev.clerk = "李四".into();
         ev.reason = "不属于本单位职责范围".into();
     }
-    SignedEvidence::seal(ev, key).wire
+    SignedEvidence::seal(ev, key).unwrap().wire
 }
 
 /// The whole journey: accepted, delivered to b and c, confirmed by b, rejected by c; one second

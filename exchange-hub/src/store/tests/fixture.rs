@@ -113,7 +113,7 @@ impl Fixture {
         key: &SigningKey,
     ) -> SignedEvidence {
         let to = to.map(|d| d.parse::<DeptId>().unwrap());
-        SignedEvidence::seal(Evidence::about(doc, kind, to, now_ms()), key)
+        SignedEvidence::seal(Evidence::about(doc, kind, to, now_ms()), key).unwrap()
     }
 
     /// The signing key of `who` ("hub", "a", "b" or "c").
