@@ -331,8 +331,8 @@ impl Ca {
 }
 
 /// The subject CN of a principal's certificates: informational only, identities come from the
-/// URI SAN.
-fn common_name(who: &Principal) -> String {
+/// URI SAN. Both profiles' CAs use it.
+pub(crate) fn common_name(who: &Principal) -> String {
     match who {
         Principal::Dept(id) => id.to_string(),
         Principal::Hub => "hub".to_owned(),

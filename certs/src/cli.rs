@@ -5,9 +5,23 @@ use std::{net::IpAddr, path::PathBuf};
 
 use anyhow::{Context as _, Result};
 use clap::{Parser, Subcommand};
-use exchange_core::{identity::Principal, ids::DeptId};
+use exchange_core::{crypto::Profile, identity::Principal, ids::DeptId};
 
-use crate::{Ca, DeptSpec, Validity, demo_setup, issue_into_dir};
+use crate::{Authority, DeptSpec, Validity, demo_setup_with_profile, ensure_built};
+
+/// Help shared by `init-ca --profile` and `demo-setup --profile`.
+const PROFILE_HELP: &str = "Crypto profile of the new CA, and so of every certificate it \
+    issues (later commands read it from ca.pem): `international` (ECDSA P-256 TLS, Ed25519 \
+    document signing) or `shangmi` (国密: SM2 keys signed SM2-with-SM3, and TLCP's second, \
+    encryption certificate tls-enc.pem/tls-enc.key beside each tls.pem; needs a build with \
+    `--features shangmi`; see docs/shangmi.md)";
+
+/// `--profile`: the names of [`Profile`], listed in `--help`.
+fn profile_parser() -> impl clap::builder::TypedValueParser<Value = Profile> {
+    use clap::builder::TypedValueParser as _;
+    clap::builder::PossibleValuesParser::new(Profile::ALL.map(Profile::name))
+        .try_map(|s| s.parse::<Profile>())
+}
 
 /// PKI tool of the document exchange: one CA; a TLS and a document-signing identity per principal.
 #[derive(Debug, Parser)]
@@ -29,13 +43,17 @@ pub enum Command {
         /// Common name of the CA certificate.
         #[arg(long, default_value = "Exchange Root CA")]
         name: String,
+        /// Crypto profile: international or shangmi (国密).
+        #[arg(long, default_value = "international", value_parser = profile_parser(), long_help = PROFILE_HELP)]
+        profile: Profile,
     },
     /// Issue the hub's TLS (server) and document-signing certificates into --out.
     IssueHub {
         /// Directory holding the CA's ca.pem and ca.key.
         #[arg(long, value_name = "CA_DIR")]
         ca_dir: PathBuf,
-        /// Directory to write tls.pem, tls.key, signing.pem, signing.key into (created).
+        /// Directory to write tls.pem, tls.key, signing.pem, signing.key (and under a shangmi CA
+        /// tls-enc.pem, tls-enc.key) into (created).
         #[arg(long, value_name = "DIR")]
         out: PathBuf,
         /// Extra DNS name nodes may dial the hub by (localhost is always included); repeatable.
@@ -56,7 +74,8 @@ pub enum Command {
         /// The administrator's name (recorded in the audit log with each action).
         #[arg(long)]
         name: String,
-        /// Directory to write tls.pem and tls.key into (created).
+        /// Directory to write tls.pem and tls.key (and under a shangmi CA tls-enc.pem,
+        /// tls-enc.key) into (created).
         #[arg(long, value_name = "DIR")]
         out: PathBuf,
         /// Days the certificate stays valid.
@@ -71,7 +90,8 @@ pub enum Command {
         /// Department id, as in the hub's directory (lowercase letters, digits, '-', '_').
         #[arg(long)]
         id: DeptId,
-        /// Directory to write tls.pem, tls.key, signing.pem, signing.key into (created).
+        /// Directory to write tls.pem, tls.key, signing.pem, signing.key (and under a shangmi CA
+        /// tls-enc.pem, tls-enc.key) into (created).
         #[arg(long, value_name = "DIR")]
         out: PathBuf,
         /// Days the certificates stay valid.
@@ -97,6 +117,9 @@ pub enum Command {
         /// Write into a non-empty directory, replacing an earlier demo's CA, keys and configs.
         #[arg(long)]
         force: bool,
+        /// Crypto profile of the demo: international or shangmi (国密).
+        #[arg(long, default_value = "international", value_parser = profile_parser(), long_help = PROFILE_HELP)]
+        profile: Profile,
     },
     /// Revoke certificates: add them to the CA's list (CA_DIR/revoked.toml) and write a new
     /// revocation list (CRL) that hubs and nodes configured with `[tls] crl` pick up while they
@@ -159,8 +182,10 @@ pub enum Command {
 /// any), nothing else does.
 pub fn run(cmd: Command) -> Result<()> {
     match cmd {
-        Command::InitCa { dir, name } => {
-            Ca::generate(&name, Validity::days_from_now(3650))?.write(&dir)
+        Command::InitCa { dir, name, profile } => {
+            // Before anything touches the disk: a build without 国密 writes nothing.
+            ensure_built(profile)?;
+            Authority::generate(profile, &name, Validity::days_from_now(3650))?.write(&dir)
         }
         Command::IssueHub {
             ca_dir,
@@ -168,17 +193,13 @@ pub fn run(cmd: Command) -> Result<()> {
             dns,
             ip,
             days,
-        } => {
-            let ca = Ca::load(&ca_dir)?;
-            issue_into_dir(
-                &ca,
-                &Principal::Hub,
-                &dns,
-                &ip,
-                Validity::days_from_now(days),
-                &out,
-            )
-        }
+        } => Authority::load(&ca_dir)?.issue_into_dir(
+            &Principal::Hub,
+            &dns,
+            &ip,
+            Validity::days_from_now(days),
+            &out,
+        ),
         Command::IssueAdmin {
             ca_dir,
             name,
@@ -192,17 +213,14 @@ pub fn run(cmd: Command) -> Result<()> {
                         .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_' || c == '.'),
                 "--name: use letters, digits, '-', '_' or '.'"
             );
-            let ca = Ca::load(&ca_dir)?;
-            let id = ca.issue_tls(
+            let ca = Authority::load(&ca_dir)?;
+            std::fs::create_dir_all(&out).with_context(|| format!("creating {}", out.display()))?;
+            ca.issue_tls_into(
                 &Principal::Admin(name),
                 &[],
                 &[],
                 Validity::days_from_now(days),
-            )?;
-            std::fs::create_dir_all(&out).with_context(|| format!("creating {}", out.display()))?;
-            id.write(
-                &out.join(crate::TLS_CERT_FILE),
-                &out.join(crate::TLS_KEY_FILE),
+                &out,
             )
         }
         Command::IssueDept {
@@ -210,17 +228,13 @@ pub fn run(cmd: Command) -> Result<()> {
             id,
             out,
             days,
-        } => {
-            let ca = Ca::load(&ca_dir)?;
-            issue_into_dir(
-                &ca,
-                &Principal::Dept(id),
-                &[],
-                &[],
-                Validity::days_from_now(days),
-                &out,
-            )
-        }
+        } => Authority::load(&ca_dir)?.issue_into_dir(
+            &Principal::Dept(id),
+            &[],
+            &[],
+            Validity::days_from_now(days),
+            &out,
+        ),
         Command::NewKek { out } => {
             let kek = exchange_core::atrest::Kek::generate(&out)
                 .with_context(|| format!("creating {}", out.display()))?;
@@ -232,8 +246,10 @@ pub fn run(cmd: Command) -> Result<()> {
             departments,
             base_port,
             force,
+            profile,
         } => {
-            let layout = demo_setup(&dir, &departments, base_port, force)?;
+            ensure_built(profile)?;
+            let layout = demo_setup_with_profile(&dir, &departments, base_port, force, profile)?;
             println!("{}", layout.hub_config.display());
             layout
                 .nodes

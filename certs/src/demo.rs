@@ -3,6 +3,10 @@
 //! One directory holds a fresh CA, the hub and one node per department, each with its
 //! certificates, keys and a config file whose paths are relative to the file itself, so the
 //! directory can be moved as a whole. Everything listens on loopback only.
+//!
+//! The demo's crypto profile is its CA's ([`crate::Authority`]); every config states it in
+//! `[crypto] profile`, and under `shangmi` names TLCP's encryption pair in `[tls] enc_cert` and
+//! `enc_key`. A shangmi demo has no revocation list yet (docs/shangmi.md says why).
 
 use std::{
     collections::BTreeSet,
@@ -16,20 +20,21 @@ use anyhow::{Context, Result, bail, ensure};
 use exchange_core::{
     atrest::{Kek, KekSource},
     config::{
-        AdminClient, ApiSection, AuditSection, DEFAULT_MAX_DOCUMENT_BYTES, DirectoryEntry,
-        EncryptionSection, HubConfig, HubLink, HubSection, NodeConfig, NodeSection, SigningPaths,
-        TlsPaths,
+        AdminClient, ApiSection, AuditSection, CryptoSection, DEFAULT_MAX_DOCUMENT_BYTES,
+        DirectoryEntry, EncryptionSection, HubConfig, HubLink, HubSection, NodeConfig, NodeSection,
+        SigningPaths, TlsPaths,
     },
+    crypto::Profile,
     identity::Principal,
     ids::{DeptId, IdError},
 };
 use serde::Serialize;
 
 use crate::{
-    Ca, Validity,
+    Authority, Validity,
     files::{
         CA_CERT_FILE, CA_KEY_FILE, PUBLIC_MODE, SIGNING_CERT_FILE, SIGNING_KEY_FILE, TLS_CERT_FILE,
-        TLS_KEY_FILE, issue_into_dir, replace_file,
+        TLS_ENC_CERT_FILE, TLS_ENC_KEY_FILE, TLS_KEY_FILE, replace_file,
     },
 };
 
@@ -141,6 +146,19 @@ pub fn demo_setup(
     base_port: Option<u16>,
     force: bool,
 ) -> Result<DemoLayout> {
+    demo_setup_with_profile(dir, depts, base_port, force, Profile::International)
+}
+
+/// [`demo_setup`] with a CA of `profile`. A profile this build lacks is refused before
+/// anything is written.
+pub fn demo_setup_with_profile(
+    dir: &Path,
+    depts: &[DeptSpec],
+    base_port: Option<u16>,
+    force: bool,
+    profile: Profile,
+) -> Result<DemoLayout> {
+    crate::ensure_built(profile)?;
     check_departments(depts)?;
     let dir = std::path::absolute(dir).with_context(|| format!("resolving {}", dir.display()))?;
     prepare_dir(&dir, force)?;
@@ -155,17 +173,25 @@ pub fn demo_setup(
         remove_if_present(&ca_dir.join(CA_KEY_FILE))?;
         remove_if_present(&ca_dir.join(crate::revoke::REVOKED_FILE))?;
     }
-    let ca = Ca::generate("Exchange Demo CA", Validity::days_from_now(CA_DAYS))?;
+    let ca = Authority::generate(
+        profile,
+        "Exchange Demo CA",
+        Validity::days_from_now(CA_DAYS),
+    )?;
     ca.write(&ca_dir)?;
     // An empty revocation list, which the hub and nodes watch: `exchange-certs revoke` updates
-    // it in place, and the running daemons pick that up.
-    crate::revoke::write_current_crl(&ca_dir, None)?;
+    // it in place, and the running daemons pick that up. None yet under shangmi (no SM2 CRL).
+    if profile == Profile::International {
+        crate::revoke::write_current_crl(&ca_dir, None)?;
+    }
     let leaf = Validity::days_from_now(LEAF_DAYS);
+    let crypto = CryptoSection { profile };
 
     let hub_dir = dir.join("hub");
-    issue_into_dir(&ca, &Principal::Hub, &[], &[], leaf, &hub_dir)?;
+    ca.issue_into_dir(&Principal::Hub, &[], &[], leaf, &hub_dir)?;
     let hub_kek = ensure_kek(&hub_dir)?;
     let hub = HubConfig {
+        crypto,
         hub: HubSection {
             listen: hub_addr,
             data_dir: "data".into(),
@@ -174,7 +200,7 @@ pub fn demo_setup(
             expire_undelivered_after_secs: 0,
             expire_at_reply_deadline: true,
         },
-        tls: tls_paths(),
+        tls: tls_paths(profile),
         signing: signing_paths(),
         departments: depts
             .iter()
@@ -203,27 +229,23 @@ pub fn demo_setup(
     let admin_dir = dir.join("admin");
     std::fs::create_dir_all(&admin_dir)
         .with_context(|| format!("creating {}", admin_dir.display()))?;
-    ca.issue_tls(&Principal::Admin("admin".into()), &[], &[], leaf)?
-        .write(
-            &admin_dir.join(TLS_CERT_FILE),
-            &admin_dir.join(TLS_KEY_FILE),
-        )?;
+    ca.issue_tls_into(
+        &Principal::Admin("admin".into()),
+        &[],
+        &[],
+        leaf,
+        &admin_dir,
+    )?;
     let hub_config = hub_dir.join("hub.toml");
     write_toml(&hub_config, "Hub", &hub)?;
 
     let mut nodes = Vec::with_capacity(depts.len());
     for (dept, port) in depts.iter().zip(&ports[1..]) {
         let node_dir = dir.join(dept.id.as_str());
-        issue_into_dir(
-            &ca,
-            &Principal::Dept(dept.id.clone()),
-            &[],
-            &[],
-            leaf,
-            &node_dir,
-        )?;
+        ca.issue_into_dir(&Principal::Dept(dept.id.clone()), &[], &[], leaf, &node_dir)?;
         let kek = ensure_kek(&node_dir)?;
         let node = NodeConfig {
+            crypto,
             node: NodeSection {
                 id: dept.id.clone(),
                 data_dir: "data".into(),
@@ -238,7 +260,7 @@ pub fn demo_setup(
                 server_name: "localhost".to_owned(),
                 max_in_flight: exchange_core::config::DEFAULT_MAX_IN_FLIGHT,
             },
-            tls: tls_paths(),
+            tls: tls_paths(profile),
             signing: signing_paths(),
             metrics: None,
             log: Default::default(),
@@ -262,7 +284,7 @@ pub fn demo_setup(
         nodes,
         dir,
     };
-    let readme = readme(&layout);
+    let readme = readme(&layout, profile);
     replace_file(
         &layout.dir.join("README.txt"),
         readme.as_bytes(),
@@ -336,13 +358,17 @@ fn free_ports(n: usize) -> Result<Vec<u16>> {
         .collect()
 }
 
-/// The hub's and every node's TLS files, relative to their config file.
-fn tls_paths() -> TlsPaths {
+/// The hub's and every node's TLS files, relative to their config file: under shangmi with
+/// TLCP's encryption pair, and without a revocation list (none can be signed yet).
+fn tls_paths(profile: Profile) -> TlsPaths {
+    let shangmi = profile == Profile::Shangmi;
     TlsPaths {
         ca: Path::new("..").join("ca").join(CA_CERT_FILE),
         cert: TLS_CERT_FILE.into(),
         key: TLS_KEY_FILE.into(),
-        crl: Some(Path::new("..").join("ca").join(crate::revoke::CRL_FILE)),
+        enc_cert: shangmi.then(|| TLS_ENC_CERT_FILE.into()),
+        enc_key: shangmi.then(|| TLS_ENC_KEY_FILE.into()),
+        crl: (!shangmi).then(|| Path::new("..").join("ca").join(crate::revoke::CRL_FILE)),
     }
 }
 
@@ -363,7 +389,7 @@ fn write_toml(path: &Path, what: &str, value: &impl Serialize) -> Result<()> {
     replace_file(path, text.as_bytes(), PUBLIC_MODE)
 }
 
-fn readme(layout: &DemoLayout) -> String {
+fn readme(layout: &DemoLayout, profile: Profile) -> String {
     let mut text = format!(
         "Demo document exchange, written by `exchange-certs demo-setup`.\n\n\
          ca/     the exchange CA (ca.key signs every certificate here; keep it private)\n\
@@ -381,6 +407,15 @@ fn readme(layout: &DemoLayout) -> String {
         ));
     }
     text.push_str("\nEach daemon keeps its data in a data/ directory next to its config file.\n");
+    if profile == Profile::Shangmi {
+        text.push_str(
+            "\nThis demo uses the shangmi (国密) profile: every certificate is SM2, signed \
+             SM2-with-SM3,\nand each TLS identity has TLCP's encryption pair (tls-enc.pem, \
+             tls-enc.key) beside tls.pem.\n`check-config` accepts these configs, but this \
+             version's daemons cannot serve the profile\nyet, and there is no revocation \
+             list: see docs/shangmi.md.\n",
+        );
+    }
     text
 }
 

@@ -26,6 +26,11 @@ pub const CA_KEY_FILE: &str = "ca.key";
 pub const TLS_CERT_FILE: &str = "tls.pem";
 /// File name of a principal's TLS private key.
 pub const TLS_KEY_FILE: &str = "tls.key";
+/// File name of a principal's TLS encryption certificate: TLCP's second certificate, shangmi
+/// profile only (key usage keyEncipherment and keyAgreement).
+pub const TLS_ENC_CERT_FILE: &str = "tls-enc.pem";
+/// File name of the private key of [`TLS_ENC_CERT_FILE`].
+pub const TLS_ENC_KEY_FILE: &str = "tls-enc.key";
 /// File name of a principal's document-signing certificate.
 pub const SIGNING_CERT_FILE: &str = "signing.pem";
 /// File name of a principal's document-signing private key.

@@ -1,7 +1,7 @@
 //! `exchange-certs`: creates the exchange CA, issues the hub's and departments' certificates, and
 //! verifies evidence bundles offline.
 //! All the work is in the library; this file parses flags and maps results to exit codes:
-//! 64 (EX_USAGE) for bad flags, 1 for a failure, 0 for success.
+//! 64 (EX_USAGE) for bad flags (or a profile this build lacks), 1 for a failure, 0 for success.
 
 use std::process::ExitCode;
 
@@ -20,6 +20,9 @@ fn main() -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("error: {e:#}");
+            if e.is::<exchange_certs::UsageError>() {
+                return ExitCode::from(64);
+            }
             ExitCode::FAILURE
         }
     }

@@ -6,6 +6,8 @@
 //! re-running never forgets an earlier revocation; the CRL is written atomically (a reader sees
 //! the old file or the new one), which is what lets the hub and the nodes pick it up while they
 //! run. Revoking a certificate that is already listed changes nothing but the CRL's number.
+//!
+//! Under a shangmi (SM2) CA both commands refuse, naming what is missing ([`refuse_sm2_ca`]).
 
 use std::{
     fs,
@@ -148,6 +150,21 @@ fn write_crl(ca: &Ca, ca_dir: &Path, list: &mut RevokedList, out: &Path) -> Resu
     replace_file(out, pem.as_bytes(), PUBLIC_MODE)
 }
 
+/// Why there is no CRL under an SM2 CA yet: an operator must learn it before any file changes.
+const NO_SM2_CRL: &str = "revocation lists are not available under a shangmi (SM2) CA yet: \
+    the tongsuo crate's safe API can read an X.509 CRL but not build or sign one (it has no \
+    binding for X509_CRL_new, X509_CRL_add0_revoked or X509_CRL_sign), the workspace forbids \
+    unsafe code, and the daemons' CRL check verifies signatures with ring, which has no SM2 \
+    (see docs/shangmi.md); nothing was written";
+
+/// Refuses a CA of the shangmi profile, whose CRL cannot be signed yet ([`NO_SM2_CRL`]).
+fn refuse_sm2_ca(ca_dir: &Path) -> Result<()> {
+    if crate::ca_profile(ca_dir)? == exchange_core::crypto::Profile::Shangmi {
+        bail!("{}: {NO_SM2_CRL}", ca_dir.display());
+    }
+    Ok(())
+}
+
 /// Revokes each certificate in `certs` (PEM files issued by the CA in `ca_dir`), and writes the
 /// new CRL to `crl` (default `ca_dir/crl.pem`). Returns the CRL's path and whom each revoked
 /// certificate named.
@@ -157,6 +174,7 @@ pub fn revoke(
     reason: Reason,
     crl: Option<&Path>,
 ) -> Result<(PathBuf, Vec<String>)> {
+    refuse_sm2_ca(ca_dir)?;
     let ca = Ca::load(ca_dir)?;
     let mut list = read_list(ca_dir)?;
     let now = OffsetDateTime::now_utc().unix_timestamp();
@@ -191,6 +209,7 @@ pub fn revoke(
 /// Writes a fresh CRL of everything revoked so far (an empty one if nothing is) to `crl`
 /// (default `ca_dir/crl.pem`): for a first CRL to configure, or to renew its dates.
 pub fn write_current_crl(ca_dir: &Path, crl: Option<&Path>) -> Result<PathBuf> {
+    refuse_sm2_ca(ca_dir)?;
     let ca = Ca::load(ca_dir)?;
     let mut list = read_list(ca_dir)?;
     let out = crl.map_or_else(|| ca_dir.join(CRL_FILE), Path::to_owned);

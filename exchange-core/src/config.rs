@@ -16,6 +16,7 @@ use crate::ids::DeptId;
 
 mod calendar;
 mod check;
+mod crypto;
 mod encryption;
 mod limits;
 mod office;
@@ -23,6 +24,7 @@ mod ops;
 mod routing;
 
 pub use calendar::{Calendar, When, format_date, format_offset, parse_date, parse_when};
+pub use crypto::CryptoSection;
 pub use encryption::EncryptionSection;
 pub use limits::LimitsSection;
 pub use office::{Allowance, GroupEntry, RemindersSection};
@@ -74,6 +76,14 @@ pub struct TlsPaths {
     pub cert: PathBuf,
     /// PEM private key for `cert` (mode 0600).
     pub key: PathBuf,
+    /// PEM encryption certificate (TLCP's second certificate, key usage keyEncipherment and
+    /// keyAgreement): required under `[crypto] profile = "shangmi"`, refused under
+    /// `international`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub enc_cert: Option<PathBuf>,
+    /// PEM private key for `enc_cert` (mode 0600).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub enc_key: Option<PathBuf>,
     /// Optional PEM certificate revocation list signed by `ca` (`exchange-certs revoke`). Peers
     /// whose certificate it lists are refused; the file is re-read when it changes, without a
     /// restart.
@@ -95,6 +105,9 @@ pub struct SigningPaths {
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 #[serde(deny_unknown_fields)]
 pub struct HubConfig {
+    /// The crypto profile (`[crypto]`); `international` when absent.
+    #[serde(default)]
+    pub crypto: CryptoSection,
     /// Listening address and storage.
     pub hub: HubSection,
     /// TLS identity; nodes must present certificates from `tls.ca`.
@@ -229,6 +242,9 @@ pub struct DirectoryEntry {
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 #[serde(deny_unknown_fields)]
 pub struct NodeConfig {
+    /// The crypto profile (`[crypto]`); `international` when absent.
+    #[serde(default)]
+    pub crypto: CryptoSection,
     /// Which department this node serves, and its storage.
     pub node: NodeSection,
     /// The local API for department systems and the clerk's CLI.
@@ -365,8 +381,11 @@ impl ResolvePaths for TlsPaths {
         for p in [&mut self.ca, &mut self.cert, &mut self.key] {
             resolve(p, base);
         }
-        if let Some(crl) = &mut self.crl {
-            resolve(crl, base);
+        for p in [&mut self.enc_cert, &mut self.enc_key, &mut self.crl]
+            .into_iter()
+            .flatten()
+        {
+            resolve(p, base);
         }
     }
 }
@@ -478,6 +497,34 @@ key = "signing.key"
         assert_eq!(cfg.node.data_dir, dir.path().join("data"));
         assert_eq!(cfg.tls.ca, dir.path().join("../ca/ca.pem"));
         assert_eq!(cfg.node.max_document_bytes, DEFAULT_MAX_DOCUMENT_BYTES);
+    }
+
+    #[test]
+    fn crypto_profile_and_enc_paths_parse_and_resolve() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("node.toml");
+        std::fs::write(&path, NODE).unwrap();
+        let cfg: NodeConfig = load(&path).unwrap();
+        assert_eq!(cfg.crypto.profile, crate::crypto::Profile::International);
+        assert_eq!((cfg.tls.enc_cert, cfg.tls.enc_key), (None, None));
+
+        let sm = NODE.replace(
+            "key = \"tls.key\"\n",
+            "key = \"tls.key\"\nenc_cert = \"tls-enc.pem\"\nenc_key = \"tls-enc.key\"\n",
+        );
+        std::fs::write(&path, format!("[crypto]\nprofile = \"shangmi\"\n{sm}")).unwrap();
+        let cfg: NodeConfig = load(&path).unwrap();
+        assert_eq!(cfg.crypto.profile, crate::crypto::Profile::Shangmi);
+        assert_eq!(cfg.tls.enc_cert, Some(dir.path().join("tls-enc.pem")));
+        assert_eq!(cfg.tls.enc_key, Some(dir.path().join("tls-enc.key")));
+
+        std::fs::write(&path, format!("[crypto]\nprofile = \"gm\"\n{NODE}")).unwrap();
+        let err = load::<NodeConfig>(&path).unwrap_err().to_string();
+        assert!(err.contains("node.toml") && err.contains("gm"), "{err}");
+        assert!(
+            err.contains("international") && err.contains("shangmi"),
+            "{err}"
+        );
     }
 
     #[test]

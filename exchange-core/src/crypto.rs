@@ -14,8 +14,14 @@ use std::str::FromStr;
 
 use serde::{Deserialize, Serialize};
 
+mod check;
 #[cfg(feature = "shangmi")]
 pub mod sm;
+
+pub use check::{
+    ProfileError, TLS_KEYS, TlsKeys, cert_profile, check_profile, check_shangmi_identity,
+    check_tls_profile,
+};
 
 /// The algorithm family an exchange uses end to end. The CA decides it; hub and node configs
 /// state it as `[crypto] profile = "..."` so that a mismatch is found at start, not mid-exchange.

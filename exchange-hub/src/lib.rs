@@ -28,6 +28,8 @@ use anyhow::Context as _;
 use exchange_core::{
     blob::BlobStore,
     config::HubConfig,
+    crypto::{self, Profile},
+    identity::Principal,
     signing::{BatchSigner, SigningKey, Verifier},
     store::Store,
     tls,
@@ -37,6 +39,9 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
 pub use directory::Directory;
+
+/// This binary, as profile errors name it.
+const PROGRAM: &str = "exchange-hub";
 
 /// Largest gRPC message the hub accepts: content moves in chunks, so this only has to fit a
 /// header with its manifest and a chunk.
@@ -59,18 +64,25 @@ pub(crate) struct Hub {
 
 /// The hub's document-signing key; a certificate that does not name the hub is refused.
 fn load_signer(cfg: &HubConfig) -> anyhow::Result<SigningKey> {
-    SigningKey::load_as(&cfg.signing, &exchange_core::identity::Principal::Hub)
-        .context("loading the hub's signing key")
+    SigningKey::load_as(&cfg.signing, &Principal::Hub).context("loading the hub's signing key")
 }
 
-/// Checks that the files a config names are usable (TLS identity, CA, signing key) and that the
-/// directory is consistent, without starting anything: `check-config`, and `serve` before it
-/// starts.
+/// Checks that the files a config names are usable (TLS identity, CA, signing key), that their
+/// certificates are of `[crypto] profile`, and that the directory is consistent, without
+/// starting anything: `check-config`, and `serve` before it starts.
 pub fn check_config(cfg: &HubConfig) -> anyhow::Result<()> {
     cfg.check_files()?;
-    tls::acceptor::server_config(&cfg.tls).context("loading the hub's TLS identity")?;
-    Verifier::new(&tls::ca_der(&cfg.tls)?).context("loading the CA certificate")?;
-    load_signer(cfg)?;
+    let profile = cfg.crypto.profile;
+    crypto::check_profile(PROGRAM, profile, &cfg.tls, &cfg.signing)?;
+    // rustls and ring cannot read SM2 keys: under shangmi exchange-core checks the identity with
+    // Tongsuo instead (until the provider layer serves both profiles, docs/shangmi.md).
+    if profile == Profile::International {
+        tls::acceptor::server_config(&cfg.tls).context("loading the hub's TLS identity")?;
+        Verifier::new(&tls::ca_der(&cfg.tls)?).context("loading the CA certificate")?;
+        load_signer(cfg)?;
+    } else {
+        crypto::check_shangmi_identity(PROGRAM, &cfg.tls, &cfg.signing, &Principal::Hub)?;
+    }
     Directory::from_config(&cfg.departments)?.with_groups(&cfg.groups)?;
     exchange_core::store::sealing::data_keys(&cfg.hub.data_dir, cfg.encryption.as_ref())
         .context("checking the data directory's keys ([encryption])")?;
@@ -122,6 +134,8 @@ pub async fn run(
     listener: TcpListener,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
+    // Never serve a shangmi config half-international (rustls, Ed25519).
+    cfg.crypto.profile.ensure_servable(PROGRAM)?;
     let tls = tls::reload::Reloadable::load(&cfg.tls, cfg.limits.connections_per_principal)
         .context("loading the hub's TLS identity")?;
     let token = CancellationToken::new();

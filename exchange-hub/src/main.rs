@@ -75,7 +75,9 @@ fn main() -> ExitCode {
                 tracing::error!("{e:#}");
             }
             eprintln!("error: {e:#}");
-            if e.is::<exchange_hub::cli::UsageError>() {
+            if e.is::<exchange_hub::cli::UsageError>()
+                || e.is::<exchange_core::crypto::ProfileError>()
+            {
                 return ExitCode::from(EXIT_USAGE);
             }
             ExitCode::FAILURE

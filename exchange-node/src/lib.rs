@@ -32,6 +32,7 @@ use anyhow::Context as _;
 use exchange_core::{
     blob::BlobStore,
     config::NodeConfig,
+    crypto::{self, Profile},
     identity::Principal,
     signing::{BatchSigner, SigningKey, Verifier},
     store::Store,
@@ -139,6 +140,9 @@ impl Node {
     }
 }
 
+/// This binary, as profile errors name it.
+const PROGRAM: &str = "exchange-node";
+
 /// The department's document-signing key; a certificate naming another principal is refused.
 fn load_signer(cfg: &NodeConfig) -> anyhow::Result<SigningKey> {
     SigningKey::load_as(&cfg.signing, &Principal::Dept(cfg.node.id.clone()))
@@ -146,17 +150,37 @@ fn load_signer(cfg: &NodeConfig) -> anyhow::Result<SigningKey> {
 }
 
 /// Checks that the files a config names are usable (TLS identity, CA, signing key for this
-/// department) without starting anything: `check-config`, and `serve` before it starts.
+/// department) and that their certificates are of `[crypto] profile`, without starting
+/// anything: `check-config`, and `serve` before it starts.
 pub fn check_config(cfg: &NodeConfig) -> anyhow::Result<()> {
     cfg.check_files()?;
-    tls::hub_endpoint(cfg.hub.addr, &cfg.tls, &cfg.hub.server_name)
-        .context("loading the node's TLS identity")?;
+    let profile = cfg.crypto.profile;
+    crypto::check_profile(PROGRAM, profile, &cfg.tls, &cfg.signing)?;
     cfg.api.check()?;
     if let Some(api_tls) = &cfg.api.tls {
-        tls::api_server_tls(api_tls).context("loading the API's TLS identity ([api] tls)")?;
+        let keys = crypto::TlsKeys {
+            ca: "api.tls.ca",
+            cert: "api.tls.cert",
+            enc_cert: "api.tls.enc_cert",
+            enc_key_section: "[api] tls.enc_key",
+            enc_cert_section: "[api] tls.enc_cert",
+        };
+        crypto::check_tls_profile(profile, api_tls, keys, false)?;
     }
-    Verifier::new(&tls::ca_der(&cfg.tls)?).context("loading the CA certificate")?;
-    load_signer(cfg)?;
+    // rustls and ring cannot read SM2 keys: under shangmi exchange-core checks the identity with
+    // Tongsuo instead (until the provider layer serves both profiles, docs/shangmi.md).
+    if profile == Profile::International {
+        tls::hub_endpoint(cfg.hub.addr, &cfg.tls, &cfg.hub.server_name)
+            .context("loading the node's TLS identity")?;
+        if let Some(api_tls) = &cfg.api.tls {
+            tls::api_server_tls(api_tls).context("loading the API's TLS identity ([api] tls)")?;
+        }
+        Verifier::new(&tls::ca_der(&cfg.tls)?).context("loading the CA certificate")?;
+        load_signer(cfg)?;
+    } else {
+        let who = Principal::Dept(cfg.node.id.clone());
+        crypto::check_shangmi_identity(PROGRAM, &cfg.tls, &cfg.signing, &who)?;
+    }
     exchange_core::store::sealing::data_keys(&cfg.node.data_dir, cfg.encryption.as_ref())
         .context("checking the data directory's keys ([encryption])")?;
     Ok(())
@@ -170,6 +194,8 @@ pub async fn serve(
     api_listener: TcpListener,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
+    // Never serve a shangmi config half-international (rustls, Ed25519).
+    cfg.crypto.profile.ensure_servable(PROGRAM)?;
     let endpoint = tls::hub_endpoint(cfg.hub.addr, &cfg.tls, &cfg.hub.server_name)
         .context("loading the node's TLS identity")?;
     let api_tls = cfg.api.tls.as_ref().map(tls::api_server_tls).transpose()?;

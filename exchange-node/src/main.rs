@@ -78,6 +78,10 @@ fn main() -> ExitCode {
                 tracing::error!("{e:#}");
             }
             eprintln!("error: {e:#}");
+            // A profile this build cannot serve is a configuration error, like a bad key.
+            if e.is::<exchange_core::crypto::ProfileError>() {
+                return ExitCode::from(EXIT_USAGE);
+            }
             ExitCode::FAILURE
         }
     }

@@ -266,10 +266,13 @@ async fn an_upload_cut_off_midway_resumes_where_it_stopped() -> Result<()> {
         .await?;
     let id = out.lines().last().context("no id")?.trim().to_owned();
 
-    // Cut the hub off while the content is partly on its disk.
+    // Cut the hub off while the content is partly on its disk: several whole chunks (a resume
+    // starts after the last complete one, so a file holding less than one resumes from 0), and
+    // not yet half.
+    const SOME: u64 = 4 * 1024 * 1024;
     let held = eventually("a partial upload at the hub", DEADLINE, || {
         let len = partial_len();
-        async move { Ok((len > 0 && len < SIZE as u64 / 2).then_some(len)) }
+        async move { Ok((len >= SOME && len < SIZE as u64 / 2).then_some(len)) }
     })
     .await?;
     ex.kill_hub().await?;

@@ -114,6 +114,8 @@ async fn a_node_api_on_the_network_needs_mutual_tls() -> Result<()> {
             ca: ex_ca(&dir),
             cert: dir.join("api.pem"),
             key: dir.join("api.key"),
+            enc_cert: None,
+            enc_key: None,
             crl: None,
         });
     })?;

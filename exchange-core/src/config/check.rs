@@ -36,13 +36,21 @@ fn check(key: &'static str, path: &Path, kind: Kind) -> Result<(), ConfigError> 
     Ok(())
 }
 
-/// The TLS files of a section; `keys` are its config keys (ca, cert, key, crl).
-fn tls(paths: &TlsPaths, keys: [&'static str; 4]) -> Result<(), ConfigError> {
+/// The TLS files of a section; `keys` are its config keys (ca, cert, key, crl, enc_cert,
+/// enc_key). Whether the profile needs the encryption pair is `crypto::check_profile`'s business;
+/// here a configured one is checked like the signing pair.
+fn tls(paths: &TlsPaths, keys: [&'static str; 6]) -> Result<(), ConfigError> {
     check(keys[0], &paths.ca, Kind::Public)?;
     check(keys[1], &paths.cert, Kind::Public)?;
     check(keys[2], &paths.key, Kind::Secret)?;
     if let Some(crl) = &paths.crl {
         check(keys[3], crl, Kind::Public)?;
+    }
+    if let Some(enc_cert) = &paths.enc_cert {
+        check(keys[4], enc_cert, Kind::Public)?;
+    }
+    if let Some(enc_key) = &paths.enc_key {
+        check(keys[5], enc_key, Kind::Secret)?;
     }
     Ok(())
 }
@@ -52,7 +60,14 @@ fn signing(paths: &SigningPaths) -> Result<(), ConfigError> {
     check("signing.key", &paths.key, Kind::Secret)
 }
 
-const TLS_KEYS: [&str; 4] = ["tls.ca", "tls.cert", "tls.key", "tls.crl"];
+const TLS_KEYS: [&str; 6] = [
+    "tls.ca",
+    "tls.cert",
+    "tls.key",
+    "tls.crl",
+    "tls.enc_cert",
+    "tls.enc_key",
+];
 
 impl HubConfig {
     /// Checks that every file the daemon reads can be read by this user and that its private
@@ -70,7 +85,14 @@ impl NodeConfig {
         tls(&self.tls, TLS_KEYS)?;
         signing(&self.signing)?;
         if let Some(api) = &self.api.tls {
-            let keys = ["api.tls.ca", "api.tls.cert", "api.tls.key", "api.tls.crl"];
+            let keys = [
+                "api.tls.ca",
+                "api.tls.cert",
+                "api.tls.key",
+                "api.tls.crl",
+                "api.tls.enc_cert",
+                "api.tls.enc_key",
+            ];
             tls(api, keys)?;
         }
         Ok(())
@@ -99,5 +121,32 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.starts_with("signing.key: cannot read "), "{err}");
+    }
+
+    #[test]
+    fn the_tls_encryption_pair_is_checked_like_the_signing_pair() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = |name: &str, mode: u32| {
+            let path = dir.path().join(name);
+            std::fs::write(&path, "x").unwrap();
+            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode)).unwrap();
+            path
+        };
+        let mut paths = TlsPaths {
+            ca: file("ca.pem", 0o644),
+            cert: file("tls.pem", 0o644),
+            key: file("tls.key", 0o600),
+            enc_cert: Some(file("tls-enc.pem", 0o644)),
+            enc_key: Some(file("tls-enc.key", 0o644)),
+            crl: None,
+        };
+        let err = tls(&paths, TLS_KEYS).unwrap_err().to_string();
+        assert!(err.starts_with("tls.enc_key: private key "), "{err}");
+        assert!(err.contains("chmod 600"), "{err}");
+        paths.enc_key = Some(file("tls-enc.key", 0o600));
+        tls(&paths, TLS_KEYS).unwrap();
+        paths.enc_cert = Some(dir.path().join("missing.pem"));
+        let err = tls(&paths, TLS_KEYS).unwrap_err().to_string();
+        assert!(err.starts_with("tls.enc_cert: cannot read "), "{err}");
     }
 }

@@ -109,6 +109,16 @@ impl Sm2PrivateKey {
         Ok(Zeroizing::new(der))
     }
 
+    /// The key as unencrypted PKCS#8 PEM (`-----BEGIN PRIVATE KEY-----`), as key files are
+    /// written; wiped from memory when the result is dropped.
+    pub fn to_pkcs8_pem(&self) -> Result<Zeroizing<Vec<u8>>, SmError> {
+        let pem = self
+            .0
+            .private_key_to_pem_pkcs8()
+            .map_err(ts("sm2 pkcs8 encode"))?;
+        Ok(Zeroizing::new(pem))
+    }
+
     /// The matching public key.
     pub fn public_key(&self) -> Result<Sm2PublicKey, SmError> {
         let spki = self.0.public_key_to_der().map_err(ts("sm2 spki encode"))?;

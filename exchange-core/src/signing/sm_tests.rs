@@ -201,7 +201,7 @@ fn the_two_profiles_refuse_each_others_signatures_by_name() {
     );
     // An SM2 signature relabelled ed25519: refused by the SM2 exchange as the wrong profile,
     // and by the international one because the certificate's key is not Ed25519.
-    let mut relabelled = sm_sig.clone();
+    let mut relabelled = sm_sig;
     relabelled.algorithm = ED25519.into();
     assert!(matches!(
         sm_v.verify(&relabelled, Context::Evidence, b"x", now()),

@@ -124,6 +124,8 @@ pub(crate) async fn connect(cfg: &HubConfig) -> Result<Source> {
         ca: cfg.tls.ca.clone(),
         cert: admin.cert.clone(),
         key: admin.key.clone(),
+        enc_cert: None,
+        enc_key: None,
         crl: cfg.tls.crl.clone(),
     };
     let client_tls = tls::client_config(&paths, &name)

@@ -3,7 +3,10 @@
 //!
 //! TLCP (GB/T 38636) gives every TLS identity two certificates, one to sign with and one to
 //! encrypt to; [`CertUsage`] says which a certificate is, and sets its key usage accordingly.
-//! This is the issuance core only: file layout and the `exchange-certs` commands come later.
+//! `exchange-certs` builds the exchange's identities on [`issue_with`], adding the names and
+//! extended key usages of each principal ([`LeafExtensions`]).
+
+use std::net::IpAddr;
 
 use tongsuo::asn1::Asn1Time;
 use tongsuo::bn::{BigNum, MsbOption};
@@ -12,7 +15,7 @@ use tongsuo::hash::MessageDigest;
 use tongsuo::nid::Nid;
 use tongsuo::pkey::{HasPublic, PKeyRef};
 use tongsuo::x509::extension::{
-    AuthorityKeyIdentifier, BasicConstraints, KeyUsage, SubjectAlternativeName,
+    AuthorityKeyIdentifier, BasicConstraints, ExtendedKeyUsage, KeyUsage, SubjectAlternativeName,
     SubjectKeyIdentifier,
 };
 use tongsuo::x509::{X509, X509Builder, X509Extension, X509Name, X509NameBuilder, X509NameRef};
@@ -26,6 +29,35 @@ pub enum CertUsage {
     Signing,
     /// TLCP's encryption certificate: key exchange only (`keyEncipherment`, `keyAgreement`).
     Encryption,
+    /// Official documents and evidence: `digitalSignature` and `nonRepudiation`
+    /// (contentCommitment), like the international profile's Ed25519 signing certificate.
+    DocumentSigning,
+}
+
+/// An extended key usage of an end-entity certificate.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ExtendedUsage {
+    /// id-kp-serverAuth: the hub's TLS certificates.
+    ServerAuth,
+    /// id-kp-clientAuth: a department's or administrator's TLS certificates.
+    ClientAuth,
+    /// id-kp-documentSigning (RFC 9336, 1.3.6.1.5.5.7.3.36): a document-signing certificate,
+    /// which no TLS stack accepts for a connection.
+    DocumentSigning,
+}
+
+/// What [`issue_with`] adds to a [`LeafRequest`]: the names and uses of an exchange identity.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct LeafExtensions<'a> {
+    /// URI subjectAltNames, e.g. `urn:exchange:hub` (where the daemons read identities from).
+    pub uris: &'a [&'a str],
+    /// IP address subjectAltNames.
+    pub ips: &'a [IpAddr],
+    /// Extended key usages (none: no extension).
+    pub extended: &'a [ExtendedUsage],
+    /// Seconds to start validity before now, to absorb clock skew between the issuing machine
+    /// and the checking ones (0: from now).
+    pub backdate_secs: u32,
 }
 
 /// What the CA is asked to certify.
@@ -75,6 +107,18 @@ pub fn issue(
     subject: &Sm2PublicKey,
     req: &LeafRequest<'_>,
 ) -> Result<Vec<u8>, SmError> {
+    issue_with(ca_der, ca_key, subject, req, &LeafExtensions::default())
+}
+
+/// [`issue`], with the URI and IP subjectAltNames, extended key usages and backdated start of
+/// `ext`.
+pub fn issue_with(
+    ca_der: &[u8],
+    ca_key: &Sm2PrivateKey,
+    subject: &Sm2PublicKey,
+    req: &LeafRequest<'_>,
+    ext: &LeafExtensions<'_>,
+) -> Result<Vec<u8>, SmError> {
     let ca = X509::from_der(ca_der).map_err(ts("x509 decode"))?;
     let ca_pub = ca.public_key().map_err(ts("x509 public key"))?;
     if !ca_pub.public_eq(ca_key.pkey()) {
@@ -84,18 +128,45 @@ pub fn issue(
     }
     let name = subject_name(req.common_name)?;
     let mut b = builder(&name, ca.subject_name(), subject.pkey(), req.days)?;
+    if ext.backdate_secs > 0 {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        let start = i64::try_from(now.saturating_sub(u64::from(ext.backdate_secs)))
+            .map_err(|_| SmError::CertRequest("the clock is past the year 2262"))?;
+        let start = Asn1Time::from_unix(start).map_err(ts("x509 validity"))?;
+        b.set_not_before(&start).map_err(ts("x509 validity"))?;
+    }
     append(&mut b, BasicConstraints::new().critical().build())?;
     let mut usage = KeyUsage::new();
     usage.critical();
     match req.usage {
         CertUsage::Signing => usage.digital_signature(),
         CertUsage::Encryption => usage.key_encipherment().key_agreement(),
+        CertUsage::DocumentSigning => usage.digital_signature().non_repudiation(),
     };
     append(&mut b, usage.build())?;
-    if !req.dns_names.is_empty() {
+    if !ext.extended.is_empty() {
+        let mut eku = ExtendedKeyUsage::new();
+        for e in ext.extended {
+            match e {
+                ExtendedUsage::ServerAuth => eku.server_auth(),
+                ExtendedUsage::ClientAuth => eku.client_auth(),
+                ExtendedUsage::DocumentSigning => eku.other("1.3.6.1.5.5.7.3.36"),
+            };
+        }
+        append(&mut b, eku.build())?;
+    }
+    if !req.dns_names.is_empty() || !ext.uris.is_empty() || !ext.ips.is_empty() {
         let mut san = SubjectAlternativeName::new();
         for dns in req.dns_names {
             san.dns(dns);
+        }
+        for ip in ext.ips {
+            san.ip(&ip.to_string());
+        }
+        for uri in ext.uris {
+            san.uri(uri);
         }
         let san = san.build(&b.x509v3_context(Some(&ca), None));
         append(&mut b, san)?;
@@ -109,6 +180,22 @@ pub fn issue(
     b.sign(ca_key.pkey(), MessageDigest::sm3())
         .map_err(ts("x509 sign"))?;
     b.build().to_der().map_err(ts("x509 encode"))
+}
+
+/// A DER certificate as PEM (`-----BEGIN CERTIFICATE-----`), as it is written to disk.
+pub fn to_pem(der: &[u8]) -> Result<Vec<u8>, SmError> {
+    X509::from_der(der)
+        .and_then(|c| c.to_pem())
+        .map_err(ts("x509 pem encode"))
+}
+
+/// Whether `leaf_der` is signed by the key of the CA certificate `ca_der` (SM2-with-SM3, checked
+/// by Tongsuo). Only the signature: validity and usage are the caller's business.
+pub fn issued_by(ca_der: &[u8], leaf_der: &[u8]) -> Result<bool, SmError> {
+    let ca = X509::from_der(ca_der).map_err(ts("x509 decode"))?;
+    let ca_pub = ca.public_key().map_err(ts("x509 public key"))?;
+    let leaf = X509::from_der(leaf_der).map_err(ts("x509 decode"))?;
+    Ok(leaf.verify(&ca_pub).unwrap_or(false))
 }
 
 /// Adds an extension to the certificate being built, or says which step failed.
