@@ -8,6 +8,7 @@
 pub mod cli;
 pub mod forge;
 pub mod ops;
+pub mod postgres;
 
 use std::{
     collections::BTreeMap,
@@ -46,6 +47,14 @@ pub fn build_bins() {
         let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned());
         let mut cmd = std::process::Command::new(cargo);
         cmd.args(["build", "--bins", "--workspace"]);
+        if cfg!(feature = "shangmi") {
+            // The same features as `.ci/run`'s shangmi build, or this build would replace the
+            // 国密 binaries with international-only ones.
+            cmd.args([
+                "--features",
+                "exchange-hub/shangmi,exchange-node/shangmi,exchange-certs/shangmi",
+            ]);
+        }
         // The test runner's per-package variables would make this build's fingerprints differ
         // from the one that built the tests, and cargo would rebuild the whole tree each run.
         for (key, _) in std::env::vars_os() {
@@ -103,7 +112,15 @@ impl TestExchange {
     /// Lays out an exchange for `depts` (PKI made now), starts the hub and every node, and waits
     /// until each node is connected to the hub.
     pub async fn start(depts: &[&str]) -> Result<Self> {
-        let mut ex = Self::setup(depts)?;
+        Self::start_with_profile(depts, exchange_core::crypto::Profile::International).await
+    }
+
+    /// [`Self::start`] with a CA and configs of `profile` (`demo-setup --profile`).
+    pub async fn start_with_profile(
+        depts: &[&str],
+        profile: exchange_core::crypto::Profile,
+    ) -> Result<Self> {
+        let mut ex = Self::setup_with_profile(depts, profile)?;
         ex.start_hub().await?;
         for d in depts {
             ex.start_node(d).await?;
@@ -113,6 +130,11 @@ impl TestExchange {
 
     /// Lays out the exchange without starting anything.
     pub fn setup(depts: &[&str]) -> Result<Self> {
+        Self::setup_with_profile(depts, exchange_core::crypto::Profile::International)
+    }
+
+    /// [`Self::setup`] with a CA and configs of `profile`.
+    pub fn setup_with_profile(depts: &[&str], profile: exchange_core::crypto::Profile) -> Result<Self> {
         exchange_core::tls::install_ring_provider();
         let dir = tempfile::Builder::new()
             .prefix("exchange-test-")
@@ -122,7 +144,8 @@ impl TestExchange {
             .iter()
             .map(|d| d.parse())
             .collect::<Result<Vec<exchange_certs::DeptSpec>, _>>()?;
-        let layout = exchange_certs::demo_setup(&root.join("ex"), &specs, None, false)?;
+        let layout =
+            exchange_certs::demo_setup_with_profile(&root.join("ex"), &specs, None, false, profile)?;
         std::fs::create_dir_all(root.join("logs"))?;
         // Ports come from the kernel (port 0) when the daemons bind, never picked in advance.
         edit_toml::<HubConfig>(&layout.hub_config, |c| {
