@@ -124,6 +124,12 @@ pub struct RunArgs {
     /// default, like every demo, encrypts): to measure what encryption costs.
     #[arg(long)]
     pub plaintext: bool,
+    /// The crypto profile of the exchange under test: `international` (Ed25519, SHA-256, TLS
+    /// 1.3) or `shangmi` (SM2, SM3, TLCP from Tongsuo; needs exchange-bench and the daemons
+    /// built with `--features shangmi`). Under shangmi only steady and large run: the simulated
+    /// departments of fanout and connections speak TLS 1.3 only.
+    #[arg(long, default_value = "international", value_name = "PROFILE")]
+    pub profile: exchange_core::crypto::Profile,
     /// Scenario steady.
     #[command(flatten)]
     pub steady: SteadyArgs,

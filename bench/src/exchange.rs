@@ -72,7 +72,13 @@ impl Exchange {
                     .with_context(|| format!("department {d}"))
             })
             .collect::<Result<Vec<_>>>()?;
-        let layout = exchange_certs::demo_setup(&root.join("ex"), &specs, None, false)?;
+        let layout = exchange_certs::demo_setup_with_profile(
+            &root.join("ex"),
+            &specs,
+            None,
+            false,
+            ctx.profile,
+        )?;
         std::fs::create_dir_all(root.join("logs"))?;
 
         edit_toml::<HubConfig>(&layout.hub_config, |c| {

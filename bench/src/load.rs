@@ -12,9 +12,12 @@ use std::{
 };
 
 use anyhow::{Context, Result, ensure};
-use exchange_core::{blob::CHUNK_SIZE, signing::Digest};
+use exchange_core::{
+    blob::CHUNK_SIZE,
+    crypto::DigestAlgorithm,
+    signing::{Digest, Hasher},
+};
 use exchange_proto::v1::{self as pb, submit_document_request::Msg};
-use ring::digest::{Context as Hasher, SHA256};
 use tokio::task::JoinSet;
 use tonic::transport::Channel;
 
@@ -66,11 +69,13 @@ impl Content {
         }
     }
 
-    /// SHA-256 of the whole content, regenerated.
-    pub fn digest(bytes: u64, seed: u64) -> Digest {
-        let mut h = Hasher::new(&SHA256);
-        Content::new(bytes, seed).for_each(|c| h.update(&c));
-        digest_of(h)
+    /// The digest (`alg`: the exchange profile's) of the whole content, regenerated.
+    pub fn digest(alg: DigestAlgorithm, bytes: u64, seed: u64) -> Result<Digest> {
+        let mut h = Hasher::new(alg)?;
+        for chunk in Content::new(bytes, seed) {
+            h.update(&chunk)?;
+        }
+        Ok(h.finish()?)
     }
 }
 
@@ -87,10 +92,6 @@ impl Iterator for Content {
         self.rng.fill(&mut data);
         Some(data)
     }
-}
-
-fn digest_of(h: Hasher) -> Digest {
-    Digest::from_slice(h.finish().as_ref()).expect("BUG: SHA-256 is 32 bytes")
 }
 
 /// Submits `spec` through the node API; returns once the node has acknowledged it.
@@ -190,9 +191,13 @@ pub async fn paced(
     Ok(all)
 }
 
-/// Reads a received document's content back through the node API; returns its SHA-256 and
-/// size.
-pub async fn fetch_digest(client: &mut NodeClient, doc_id: &str) -> Result<(Digest, u64)> {
+/// Reads a received document's content back through the node API; returns its digest (`alg`)
+/// and size.
+pub async fn fetch_digest(
+    client: &mut NodeClient,
+    doc_id: &str,
+    alg: DigestAlgorithm,
+) -> Result<(Digest, u64)> {
     let mut stream = client
         .fetch_document(pb::FetchDocumentRequest {
             doc_id: doc_id.to_owned(),
@@ -201,16 +206,16 @@ pub async fn fetch_digest(client: &mut NodeClient, doc_id: &str) -> Result<(Dige
         .await
         .with_context(|| format!("fetching {doc_id}"))?
         .into_inner();
-    let mut h = Hasher::new(&SHA256);
+    let mut h = Hasher::new(alg)?;
     let mut size = 0u64;
     while let Some(msg) = stream.message().await? {
         if let Some(pb::fetch_document_response::Msg::Chunk(c)) = msg.msg {
             ensure!(c.part == 0, "{doc_id}: unexpected part {}", c.part);
-            h.update(&c.data);
+            h.update(&c.data)?;
             size += c.data.len() as u64;
         }
     }
-    Ok((digest_of(h), size))
+    Ok((h.finish()?, size))
 }
 
 #[cfg(test)]
@@ -224,7 +229,8 @@ mod tests {
             .collect();
         assert_eq!(sizes, [CHUNK_SIZE, 5]);
         let a: Vec<u8> = Content::new(100, 1).flatten().collect();
-        assert_eq!(Digest::of(&a), Content::digest(100, 1));
-        assert_ne!(Content::digest(100, 1), Content::digest(100, 2));
+        let sha = |seed| Content::digest(DigestAlgorithm::Sha256, 100, seed).unwrap();
+        assert_eq!(Digest::of(&a), sha(1));
+        assert_ne!(sha(1), sha(2));
     }
 }

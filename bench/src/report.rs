@@ -51,6 +51,8 @@ pub struct Report {
     pub bin_dir: PathBuf,
     /// Whether the stores encrypted content at rest (`--plaintext` turns it off).
     pub encryption: bool,
+    /// The crypto profile of the exchange measured (`--profile`).
+    pub profile: exchange_core::crypto::Profile,
     /// Scenario steady, if run.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub steady: Option<Outcome<SteadyReport>>,
@@ -72,6 +74,7 @@ impl Report {
             machine: Machine::detect(),
             bin_dir: ctx.bins.hub.parent().map(PathBuf::from).unwrap_or_default(),
             encryption: !ctx.plaintext,
+            profile: ctx.profile,
             steady: None,
             large: None,
             fanout: None,

@@ -43,6 +43,8 @@ pub struct Ctx {
     pub connect_concurrency: usize,
     /// Store content in clear (no `[encryption]`): to measure what encryption at rest costs.
     pub plaintext: bool,
+    /// The crypto profile of the exchange under test.
+    pub profile: exchange_core::crypto::Profile,
 }
 
 impl Ctx {
@@ -57,6 +59,7 @@ impl Ctx {
             stall: Duration::from_secs(args.stall_secs.max(1)),
             connect_concurrency: args.connect_concurrency.max(1),
             plaintext: args.plaintext,
+            profile: args.profile,
         })
     }
 }

@@ -145,8 +145,10 @@ async fn measure(ctx: &Ctx, args: &LargeArgs, ex: &mut Exchange) -> Result<Large
     } else {
         eprintln!("  reading it back from {RECEIVER}");
         let mut recipient = ex.client(RECEIVER).await?;
-        let (digest, size) = load::fetch_digest(&mut recipient, &sub.doc_id).await?;
-        Some(size == args.large_bytes && digest == Content::digest(args.large_bytes, SEED))
+        let (digest, size) =
+            load::fetch_digest(&mut recipient, &sub.doc_id, ctx.profile.digest()).await?;
+        let expected = Content::digest(ctx.profile.digest(), args.large_bytes, SEED)?;
+        Some(size == args.large_bytes && digest == expected)
     };
     let end_to_end = stage(args.large_bytes, sub.start_us, received);
     Ok(LargeReport {

@@ -183,7 +183,8 @@ async fn receive(
     let mut parts = Vec::with_capacity(doc.header.parts.len());
     for p in &doc.header.parts {
         let bytes = fetch(client, &doc, p.sha256).await?;
-        if bytes.len() as u64 != p.size || Digest::of(&bytes) != p.sha256 {
+        let matches = Digest::with(doc.header.digest, &bytes).is_ok_and(|d| d == p.sha256);
+        if bytes.len() as u64 != p.size || !matches {
             return Ok(refuse(
                 node,
                 shared,
