@@ -369,6 +369,7 @@ fn tls_paths(profile: Profile) -> TlsPaths {
         enc_cert: shangmi.then(|| TLS_ENC_CERT_FILE.into()),
         enc_key: shangmi.then(|| TLS_ENC_KEY_FILE.into()),
         crl: (!shangmi).then(|| Path::new("..").join("ca").join(crate::revoke::CRL_FILE)),
+        protocol: None,
     }
 }
 

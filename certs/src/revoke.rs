@@ -7,7 +7,8 @@
 //! the old file or the new one), which is what lets the hub and the nodes pick it up while they
 //! run. Revoking a certificate that is already listed changes nothing but the CRL's number.
 //!
-//! Under a shangmi (SM2) CA both commands refuse, naming what is missing ([`refuse_sm2_ca`]).
+//! Both work the same under a CA of either profile (`Issuer`): a shangmi (SM2) CA's CRL has
+//! the same contents and numbering, signed SM2-with-SM3 (`crate::sm`, docs/shangmi.md).
 
 use std::{
     fs,
@@ -21,7 +22,7 @@ use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 
 use crate::{
-    Ca,
+    Authority, Ca,
     ca::RevokedCert,
     files::{PUBLIC_MODE, replace_file},
 };
@@ -124,8 +125,45 @@ fn serial_of(der: &[u8]) -> Result<Vec<u8>> {
     Ok(raw[first..].to_vec())
 }
 
+/// The CA that signs the CRL, of whichever profile `ca.pem` says.
+enum Issuer {
+    International(Box<Ca>),
+    #[cfg(feature = "shangmi")]
+    Shangmi(crate::sm::SmCa),
+}
+
+impl Issuer {
+    /// Loads the CA in `ca_dir`; a build without the `shangmi` feature refuses an SM2 CA (exit
+    /// 64), as every other command does.
+    fn load(ca_dir: &Path) -> Result<Self> {
+        match Authority::load(ca_dir)? {
+            Authority::International(ca) => Ok(Issuer::International(ca)),
+            #[cfg(feature = "shangmi")]
+            Authority::Shangmi(ca) => Ok(Issuer::Shangmi(ca)),
+        }
+    }
+
+    /// Whether `cert_der` was issued by this CA.
+    fn issued(&self, cert_der: &[u8]) -> Result<bool> {
+        match self {
+            Issuer::International(ca) => ca.issued(cert_der),
+            #[cfg(feature = "shangmi")]
+            Issuer::Shangmi(ca) => ca.issued(cert_der),
+        }
+    }
+
+    /// The CRL (PEM) of `revoked`, numbered `number`, current for `days`.
+    fn issue_crl(&self, revoked: &[RevokedCert], number: u64, days: i64) -> Result<String> {
+        match self {
+            Issuer::International(ca) => ca.issue_crl(revoked, number, days),
+            #[cfg(feature = "shangmi")]
+            Issuer::Shangmi(ca) => ca.issue_crl(revoked, number, days),
+        }
+    }
+}
+
 /// Signs and writes the CRL for `list` to `out`, bumping its number.
-fn write_crl(ca: &Ca, ca_dir: &Path, list: &mut RevokedList, out: &Path) -> Result<()> {
+fn write_crl(ca: &Issuer, ca_dir: &Path, list: &mut RevokedList, out: &Path) -> Result<()> {
     list.crl_number += 1;
     let revoked = list
         .revoked
@@ -150,21 +188,6 @@ fn write_crl(ca: &Ca, ca_dir: &Path, list: &mut RevokedList, out: &Path) -> Resu
     replace_file(out, pem.as_bytes(), PUBLIC_MODE)
 }
 
-/// Why there is no CRL under an SM2 CA yet: an operator must learn it before any file changes.
-const NO_SM2_CRL: &str = "revocation lists are not available under a shangmi (SM2) CA yet: \
-    the tongsuo crate's safe API can read an X.509 CRL but not build or sign one (it has no \
-    binding for X509_CRL_new, X509_CRL_add0_revoked or X509_CRL_sign), the workspace forbids \
-    unsafe code, and the daemons' CRL check verifies signatures with ring, which has no SM2 \
-    (see docs/shangmi.md); nothing was written";
-
-/// Refuses a CA of the shangmi profile, whose CRL cannot be signed yet ([`NO_SM2_CRL`]).
-fn refuse_sm2_ca(ca_dir: &Path) -> Result<()> {
-    if crate::ca_profile(ca_dir)? == exchange_core::crypto::Profile::Shangmi {
-        bail!("{}: {NO_SM2_CRL}", ca_dir.display());
-    }
-    Ok(())
-}
-
 /// Revokes each certificate in `certs` (PEM files issued by the CA in `ca_dir`), and writes the
 /// new CRL to `crl` (default `ca_dir/crl.pem`). Returns the CRL's path and whom each revoked
 /// certificate named.
@@ -174,8 +197,7 @@ pub fn revoke(
     reason: Reason,
     crl: Option<&Path>,
 ) -> Result<(PathBuf, Vec<String>)> {
-    refuse_sm2_ca(ca_dir)?;
-    let ca = Ca::load(ca_dir)?;
+    let ca = Issuer::load(ca_dir)?;
     let mut list = read_list(ca_dir)?;
     let now = OffsetDateTime::now_utc().unix_timestamp();
     let mut named = Vec::new();
@@ -209,8 +231,7 @@ pub fn revoke(
 /// Writes a fresh CRL of everything revoked so far (an empty one if nothing is) to `crl`
 /// (default `ca_dir/crl.pem`): for a first CRL to configure, or to renew its dates.
 pub fn write_current_crl(ca_dir: &Path, crl: Option<&Path>) -> Result<PathBuf> {
-    refuse_sm2_ca(ca_dir)?;
-    let ca = Ca::load(ca_dir)?;
+    let ca = Issuer::load(ca_dir)?;
     let mut list = read_list(ca_dir)?;
     let out = crl.map_or_else(|| ca_dir.join(CRL_FILE), Path::to_owned);
     write_crl(&ca, ca_dir, &mut list, &out)?;

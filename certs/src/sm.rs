@@ -6,6 +6,9 @@
 //! TLS identity is TLCP's pair of certificates: a signing one (`digitalSignature`) and an
 //! encryption one (`keyEncipherment`, `keyAgreement`), each with its own key. The
 //! document-signing certificate is an SM2 one with `digitalSignature` and `nonRepudiation`.
+//!
+//! Its CRLs have the international CRL's shape and numbering ([`SmCa::issue_crl`]); the DER is
+//! encoded by `exchange_core::tls::crl::sm2` and signed by Tongsuo.
 
 use std::{collections::BTreeSet, fmt, fs, net::IpAddr, path::Path};
 
@@ -16,11 +19,12 @@ use exchange_core::{
         cert::{self, CertUsage, ExtendedUsage, LeafExtensions, LeafRequest},
     },
     identity::Principal,
+    tls::crl::sm2::{CrlParams, RevokedEntry, sign_crl, to_pem},
 };
-use time::OffsetDateTime;
+use time::{Duration, OffsetDateTime};
 
 use crate::{
-    Identity, Validity,
+    Identity, RevokedCert, Validity,
     files::{CA_CERT_FILE, CA_KEY_FILE, PRIVATE_MODE, PUBLIC_MODE, create_file, replace_file},
 };
 
@@ -149,6 +153,38 @@ impl SmCa {
     /// The CA certificate, DER.
     pub fn cert_der(&self) -> &[u8] {
         &self.cert_der
+    }
+
+    /// Whether `cert_der` was issued by this CA (its issuer is our subject and our key signed
+    /// it, checked by Tongsuo), so that `revoke` never lists a stranger's serial number.
+    pub fn issued(&self, cert_der: &[u8]) -> Result<bool> {
+        let (_, ca) = x509_parser::parse_x509_certificate(&self.cert_der)?;
+        let (_, cert) = x509_parser::parse_x509_certificate(cert_der)?;
+        Ok(cert.issuer().as_raw() == ca.subject().as_raw()
+            && cert::issued_by(&self.cert_der, cert_der)?)
+    }
+
+    /// A CRL (PEM) listing `revoked`, numbered `number`, current for `days` from now: the
+    /// international [`crate::Ca::issue_crl`]'s contents, signed SM2-with-SM3 by this CA.
+    pub fn issue_crl(&self, revoked: &[RevokedCert], number: u64, days: i64) -> Result<String> {
+        let now = OffsetDateTime::now_utc();
+        let entries: Vec<RevokedEntry<'_>> = revoked
+            .iter()
+            .map(|r| RevokedEntry {
+                serial: &r.serial,
+                at: r.at,
+                // RFC 5280's CRLReason code: rcgen's enum carries it as its discriminant.
+                reason: r.reason as u8,
+            })
+            .collect();
+        let params = CrlParams {
+            this_update: now,
+            next_update: now + Duration::days(days),
+            number,
+            revoked: &entries,
+        };
+        let der = sign_crl(&self.cert_der, &self.key, &params).context("signing the CRL")?;
+        pem_string(&to_pem(&der)?, "CRL")
     }
 
     /// One of TLCP's two TLS certificates for `who`: `usage` is [`CertUsage::Signing`] (the

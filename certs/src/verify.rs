@@ -11,7 +11,7 @@ use anyhow::{Context, Result};
 use exchange_core::{
     bundle::{Report, Step, verify_bundle},
     document::RecipientRole,
-    signing::Verifier,
+    signing::{Verifier, digest_label},
     time::format_ms,
     tls::read_pem_file,
 };
@@ -49,7 +49,7 @@ fn render(r: &Report, ca: &Path) -> String {
     line("number", &r.doc_number);
     line("sender", r.sender.as_str());
     line("recipients", &recipients.join(", "));
-    line("header", &format!("sha256 {}", r.header_digest));
+    line("header", &format!("{} {}", r.digest, r.header_digest));
     out.push('\n');
     out.push_str(&format!(
         "{:<14} {:<12} {:<18} {:<25} DETAILS\n",
@@ -61,11 +61,15 @@ fn render(r: &Report, ca: &Path) -> String {
     out.push('\n');
     let content = if r.content_verified {
         format!(
-            "{} part(s) included; each matches the signed size and SHA-256",
-            r.parts.len()
+            "{} part(s) included; each matches the signed size and {}",
+            r.parts.len(),
+            digest_label(r.digest)
         )
     } else {
-        "not included (the signed manifest fixes each part's size and SHA-256)".to_owned()
+        format!(
+            "not included (the signed manifest fixes each part's size and {})",
+            digest_label(r.digest)
+        )
     };
     out.push_str(&format!("{:<11} {content}\n", "content"));
     out.push_str(&format!(
@@ -152,6 +156,7 @@ mod tests {
             doc_number: String::new(),
             sender: "a".parse()?,
             header_digest: Digest::of(b"header"),
+            digest: exchange_core::crypto::DigestAlgorithm::Sha256,
             recipients: Vec::new(),
             parts: Vec::new(),
             steps: vec![Step {

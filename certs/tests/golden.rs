@@ -354,6 +354,7 @@ mod generator {
                     ATTACHMENT,
                 ),
             ],
+            digest_algorithm: String::new(), // sha256: the field did not exist yet
         };
         let doc = SignedDoc::seal(&header, &a)?;
         let ev =

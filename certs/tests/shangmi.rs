@@ -216,26 +216,6 @@ fn init_ca_shangmi_then_issue_commands_follow_the_cas_profile() -> Result<()> {
     ok(&certs(&args, &[&ca, Path::new("--out"), &admin])?)?;
     check_identity(&ca_pem, &admin, &Principal::Admin("ops".into()), false)?;
 
-    // Revocation cannot be signed under an SM2 CA yet: a clear refusal, nothing written.
-    for args in [vec!["crl", "--ca-dir"], vec!["revoke", "--cert"]] {
-        let out = if args[0] == "crl" {
-            certs(&args, &[&ca])?
-        } else {
-            certs(&args, &[&fin.join("tls.pem"), Path::new("--ca-dir"), &ca])?
-        };
-        assert_eq!(out.status.code(), Some(1));
-        let err = String::from_utf8_lossy(&out.stderr);
-        assert!(
-            err.contains("not available under a shangmi (SM2) CA"),
-            "{err}"
-        );
-        assert!(err.contains("X509_CRL_sign"), "{err}");
-    }
-    let left: Vec<PathBuf> = fs::read_dir(&ca)?
-        .map(|e| e.map(|e| e.path()))
-        .collect::<Result<_, _>>()?;
-    assert_eq!(left.len(), 2, "only ca.pem and ca.key: {left:?}");
-
     // The CA key is never replaced.
     let again = certs(&["init-ca", "--profile", "shangmi", "--dir"], &[&ca])?;
     assert_eq!(again.status.code(), Some(1));
@@ -264,7 +244,8 @@ fn demo_setup_shangmi_writes_double_certificates_and_configs_that_check() -> Res
     assert_eq!(String::from_utf8(out.stdout)?.lines().count(), 4);
     let ca_pem = dir.join("ca/ca.pem");
     assert_eq!(mode(&dir.join("ca/ca.key"))?, 0o600);
-    assert!(!dir.join("ca/crl.pem").exists(), "no SM2 CRL yet");
+    // demo-setup writes no CRL under shangmi (revoke/crl do: see the test below).
+    assert!(!dir.join("ca/crl.pem").exists());
 
     let hub: HubConfig = load(&dir.join("hub/hub.toml"))?;
     assert_eq!(hub.crypto.profile, Profile::Shangmi);
@@ -297,5 +278,170 @@ fn demo_setup_shangmi_writes_double_certificates_and_configs_that_check() -> Res
     }
     let readme = fs::read_to_string(dir.join("README.txt"))?;
     assert!(readme.contains("shangmi (国密) profile"), "{readme}");
+    Ok(())
+}
+
+/// Where the DER value starting at `der[0]` ends: header plus content length.
+fn tlv_end(der: &[u8]) -> Result<usize> {
+    let first = *der.get(1).context("truncated DER")?;
+    if first < 0x80 {
+        return Ok(2 + usize::from(first));
+    }
+    let count = usize::from(first & 0x7f);
+    let len = der
+        .get(2..2 + count)
+        .context("truncated DER length")?
+        .iter()
+        .fold(0usize, |n, b| (n << 8) | usize::from(*b));
+    Ok(2 + count + len)
+}
+
+/// `openssl crl -text` of the CRL, and its SM2 signature checked by OpenSSL over the signed bytes
+/// with the exchange's distinguishing ID. OpenSSL 3.0 cannot check it as a CRL: `openssl crl
+/// -verify -CAfile` (which has no `-vfyopt`) and `openssl verify -crl_check -vfyopt distid:…`
+/// both verify a CRL's SM2 signature with an empty ID and fail ("CRL signature failure"), even on
+/// a CRL `openssl ca -gencrl -sigopt distid:1234567812345678` made itself.
+fn openssl_crl_text_and_signature(tmp: &Path, ca: &Path, crl: &Path) -> Result<Option<String>> {
+    let Some(bin) = openssl() else {
+        return Ok(None);
+    };
+    let text = Command::new(bin)
+        .args(["crl", "-noout", "-text", "-inform", "PEM", "-in"])
+        .arg(crl)
+        .output()?;
+    ok(&text)?;
+    let text = String::from_utf8(text.stdout)?;
+
+    let (_, pem) = x509_parser::pem::parse_x509_pem(&fs::read(crl)?)?;
+    ensure!(pem.label == "X509 CRL", "{}: {}", crl.display(), pem.label);
+    let der = pem.contents;
+    ensure!(
+        der.len() > 4 && der[0] == 0x30 && tlv_end(&der)? == der.len(),
+        "not one SEQUENCE"
+    );
+    // The signed bytes: the first element, after the outer SEQUENCE's tag and length.
+    let header = if der[1] < 0x80 {
+        2
+    } else {
+        2 + usize::from(der[1] & 0x7f)
+    };
+    let tbs = &der[header..header + tlv_end(&der[header..])?];
+    let (_, parsed) = x509_parser::parse_x509_crl(&der)?;
+    let (tbs_file, sig_file, key_file) =
+        (tmp.join("tbs.der"), tmp.join("sig.der"), tmp.join("ca.pub"));
+    fs::write(&tbs_file, tbs)?;
+    fs::write(&sig_file, parsed.signature_value.data.as_ref())?;
+    let key = Command::new(bin)
+        .args(["x509", "-noout", "-pubkey", "-in"])
+        .arg(ca)
+        .output()?;
+    ok(&key)?;
+    fs::write(&key_file, key.stdout)?;
+    let verify = |distid: &str| -> Result<Output> {
+        Ok(Command::new(bin)
+            .args([
+                "pkeyutl", "-verify", "-pubin", "-rawin", "-digest", "sm3", "-pkeyopt",
+            ])
+            .arg(distid)
+            .arg("-inkey")
+            .arg(&key_file)
+            .arg("-in")
+            .arg(&tbs_file)
+            .arg("-sigfile")
+            .arg(&sig_file)
+            .output()?)
+    };
+    ok(&verify(DISTID)?).context("openssl pkeyutl -verify of the CRL's signature")?;
+    ensure!(
+        !verify("distid:1234567812345679")?.status.success(),
+        "the CRL's signature verifies under another distinguishing ID"
+    );
+    Ok(Some(text))
+}
+
+#[test]
+fn revoke_and_crl_under_an_sm2_ca_write_an_sm2_crl_that_openssl_reads() -> Result<()> {
+    let tmp = tempfile::tempdir()?;
+    let ca = tmp.path().join("ca");
+    ok(&certs(
+        &["init-ca", "--profile", "shangmi", "--dir"],
+        &[&ca],
+    )?)?;
+    let ca_pem = ca.join("ca.pem");
+    let ca_der = der(&ca_pem)?;
+    for id in ["a", "b"] {
+        let out = tmp.path().join(id);
+        ok(&certs(
+            &["issue-dept", "--id", id, "--ca-dir"],
+            &[&ca, Path::new("--out"), &out],
+        )?)?;
+    }
+
+    // The first CRL: empty, where the international one goes.
+    let out = certs(&["crl", "--ca-dir"], &[&ca])?;
+    ok(&out)?;
+    let crl_pem = ca.join("crl.pem");
+    assert_eq!(
+        String::from_utf8(out.stdout)?.trim(),
+        crl_pem.to_string_lossy()
+    );
+    assert_eq!(mode(&crl_pem)?, 0o644);
+    let crl = exchange_core::tls::crl::load_crl(&crl_pem, &ca_der)?;
+    assert!(crl.revoked.is_empty());
+
+    let a = tmp.path().join("a/tls.pem");
+    let args = ["revoke", "--reason", "key-compromise", "--cert"];
+    let out = certs(&args, &[&a, Path::new("--ca-dir"), &ca])?;
+    ok(&out)?;
+    assert!(String::from_utf8_lossy(&out.stderr).contains("revoked: department a"));
+    let crl = exchange_core::tls::crl::load_crl(&crl_pem, &ca_der)?;
+    assert!(crl.revokes(&der(&a)?));
+    assert!(!crl.revokes(&der(&tmp.path().join("b/tls.pem"))?));
+    assert!(!crl.revokes(&der(&tmp.path().join("a/tls-enc.pem"))?));
+    let list = fs::read_to_string(ca.join("revoked.toml"))?;
+    assert!(
+        list.contains("crl_number = 2") && list.contains("department a"),
+        "{list}"
+    );
+
+    let serial = exchange_core::tls::crl::serial(&der(&a)?).context("serial")?;
+    if let Some(text) = openssl_crl_text_and_signature(tmp.path(), &ca_pem, &crl_pem)? {
+        assert_eq!(
+            text.matches("Signature Algorithm: SM2-with-SM3").count(),
+            2,
+            "{text}"
+        );
+        assert!(text.contains("Version 2"), "{text}");
+        let hex: String = serial.iter().map(|b| format!("{b:02X}")).collect();
+        assert!(
+            text.contains(&format!("Serial Number: {hex}")),
+            "{hex}: {text}"
+        );
+        assert!(text.contains("Key Compromise"), "{text}");
+        assert!(
+            text.contains("X509v3 CRL Number: \n                2"),
+            "{text}"
+        );
+        assert!(text.contains("X509v3 Authority Key Identifier"), "{text}");
+    }
+
+    // A certificate of another SM2 CA is refused, and nothing changes.
+    let other = tmp.path().join("other");
+    ok(&certs(
+        &["init-ca", "--profile", "shangmi", "--dir"],
+        &[&other],
+    )?)?;
+    let stranger = tmp.path().join("stranger");
+    let args = ["issue-dept", "--id", "a", "--ca-dir"];
+    ok(&certs(&args, &[&other, Path::new("--out"), &stranger])?)?;
+    let before = fs::read(&crl_pem)?;
+    let bad: PathBuf = stranger.join("tls.pem");
+    let out = certs(&["revoke", "--cert"], &[&bad, Path::new("--ca-dir"), &ca])?;
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("was not issued by the CA"));
+    assert_eq!(fs::read(&crl_pem)?, before);
+    // Nor does the other CA's CRL load against ours.
+    ok(&certs(&["crl", "--ca-dir"], &[&other])?)?;
+    assert!(exchange_core::tls::crl::load_crl(&other.join("crl.pem"), &ca_der).is_err());
     Ok(())
 }

@@ -6,6 +6,7 @@ use exchange_proto::v1 as pb;
 use prost::Message;
 
 use crate::{
+    crypto::{CryptoError, DigestAlgorithm, Profile},
     identity::Principal,
     signing::{Context, Digest, SigningKey, Verifier},
 };
@@ -15,9 +16,47 @@ pub const GENESIS: [u8; 32] = [0; 32];
 
 const ENTRY_CONTEXT: &[u8] = b"exchange.v1.AuditEntry\0";
 
-/// The hash of an encoded entry: SHA-256 of the context string and the bytes.
-pub fn entry_hash(entry_bytes: &[u8]) -> Digest {
-    Digest::of(&[ENTRY_CONTEXT, entry_bytes].concat())
+/// The hash of an encoded entry under `alg` (the chain's): the digest of the context string and
+/// the bytes. SM3 in a build without the `shangmi` feature is an error, never a panic.
+pub fn entry_hash(alg: DigestAlgorithm, entry_bytes: &[u8]) -> Result<Digest, CryptoError> {
+    Digest::with(alg, &[ENTRY_CONTEXT, entry_bytes].concat())
+}
+
+/// The algorithm an entry's or checkpoint's `hash_algorithm` names: empty (absent) is SHA-256,
+/// so that every chain written before the field existed, and every international one, reads as
+/// it always did.
+pub fn chain_algorithm(name: &str) -> Result<DigestAlgorithm, CryptoError> {
+    if name.is_empty() {
+        Ok(DigestAlgorithm::Sha256)
+    } else {
+        name.parse()
+    }
+}
+
+/// The `hash_algorithm` a chain of `alg` writes: empty for SHA-256 (an international hub's
+/// entries are byte for byte what they were before the field existed), else the name.
+pub fn chain_algorithm_field(alg: DigestAlgorithm) -> String {
+    crate::convert::digest_algorithm_field(alg)
+}
+
+/// The hash of an encoded entry under the algorithm it names itself (for listing and export);
+/// `None` if it does not decode, names an unknown algorithm or one this build cannot compute.
+pub fn named_entry_hash(entry_bytes: &[u8]) -> Option<(DigestAlgorithm, Digest)> {
+    let e = pb::AuditEntry::decode(entry_bytes).ok()?;
+    let alg = chain_algorithm(&e.hash_algorithm).ok()?;
+    Some((alg, entry_hash(alg, entry_bytes).ok()?))
+}
+
+/// Refuses a chain algorithm that is not the exchange's (`profile`'s), naming the field and both.
+fn check_chain_algorithm(name: &str, profile: Profile) -> Result<(), String> {
+    let named = chain_algorithm(name).map_err(|e| format!("hash_algorithm: {e}"))?;
+    let ours = profile.digest();
+    if named == ours {
+        return Ok(());
+    }
+    Err(format!(
+        "hash_algorithm: {named} is not this exchange's ({profile} uses {ours})"
+    ))
 }
 
 /// Signs a checkpoint of the chain head. Fails only if the crypto module does.
@@ -47,9 +86,13 @@ pub struct ChainError {
 /// must be the one the hub signed.
 #[derive(Debug)]
 pub struct ChainVerifier {
+    /// The chain's digest: the exchange's (the verifier's profile's).
+    alg: DigestAlgorithm,
     first_seq: u64,
     expect_seq: u64,
     prev: [u8; 32],
+    /// The exchange's profile: the chain must name its digest.
+    profile: Profile,
     /// Signed heads by seq, from the checkpoints (their signatures already checked).
     signed: std::collections::BTreeMap<u64, Vec<u8>>,
     matched: u64,
@@ -57,13 +100,16 @@ pub struct ChainVerifier {
 
 impl ChainVerifier {
     /// A verifier for a chain starting at entry `first_seq` whose predecessor hashed to `prev`
-    /// (`1` and [`GENESIS`] for a whole log). Checks each checkpoint's signature now.
+    /// (`1` and [`GENESIS`] for a whole log). Checks each checkpoint's signature now. The chain
+    /// must be hashed with the exchange's digest (the verifier's profile's): an entry or
+    /// checkpoint naming another is refused.
     pub fn new(
         verifier: &Verifier,
         first_seq: u64,
         prev: [u8; 32],
         checkpoints: &[pb::SignedCheckpoint],
     ) -> Result<Self, ChainError> {
+        let alg = verifier.profile().digest();
         let mut signed = std::collections::BTreeMap::new();
         for s in checkpoints {
             let cp =
@@ -86,11 +132,15 @@ impl ChainVerifier {
             if signer != Principal::Hub {
                 return Err(bad(format!("checkpoint signed by {signer}, not the hub")));
             }
+            check_chain_algorithm(&cp.hash_algorithm, verifier.profile())
+                .map_err(|e| bad(format!("checkpoint {e}")))?;
             if cp.seq >= first_seq {
                 signed.insert(cp.seq, cp.head);
             }
         }
         Ok(ChainVerifier {
+            alg,
+            profile: verifier.profile(),
             first_seq,
             expect_seq: first_seq,
             prev,
@@ -115,6 +165,8 @@ impl ChainVerifier {
                 ),
             });
         }
+        check_chain_algorithm(&e.hash_algorithm, self.profile)
+            .map_err(|problem| ChainError { seq, problem })?;
         if e.prev_hash != self.prev {
             return Err(ChainError {
                 seq,
@@ -123,7 +175,12 @@ impl ChainVerifier {
                         .into(),
             });
         }
-        self.prev = entry_hash(bytes).0;
+        self.prev = entry_hash(self.alg, bytes)
+            .map_err(|err| ChainError {
+                seq,
+                problem: format!("hashing the entry: {err}"),
+            })?
+            .0;
         if let Some(head) = self.signed.get(&seq) {
             if head.as_slice() != self.prev.as_slice() {
                 return Err(ChainError {
@@ -175,8 +232,12 @@ pub enum ExportLine {
         peer: String,
         /// Details.
         detail: String,
-        /// Hex SHA-256 chain hash of this entry.
+        /// Hex chain hash of this entry: SHA-256, or the digest `hash_algorithm` names.
         hash: String,
+        /// The digest of `hash` when it is not SHA-256 (`sm3`); absent for SHA-256, so an
+        /// international export is what it always was.
+        #[serde(default, skip_serializing_if = "String::is_empty")]
+        hash_algorithm: String,
         /// Hex of the encoded `AuditEntry`.
         bytes: String,
     },
@@ -193,6 +254,7 @@ impl ExportLine {
     /// The line for a stored entry.
     pub fn entry(bytes: &[u8]) -> Option<Self> {
         let e = pb::AuditEntry::decode(bytes).ok()?;
+        let (_, hash) = named_entry_hash(bytes)?;
         let kind = pb::AuditKind::try_from(e.kind).map_or_else(
             |_| e.kind.to_string(),
             |k| k.as_str_name().trim_start_matches("AUDIT_KIND_").to_owned(),
@@ -205,7 +267,8 @@ impl ExportLine {
             dept: e.dept,
             peer: e.peer,
             detail: e.detail,
-            hash: entry_hash(bytes).to_hex(),
+            hash: hash.to_hex(),
+            hash_algorithm: e.hash_algorithm,
             bytes: hex::encode(bytes),
         })
     }
@@ -269,3 +332,6 @@ pub fn verify_export(lines: &[ExportLine], verifier: &Verifier) -> Result<(u64, 
     }
     Ok((n, matched))
 }
+
+#[cfg(test)]
+mod tests;

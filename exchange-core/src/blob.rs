@@ -1,4 +1,4 @@
-//! Content blobs, stored as files named by their SHA-256: once per hop however many recipients
+//! Content blobs, stored as files named by their digest: once per hop however many recipients
 //! a document has, verified before they count as present, resumable, and encrypted at rest when
 //! the store has data keys (issue 16).
 //!
@@ -19,7 +19,10 @@
 //! sealed-staging/<uuid>   encrypted   staged content with keys
 //! ```
 //!
-//! `<hex>` is the SHA-256 of the *plaintext*. The encrypted format is the at-rest core's
+//! `<hex>` is the digest of the *plaintext* under the store's algorithm, the exchange's profile's
+//! ([`BlobStore::with_digest`]): SHA-256 (the file name is the hex alone, as it always was), or
+//! SM3 under the shangmi profile, where every file name says so: `sm3-<hex>` (the directories
+//! keep their names; `sha256/` is "plaintext, complete"). The encrypted format is the at-rest core's
 //! ([`crate::atrest`]: a 45-byte authenticated header, then chunks of 64 KiB of plaintext, each
 //! AES-256-GCM sealed under a per-blob key, the last one marked as last). Its chunk size is
 //! independent of [`CHUNK_SIZE`], the size content moves over the network in.
@@ -58,12 +61,12 @@ use std::{
     sync::{Arc, Mutex},
 };
 
-use ring::digest::{Context as Hasher, SHA256};
 use std::fs::OpenOptions;
 
 use crate::{
     atrest::{DataKeys, DecryptingReader, EncryptingWriter},
-    signing::Digest,
+    crypto::DigestAlgorithm,
+    signing::{Digest, Hasher},
 };
 
 mod error;
@@ -124,6 +127,9 @@ pub struct BlobStore {
     root: PathBuf,
     /// The store's data keys when encryption is on: every new blob file is sealed with them.
     keys: Option<DataKeys>,
+    /// The digest blobs are named and checked by: the exchange's profile's (SHA-256 unless
+    /// [`BlobStore::with_digest`] says otherwise).
+    digest: DigestAlgorithm,
     /// Blobs being received right now: one writer per partial file.
     active: Arc<Mutex<HashSet<Digest>>>,
 }
@@ -180,8 +186,31 @@ impl BlobStore {
         Ok(BlobStore {
             root: root.to_owned(),
             keys,
+            digest: DigestAlgorithm::Sha256,
             active: Arc::default(),
         })
+    }
+
+    /// The same store, naming and checking its blobs by `alg` (the exchange's profile's
+    /// digest: the hub's and node's signing key's scheme's). A store names every blob file
+    /// after its digest under one algorithm; SHA-256 blob files keep today's names.
+    pub fn with_digest(mut self, alg: DigestAlgorithm) -> Self {
+        self.digest = alg;
+        self
+    }
+
+    /// The digest blobs here are named and checked by.
+    pub fn digest_algorithm(&self) -> DigestAlgorithm {
+        self.digest
+    }
+
+    /// A blob file's name: the digest in hex, prefixed by the algorithm's name and `-` unless
+    /// it is SHA-256 (`sm3-<hex>`), so that a file name never leaves its algorithm to guess.
+    fn file_name(&self, d: &Digest) -> String {
+        match self.digest {
+            DigestAlgorithm::Sha256 => d.to_hex(),
+            other => format!("{}-{}", other.name(), d.to_hex()),
+        }
     }
 
     /// The format new blob files are written in.
@@ -194,11 +223,13 @@ impl BlobStore {
     }
 
     fn complete_path(&self, f: Format, d: &Digest) -> PathBuf {
-        self.root.join(f.complete_dir()).join(d.to_hex())
+        self.root.join(f.complete_dir()).join(self.file_name(d))
     }
 
     fn partial_path(&self, d: &Digest) -> PathBuf {
-        self.root.join(self.format().partial_dir()).join(d.to_hex())
+        self.root
+            .join(self.format().partial_dir())
+            .join(self.file_name(d))
     }
 
     /// Whether the blob is complete here, in either format. Without keys an encrypted blob is
@@ -287,11 +318,11 @@ impl BlobStore {
         // The slot goes into the job: if this future is dropped, it is released only once
         // the job has ended.
         let (open, hasher) = {
-            let (path, keys) = (path.clone(), self.keys.clone());
+            let (path, keys, alg) = (path.clone(), self.keys.clone(), self.digest);
             blocking(move || {
                 let (sink, hasher) = match keys {
-                    Some(keys) => partial::reopen_sealed(&path, &keys, d, size, offset)?,
-                    None => partial::reopen_plain(&path, size, offset)?,
+                    Some(keys) => partial::reopen_sealed(&path, &keys, (d, alg), size, offset)?,
+                    None => partial::reopen_plain(&path, alg, size, offset)?,
                 };
                 let _slot = Some(slot);
                 Ok((Open { sink, _slot }, hasher))
@@ -311,6 +342,7 @@ impl BlobStore {
     /// Receives content whose digest is not known yet; [`BlobWriter::finish`] reports it. With
     /// keys it is a new encrypted blob (never a resumed one: its bytes are not fixed yet).
     pub async fn stage(&self) -> Result<BlobWriter, BlobError> {
+        let hasher = Hasher::new(self.digest).map_err(BlobError::Digest)?;
         let path = self
             .root
             .join(self.format().staging_dir())
@@ -330,7 +362,7 @@ impl BlobStore {
             self.clone(),
             Open { sink, _slot: None },
             path,
-            Hasher::new(&SHA256),
+            hasher,
             0,
             None,
         ))

@@ -19,6 +19,7 @@ use exchange_proto::v1 as pb;
 use prost::Message as _;
 
 use crate::{
+    crypto::DigestAlgorithm,
     document::{EvidenceKind, Header, PartInfo, SignedDoc, SignedEvidence},
     identity::Principal,
     signing::{Digest, Verifier},
@@ -26,7 +27,7 @@ use crate::{
 
 mod report;
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;
 
 pub use report::{BundleError, Item, Problem, Report, Step, StepKind};
 
@@ -34,13 +35,30 @@ pub use report::{BundleError, Item, Problem, Report, Step, StepKind};
 /// bundle is recognised as one before anything is decoded.
 pub const MAGIC: &[u8] = b"EXCHANGE-EVIDENCE-BUNDLE-V1\n";
 
-/// The bundle format this version writes (`EvidenceBundle.format`): 2, whose signatures may
-/// be batch signatures (`ed25519-merkle-sha256`, an inclusion path each). Format 1 bundles
-/// (every signature a single `ed25519`) are still read: see [`READABLE_FORMATS`].
+/// The bundle format this version writes (`EvidenceBundle.format`) for a document whose digests
+/// are SHA-256 (the international profile): 2, whose signatures may be batch signatures
+/// (`ed25519-merkle-sha256`, an inclusion path each). Format 1 bundles (every signature a single
+/// `ed25519`) are still read: see [`READABLE_FORMATS`].
 pub const BUNDLE_FORMAT: u32 = 2;
 
+/// The bundle format of a document whose header names another digest than SHA-256 (`sm3`, the
+/// shangmi profile): 3. The bytes are laid out as in format 2; the number tells a reader that
+/// knows only SHA-256 to refuse the file by its format rather than misread it
+/// ([`bundle_format_for`]).
+pub const BUNDLE_FORMAT_NAMED_DIGEST: u32 = 3;
+
 /// Every bundle format this version reads.
-pub const READABLE_FORMATS: &[u32] = &[1, 2];
+pub const READABLE_FORMATS: &[u32] = &[1, 2, 3];
+
+/// The format of a bundle about a document whose header names `digest`: [`BUNDLE_FORMAT`] for
+/// SHA-256 (an international bundle is byte for byte what it was), else
+/// [`BUNDLE_FORMAT_NAMED_DIGEST`].
+pub fn bundle_format_for(digest: DigestAlgorithm) -> u32 {
+    match digest {
+        DigestAlgorithm::Sha256 => BUNDLE_FORMAT,
+        _ => BUNDLE_FORMAT_NAMED_DIGEST,
+    }
+}
 
 /// Field number of `EvidenceBundle.content`, the last field: content can be appended to an
 /// encoded bundle part by part (see [`part_frame`]).
@@ -114,6 +132,15 @@ pub fn decode_bundle(bytes: &[u8]) -> Result<pb::EvidenceBundle, BundleError> {
 pub fn verify_bundle(bytes: &[u8], verifier: &Verifier) -> Result<Report, BundleError> {
     let bundle = decode_bundle(bytes)?;
     let doc = verify_document(bundle.document, verifier)?;
+    // Format 3 is exactly for a document naming another digest than SHA-256; formats 1 and 2
+    // hold SHA-256 documents only.
+    let named = doc.header.digest != DigestAlgorithm::Sha256;
+    if (bundle.format == BUNDLE_FORMAT_NAMED_DIGEST) != named {
+        return Err(BundleError::FormatDigest {
+            format: bundle.format,
+            digest: doc.header.digest,
+        });
+    }
     let mut steps = vec![Step {
         kind: StepKind::Sent,
         recipient: None,
@@ -182,6 +209,7 @@ pub fn verify_bundle(bytes: &[u8], verifier: &Verifier) -> Result<Report, Bundle
         doc_number: header.metadata.doc_number,
         sender: header.sender,
         header_digest: digest,
+        digest: header.digest,
         recipients: header.recipients,
         parts: header.parts,
         steps,
@@ -244,7 +272,7 @@ fn verify_evidence(
 }
 
 /// The bundled content, if any: every part of the manifest exactly once, each of its signed size
-/// and SHA-256.
+/// and digest (under the algorithm the header names).
 fn verify_content(content: &[pb::BundledPart], header: &Header) -> Result<(), BundleError> {
     if content.is_empty() {
         return Ok(());
@@ -264,7 +292,7 @@ fn verify_content(content: &[pb::BundledPart], header: &Header) -> Result<(), Bu
         if !seen.insert(index) {
             return Err(fail(Problem::Duplicate));
         }
-        check_part(part, &bp.data).map_err(fail)?;
+        check_part(part, header.digest, &bp.data).map_err(fail)?;
     }
     if let Some((i, p)) = header
         .parts
@@ -283,7 +311,7 @@ fn verify_content(content: &[pb::BundledPart], header: &Header) -> Result<(), Bu
     Ok(())
 }
 
-fn check_part(part: &PartInfo, data: &[u8]) -> Result<(), Problem> {
+fn check_part(part: &PartInfo, alg: DigestAlgorithm, data: &[u8]) -> Result<(), Problem> {
     let actual = data.len() as u64;
     if actual != part.size {
         return Err(Problem::Size {
@@ -291,8 +319,10 @@ fn check_part(part: &PartInfo, data: &[u8]) -> Result<(), Problem> {
             expected: part.size,
         });
     }
-    if Digest::of(data) != part.sha256 {
-        return Err(Problem::Digest);
+    // The header's algorithm was computed once already (the header digest), so it is available.
+    let digest = Digest::with(alg, data).map_err(|e| Problem::Crypto(e.to_string()))?;
+    if digest != part.sha256 {
+        return Err(Problem::Digest(alg));
     }
     Ok(())
 }

@@ -89,6 +89,59 @@ pub struct TlsPaths {
     /// restart.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub crl: Option<PathBuf>,
+    /// The channel protocol (docs/shangmi.md): `tls13` under `international` (its only one),
+    /// `tlcp` (the default) or `tls13-sm` (RFC 8998) under `shangmi`. Absent: the profile's
+    /// default.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub protocol: Option<TlsProtocol>,
+}
+
+/// `[tls] protocol`: which handshake the channel between nodes and hub speaks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum TlsProtocol {
+    /// TLS 1.3 with the international suites, through rustls and ring.
+    Tls13,
+    /// TLCP (GB/T 38636-2020) with the double certificate: ECDHE_SM4_GCM_SM3, ECC_SM4_GCM_SM3.
+    Tlcp,
+    /// RFC 8998: TLS 1.3 with TLS_SM4_GCM_SM3 and the SM2 signing certificate only.
+    #[serde(rename = "tls13-sm")]
+    Tls13Sm,
+}
+
+impl TlsProtocol {
+    /// The name in `[tls] protocol`.
+    pub const fn name(self) -> &'static str {
+        match self {
+            TlsProtocol::Tls13 => "tls13",
+            TlsProtocol::Tlcp => "tlcp",
+            TlsProtocol::Tls13Sm => "tls13-sm",
+        }
+    }
+
+    /// The protocol `paths` asks for under `profile`; refuses one of the other profile.
+    pub fn of(
+        profile: crate::crypto::Profile,
+        paths: &TlsPaths,
+    ) -> Result<TlsProtocol, ConfigError> {
+        use crate::crypto::Profile;
+        match (profile, paths.protocol) {
+            (Profile::International, None | Some(TlsProtocol::Tls13)) => Ok(TlsProtocol::Tls13),
+            (Profile::Shangmi, None) => Ok(TlsProtocol::Tlcp),
+            (Profile::Shangmi, Some(p @ (TlsProtocol::Tlcp | TlsProtocol::Tls13Sm))) => Ok(p),
+            (profile, Some(p)) => Err(ConfigError::Invalid {
+                key: "tls.protocol",
+                message: format!(
+                    "\"{}\" is not a protocol of the {profile} profile (it has {})",
+                    p.name(),
+                    match profile {
+                        Profile::International => "\"tls13\"",
+                        Profile::Shangmi => "\"tlcp\", \"tls13-sm\"",
+                    }
+                ),
+            }),
+        }
+    }
 }
 
 /// The document-signing identity: an Ed25519 key kept apart from the TLS key.

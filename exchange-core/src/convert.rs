@@ -6,6 +6,7 @@ use std::collections::HashSet;
 use exchange_proto::v1 as pb;
 
 use crate::{
+    crypto::DigestAlgorithm,
     document::{
         Classification, Evidence, EvidenceKind, FieldError, Header, PartInfo, Recipient,
         RecipientRole, Urgency, limits,
@@ -18,6 +19,27 @@ use crate::{
 pub const HEADER_FORMAT: u32 = 1;
 /// The evidence format this version writes and reads.
 pub const EVIDENCE_FORMAT: u32 = 1;
+
+/// The digest algorithm a header's `digest_algorithm` names: empty (absent) is SHA-256, so that
+/// every header sealed before the field existed, and every international header, reads as it
+/// always did.
+pub fn header_digest_algorithm(name: &str) -> Result<DigestAlgorithm, FieldError> {
+    if name.is_empty() {
+        return Ok(DigestAlgorithm::Sha256);
+    }
+    name.parse().map_err(|e: crate::crypto::CryptoError| {
+        FieldError::new("header.digest_algorithm", e.to_string())
+    })
+}
+
+/// The `digest_algorithm` a header is sealed with: empty for SHA-256 (the international
+/// profile's bytes stay exactly as before the field existed), else the algorithm's name.
+pub fn digest_algorithm_field(alg: DigestAlgorithm) -> String {
+    match alg {
+        DigestAlgorithm::Sha256 => String::new(),
+        other => other.name().to_owned(),
+    }
+}
 
 impl From<pb::Urgency> for Urgency {
     fn from(u: pb::Urgency) -> Self {
@@ -233,6 +255,7 @@ impl TryFrom<pb::DocumentHeader> for Header {
                 ),
             ));
         }
+        let digest = header_digest_algorithm(&h.digest_algorithm)?;
         let id: DocumentId =
             h.id.parse()
                 .map_err(|e: crate::ids::IdError| FieldError::new("header.id", e.to_string()))?;
@@ -274,6 +297,7 @@ impl TryFrom<pb::DocumentHeader> for Header {
             id,
             sender,
             created_at_ms: h.created_at_ms,
+            digest,
             urgency: pb::Urgency::try_from(metadata.urgency)
                 .unwrap_or_default()
                 .into(),

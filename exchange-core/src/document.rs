@@ -9,6 +9,7 @@
 use exchange_proto::v1 as pb;
 
 use crate::{
+    crypto::DigestAlgorithm,
     identity::Principal,
     ids::{DeptId, DocumentId},
     signing::{BatchSigner, Context, Digest, SignError, SigningKey, Verifier},
@@ -178,7 +179,8 @@ pub struct PartInfo {
     pub media_type: String,
     /// Size in bytes.
     pub size: u64,
-    /// SHA-256 of the content.
+    /// The content's digest under the header's [`Header::digest`] (the wire field keeps its
+    /// first name, `sha256`).
     pub sha256: Digest,
 }
 
@@ -191,6 +193,9 @@ pub struct Header {
     pub sender: DeptId,
     /// When the sending node sealed it (Unix ms).
     pub created_at_ms: i64,
+    /// The algorithm of every part digest and of the header digest (`digest_algorithm` on the
+    /// wire; absent = SHA-256).
+    pub digest: DigestAlgorithm,
     /// 紧急程度.
     pub urgency: Urgency,
     /// 密级.
@@ -225,21 +230,20 @@ impl Header {
 pub struct SignedDoc {
     /// The validated header.
     pub header: Header,
-    /// SHA-256 of the encoded header: the document's name in all evidence.
+    /// The digest of the encoded header under [`Header::digest`] (SHA-256, or SM3 under the
+    /// shangmi profile): the document's name in all evidence.
     pub digest: Digest,
     /// As signed and sent.
     pub wire: pb::SignedDocument,
 }
 
 impl SignedDoc {
-    /// Validates `header`, encodes and signs it.
+    /// Validates `header`, encodes and signs it. Its `digest_algorithm` must be the key's
+    /// scheme's (see [`SignedDoc::digest_algorithm_for`]).
     pub fn seal(header: &pb::DocumentHeader, key: &SigningKey) -> Result<Self, DocError> {
-        let bytes = prost::Message::encode_to_vec(header);
-        let signature = key.sign(Context::DocumentHeader, &bytes)?;
-        Self::decode(pb::SignedDocument {
-            header: bytes,
-            signature: Some(signature),
-        })
+        let mut doc = Self::unsigned(header, key.scheme().digest())?;
+        doc.wire.signature = Some(key.sign(Context::DocumentHeader, &doc.wire.header)?);
+        Ok(doc)
     }
 
     /// As [`SignedDoc::seal`], signed together with whatever else `signer` has waiting (one
@@ -248,11 +252,7 @@ impl SignedDoc {
         header: &pb::DocumentHeader,
         signer: &BatchSigner,
     ) -> Result<Self, DocError> {
-        let bytes = prost::Message::encode_to_vec(header);
-        let mut doc = Self::decode(pb::SignedDocument {
-            header: bytes,
-            signature: None,
-        })?;
+        let mut doc = Self::unsigned(header, signer.key().scheme().digest())?;
         let signature = signer
             .sign(Context::DocumentHeader, &doc.wire.header)
             .await?;
@@ -260,13 +260,47 @@ impl SignedDoc {
         Ok(doc)
     }
 
+    /// `header` encoded and validated, not signed yet; it must name `key_digest`, the signing
+    /// key's (checked before anything is hashed with it).
+    fn unsigned(
+        header: &pb::DocumentHeader,
+        key_digest: DigestAlgorithm,
+    ) -> Result<Self, DocError> {
+        let wire = pb::SignedDocument {
+            header: prost::Message::encode_to_vec(header),
+            signature: None,
+        };
+        let parsed = Self::parse(&wire)?;
+        check_algorithm(parsed.digest, key_digest)?;
+        Self::digested(parsed, wire)
+    }
+
+    /// The `digest_algorithm` a header sealed by `key` carries, and the algorithm its parts are
+    /// hashed with: the key's scheme's digest. Empty for SHA-256, so that an international
+    /// header is byte for byte what it was before the field existed.
+    pub fn digest_algorithm_for(key: &SigningKey) -> (DigestAlgorithm, String) {
+        let alg = key.scheme().digest();
+        (alg, crate::convert::digest_algorithm_field(alg))
+    }
+
     /// Decodes and validates without checking the signature: for documents read back from this
-    /// process's own store, which were verified before they were stored.
+    /// process's own store, which were verified before they were stored. The header digest is
+    /// computed with the algorithm the header names.
     pub fn decode(wire: pb::SignedDocument) -> Result<Self, DocError> {
+        let header = Self::parse(&wire)?;
+        Self::digested(header, wire)
+    }
+
+    fn parse(wire: &pb::SignedDocument) -> Result<Header, DocError> {
         let pbh: pb::DocumentHeader = prost::Message::decode(wire.header.as_slice())
             .map_err(|_| DocError::Decode("header"))?;
-        let header = Header::try_from(pbh)?;
-        let digest = Digest::of(&wire.header);
+        Ok(Header::try_from(pbh)?)
+    }
+
+    fn digested(header: Header, wire: pb::SignedDocument) -> Result<Self, DocError> {
+        let digest = Digest::with(header.digest, &wire.header).map_err(|e| {
+            FieldError::new("header.digest_algorithm", format!("{}: {e}", header.digest))
+        })?;
         Ok(SignedDoc {
             header,
             digest,
@@ -275,7 +309,9 @@ impl SignedDoc {
     }
 
     /// Decodes, validates, and checks that the header's sender signed it with a valid
-    /// document-signing certificate of this exchange.
+    /// document-signing certificate of this exchange, and that it names this exchange's digest
+    /// (the verifier's profile's): a header naming another is refused before anything is
+    /// hashed with it.
     pub fn verify(
         wire: pb::SignedDocument,
         verifier: &Verifier,
@@ -285,7 +321,9 @@ impl SignedDoc {
             .signature
             .clone()
             .ok_or_else(|| FieldError::new("signature", "missing"))?;
-        let doc = Self::decode(wire)?;
+        let header = Self::parse(&wire)?;
+        check_profile_digest(header.digest, verifier)?;
+        let doc = Self::digested(header, wire)?;
         let signer = verifier.verify(&sig, Context::DocumentHeader, &doc.wire.header, now_secs)?;
         let expected = Principal::Dept(doc.header.sender.clone());
         if signer != expected {
@@ -293,6 +331,33 @@ impl SignedDoc {
         }
         Ok(doc)
     }
+}
+
+/// Refuses a header whose `digest_algorithm` is not `verifier`'s exchange's (its CA's
+/// profile's), naming the field and both algorithms.
+pub fn check_profile_digest(named: DigestAlgorithm, verifier: &Verifier) -> Result<(), FieldError> {
+    let profile = verifier.profile();
+    if named == profile.digest() {
+        return Ok(());
+    }
+    Err(FieldError::new(
+        "header.digest_algorithm",
+        format!(
+            "{named} is not this exchange's ({profile} uses {})",
+            profile.digest()
+        ),
+    ))
+}
+
+/// Refuses to seal a header naming another digest than the signing key's scheme uses.
+fn check_algorithm(named: DigestAlgorithm, key: DigestAlgorithm) -> Result<(), FieldError> {
+    if named == key {
+        return Ok(());
+    }
+    Err(FieldError::new(
+        "header.digest_algorithm",
+        format!("{named} is not the signing key's digest ({key})"),
+    ))
 }
 
 /// The kind of step a piece of evidence records.
@@ -360,7 +425,7 @@ pub struct Evidence {
     pub kind: EvidenceKind,
     /// Which document.
     pub doc_id: DocumentId,
-    /// SHA-256 of its signed header.
+    /// The digest of its signed header, under the algorithm the header names.
     pub header_digest: Digest,
     /// Its sender.
     pub sender: DeptId,

@@ -22,10 +22,12 @@ use rustls::pki_types::{CertificateDer, SignatureVerificationAlgorithm, TrustAnc
 use crate::{config::SigningPaths, crypto::Profile, identity::Principal, tls::read_pem_file};
 
 mod batch;
+mod digest;
 pub mod merkle;
 mod scheme;
 
 pub use batch::BatchSigner;
+pub use digest::{Digest, Hasher, digest_label};
 pub use scheme::{ED25519, ED25519_BATCH, SM2_SM3, SM2_SM3_BATCH, Scheme};
 
 /// What a batch signature signs before the tree size and root.
@@ -58,40 +60,6 @@ impl Context {
             Context::Evidence => b"exchange.v1.Evidence\0",
             Context::AuditCheckpoint => b"exchange.v1.AuditCheckpoint\0",
         }
-    }
-}
-
-/// A SHA-256 digest.
-#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct Digest(pub [u8; 32]);
-
-impl Digest {
-    /// SHA-256 of `bytes`.
-    pub fn of(bytes: &[u8]) -> Self {
-        let d = ring::digest::digest(&ring::digest::SHA256, bytes);
-        Digest(d.as_ref().try_into().expect("BUG: SHA-256 is 32 bytes"))
-    }
-
-    /// From the 32 bytes of a message field; `None` if the length is wrong.
-    pub fn from_slice(b: &[u8]) -> Option<Self> {
-        b.try_into().ok().map(Digest)
-    }
-
-    /// Lowercase hex, as used in file names and output.
-    pub fn to_hex(&self) -> String {
-        hex::encode(self.0)
-    }
-}
-
-impl fmt::Display for Digest {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.to_hex())
-    }
-}
-
-impl fmt::Debug for Digest {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "Digest({})", self.to_hex())
     }
 }
 
@@ -709,6 +677,10 @@ fn validity(der: &[u8]) -> Option<(u64, u64)> {
 #[cfg(test)]
 #[cfg(feature = "shangmi")]
 mod sm_tests;
+
+#[cfg(test)]
+#[cfg(feature = "shangmi")]
+pub(crate) mod testpki;
 
 #[cfg(test)]
 mod tests {

@@ -21,11 +21,15 @@ use crate::{config::TlsPaths, identity::Principal, ids::DeptId};
 
 pub mod acceptor;
 mod client;
+mod conn;
 pub mod crl;
 mod live;
 pub mod reload;
+#[cfg(feature = "shangmi")]
+mod sm;
 
-pub use client::hub_endpoint;
+pub use client::{HubEndpoint, hub_endpoint};
+pub use conn::{ConnInfo, ServerStream};
 pub use live::Revocable;
 
 /// A TLS file could not be used.
@@ -167,15 +171,19 @@ pub fn endpoint(addr: std::net::SocketAddr, tls: ClientTlsConfig) -> Result<Endp
         .map_err(|e| TlsError::Endpoint(format!("{addr}: {e}")))
 }
 
-/// The principal named by the verified client certificate of this request.
+/// The principal named by the verified client certificate of this request (the signing
+/// certificate under TLCP): from the [`ConnInfo`] of [`acceptor::incoming`], whichever stack ran
+/// the handshake, or from tonic's own TLS (the node's API, `api_server_tls`).
 pub fn peer_principal<T>(req: &Request<T>) -> Result<Principal, Status> {
-    let certs = req
-        .peer_certs()
-        .ok_or_else(|| Status::unauthenticated("no client certificate"))?;
-    let leaf = certs
-        .first()
-        .ok_or_else(|| Status::unauthenticated("no client certificate"))?;
-    Principal::from_cert_der(leaf)
+    let no_cert = || Status::unauthenticated("no client certificate");
+    let leaf = match req.extensions().get::<ConnInfo>() {
+        Some(info) => info.leaf().map(<[u8]>::to_vec).ok_or_else(no_cert)?,
+        None => req
+            .peer_certs()
+            .and_then(|certs| certs.first().map(|c| c.to_vec()))
+            .ok_or_else(no_cert)?,
+    };
+    Principal::from_cert_der(&leaf)
         .ok_or_else(|| Status::unauthenticated("client certificate names no exchange principal"))
 }
 

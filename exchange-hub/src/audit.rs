@@ -5,10 +5,16 @@
 //!
 //! Tables: `audit` seq → encoded `AuditEntry`; `audit_by_doc` (doc id, seq), `audit_by_dept`
 //! (dept, seq), `audit_by_time` (at_ms, seq) → (); `audit_checkpoints` seq → `SignedCheckpoint`;
-//! `audit_head` "head" → seq (8 bytes, big-endian) + hash (32 bytes).
+//! `audit_head` "head" → seq (8 bytes, big-endian) + hash (32 bytes), and "digest" → the chain's
+//! digest algorithm's name, present only when it is not SHA-256 (a shangmi hub's `sm3`: see
+//! [`set_digest`]), so that an international hub's store is what it always was.
 
 use exchange_core::{
-    audit::{ChainVerifier, GENESIS, entry_hash, sign_checkpoint},
+    audit::{
+        ChainVerifier, GENESIS, chain_algorithm, chain_algorithm_field, entry_hash,
+        named_entry_hash, sign_checkpoint,
+    },
+    crypto::DigestAlgorithm,
     error::ServiceError,
     signing::{SigningKey, Verifier},
     store::{Store, StoreError, decode},
@@ -66,23 +72,66 @@ impl Event {
     }
 }
 
-fn head(txn: &WriteTransaction) -> Result<(u64, [u8; 32]), StoreError> {
+/// The key of the chain's digest algorithm in `audit_head`.
+const DIGEST_KEY: &str = "digest";
+
+/// The chain's digest as `audit_head` records it (absent: SHA-256).
+fn stored_digest(value: Option<&[u8]>) -> Result<DigestAlgorithm, StoreError> {
+    let name = value.map(String::from_utf8_lossy).unwrap_or_default();
+    chain_algorithm(&name).map_err(|e| StoreError::decode("audit_head digest", e))
+}
+
+fn head(txn: &WriteTransaction) -> Result<(u64, [u8; 32], DigestAlgorithm), StoreError> {
     let t = txn.open_table(HEAD)?;
+    let digest = stored_digest(t.get(DIGEST_KEY)?.as_ref().map(|v| v.value()))?;
     let v = t.get("head")?;
     Ok(match v {
         Some(v) if v.value().len() == 40 => {
             let b = v.value();
             let seq = u64::from_be_bytes(b[..8].try_into().unwrap_or_default());
             let hash = b[8..].try_into().unwrap_or(GENESIS);
-            (seq, hash)
+            (seq, hash, digest)
         }
-        _ => (0, GENESIS),
+        _ => (0, GENESIS, digest),
     })
 }
 
-/// Appends `ev` inside `txn`; returns its seq.
+/// Makes `alg` the digest of the audit chain (the hub's signing key's scheme's): recorded in
+/// `audit_head` when it is not SHA-256. A log that already has entries keeps its algorithm, and a
+/// hub whose key asks for another is refused by name (a chain is hashed with one digest).
+pub(crate) async fn set_digest(store: &Store, alg: DigestAlgorithm) -> Result<(), StoreError> {
+    store
+        .write(move |txn| {
+            let (seq, _, current) = head(txn)?;
+            if current == alg {
+                return Ok(());
+            }
+            if seq > 0 {
+                return Err(StoreError::decode(
+                    "audit_head digest",
+                    format!(
+                        "the audit log is hashed with {current}, but this hub's signing key uses {alg}"
+                    ),
+                ));
+            }
+            let mut t = txn.open_table(HEAD)?;
+            match alg {
+                DigestAlgorithm::Sha256 => {
+                    t.remove(DIGEST_KEY)?;
+                }
+                other => {
+                    t.insert(DIGEST_KEY, other.name().as_bytes())?;
+                }
+            }
+            Ok(())
+        })
+        .await
+}
+
+/// Appends `ev` inside `txn`; returns its seq. The entry is hashed with the chain's digest
+/// ([`set_digest`]).
 pub(crate) fn append(txn: &WriteTransaction, ev: &Event) -> Result<u64, StoreError> {
-    let (last, prev) = head(txn)?;
+    let (last, prev, alg) = head(txn)?;
     let seq = last + 1;
     let at_ms = now_ms();
     let entry = pb::AuditEntry {
@@ -94,9 +143,11 @@ pub(crate) fn append(txn: &WriteTransaction, ev: &Event) -> Result<u64, StoreErr
         peer: ev.peer.clone(),
         detail: ev.detail.clone(),
         prev_hash: prev.to_vec(),
+        hash_algorithm: chain_algorithm_field(alg),
     };
     let bytes = entry.encode_to_vec();
-    let hash = entry_hash(&bytes);
+    let hash = entry_hash(alg, &bytes)
+        .map_err(|e| StoreError::decode(format!("audit entry {seq} (hashing it)"), e))?;
     txn.open_table(AUDIT)?.insert(seq, bytes.as_slice())?;
     if !ev.doc_id.is_empty() {
         txn.open_table(BY_DOC)?
@@ -130,20 +181,24 @@ pub(crate) async fn checkpoint(
     max_age_ms: i64,
     force: bool,
 ) -> Result<Option<u64>, ServiceError> {
-    let (head_seq, head_hash, last) = store
+    let (head_seq, head_hash, last, digest) = store
         .read(|txn| {
-            let (seq, hash) = match open(txn, HEAD)? {
-                Some(t) => match t.get("head")? {
-                    Some(v) if v.value().len() == 40 => {
-                        let b = v.value();
-                        (
-                            u64::from_be_bytes(b[..8].try_into().unwrap_or_default()),
-                            b[8..].to_vec(),
-                        )
+            let (seq, hash, digest) = match open(txn, HEAD)? {
+                Some(t) => {
+                    let digest = stored_digest(t.get(DIGEST_KEY)?.as_ref().map(|v| v.value()))?;
+                    match t.get("head")? {
+                        Some(v) if v.value().len() == 40 => {
+                            let b = v.value();
+                            (
+                                u64::from_be_bytes(b[..8].try_into().unwrap_or_default()),
+                                b[8..].to_vec(),
+                                digest,
+                            )
+                        }
+                        _ => (0, GENESIS.to_vec(), digest),
                     }
-                    _ => (0, GENESIS.to_vec()),
-                },
-                None => (0, GENESIS.to_vec()),
+                }
+                None => (0, GENESIS.to_vec(), DigestAlgorithm::Sha256),
             };
             let last = match open(txn, CHECKPOINTS)? {
                 Some(t) => match t.last()? {
@@ -156,7 +211,7 @@ pub(crate) async fn checkpoint(
                 },
                 None => None,
             };
-            Ok::<_, StoreError>((seq, hash, last))
+            Ok::<_, StoreError>((seq, hash, last, digest))
         })
         .await?;
     let (last_seq, last_at) = last.unwrap_or((0, 0));
@@ -170,6 +225,7 @@ pub(crate) async fn checkpoint(
             seq: head_seq,
             head: head_hash,
             at_ms: now_ms(),
+            hash_algorithm: chain_algorithm_field(digest),
         },
         key,
     )?;
@@ -257,8 +313,11 @@ pub(crate) async fn list(store: &Store, f: Filter) -> Result<Vec<pb::AuditRecord
                 let bytes = v.value().to_vec();
                 let e: pb::AuditEntry = decode(seq, &bytes)?;
                 if f.keeps(&e) {
+                    // Each entry names its digest; one this build cannot compute lists with an
+                    // empty hash (`verify` names the problem).
+                    let hash = named_entry_hash(&bytes).map(|(_, h)| h.0.to_vec());
                     out.push(pb::AuditRecord {
-                        hash: entry_hash(&bytes).0.to_vec(),
+                        hash: hash.unwrap_or_default(),
                         entry: bytes,
                     });
                     if out.len() >= limit {
@@ -424,6 +483,65 @@ pub(crate) async fn export(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn the_chain_keeps_the_digest_it_started_with() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("hub.redb"), "hub", 1).unwrap();
+        // SHA-256 (an international hub) records nothing: the store is what it always was.
+        set_digest(&store, DigestAlgorithm::Sha256).await.unwrap();
+        record(&store, Event::new(pb::AuditKind::HubStarted)).await;
+        let records = list(&store, Filter::default()).await.unwrap();
+        let e = pb::AuditEntry::decode(records[0].entry.as_slice()).unwrap();
+        assert_eq!(e.hash_algorithm, "");
+        let with_ctx = [b"exchange.v1.AuditEntry\0".as_slice(), &records[0].entry].concat();
+        assert_eq!(
+            records[0].hash,
+            exchange_core::signing::Digest::of(&with_ctx).0
+        );
+        let digest_key = store
+            .read(|txn| {
+                let t = open(txn, HEAD)?.unwrap();
+                Ok::<_, StoreError>(t.get(DIGEST_KEY)?.is_some())
+            })
+            .await
+            .unwrap();
+        assert!(!digest_key);
+        // A log with entries keeps its digest: a key of the other profile is refused by name.
+        let err = set_digest(&store, DigestAlgorithm::Sm3).await.unwrap_err();
+        assert!(
+            err.to_string().contains(
+                "the audit log is hashed with sha256, but this hub's signing key uses sm3"
+            ),
+            "{err}"
+        );
+    }
+
+    #[cfg(feature = "shangmi")]
+    #[tokio::test]
+    async fn a_shangmi_hub_chains_its_entries_with_sm3() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("hub.redb"), "hub", 1).unwrap();
+        set_digest(&store, DigestAlgorithm::Sm3).await.unwrap();
+        for _ in 0..3 {
+            record(&store, Event::new(pb::AuditKind::NodeConnected).dept("a")).await;
+        }
+        let records = list(&store, Filter::default()).await.unwrap();
+        assert_eq!(records.len(), 3);
+        let mut prev = GENESIS.to_vec();
+        for r in &records {
+            let e = pb::AuditEntry::decode(r.entry.as_slice()).unwrap();
+            assert_eq!(e.hash_algorithm, "sm3");
+            assert_eq!(e.prev_hash, prev);
+            let sm3 = entry_hash(DigestAlgorithm::Sm3, &r.entry).unwrap();
+            assert_eq!(r.hash, sm3.0);
+            prev = sm3.0.to_vec();
+        }
+        let err = set_digest(&store, DigestAlgorithm::Sha256)
+            .await
+            .unwrap_err();
+        assert!(err.to_string().contains("hashed with sm3"), "{err}");
+    }
 
     /// Not a test: the query benchmark of docs/benchmarks.md. A log of a million entries (200
     /// departments, 100,000 documents), then the time to answer by document and by department.

@@ -75,13 +75,15 @@ pub fn check_config(cfg: &HubConfig) -> anyhow::Result<()> {
     let profile = cfg.crypto.profile;
     crypto::check_profile(PROGRAM, profile, &cfg.tls, &cfg.signing)?;
     // rustls and ring cannot read SM2 keys: under shangmi exchange-core checks the identity with
-    // Tongsuo instead (until the provider layer serves both profiles, docs/shangmi.md).
+    // Tongsuo instead, and builds the TLCP acceptor (docs/shangmi.md).
     if profile == Profile::International {
         tls::acceptor::server_config(&cfg.tls).context("loading the hub's TLS identity")?;
         Verifier::new(&tls::ca_der(&cfg.tls)?).context("loading the CA certificate")?;
         load_signer(cfg)?;
     } else {
         crypto::check_shangmi_identity(PROGRAM, &cfg.tls, &cfg.signing, &Principal::Hub)?;
+        tls::acceptor::server_context(&cfg.tls, profile)
+            .context("loading the hub's TLS identity")?;
     }
     Directory::from_config(&cfg.departments)?.with_groups(&cfg.groups)?;
     exchange_core::store::sealing::data_keys(&cfg.hub.data_dir, cfg.encryption.as_ref())
@@ -118,7 +120,7 @@ fn open(cfg: HubConfig, shutdown: CancellationToken) -> anyhow::Result<Hub> {
         cfg,
         directory,
         store,
-        blobs,
+        blobs: blobs.with_digest(signer.scheme().digest()),
         signer,
         batch_signer,
         verifier,
@@ -134,12 +136,21 @@ pub async fn run(
     listener: TcpListener,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
-    // Never serve a shangmi config half-international (rustls, Ed25519).
-    cfg.crypto.profile.ensure_servable(PROGRAM)?;
-    let tls = tls::reload::Reloadable::load(&cfg.tls, cfg.limits.connections_per_principal)
-        .context("loading the hub's TLS identity")?;
+    // A build without the shangmi feature refuses that profile (exit 64).
+    cfg.crypto.profile.ensure_built(PROGRAM)?;
+    let tls = tls::reload::Reloadable::load(
+        &cfg.tls,
+        cfg.crypto.profile,
+        cfg.limits.connections_per_principal,
+    )
+    .context("loading the hub's TLS identity")?;
     let token = CancellationToken::new();
     let hub = Arc::new(open(cfg, token.clone())?);
+    // The audit chain is hashed with the signing key's scheme's digest (SM3 under shangmi).
+    let digest = hub.signer.scheme().digest();
+    audit::set_digest(&hub.store, digest)
+        .await
+        .context("the audit log's digest")?;
     hub.signer.warn_on_expiry(
         &hub.cfg.signing.cert,
         "the nodes refuse the hub's acceptances and receipts",

@@ -25,14 +25,13 @@ use std::{
     time::Duration,
 };
 
-use exchange_core::{config::LimitsSection, identity::Principal, ids::DeptId};
+use exchange_core::{config::LimitsSection, identity::Principal, ids::DeptId, tls::ConnInfo};
 use http_body::Frame;
 use tokio::time::{Instant, Sleep};
 use tonic::{
     Status,
     body::Body,
     codegen::{BoxFuture, Bytes, Service, http},
-    transport::server::{TcpConnectInfo, TlsConnectInfo},
 };
 
 /// A token bucket: `rate` tokens a second, at most `burst` saved up; may go into debt.
@@ -186,9 +185,8 @@ pub(crate) struct Limited<S> {
 
 /// The department whose verified certificate the connection carries, if it is one.
 fn caller(req: &http::Request<Body>) -> Option<DeptId> {
-    let info = req.extensions().get::<TlsConnectInfo<TcpConnectInfo>>()?;
-    let certs = info.peer_certs()?;
-    match Principal::from_cert_der(certs.first()?)? {
+    let info = req.extensions().get::<ConnInfo>()?;
+    match Principal::from_cert_der(info.leaf()?)? {
         Principal::Dept(d) => Some(d),
         _ => None,
     }

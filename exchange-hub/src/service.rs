@@ -8,7 +8,7 @@ use exchange_core::{
     document::{Classification, Evidence, EvidenceKind, SignedDoc, SignedEvidence},
     error::{ErrorCode, ServiceError},
     ids::{DeptId, DocumentId},
-    signing::Digest,
+    signing::{Digest, digest_label},
     time::{now_ms, now_secs},
     tls::peer_dept,
 };
@@ -101,9 +101,13 @@ fn check_inline(
         let part = part.ok_or_else(|| {
             ServiceError::invalid(format!("content[{i}].sha256: not a part of this document"))
         })?;
-        if c.data.len() as u64 != part.size || Digest::of(&c.data) != part.sha256 {
+        // The header's algorithm: `SignedDoc::verify` found it to be this exchange's.
+        let digest = Digest::with(h.digest, &c.data)
+            .map_err(|e| ServiceError::invalid(format!("content[{i}]: {e}")))?;
+        if c.data.len() as u64 != part.size || digest != part.sha256 {
             return Err(ServiceError::invalid(format!(
-                "content[{i}]: does not match the signed size and SHA-256 of {}",
+                "content[{i}]: does not match the signed size and {} of {}",
+                digest_label(h.digest),
                 part.name
             )));
         }

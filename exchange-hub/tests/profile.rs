@@ -1,7 +1,7 @@
 //! `[crypto] profile` against the certificates, with the real `exchange-hub` binary:
 //! `check-config` refuses a mismatch naming the file, the key and both profiles; a build
 //! without the `shangmi` feature refuses the profile by name; a shangmi config whose
-//! certificates match passes `check-config`, but `serve` refuses to start (docs/shangmi.md).
+//! certificates match passes `check-config` and `serve` listens over TLCP (docs/shangmi.md).
 
 use std::{
     fs,
@@ -165,7 +165,7 @@ mod shangmi {
     }
 
     #[test]
-    fn a_matching_shangmi_config_checks_but_does_not_serve_yet() -> Result<()> {
+    fn a_matching_shangmi_config_checks_and_serves() -> Result<()> {
         let tmp = tempfile::tempdir()?;
         shangmi(tmp.path())?;
         let config = write_config(tmp.path(), "shangmi", true)?;
@@ -173,17 +173,42 @@ mod shangmi {
         assert!(out.status.success(), "{}", stderr(&out));
         assert_eq!(String::from_utf8(out.stdout)?, "config ok\n");
 
-        let out = hub(&config, "serve")?;
-        assert_eq!(out.status.code(), Some(64), "{}", stderr(&out));
-        assert!(
-            stderr(&out).contains(
-                "the shangmi profile's channel and signatures are not built yet in this \
-                 version: see docs/shangmi.md"
+        // `serve` binds and announces its address (the TLCP acceptor is built before that).
+        let mut child = Command::new(env!("CARGO_BIN_EXE_exchange-hub"))
+            .arg("--config")
+            .arg(&config)
+            .arg("serve")
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped())
+            .spawn()?;
+        let addr = tmp.path().join("data/hub.addr");
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        while !addr.exists() && std::time::Instant::now() < deadline {
+            if let Some(status) = child.try_wait()? {
+                let out = child.wait_with_output()?;
+                anyhow::bail!("exchange-hub serve exited with {status}: {}", stderr(&out));
+            }
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        child.kill()?;
+        let out = child.wait_with_output()?;
+        assert!(addr.exists(), "the hub never listened: {}", stderr(&out));
+
+        // An international protocol under shangmi is refused by its key.
+        let path = tmp.path().join("hub.toml");
+        let text = fs::read_to_string(&path)?;
+        fs::write(
+            &path,
+            text.replace(
+                "enc_key = \"tls-enc.key\"\n",
+                "enc_key = \"tls-enc.key\"\nprotocol = \"tls13\"\n",
             ),
-            "{}",
-            stderr(&out)
+        )?;
+        let err = stderr(&hub(&path, "check-config")?);
+        assert!(
+            err.contains("tls.protocol: \"tls13\" is not a protocol of the shangmi profile"),
+            "{err}"
         );
-        assert!(!tmp.path().join("data/hub.addr").exists(), "nothing served");
 
         // Without the encryption pair, TLCP cannot work: named by its config key.
         let config = write_config(tmp.path(), "shangmi", false)?;

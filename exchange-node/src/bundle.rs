@@ -9,8 +9,8 @@
 
 use exchange_core::{
     blob::{BlobStore, CHUNK_SIZE},
-    bundle::{BUNDLE_FORMAT, encode_bundle, part_frame},
-    document::{PartInfo, SignedEvidence},
+    bundle::{bundle_format_for, encode_bundle, part_frame},
+    document::{PartInfo, SignedDoc, SignedEvidence},
     error::{ErrorCode, ServiceError},
     ids::DocumentId,
 };
@@ -97,7 +97,7 @@ fn from_sent(
     let doc = rec.doc;
     if let (None, Some(refusal)) = (&rec.acceptance, rec.refusal) {
         // Refused at submission: the document and the hub's signed refusal are the whole story.
-        return Ok((bundle(doc.wire, refusal, Vec::new()), doc.header.parts));
+        return Ok((bundle(&doc, refusal, Vec::new()), doc.header.parts));
     }
     let Some(acceptance) = rec.acceptance else {
         let why = if rec.refused.is_empty() {
@@ -126,7 +126,7 @@ fn from_sent(
     }
     // Our recall (撤回), if any, after every recipient's steps.
     evidence.extend(rec.recall);
-    Ok((bundle(doc.wire, acceptance, evidence), doc.header.parts))
+    Ok((bundle(&doc, acceptance, evidence), doc.header.parts))
 }
 
 /// A received document: the acceptance it came with, the sender's addition of this department
@@ -150,17 +150,19 @@ fn from_received(
     .into_iter()
     .flatten()
     .collect();
-    Ok((bundle(doc.wire, acceptance, evidence), doc.header.parts))
+    Ok((bundle(&doc, acceptance, evidence), doc.header.parts))
 }
 
+/// The bundle of `doc`: format 2 for a SHA-256 document (as before), 3 for one whose header
+/// names another digest (docs/evidence.md#formats).
 fn bundle(
-    document: pb::SignedDocument,
+    doc: &SignedDoc,
     acceptance: pb::SignedEvidence,
     evidence: Vec<pb::SignedEvidence>,
 ) -> pb::EvidenceBundle {
     pb::EvidenceBundle {
-        format: BUNDLE_FORMAT,
-        document: Some(document),
+        format: bundle_format_for(doc.header.digest),
+        document: Some(doc.wire.clone()),
         acceptance: Some(acceptance),
         evidence,
         content: Vec::new(),

@@ -99,7 +99,7 @@ impl Node {
         Ok(Node {
             cfg,
             store,
-            blobs,
+            blobs: blobs.with_digest(signer.scheme().digest()),
             signer,
             batch_signer,
             verifier,
@@ -166,11 +166,17 @@ pub fn check_config(cfg: &NodeConfig) -> anyhow::Result<()> {
             enc_cert_section: "[api] tls.enc_cert",
         };
         crypto::check_tls_profile(profile, api_tls, keys, false)?;
+        // The network API's TLS is tonic's own (rustls), which cannot use SM2 certificates.
+        anyhow::ensure!(
+            profile == Profile::International,
+            "[api] tls: the node API over TLCP is not built yet in this version; under the \
+             shangmi profile keep the API on loopback (docs/shangmi.md)"
+        );
     }
     // rustls and ring cannot read SM2 keys: under shangmi exchange-core checks the identity with
-    // Tongsuo instead (until the provider layer serves both profiles, docs/shangmi.md).
+    // Tongsuo instead; the hub endpoint is built by the provider layer for either profile.
     if profile == Profile::International {
-        tls::hub_endpoint(cfg.hub.addr, &cfg.tls, &cfg.hub.server_name)
+        tls::hub_endpoint(cfg.hub.addr, &cfg.tls, profile, &cfg.hub.server_name)
             .context("loading the node's TLS identity")?;
         if let Some(api_tls) = &cfg.api.tls {
             tls::api_server_tls(api_tls).context("loading the API's TLS identity ([api] tls)")?;
@@ -180,6 +186,8 @@ pub fn check_config(cfg: &NodeConfig) -> anyhow::Result<()> {
     } else {
         let who = Principal::Dept(cfg.node.id.clone());
         crypto::check_shangmi_identity(PROGRAM, &cfg.tls, &cfg.signing, &who)?;
+        tls::hub_endpoint(cfg.hub.addr, &cfg.tls, profile, &cfg.hub.server_name)
+            .context("loading the node's TLS identity")?;
     }
     exchange_core::store::sealing::data_keys(&cfg.node.data_dir, cfg.encryption.as_ref())
         .context("checking the data directory's keys ([encryption])")?;
@@ -194,10 +202,15 @@ pub async fn serve(
     api_listener: TcpListener,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
-    // Never serve a shangmi config half-international (rustls, Ed25519).
-    cfg.crypto.profile.ensure_servable(PROGRAM)?;
-    let endpoint = tls::hub_endpoint(cfg.hub.addr, &cfg.tls, &cfg.hub.server_name)
-        .context("loading the node's TLS identity")?;
+    // A build without the shangmi feature refuses that profile (exit 64).
+    cfg.crypto.profile.ensure_built(PROGRAM)?;
+    let hub = tls::hub_endpoint(
+        cfg.hub.addr,
+        &cfg.tls,
+        cfg.crypto.profile,
+        &cfg.hub.server_name,
+    )
+    .context("loading the node's TLS identity")?;
     let api_tls = cfg.api.tls.as_ref().map(tls::api_server_tls).transpose()?;
     let token = CancellationToken::new();
     let node = Arc::new(Node::open(cfg, token.clone())?);
@@ -212,7 +225,7 @@ pub async fn serve(
     tracing::info!(%addr, dept = %node.cfg.node.id, hub = %node.cfg.hub.addr, "node API listening");
 
     let mut tasks = tokio::task::JoinSet::new();
-    uplink::start(&mut tasks, Arc::clone(&node), endpoint, token.clone());
+    uplink::start(&mut tasks, Arc::clone(&node), hub, token.clone());
     tasks.spawn(office::auto_remind_loop(Arc::clone(&node), token.clone()));
     metrics::start(&node, token.clone()).await?;
     let (health, health_svc, reflection, reflection_alpha) = exchange_core::tooling::services::<

@@ -194,7 +194,10 @@ async fn receive_parts(
         }
         let (digest, size): (Digest, u64) = match w {
             Sink::Memory(data) => {
-                let d = Digest::of(&data);
+                // The blob store's algorithm: the one the signing key's scheme uses (see
+                // `submit`), as for a part received into a blob file.
+                let d = Digest::with(node.blobs.digest_algorithm(), &data)
+                    .map_err(|e| ServiceError::new(ErrorCode::Internal, e.to_string()))?;
                 let size = data.len() as u64;
                 inline.push((d, data));
                 (d, size)
@@ -266,6 +269,18 @@ pub(crate) async fn submit(
     check_draft(node, &draft)?;
     check_links(node, &draft).await?;
     node.can_sign()?;
+    // The signer decides the digest: every part and the header are hashed with its scheme's,
+    // which the header names (empty for SHA-256: an international header is unchanged).
+    let (alg, digest_algorithm) = SignedDoc::digest_algorithm_for(node.batch_signer.key());
+    if node.blobs.digest_algorithm() != alg {
+        return Err(ServiceError::new(
+            ErrorCode::Internal,
+            format!(
+                "BUG: the blob store hashes with {}, the signing key with {alg}",
+                node.blobs.digest_algorithm()
+            ),
+        ));
+    }
     let (parts, inline) = receive_parts(node, &draft, &mut stream).await?;
     let now = now_ms();
     let header = pb::DocumentHeader {
@@ -275,6 +290,7 @@ pub(crate) async fn submit(
         created_at_ms: now,
         metadata: draft.metadata,
         parts,
+        digest_algorithm,
     };
     let doc = SignedDoc::seal_batched(&header, &node.batch_signer)
         .await

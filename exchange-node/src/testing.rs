@@ -71,6 +71,7 @@ impl Fixture {
                 size: body.len() as u64,
                 sha256: Digest::of(body).0.to_vec(),
             }],
+            digest_algorithm: String::new(),
         };
         SignedDoc::seal(&header, &self.a).unwrap()
     }

@@ -17,7 +17,7 @@ use exchange_core::{
     backoff::Backoff,
     document::{Evidence, EvidenceKind, SignedDoc, SignedEvidence},
     error::{ErrorCode, ServiceError},
-    signing::Digest,
+    signing::{Digest, digest_label},
     time::{now_ms, now_secs},
 };
 use exchange_proto::v1::{self as pb, hub_client::HubClient};
@@ -38,10 +38,10 @@ type Client = HubClient<Channel>;
 pub(crate) fn start(
     tasks: &mut JoinSet<()>,
     node: Arc<Node>,
-    endpoint: tonic::transport::Endpoint,
+    hub: exchange_core::tls::HubEndpoint,
     cancel: CancellationToken,
 ) {
-    let client = HubClient::new(endpoint.connect_lazy())
+    let client = HubClient::new(hub.connect_lazy())
         .max_decoding_message_size(crate::MAX_MESSAGE_BYTES)
         .max_encoding_message_size(crate::MAX_MESSAGE_BYTES);
     tasks.spawn(outbox::run(
@@ -264,10 +264,14 @@ async fn receive(
             .iter()
             .find(|c| c.sha256.as_slice() == p.sha256.0.as_slice());
         if let Some(c) = sent {
-            if c.data.len() as u64 != p.size || Digest::of(&c.data) != p.sha256 {
+            // The header's algorithm, which its verification found to be this exchange's.
+            let alg = doc.header.digest;
+            let matches = Digest::with(alg, &c.data).is_ok_and(|d| d == p.sha256);
+            if c.data.len() as u64 != p.size || !matches {
                 return refuse(format!(
-                    "content {}: does not match its signed size and SHA-256",
-                    p.name
+                    "content {}: does not match its signed size and {}",
+                    p.name,
+                    digest_label(alg)
                 ));
             }
             if !inline.iter().any(|(d, _)| *d == p.sha256) {

@@ -44,6 +44,8 @@ pub fn header(sender: &str, to: &[&str], title: &str, parts: Vec<pb::Part>) -> p
             ..Default::default()
         }),
         parts,
+        // SHA-256: the international profile's header, as every header before the field.
+        digest_algorithm: String::new(),
     }
 }
 

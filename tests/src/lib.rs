@@ -134,7 +134,10 @@ impl TestExchange {
     }
 
     /// [`Self::setup`] with a CA and configs of `profile`.
-    pub fn setup_with_profile(depts: &[&str], profile: exchange_core::crypto::Profile) -> Result<Self> {
+    pub fn setup_with_profile(
+        depts: &[&str],
+        profile: exchange_core::crypto::Profile,
+    ) -> Result<Self> {
         exchange_core::tls::install_ring_provider();
         let dir = tempfile::Builder::new()
             .prefix("exchange-test-")
@@ -144,8 +147,13 @@ impl TestExchange {
             .iter()
             .map(|d| d.parse())
             .collect::<Result<Vec<exchange_certs::DeptSpec>, _>>()?;
-        let layout =
-            exchange_certs::demo_setup_with_profile(&root.join("ex"), &specs, None, false, profile)?;
+        let layout = exchange_certs::demo_setup_with_profile(
+            &root.join("ex"),
+            &specs,
+            None,
+            false,
+            profile,
+        )?;
         std::fs::create_dir_all(root.join("logs"))?;
         // Ports come from the kernel (port 0) when the daemons bind, never picked in advance.
         edit_toml::<HubConfig>(&layout.hub_config, |c| {

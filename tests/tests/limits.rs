@@ -117,6 +117,7 @@ async fn a_node_api_on_the_network_needs_mutual_tls() -> Result<()> {
             enc_cert: None,
             enc_key: None,
             crl: None,
+            protocol: None,
         });
     })?;
     std::fs::copy(ex.layout_dir().join("ca/ca.pem"), ex_ca(&dir))?;

@@ -95,6 +95,7 @@ fn header() -> pb::DocumentHeader {
                 ATTACHMENT,
             ),
         ],
+        digest_algorithm: String::new(), // sha256: the field did not exist yet
     }
 }
 

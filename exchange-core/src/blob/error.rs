@@ -3,7 +3,7 @@
 
 use std::io;
 
-use crate::{atrest::AtRestError, signing::Digest};
+use crate::{atrest::AtRestError, crypto::CryptoError, signing::Digest};
 
 /// A blob operation failed.
 #[derive(Debug, thiserror::Error)]
@@ -44,6 +44,10 @@ pub enum BlobError {
         #[source]
         source: Box<AtRestError>,
     },
+    /// The store's digest algorithm cannot be computed: SM3 in a build without the `shangmi`
+    /// feature, or a failure of the crypto module.
+    #[error("content digest: {0}")]
+    Digest(#[source] CryptoError),
     /// Small content kept in the store (not in a blob file) cannot be read back: its row fails
     /// to decode or to authenticate. Like [`BlobError::Corrupt`], it does not heal by retrying.
     #[error("stored content {digest} is unreadable: {reason}")]

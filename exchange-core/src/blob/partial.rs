@@ -7,14 +7,13 @@ use std::{
     path::Path,
 };
 
-use ring::digest::{Context as Hasher, SHA256};
-
 use crate::{
     atrest::{
         BLOB_HEADER_LEN, BlobOpener, BlobSealer, CHUNK_OVERHEAD, ChunkPos, DataKeys,
         EncryptingWriter,
     },
-    signing::Digest,
+    crypto::DigestAlgorithm,
+    signing::{Digest, Hasher},
 };
 
 use super::{CHUNK_SIZE, ResumeError, chunk_for, writer::Sink};
@@ -95,14 +94,19 @@ fn beyond(offset: u64, held: u64) -> io::Error {
 
 /// Opens (creating) a plaintext partial blob to continue at `offset`: cuts what lies beyond and
 /// hashes the bytes before it, which are not sent again.
-pub(super) fn reopen_plain(path: &Path, size: u64, offset: u64) -> io::Result<(Sink, Hasher)> {
+pub(super) fn reopen_plain(
+    path: &Path,
+    alg: DigestAlgorithm,
+    size: u64,
+    offset: u64,
+) -> io::Result<(Sink, Hasher)> {
     let mut file = open_partial(path)?;
     let held = file.metadata()?.len();
     if offset > held || offset > size {
         return Err(beyond(offset, held));
     }
     file.set_len(offset)?;
-    let mut hasher = Hasher::new(&SHA256);
+    let mut hasher = new_hasher(alg)?;
     // Sized to what is re-read: a fresh blob needs no buffer at all.
     let mut buf = vec![0u8; chunk_for(offset)];
     let mut left = offset;
@@ -115,7 +119,7 @@ pub(super) fn reopen_plain(path: &Path, size: u64, offset: u64) -> io::Result<(S
                 ResumeError("partial blob shrank while resuming".to_owned()),
             ));
         }
-        hasher.update(&buf[..n]);
+        hasher.update(&buf[..n]).map_err(io::Error::other)?;
         left -= n as u64;
     }
     file.seek(SeekFrom::Start(offset))?;
@@ -132,15 +136,16 @@ pub(super) fn reopen_plain(path: &Path, size: u64, offset: u64) -> io::Result<(S
 pub(super) fn reopen_sealed(
     path: &Path,
     keys: &DataKeys,
-    d: Digest,
+    (d, alg): (Digest, DigestAlgorithm),
     size: u64,
     offset: u64,
 ) -> io::Result<(Sink, Hasher)> {
+    let mut hasher = new_hasher(alg)?;
     let mut file = open_partial(path)?;
     if offset == 0 {
         file.set_len(0)?;
         let writer = EncryptingWriter::new(keys, file)?;
-        return Ok((Sink::Sealed(Box::new(writer)), Hasher::new(&SHA256)));
+        return Ok((Sink::Sealed(Box::new(writer)), hasher));
     }
     let held = held(&mut file, keys);
     let held_len = held.as_ref().map_or(0, |h| h.at.plaintext_offset);
@@ -150,7 +155,6 @@ pub(super) fn reopen_sealed(
     };
     let layout = opener.layout();
     let to = layout.locate(offset);
-    let mut hasher = Hasher::new(&SHA256);
     let mut carry = Vec::new();
     let mut buf = vec![0u8; stride(&opener)];
     file.seek(SeekFrom::Start(layout.chunk_file_offset(0)))?;
@@ -170,11 +174,11 @@ pub(super) fn reopen_sealed(
             }
         };
         if index < to.index {
-            hasher.update(&plain);
+            hasher.update(&plain).map_err(io::Error::other)?;
         } else {
             carry = plain;
             carry.truncate(to.offset_in_chunk as usize);
-            hasher.update(&carry);
+            hasher.update(&carry).map_err(io::Error::other)?;
         }
     }
     file.set_len(to.file_offset)?;
@@ -187,6 +191,12 @@ pub(super) fn reopen_sealed(
     let mut writer = EncryptingWriter::resume(BlobSealer::resume(keys, &header)?, start, file);
     writer.write_all(&carry)?; // less than a chunk: buffered, sealed with what follows
     Ok((Sink::Sealed(Box::new(writer)), hasher))
+}
+
+/// A hasher of the store's algorithm; one the build cannot compute (SM3 without the `shangmi`
+/// feature) fails the transfer with that reason.
+pub(super) fn new_hasher(alg: DigestAlgorithm) -> io::Result<Hasher> {
+    Hasher::new(alg).map_err(io::Error::other)
 }
 
 fn open_partial(path: &Path) -> io::Result<File> {

@@ -1,5 +1,6 @@
 use super::*;
 
+mod digests;
 mod sealed;
 
 /// Waits until no writer holds `d`'s slot (a dropped writer's last write may still be running).

@@ -6,10 +6,12 @@ use std::{
     path::PathBuf,
 };
 
-use ring::digest::Context as Hasher;
 use tokio::task::JoinHandle;
 
-use crate::{atrest::EncryptingWriter, signing::Digest};
+use crate::{
+    atrest::EncryptingWriter,
+    signing::{Digest, Hasher},
+};
 
 use super::{BlobError, BlobStore, CHUNK_SIZE, Slot, blocking};
 
@@ -75,7 +77,8 @@ pub struct BlobWriter {
     /// Received and hashed, not yet handed to a write.
     pending: Vec<u8>,
     path: PathBuf,
-    /// SHA-256 of the plaintext received (and, after a resume, re-read) so far.
+    /// The digest (the store's algorithm) of the plaintext received (and, after a resume,
+    /// re-read) so far.
     hasher: Hasher,
     written: u64,
     expect: Option<(Digest, u64)>,
@@ -124,7 +127,7 @@ impl BlobWriter {
                 "more than the declared {size} bytes"
             )));
         }
-        self.hasher.update(data);
+        self.hasher.update(data).map_err(BlobError::Digest)?;
         self.written += data.len() as u64;
         self.pending.extend_from_slice(data);
         if self.pending.len() >= CHUNK_SIZE {
@@ -164,8 +167,7 @@ impl BlobWriter {
     /// bytes are discarded.
     pub async fn finish(mut self) -> Result<(Digest, u64), BlobError> {
         let open = self.idle().await?;
-        let actual = Digest::from_slice(self.hasher.finish().as_ref())
-            .ok_or_else(|| io::Error::other("SHA-256 is not 32 bytes"))?;
+        let actual = self.hasher.finish().map_err(BlobError::Digest)?;
         let path = self.path.clone();
         if let Some((expected, size)) = self.expect
             && (expected != actual || size != self.written)

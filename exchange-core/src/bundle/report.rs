@@ -4,10 +4,11 @@
 use std::fmt;
 
 use crate::{
+    crypto::DigestAlgorithm,
     document::{DocError, EvidenceKind, PartInfo, Recipient, SignedEvidence},
     identity::Principal,
     ids::{DeptId, DocumentId},
-    signing::Digest,
+    signing::{Digest, digest_label},
 };
 
 /// A verified bundle: the document and each proven step, in file order.
@@ -21,8 +22,10 @@ pub struct Report {
     pub doc_number: String,
     /// The sending department (it signed the header).
     pub sender: DeptId,
-    /// SHA-256 of the signed header: the document's name in every piece of evidence.
+    /// The digest of the signed header: the document's name in every piece of evidence.
     pub header_digest: Digest,
+    /// The algorithm the header names for its digest and every part's (`sha256` or `sm3`).
+    pub digest: DigestAlgorithm,
     /// 主送 then 抄送, as signed.
     pub recipients: Vec<Recipient>,
     /// The signed content manifest.
@@ -139,8 +142,19 @@ pub enum BundleError {
         bytes: usize,
     },
     /// A bundle format this version cannot read.
-    #[error("bundle format {0} is not supported (this version reads formats 1 and 2)")]
+    #[error("bundle format {0} is not supported (this version reads formats 1, 2 and 3)")]
     Format(u32),
+    /// The format does not fit the digest the document names: format 3 is exactly for a
+    /// document whose header names another digest than SHA-256, formats 1 and 2 for SHA-256.
+    #[error(
+        "bundle format {format} does not fit a document whose digests are {digest} (sha256: format 1 or 2; sm3: format 3)"
+    )]
+    FormatDigest {
+        /// The bundle's `format`.
+        format: u32,
+        /// The header's `digest_algorithm`.
+        digest: DigestAlgorithm,
+    },
     /// One item of the bundle does not verify.
     #[error("{item}: {problem}")]
     Item {
@@ -219,7 +233,7 @@ pub enum Problem {
     #[error("ACCEPTED evidence belongs in the acceptance field")]
     ExtraAcceptance,
     /// It names another document, or another version of this one.
-    #[error("is about another document ({doc_id}, header SHA-256 {header_digest})")]
+    #[error("is about another document ({doc_id}, header digest {header_digest})")]
     OtherDocument {
         /// The document it names.
         doc_id: DocumentId,
@@ -249,7 +263,10 @@ pub enum Problem {
         /// Bytes signed.
         expected: u64,
     },
-    /// The content's SHA-256 is not the one signed.
-    #[error("SHA-256 does not match the signed manifest")]
-    Digest,
+    /// The content's digest (under the header's algorithm) is not the one signed.
+    #[error("{} does not match the signed manifest", digest_label(*.0))]
+    Digest(DigestAlgorithm),
+    /// The content could not be hashed (the crypto module failed).
+    #[error("hashing the content: {0}")]
+    Crypto(String),
 }

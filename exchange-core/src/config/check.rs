@@ -139,6 +139,7 @@ mod tests {
             enc_cert: Some(file("tls-enc.pem", 0o644)),
             enc_key: Some(file("tls-enc.key", 0o644)),
             crl: None,
+            protocol: None,
         };
         let err = tls(&paths, TLS_KEYS).unwrap_err().to_string();
         assert!(err.starts_with("tls.enc_key: private key "), "{err}");

@@ -39,12 +39,6 @@ pub enum ProfileError {
         /// The binary, e.g. `exchange-hub`.
         program: &'static str,
     },
-    /// The shangmi profile checks out, but the daemons cannot serve it yet.
-    #[error(
-        "the shangmi profile's channel and signatures are not built yet in this version: \
-         see docs/shangmi.md"
-    )]
-    NotServable,
     /// A certificate of the other profile.
     #[error(
         "{key} {} is {} ({algorithm}) certificate but [crypto] profile is {configured}",
@@ -322,16 +316,6 @@ impl Profile {
             Profile::International => Ok(()),
             Profile::Shangmi if cfg!(feature = "shangmi") => Ok(()),
             Profile::Shangmi => Err(ProfileError::NotBuilt { program }),
-        }
-    }
-
-    /// Refuses to serve a profile whose channel and signatures are not wired yet, so that a
-    /// daemon never starts half-international under a `shangmi` config.
-    pub fn ensure_servable(self, program: &'static str) -> Result<(), ProfileError> {
-        self.ensure_built(program)?;
-        match self {
-            Profile::International => Ok(()),
-            Profile::Shangmi => Err(ProfileError::NotServable),
         }
     }
 }

@@ -2,77 +2,9 @@
 //! certificate paths checked by webpki with Tongsuo doing every SM2 check, and the two profiles
 //! kept apart.
 
-use tongsuo::asn1::Asn1Time;
-use tongsuo::bn::{BigNum, MsbOption};
-use tongsuo::hash::MessageDigest;
-use tongsuo::nid::Nid;
-use tongsuo::x509::extension::{
-    BasicConstraints, ExtendedKeyUsage, KeyUsage, SubjectAlternativeName,
-};
-use tongsuo::x509::{X509, X509Builder, X509NameBuilder};
-
+use super::testpki::{sm2_ca, sm2_signer};
 use super::*;
-use crate::crypto::sm::{Sm2PrivateKey, cert};
 use crate::identity::Principal;
-
-/// An SM2 CA (DER) and its key.
-fn sm2_ca(name: &str) -> (Vec<u8>, Sm2PrivateKey) {
-    let key = Sm2PrivateKey::generate().unwrap();
-    let der = cert::self_signed_ca(&key, name, 30).unwrap();
-    (der, key)
-}
-
-/// An SM2 document-signing key of `who` under the CA, with or without the document-signing
-/// extended key usage.
-fn sm2_signer(ca: &(Vec<u8>, Sm2PrivateKey), who: &Principal, eku: bool) -> SigningKey {
-    let (ca_der, ca_key) = ca;
-    let ca_cert = X509::from_der(ca_der).unwrap();
-    let key = Sm2PrivateKey::generate().unwrap();
-    let public = key.public_key().unwrap();
-    let mut name = X509NameBuilder::new().unwrap();
-    name.append_entry_by_nid(Nid::COMMONNAME, "signer").unwrap();
-    let name = name.build();
-    let mut b = X509Builder::new().unwrap();
-    b.set_version(2).unwrap();
-    let mut serial = BigNum::new().unwrap();
-    serial.rand(120, MsbOption::MAYBE_ZERO, false).unwrap();
-    b.set_serial_number(&serial.to_asn1_integer().unwrap())
-        .unwrap();
-    b.set_subject_name(&name).unwrap();
-    b.set_issuer_name(ca_cert.subject_name()).unwrap();
-    b.set_not_before(&Asn1Time::days_from_now(0).unwrap())
-        .unwrap();
-    b.set_not_after(&Asn1Time::days_from_now(10).unwrap())
-        .unwrap();
-    b.set_pubkey(public.pkey()).unwrap();
-    b.append_extension(BasicConstraints::new().critical().build().unwrap())
-        .unwrap();
-    b.append_extension(
-        KeyUsage::new()
-            .critical()
-            .digital_signature()
-            .build()
-            .unwrap(),
-    )
-    .unwrap();
-    if eku {
-        b.append_extension(
-            ExtendedKeyUsage::new()
-                .other("1.3.6.1.5.5.7.3.36")
-                .build()
-                .unwrap(),
-        )
-        .unwrap();
-    }
-    let san = SubjectAlternativeName::new()
-        .uri(&who.uri())
-        .build(&b.x509v3_context(Some(&ca_cert), None))
-        .unwrap();
-    b.append_extension(san).unwrap();
-    b.sign(ca_key.pkey(), MessageDigest::sm3()).unwrap();
-    let cert_der = b.build().to_der().unwrap();
-    SigningKey::from_der(&key.to_pkcs8_der().unwrap(), cert_der).unwrap()
-}
 
 fn now() -> u64 {
     u64::try_from(crate::time::now_ms() / 1000).unwrap()

@@ -2,8 +2,11 @@
 //! every refused handshake (who knocked, from where, with which certificate, and why), bounds
 //! how long a handshake may take, and decides the protocol versions.
 //!
-//! Accepted connections are `tokio_rustls` streams, for which tonic provides the connection info
-//! that `Request::peer_certs` reads, so [`super::peer_principal`] works unchanged.
+//! One accept loop serves both crypto profiles: [`ServerContext`] is rustls (TLS 1.3,
+//! `international`) or Tongsuo (TLCP or RFC 8998, `shangmi`), chosen from `[crypto] profile`
+//! and `[tls] protocol`. Either way an accepted connection is a [`ServerStream`] whose
+//! [`ConnInfo`] (signing certificate first) is what [`super::peer_principal`] reads, and it goes
+//! through the same revocation check and connection registry.
 
 use std::{
     net::SocketAddr,
@@ -21,19 +24,24 @@ use rustls::{
     },
 };
 use tokio::net::{TcpListener, TcpStream};
-use tokio_rustls::{TlsAcceptor, server::TlsStream};
+use tokio_rustls::TlsAcceptor;
 use tokio_util::sync::CancellationToken;
 
 use tokio_stream::wrappers::ReceiverStream;
 
 use super::{
     TlsError,
+    conn::ServerStream,
     crl::{Crl, load_crl},
     live::Revocable,
     read_pem_file,
     reload::{RELOAD_CHECK, Reloadable},
 };
-use crate::{config::TlsPaths, identity::Principal};
+use crate::{
+    config::{TlsPaths, TlsProtocol},
+    crypto::Profile,
+    identity::Principal,
+};
 
 /// How long a client may take to complete the TLS handshake (slow or silent clients are cut).
 pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
@@ -152,6 +160,91 @@ pub(crate) fn build_server_config(
     Ok((Arc::new(config), crl))
 }
 
+/// The server side of the channel, of the stack `[crypto] profile` and `[tls] protocol` chose.
+#[derive(Clone)]
+pub enum ServerContext {
+    /// TLS 1.3 through rustls and ring (`international`).
+    Rustls(Arc<rustls::ServerConfig>),
+    /// TLCP or RFC 8998 through Tongsuo (`shangmi`).
+    #[cfg(feature = "shangmi")]
+    Tongsuo {
+        /// The context every handshake starts from.
+        ctx: tongsuo::ssl::SslContext,
+        /// Which of the two, for the peer check after the handshake.
+        protocol: TlsProtocol,
+    },
+}
+
+impl std::fmt::Debug for ServerContext {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ServerContext::Rustls(_) => f.write_str("ServerContext::Rustls"),
+            #[cfg(feature = "shangmi")]
+            ServerContext::Tongsuo { protocol, .. } => {
+                write!(f, "ServerContext::Tongsuo({})", protocol.name())
+            }
+        }
+    }
+}
+
+/// The server context for `profile` from `paths` (checking `[tls] protocol` against it), and
+/// the CRL in force. A build without the `shangmi` feature refuses that profile.
+pub fn server_context(
+    paths: &TlsPaths,
+    profile: Profile,
+) -> Result<(ServerContext, Option<Crl>), TlsError> {
+    let protocol = TlsProtocol::of(profile, paths).map_err(|e| TlsError::Config(e.to_string()))?;
+    match protocol {
+        TlsProtocol::Tls13 => {
+            build_server_config(paths).map(|(c, crl)| (ServerContext::Rustls(c), crl))
+        }
+        #[cfg(feature = "shangmi")]
+        protocol => {
+            let ctx = super::sm::server_context(protocol, paths)?;
+            // Tongsuo verifies chains; revocation is checked by serial at admission (and open
+            // connections cut) from the same CRL as under rustls.
+            let crl = match &paths.crl {
+                Some(path) => Some(load_crl(path, &read_pem_file(&paths.ca, "CERTIFICATE")?)?),
+                None => None,
+            };
+            Ok((ServerContext::Tongsuo { ctx, protocol }, crl))
+        }
+        #[cfg(not(feature = "shangmi"))]
+        protocol => Err(TlsError::Config(format!(
+            "[tls] protocol {}: this build has no 国密 support (build with --features shangmi)",
+            protocol.name()
+        ))),
+    }
+}
+
+/// One handshake with `ctx`, bounded by [`HANDSHAKE_TIMEOUT`]. On refusal: why, and the
+/// principal the client's certificate named, if it got that far.
+async fn handshake(
+    ctx: ServerContext,
+    tcp: TcpStream,
+) -> Result<ServerStream, (String, Option<Principal>)> {
+    match ctx {
+        ServerContext::Rustls(config) => {
+            let acceptor = TlsAcceptor::from(config);
+            let presented = Arc::new(Mutex::new(None));
+            let handshake = PRESENTED.scope(Arc::clone(&presented), acceptor.accept(tcp));
+            let taken = || presented.lock().ok().and_then(|p| p.clone());
+            match tokio::time::timeout(HANDSHAKE_TIMEOUT, handshake).await {
+                Ok(Ok(stream)) => Ok(ServerStream::rustls(stream)),
+                Ok(Err(e)) => Err((e.to_string(), taken())),
+                Err(_) => Err((
+                    format!("no handshake within {HANDSHAKE_TIMEOUT:?}"),
+                    taken(),
+                )),
+            }
+        }
+        #[cfg(feature = "shangmi")]
+        ServerContext::Tongsuo { ctx, protocol } => super::sm::accept(&ctx, protocol, tcp)
+            .await
+            .map(|(stream, info)| ServerStream::tongsuo(stream, info)),
+    }
+}
+
 /// Accepts TCP connections on `listener`, runs each handshake (bounded by
 /// [`HANDSHAKE_TIMEOUT`]) on its own task with the configuration `tls` currently holds, and
 /// yields the established sessions; refused ones (including a principal over its connection
@@ -162,7 +255,7 @@ pub fn incoming(
     tls: Arc<Reloadable>,
     on_refused: impl Fn(RefusedHandshake) + Send + Sync + 'static,
     stop: CancellationToken,
-) -> ReceiverStream<Result<Revocable<TlsStream<TcpStream>>, std::io::Error>> {
+) -> ReceiverStream<Result<Revocable<ServerStream>, std::io::Error>> {
     let (tx, rx) = tokio::sync::mpsc::channel(64);
     let on_refused = Arc::new(on_refused);
     tokio::spawn(async move {
@@ -189,32 +282,22 @@ pub fn incoming(
             if let Err(e) = tcp.set_nodelay(true) {
                 tracing::debug!(error = %e, "setting TCP_NODELAY");
             }
-            let acceptor = TlsAcceptor::from(tls.current());
+            let ctx = tls.current();
             let (tls, tx, on_refused) = (Arc::clone(&tls), tx.clone(), Arc::clone(&on_refused));
             tokio::spawn(async move {
-                let presented = Arc::new(Mutex::new(None));
-                let handshake = PRESENTED.scope(Arc::clone(&presented), acceptor.accept(tcp));
-                let reason = match tokio::time::timeout(HANDSHAKE_TIMEOUT, handshake).await {
-                    Ok(Ok(stream)) => {
-                        let leaf = stream
-                            .get_ref()
-                            .1
-                            .peer_certificates()
-                            .and_then(|c| c.first())
-                            .map(|c| c.to_vec())
-                            .unwrap_or_default();
-                        match tls.admit(stream, &leaf) {
+                let (reason, presented) = match handshake(ctx, tcp).await {
+                    Ok(stream) => {
+                        let presented = stream.info().leaf().and_then(Principal::from_cert_der);
+                        match tls.admit(stream) {
                             Ok(stream) => {
                                 let _ = tx.send(Ok(stream)).await;
                                 return;
                             }
-                            Err(reason) => reason,
+                            Err(reason) => (reason, presented),
                         }
                     }
-                    Ok(Err(e)) => e.to_string(),
-                    Err(_) => format!("no handshake within {HANDSHAKE_TIMEOUT:?}"),
+                    Err(refusal) => refusal,
                 };
-                let presented = presented.lock().ok().and_then(|p| p.clone());
                 on_refused(RefusedHandshake {
                     peer,
                     presented,

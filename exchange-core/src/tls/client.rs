@@ -22,14 +22,17 @@ use rustls::{
     },
     pki_types::{CertificateDer, ServerName, UnixTime},
 };
-use tonic::transport::{ClientTlsConfig, Endpoint};
+use tonic::transport::{Channel, ClientTlsConfig, Endpoint};
 
 use super::{
     TlsError,
     crl::{FileStamp, Watched, load_crl},
     identity, read_pem_file,
 };
-use crate::config::TlsPaths;
+use crate::{
+    config::{TlsPaths, TlsProtocol},
+    crypto::Profile,
+};
 
 /// Verifies the hub's certificate with webpki, rebuilding the verifier when the CRL changes.
 #[derive(Debug)]
@@ -137,10 +140,109 @@ impl ServerCertVerifier for ReloadingVerifier {
     }
 }
 
-/// A lazily connecting endpoint to the hub at `addr` over mutual TLS: present the node's
-/// certificate, expect `server_name` in the hub's, trust only the exchange CA, refuse a hub
-/// certificate that `paths.crl` revokes; keep-alives as [`super::endpoint`].
+/// How every hub connection is kept: a dead hub is noticed within seconds.
+fn keep_alive(e: Endpoint) -> Endpoint {
+    e.connect_timeout(Duration::from_secs(5))
+        .http2_keep_alive_interval(Duration::from_secs(10))
+        .keep_alive_timeout(Duration::from_secs(10))
+        .keep_alive_while_idle(true)
+}
+
+/// The way to the hub, of either stack; [`HubEndpoint::connect_lazy`] makes the channel (inside
+/// a runtime), so that `check-config` can build and check it without one.
+pub struct HubEndpoint {
+    endpoint: Endpoint,
+    kind: Kind,
+}
+
+enum Kind {
+    /// tonic's own TLS (rustls) is configured on the endpoint.
+    Rustls,
+    /// Tongsuo's handshake runs in a custom connector.
+    #[cfg(feature = "shangmi")]
+    Tongsuo {
+        connector: Arc<super::sm::Connector>,
+        addr: SocketAddr,
+        server_name: String,
+    },
+}
+
+impl std::fmt::Debug for HubEndpoint {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("HubEndpoint")
+            .field("uri", self.endpoint.uri())
+            .finish_non_exhaustive()
+    }
+}
+
+impl HubEndpoint {
+    /// A channel that connects (and reconnects) when used. Needs a Tokio runtime.
+    pub fn connect_lazy(self) -> Channel {
+        match self.kind {
+            Kind::Rustls => self.endpoint.connect_lazy(),
+            #[cfg(feature = "shangmi")]
+            Kind::Tongsuo {
+                connector,
+                addr,
+                server_name,
+            } => self.endpoint.connect_with_connector_lazy(tower::service_fn(
+                move |_: tonic::transport::Uri| {
+                    let (connector, server_name) = (Arc::clone(&connector), server_name.clone());
+                    async move {
+                        connector
+                            .connect(addr, &server_name)
+                            .await
+                            .map(hyper_util::rt::TokioIo::new)
+                    }
+                },
+            )),
+        }
+    }
+}
+
+/// A lazily connecting endpoint to the hub at `addr` over the channel of `profile`: present the
+/// node's certificate(s), expect `server_name` in the hub's, trust only the exchange CA, refuse
+/// a hub certificate that `paths.crl` revokes; keep-alives as [`super::endpoint`].
+/// `international`: TLS 1.3 through rustls; `shangmi`: TLCP or RFC 8998 through Tongsuo
+/// (`[tls] protocol`). A build without the `shangmi` feature refuses that profile.
 pub fn hub_endpoint(
+    addr: SocketAddr,
+    paths: &TlsPaths,
+    profile: Profile,
+    server_name: &str,
+) -> Result<HubEndpoint, TlsError> {
+    let protocol = TlsProtocol::of(profile, paths).map_err(|e| TlsError::Config(e.to_string()))?;
+    match protocol {
+        TlsProtocol::Tls13 => Ok(HubEndpoint {
+            endpoint: rustls_endpoint(addr, paths, server_name)?,
+            kind: Kind::Rustls,
+        }),
+        #[cfg(feature = "shangmi")]
+        protocol => {
+            let connector = Arc::new(super::sm::Connector::new(protocol, paths)?);
+            // http: the connector runs the handshake itself (an https URI would make tonic ask
+            // for its own, rustls, TLS config).
+            let endpoint = Endpoint::from_shared(format!("http://{server_name}:{}", addr.port()))
+                .map_err(|e| TlsError::Endpoint(format!("{addr}: {e}")))?;
+            Ok(HubEndpoint {
+                endpoint: keep_alive(endpoint),
+                kind: Kind::Tongsuo {
+                    connector,
+                    addr,
+                    server_name: server_name.to_owned(),
+                },
+            })
+        }
+        #[cfg(not(feature = "shangmi"))]
+        protocol => Err(TlsError::Config(format!(
+            "[tls] protocol {}: this build has no 国密 support (build with --features shangmi)",
+            protocol.name()
+        ))),
+    }
+}
+
+/// The international profile's endpoint: TLS 1.3 through rustls with the reloading verifier.
+fn rustls_endpoint(
     addr: SocketAddr,
     paths: &TlsPaths,
     server_name: &str,
@@ -151,11 +253,6 @@ pub fn hub_endpoint(
         .domain_name(server_name);
     Endpoint::from_shared(format!("https://{addr}"))
         .and_then(|e| e.tls_config_with_verifier(tls, verifier))
-        .map(|e| {
-            e.connect_timeout(Duration::from_secs(5))
-                .http2_keep_alive_interval(Duration::from_secs(10))
-                .keep_alive_timeout(Duration::from_secs(10))
-                .keep_alive_while_idle(true)
-        })
+        .map(keep_alive)
         .map_err(|e| TlsError::Endpoint(format!("{addr}: {e}")))
 }

@@ -5,6 +5,10 @@
 //! webpki would otherwise treat every peer's status as unknown and refuse them all. The serial
 //! numbers it lists are kept apart too, so that connections already open with a certificate that
 //! has just been revoked can be cut (see `acceptor`).
+//!
+//! The CA's key decides how the signature is checked ([`crate::crypto::cert_profile`]): with
+//! ring through x509-parser under an international CA, with Tongsuo under a shangmi (SM2) one
+//! (`sm2`, cargo feature `shangmi`; a build without it refuses such a CRL, naming the feature).
 
 use std::{
     collections::BTreeSet,
@@ -16,6 +20,12 @@ use std::{
 use rustls::pki_types::{CertificateRevocationListDer, pem::PemObject};
 
 use super::TlsError;
+use crate::crypto::{Profile, cert_profile};
+
+#[cfg(feature = "shangmi")]
+mod der;
+#[cfg(feature = "shangmi")]
+pub mod sm2;
 
 /// A CRL that verified against the exchange CA.
 #[derive(Debug, Clone)]
@@ -67,6 +77,8 @@ pub fn load_crl(path: &Path, ca_der: &[u8]) -> Result<Crl, TlsError> {
     };
     let (_, ca) = x509_parser::parse_x509_certificate(ca_der)
         .map_err(|e| crl_err(path, format!("CA certificate: {e}")))?;
+    let (profile, _) =
+        cert_profile(ca_der).map_err(|e| crl_err(path, format!("CA certificate: {e}")))?;
     let (revoked, next_update) = {
         let (rest, crl) = x509_parser::parse_x509_crl(der.as_ref())
             .map_err(|e| crl_err(path, format!("not a CRL: {e}")))?;
@@ -79,8 +91,14 @@ pub fn load_crl(path: &Path, ca_der: &[u8]) -> Result<Crl, TlsError> {
                 format!("issued by {}, not by the exchange CA", crl.issuer()),
             ));
         }
-        crl.verify_signature(ca.public_key())
-            .map_err(|e| crl_err(path, format!("signature does not verify with the CA: {e}")))?;
+        match profile {
+            Profile::International => crl.verify_signature(ca.public_key()).map_err(|e| {
+                crl_err(path, format!("signature does not verify with the CA: {e}"))
+            })?,
+            Profile::Shangmi => {
+                verify_shangmi(&crl, der.as_ref(), ca_der).map_err(|e| crl_err(path, e))?;
+            }
+        }
         let revoked = crl
             .iter_revoked_certificates()
             .map(|r| strip_zeros(r.raw_serial()))
@@ -92,6 +110,30 @@ pub fn load_crl(path: &Path, ca_der: &[u8]) -> Result<Crl, TlsError> {
         revoked,
         next_update,
     })
+}
+
+/// Checks the signature of a CRL of a shangmi (SM2) CA with Tongsuo.
+#[cfg(feature = "shangmi")]
+fn verify_shangmi(
+    crl: &x509_parser::revocation_list::CertificateRevocationList<'_>,
+    der: &[u8],
+    ca_der: &[u8],
+) -> Result<(), String> {
+    sm2::check_algorithm(crl)?;
+    sm2::verify_signature(der, ca_der)
+}
+
+/// Without Tongsuo an SM2 signature cannot be checked: refuse, naming the feature.
+#[cfg(not(feature = "shangmi"))]
+fn verify_shangmi(
+    _crl: &x509_parser::revocation_list::CertificateRevocationList<'_>,
+    _der: &[u8],
+    _ca_der: &[u8],
+) -> Result<(), String> {
+    Err(format!(
+        "the CA is a shangmi (SM2) CA, and {}",
+        crate::crypto::CryptoError::ShangmiUnavailable
+    ))
 }
 
 /// What identifies one version of a file: an atomic replacement (`rename`) changes the inode, an
@@ -136,3 +178,6 @@ impl Watched {
         true
     }
 }
+
+#[cfg(test)]
+mod tests;

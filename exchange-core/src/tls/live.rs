@@ -11,14 +11,13 @@ use std::{
     task::{Context, Poll},
 };
 
-use tokio::{
-    io::{AsyncRead, AsyncWrite, ReadBuf},
-    net::TcpStream,
-};
-use tokio_rustls::server::TlsStream;
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio_util::sync::{CancellationToken, WaitForCancellationFutureOwned};
 
-use super::crl::{Crl, serial};
+use super::{
+    conn::{ConnInfo, ServerStream},
+    crl::{Crl, serial},
+};
 use crate::identity::Principal;
 
 /// Every open connection, and how many each principal holds.
@@ -37,7 +36,8 @@ struct Inner {
 #[derive(Debug)]
 struct Entry {
     principal: Option<Principal>,
-    serial: Vec<u8>,
+    /// The serials of every certificate the client presented (TLCP: signing and encryption).
+    serials: Vec<Vec<u8>>,
     cut: CancellationToken,
 }
 
@@ -47,10 +47,12 @@ impl Registry {
         self.inner.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// Registers a connection whose client presented `leaf` (DER). Refuses it if its principal
-    /// already holds `max` connections (0: no limit).
-    pub(crate) fn admit(self: &Arc<Self>, leaf: &[u8], max: usize) -> Result<Ticket, String> {
-        let principal = Principal::from_cert_der(leaf);
+    /// Registers a connection whose client presented `certs` (DER, the signing certificate
+    /// first). Refuses it if its principal already holds `max` connections (0: no limit).
+    pub(crate) fn admit(self: &Arc<Self>, certs: &[Vec<u8>], max: usize) -> Result<Ticket, String> {
+        let principal = certs
+            .first()
+            .and_then(|leaf| Principal::from_cert_der(leaf));
         let mut inner = self.lock();
         if let Some(p) = &principal {
             let held = inner.per_principal.get(p).copied().unwrap_or(0);
@@ -68,7 +70,7 @@ impl Registry {
             id,
             Entry {
                 principal,
-                serial: serial(leaf).unwrap_or_default(),
+                serials: certs.iter().filter_map(|c| serial(c)).collect(),
                 cut: cut.clone(),
             },
         );
@@ -85,7 +87,7 @@ impl Registry {
         inner
             .conns
             .values()
-            .filter(|e| crl.revoked.contains(&e.serial))
+            .filter(|e| e.serials.iter().any(|s| crl.revoked.contains(s)))
             .map(|e| {
                 e.cut.cancel();
                 e.principal
@@ -189,12 +191,12 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for Revocable<S> {
     }
 }
 
-/// tonic reads the peer's certificates from the TLS stream's connection info; the wrapper passes
-/// it through unchanged, so `Request::peer_certs` works as before.
-impl tonic::transport::server::Connected for Revocable<TlsStream<TcpStream>> {
-    type ConnectInfo = <TlsStream<TcpStream> as tonic::transport::server::Connected>::ConnectInfo;
+/// Every request on the connection carries the handshake's [`ConnInfo`] (whichever stack ran
+/// it), which `peer_principal` and the hub's limits read.
+impl tonic::transport::server::Connected for Revocable<ServerStream> {
+    type ConnectInfo = ConnInfo;
 
-    fn connect_info(&self) -> Self::ConnectInfo {
-        self.inner.connect_info()
+    fn connect_info(&self) -> ConnInfo {
+        self.inner.info().clone()
     }
 }

@@ -12,15 +12,14 @@ use std::{
     time::Duration,
 };
 
-use rustls::ServerConfig;
-
 use super::{
     TlsError,
-    acceptor::build_server_config,
+    acceptor::{ServerContext, server_context},
+    conn::ServerStream,
     crl::{Crl, FileStamp, Watched},
     live::{Registry, Revocable},
 };
-use crate::config::TlsPaths;
+use crate::{config::TlsPaths, crypto::Profile};
 
 /// How often the accept loop checks the CRL file even when no one connects.
 pub const RELOAD_CHECK: Duration = Duration::from_secs(2);
@@ -29,7 +28,9 @@ pub const RELOAD_CHECK: Duration = Duration::from_secs(2);
 #[derive(Debug)]
 pub struct Reloadable {
     paths: TlsPaths,
-    config: RwLock<Arc<ServerConfig>>,
+    /// Which stack and protocol the contexts are built for (fixed for the process).
+    profile: Profile,
+    config: RwLock<ServerContext>,
     /// The CRL file (if configured) and the CRL in force. Held while a connection is admitted
     /// and while a new CRL is installed, so no connection slips between the two.
     crl: Mutex<Option<(Watched, Crl)>>,
@@ -41,10 +42,14 @@ pub struct Reloadable {
 }
 
 impl Reloadable {
-    /// Loads the configuration from `paths` (failing as `server_config` does), allowing each
-    /// principal `max_per_principal` open connections (0: no limit).
-    pub fn load(paths: &TlsPaths, max_per_principal: u32) -> Result<Arc<Self>, TlsError> {
-        let (config, crl) = build_server_config(paths)?;
+    /// Loads the configuration of `profile` from `paths` (failing as `server_context` does),
+    /// allowing each principal `max_per_principal` open connections (0: no limit).
+    pub fn load(
+        paths: &TlsPaths,
+        profile: Profile,
+        max_per_principal: u32,
+    ) -> Result<Arc<Self>, TlsError> {
+        let (config, crl) = server_context(paths, profile)?;
         let crl = match (&paths.crl, crl) {
             (Some(path), Some(crl)) => Some((
                 Watched {
@@ -57,6 +62,7 @@ impl Reloadable {
         };
         Ok(Arc::new(Reloadable {
             paths: paths.clone(),
+            profile,
             config: RwLock::new(config),
             crl: Mutex::new(crl),
             reloads: tokio::sync::watch::Sender::new(String::new()),
@@ -76,10 +82,10 @@ impl Reloadable {
     }
 
     /// The configuration for the next handshake, reloaded first if the CRL file changed.
-    pub fn current(&self) -> Arc<ServerConfig> {
+    pub fn current(&self) -> ServerContext {
         self.refresh();
         let config = self.config.read().unwrap_or_else(PoisonError::into_inner);
-        Arc::clone(&config)
+        config.clone()
     }
 
     /// Reloads the CRL if its file changed; cuts open connections whose certificate it now
@@ -92,7 +98,7 @@ impl Reloadable {
         if !watched.changed() {
             return false;
         }
-        match build_server_config(&self.paths) {
+        match server_context(&self.paths, self.profile) {
             Ok((config, Some(crl))) => {
                 *self.config.write().unwrap_or_else(PoisonError::into_inner) = config;
                 let cut = self.live.cut_revoked(&crl);
@@ -127,16 +133,35 @@ impl Reloadable {
         }
     }
 
-    /// Admits an established connection whose client presented `leaf`: refused if the CRL in
-    /// force revokes it (it may have changed during the handshake) or its principal holds too
-    /// many connections.
-    pub(crate) fn admit<S>(&self, stream: S, leaf: &[u8]) -> Result<Revocable<S>, String> {
+    /// Admits an established connection: refused if the CRL in force revokes any certificate
+    /// its client presented (the CRL may have changed during the handshake; under TLCP the
+    /// encryption certificate counts too) or its principal holds too many connections.
+    pub(crate) fn admit(&self, stream: ServerStream) -> Result<Revocable<ServerStream>, String> {
         let guard = self.crl_lock();
-        if guard.as_ref().is_some_and(|(_, crl)| crl.revokes(leaf)) {
+        let certs = std::sync::Arc::clone(&stream.info().certs);
+        if let Some((_, crl)) = guard.as_ref()
+            && certs.iter().any(|c| crl.revokes(c))
+        {
             return Err("the certificate is revoked".to_owned());
         }
-        let ticket = self.live.admit(leaf, self.max_per_principal)?;
+        let ticket = self.live.admit(&certs, self.max_per_principal)?;
         drop(guard);
         Ok(Revocable::new(stream, ticket))
+    }
+
+    /// Puts `crl` in force as if its file had just been reloaded: cuts the open connections it
+    /// revokes. For tests of revocation that cannot sign a CRL file.
+    #[cfg(all(test, feature = "shangmi"))]
+    pub(crate) fn install_crl(&self, crl: Crl) -> Vec<String> {
+        let mut guard = self.crl_lock();
+        let cut = self.live.cut_revoked(&crl);
+        *guard = Some((
+            Watched {
+                path: std::path::PathBuf::from("/nonexistent/crl.pem"),
+                stamp: None,
+            },
+            crl,
+        ));
+        cut
     }
 }

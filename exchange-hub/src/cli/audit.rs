@@ -127,6 +127,7 @@ pub(crate) async fn connect(cfg: &HubConfig) -> Result<Source> {
         enc_cert: None,
         enc_key: None,
         crl: cfg.tls.crl.clone(),
+        protocol: None,
     };
     let client_tls = tls::client_config(&paths, &name)
         .context("loading the administrator identity in [admin]")?;

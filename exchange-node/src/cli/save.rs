@@ -1,24 +1,34 @@
 //! Saving a received document's parts to a directory (`show --save DIR`).
 //!
 //! Content arrives chunk by chunk and is written as it comes (never held whole in memory),
-//! into a hidden temporary file that is renamed into place only once its size and SHA-256
-//! match the signed manifest: a file under its real name is always the complete, verified part.
+//! into a hidden temporary file that is renamed into place only once its size and digest (under
+//! the algorithm the signed header names: SHA-256, or SM3 under the shangmi profile) match the
+//! signed manifest: a file under its real name is always the complete, verified part.
 
 use std::path::{Path, PathBuf};
 
 use anyhow::Context as _;
+use exchange_core::{
+    convert::header_digest_algorithm,
+    crypto::DigestAlgorithm,
+    signing::{Hasher, digest_label},
+};
 use exchange_proto::v1::{self as pb, fetch_document_response::Msg};
-use ring::digest::{Context as Hasher, SHA256};
 use tokio::{fs::File, io::AsyncWriteExt};
 use tonic::Streaming;
 
-/// Writes every part of `parts` into `dir` from the content chunks that follow on `stream`;
-/// returns the paths written, in manifest order.
+/// Writes every part of `header` into `dir` from the content chunks that follow on `stream`,
+/// each checked with the digest the header names; returns the paths written, in manifest order.
 pub(crate) async fn save_parts(
     stream: &mut Streaming<pb::FetchDocumentResponse>,
-    parts: &[pb::Part],
+    header: &pb::DocumentHeader,
     dir: &Path,
 ) -> anyhow::Result<Vec<PathBuf>> {
+    let parts = header.parts.as_slice();
+    let alg = header_digest_algorithm(&header.digest_algorithm)?;
+    // Fails here, before anything is written, if this build cannot compute it (SM3 without
+    // the `shangmi` feature).
+    Hasher::new(alg)?;
     check_names(parts)?;
     tokio::fs::create_dir_all(dir)
         .await
@@ -27,7 +37,7 @@ pub(crate) async fn save_parts(
     for (i, part) in parts.iter().enumerate() {
         let path = dir.join(&part.name);
         let tmp = dir.join(format!(".{}.partial", part.name));
-        let result = save_part(stream, i, part, &tmp).await;
+        let result = save_part(stream, (i, part), alg, &tmp).await;
         let result = match result {
             Ok(()) => tokio::fs::rename(&tmp, &path)
                 .await
@@ -62,15 +72,15 @@ fn check_names(parts: &[pb::Part]) -> anyhow::Result<()> {
 /// Receives part `index` into `tmp`, checking its size and digest.
 async fn save_part(
     stream: &mut Streaming<pb::FetchDocumentResponse>,
-    index: usize,
-    part: &pb::Part,
+    (index, part): (usize, &pb::Part),
+    alg: DigestAlgorithm,
     tmp: &Path,
 ) -> anyhow::Result<()> {
     let name = &part.name;
     let mut file = File::create(tmp)
         .await
         .with_context(|| format!("creating {}", tmp.display()))?;
-    let mut hasher = Hasher::new(&SHA256);
+    let mut hasher = Hasher::new(alg)?;
     let mut got = 0u64;
     let mut progress = super::upload::Progress::with_verb("saving", name, part.size);
     while got < part.size {
@@ -87,7 +97,7 @@ async fn save_part(
                 chunk.part
             );
         }
-        hasher.update(&chunk.data);
+        hasher.update(&chunk.data)?;
         file.write_all(&chunk.data)
             .await
             .with_context(|| format!("writing {}", tmp.display()))?;
@@ -98,9 +108,10 @@ async fn save_part(
     file.sync_all()
         .await
         .with_context(|| format!("writing {}", tmp.display()))?;
-    if hasher.finish().as_ref() != part.sha256.as_slice() {
+    if hasher.finish()?.0.as_slice() != part.sha256.as_slice() {
         anyhow::bail!(
-            "{name}: the content does not match its SHA-256 {}; not saved",
+            "{name}: the content does not match its {} {}; not saved",
+            digest_label(alg),
             hex::encode(&part.sha256)
         );
     }

@@ -109,7 +109,7 @@ pub async fn run(args: Args, ctx: &Ctx) -> anyhow::Result<()> {
         .header
         .context("the node's answer has no document header")?;
     let saved = match &args.save {
-        Some(dir) => save_parts(&mut stream, &header.parts, dir).await?,
+        Some(dir) => save_parts(&mut stream, &header, dir).await?,
         None => Vec::new(),
     };
     let forwards = super::forward::forwards_of(ctx, &entry.doc_id).await?;

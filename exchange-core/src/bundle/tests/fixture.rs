@@ -1,5 +1,7 @@
 //! A PKI issued at test time (the same shape `exchange-certs` issues: Ed25519 leaves with only
-//! the RFC 9336 documentSigning EKU, named by URI SAN), and a genuine bundle to tamper with.
+//! the RFC 9336 documentSigning EKU, named by URI SAN; or, under the `shangmi` feature, the SM2
+//! one of [`crate::signing::testpki`]), and a genuine bundle to tamper with. Shared with other
+//! modules' tests that need a hub and department keys (audit chains).
 
 use exchange_proto::v1 as pb;
 use rcgen::{
@@ -9,23 +11,23 @@ use rcgen::{
 use time::OffsetDateTime;
 
 use crate::{
-    bundle::{BUNDLE_FORMAT, encode_bundle, verify_bundle},
+    bundle::{bundle_format_for, encode_bundle, verify_bundle},
     document::{Evidence, EvidenceKind, SignedDoc, SignedEvidence},
     identity::{DOCUMENT_SIGNING_EKU_ARCS, Principal},
     ids::DocumentId,
     signing::{Digest, SigningKey, Verifier},
 };
 
-pub(super) struct Pki {
-    pub(super) ca_der: Vec<u8>,
-    pub(super) hub: SigningKey,
-    pub(super) a: SigningKey,
-    pub(super) b: SigningKey,
-    pub(super) c: SigningKey,
-    pub(super) d: SigningKey,
+pub(crate) struct Pki {
+    pub(crate) ca_der: Vec<u8>,
+    pub(crate) hub: SigningKey,
+    pub(crate) a: SigningKey,
+    pub(crate) b: SigningKey,
+    pub(crate) c: SigningKey,
+    pub(crate) d: SigningKey,
 }
 
-pub(super) fn pki(not_before: OffsetDateTime, not_after: OffsetDateTime) -> Pki {
+pub(crate) fn pki(not_before: OffsetDateTime, not_after: OffsetDateTime) -> Pki {
     let ca_key = KeyPair::generate_for(&PKCS_ECDSA_P256_SHA256).unwrap();
     let mut params = CertificateParams::default();
     // Distinct names, as real CAs have: another CA is then an unknown issuer.
@@ -66,8 +68,27 @@ pub(super) fn pki(not_before: OffsetDateTime, not_after: OffsetDateTime) -> Pki 
     }
 }
 
+/// An SM2 exchange (the shangmi profile): CA, hub and departments a to d, valid from an hour
+/// ago for ten days.
+#[cfg(feature = "shangmi")]
+pub(crate) fn sm2_pki() -> Pki {
+    let (ca_der, hub, mut depts) = crate::signing::testpki::sm2_exchange(&["a", "b", "c", "d"]);
+    let d = depts.pop().unwrap();
+    let c = depts.pop().unwrap();
+    let b = depts.pop().unwrap();
+    let a = depts.pop().unwrap();
+    Pki {
+        ca_der,
+        hub,
+        a,
+        b,
+        c,
+        d,
+    }
+}
+
 /// A PKI valid from an hour ago for a year.
-pub(super) fn current_pki() -> Pki {
+pub(crate) fn current_pki() -> Pki {
     let now = OffsetDateTime::now_utc();
     pki(
         now - time::Duration::hours(1),
@@ -75,17 +96,19 @@ pub(super) fn current_pki() -> Pki {
     )
 }
 
-pub(super) const BODY: &[u8] = b"body of the notice";
+pub(crate) const BODY: &[u8] = b"body of the notice";
 const ATTACHMENT: &[u8] = b"%PDF-1.7 attachment";
 
-/// a's document to b (主送) and c (抄送), sealed at `t0` (Unix ms).
-pub(super) fn document(key: &SigningKey, t0: i64) -> SignedDoc {
+/// a's document to b (主送) and c (抄送), sealed at `t0` (Unix ms), its parts hashed with the
+/// key's profile's digest (SHA-256 for Ed25519, SM3 for SM2), as a node seals them.
+pub(crate) fn document(key: &SigningKey, t0: i64) -> SignedDoc {
+    let (alg, digest_algorithm) = SignedDoc::digest_algorithm_for(key);
     let part = |role: pb::PartRole, name: &str, data: &[u8]| pb::Part {
         role: role.into(),
         name: name.into(),
         media_type: "application/octet-stream".into(),
         size: data.len() as u64,
-        sha256: Digest::of(data).0.to_vec(),
+        sha256: Digest::with(alg, data).unwrap().0.to_vec(),
     };
     let header = pb::DocumentHeader {
         format: 1,
@@ -103,11 +126,12 @@ pub(super) fn document(key: &SigningKey, t0: i64) -> SignedDoc {
             part(pb::PartRole::Body, "正文.ofd", BODY),
             part(pb::PartRole::Attachment, "附件.pdf", ATTACHMENT),
         ],
+        digest_algorithm,
     };
     SignedDoc::seal(&header, key).unwrap()
 }
 
-pub(super) fn evidence(
+pub(crate) fn evidence(
     doc: &SignedDoc,
     kind: EvidenceKind,
     to: Option<&str>,
@@ -127,7 +151,7 @@ pub(super) fn evidence(
 
 /// The whole journey: accepted, delivered to b and c, confirmed by b, rejected by c; one second
 /// apart from `t0` on.
-pub(super) fn journey(p: &Pki, t0: i64, with_content: bool) -> (SignedDoc, pb::EvidenceBundle) {
+pub(crate) fn journey(p: &Pki, t0: i64, with_content: bool) -> (SignedDoc, pb::EvidenceBundle) {
     let doc = document(&p.a, t0);
     let s = 1000;
     let content = [BODY, ATTACHMENT]
@@ -139,7 +163,7 @@ pub(super) fn journey(p: &Pki, t0: i64, with_content: bool) -> (SignedDoc, pb::E
         })
         .collect();
     let bundle = pb::EvidenceBundle {
-        format: BUNDLE_FORMAT,
+        format: bundle_format_for(doc.header.digest),
         document: Some(doc.wire.clone()),
         acceptance: Some(evidence(&doc, EvidenceKind::Accepted, None, t0 + s, &p.hub)),
         evidence: vec![
@@ -153,15 +177,15 @@ pub(super) fn journey(p: &Pki, t0: i64, with_content: bool) -> (SignedDoc, pb::E
     (doc, bundle)
 }
 
-pub(super) fn verifier(p: &Pki) -> Verifier {
+pub(crate) fn verifier(p: &Pki) -> Verifier {
     Verifier::new(&p.ca_der).unwrap()
 }
 
 /// A change made to a genuine bundle.
-pub(super) type Tamper = fn(&mut pb::EvidenceBundle);
+pub(crate) type Tamper = fn(&mut pb::EvidenceBundle);
 
 /// The error message of verifying `bundle`, which must fail.
-pub(super) fn failure(bundle: &pb::EvidenceBundle, v: &Verifier) -> String {
+pub(crate) fn failure(bundle: &pb::EvidenceBundle, v: &Verifier) -> String {
     match verify_bundle(&encode_bundle(bundle), v) {
         Ok(r) => panic!("verified although it must not: {r:?}"),
         Err(e) => e.to_string(),

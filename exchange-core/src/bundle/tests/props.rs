@@ -113,15 +113,19 @@ fn headers() -> impl Strategy<Value = pb::DocumentHeader> {
         any::<i64>(),
         prop::option::weighted(0.9, meta),
         prop::collection::vec(part, 0..4),
+        prop_oneof![8 => Just(String::new()), 1 => Just("sm3".to_owned()), 1 => ".{0,6}"],
     )
         .prop_map(
-            |(format, id, sender, created_at_ms, metadata, parts)| pb::DocumentHeader {
-                format,
-                id,
-                sender,
-                created_at_ms,
-                metadata,
-                parts,
+            |(format, id, sender, created_at_ms, metadata, parts, digest_algorithm)| {
+                pb::DocumentHeader {
+                    format,
+                    id,
+                    sender,
+                    created_at_ms,
+                    metadata,
+                    parts,
+                    digest_algorithm,
+                }
             },
         )
 }

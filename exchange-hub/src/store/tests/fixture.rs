@@ -79,6 +79,7 @@ impl Fixture {
                 size: BODY.len() as u64,
                 sha256: Digest::of(BODY).0.to_vec(),
             }],
+            digest_algorithm: String::new(),
         };
         SignedDoc::seal(&header, &self.a).unwrap()
     }
