@@ -468,7 +468,8 @@ impl Verifier {
             .to_owned();
         Ok(Verifier {
             anchor,
-            profile: profile_of(ca_der),
+            // A CA that does not parse fails in webpki above; its profile is then moot.
+            profile: crate::crypto::cert_profile(ca_der).map_or(Profile::International, |(p, _)| p),
             trusted: Arc::default(),
             roots: Arc::default(),
         })
@@ -614,26 +615,6 @@ impl Verifier {
         )
         .map_err(|e| SignError::Certificate(e.to_string()))?;
         Ok(())
-    }
-}
-
-/// The profile of a certificate: `shangmi` for an SM2 key (id-ecPublicKey on the curve sm2,
-/// 1.2.156.10197.1.301), else `international`.
-fn profile_of(der: &[u8]) -> Profile {
-    const SM2_CURVE: &[u64] = &[1, 2, 156, 10197, 1, 301];
-    let sm2 = x509_parser::parse_x509_certificate(der).is_ok_and(|(_, cert)| {
-        cert.public_key()
-            .algorithm
-            .parameters
-            .as_ref()
-            .and_then(|p| p.as_oid().ok())
-            .and_then(|oid| oid.iter().map(|arcs| arcs.collect::<Vec<u64>>()))
-            .is_some_and(|arcs| arcs == SM2_CURVE)
-    });
-    if sm2 {
-        Profile::Shangmi
-    } else {
-        Profile::International
     }
 }
 
