@@ -63,11 +63,16 @@ pub async fn run(cfg: HubConfig, args: RotateKekArgs) -> Result<()> {
             let event = Event::new(pb::AuditKind::AdminAction)
                 .dept(format!("local:{by}"))
                 .detail(describe(&rotation));
-            store
-                .write(move |txn| audit::append(txn, &event))
-                .await
-                .map(|_| ())
-                .map_err(anyhow::Error::from)
+            // A hub that never started has not fixed its chain's digest yet: the profile's,
+            // as `serve` would (an SM3 chain under shangmi).
+            match audit::set_digest(&store, cfg.crypto.profile.digest()).await {
+                Ok(()) => store
+                    .write(move |txn| audit::append(txn, &event))
+                    .await
+                    .map(|_| ())
+                    .map_err(anyhow::Error::from),
+                Err(e) => Err(anyhow::Error::from(e)),
+            }
         }
         Err(e) => Err(e),
     };
