@@ -21,9 +21,7 @@ use rcgen::{
 };
 use time::{Duration, OffsetDateTime};
 
-use crate::files::{
-    CA_CERT_FILE, CA_KEY_FILE, PRIVATE_MODE, PUBLIC_MODE, create_file, replace_file,
-};
+use crate::files::{CA_CERT_FILE, CA_KEY_FILE, PRIVATE_MODE, PUBLIC_MODE, replace_file};
 
 /// One revoked certificate, as a CRL lists it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -177,14 +175,8 @@ impl Ca {
     /// Writes `dir/ca.pem` (0644) and `dir/ca.key` (0600), creating `dir`. Refuses to overwrite
     /// an existing `ca.key`: losing a CA key orphans every certificate it issued.
     pub fn write(&self, dir: &Path) -> Result<()> {
-        fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
         let key_pem = self.issuer.key().serialize_pem();
-        create_file(&dir.join(CA_KEY_FILE), key_pem.as_bytes(), PRIVATE_MODE)?;
-        replace_file(
-            &dir.join(CA_CERT_FILE),
-            self.cert_pem.as_bytes(),
-            PUBLIC_MODE,
-        )
+        crate::files::write_ca(dir, key_pem.as_bytes(), &self.cert_pem)
     }
 
     /// The CA certificate, PEM: what every hub and node trusts.

@@ -60,6 +60,14 @@ pub fn issue_into_dir(
     signing.write(&out.join(SIGNING_CERT_FILE), &out.join(SIGNING_KEY_FILE))
 }
 
+/// Writes a CA into `dir` (created if missing): `ca.pem` (0644) and `ca.key` (0600). Refuses to
+/// overwrite an existing `ca.key`: losing a CA key orphans every certificate it issued.
+pub(crate) fn write_ca(dir: &Path, key_pem: &[u8], cert_pem: &str) -> Result<()> {
+    fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    create_file(&dir.join(CA_KEY_FILE), key_pem, PRIVATE_MODE)?;
+    replace_file(&dir.join(CA_CERT_FILE), cert_pem.as_bytes(), PUBLIC_MODE)
+}
+
 /// Writes `contents` to `path` with `mode`, atomically replacing any existing file.
 pub(crate) fn replace_file(path: &Path, contents: &[u8], mode: u32) -> Result<()> {
     let tmp = temp_path(path)?;

@@ -25,7 +25,7 @@ use time::{Duration, OffsetDateTime};
 
 use crate::{
     Identity, RevokedCert, Validity,
-    files::{CA_CERT_FILE, CA_KEY_FILE, PRIVATE_MODE, PUBLIC_MODE, create_file, replace_file},
+    files::{CA_CERT_FILE, CA_KEY_FILE},
 };
 
 /// How far back a leaf's validity starts, like the international CA's: clock skew between the
@@ -135,14 +135,8 @@ impl SmCa {
     /// Writes `dir/ca.pem` (0644) and `dir/ca.key` (PKCS#8, 0600), creating `dir`. Refuses to
     /// overwrite an existing `ca.key`.
     pub fn write(&self, dir: &Path) -> Result<()> {
-        fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
         let key_pem = self.key.to_pkcs8_pem().context("encoding the CA key")?;
-        create_file(&dir.join(CA_KEY_FILE), &key_pem, PRIVATE_MODE)?;
-        replace_file(
-            &dir.join(CA_CERT_FILE),
-            self.cert_pem.as_bytes(),
-            PUBLIC_MODE,
-        )
+        crate::files::write_ca(dir, &key_pem, &self.cert_pem)
     }
 
     /// The CA certificate, PEM.
