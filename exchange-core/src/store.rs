@@ -13,6 +13,7 @@
 //! thread, reads on the blocking pool.
 
 pub mod content;
+pub mod kv;
 pub mod queue;
 pub mod sealing;
 
@@ -72,6 +73,18 @@ pub enum StoreError {
     /// The writer thread has stopped (the daemon is shutting down).
     #[error("store is closed")]
     Closed,
+    /// The database server (PostgreSQL) refused or failed a statement; nothing of the
+    /// transaction is committed.
+    #[error("{message}")]
+    Database {
+        /// What the server said (never the statement's parameters).
+        message: String,
+        /// Whether running the transaction again may succeed (a serialization failure or a
+        /// deadlock between concurrent transactions).
+        retry: bool,
+        /// Whether the server's disk is full.
+        disk_full: bool,
+    },
 }
 
 impl StoreError {
@@ -80,8 +93,15 @@ impl StoreError {
         match self {
             StoreError::Commit { disk_full, .. } => *disk_full,
             StoreError::Redb(e) => is_full(e),
+            StoreError::Database { disk_full, .. } => *disk_full,
             _ => false,
         }
+    }
+
+    /// Whether the transaction failed only because it collided with a concurrent one, so that
+    /// running it again may succeed.
+    pub fn is_retryable(&self) -> bool {
+        matches!(self, StoreError::Database { retry: true, .. })
     }
 
     /// A decode failure of the record at `key`.

@@ -1,0 +1,325 @@
+//! The PostgreSQL backend: a [`Table`] is the SQL table `kv_<name> (k bytea PRIMARY KEY, v bytea
+//! NOT NULL)`; the schema is versioned in `exchange_schema`.
+//!
+//! A transaction ([`PgTxn`]) runs at `SERIALIZABLE`: a hub never reads a state another hub is
+//! changing under it, and when two collide PostgreSQL fails one of them with a serialization
+//! failure, which [`StoreError::is_retryable`] names so the caller runs it again. Reads go to
+//! the server (one round trip each, statements prepared once per connection); writes stay in the
+//! transaction's memory, where its own reads see them, and go out at [`PgTxn::commit`] as one
+//! `INSERT … SELECT unnest(…) ON CONFLICT` and one `DELETE … = ANY(…)` per table touched, then
+//! `COMMIT`. A commit returns only when PostgreSQL reports it committed; with
+//! `synchronous_commit` at `on` or stricter, that is after the WAL is flushed (and, with
+//! synchronous standbys, replicated): docs/operations.md.
+
+use std::{
+    cell::RefCell,
+    collections::{BTreeMap, HashMap},
+    ops::Bound,
+};
+
+use postgres::{Client, IsolationLevel, NoTls, Statement, Transaction, error::SqlState};
+
+use super::{Entry, KeyRange, Order, ReadTables, Table, WriteTables};
+use crate::store::StoreError;
+
+impl From<postgres::Error> for StoreError {
+    fn from(e: postgres::Error) -> Self {
+        let code = e.code();
+        StoreError::Database {
+            retry: code == Some(&SqlState::T_R_SERIALIZATION_FAILURE)
+                || code == Some(&SqlState::T_R_DEADLOCK_DETECTED),
+            disk_full: code == Some(&SqlState::DISK_FULL),
+            // The server's message and, for a server error, its detail; never the parameters.
+            message: match e.as_db_error() {
+                Some(db) => format!("PostgreSQL: {} ({})", db.message(), db.code().code()),
+                None => format!("PostgreSQL: {e}"),
+            },
+        }
+    }
+}
+
+/// A connection to the database, with the statements it has prepared.
+pub struct PgConnection {
+    client: Client,
+    statements: HashMap<String, Statement>,
+}
+
+impl std::fmt::Debug for PgConnection {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PgConnection")
+            .field("closed", &self.client.is_closed())
+            .finish_non_exhaustive()
+    }
+}
+
+/// `kv_<name>`: the SQL table of `table` (names are checked by [`Table::new`]).
+fn sql_table(table: Table) -> String {
+    format!("kv_{}", table.name())
+}
+
+impl PgConnection {
+    /// Connects with a libpq-style URL or key=value string, e.g.
+    /// `postgresql://exchange@127.0.0.1:5432/exchange`. TLS to the database is not built yet.
+    pub fn connect(url: &str) -> Result<Self, StoreError> {
+        let client = Client::connect(url, NoTls)?;
+        Ok(PgConnection {
+            client,
+            statements: HashMap::new(),
+        })
+    }
+
+    /// Creates the schema for a `kind` store of `version` with `tables` (each if missing), or
+    /// checks that the database already holds that kind and version.
+    pub fn migrate(
+        &mut self,
+        kind: &str,
+        version: u64,
+        tables: &[Table],
+    ) -> Result<(), StoreError> {
+        let version = i64::try_from(version)
+            .map_err(|_| StoreError::decode("schema version", "above i64::MAX"))?;
+        let mut txn = self.client.transaction()?;
+        txn.batch_execute(
+            "CREATE TABLE IF NOT EXISTS exchange_schema (\
+               kind text PRIMARY KEY, version bigint NOT NULL)",
+        )?;
+        let found: Option<i64> = txn
+            .query_opt(
+                "SELECT version FROM exchange_schema WHERE kind = $1",
+                &[&kind],
+            )?
+            .map(|row| row.get(0));
+        match found {
+            Some(v) if v == version => {}
+            Some(v) if v > version => {
+                return Err(StoreError::Database {
+                    message: format!(
+                        "the database holds a {kind} store of schema version {v}, newer than \
+                         this build's {version}: run a newer exchange-hub"
+                    ),
+                    retry: false,
+                    disk_full: false,
+                });
+            }
+            _ => {
+                for t in tables {
+                    txn.batch_execute(&format!(
+                        "CREATE TABLE IF NOT EXISTS {} (k bytea PRIMARY KEY, v bytea NOT NULL)",
+                        sql_table(*t)
+                    ))?;
+                }
+                txn.execute(
+                    "INSERT INTO exchange_schema (kind, version) VALUES ($1, $2) \
+                     ON CONFLICT (kind) DO UPDATE SET version = EXCLUDED.version",
+                    &[&kind, &version],
+                )?;
+            }
+        }
+        txn.commit()?;
+        Ok(())
+    }
+
+    /// The schema version of the `kind` store in the database, if it has one.
+    pub fn schema_version(&mut self, kind: &str) -> Result<Option<u64>, StoreError> {
+        let exists: bool = self
+            .client
+            .query_one("SELECT to_regclass('exchange_schema') IS NOT NULL", &[])?
+            .get(0);
+        if !exists {
+            return Ok(None);
+        }
+        let v: Option<i64> = self
+            .client
+            .query_opt(
+                "SELECT version FROM exchange_schema WHERE kind = $1",
+                &[&kind],
+            )?
+            .map(|row| row.get(0));
+        Ok(v.and_then(|v| u64::try_from(v).ok()))
+    }
+
+    /// Begins a `SERIALIZABLE` transaction.
+    pub fn begin(&mut self) -> Result<PgTxn<'_>, StoreError> {
+        let txn = self
+            .client
+            .build_transaction()
+            .isolation_level(IsolationLevel::Serializable)
+            .start()?;
+        Ok(PgTxn {
+            txn: RefCell::new(txn),
+            statements: RefCell::new(&mut self.statements),
+            writes: RefCell::new(BTreeMap::new()),
+        })
+    }
+
+    /// Begins a read-only transaction on a snapshot.
+    pub fn begin_read(&mut self) -> Result<PgTxn<'_>, StoreError> {
+        let txn = self
+            .client
+            .build_transaction()
+            .isolation_level(IsolationLevel::RepeatableRead)
+            .read_only(true)
+            .start()?;
+        Ok(PgTxn {
+            txn: RefCell::new(txn),
+            statements: RefCell::new(&mut self.statements),
+            writes: RefCell::new(BTreeMap::new()),
+        })
+    }
+}
+
+/// A transaction's pending writes: per table, key → new value, or `None` for a deletion.
+type Writes = BTreeMap<Table, BTreeMap<Vec<u8>, Option<Vec<u8>>>>;
+
+/// One transaction; dropped without [`PgTxn::commit`], it rolls back.
+pub struct PgTxn<'c> {
+    txn: RefCell<Transaction<'c>>,
+    statements: RefCell<&'c mut HashMap<String, Statement>>,
+    writes: RefCell<Writes>,
+}
+
+impl std::fmt::Debug for PgTxn<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PgTxn").finish_non_exhaustive()
+    }
+}
+
+impl PgTxn<'_> {
+    /// The prepared statement for `sql`, prepared on first use.
+    fn statement(&self, sql: String) -> Result<Statement, StoreError> {
+        let mut cache = self.statements.borrow_mut();
+        if let Some(s) = cache.get(&sql) {
+            return Ok(s.clone());
+        }
+        let s = self.txn.borrow_mut().prepare(&sql)?;
+        cache.insert(sql, s.clone());
+        Ok(s)
+    }
+
+    /// Sends every pending write, then commits; returns once PostgreSQL has committed.
+    pub fn commit(self) -> Result<(), StoreError> {
+        let writes = self.writes.take();
+        for (table, rows) in writes {
+            let (mut keys, mut values, mut gone) = (Vec::new(), Vec::new(), Vec::new());
+            for (k, v) in rows {
+                match v {
+                    Some(v) => {
+                        keys.push(k);
+                        values.push(v);
+                    }
+                    None => gone.push(k),
+                }
+            }
+            let name = sql_table(table);
+            if !keys.is_empty() {
+                let s = self.statement(format!(
+                    "INSERT INTO {name} (k, v) SELECT * FROM unnest($1::bytea[], $2::bytea[]) \
+                     ON CONFLICT (k) DO UPDATE SET v = EXCLUDED.v"
+                ))?;
+                self.txn.borrow_mut().execute(&s, &[&keys, &values])?;
+            }
+            if !gone.is_empty() {
+                let s = self.statement(format!("DELETE FROM {name} WHERE k = ANY($1::bytea[])"))?;
+                self.txn.borrow_mut().execute(&s, &[&gone])?;
+            }
+        }
+        self.txn.into_inner().commit()?;
+        Ok(())
+    }
+
+    fn query_range(
+        &self,
+        table: Table,
+        range: &KeyRange,
+        order: Order,
+        limit: usize,
+    ) -> Result<Vec<Entry>, StoreError> {
+        let mut sql = format!("SELECT k, v FROM {} WHERE true", sql_table(table));
+        let mut params: Vec<&[u8]> = Vec::with_capacity(2);
+        for (bound, strict, loose) in [(&range.start, ">", ">="), (&range.end, "<", "<=")] {
+            let (op, key) = match bound {
+                Bound::Included(k) => (loose, k),
+                Bound::Excluded(k) => (strict, k),
+                Bound::Unbounded => continue,
+            };
+            params.push(key.as_slice());
+            sql.push_str(&format!(" AND k {op} ${}", params.len()));
+        }
+        let dir = match order {
+            Order::Ascending => "ASC",
+            Order::Descending => "DESC",
+        };
+        sql.push_str(&format!(" ORDER BY k {dir} LIMIT ${}", params.len() + 1));
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        let s = self.statement(sql)?;
+        let mut args: Vec<&(dyn postgres::types::ToSql + Sync)> = params
+            .iter()
+            .map(|p| p as &(dyn postgres::types::ToSql + Sync))
+            .collect();
+        args.push(&limit);
+        let rows = self.txn.borrow_mut().query(&s, &args)?;
+        Ok(rows.into_iter().map(|r| (r.get(0), r.get(1))).collect())
+    }
+}
+
+impl ReadTables for PgTxn<'_> {
+    fn get(&self, table: Table, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
+        if let Some(pending) = self.writes.borrow().get(&table).and_then(|t| t.get(key)) {
+            return Ok(pending.clone());
+        }
+        let s = self.statement(format!("SELECT v FROM {} WHERE k = $1", sql_table(table)))?;
+        let row = self.txn.borrow_mut().query_opt(&s, &[&key])?;
+        Ok(row.map(|r| r.get(0)))
+    }
+
+    fn scan(
+        &self,
+        table: Table,
+        range: &KeyRange,
+        order: Order,
+        limit: usize,
+    ) -> Result<Vec<Entry>, StoreError> {
+        if limit == 0 {
+            return Ok(Vec::new());
+        }
+        let writes = self.writes.borrow();
+        let pending: Vec<(&Vec<u8>, &Option<Vec<u8>>)> = writes
+            .get(&table)
+            .map(|t| t.iter().filter(|(k, _)| range.contains(k)).collect())
+            .unwrap_or_default();
+        // A pending deletion can hide one stored row: ask for that many more.
+        let deleted = pending.iter().filter(|(_, v)| v.is_none()).count();
+        let stored = self.query_range(table, range, order, limit.saturating_add(deleted))?;
+        let mut merged: BTreeMap<Vec<u8>, Vec<u8>> = stored.into_iter().collect();
+        for (k, v) in pending {
+            match v {
+                Some(v) => merged.insert(k.clone(), v.clone()),
+                None => merged.remove(k),
+            };
+        }
+        Ok(match order {
+            Order::Ascending => merged.into_iter().take(limit).collect(),
+            Order::Descending => merged.into_iter().rev().take(limit).collect(),
+        })
+    }
+}
+
+impl WriteTables for PgTxn<'_> {
+    fn put(&self, table: Table, key: &[u8], value: &[u8]) -> Result<(), StoreError> {
+        self.writes
+            .borrow_mut()
+            .entry(table)
+            .or_default()
+            .insert(key.to_vec(), Some(value.to_vec()));
+        Ok(())
+    }
+
+    fn delete(&self, table: Table, key: &[u8]) -> Result<(), StoreError> {
+        self.writes
+            .borrow_mut()
+            .entry(table)
+            .or_default()
+            .insert(key.to_vec(), None);
+        Ok(())
+    }
+}

@@ -1,0 +1,117 @@
+//! The embedded backend: a [`Table`] is a redb table `&[u8] → &[u8]` of the same name, read and
+//! written through redb's own transactions (the store's group-committing writer commits them).
+
+use std::ops::Bound;
+
+use redb::{ReadTransaction, ReadableTable, TableDefinition, WriteTransaction};
+
+use super::{Entry, KeyRange, Order, ReadTables, Table, WriteTables};
+use crate::store::StoreError;
+
+fn definition(table: Table) -> TableDefinition<'static, &'static [u8], &'static [u8]> {
+    TableDefinition::new(table.name())
+}
+
+fn collect<'a, I>(iter: I, limit: usize) -> Result<Vec<Entry>, StoreError>
+where
+    I: Iterator<
+        Item = Result<
+            (
+                redb::AccessGuard<'a, &'static [u8]>,
+                redb::AccessGuard<'a, &'static [u8]>,
+            ),
+            redb::StorageError,
+        >,
+    >,
+{
+    iter.take(limit)
+        .map(|r| {
+            let (k, v) = r?;
+            Ok((k.value().to_vec(), v.value().to_vec()))
+        })
+        .collect()
+}
+
+fn scan_table<T>(
+    t: &T,
+    range: &KeyRange,
+    order: Order,
+    limit: usize,
+) -> Result<Vec<Entry>, StoreError>
+where
+    T: ReadableTable<&'static [u8], &'static [u8]>,
+{
+    if limit == 0 || empty(range) {
+        return Ok(Vec::new());
+    }
+    let iter = t.range::<&[u8]>(range.as_refs())?;
+    match order {
+        Order::Ascending => collect(iter, limit),
+        Order::Descending => collect(iter.rev(), limit),
+    }
+}
+
+/// redb panics on a range whose start is above its end; such a range holds nothing.
+fn empty(range: &KeyRange) -> bool {
+    let (start, end) = range.as_refs();
+    match (start, end) {
+        (Bound::Included(s), Bound::Included(e)) => s > e,
+        (Bound::Included(s) | Bound::Excluded(s), Bound::Excluded(e))
+        | (Bound::Excluded(s), Bound::Included(e)) => s >= e,
+        _ => false,
+    }
+}
+
+impl ReadTables for ReadTransaction {
+    fn get(&self, table: Table, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
+        match self.open_table(definition(table)) {
+            Ok(t) => Ok(t.get(key)?.map(|v| v.value().to_vec())),
+            Err(redb::TableError::TableDoesNotExist(_)) => Ok(None),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    fn scan(
+        &self,
+        table: Table,
+        range: &KeyRange,
+        order: Order,
+        limit: usize,
+    ) -> Result<Vec<Entry>, StoreError> {
+        match self.open_table(definition(table)) {
+            Ok(t) => scan_table(&t, range, order, limit),
+            Err(redb::TableError::TableDoesNotExist(_)) => Ok(Vec::new()),
+            Err(e) => Err(e.into()),
+        }
+    }
+}
+
+impl ReadTables for WriteTransaction {
+    fn get(&self, table: Table, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
+        let t = self.open_table(definition(table))?;
+        let value = t.get(key)?.map(|v| v.value().to_vec());
+        Ok(value)
+    }
+
+    fn scan(
+        &self,
+        table: Table,
+        range: &KeyRange,
+        order: Order,
+        limit: usize,
+    ) -> Result<Vec<Entry>, StoreError> {
+        scan_table(&self.open_table(definition(table))?, range, order, limit)
+    }
+}
+
+impl WriteTables for WriteTransaction {
+    fn put(&self, table: Table, key: &[u8], value: &[u8]) -> Result<(), StoreError> {
+        self.open_table(definition(table))?.insert(key, value)?;
+        Ok(())
+    }
+
+    fn delete(&self, table: Table, key: &[u8]) -> Result<(), StoreError> {
+        self.open_table(definition(table))?.remove(key)?;
+        Ok(())
+    }
+}
