@@ -86,8 +86,12 @@ pub fn check_config(cfg: &HubConfig) -> anyhow::Result<()> {
             .context("loading the hub's TLS identity")?;
     }
     Directory::from_config(&cfg.departments)?.with_groups(&cfg.groups)?;
-    exchange_core::store::sealing::data_keys(&cfg.hub.data_dir, cfg.encryption.as_ref())
-        .context("checking the data directory's keys ([encryption])")?;
+    exchange_core::store::sealing::data_keys(
+        &cfg.hub.data_dir,
+        cfg.crypto.profile,
+        cfg.encryption.as_ref(),
+    )
+    .context("checking the data directory's keys ([encryption])")?;
     Ok(())
 }
 
@@ -101,6 +105,7 @@ fn open(cfg: HubConfig, shutdown: CancellationToken) -> anyhow::Result<Hub> {
         &data.join("hub.redb"),
         "hub",
         store::SCHEMA,
+        cfg.crypto.profile,
         cfg.encryption.as_ref(),
         true,
     )

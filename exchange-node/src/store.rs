@@ -169,7 +169,7 @@ fn put<M: prost::Message>(
     key: &str,
     m: &M,
 ) -> Result<(), StoreError> {
-    let stored = sealer.seal(&slot(table.name(), key.as_bytes()), encode(m));
+    let stored = sealer.seal(&slot(table.name(), key.as_bytes()), encode(m))?;
     txn.open_table(table)?.insert(key, stored.as_slice())?;
     Ok(())
 }

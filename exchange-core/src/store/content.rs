@@ -27,7 +27,7 @@ pub fn put(
     if table.get(digest.0.as_slice())?.is_some() {
         return Ok(()); // already here (sealed anew it would only differ by its salt)
     }
-    let stored = sealer.seal(&slot(digest), data.to_vec());
+    let stored = sealer.seal(&slot(digest), data.to_vec())?;
     table.insert(digest.0.as_slice(), stored.as_slice())?;
     Ok(())
 }

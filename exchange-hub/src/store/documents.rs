@@ -84,7 +84,7 @@ pub(crate) async fn accept(
                 accepted_at_ms: at_ms,
             };
             txn.open_table(DOCUMENTS)?
-                .insert(id.as_str(), rec.encode(&sealer).as_slice())?;
+                .insert(id.as_str(), rec.encode(&sealer)?.as_slice())?;
             put_evidence(txn, &id, "", EvidenceKind::Accepted, &acceptance)?;
             for (digest, data) in &inline {
                 content::put(txn, &sealer, digest, data)?;
