@@ -166,7 +166,7 @@ pub enum KeysError {
 
 /// The META key that marks a store whose values may be sealed: set when the store is first
 /// opened with encryption on, never cleared, and copied by backups (META is backed up).
-const ENCRYPTED: &str = "encrypted";
+pub(crate) const ENCRYPTED: &str = "encrypted";
 
 /// Opens the store at `path` (a `kind` store of schema `version`) with the data keys of the key
 /// ring beside it, as `section` asks: the daemons' start (`create`: a directory with encryption
@@ -215,7 +215,7 @@ pub fn open_store(
 impl Store {
     /// Whether the store is marked as holding sealed values ([`open_store`]).
     fn marked_encrypted(&self) -> Result<bool, StoreError> {
-        let db = self.db.get().ok_or(StoreError::Closed)?;
+        let db = self.redb()?;
         let txn = db.begin_read()?;
         let meta = txn.open_table(META)?;
         Ok(meta.get(ENCRYPTED)?.is_some())
@@ -224,7 +224,7 @@ impl Store {
     /// Marks the store as holding sealed values, durably, before anything is sealed: like the
     /// kind stamp, a write of its own at open, while nothing else writes yet.
     fn mark_encrypted(&self) -> Result<(), StoreError> {
-        let db = self.db.get().ok_or(StoreError::Closed)?;
+        let db = self.redb()?;
         let txn = db.begin_write()?;
         txn.open_table(META)?.insert(ENCRYPTED, 1)?;
         txn.commit()?;

@@ -19,7 +19,7 @@ use std::{
 
 use postgres::{Client, IsolationLevel, NoTls, Statement, Transaction, error::SqlState};
 
-use super::{Entry, KeyRange, Order, ReadTables, Table, WriteTables};
+use super::{Entry, Failure, KeyRange, Order, ReadTables, Table, WriteTables};
 use crate::store::StoreError;
 
 impl From<postgres::Error> for StoreError {
@@ -149,6 +149,7 @@ impl PgConnection {
             txn: RefCell::new(txn),
             statements: RefCell::new(&mut self.statements),
             writes: RefCell::new(BTreeMap::new()),
+            failure: RefCell::new(None),
         })
     }
 
@@ -164,6 +165,7 @@ impl PgConnection {
             txn: RefCell::new(txn),
             statements: RefCell::new(&mut self.statements),
             writes: RefCell::new(BTreeMap::new()),
+            failure: RefCell::new(None),
         })
     }
 }
@@ -176,6 +178,8 @@ pub struct PgTxn<'c> {
     txn: RefCell<Transaction<'c>>,
     statements: RefCell<&'c mut HashMap<String, Statement>>,
     writes: RefCell<Writes>,
+    /// The first failed statement: PostgreSQL refuses every later one in the transaction.
+    failure: RefCell<Option<Failure>>,
 }
 
 impl std::fmt::Debug for PgTxn<'_> {
@@ -185,19 +189,34 @@ impl std::fmt::Debug for PgTxn<'_> {
 }
 
 impl PgTxn<'_> {
+    /// Passes `r` on, keeping the first failure of the transaction.
+    fn note<T>(&self, r: Result<T, postgres::Error>) -> Result<T, StoreError> {
+        r.map_err(|e| {
+            let e = StoreError::from(e);
+            self.failure
+                .borrow_mut()
+                .get_or_insert_with(|| Failure::of(&e));
+            e
+        })
+    }
+
     /// The prepared statement for `sql`, prepared on first use.
     fn statement(&self, sql: String) -> Result<Statement, StoreError> {
         let mut cache = self.statements.borrow_mut();
         if let Some(s) = cache.get(&sql) {
             return Ok(s.clone());
         }
-        let s = self.txn.borrow_mut().prepare(&sql)?;
+        let s = self.note(self.txn.borrow_mut().prepare(&sql))?;
         cache.insert(sql, s.clone());
         Ok(s)
     }
 
     /// Sends every pending write, then commits; returns once PostgreSQL has committed.
     pub fn commit(self) -> Result<(), StoreError> {
+        // PostgreSQL answers COMMIT in a failed transaction with a rollback, not an error.
+        if let Some(f) = self.failure.borrow().clone() {
+            return Err(f.error());
+        }
         let writes = self.writes.take();
         for (table, rows) in writes {
             let (mut keys, mut values, mut gone) = (Vec::new(), Vec::new(), Vec::new());
@@ -216,14 +235,15 @@ impl PgTxn<'_> {
                     "INSERT INTO {name} (k, v) SELECT * FROM unnest($1::bytea[], $2::bytea[]) \
                      ON CONFLICT (k) DO UPDATE SET v = EXCLUDED.v"
                 ))?;
-                self.txn.borrow_mut().execute(&s, &[&keys, &values])?;
+                self.note(self.txn.borrow_mut().execute(&s, &[&keys, &values]))?;
             }
             if !gone.is_empty() {
                 let s = self.statement(format!("DELETE FROM {name} WHERE k = ANY($1::bytea[])"))?;
-                self.txn.borrow_mut().execute(&s, &[&gone])?;
+                self.note(self.txn.borrow_mut().execute(&s, &[&gone]))?;
             }
         }
-        self.txn.into_inner().commit()?;
+        let txn = self.txn.into_inner();
+        txn.commit().map_err(StoreError::from)?;
         Ok(())
     }
 
@@ -257,7 +277,7 @@ impl PgTxn<'_> {
             .map(|p| p as &(dyn postgres::types::ToSql + Sync))
             .collect();
         args.push(&limit);
-        let rows = self.txn.borrow_mut().query(&s, &args)?;
+        let rows = self.note(self.txn.borrow_mut().query(&s, &args))?;
         Ok(rows.into_iter().map(|r| (r.get(0), r.get(1))).collect())
     }
 }
@@ -268,7 +288,7 @@ impl ReadTables for PgTxn<'_> {
             return Ok(pending.clone());
         }
         let s = self.statement(format!("SELECT v FROM {} WHERE k = $1", sql_table(table)))?;
-        let row = self.txn.borrow_mut().query_opt(&s, &[&key])?;
+        let row = self.note(self.txn.borrow_mut().query_opt(&s, &[&key]))?;
         Ok(row.map(|r| r.get(0)))
     }
 
@@ -305,6 +325,10 @@ impl ReadTables for PgTxn<'_> {
 }
 
 impl WriteTables for PgTxn<'_> {
+    fn failure(&self) -> Option<Failure> {
+        self.failure.borrow().clone()
+    }
+
     fn put(&self, table: Table, key: &[u8], value: &[u8]) -> Result<(), StoreError> {
         self.writes
             .borrow_mut()
