@@ -17,6 +17,7 @@
 
 pub mod content;
 pub mod kv;
+pub mod migrate;
 pub mod queue;
 pub mod sealing;
 mod writer;
