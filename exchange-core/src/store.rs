@@ -530,6 +530,13 @@ fn check_or_stamp(
         let schema = meta.get("schema")?.map(|v| v.value());
         match (stamped, schema) {
             (Some(1), Some(v)) if v == version => {}
+            (Some(1), Some(v)) if v < version => {
+                return Err(foreign(format!(
+                    "schema version {v}, older than this build's: upgrade it first (for a hub: \
+                     `exchange-hub --config FILE migrate` with the hub stopped; \
+                     docs/operations.md)"
+                )));
+            }
             (Some(1), Some(v)) => return Err(foreign(format!("schema version {v}"))),
             (None, None) if meta.len()? == 0 => {
                 meta.insert(kind_key.as_str(), 1)?;

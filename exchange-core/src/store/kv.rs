@@ -165,6 +165,11 @@ pub trait ReadTables {
         limit: usize,
     ) -> Result<Vec<Entry>, StoreError>;
 
+    /// How many entries `table` holds: exact on redb (kept in its metadata); on PostgreSQL the
+    /// planner's estimate (`pg_class.reltuples`, refreshed by autovacuum and `ANALYZE`), since
+    /// an exact count reads the whole table. For metrics and reports, never for decisions.
+    fn len(&self, table: Table) -> Result<u64, StoreError>;
+
     /// The names of every table the database holds, as the backend names them (redb: `meta`
     /// and `kv_<name>`), where the backend can list them; a backup checks that it knows each.
     fn stored_tables(&self) -> Result<Option<Vec<String>>, StoreError> {
@@ -276,7 +281,7 @@ pub fn next_counter(txn: &dyn WriteTables, name: &str) -> Result<u64, StoreError
 ///
 /// - a string (or byte string) is its bytes with each `00` written `00 FF`, then `00 00`: no
 ///   encoded string is a prefix of another, and a shorter string sorts before its extensions;
-/// - integers are big-endian, fixed width.
+/// - integers are big-endian, fixed width (signed ones with the sign bit flipped).
 ///
 /// A key made of the leading fields of another is its prefix, for [`KeyRange::prefix`].
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -315,6 +320,11 @@ impl Key {
     pub fn u64(mut self, v: u64) -> Self {
         self.0.extend_from_slice(&v.to_be_bytes());
         self
+    }
+
+    /// Appends a signed eight-byte field (its sign bit flipped, so that negatives sort first).
+    pub fn i64(self, v: i64) -> Self {
+        self.u64(v.cast_unsigned() ^ (1 << 63))
     }
 
     /// The encoded key.
@@ -392,6 +402,11 @@ impl<'a> KeyReader<'a> {
             .ok_or_else(|| self.bad("missing eight-byte field"))?;
         self.rest = rest;
         Ok(u64::from_be_bytes(*head))
+    }
+
+    /// The next field, signed eight bytes.
+    pub fn i64(&mut self) -> Result<i64, StoreError> {
+        Ok((self.u64()? ^ (1 << 63)).cast_signed())
     }
 
     /// Checks that every field was read.

@@ -283,6 +283,15 @@ impl PgTxn<'_> {
 }
 
 impl ReadTables for PgTxn<'_> {
+    fn len(&self, table: Table) -> Result<u64, StoreError> {
+        let s = self.statement(
+            "SELECT greatest(reltuples, 0)::bigint FROM pg_class WHERE oid = to_regclass($1)"
+                .to_owned(),
+        )?;
+        let row = self.note(self.txn.borrow_mut().query_opt(&s, &[&sql_table(table)]))?;
+        Ok(row.map_or(0, |r| u64::try_from(r.get::<_, i64>(0)).unwrap_or(0)))
+    }
+
     fn get(&self, table: Table, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
         if let Some(pending) = self.writes.borrow().get(&table).and_then(|t| t.get(key)) {
             return Ok(pending.clone());

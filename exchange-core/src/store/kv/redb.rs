@@ -5,7 +5,9 @@
 
 use std::ops::Bound;
 
-use redb::{ReadTransaction, ReadableTable, TableDefinition, WriteTransaction};
+use redb::{
+    ReadTransaction, ReadableTable, ReadableTableMetadata, TableDefinition, WriteTransaction,
+};
 
 use super::{Entry, KeyRange, Order, ReadTables, Table, WriteTables};
 use crate::store::StoreError;
@@ -90,6 +92,14 @@ impl ReadTables for ReadTransaction {
         }
     }
 
+    fn len(&self, table: Table) -> Result<u64, StoreError> {
+        match self.open_table(Def::new(&redb_name(table))) {
+            Ok(t) => Ok(t.len()?),
+            Err(redb::TableError::TableDoesNotExist(_)) => Ok(0),
+            Err(e) => Err(e.into()),
+        }
+    }
+
     fn stored_tables(&self) -> Result<Option<Vec<String>>, StoreError> {
         use redb::{MultimapTableHandle, TableHandle};
         let mut names: Vec<String> = self.list_tables()?.map(|t| t.name().to_owned()).collect();
@@ -118,6 +128,10 @@ impl ReadTables for WriteTransaction {
             order,
             limit,
         )
+    }
+
+    fn len(&self, table: Table) -> Result<u64, StoreError> {
+        Ok(self.open_table(Def::new(&redb_name(table)))?.len()?)
     }
 }
 
