@@ -32,8 +32,12 @@ use tokio::sync::oneshot;
 
 use kv::{ReadTables, WriteTables};
 
-/// Store metadata: schema version, kind of store, counters.
+/// Store metadata of a redb store: schema version, kind of store, flags.
 pub const META: TableDefinition<'_, &str, u64> = TableDefinition::new("meta");
+
+/// The flags of a PostgreSQL store (what a redb store keeps in [`META`]; its kind and schema
+/// are in `exchange_schema`): a store module that lists its tables for `migrate` lists this one.
+pub const SETTINGS: kv::Table = kv::Table::new("settings");
 
 /// A storage failure.
 #[derive(Debug, thiserror::Error)]
@@ -170,13 +174,13 @@ impl Stamps {
 enum Backend {
     Redb(Arc<Handle>),
     #[cfg(feature = "postgres")]
-    Postgres(PgReaders),
+    Postgres(Box<PgReaders>),
 }
 
 /// Connections for reads, taken and given back around each read.
 #[cfg(feature = "postgres")]
 struct PgReaders {
-    url: String,
+    target: kv::postgres::PgTarget,
     idle: std::sync::Mutex<Vec<kv::postgres::PgConnection>>,
     commits: Arc<crate::metrics::Histogram>,
 }
@@ -310,17 +314,17 @@ impl Store {
         })
     }
 
-    /// Connects to the `kind` store of schema `version` in the PostgreSQL database at `url`
+    /// Connects to the `kind` store of schema `version` in the PostgreSQL database `target`
     /// (made by [`kv::postgres::PgConnection::migrate`]); refuses a database without it, or
-    /// with another version. `shown` names the database in messages (not the password).
+    /// with another version.
     #[cfg(feature = "postgres")]
     pub fn open_postgres(
-        url: &str,
-        shown: &str,
+        target: &kv::postgres::PgTarget,
         kind: &'static str,
         version: u64,
     ) -> Result<Self, StoreError> {
-        let mut conn = kv::postgres::PgConnection::connect(url)?;
+        let shown = target.shown();
+        let mut conn = target.connect()?;
         match conn.schema_version(kind)? {
             Some(v) if v == version => {}
             found => {
@@ -339,20 +343,20 @@ impl Store {
             crate::metrics::LATENCY_BUCKETS,
         ));
         let writer_commits = Arc::clone(&commits);
-        let writer_url = url.to_owned();
+        let writer_target = target.clone();
         let writer = Writer::spawn(kind, move |rx| {
             let mut engine = writer::PgEngine {
-                url: writer_url,
+                target: writer_target,
                 conn: Some(conn),
             };
             writer::run(&mut engine, &rx, &writer_commits);
         })?;
         Ok(Store {
-            engine: Arc::new(Backend::Postgres(PgReaders {
-                url: url.to_owned(),
+            engine: Arc::new(Backend::Postgres(Box::new(PgReaders {
+                target: target.clone(),
                 idle: std::sync::Mutex::new(Vec::new()),
                 commits,
-            })),
+            }))),
             writer: Arc::new(writer),
             path: PathBuf::from(shown),
             sealer: sealing::Sealer::default(),
@@ -368,6 +372,45 @@ impl Store {
             Backend::Redb(h) => h.get().ok_or(StoreError::Closed),
             #[cfg(feature = "postgres")]
             Backend::Postgres(_) => Err(StoreError::Closed),
+        }
+    }
+
+    /// Whether the flag `name` is set: in [`META`] on redb, in [`SETTINGS`] on PostgreSQL.
+    pub(crate) fn flag(&self, name: &str) -> Result<bool, StoreError> {
+        match &*self.engine {
+            Backend::Redb(_) => {
+                let db = self.redb()?;
+                let txn = db.begin_read()?;
+                match txn.open_table(META) {
+                    Ok(meta) => Ok(meta.get(name)?.is_some()),
+                    Err(redb::TableError::TableDoesNotExist(_)) => Ok(false),
+                    Err(e) => Err(e.into()),
+                }
+            }
+            #[cfg(feature = "postgres")]
+            Backend::Postgres(readers) => readers.read(|txn| {
+                Ok::<_, StoreError>(txn.get(SETTINGS, name.as_bytes())?.is_some())
+            }),
+        }
+    }
+
+    /// Sets the flag `name`, durably, outside the writer (at open, while nothing else writes).
+    pub(crate) fn set_flag(&self, name: &str) -> Result<(), StoreError> {
+        match &*self.engine {
+            Backend::Redb(_) => {
+                let db = self.redb()?;
+                let txn = db.begin_write()?;
+                txn.open_table(META)?.insert(name, 1)?;
+                txn.commit()?;
+                Ok(())
+            }
+            #[cfg(feature = "postgres")]
+            Backend::Postgres(readers) => {
+                let mut conn = readers.target.connect()?;
+                let txn = conn.begin()?;
+                txn.put(SETTINGS, name.as_bytes(), &[1])?;
+                txn.commit()
+            }
         }
     }
 
@@ -489,7 +532,7 @@ impl PgReaders {
             .pop();
         let mut conn = match idle {
             Some(c) => c,
-            None => kv::postgres::PgConnection::connect(&self.url)?,
+            None => self.target.connect()?,
         };
         let (result, sound) = {
             let txn = conn.begin_read()?;

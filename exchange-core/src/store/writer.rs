@@ -268,7 +268,7 @@ impl RedbEngine<'_> {
 /// The PostgreSQL engine: the writer's own connection, made again after it breaks.
 #[cfg(feature = "postgres")]
 pub(super) struct PgEngine {
-    pub(super) url: String,
+    pub(super) target: super::kv::postgres::PgTarget,
     pub(super) conn: Option<super::kv::postgres::PgConnection>,
 }
 
@@ -282,7 +282,7 @@ impl Engine for PgEngine {
     fn begin(&mut self) -> Result<Self::Txn<'_>, StoreError> {
         let conn = match &mut self.conn {
             Some(c) => c,
-            slot @ None => slot.insert(super::kv::postgres::PgConnection::connect(&self.url)?),
+            slot @ None => slot.insert(self.target.connect()?),
         };
         conn.begin()
     }

@@ -20,17 +20,44 @@ use exchange_core::{
 };
 use redb::{TableDefinition, WriteTransaction};
 
-use crate::store::SCHEMA;
+use crate::{StoreTarget, store::SCHEMA};
 
 /// Runs `migrate`; prints what it did.
 pub fn run(cfg: &HubConfig) -> Result<()> {
-    let path = cfg.hub.data_dir.join("hub.redb");
-    let done = upgrade_file(&path).with_context(|| format!("upgrading {}", path.display()))?;
-    match done {
-        Upgrade::Current => println!("{}: schema {SCHEMA}, nothing to do", path.display()),
-        Upgrade::From(v) => println!("{}: upgraded from schema {v} to {SCHEMA}", path.display()),
+    match crate::store_target(cfg)? {
+        StoreTarget::Redb(path) => {
+            let done =
+                upgrade_file(&path).with_context(|| format!("upgrading {}", path.display()))?;
+            match done {
+                Upgrade::Current => println!("{}: schema {SCHEMA}, nothing to do", path.display()),
+                Upgrade::From(v) => {
+                    println!("{}: upgraded from schema {v} to {SCHEMA}", path.display());
+                }
+            }
+        }
+        StoreTarget::Postgres(target) => {
+            let mut conn = target
+                .connect()
+                .with_context(|| format!("connecting to {}", target.shown()))?;
+            let before = conn.schema_version("hub")?;
+            conn.migrate("hub", SCHEMA, &postgres_tables())
+                .with_context(|| format!("creating the hub's tables in {}", target.shown()))?;
+            match before {
+                Some(v) if v == SCHEMA => {
+                    println!("{}: schema {SCHEMA}, nothing to do", target.shown());
+                }
+                _ => println!("{}: schema {SCHEMA} created", target.shown()),
+            }
+        }
     }
     Ok(())
+}
+
+/// Every table of the hub in PostgreSQL: those a backup copies, and the store's flags.
+pub(crate) fn postgres_tables() -> Vec<Table> {
+    let mut all = crate::backup::tables();
+    all.push(exchange_core::store::SETTINGS);
+    all
 }
 
 /// Upgrades the hub store file at `path` to [`SCHEMA`].

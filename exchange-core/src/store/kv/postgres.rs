@@ -19,6 +19,7 @@ use std::{
 
 use postgres::{Client, IsolationLevel, NoTls, Statement, Transaction, error::SqlState};
 
+
 use super::{Entry, Failure, KeyRange, Order, ReadTables, Table, WriteTables};
 use crate::store::StoreError;
 
@@ -35,6 +36,65 @@ impl From<postgres::Error> for StoreError {
                 None => format!("PostgreSQL: {e}"),
             },
         }
+    }
+}
+
+/// Where the database is: a parsed connection string (with the password, if any, from its own
+/// file), and how messages name it (never with the password).
+#[derive(Clone)]
+pub struct PgTarget {
+    config: postgres::Config,
+    shown: String,
+}
+
+impl std::fmt::Debug for PgTarget {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.shown)
+    }
+}
+
+impl PgTarget {
+    /// Parses `url` (a `postgresql://` URL or libpq key=value words); `password`, if given,
+    /// replaces any in the URL.
+    pub fn new(url: &str, password: Option<&str>) -> Result<Self, StoreError> {
+        let mut config: postgres::Config = url.parse().map_err(|e| StoreError::Database {
+            message: format!("[store] url is not a PostgreSQL connection string: {e}"),
+            retry: false,
+            disk_full: false,
+        })?;
+        if let Some(p) = password {
+            config.password(p);
+        }
+        let hosts: Vec<String> = config
+            .get_hosts()
+            .iter()
+            .zip(config.get_ports().iter().chain(std::iter::repeat(&5432)))
+            .map(|(h, port)| match h {
+                postgres::config::Host::Tcp(h) => format!("{h}:{port}"),
+                postgres::config::Host::Unix(p) => format!("{}:{port}", p.display()),
+            })
+            .collect();
+        let shown = format!(
+            "postgresql://{}@{}/{}",
+            config.get_user().unwrap_or(""),
+            hosts.join(","),
+            config.get_dbname().unwrap_or("")
+        );
+        Ok(PgTarget { config, shown })
+    }
+
+    /// The database as messages name it: user, hosts and database, no password.
+    pub fn shown(&self) -> &str {
+        &self.shown
+    }
+
+    /// Opens a connection.
+    pub fn connect(&self) -> Result<PgConnection, StoreError> {
+        let client = self.config.connect(NoTls)?;
+        Ok(PgConnection {
+            client,
+            statements: HashMap::new(),
+        })
     }
 }
 
@@ -61,11 +121,7 @@ impl PgConnection {
     /// Connects with a libpq-style URL or key=value string, e.g.
     /// `postgresql://exchange@127.0.0.1:5432/exchange`. TLS to the database is not built yet.
     pub fn connect(url: &str) -> Result<Self, StoreError> {
-        let client = Client::connect(url, NoTls)?;
-        Ok(PgConnection {
-            client,
-            statements: HashMap::new(),
-        })
+        PgTarget::new(url, None)?.connect()
     }
 
     /// Creates the schema for a `kind` store of `version` with `tables` (each if missing), or
