@@ -76,19 +76,13 @@ impl Node {
         std::fs::create_dir_all(data)
             .with_context(|| format!("creating data directory {}", data.display()))?;
         // The keys are checked before the store is touched: a wrong key changes nothing on disk.
-        let store = exchange_core::store::sealing::open_store(
-            &data.join("node.redb"),
-            "node",
-            store::SCHEMA,
-            cfg.encryption.as_ref(),
-            true,
-        )
-        .with_context(|| {
-            format!(
-                "opening the node store in {} with its keys ([encryption])",
-                data.display()
-            )
-        })?;
+        let store = store::open(&data.join("node.redb"), cfg.encryption.as_ref(), true)
+            .with_context(|| {
+                format!(
+                    "opening the node store in {} with its keys ([encryption])",
+                    data.display()
+                )
+            })?;
         let blobs = BlobStore::open(&data.join("blobs"), store.sealer().keys().cloned())
             .with_context(|| format!("opening blobs in {}", data.display()))?;
         let signer = Arc::new(load_signer(&cfg)?);
