@@ -323,6 +323,15 @@ impl Store {
         kind: &'static str,
         version: u64,
     ) -> Result<Self, StoreError> {
+        kv::postgres::blocking(|| Self::open_postgres_here(target, kind, version))
+    }
+
+    #[cfg(feature = "postgres")]
+    fn open_postgres_here(
+        target: &kv::postgres::PgTarget,
+        kind: &'static str,
+        version: u64,
+    ) -> Result<Self, StoreError> {
         let shown = target.shown();
         let mut conn = target.connect()?;
         match conn.schema_version(kind)? {
@@ -388,8 +397,9 @@ impl Store {
                 }
             }
             #[cfg(feature = "postgres")]
-            Backend::Postgres(readers) => readers.read(|txn| {
-                Ok::<_, StoreError>(txn.get(SETTINGS, name.as_bytes())?.is_some())
+            Backend::Postgres(readers) => kv::postgres::blocking(|| {
+                readers
+                    .read(|txn| Ok::<_, StoreError>(txn.get(SETTINGS, name.as_bytes())?.is_some()))
             }),
         }
     }
@@ -405,12 +415,12 @@ impl Store {
                 Ok(())
             }
             #[cfg(feature = "postgres")]
-            Backend::Postgres(readers) => {
+            Backend::Postgres(readers) => kv::postgres::blocking(|| {
                 let mut conn = readers.target.connect()?;
                 let txn = conn.begin()?;
                 txn.put(SETTINGS, name.as_bytes(), &[1])?;
                 txn.commit()
-            }
+            }),
         }
     }
 
@@ -513,6 +523,20 @@ impl Store {
         })
         .await
         .map_err(|_| E::from(StoreError::Closed))?
+    }
+}
+
+/// The idle connections close where closing may block (see [`kv::postgres::blocking`]).
+#[cfg(feature = "postgres")]
+impl Drop for PgReaders {
+    fn drop(&mut self) {
+        let idle = std::mem::take(
+            &mut *self
+                .idle
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner),
+        );
+        kv::postgres::blocking(move || drop(idle));
     }
 }
 

@@ -111,7 +111,11 @@ pub fn move_counters(txn: &WriteTransaction, names: &[&str]) -> Result<(), Store
         if let Some(v) = meta.remove(*name)? {
             let value = v.value();
             drop(v);
-            txn.put(COUNTERS, &Key::new().str(name).finish(), &value.to_be_bytes())?;
+            txn.put(
+                COUNTERS,
+                &Key::new().str(name).finish(),
+                &value.to_be_bytes(),
+            )?;
         }
     }
     Ok(())

@@ -18,7 +18,6 @@ use crate::{
     config::EncryptionSection,
 };
 
-
 use super::{Store, StoreError};
 
 /// Seals and opens stored values with the store's data keys, if it has any.

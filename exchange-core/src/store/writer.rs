@@ -135,7 +135,9 @@ fn run_batch<G: Engine>(
             Err(e) => {
                 tracing::error!(error = %e, "store transaction could not begin");
                 let failure = Failure::of(&e);
-                pending.into_iter().for_each(|job| job.fail(failure.error()));
+                pending
+                    .into_iter()
+                    .for_each(|job| job.fail(failure.error()));
                 break false;
             }
         };

@@ -14,7 +14,7 @@ use exchange_core::{
     config::HubConfig,
     store::{
         StoreError,
-        kv::{Key, Table},
+        kv::{Key, Table, postgres::blocking},
         migrate::{Upgrade, move_counters, move_table, upgrade},
     },
 };
@@ -36,12 +36,15 @@ pub fn run(cfg: &HubConfig) -> Result<()> {
             }
         }
         StoreTarget::Postgres(target) => {
-            let mut conn = target
-                .connect()
-                .with_context(|| format!("connecting to {}", target.shown()))?;
-            let before = conn.schema_version("hub")?;
-            conn.migrate("hub", SCHEMA, &postgres_tables())
-                .with_context(|| format!("creating the hub's tables in {}", target.shown()))?;
+            let before = blocking(|| -> Result<_> {
+                let mut conn = target
+                    .connect()
+                    .with_context(|| format!("connecting to {}", target.shown()))?;
+                let before = conn.schema_version("hub")?;
+                conn.migrate("hub", SCHEMA, &postgres_tables())
+                    .with_context(|| format!("creating the hub's tables in {}", target.shown()))?;
+                Ok(before)
+            })?;
             match before {
                 Some(v) if v == SCHEMA => {
                     println!("{}: schema {SCHEMA}, nothing to do", target.shown());

@@ -19,7 +19,6 @@ use std::{
 
 use postgres::{Client, IsolationLevel, NoTls, Statement, Transaction, error::SqlState};
 
-
 use super::{Entry, Failure, KeyRange, Order, ReadTables, Table, WriteTables};
 use crate::store::StoreError;
 
@@ -37,6 +36,19 @@ impl From<postgres::Error> for StoreError {
             },
         }
     }
+}
+
+/// Runs `f`, which uses the (blocking) PostgreSQL client, where it may block: on this thread,
+/// or on a thread of its own when this one runs async tasks (the client drives its own small
+/// runtime, which cannot start inside another's).
+pub fn blocking<R: Send>(f: impl FnOnce() -> R + Send) -> R {
+    if tokio::runtime::Handle::try_current().is_err() {
+        return f();
+    }
+    std::thread::scope(|s| match s.spawn(f).join() {
+        Ok(r) => r,
+        Err(panic) => std::panic::resume_unwind(panic),
+    })
 }
 
 /// Where the database is: a parsed connection string (with the password, if any, from its own
