@@ -3,13 +3,15 @@
 # source the crate tongsuo-src ships at the version Cargo.lock pins, with NTLS (TLCP) enabled. The
 # 国密 interop tests use it as a client we did not write: `tongsuo s_client -enable_ntls -ntls`.
 #
-# Usage: scripts/build-tongsuo-cli.sh [OUT_DIR]     (default: target/tongsuo-cli)
-# Idempotent: does nothing when OUT_DIR already holds a working build of that version.
+# Usage: scripts/build-tongsuo-cli.sh [OUT_DIR]     (default: ${CARGO_TARGET_DIR:-target}/tongsuo-cli)
+# Idempotent: does nothing when OUT_DIR already holds a working build of that version (~0.03 s).
+# Safe to run concurrently (tests of several processes call it): one builds, the others wait on a
+# lock in OUT_DIR and then find the build done.
 # Needs a C compiler, perl and make (as the `shangmi` cargo feature does). About 3.5 minutes here (2 cores).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-out="${1:-target/tongsuo-cli}"
+out="${1:-${CARGO_TARGET_DIR:-target}/tongsuo-cli}"
 mkdir -p "$out"
 out="$(cd "$out" && pwd)"
 
@@ -21,7 +23,15 @@ if [ -z "$version" ]; then
 fi
 
 stamp="$out/.built-tongsuo-src-$version"
-if [ -f "$stamp" ] && "$out/bin/tongsuo" version >/dev/null 2>&1; then
+built() { [ -f "$stamp" ] && "$out/bin/tongsuo" version >/dev/null 2>&1; }
+if built; then
+  echo "tongsuo-src $version CLI already built: $out/bin/tongsuo"
+  exit 0
+fi
+# One build at a time per OUT_DIR; whoever waited finds it built.
+exec 9>"$out/.lock"
+flock 9
+if built; then
   echo "tongsuo-src $version CLI already built: $out/bin/tongsuo"
   exit 0
 fi

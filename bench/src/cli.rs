@@ -16,8 +16,8 @@ with exchange-certs), starts the real exchange-hub and exchange-node binaries on
 TLS, redb, every acknowledgement behind a durable commit), drives them through the nodes' local
 API and measures. Simulated departments (fanout, connections) run in a child process of this
 binary (`exchange-bench sim-nodes`): each has its own certificate, mTLS connection and Subscribe
-stream, fetches content with GetBlob, commits it to a redb file and acknowledges with a signed
-DELIVERED receipt.
+stream (TLS 1.3, or TLCP under --profile shangmi), fetches content with GetBlob, commits it to a
+redb file and acknowledges with a signed DELIVERED receipt.
 
 The daemons are taken from the directory of this executable (the same target profile), or from
 --bin-dir. Build them together:
@@ -126,8 +126,8 @@ pub struct RunArgs {
     pub plaintext: bool,
     /// The crypto profile of the exchange under test: `international` (Ed25519, SHA-256, TLS
     /// 1.3) or `shangmi` (SM2, SM3, TLCP from Tongsuo; needs exchange-bench and the daemons
-    /// built with `--features shangmi`). Under shangmi only steady and large run: the simulated
-    /// departments of fanout and connections speak TLS 1.3 only.
+    /// built with `--features shangmi`). Every scenario runs under both; the simulated
+    /// departments connect as a node does, over TLCP under shangmi.
     #[arg(long, default_value = "international", value_name = "PROFILE")]
     pub profile: exchange_core::crypto::Profile,
     /// Scenario steady.

@@ -48,28 +48,17 @@ pub async fn run(args: cli::RunArgs) -> anyhow::Result<Report> {
         eprintln!("== large");
         report.large = Some(Outcome::from(scenario::large::run(&ctx, &args.large).await));
     }
-    let simulated = |name: &str| -> anyhow::Result<()> {
-        anyhow::ensure!(
-            ctx.profile == exchange_core::crypto::Profile::International,
-            "{name}: its simulated departments speak TLS 1.3 only; under --profile {} only steady \
-             and large run",
-            ctx.profile
-        );
-        Ok(())
-    };
     if args.wants(Scenario::Fanout) {
         eprintln!("== fanout");
-        report.fanout = Some(Outcome::from(match simulated("fanout") {
-            Ok(()) => scenario::fanout::run(&ctx, &args.fanout).await,
-            Err(e) => Err(e),
-        }));
+        report.fanout = Some(Outcome::from(
+            scenario::fanout::run(&ctx, &args.fanout).await,
+        ));
     }
     if args.wants(Scenario::Connections) {
         eprintln!("== connections");
-        report.connections = Some(Outcome::from(match simulated("connections") {
-            Ok(()) => scenario::connections::run(&ctx, &args.connections).await,
-            Err(e) => Err(e),
-        }));
+        report.connections = Some(Outcome::from(
+            scenario::connections::run(&ctx, &args.connections).await,
+        ));
     }
     Ok(report)
 }

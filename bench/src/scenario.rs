@@ -50,6 +50,15 @@ pub struct Ctx {
 impl Ctx {
     /// From the command line; fails if the daemons cannot be found.
     pub fn new(args: &RunArgs) -> Result<Self> {
+        // exchange-core may have the feature through another crate of the build; the
+        // simulated departments need the bench's own (its SM2 identities).
+        anyhow::ensure!(
+            args.profile == exchange_core::crypto::Profile::International
+                || cfg!(feature = "shangmi"),
+            "--profile {}: this exchange-bench was built without 国密 support (build it with \
+             --features exchange-bench/shangmi, and the daemons with theirs)",
+            args.profile
+        );
         Ok(Ctx {
             bins: Bins::locate(args.bin_dir.as_deref())?,
             work_dir: args.work_dir.clone(),

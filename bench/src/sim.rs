@@ -1,9 +1,11 @@
 //! Light simulated departments: one process (`exchange-bench sim-nodes`) holding many
 //! department identities, for the fanout and connections scenarios.
 //!
-//! Each simulated department is a real peer of the hub: its own TLS certificate and Ed25519
-//! document-signing certificate (issued now by the exchange CA), its own mutual-TLS connection
-//! and `Subscribe` stream. For each pushed document it verifies the sender's signature and the
+//! Each simulated department is a real peer of the hub: its own TLS certificate(s) and
+//! document-signing certificate (issued now by the exchange CA, of the exchange's profile), its
+//! own mutual-TLS connection through the provider layer a real node uses
+//! (`exchange_core::tls::hub_endpoint`: TLS 1.3 under the international profile, TLCP under
+//! shangmi) and `Subscribe` stream. For each pushed document it verifies the sender's signature and the
 //! hub's acceptance, fetches the content with `GetBlob` and checks its digest, commits it to
 //! its inbox (one redb file shared by the whole process, group-committed: see
 //! [`inbox`]), and only then acknowledges with a signed `DELIVERED` receipt — what a node does,
@@ -28,7 +30,7 @@ use std::{
 
 use anyhow::{Context, Result};
 use clap::Args;
-use exchange_certs::Ca;
+use exchange_certs::Authority;
 use exchange_core::{ids::DeptId, signing::Verifier};
 use serde::{Deserialize, Serialize};
 use tokio::{
@@ -43,9 +45,13 @@ pub struct SimArgs {
     #[arg(long, value_name = "ADDR")]
     pub hub: SocketAddr,
     /// The exchange CA directory (`ca.pem`, `ca.key`), which issues every simulated
-    /// department's certificates.
+    /// department's certificates; its key decides the profile (international or shangmi).
     #[arg(long, value_name = "DIR")]
     pub ca_dir: PathBuf,
+    /// Where to write each simulated department's TLS certificates and keys (a directory per
+    /// department, created).
+    #[arg(long, value_name = "DIR")]
+    pub dir: PathBuf,
     /// How many departments to simulate: `sim-00001` and up (the hub's directory must list
     /// them).
     #[arg(long, value_name = "N")]
@@ -114,7 +120,6 @@ pub fn sim_depts(count: usize) -> Vec<DeptId> {
 /// What every simulated department shares.
 #[derive(Debug)]
 struct Shared {
-    hub: SocketAddr,
     verifier: Verifier,
     inbox: inbox::Inbox,
     out: mpsc::UnboundedSender<SimEvent>,
@@ -138,19 +143,24 @@ impl Shared {
 pub async fn run(args: SimArgs) -> Result<()> {
     let (out, rx) = mpsc::unbounded_channel();
     tokio::spawn(write_lines(rx));
-    let ca = Arc::new(Ca::load(&args.ca_dir)?);
+    let ca = Authority::load(&args.ca_dir)?;
     let verifier = Verifier::new(ca.cert_der()).context("loading the CA certificate")?;
     let inbox = inbox::Inbox::open(&args.store)?;
 
     let started = Instant::now();
-    let nodes = node::issue_all(ca, sim_depts(args.count)).await?;
+    let issuer = Arc::new(node::Issuer {
+        ca,
+        ca_dir: args.ca_dir.clone(),
+        dir: args.dir.clone(),
+        hub: args.hub,
+    });
+    let nodes = node::issue_all(issuer, sim_depts(args.count)).await?;
     let _ = out.send(SimEvent::Issued {
         count: nodes.len(),
         secs: started.elapsed().as_secs_f64(),
     });
 
     let shared = Arc::new(Shared {
-        hub: args.hub,
         verifier,
         inbox,
         out,

@@ -145,6 +145,36 @@ impl Authority {
         }
     }
 
+    /// Issues a node API's server identity for department `dept` into `out` (created):
+    /// `tls.pem`/`tls.key` with serverAuth only and the names `localhost`, `127.0.0.1`, `::1`
+    /// plus `dns_names` and `ips`; under shangmi TLCP's encryption pair `tls-enc.pem`/
+    /// `tls-enc.key` too. For `[api] tls` of a node whose API is served over the network.
+    pub fn issue_api_into(
+        &self,
+        dept: &exchange_core::ids::DeptId,
+        dns_names: &[String],
+        ips: &[IpAddr],
+        validity: Validity,
+        out: &Path,
+    ) -> Result<()> {
+        let who = Principal::Dept(dept.clone());
+        std::fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
+        match self {
+            Authority::International(ca) => ca
+                .issue_server_tls(&who, dns_names, ips, validity)?
+                .write(&out.join(TLS_CERT_FILE), &out.join(TLS_KEY_FILE)),
+            #[cfg(feature = "shangmi")]
+            Authority::Shangmi(ca) => {
+                use crate::files::{TLS_ENC_CERT_FILE, TLS_ENC_KEY_FILE};
+                use exchange_core::crypto::sm::cert::CertUsage;
+                ca.issue_server_tls(&who, dns_names, ips, validity, CertUsage::Signing)?
+                    .write(&out.join(TLS_CERT_FILE), &out.join(TLS_KEY_FILE))?;
+                ca.issue_server_tls(&who, dns_names, ips, validity, CertUsage::Encryption)?
+                    .write(&out.join(TLS_ENC_CERT_FILE), &out.join(TLS_ENC_KEY_FILE))
+            }
+        }
+    }
+
     /// Issues `who` its TLS identity ([`Authority::issue_tls_into`]) and its document-signing
     /// identity (`signing.pem`/`signing.key`) into `out`, created if missing.
     pub fn issue_into_dir(

@@ -202,34 +202,49 @@ impl Ca {
         ips: &[IpAddr],
         validity: Validity,
     ) -> Result<Identity> {
+        if *who == Principal::Hub {
+            return self.issue_server_tls(who, dns_names, ips, validity);
+        }
+        if !dns_names.is_empty() || !ips.is_empty() {
+            bail!("only the hub's TLS certificate carries DNS names or IP addresses");
+        }
         let mut params = self.leaf_params(who, validity)?;
         params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
-        if *who == Principal::Hub {
-            params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
-            let dns: BTreeSet<&str> = std::iter::once("localhost")
-                .chain(dns_names.iter().map(String::as_str))
-                .collect();
-            for name in dns {
-                ensure!(!name.is_empty(), "empty DNS name");
-                let name = name
-                    .try_into()
-                    .with_context(|| format!("invalid DNS name {name:?}"))?;
-                params.subject_alt_names.push(SanType::DnsName(name));
-            }
-            let loopback: [IpAddr; 2] =
-                [[127, 0, 0, 1].into(), std::net::Ipv6Addr::LOCALHOST.into()];
-            let ips: BTreeSet<IpAddr> = loopback.into_iter().chain(ips.iter().copied()).collect();
-            params
-                .subject_alt_names
-                .extend(ips.into_iter().map(SanType::IpAddress));
-        } else {
-            if !dns_names.is_empty() || !ips.is_empty() {
-                bail!("only the hub's TLS certificate carries DNS names or IP addresses");
-            }
-            params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
-        }
+        params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
         self.sign(&params, &PKCS_ECDSA_P256_SHA256)
             .with_context(|| format!("issuing TLS certificate for {who}"))
+    }
+
+    /// A server's TLS identity for `who`: serverAuth only, DNS `localhost` plus `dns_names`, IP
+    /// `127.0.0.1` and `::1` plus `ips`. The hub's, and a node API's (`issue-api`: it names
+    /// the department but, without clientAuth, can never connect to the hub as it).
+    pub fn issue_server_tls(
+        &self,
+        who: &Principal,
+        dns_names: &[String],
+        ips: &[IpAddr],
+        validity: Validity,
+    ) -> Result<Identity> {
+        let mut params = self.leaf_params(who, validity)?;
+        params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
+        params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
+        let dns: BTreeSet<&str> = std::iter::once("localhost")
+            .chain(dns_names.iter().map(String::as_str))
+            .collect();
+        for name in dns {
+            ensure!(!name.is_empty(), "empty DNS name");
+            let name = name
+                .try_into()
+                .with_context(|| format!("invalid DNS name {name:?}"))?;
+            params.subject_alt_names.push(SanType::DnsName(name));
+        }
+        let loopback: [IpAddr; 2] = [[127, 0, 0, 1].into(), std::net::Ipv6Addr::LOCALHOST.into()];
+        let ips: BTreeSet<IpAddr> = loopback.into_iter().chain(ips.iter().copied()).collect();
+        params
+            .subject_alt_names
+            .extend(ips.into_iter().map(SanType::IpAddress));
+        self.sign(&params, &PKCS_ECDSA_P256_SHA256)
+            .with_context(|| format!("issuing TLS server certificate for {who}"))
     }
 
     /// Issues a document-signing identity: an Ed25519 key, key usage digitalSignature and
@@ -387,6 +402,40 @@ mod tests {
         fs::copy(b.path().join(CA_KEY_FILE), a.path().join("other.key"))?;
         fs::rename(a.path().join("other.key"), a.path().join(CA_KEY_FILE))?;
         assert!(Ca::load(a.path()).is_err());
+        Ok(())
+    }
+
+    #[test]
+    fn a_node_api_certificate_names_the_department_for_server_auth_only() -> Result<()> {
+        let dir = tempfile::tempdir()?;
+        Ca::generate("CA", Validity::days_from_now(1))?.write(dir.path())?;
+        let out = dir.path().join("api");
+        crate::Authority::load(dir.path())?.issue_api_into(
+            &"a".parse()?,
+            &["oa-gw.example.gov".into()],
+            &["10.1.2.3".parse()?],
+            Validity::days_from_now(1),
+            &out,
+        )?;
+        let der =
+            exchange_core::tls::read_pem_file(&out.join(crate::TLS_CERT_FILE), "CERTIFICATE")?;
+        assert_eq!(
+            Principal::from_cert_der(&der),
+            Some(Principal::Dept("a".parse()?))
+        );
+        let (_, cert) = parse_x509_certificate(&der)?;
+        let eku = cert.extended_key_usage()?.context("no EKU")?.value;
+        assert!(eku.server_auth && !eku.client_auth, "{eku:?}");
+        let san = cert.subject_alternative_name()?.context("no SAN")?.value;
+        let names = format!("{:?}", san.general_names);
+        for name in [
+            "localhost",
+            "oa-gw.example.gov",
+            "[127, 0, 0, 1]",
+            "[10, 1, 2, 3]",
+        ] {
+            assert!(names.contains(name), "{name} in {names}");
+        }
         Ok(())
     }
 

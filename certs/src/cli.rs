@@ -66,7 +66,8 @@ pub enum Command {
         #[arg(long, default_value_t = 365, value_parser = clap::value_parser!(i64).range(1..=36500))]
         days: i64,
     },
-    /// Issue an administrator's TLS identity (tls.pem, tls.key), for `exchange-hub audit ...`.
+    /// Issue an administrator's TLS identity (tls.pem, tls.key; under a shangmi CA also
+    /// tls-enc.pem, tls-enc.key for [admin] enc_cert/enc_key), for `exchange-hub audit ...`.
     IssueAdmin {
         /// Directory holding the CA's ca.pem and ca.key.
         #[arg(long, value_name = "CA_DIR")]
@@ -79,6 +80,29 @@ pub enum Command {
         #[arg(long, value_name = "DIR")]
         out: PathBuf,
         /// Days the certificate stays valid.
+        #[arg(long, default_value_t = 365, value_parser = clap::value_parser!(i64).range(1..=36500))]
+        days: i64,
+    },
+    /// Issue a node API's TLS server identity (tls.pem, tls.key; under a shangmi CA also
+    /// tls-enc.pem, tls-enc.key), for `[api] tls` when the API is served over the network.
+    IssueApi {
+        /// Directory holding the CA's ca.pem and ca.key.
+        #[arg(long, value_name = "CA_DIR")]
+        ca_dir: PathBuf,
+        /// The department whose node serves the API (named in the certificate, which is for
+        /// serverAuth only and cannot connect to the hub).
+        #[arg(long)]
+        id: DeptId,
+        /// Directory to write the files into (created).
+        #[arg(long, value_name = "DIR")]
+        out: PathBuf,
+        /// Extra DNS name clients dial the API by (localhost is always included); repeatable.
+        #[arg(long = "dns", value_name = "NAME")]
+        dns: Vec<String>,
+        /// Extra IP address of the API (127.0.0.1 and ::1 are always included); repeatable.
+        #[arg(long = "ip", value_name = "IP")]
+        ip: Vec<IpAddr>,
+        /// Days the certificates stay valid.
         #[arg(long, default_value_t = 365, value_parser = clap::value_parser!(i64).range(1..=36500))]
         days: i64,
     },
@@ -223,6 +247,20 @@ pub fn run(cmd: Command) -> Result<()> {
                 &out,
             )
         }
+        Command::IssueApi {
+            ca_dir,
+            id,
+            out,
+            dns,
+            ip,
+            days,
+        } => Authority::load(&ca_dir)?.issue_api_into(
+            &id,
+            &dns,
+            &ip,
+            Validity::days_from_now(days),
+            &out,
+        ),
         Command::IssueDept {
             ca_dir,
             id,

@@ -6,7 +6,7 @@
 //!
 //! The demo's crypto profile is its CA's ([`crate::Authority`]); every config states it in
 //! `[crypto] profile`, and under `shangmi` names TLCP's encryption pair in `[tls] enc_cert` and
-//! `enc_key`. A shangmi demo has no revocation list yet (docs/shangmi.md says why).
+//! `enc_key`. Both profiles write the CA's (empty) revocation list, an SM2 CRL under shangmi.
 
 use std::{
     collections::BTreeSet,
@@ -180,10 +180,8 @@ pub fn demo_setup_with_profile(
     )?;
     ca.write(&ca_dir)?;
     // An empty revocation list, which the hub and nodes watch: `exchange-certs revoke` updates
-    // it in place, and the running daemons pick that up. None yet under shangmi (no SM2 CRL).
-    if profile == Profile::International {
-        crate::revoke::write_current_crl(&ca_dir, None)?;
-    }
+    // it in place, and the running daemons pick that up (an SM2 CRL under shangmi).
+    crate::revoke::write_current_crl(&ca_dir, None)?;
     let leaf = Validity::days_from_now(LEAF_DAYS);
     let crypto = CryptoSection { profile };
 
@@ -212,10 +210,7 @@ pub fn demo_setup_with_profile(
             })
             .collect(),
         audit: AuditSection::default(),
-        admin: Some(AdminClient {
-            cert: "../admin/tls.pem".into(),
-            key: "../admin/tls.key".into(),
-        }),
+        admin: Some(admin_paths(profile)),
         limits: Default::default(),
         routing: Default::default(),
         metrics: None,
@@ -360,7 +355,7 @@ fn free_ports(n: usize) -> Result<Vec<u16>> {
 }
 
 /// The hub's and every node's TLS files, relative to their config file: under shangmi with
-/// TLCP's encryption pair, and without a revocation list (none can be signed yet).
+/// TLCP's encryption pair; the CA's revocation list under both profiles.
 fn tls_paths(profile: Profile) -> TlsPaths {
     let shangmi = profile == Profile::Shangmi;
     TlsPaths {
@@ -369,8 +364,21 @@ fn tls_paths(profile: Profile) -> TlsPaths {
         key: TLS_KEY_FILE.into(),
         enc_cert: shangmi.then(|| TLS_ENC_CERT_FILE.into()),
         enc_key: shangmi.then(|| TLS_ENC_KEY_FILE.into()),
-        crl: (!shangmi).then(|| Path::new("..").join("ca").join(crate::revoke::CRL_FILE)),
+        crl: Some(Path::new("..").join("ca").join(crate::revoke::CRL_FILE)),
         protocol: None,
+    }
+}
+
+/// `[admin]` of the hub: the administrator's identity in `../admin`, with TLCP's encryption
+/// pair under shangmi (as `[tls]`).
+fn admin_paths(profile: Profile) -> AdminClient {
+    let admin = Path::new("..").join("admin");
+    let shangmi = profile == Profile::Shangmi;
+    AdminClient {
+        cert: admin.join(TLS_CERT_FILE),
+        key: admin.join(TLS_KEY_FILE),
+        enc_cert: shangmi.then(|| admin.join(TLS_ENC_CERT_FILE)),
+        enc_key: shangmi.then(|| admin.join(TLS_ENC_KEY_FILE)),
     }
 }
 
@@ -413,9 +421,8 @@ fn readme(layout: &DemoLayout, profile: Profile) -> String {
         text.push_str(
             "\nThis demo uses the shangmi (国密) profile: every certificate is SM2, signed \
              SM2-with-SM3,\nand each TLS identity has TLCP's encryption pair (tls-enc.pem, \
-             tls-enc.key) beside tls.pem.\n`check-config` accepts these configs, but this \
-             version's daemons cannot serve the profile\nyet, and there is no revocation \
-             list: see docs/shangmi.md.\n",
+             tls-enc.key) beside tls.pem.\nThe daemons serve it over TLCP when built with \
+             `--features shangmi`: see docs/shangmi.md.\n",
         );
     }
     text

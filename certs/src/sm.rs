@@ -194,29 +194,48 @@ impl SmCa {
         validity: Validity,
         usage: CertUsage,
     ) -> Result<Identity> {
-        let (dns, ips, eku) = if *who == Principal::Hub {
-            let dns: BTreeSet<&str> = std::iter::once("localhost")
-                .chain(dns_names.iter().map(String::as_str))
-                .collect();
-            ensure!(!dns.contains(""), "empty DNS name");
-            let loopback: [IpAddr; 2] =
-                [[127, 0, 0, 1].into(), std::net::Ipv6Addr::LOCALHOST.into()];
-            let ips: BTreeSet<IpAddr> = loopback.into_iter().chain(ips.iter().copied()).collect();
-            (dns, ips, ExtendedUsage::ServerAuth)
-        } else {
-            if !dns_names.is_empty() || !ips.is_empty() {
-                bail!("only the hub's TLS certificate carries DNS names or IP addresses");
-            }
-            (BTreeSet::new(), BTreeSet::new(), ExtendedUsage::ClientAuth)
-        };
+        if *who == Principal::Hub {
+            return self.issue_server_tls(who, dns_names, ips, validity, usage);
+        }
+        if !dns_names.is_empty() || !ips.is_empty() {
+            bail!("only the hub's TLS certificate carries DNS names or IP addresses");
+        }
+        self.issue(who, validity, usage, &[], &[], &[ExtendedUsage::ClientAuth])
+            .with_context(|| format!("issuing {} certificate for {who}", what(usage)))
+    }
+
+    /// One of TLCP's two certificates of a server's identity for `who`: serverAuth, DNS
+    /// `localhost` plus `dns_names`, IP `127.0.0.1` and `::1` plus `ips` (as
+    /// [`crate::Ca::issue_server_tls`]): the hub's, and a node API's (`issue-api`).
+    pub fn issue_server_tls(
+        &self,
+        who: &Principal,
+        dns_names: &[String],
+        ips: &[IpAddr],
+        validity: Validity,
+        usage: CertUsage,
+    ) -> Result<Identity> {
+        let dns: BTreeSet<&str> = std::iter::once("localhost")
+            .chain(dns_names.iter().map(String::as_str))
+            .collect();
+        ensure!(!dns.contains(""), "empty DNS name");
+        let loopback: [IpAddr; 2] = [[127, 0, 0, 1].into(), std::net::Ipv6Addr::LOCALHOST.into()];
+        let ips: Vec<IpAddr> = loopback
+            .into_iter()
+            .chain(ips.iter().copied())
+            .collect::<BTreeSet<_>>()
+            .into_iter()
+            .collect();
         let dns: Vec<&str> = dns.into_iter().collect();
-        let ips: Vec<IpAddr> = ips.into_iter().collect();
-        let what = match usage {
-            CertUsage::Encryption => "TLS encryption",
-            _ => "TLS signing",
-        };
-        self.issue(who, validity, usage, &dns, &ips, &[eku])
-            .with_context(|| format!("issuing {what} certificate for {who}"))
+        self.issue(
+            who,
+            validity,
+            usage,
+            &dns,
+            &ips,
+            &[ExtendedUsage::ServerAuth],
+        )
+        .with_context(|| format!("issuing {} certificate for {who}", what(usage)))
     }
 
     /// The document-signing identity: an SM2 key, key usage digitalSignature and
@@ -265,5 +284,13 @@ impl SmCa {
             key_pem: pem_string(&key.to_pkcs8_pem()?, "private key")?,
             cert_der: der,
         })
+    }
+}
+
+/// A TLS certificate's role, for messages.
+fn what(usage: CertUsage) -> &'static str {
+    match usage {
+        CertUsage::Encryption => "TLS encryption",
+        _ => "TLS signing",
     }
 }

@@ -244,14 +244,18 @@ fn demo_setup_shangmi_writes_double_certificates_and_configs_that_check() -> Res
     assert_eq!(String::from_utf8(out.stdout)?.lines().count(), 4);
     let ca_pem = dir.join("ca/ca.pem");
     assert_eq!(mode(&dir.join("ca/ca.key"))?, 0o600);
-    // demo-setup writes no CRL under shangmi (revoke/crl do: see the test below).
-    assert!(!dir.join("ca/crl.pem").exists());
+    // An empty SM2 CRL, which the daemons watch (`revoke` updates it in place).
+    let crl = exchange_core::tls::crl::load_crl(
+        &dir.join("ca/crl.pem"),
+        &read_pem_file(&ca_pem, "CERTIFICATE")?,
+    )?;
+    assert!(crl.revoked.is_empty(), "nothing revoked yet");
 
     let hub: HubConfig = load(&dir.join("hub/hub.toml"))?;
     assert_eq!(hub.crypto.profile, Profile::Shangmi);
     assert_eq!(hub.tls.enc_cert, Some(dir.join("hub/tls-enc.pem")));
     assert_eq!(hub.tls.enc_key, Some(dir.join("hub/tls-enc.key")));
-    assert_eq!(hub.tls.crl, None);
+    assert_eq!(hub.tls.crl, Some(dir.join("hub/../ca/crl.pem")));
     hub.check_files()?;
     crypto::check_profile("exchange-hub", Profile::Shangmi, &hub.tls, &hub.signing)?;
     crypto::check_shangmi_identity("exchange-hub", &hub.tls, &hub.signing, &Principal::Hub)?;

@@ -24,7 +24,8 @@
 //! SM3 under the shangmi profile, where every file name says so: `sm3-<hex>` (the directories
 //! keep their names; `sha256/` is "plaintext, complete"). The encrypted format is the at-rest core's
 //! ([`crate::atrest`]: a 45-byte authenticated header, then chunks of 64 KiB of plaintext, each
-//! AES-256-GCM sealed under a per-blob key, the last one marked as last). Its chunk size is
+//! GCM-sealed under a per-blob key with the store's suite — AES-256-GCM, or SM4-GCM under the
+//! shangmi profile —, the last one marked as last). Its chunk size is
 //! independent of [`CHUNK_SIZE`], the size content moves over the network in.
 //!
 //! With keys, new writes always go to the `sealed*` directories; a complete `sha256/` blob is

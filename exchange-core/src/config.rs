@@ -274,14 +274,40 @@ fn default_checkpoint_secs() -> u64 {
 }
 
 /// `[admin]` in `hub.toml`: an administrator's TLS identity (issued with
-/// `exchange-certs issue-admin`) for the administrative commands.
+/// `exchange-certs issue-admin`) for the administrative commands, which reach the running hub
+/// over the hub's own channel (`[crypto] profile`, `[tls] protocol`, `[tls] ca` and `crl`).
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 #[serde(deny_unknown_fields)]
 pub struct AdminClient {
-    /// PEM certificate naming an administrator.
+    /// PEM certificate naming an administrator (under TLCP, the signing certificate: the one
+    /// the hub takes the administrator's name from).
     pub cert: PathBuf,
     /// Its PEM private key (mode 0600).
     pub key: PathBuf,
+    /// PEM encryption certificate of the administrator (TLCP's second certificate,
+    /// `tls-enc.pem` of `issue-admin` under an SM2 CA): required under
+    /// `[crypto] profile = "shangmi"` with TLCP, refused under `international`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub enc_cert: Option<PathBuf>,
+    /// PEM private key for `enc_cert` (mode 0600).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub enc_key: Option<PathBuf>,
+}
+
+impl AdminClient {
+    /// The TLS files the administrator's commands connect with: this identity, trusting the
+    /// hub's CA and CRL, over the hub's protocol.
+    pub fn tls_paths(&self, hub_tls: &TlsPaths) -> TlsPaths {
+        TlsPaths {
+            ca: hub_tls.ca.clone(),
+            cert: self.cert.clone(),
+            key: self.key.clone(),
+            enc_cert: self.enc_cert.clone(),
+            enc_key: self.enc_key.clone(),
+            crl: hub_tls.crl.clone(),
+            protocol: hub_tls.protocol,
+        }
+    }
 }
 
 /// `[hub]` in `hub.toml`.
@@ -493,6 +519,12 @@ impl ResolvePaths for HubConfig {
         if let Some(admin) = &mut self.admin {
             resolve(&mut admin.cert, base);
             resolve(&mut admin.key, base);
+            for p in [&mut admin.enc_cert, &mut admin.enc_key]
+                .into_iter()
+                .flatten()
+            {
+                resolve(p, base);
+            }
         }
         resolve(&mut self.hub.data_dir, base);
         self.tls.resolve_paths(base);

@@ -66,6 +66,10 @@ pub enum StoreError {
         /// Why.
         reason: String,
     },
+    /// A value could not be sealed (the random source or the cipher library failed): nothing
+    /// of the transaction is written.
+    #[error("a record could not be sealed: {0}")]
+    Seal(#[source] crate::atrest::AtRestError),
     /// A transaction could not begin or commit; nothing in it is durable.
     #[error("commit failed: {message}")]
     Commit {

@@ -14,7 +14,7 @@ use std::{
 use rustls::pki_types::{CertificateDer, PrivatePkcs8KeyDer, pem::PemObject};
 use tonic::{
     Request, Status,
-    transport::{Certificate, ClientTlsConfig, Endpoint, Identity, ServerTlsConfig},
+    transport::{Certificate, ClientTlsConfig, Endpoint, Identity},
 };
 
 use crate::{config::TlsPaths, identity::Principal, ids::DeptId};
@@ -23,7 +23,9 @@ pub mod acceptor;
 mod client;
 mod conn;
 pub mod crl;
+mod hello;
 mod live;
+pub mod mismatch;
 pub mod reload;
 #[cfg(feature = "shangmi")]
 mod sm;
@@ -147,16 +149,6 @@ pub fn client_config(paths: &TlsPaths, server_name: &str) -> Result<ClientTlsCon
         .domain_name(server_name))
 }
 
-/// Server side of the node's local API when it must be reachable over the network: present
-/// `cert`, and require every client to present a certificate issued by `ca` (the department's
-/// own CA for its systems, or the exchange CA); handshakes are bounded like the hub's.
-pub fn api_server_tls(paths: &TlsPaths) -> Result<ServerTlsConfig, TlsError> {
-    Ok(ServerTlsConfig::new()
-        .identity(identity(paths)?)
-        .client_ca_root(ca(paths)?)
-        .timeout(acceptor::HANDSHAKE_TIMEOUT))
-}
-
 /// A lazily connecting endpoint to `addr` over mutual TLS, with keep-alives so a dead hub is
 /// noticed within seconds.
 pub fn endpoint(addr: std::net::SocketAddr, tls: ClientTlsConfig) -> Result<Endpoint, TlsError> {
@@ -173,7 +165,8 @@ pub fn endpoint(addr: std::net::SocketAddr, tls: ClientTlsConfig) -> Result<Endp
 
 /// The principal named by the verified client certificate of this request (the signing
 /// certificate under TLCP): from the [`ConnInfo`] of [`acceptor::incoming`], whichever stack ran
-/// the handshake, or from tonic's own TLS (the node's API, `api_server_tls`).
+/// the handshake (the hub's listener, and a node's API with `[api] tls`), or from tonic's own
+/// TLS.
 pub fn peer_principal<T>(req: &Request<T>) -> Result<Principal, Status> {
     let no_cert = || Status::unauthenticated("no client certificate");
     let leaf = match req.extensions().get::<ConnInfo>() {

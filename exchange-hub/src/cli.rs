@@ -29,7 +29,8 @@ pub enum Command {
     Serve,
     /// Check the config file and the files it names, then exit (0 if usable).
     CheckConfig,
-    /// Question the audit log: list, verify, export (works while the hub runs).
+    /// Question the audit log: list, verify, export (works while the hub runs: asked as the
+    /// administrator in [admin], over the hub's channel, TLCP under shangmi).
     #[command(subcommand)]
     Audit(audit::AuditCommand),
     /// Write a consistent copy of the store and content blobs to a new directory (works while

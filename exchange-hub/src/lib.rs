@@ -92,8 +92,12 @@ pub fn check_config(cfg: &HubConfig) -> anyhow::Result<()> {
             .context("loading the hub's TLS identity")?;
     }
     Directory::from_config(&cfg.departments)?.with_groups(&cfg.groups)?;
-    exchange_core::store::sealing::data_keys(&cfg.hub.data_dir, cfg.encryption.as_ref())
-        .context("checking the data directory's keys ([encryption])")?;
+    exchange_core::store::sealing::data_keys(
+        &cfg.hub.data_dir,
+        cfg.crypto.profile,
+        cfg.encryption.as_ref(),
+    )
+    .context("checking the data directory's keys ([encryption])")?;
     Ok(())
 }
 
@@ -163,16 +167,17 @@ pub(crate) fn store_shown(cfg: &HubConfig) -> String {
 /// Opens the hub's store with the data keys of its data directory (`create`: make the key ring
 /// if encryption is on and there is none yet, as `serve` does).
 pub(crate) fn open_store(cfg: &HubConfig, create: bool) -> Result<Store, KeysError> {
-    let section = cfg.encryption.as_ref();
+    let (profile, section) = (cfg.crypto.profile, cfg.encryption.as_ref());
     match store_target(cfg)? {
         StoreTarget::Redb(path) => {
-            sealing::open_store(&path, "hub", store::SCHEMA, section, create)
+            sealing::open_store(&path, "hub", store::SCHEMA, profile, section, create)
         }
         StoreTarget::Postgres(target) => sealing::open_postgres_store(
             &target,
             "hub",
             store::SCHEMA,
             &cfg.hub.data_dir,
+            profile,
             section,
             create,
         ),

@@ -26,12 +26,12 @@ mod submit;
 mod testing;
 mod uplink;
 
-use std::{future::Future, sync::Arc};
+use std::{future::Future, pin::Pin, sync::Arc};
 
 use anyhow::Context as _;
 use exchange_core::{
     blob::BlobStore,
-    config::NodeConfig,
+    config::{NodeConfig, TlsPaths, TlsProtocol},
     crypto::{self, Profile},
     identity::Principal,
     signing::{BatchSigner, SigningKey, Verifier},
@@ -76,13 +76,18 @@ impl Node {
         std::fs::create_dir_all(data)
             .with_context(|| format!("creating data directory {}", data.display()))?;
         // The keys are checked before the store is touched: a wrong key changes nothing on disk.
-        let store = store::open(&data.join("node.redb"), cfg.encryption.as_ref(), true)
-            .with_context(|| {
-                format!(
-                    "opening the node store in {} with its keys ([encryption])",
-                    data.display()
-                )
-            })?;
+        let store = store::open(
+            &data.join("node.redb"),
+            cfg.crypto.profile,
+            cfg.encryption.as_ref(),
+            true,
+        )
+        .with_context(|| {
+            format!(
+                "opening the node store in {} with its keys ([encryption])",
+                data.display()
+            )
+        })?;
         let blobs = BlobStore::open(&data.join("blobs"), store.sealer().keys().cloned())
             .with_context(|| format!("opening blobs in {}", data.display()))?;
         let signer = Arc::new(load_signer(&cfg)?);
@@ -151,30 +156,11 @@ pub fn check_config(cfg: &NodeConfig) -> anyhow::Result<()> {
     let profile = cfg.crypto.profile;
     crypto::check_profile(PROGRAM, profile, &cfg.tls, &cfg.signing)?;
     cfg.api.check()?;
-    if let Some(api_tls) = &cfg.api.tls {
-        let keys = crypto::TlsKeys {
-            ca: "api.tls.ca",
-            cert: "api.tls.cert",
-            enc_cert: "api.tls.enc_cert",
-            enc_key_section: "[api] tls.enc_key",
-            enc_cert_section: "[api] tls.enc_cert",
-        };
-        crypto::check_tls_profile(profile, api_tls, keys, false)?;
-        // The network API's TLS is tonic's own (rustls), which cannot use SM2 certificates.
-        anyhow::ensure!(
-            profile == Profile::International,
-            "[api] tls: the node API over TLCP is not built yet in this version; under the \
-             shangmi profile keep the API on loopback (docs/shangmi.md)"
-        );
-    }
     // rustls and ring cannot read SM2 keys: under shangmi exchange-core checks the identity with
     // Tongsuo instead; the hub endpoint is built by the provider layer for either profile.
     if profile == Profile::International {
         tls::hub_endpoint(cfg.hub.addr, &cfg.tls, profile, &cfg.hub.server_name)
             .context("loading the node's TLS identity")?;
-        if let Some(api_tls) = &cfg.api.tls {
-            tls::api_server_tls(api_tls).context("loading the API's TLS identity ([api] tls)")?;
-        }
         Verifier::new(&tls::ca_der(&cfg.tls)?).context("loading the CA certificate")?;
         load_signer(cfg)?;
     } else {
@@ -183,8 +169,33 @@ pub fn check_config(cfg: &NodeConfig) -> anyhow::Result<()> {
         tls::hub_endpoint(cfg.hub.addr, &cfg.tls, profile, &cfg.hub.server_name)
             .context("loading the node's TLS identity")?;
     }
-    exchange_core::store::sealing::data_keys(&cfg.node.data_dir, cfg.encryption.as_ref())
-        .context("checking the data directory's keys ([encryption])")?;
+    if let Some(api_tls) = &cfg.api.tls {
+        check_api_tls(profile, api_tls)?;
+    }
+    exchange_core::store::sealing::data_keys(
+        &cfg.node.data_dir,
+        cfg.crypto.profile,
+        cfg.encryption.as_ref(),
+    )
+    .context("checking the data directory's keys ([encryption])")?;
+    Ok(())
+}
+
+/// `[api] tls`: its certificates are of `profile`, with TLCP's encryption pair when the API
+/// speaks TLCP, and the provider layer builds its server context from them (TLS 1.3 through
+/// rustls, or TLCP / RFC 8998 through Tongsuo).
+fn check_api_tls(profile: Profile, api_tls: &TlsPaths) -> anyhow::Result<()> {
+    let keys = crypto::TlsKeys {
+        ca: "api.tls.ca",
+        cert: "api.tls.cert",
+        enc_cert: "api.tls.enc_cert",
+        enc_key_section: "[api] tls.enc_key",
+        enc_cert_section: "[api] tls.enc_cert",
+    };
+    let protocol = TlsProtocol::of(profile, api_tls).context("[api] tls")?;
+    crypto::check_tls_profile(profile, api_tls, keys, protocol == TlsProtocol::Tlcp)?;
+    tls::acceptor::server_context(api_tls, profile)
+        .context("loading the API's TLS identity ([api] tls)")?;
     Ok(())
 }
 
@@ -205,7 +216,15 @@ pub async fn serve(
         &cfg.hub.server_name,
     )
     .context("loading the node's TLS identity")?;
-    let api_tls = cfg.api.tls.as_ref().map(tls::api_server_tls).transpose()?;
+    // The API's TLS, when it has some, from the same provider layer as the hub's listener:
+    // handshakes bounded and refusals logged; no CRL and no per-client connection limit.
+    let api_tls = cfg
+        .api
+        .tls
+        .as_ref()
+        .map(|paths| tls::reload::Reloadable::load(paths, cfg.crypto.profile, 0))
+        .transpose()
+        .context("loading the API's TLS identity ([api] tls)")?;
     let token = CancellationToken::new();
     let node = Arc::new(Node::open(cfg, token.clone())?);
     node.signer.warn_on_expiry(
@@ -235,25 +254,41 @@ pub async fn serve(
         health.stopping().await;
         stop.cancel();
     };
-    // No Nagle delay on the API either (small request/response messages).
-    let incoming = tokio_stream::StreamExt::map(
-        tokio_stream::wrappers::TcpListenerStream::new(api_listener),
-        |s| {
-            s.inspect(|tcp| {
-                let _ = tcp.set_nodelay(true);
-            })
-        },
-    );
-    let mut builder = tonic::transport::Server::builder();
-    if let Some(api_tls) = api_tls {
-        builder = builder.tls_config(api_tls).context("[api] tls")?;
-    }
-    let server = builder
+    let router = tonic::transport::Server::builder()
         .add_service(api::service(Arc::clone(&node)))
         .add_service(health_svc)
         .add_service(reflection)
-        .add_service(reflection_alpha)
-        .serve_with_incoming_shutdown(incoming, signal);
+        .add_service(reflection_alpha);
+    let server: Pin<Box<dyn Future<Output = Result<(), tonic::transport::Error>> + Send>> =
+        match api_tls {
+            Some(api_tls) => {
+                let on_refused = |r: tls::acceptor::RefusedHandshake| {
+                    let presented = r
+                        .presented
+                        .as_ref()
+                        .map(ToString::to_string)
+                        .unwrap_or_default();
+                    tracing::warn!(peer = %r.peer, presented, reason = %r.reason,
+                        "API TLS handshake refused");
+                };
+                let incoming =
+                    tls::acceptor::incoming(api_listener, api_tls, on_refused, token.clone());
+                Box::pin(router.serve_with_incoming_shutdown(incoming, signal))
+            }
+            None => {
+                // No Nagle delay on the API either (small request/response messages); the
+                // TLS accept loop sets it too.
+                let incoming = tokio_stream::StreamExt::map(
+                    tokio_stream::wrappers::TcpListenerStream::new(api_listener),
+                    |s| {
+                        s.inspect(|tcp| {
+                            let _ = tcp.set_nodelay(true);
+                        })
+                    },
+                );
+                Box::pin(router.serve_with_incoming_shutdown(incoming, signal))
+            }
+        };
     exchange_core::sdnotify::ready(); // every listener is bound and the services are built
     exchange_core::shutdown::drain(server, &token)
         .await

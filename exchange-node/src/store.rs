@@ -43,6 +43,7 @@ use std::{ops::Bound, path::Path};
 
 use exchange_core::{
     config::EncryptionSection,
+    crypto::Profile,
     document::{SignedDoc, SignedEvidence},
     store::{
         Store, StoreError,
@@ -95,15 +96,16 @@ const PAGE: usize = 256;
 /// schema-1 file to [`SCHEMA`] first.
 pub(crate) fn open(
     path: &Path,
+    profile: Profile,
     section: Option<&EncryptionSection>,
     create: bool,
 ) -> Result<Store, KeysError> {
     // The keys are checked before the file is touched: a wrong key neither upgrades nor opens
     // it. `open_store` unwraps them again; that costs a key file read, once per start.
     let dir = path.parent().unwrap_or_else(|| Path::new("."));
-    sealing::data_keys(dir, section)?;
+    sealing::data_keys(dir, profile, section)?;
     upgrade::upgrade(path)?;
-    sealing::open_store(path, KIND, SCHEMA, section, create)
+    sealing::open_store(path, KIND, SCHEMA, profile, section, create)
 }
 
 /// Opens the node store at `path` without its keys (sealed values stay sealed: an offline
@@ -191,7 +193,7 @@ fn put<M: prost::Message>(
     key: &str,
     m: &M,
 ) -> Result<(), StoreError> {
-    let stored = sealer.seal(&slot(table.name(), key.as_bytes()), encode(m));
+    let stored = sealer.seal(&slot(table.name(), key.as_bytes()), encode(m))?;
     txn.put(table, key.as_bytes(), &stored)
 }
 

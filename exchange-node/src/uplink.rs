@@ -15,10 +15,12 @@ use std::sync::Arc;
 
 use exchange_core::{
     backoff::Backoff,
+    config::TlsProtocol,
     document::{Evidence, EvidenceKind, SignedDoc, SignedEvidence},
     error::{ErrorCode, ServiceError},
     signing::{Digest, digest_label},
     time::{now_ms, now_secs},
+    tls::mismatch::hub_refused_note,
 };
 use exchange_proto::v1::{self as pb, hub_client::HubClient};
 use tokio::{sync::mpsc, task::JoinSet};
@@ -49,7 +51,10 @@ pub(crate) fn start(
         client.clone(),
         cancel.clone(),
     ));
-    tasks.spawn(delivery_loop(node, client, cancel));
+    // What this node speaks, for the note when the hub refuses the handshake (the config was
+    // checked at start-up: an error here only means no note).
+    let protocol = TlsProtocol::of(node.cfg.crypto.profile, &node.cfg.tls).ok();
+    tasks.spawn(delivery_loop(node, client, protocol, cancel));
 }
 
 /// Sleeps for the next backoff delay; false if cancelled meanwhile.
@@ -60,7 +65,12 @@ async fn pause(backoff: &mut Backoff, cancel: &CancellationToken) -> bool {
     }
 }
 
-async fn delivery_loop(node: Arc<Node>, mut client: Client, cancel: CancellationToken) {
+async fn delivery_loop(
+    node: Arc<Node>,
+    mut client: Client,
+    protocol: Option<TlsProtocol>,
+    cancel: CancellationToken,
+) {
     let mut backoff = Backoff::default();
     loop {
         let started = std::time::Instant::now();
@@ -71,9 +81,21 @@ async fn delivery_loop(node: Arc<Node>, mut client: Client, cancel: Cancellation
         match result {
             Ok(()) if cancel.is_cancelled() => return,
             Ok(()) => info!("delivery stream closed by the hub; reconnecting"),
-            Err(s) => {
-                warn!(code = ?s.code(), error = %s.message(), "delivery stream failed; reconnecting")
-            }
+            Err(s) => match protocol.and_then(|p| hub_refused_note(p, &s)) {
+                // The hub refused the handshake: say which profile this node is and what the hub
+                // then probably is (the hub names both profiles in its log, from its side).
+                Some(note) => warn!(
+                    code = ?s.code(),
+                    error = %s.message(),
+                    %note,
+                    "the TLS handshake with the hub failed; reconnecting"
+                ),
+                None => warn!(
+                    code = ?s.code(),
+                    error = %s.message(),
+                    "delivery stream failed; reconnecting"
+                ),
+            },
         }
         if !pause(&mut backoff, &cancel).await {
             return;

@@ -54,7 +54,7 @@ pub fn sign(header: &pb::DocumentHeader, key: &SigningKey) -> pb::SignedDocument
     let bytes = prost::Message::encode_to_vec(header);
     let signature = key
         .sign(Context::DocumentHeader, &bytes)
-        .expect("an Ed25519 key signs");
+        .expect("the key signs (Ed25519, or SM2 through Tongsuo)");
     pb::SignedDocument {
         header: bytes,
         signature: Some(signature),

@@ -9,6 +9,7 @@ pub mod cli;
 pub mod forge;
 pub mod ops;
 pub mod postgres;
+pub mod scenario;
 
 use std::{
     collections::BTreeMap,
@@ -21,7 +22,10 @@ use std::{
 };
 
 use anyhow::{Context, Result, bail};
-use exchange_core::config::{HubConfig, NodeConfig, read_addr_file};
+use exchange_core::{
+    config::{HubConfig, NodeConfig, read_addr_file},
+    crypto::Profile,
+};
 use exchange_proto::v1 as pb;
 use tokio::process::{Child, Command};
 
@@ -106,20 +110,18 @@ pub struct TestExchange {
     hub_addr: Option<SocketAddr>,
     nodes: BTreeMap<String, Child>,
     node_configs: BTreeMap<String, PathBuf>,
+    profile: Profile,
 }
 
 impl TestExchange {
     /// Lays out an exchange for `depts` (PKI made now), starts the hub and every node, and waits
     /// until each node is connected to the hub.
     pub async fn start(depts: &[&str]) -> Result<Self> {
-        Self::start_with_profile(depts, exchange_core::crypto::Profile::International).await
+        Self::start_with_profile(depts, Profile::International).await
     }
 
     /// [`Self::start`] with a CA and configs of `profile` (`demo-setup --profile`).
-    pub async fn start_with_profile(
-        depts: &[&str],
-        profile: exchange_core::crypto::Profile,
-    ) -> Result<Self> {
+    pub async fn start_with_profile(depts: &[&str], profile: Profile) -> Result<Self> {
         let mut ex = Self::setup_with_profile(depts, profile)?;
         ex.start_hub().await?;
         for d in depts {
@@ -130,14 +132,11 @@ impl TestExchange {
 
     /// Lays out the exchange without starting anything.
     pub fn setup(depts: &[&str]) -> Result<Self> {
-        Self::setup_with_profile(depts, exchange_core::crypto::Profile::International)
+        Self::setup_with_profile(depts, Profile::International)
     }
 
     /// [`Self::setup`] with a CA and configs of `profile`.
-    pub fn setup_with_profile(
-        depts: &[&str],
-        profile: exchange_core::crypto::Profile,
-    ) -> Result<Self> {
+    pub fn setup_with_profile(depts: &[&str], profile: Profile) -> Result<Self> {
         exchange_core::tls::install_ring_provider();
         let dir = tempfile::Builder::new()
             .prefix("exchange-test-")
@@ -172,7 +171,13 @@ impl TestExchange {
             hub_addr: None,
             nodes: BTreeMap::new(),
             node_configs,
+            profile,
         })
+    }
+
+    /// The exchange's crypto profile (its CA's).
+    pub fn profile(&self) -> Profile {
+        self.profile
     }
 
     /// The test's temporary directory.
@@ -336,8 +341,11 @@ impl TestExchange {
     /// tests that read the stopped hub's store directly.
     pub fn hub_sealer(&self) -> Result<exchange_core::store::sealing::Sealer> {
         let cfg: HubConfig = exchange_core::config::load(&self.hub_config)?;
-        let keys =
-            exchange_core::store::sealing::data_keys(&cfg.hub.data_dir, cfg.encryption.as_ref())?;
+        let keys = exchange_core::store::sealing::data_keys(
+            &cfg.hub.data_dir,
+            cfg.crypto.profile,
+            cfg.encryption.as_ref(),
+        )?;
         Ok(exchange_core::store::sealing::Sealer::new(keys))
     }
 
@@ -358,6 +366,72 @@ impl TestExchange {
             String::from_utf8(out.stdout)?,
             String::from_utf8(out.stderr)?,
         ))
+    }
+
+    /// `exchange-certs revoke` of `who`'s TLS certificate (`who` is a directory of the layout:
+    /// `hub`, a department) with `reason`, under the exchange's CA: a CRL of the CA's profile
+    /// (SM2 under shangmi) where the daemons watch it. Fails unless it succeeds; returns what it
+    /// printed on stderr.
+    pub async fn revoke_tls(&self, who: &str, reason: &str) -> Result<String> {
+        let cert = self.layout_dir().join(who).join("tls.pem");
+        let ca_dir = self.layout_dir().join("ca");
+        let (ok, _, err) = self
+            .certs(&[
+                "revoke",
+                "--ca-dir",
+                ca_dir.to_str().context("utf-8 path")?,
+                "--cert",
+                cert.to_str().context("utf-8 path")?,
+                "--reason",
+                reason,
+            ])
+            .await?;
+        anyhow::ensure!(ok, "exchange-certs revoke {}: {err}", cert.display());
+        Ok(err)
+    }
+
+    /// Revokes department `dept`'s TLS certificate ([`Self::revoke_tls`], key compromise) while
+    /// its node is connected, and waits until the hub, re-reading its CRL without a restart,
+    /// has cut the connection.
+    pub async fn revoke_connected_dept(&self, dept: &str) -> Result<()> {
+        let err = self.revoke_tls(dept, "key-compromise").await?;
+        anyhow::ensure!(
+            err.contains(&format!("revoked: department {dept}")),
+            "revoke names the department: {err}"
+        );
+        self.wait_logged("hub", "connection cut: its certificate was revoked")
+            .await
+    }
+
+    /// Waits until a daemon's log ([`Self::log`]) contains `text`.
+    pub async fn wait_logged(&self, name: &str, text: &str) -> Result<()> {
+        eventually(&format!("{name} to log {text:?}"), DEADLINE, || async {
+            Ok(self.log(name).contains(text).then_some(()))
+        })
+        .await
+    }
+
+    /// `exchange-certs verify <bundle> --ca <the exchange CA>`, which must succeed and report
+    /// the header digest of the exchange's profile (`sm3` under shangmi); returns the report.
+    pub async fn verify_bundle(&self, bundle: &Path) -> Result<String> {
+        let ca = self.layout_dir().join("ca/ca.pem");
+        let (ok, report, err) = self
+            .certs(&[
+                "verify",
+                bundle.to_str().context("utf-8 path")?,
+                "--ca",
+                ca.to_str().context("utf-8 path")?,
+            ])
+            .await?;
+        anyhow::ensure!(ok, "{} does not verify: {err}", bundle.display());
+        let digest = self.profile.digest().name();
+        anyhow::ensure!(
+            report
+                .lines()
+                .any(|l| l.starts_with("header") && l.contains(digest)),
+            "the header digest is {digest}: {report}"
+        );
+        Ok(report)
     }
 
     /// What a daemon (`hub`, or a department's node) has logged so far.
@@ -431,6 +505,16 @@ impl TestExchange {
         ))
     }
 
+    /// Runs `exchange-hub <args>` for a question the administrator asks the hub (`audit …`,
+    /// `backup`): through the running hub where [`admin_reaches_hub`] says its client can, else
+    /// on the stopped hub's store (the hub is stopped first if it runs, and stays stopped).
+    pub async fn hub_admin_cli(&mut self, args: &[&str]) -> Result<(bool, String, String)> {
+        if !admin_reaches_hub(self.profile) && self.hub.is_some() {
+            self.stop_hub().await?;
+        }
+        self.hub_cli(args).await
+    }
+
     /// Like [`cli`](Self::cli), but fails unless the command succeeds; returns stdout.
     pub async fn cli_ok(&self, dept: &str, args: &[&str]) -> Result<String> {
         let (ok, out, err) = self.cli(dept, args).await?;
@@ -452,12 +536,23 @@ impl TestExchange {
         &self,
         dept: &str,
     ) -> Result<pb::hub_client::HubClient<tonic::transport::Channel>> {
+        Ok(pb::hub_client::HubClient::new(
+            self.hub_channel_as(dept).await?,
+        ))
+    }
+
+    /// A channel to the hub over the exchange's channel (TLS 1.3, or TLCP under shangmi),
+    /// presenting `dept`'s node certificate(s) as its node does: the handshake has completed,
+    /// or the error says why the hub refused it.
+    pub async fn hub_channel_as(&self, dept: &str) -> Result<tonic::transport::Channel> {
         let cfg: NodeConfig = exchange_core::config::load(self.node_config(dept))?;
-        let tls = exchange_core::tls::client_config(&cfg.tls, &cfg.hub.server_name)?;
-        let channel = exchange_core::tls::endpoint(self.hub_addr(), tls)?
-            .connect()
-            .await?;
-        Ok(pb::hub_client::HubClient::new(channel))
+        let endpoint = exchange_core::tls::hub_endpoint(
+            self.hub_addr(),
+            &cfg.tls,
+            cfg.crypto.profile,
+            &cfg.hub.server_name,
+        )?;
+        Ok(endpoint.connect().await?)
     }
 
     fn dump_logs(&self) {
@@ -490,6 +585,13 @@ impl Drop for TestExchange {
             eprintln!("keeping test directory {}", dir.keep().display());
         }
     }
+}
+
+/// Whether `exchange-hub audit …`/`backup` reach a running hub of `profile` through its
+/// `Admin` service: under both profiles, since the administrator's client speaks the hub's
+/// channel (TLCP or RFC 8998 under shangmi, with `[admin] enc_cert`/`enc_key`; docs/shangmi.md).
+pub fn admin_reaches_hub(_profile: Profile) -> bool {
+    true
 }
 
 /// Sends `signal` (e.g. "TERM", "STOP", "CONT") to `pid`.

@@ -1,5 +1,5 @@
 //! Test support for the operator's surfaces: scraping the metrics endpoint, reading a sample
-//! out of it, and a TLS channel to the hub for the standard gRPC tooling services.
+//! out of it, and a plaintext channel to a node's API (the hub's: `TestExchange::hub_channel_as`).
 
 use std::{net::SocketAddr, path::Path};
 
@@ -67,15 +67,6 @@ pub fn node_metrics_on(ex: &mut TestExchange, dept: &str) -> Result<()> {
             listen: "127.0.0.1:0".parse().expect("address"),
         });
     })
-}
-
-/// A channel to the hub over mutual TLS, presenting `dept`'s node certificate.
-pub async fn hub_channel_as(ex: &TestExchange, dept: &str) -> Result<Channel> {
-    let cfg: NodeConfig = exchange_core::config::load(ex.node_config(dept))?;
-    let tls = exchange_core::tls::client_config(&cfg.tls, &cfg.hub.server_name)?;
-    Ok(exchange_core::tls::endpoint(ex.hub_addr(), tls)?
-        .connect()
-        .await?)
 }
 
 /// A plaintext channel to a department node's local API.

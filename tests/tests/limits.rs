@@ -152,6 +152,9 @@ async fn a_node_api_on_the_network_needs_mutual_tls() -> Result<()> {
     pb::node_client::NodeClient::new(channel)
         .list_inbox(pb::ListInboxRequest {})
         .await?;
+    // The clerk's CLI reaches it too, as the department (its [tls] identity from the exchange
+    // CA, which api.tls.ca names here).
+    ex.cli_ok("a", &["inbox"]).await?;
 
     // TLS without a client certificate: refused.
     let anonymous = tonic::transport::ClientTlsConfig::new()

@@ -9,9 +9,7 @@ use anyhow::{Context, Result, bail};
 use exchange_proto::v1 as pb;
 use exchange_tests::{
     DEADLINE, Draft, TestExchange, bin, eventually,
-    ops::{
-        hub_channel_as, hub_metrics_on, metrics_addr, node_channel, node_metrics_on, sample, scrape,
-    },
+    ops::{hub_metrics_on, metrics_addr, node_channel, node_metrics_on, sample, scrape},
     submit, tls_probe,
 };
 use prost::Message as _;
@@ -99,7 +97,7 @@ async fn reflect_closure(channel: &Channel, symbol: &str) -> Result<Vec<String>>
 async fn health_and_reflection_answer_on_the_hub_over_mtls_and_on_the_node_api() -> Result<()> {
     let ex = TestExchange::start(&["a", "b"]).await?;
 
-    let hub = hub_channel_as(&ex, "a").await?;
+    let hub = ex.hub_channel_as("a").await?;
     assert_eq!(health(&hub, "").await?, ServingStatus::Serving);
     assert_eq!(
         health(&hub, "exchange.v1.Hub").await?,

@@ -143,13 +143,8 @@ async fn a_node_refuses_a_revoked_hub_certificate_without_a_restart() -> Result<
     ex.kill_hub().await?;
     ex.start_hub().await?;
     let after = send(&ex, "a", "b", "after the revocation", &file).await?;
-    eventually("a to refuse the hub's certificate", DEADLINE, || async {
-        Ok(ex
-            .log("a")
-            .contains("invalid peer certificate: Revoked")
-            .then_some(()))
-    })
-    .await?;
+    ex.wait_logged("a", "invalid peer certificate: Revoked")
+        .await?;
     let s = ex.cli_json("a", &["status", &after, "--json"]).await?;
     assert_eq!(s["recipients"][0]["state"], "queued", "{s}");
     assert!(

@@ -212,26 +212,7 @@ async fn revoked_while_connected(ex: &TestExchange, baseline: &str) -> Result<()
     let before = snapshot(ex, baseline).await?;
     let d_cert = ex.layout_dir().join("d/tls.pem");
     let ca_dir = ex.layout_dir().join("ca");
-    let (ok, _, err) = ex
-        .certs(&[
-            "revoke",
-            "--ca-dir",
-            ca_dir.to_str().context("path")?,
-            "--cert",
-            d_cert.to_str().context("path")?,
-            "--reason",
-            "key-compromise",
-        ])
-        .await?;
-    assert!(ok, "exchange-certs revoke: {err}");
-    assert!(err.contains("revoked: department d"), "{err}");
-    eventually("the hub to cut d", DEADLINE, || async {
-        Ok(ex
-            .log("hub")
-            .contains("connection cut: its certificate was revoked")
-            .then_some(()))
-    })
-    .await?;
+    ex.revoke_connected_dept("d").await?;
     let ca_pem = std::fs::read(ca_dir.join("ca.pem"))?;
     let d_key = std::fs::read(ex.layout_dir().join("d/tls.key"))?;
     let verdict = tls_probe(

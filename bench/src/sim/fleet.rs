@@ -59,6 +59,8 @@ impl SimFleet {
             ex.hub_addr.to_string().into(),
             "--ca-dir".into(),
             ex.ca_dir.clone().into(),
+            "--dir".into(),
+            ex.root.join("sim-nodes").into(),
             "--count".into(),
             count.to_string().into(),
             "--store".into(),

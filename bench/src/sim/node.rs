@@ -1,23 +1,32 @@
 //! One simulated department: its identities, its connection to the hub, and what it does with
 //! each push (the receiving half of `exchange-node`'s uplink).
 
-use std::sync::Arc;
+use std::{
+    fs::OpenOptions,
+    io::Write,
+    net::SocketAddr,
+    os::unix::fs::OpenOptionsExt,
+    path::{Path, PathBuf},
+    sync::Arc,
+};
 
 use anyhow::{Context, Result, anyhow, bail};
-use exchange_certs::{Ca, Validity};
+use exchange_certs::{Authority, CA_CERT_FILE, Identity, Validity};
 use exchange_core::{
     backoff::Backoff,
+    config::TlsPaths,
     document::{Evidence, EvidenceKind, SignedDoc, SignedEvidence},
     identity::Principal,
     ids::DeptId,
     signing::{Digest, SigningKey},
     time::now_ms,
+    tls::{HubEndpoint, hub_endpoint},
 };
 use exchange_proto::v1::{self as pb, hub_client::HubClient, subscribe_request::Msg};
 use rustls::pki_types::{PrivatePkcs8KeyDer, pem::PemObject};
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
-use tonic::transport::{Certificate, Channel, ClientTlsConfig, Identity};
+use tonic::transport::Channel;
 
 use super::{Shared, SimEvent};
 use crate::clock::now_us;
@@ -26,53 +35,141 @@ use crate::clock::now_us;
 const MAX_MESSAGE_BYTES: usize = 8 * 1024 * 1024;
 /// Lifetime of a simulated department's certificates.
 const VALID_DAYS: i64 = 7;
+/// The name the hub's certificate must carry (every hub certificate has `localhost`).
+const HUB_NAME: &str = "localhost";
 
-/// A simulated department's identity.
+/// A simulated department: its identity and its way to the hub.
 pub(super) struct SimNode {
     dept: DeptId,
-    tls: ClientTlsConfig,
+    /// A lazily connecting channel to the hub, which reconnects when used after a failure.
+    channel: Channel,
     signer: SigningKey,
 }
 
-/// Issues a TLS and a document-signing identity for each of `depts`, on every CPU.
-pub(super) async fn issue_all(ca: Arc<Ca>, depts: Vec<DeptId>) -> Result<Vec<SimNode>> {
+/// What the simulated departments are issued from, and where their files go.
+pub(super) struct Issuer {
+    /// The exchange CA, of whichever profile the exchange has.
+    pub(super) ca: Authority,
+    /// The CA directory (its `ca.pem` is every department's trust anchor).
+    pub(super) ca_dir: PathBuf,
+    /// One directory per department is made here for its TLS certificates and keys.
+    pub(super) dir: PathBuf,
+    /// The hub.
+    pub(super) hub: SocketAddr,
+}
+
+/// Issues a TLS and a document-signing identity for each of `depts`, on every CPU, and makes
+/// each department's channel to the hub.
+pub(super) async fn issue_all(issuer: Arc<Issuer>, depts: Vec<DeptId>) -> Result<Vec<SimNode>> {
+    std::fs::create_dir_all(&issuer.dir)
+        .with_context(|| format!("creating {}", issuer.dir.display()))?;
     let cpus = std::thread::available_parallelism().map_or(1, usize::from);
     let per = depts.len().div_ceil(cpus).max(1);
     let mut tasks = Vec::new();
     for chunk in depts.chunks(per) {
-        let (ca, chunk) = (Arc::clone(&ca), chunk.to_vec());
+        let (issuer, chunk) = (Arc::clone(&issuer), chunk.to_vec());
         tasks.push(tokio::task::spawn_blocking(move || {
             chunk
                 .into_iter()
-                .map(|d| issue(&ca, d))
+                .map(|d| issue(&issuer, d))
                 .collect::<Result<Vec<_>>>()
         }));
     }
     let mut nodes = Vec::with_capacity(depts.len());
     for t in tasks {
-        nodes.extend(t.await.context("issuing identities")??);
+        for (dept, endpoint, signer) in t.await.context("issuing identities")?? {
+            nodes.push(SimNode {
+                dept,
+                channel: endpoint.connect_lazy(),
+                signer,
+            });
+        }
     }
     Ok(nodes)
 }
 
-/// Both identities of `dept`, in memory only. The daemons read theirs from files through
-/// `exchange_core::tls::client_config`; 10,000 simulated departments would mean 40,000
-/// fsynced key files, so the same client configuration (trust only the exchange CA, present
-/// the department's certificate, expect the hub's name `localhost`) is built from PEM here.
-fn issue(ca: &Ca, dept: DeptId) -> Result<SimNode> {
+/// Both identities of `dept`, and its endpoint to the hub.
+///
+/// The TLS identity is written to files, because the connection goes through the provider
+/// layer a real node uses (`exchange_core::tls::hub_endpoint`, which reads `[tls]` paths):
+/// TLS 1.3 through rustls under the international profile, TLCP through Tongsuo under shangmi
+/// (with its encryption pair, `tls-enc.pem`). The files are not fsynced (10,000 departments
+/// would mean 20,000 to 40,000 synced files; they live and die with the scenario's temporary
+/// directory). The document-signing key stays in memory.
+fn issue(issuer: &Issuer, dept: DeptId) -> Result<(DeptId, HubEndpoint, SigningKey)> {
     let who = Principal::Dept(dept.clone());
     let validity = Validity::days_from_now(VALID_DAYS);
-    let tls = ca.issue_tls(&who, &[], &[], validity)?;
-    let signing = ca.issue_signing(&who, validity)?;
+    let (tls, enc, signing) = match &issuer.ca {
+        Authority::International(ca) => (
+            ca.issue_tls(&who, &[], &[], validity)?,
+            None,
+            ca.issue_signing(&who, validity)?,
+        ),
+        #[cfg(feature = "shangmi")]
+        Authority::Shangmi(ca) => {
+            use exchange_core::crypto::sm::cert::CertUsage;
+            (
+                ca.issue_tls(&who, &[], &[], validity, CertUsage::Signing)?,
+                Some(ca.issue_tls(&who, &[], &[], validity, CertUsage::Encryption)?),
+                ca.issue_signing(&who, validity)?,
+            )
+        }
+        other => bail!(
+            "the CA is a {} CA, and this exchange-bench was built without its support (build \
+             it with --features exchange-bench/shangmi)",
+            other.profile()
+        ),
+    };
+    let profile = issuer.ca.profile();
+
+    let out = issuer.dir.join(dept.as_str());
+    std::fs::create_dir(&out).with_context(|| format!("creating {}", out.display()))?;
+    let (cert, key) = write_pair(&tls, &out, "tls")?;
+    let (enc_cert, enc_key) = match &enc {
+        Some(enc) => {
+            let (c, k) = write_pair(enc, &out, "tls-enc")?;
+            (Some(c), Some(k))
+        }
+        None => (None, None),
+    };
+    let paths = TlsPaths {
+        ca: issuer.ca_dir.join(CA_CERT_FILE),
+        cert,
+        key,
+        enc_cert,
+        enc_key,
+        crl: None,
+        protocol: None,
+    };
+    let endpoint = hub_endpoint(issuer.hub, &paths, profile, HUB_NAME)
+        .with_context(|| format!("the hub endpoint of {dept}"))?;
+
     let key = PrivatePkcs8KeyDer::from_pem_slice(signing.key_pem.as_bytes())
         .map_err(|e| anyhow!("signing key of {dept}: {e}"))?;
     let signer = SigningKey::from_der(key.secret_pkcs8_der(), signing.cert_der)
         .with_context(|| format!("signing key of {dept}"))?;
-    let tls = ClientTlsConfig::new()
-        .ca_certificate(Certificate::from_pem(ca.cert_pem()))
-        .identity(Identity::from_pem(tls.cert_pem, tls.key_pem))
-        .domain_name("localhost");
-    Ok(SimNode { dept, tls, signer })
+    Ok((dept, endpoint, signer))
+}
+
+/// Writes `<name>.pem` (0644) and `<name>.key` (0600 from creation) into `dir`; returns their
+/// paths.
+fn write_pair(id: &Identity, dir: &Path, name: &str) -> Result<(PathBuf, PathBuf)> {
+    let cert = dir.join(format!("{name}.pem"));
+    let key = dir.join(format!("{name}.key"));
+    write_new(&key, id.key_pem.as_bytes(), 0o600)?;
+    write_new(&cert, id.cert_pem.as_bytes(), 0o644)?;
+    Ok((cert, key))
+}
+
+/// Creates `path` (which must not exist) with `mode` and writes `contents`, without fsync.
+fn write_new(path: &Path, contents: &[u8], mode: u32) -> Result<()> {
+    OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(mode)
+        .open(path)
+        .and_then(|mut f| f.write_all(contents))
+        .with_context(|| format!("writing {}", path.display()))
 }
 
 /// Keeps `node` connected and serving its pushes, reconnecting after any failure.
@@ -89,17 +186,16 @@ pub(super) async fn run(node: SimNode, shared: Arc<Shared>) {
 
 /// One connection and `Subscribe` stream, until it ends.
 async fn session(node: &SimNode, shared: &Shared, counted: &mut bool) -> Result<()> {
-    let endpoint = exchange_core::tls::endpoint(shared.hub, node.tls.clone())?;
     let permit = shared.connect_limit.acquire().await?;
-    let channel = endpoint.connect().await.context("connecting")?;
-    let mut client = HubClient::new(channel)
+    // The channel connects (TCP, the handshake, HTTP/2) on this first call.
+    let mut client = HubClient::new(node.channel.clone())
         .max_decoding_message_size(MAX_MESSAGE_BYTES)
         .max_encoding_message_size(MAX_MESSAGE_BYTES);
     let (acks, rx) = mpsc::channel(4);
     let mut pushes = client
         .subscribe(ReceiverStream::new(rx))
         .await
-        .context("subscribing")?
+        .context("connecting and subscribing")?
         .into_inner();
     drop(permit);
     if !*counted {

@@ -3,24 +3,21 @@
 //! an async store, are built. Memory is one chunk whatever the content's size. The byte layout
 //! is in [`super`].
 
-use ring::aead::{Aad, LessSafeKey, NONCE_LEN, Nonce};
-
 use super::{
-    AtRestError, DataKeys,
-    keys::{SALT_LEN, derive, random},
+    AtRestError, DataKeys, Suite,
+    keys::SALT_LEN,
     layout::{CHUNK_OVERHEAD, ChunkLayout},
+    suite::{AeadKey, NONCE_LEN, TAG_LEN},
 };
 
 /// Marks an encrypted blob (first byte 0xF7 as for values; "EXB" for blob).
 pub const BLOB_MAGIC: [u8; 4] = [0xF7, b'E', b'X', b'B'];
-/// The layout version after the magic.
-const VERSION: u8 = 1;
 /// HKDF info of blob keys (distinct from values').
 const INFO: &[u8] = b"exchange at-rest blob v1";
-/// magic | version | key id | chunk size | salt: the part the header tag covers.
+/// magic | format byte (the suite) | key id | chunk size | salt: the part the header tag covers.
 const HEADER_BODY_LEN: usize = BLOB_MAGIC.len() + 1 + 4 + 4 + SALT_LEN;
 /// Length of a blob header: its body and the header tag.
-pub const BLOB_HEADER_LEN: usize = HEADER_BODY_LEN + 16;
+pub const BLOB_HEADER_LEN: usize = HEADER_BODY_LEN + TAG_LEN;
 /// Chunk size of new blobs: 64 KiB keeps the tag overhead at 0.02% and a reader's memory small.
 pub const DEFAULT_CHUNK_SIZE: u32 = 64 * 1024;
 /// Largest chunk size a header may declare, so a forged header cannot make a reader allocate
@@ -35,8 +32,8 @@ const HEADER: u8 = 2;
 
 /// The per-blob key and the header it is bound to, shared by sealer and opener.
 struct BlobKey {
-    /// AES-256-GCM key from HKDF(DEK, header salt): this blob's alone.
-    key: LessSafeKey,
+    /// The suite's key from HKDF(DEK, header salt): this blob's alone.
+    key: AeadKey,
     /// The whole header, the AAD of every chunk.
     header: [u8; BLOB_HEADER_LEN],
     /// From the header's chunk size.
@@ -52,12 +49,9 @@ pub struct BlobOpener(BlobKey);
 
 impl BlobSealer {
     /// A sealer for a new blob with [`DEFAULT_CHUNK_SIZE`], and the header to write first.
-    ///
-    /// # Panics
-    /// When the OS random source fails (see [`DataKeys::seal`]).
-    pub fn new(keys: &DataKeys) -> ([u8; BLOB_HEADER_LEN], BlobSealer) {
+    /// Fails only when the random source or the cipher library fails.
+    pub fn new(keys: &DataKeys) -> Result<([u8; BLOB_HEADER_LEN], BlobSealer), AtRestError> {
         Self::with_chunk_size(keys, DEFAULT_CHUNK_SIZE)
-            .expect("BUG: the default chunk size is within the limits")
     }
 
     /// As [`BlobSealer::new`], with `chunk_size` plaintext bytes per chunk (1 to
@@ -67,23 +61,18 @@ impl BlobSealer {
         chunk_size: u32,
     ) -> Result<([u8; BLOB_HEADER_LEN], BlobSealer), AtRestError> {
         check_chunk_size(chunk_size)?;
-        let (id, dek) = keys.current();
-        let salt: [u8; SALT_LEN] = random();
+        let suite = keys.suite();
+        let (id, dek) = keys.current()?;
+        let salt: [u8; SALT_LEN] = suite.random()?;
         let mut header = [0u8; BLOB_HEADER_LEN];
         header[..4].copy_from_slice(&BLOB_MAGIC);
-        header[4] = VERSION;
+        header[4] = suite.format_byte();
         header[5..9].copy_from_slice(&id.to_be_bytes());
         header[9..13].copy_from_slice(&chunk_size.to_be_bytes());
         header[13..HEADER_BODY_LEN].copy_from_slice(&salt);
-        let key = derive(&dek.0, &salt, INFO);
-        let tag = key
-            .seal_in_place_separate_tag(
-                nonce(HEADER, 0),
-                Aad::from(&header[..HEADER_BODY_LEN]),
-                &mut [],
-            )
-            .expect("BUG: sealing nothing is within AES-GCM's limits");
-        header[HEADER_BODY_LEN..].copy_from_slice(tag.as_ref());
+        let key = suite.derive(&dek.0, &salt, INFO)?;
+        let tag = key.seal(nonce(HEADER, 0), &header[..HEADER_BODY_LEN], &mut [])?;
+        header[HEADER_BODY_LEN..].copy_from_slice(&tag);
         let layout = ChunkLayout::new(chunk_size);
         Ok((
             header,
@@ -145,9 +134,7 @@ impl BlobSealer {
         let flag = if last { LAST } else { NOT_LAST };
         self.0
             .key
-            .seal_in_place_append_tag(nonce(flag, index), Aad::from(&self.0.header), buf)
-            .expect("BUG: a chunk of at most MAX_CHUNK_SIZE is within AES-GCM's limits");
-        Ok(())
+            .seal_append(nonce(flag, index), &self.0.header, buf)
     }
 }
 
@@ -192,8 +179,8 @@ impl BlobOpener {
         let flag = if last { LAST } else { NOT_LAST };
         self.0
             .key
-            .open_in_place(nonce(flag, index), Aad::from(&self.0.header), buf)
-            .map_err(|_| AtRestError::ChunkNotAuthentic { index })
+            .open(nonce(flag, index), &self.0.header, buf)
+            .map_err(|e| e.or(AtRestError::ChunkNotAuthentic { index }))
     }
 }
 
@@ -206,22 +193,25 @@ impl BlobKey {
         if !header.starts_with(&BLOB_MAGIC) {
             return Err(malformed("not an encrypted blob (no marker)".into()));
         }
-        if header[4] != VERSION {
+        let Some(suite) = Suite::from_format_byte(header[4]) else {
             let v = header[4];
             return Err(malformed(format!("unknown version {v} (a newer build's?)")));
+        };
+        if suite != keys.suite() {
+            return Err(AtRestError::SuiteMismatch {
+                what: "encrypted blob",
+                found: suite,
+                expected: keys.suite(),
+            });
         }
         let id = u32::from_be_bytes([header[5], header[6], header[7], header[8]]);
         let chunk_size = u32::from_be_bytes([header[9], header[10], header[11], header[12]]);
         check_chunk_size(chunk_size)?;
-        let key = derive(&keys.get(id)?.0, &header[13..HEADER_BODY_LEN], INFO);
-        let mut tag = [0u8; 16];
+        let key = suite.derive(&keys.get(id)?.0, &header[13..HEADER_BODY_LEN], INFO)?;
+        let mut tag = [0u8; TAG_LEN];
         tag.copy_from_slice(&header[HEADER_BODY_LEN..]);
-        key.open_in_place(
-            nonce(HEADER, 0),
-            Aad::from(&header[..HEADER_BODY_LEN]),
-            &mut tag,
-        )
-        .map_err(|_| AtRestError::BlobHeaderNotAuthentic)?;
+        key.open(nonce(HEADER, 0), &header[..HEADER_BODY_LEN], &mut tag)
+            .map_err(|e| e.or(AtRestError::BlobHeaderNotAuthentic))?;
         let mut copy = [0u8; BLOB_HEADER_LEN];
         copy.copy_from_slice(header);
         Ok(BlobKey {
@@ -249,16 +239,17 @@ fn check_chunk_size(chunk_size: u32) -> Result<(), AtRestError> {
 
 /// The nonce of a chunk or of the header tag: kind, three zero bytes, the index (big-endian).
 /// Unique per (kind, index) under a blob key that encrypts one blob only.
-fn nonce(kind: u8, index: u64) -> Nonce {
+fn nonce(kind: u8, index: u64) -> [u8; NONCE_LEN] {
     let mut n = [0u8; NONCE_LEN];
     n[0] = kind;
     n[4..].copy_from_slice(&index.to_be_bytes());
-    Nonce::assume_unique_for_key(n)
+    n
 }
 
 impl std::fmt::Debug for BlobSealer {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("BlobSealer")
+            .field("suite", &self.0.key.suite())
             .field("layout", &self.0.layout)
             .finish_non_exhaustive()
     }
@@ -267,6 +258,7 @@ impl std::fmt::Debug for BlobSealer {
 impl std::fmt::Debug for BlobOpener {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("BlobOpener")
+            .field("suite", &self.0.key.suite())
             .field("layout", &self.0.layout)
             .finish_non_exhaustive()
     }

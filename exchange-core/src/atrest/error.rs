@@ -4,6 +4,8 @@
 
 use std::{io, path::PathBuf};
 
+use super::Suite;
+
 /// An at-rest encryption operation failed.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -89,6 +91,22 @@ pub enum AtRestError {
         /// Fingerprint mismatch or a data key that does not unwrap.
         reason: String,
     },
+    /// The key ring was made under the other profile's suite than the configured one: its keys
+    /// would seal and open with algorithms the configuration does not use. Nothing was changed.
+    #[error(
+        "key ring {keyring} is for {found} (the {} profile), but the configured [crypto] profile \
+         is {} ({configured}): a data directory keeps the profile it was created with",
+        found.profile(),
+        configured.profile()
+    )]
+    KeyringSuite {
+        /// The key-ring file.
+        keyring: PathBuf,
+        /// The suite the ring names.
+        found: Suite,
+        /// The suite of the configured profile (the KEK was loaded for it).
+        configured: Suite,
+    },
     /// A KEK rotation was asked with the same key as old and new.
     #[error("old and new key-encryption keys are the same (fingerprint {fingerprint})")]
     SameKek {
@@ -100,6 +118,33 @@ pub enum AtRestError {
     UnknownKeyId {
         /// The key id found in the sealed bytes.
         key_id: u32,
+    },
+    /// A sealed value or blob was sealed with the other profile's suite than its store's.
+    #[error(
+        "{what} was sealed with {found} (the {} profile), but this store uses {expected} (the {} \
+         profile)",
+        found.profile(),
+        expected.profile()
+    )]
+    SuiteMismatch {
+        /// "sealed value" or "encrypted blob".
+        what: &'static str,
+        /// The suite its format byte names.
+        found: Suite,
+        /// The store's suite.
+        expected: Suite,
+    },
+    /// The cipher, key derivation or random source of a suite failed (ring or Tongsuo), or the
+    /// suite is not in this build: not a verdict on the data.
+    #[error("{suite} {op} failed: {source}")]
+    Cipher {
+        /// The suite.
+        suite: Suite,
+        /// What was being done ("seal", "key derivation", ...).
+        op: &'static str,
+        /// The library's error.
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync + 'static>,
     },
     /// A sealed value is too short or has an unknown marker or version.
     #[error("sealed value is malformed: {reason}")]

@@ -2,6 +2,10 @@
 //! each wrapped under the KEK. It sits next to the data it protects, because it is useless
 //! without the KEK, and it travels with the store into backups so that a restore needs nothing
 //! but the KEK. Every change is an atomic replacement of the whole file ([`super::replace`]).
+//!
+//! A ring records its [`Suite`]: version 1 (no `suite` field) is the international suite, as
+//! every ring before the shangmi suite; version 2 names it in `suite`. A ring of one suite is
+//! refused by a KEK loaded for the other (the configuration's profile), naming both.
 
 use std::{
     collections::{BTreeMap, BTreeSet},
@@ -12,16 +16,19 @@ use std::{
 use serde::{Deserialize, Serialize};
 
 use super::{
-    AtRestError, DataKeys, Kek,
+    AtRestError, DataKeys, Kek, Suite,
     kek::WRAPPED_LEN,
-    keys::{Dek, try_random},
+    keys::Dek,
     replace::{self, Install, Installed},
 };
 
 /// The `format` field: what this JSON file is, for a human who finds it.
 const FORMAT: &str = "exchange-keyring";
-/// The `version` field this build reads and writes.
-const VERSION: u32 = 1;
+/// The `version` of international rings: no `suite` field (the bytes of every ring made before
+/// the shangmi suite, kept as they were).
+const VERSION_1: u32 = 1;
+/// The `version` of rings that name their suite (the shangmi suite's).
+const VERSION_2: u32 = 2;
 
 /// The file as stored (see the byte-level description in [`super`]).
 #[derive(Debug, Serialize, Deserialize)]
@@ -29,8 +36,11 @@ const VERSION: u32 = 1;
 struct RingFile {
     /// Always [`FORMAT`].
     format: String,
-    /// Always [`VERSION`].
+    /// [`VERSION_1`] or [`VERSION_2`].
     version: u32,
+    /// The suite's name ([`Suite::name`]); version 2 only.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    suite: Option<String>,
     /// Fingerprint of the KEK the keys are wrapped under: a wrong KEK is named before unwrapping.
     kek_fingerprint: String,
     /// Id of the key new values and blobs are sealed under.
@@ -45,7 +55,7 @@ struct RingFile {
 struct WrappedKey {
     /// The id sealed values and blob headers carry (1, 2, ...; bound into the wrapping).
     id: u32,
-    /// Hex of nonce (12) | encrypted key (32) | tag (16).
+    /// Hex of nonce (12) | encrypted key (32) | tag (16), with the ring's suite.
     wrapped: String,
 }
 
@@ -57,6 +67,8 @@ pub struct Keyring;
 /// What [`Keyring::check`] found, for `check-config`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct KeyringSummary {
+    /// The algorithms the ring's keys seal with.
+    pub suite: Suite,
     /// Fingerprint of the KEK the ring is wrapped under.
     pub kek_fingerprint: String,
     /// The current data key's id.
@@ -82,13 +94,14 @@ impl Keyring {
     /// The key ring's file name in a data directory.
     pub const FILE_NAME: &'static str = "keyring.json";
 
-    /// Unwraps the ring at `path`, creating it with one new data key when there is no file.
+    /// Unwraps the ring at `path`, creating it with one new data key when there is no file (a
+    /// ring of `kek`'s suite).
     /// Only a new store should get here without a ring: a store holding sealed data whose ring
     /// was deleted cannot be read again, so callers with existing data use [`Keyring::open`].
     pub fn open_or_create(path: &Path, kek: &Kek) -> Result<DataKeys, AtRestError> {
         if read(path)?.is_none() {
-            let dek = Dek(try_random().map_err(|_| random_failed(path))?);
-            let keys = DataKeys::new(1, BTreeMap::from([(1, dek)]));
+            let dek = Dek(kek.suite().random()?);
+            let keys = DataKeys::new(kek.suite(), 1, BTreeMap::from([(1, dek)]));
             let bytes = encode(kek, &keys, path)?;
             match replace::write(path, &bytes, Install::KeepExisting).map_err(io_err(path))? {
                 Installed::New => return Ok(keys),
@@ -108,6 +121,7 @@ impl Keyring {
     pub fn check(path: &Path, kek: &Kek) -> Result<KeyringSummary, AtRestError> {
         let keys = Self::open(path, kek)?;
         Ok(KeyringSummary {
+            suite: keys.suite(),
             kek_fingerprint: kek.fingerprint().to_string(),
             current: keys.current_key_id(),
             key_ids: keys.key_ids(),
@@ -132,7 +146,7 @@ impl Keyring {
             key_ids: keys.key_ids(),
             already_done,
         };
-        if ring.kek_fingerprint == new.fingerprint() {
+        if ring.file.kek_fingerprint == new.fingerprint() && ring.suite == new.suite() {
             let keys = unwrap_all(path, &ring, new)?;
             return Ok(done(&keys, true));
         }
@@ -161,8 +175,8 @@ impl Keyring {
             .and_then(|last| last.checked_add(1))
             .ok_or_else(|| format_err(path, "no key id left".into()))?;
         let mut all: BTreeMap<u32, Dek> = keys.all().map(|(i, k)| (i, k.clone())).collect();
-        all.insert(id, Dek(try_random().map_err(|_| random_failed(path))?));
-        let bytes = encode(kek, &DataKeys::new(id, all), path)?;
+        all.insert(id, Dek(keys.suite().random()?));
+        let bytes = encode(kek, &DataKeys::new(keys.suite(), id, all), path)?;
         replace::write(path, &bytes, Install::Replace).map_err(io_err(path))?;
         Ok(id)
     }
@@ -177,20 +191,49 @@ fn read(path: &Path) -> Result<Option<Vec<u8>>, AtRestError> {
     }
 }
 
+/// A parsed key ring: the file's fields, and the suite its version and `suite` name.
+struct Ring {
+    /// As stored.
+    file: RingFile,
+    /// The algorithms its keys are wrapped with and seal with.
+    suite: Suite,
+}
+
 /// Parses and checks the structure (not the keys: that needs the KEK).
-fn parse(path: &Path, bytes: &[u8]) -> Result<RingFile, AtRestError> {
+fn parse(path: &Path, bytes: &[u8]) -> Result<Ring, AtRestError> {
     let ring: RingFile =
         serde_json::from_slice(bytes).map_err(|e| format_err(path, e.to_string()))?;
     if ring.format != FORMAT {
         return Err(format_err(path, format!("format is not {FORMAT:?}")));
     }
-    if ring.version != VERSION {
-        let v = ring.version;
-        return Err(format_err(
-            path,
-            format!("version {v}; this build reads {VERSION}"),
-        ));
-    }
+    let suite = match (ring.version, ring.suite.as_deref()) {
+        (VERSION_1, None) => Suite::Aes256Gcm,
+        (VERSION_1, Some(_)) => {
+            return Err(format_err(
+                path,
+                "a version 1 ring has no suite field".into(),
+            ));
+        }
+        (VERSION_2, Some(name)) => Suite::from_name(name).ok_or_else(|| {
+            let known: Vec<_> = Suite::ALL.iter().map(|s| s.name()).collect();
+            format_err(
+                path,
+                format!("unknown suite {name:?} (this build knows {known:?})"),
+            )
+        })?,
+        (VERSION_2, None) => {
+            return Err(format_err(
+                path,
+                "a version 2 ring must name its suite".into(),
+            ));
+        }
+        (v, _) => {
+            return Err(format_err(
+                path,
+                format!("version {v}; this build reads {VERSION_1} and {VERSION_2}"),
+            ));
+        }
+    };
     let ids: BTreeSet<u32> = ring.keys.iter().map(|k| k.id).collect();
     if ids.len() != ring.keys.len() || ids.contains(&0) {
         return Err(format_err(
@@ -205,11 +248,20 @@ fn parse(path: &Path, bytes: &[u8]) -> Result<RingFile, AtRestError> {
             format!("current key {c} is not in the ring"),
         ));
     }
-    Ok(ring)
+    Ok(Ring { file: ring, suite })
 }
 
-/// Unwraps every key of `ring` with `kek`; any failure is a [`AtRestError::WrongKek`].
-fn unwrap_all(path: &Path, ring: &RingFile, kek: &Kek) -> Result<DataKeys, AtRestError> {
+/// Unwraps every key of `ring` with `kek`: a ring of another suite than the KEK's is
+/// [`AtRestError::KeyringSuite`]; a key that does not unwrap is [`AtRestError::WrongKek`].
+fn unwrap_all(path: &Path, ring: &Ring, kek: &Kek) -> Result<DataKeys, AtRestError> {
+    if ring.suite != kek.suite() {
+        return Err(AtRestError::KeyringSuite {
+            keyring: path.to_path_buf(),
+            found: ring.suite,
+            configured: kek.suite(),
+        });
+    }
+    let (suite, ring) = (ring.suite, &ring.file);
     let wrong = |reason: String| AtRestError::WrongKek {
         keyring: path.to_path_buf(),
         kek_source: kek.source().to_string(),
@@ -225,17 +277,32 @@ fn unwrap_all(path: &Path, ring: &RingFile, kek: &Kek) -> Result<DataKeys, AtRes
     let mut keys = BTreeMap::new();
     for k in &ring.keys {
         let mut wrapped = [0u8; WRAPPED_LEN];
-        let dek = hex::decode_to_slice(&k.wrapped, &mut wrapped)
-            .ok()
-            .and_then(|()| kek.unwrap(k.id, &wrapped))
-            .ok_or_else(|| wrong(format!("data key {} does not unwrap (altered?)", k.id)))?;
+        let dek = match hex::decode_to_slice(&k.wrapped, &mut wrapped) {
+            Ok(()) => kek.unwrap(k.id, &wrapped)?,
+            Err(_) => None,
+        };
+        let dek =
+            dek.ok_or_else(|| wrong(format!("data key {} does not unwrap (altered?)", k.id)))?;
         keys.insert(k.id, dek);
     }
-    Ok(DataKeys::new(ring.current, keys))
+    Ok(DataKeys::new(suite, ring.current, keys))
 }
 
-/// The file content for `keys` wrapped under `kek`: pretty JSON and a final newline.
+/// The file content for `keys` wrapped under `kek`: pretty JSON and a final newline; version 1
+/// for the international suite (byte for byte as before the shangmi suite), 2 otherwise.
 fn encode(kek: &Kek, keys: &DataKeys, path: &Path) -> Result<Vec<u8>, AtRestError> {
+    let suite = keys.suite();
+    if suite != kek.suite() {
+        return Err(AtRestError::KeyringSuite {
+            keyring: path.to_path_buf(),
+            found: suite,
+            configured: kek.suite(),
+        });
+    }
+    let (version, suite_name) = match suite {
+        Suite::Aes256Gcm => (VERSION_1, None),
+        other => (VERSION_2, Some(other.name().to_string())),
+    };
     let wrapped = keys
         .all()
         .map(|(id, dek)| {
@@ -248,7 +315,8 @@ fn encode(kek: &Kek, keys: &DataKeys, path: &Path) -> Result<Vec<u8>, AtRestErro
         .collect::<Result<Vec<_>, AtRestError>>()?;
     let ring = RingFile {
         format: FORMAT.to_string(),
-        version: VERSION,
+        version,
+        suite: suite_name,
         kek_fingerprint: kek.fingerprint().to_string(),
         current: keys.current_key_id(),
         keys: wrapped,
@@ -271,10 +339,6 @@ fn missing(path: &Path) -> AtRestError {
         io::ErrorKind::NotFound,
         "no key ring (not created)",
     ))
-}
-
-fn random_failed(path: &Path) -> AtRestError {
-    io_err(path)(io::Error::other("the random source failed"))
 }
 
 fn format_err(path: &Path, reason: String) -> AtRestError {

@@ -1,20 +1,18 @@
 //! The unwrapped data-encryption keys of one store, and the derivation of the one-use keys that
-//! actually encrypt: every sealed value and every blob gets its own AES-256-GCM key,
-//! `HKDF-SHA256(salt = random 16 bytes, ikm = DEK, info = purpose label)`, as Tink's
-//! `AesGcmHkdfStreaming` does. Nonces then never repeat under a key by construction, and a DEK
-//! can encrypt any number of values (the only limit is a salt collision; see [`super`]).
+//! actually encrypt: every sealed value and every blob gets its own key, `HKDF(salt = random 16
+//! bytes, ikm = DEK, info = purpose label)` with the store's [`Suite`] (AES-256-GCM keys from
+//! HKDF-SHA256, or SM4-GCM keys from HKDF-SM3), as Tink's `AesGcmHkdfStreaming` does. Nonces
+//! then never repeat under a key by construction, and a DEK can encrypt any number of values
+//! (the only limit is a salt collision; see [`super`]).
 
 use std::{collections::BTreeMap, fmt, sync::Arc};
 
-use ring::{
-    aead::{self, LessSafeKey, UnboundKey},
-    hkdf,
-    rand::{SecureRandom, SystemRandom},
-};
+use ring::rand::{SecureRandom, SystemRandom};
 
-use super::AtRestError;
+use super::{AtRestError, Suite};
 
-/// Length of a data-encryption key (AES-256).
+/// Length of a data-encryption key and of the KEK under both suites: the input of HKDF, whose
+/// output is the cipher's key (32 bytes for AES-256, 16 for SM4).
 pub(super) const KEY_LEN: usize = 32;
 /// Length of the random salt of a sealed value or blob.
 pub(super) const SALT_LEN: usize = 16;
@@ -40,6 +38,8 @@ pub struct DataKeys {
 }
 
 struct Inner {
+    /// The algorithms every key of this store seals and opens with.
+    suite: Suite,
     /// The key new values and blobs are sealed under.
     current: u32,
     /// Every key of the ring, by id: older ones still open what they sealed.
@@ -48,10 +48,19 @@ struct Inner {
 
 impl DataKeys {
     /// Keys from an unwrapped ring; `current` must be one of `keys` (the key ring checks).
-    pub(super) fn new(current: u32, keys: BTreeMap<u32, Dek>) -> Self {
+    pub(super) fn new(suite: Suite, current: u32, keys: BTreeMap<u32, Dek>) -> Self {
         DataKeys {
-            inner: Arc::new(Inner { current, keys }),
+            inner: Arc::new(Inner {
+                suite,
+                current,
+                keys,
+            }),
         }
+    }
+
+    /// The algorithms this store seals with (its key ring's; the profile's when it was made).
+    pub fn suite(&self) -> Suite {
+        self.inner.suite
     }
 
     /// The id of the key new values and blobs are sealed under.
@@ -65,14 +74,9 @@ impl DataKeys {
     }
 
     /// The current key, with its id.
-    pub(super) fn current(&self) -> (u32, &Dek) {
+    pub(super) fn current(&self) -> Result<(u32, &Dek), AtRestError> {
         let id = self.inner.current;
-        let dek = self
-            .inner
-            .keys
-            .get(&id)
-            .expect("BUG: the key ring checked that the current key id is present");
-        (id, dek)
+        Ok((id, self.get(id)?))
     }
 
     /// The key `id`, or the error a caller reports when a value names a key this ring lacks.
@@ -93,21 +97,11 @@ impl fmt::Debug for DataKeys {
     /// Ids only: key bytes never reach a log.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("DataKeys")
+            .field("suite", &self.inner.suite)
             .field("current", &self.inner.current)
             .field("key_ids", &self.key_ids())
             .finish()
     }
-}
-
-/// Derives the one-use AES-256-GCM key for `salt` under `dek`; `info` separates purposes
-/// (values, blobs, key wrapping) so that equal salts in different places give unrelated keys.
-pub(super) fn derive(ikm: &[u8], salt: &[u8], info: &[u8]) -> LessSafeKey {
-    let prk = hkdf::Salt::new(hkdf::HKDF_SHA256, salt).extract(ikm);
-    let info = [info];
-    let okm = prk
-        .expand(&info, &aead::AES_256_GCM)
-        .expect("BUG: 32 bytes is within HKDF-SHA256's output limit");
-    LessSafeKey::new(UnboundKey::from(okm))
 }
 
 /// `N` bytes from the operating system's random source, or an error for callers that can
@@ -118,17 +112,24 @@ pub(super) fn try_random<const N: usize>() -> Result<[u8; N], ring::error::Unspe
     Ok(out)
 }
 
-/// `N` random bytes for the infallible sealing paths.
-///
-/// # Panics
-/// When the operating system's random source fails (`getrandom(2)` does not fail on a supported
-/// Linux once booted): encrypting without fresh salts would be unsafe, so there is no fallback.
-pub(super) fn random<const N: usize>() -> [u8; N] {
-    try_random().expect("the operating system's random source failed: refusing to encrypt")
-}
-
-/// Keys for tests: one data key of `byte`s with id 1.
+/// Keys for tests: one data key of `byte`s with id 1, under the international suite.
 #[cfg(test)]
 pub(super) fn test_keys(byte: u8) -> DataKeys {
-    DataKeys::new(1, BTreeMap::from([(1, Dek([byte; KEY_LEN]))]))
+    test_keys_for(Suite::Aes256Gcm, byte)
+}
+
+/// [`test_keys`] under `suite`.
+#[cfg(test)]
+pub(super) fn test_keys_for(suite: Suite, byte: u8) -> DataKeys {
+    DataKeys::new(suite, 1, BTreeMap::from([(1, Dek([byte; KEY_LEN]))]))
+}
+
+/// The suites this build can run, for tests that hold under each.
+#[cfg(test)]
+pub(super) fn test_suites() -> Vec<Suite> {
+    let mut all = vec![Suite::Aes256Gcm];
+    if cfg!(feature = "shangmi") {
+        all.push(Suite::Sm4Gcm);
+    }
+    all
 }

@@ -4,7 +4,7 @@
 
 use super::{AtRestError, chunked::BLOB_HEADER_LEN};
 
-/// Bytes each chunk adds to its plaintext (the AES-GCM tag).
+/// Bytes each chunk adds to its plaintext (the GCM tag, under both suites).
 pub const CHUNK_OVERHEAD: u64 = 16;
 
 /// The geometry of one encrypted blob, from its header's chunk size.

@@ -32,7 +32,7 @@ pub struct EncryptingWriter<W: Write> {
 impl<W: Write> EncryptingWriter<W> {
     /// Starts a new blob with the default chunk size, writing its header to `inner`.
     pub fn new(keys: &DataKeys, inner: W) -> io::Result<Self> {
-        let (header, sealer) = BlobSealer::new(keys);
+        let (header, sealer) = BlobSealer::new(keys)?;
         Self::start(header, sealer, inner)
     }
 

@@ -1,5 +1,6 @@
 //! The 国密 primitives, all from Tongsuo (a certified module; docs/shangmi.md): SM3 digests,
-//! SM2-with-SM3 signatures (GM/T 0009), SM4-GCM ([`sm4`]) and SM2 certificates ([`cert`]).
+//! SM2-with-SM3 signatures (GM/T 0009), SM4-GCM ([`sm4`]), HKDF-SM3 ([`kdf`]) and SM2
+//! certificates ([`cert`]).
 //!
 //! Nothing here implements an SM algorithm: every operation is one call into Tongsuo through the
 //! `tongsuo` crate's safe API. The workspace forbids `unsafe`, so only what that API exposes is
@@ -16,6 +17,7 @@ use tongsuo::x509::X509;
 use zeroize::Zeroizing;
 
 pub mod cert;
+pub mod kdf;
 pub mod sm4;
 
 /// The algorithm name of an SM2 signature over the SM3-with-Z digest of the message (GM/T 0009),
@@ -51,6 +53,10 @@ pub enum SmError {
     /// SM4-GCM refused sealed data: wrong key, nonce or AAD, or tampered or truncated bytes.
     #[error("sm4-gcm authentication failed")]
     Unauthentic,
+    /// A key derivation was asked for an output length HKDF-SM3 cannot give (0, or over
+    /// [`kdf::MAX_OUTPUT`]).
+    #[error("hkdf-sm3 cannot derive {0} bytes (1 to 8160)")]
+    KdfLength(usize),
     /// A certificate request Tongsuo would accept but the exchange should not issue.
     #[error("invalid certificate request: {0}")]
     CertRequest(&'static str),

@@ -28,7 +28,7 @@ pub fn put(
     if txn.get(CONTENT, &digest.0)?.is_some() {
         return Ok(()); // already here (sealed anew it would only differ by its salt)
     }
-    let stored = sealer.seal(&slot(digest), data.to_vec());
+    let stored = sealer.seal(&slot(digest), data.to_vec())?;
     txn.put(CONTENT, &digest.0, &stored)
 }
 

@@ -10,12 +10,19 @@
 //! daemons and the commands that open a stopped daemon's store; [`data_keys`] only unwraps the
 //! ring (check-config, tests). A store once opened with encryption on is marked so in its META
 //! table, and from then on refuses to open without its key ring or without `[encryption]`.
+//!
+//! Every function here takes the exchange's [`Profile`] (`[crypto] profile`) and leaves the
+//! choice of algorithms to [`Suite::for_profile`]: a new key ring gets the profile's suite
+//! (AES-256-GCM under international, SM4-GCM and SM3 under shangmi), and a ring of the other
+//! suite is refused with an error naming both. Hub and node pass their config and never branch
+//! on the profile themselves.
 
 use std::{borrow::Cow, path::Path};
 
 use crate::{
-    atrest::{AtRestError, DataKeys, Kek, KekSource, Keyring, Rewrapped},
+    atrest::{AtRestError, DataKeys, Kek, KekSource, Keyring, Rewrapped, Suite},
     config::EncryptionSection,
+    crypto::Profile,
 };
 
 use super::{Store, StoreError};
@@ -54,11 +61,12 @@ impl Sealer {
         self.keys.as_ref()
     }
 
-    /// `plain` as it is to be stored in `slot`: sealed when encryption is on.
-    pub fn seal(&self, slot: &[u8], plain: Vec<u8>) -> Vec<u8> {
+    /// `plain` as it is to be stored in `slot`: sealed when encryption is on. Fails only when
+    /// the random source or the cipher library fails; nothing is then written.
+    pub fn seal(&self, slot: &[u8], plain: Vec<u8>) -> Result<Vec<u8>, StoreError> {
         match &self.keys {
-            Some(k) => k.seal(slot, &plain),
-            None => plain,
+            Some(k) => k.seal(slot, &plain).map_err(StoreError::Seal),
+            None => Ok(plain),
         }
     }
 
@@ -167,7 +175,7 @@ pub enum KeysError {
 pub(crate) const ENCRYPTED: &str = "encrypted";
 
 /// Opens the store at `path` (a `kind` store of schema `version`) with the data keys of the key
-/// ring beside it, as `section` asks: the daemons' start (`create`: a directory with encryption
+/// ring beside it, as `section` asks, with the algorithms of `profile`: the daemons' start (`create`: a directory with encryption
 /// on and no key ring yet gets one) and the commands that open a stopped daemon's store (no
 /// ring is ever made).
 ///
@@ -178,11 +186,14 @@ pub fn open_store(
     path: &Path,
     kind: &'static str,
     version: u64,
+    profile: Profile,
     section: Option<&EncryptionSection>,
     create: bool,
 ) -> Result<Store, KeysError> {
     let dir = path.parent().unwrap_or_else(|| Path::new("."));
-    open_with_keys(dir, section, create, || Store::open(path, kind, version))
+    open_with_keys(dir, profile, section, create, || {
+        Store::open(path, kind, version)
+    })
 }
 
 /// Opens the `kind` store of schema `version` in the PostgreSQL database `target`, with the data
@@ -195,10 +206,11 @@ pub fn open_postgres_store(
     kind: &'static str,
     version: u64,
     dir: &Path,
+    profile: Profile,
     section: Option<&EncryptionSection>,
     create: bool,
 ) -> Result<Store, KeysError> {
-    open_with_keys(dir, section, create, || {
+    open_with_keys(dir, profile, section, create, || {
         Store::open_postgres(target, kind, version)
     })
 }
@@ -207,13 +219,14 @@ pub fn open_postgres_store(
 /// its flag against the keys (see [`open_store`]).
 fn open_with_keys(
     dir: &Path,
+    profile: Profile,
     section: Option<&EncryptionSection>,
     create: bool,
     open: impl FnOnce() -> Result<Store, StoreError>,
 ) -> Result<Store, KeysError> {
     let ring = dir.join(Keyring::FILE_NAME);
     // Before the store is touched: a wrong key or a bad ring changes nothing on disk.
-    let kek = unwrap_ring(dir, section)?;
+    let kek = unwrap_ring(dir, profile, section)?;
     let store = open()?;
     let path = store.path().to_owned();
     let marked = store.flag(ENCRYPTED)?;
@@ -238,11 +251,12 @@ fn open_with_keys(
     Ok(store.with_sealer(Sealer::new(keys)))
 }
 
-/// The configured KEK and, when the ring exists, the data keys it unwraps; `None` when
-/// encryption is off. Refuses a ring without `[encryption]` (the ring names the directory as
-/// encrypted even before its store is marked).
+/// The configured KEK (loaded for `profile`'s suite) and, when the ring exists, the data keys it
+/// unwraps; `None` when encryption is off. Refuses a ring without `[encryption]` (the ring names
+/// the directory as encrypted even before its store is marked), and a ring of the other suite.
 fn unwrap_ring(
     dir: &Path,
+    profile: Profile,
     section: Option<&EncryptionSection>,
 ) -> Result<Option<(Kek, Option<DataKeys>)>, KeysError> {
     let ring = dir.join(Keyring::FILE_NAME);
@@ -255,7 +269,7 @@ fn unwrap_ring(
         }
         return Ok(None);
     };
-    let kek = Kek::load(&section.source()?)?;
+    let kek = Kek::load_for(&section.source()?, Suite::for_profile(profile))?;
     let keys = if ring.exists() {
         Some(Keyring::open(&ring, &kek)?)
     } else {
@@ -264,25 +278,28 @@ fn unwrap_ring(
     Ok(Some((kek, keys)))
 }
 
-/// The data keys of the store in `dir` as `section` asks, unwrapped with the configured KEK,
+/// The data keys of the store in `dir` as `section` asks, unwrapped with the configured KEK
+/// for `profile`'s suite,
 /// for checks and tools that do not open the store (`check-config`, tests): `None` when
 /// encryption is off or when the ring does not exist yet (the KEK is then only checked). Never
 /// creates a ring: only [`open_store`] does, once it has seen that the store holds no sealed
 /// data. A wrong KEK fails with an error naming the key file and changes nothing.
 pub fn data_keys(
     dir: &Path,
+    profile: Profile,
     section: Option<&EncryptionSection>,
 ) -> Result<Option<DataKeys>, KeysError> {
-    Ok(unwrap_ring(dir, section)?.and_then(|(_, keys)| keys))
+    Ok(unwrap_ring(dir, profile, section)?.and_then(|(_, keys)| keys))
 }
 
 /// KEK rotation (`rotate-kek --new FILE`): the key ring of the store in `dir` is rewrapped from
 /// the configured KEK to the one in `new`, atomically; content is not re-encrypted, and the old
 /// KEK is not needed once this returns. The running daemon is unaffected (it holds the data
 /// keys); its config must name the new KEK before its next start. Running it again after a
-/// crash is harmless.
+/// crash is harmless. Both keys are loaded for `profile`'s suite, which the ring keeps.
 pub fn rotate_kek(
     dir: &Path,
+    profile: Profile,
     section: Option<&EncryptionSection>,
     new: &Path,
 ) -> Result<Rewrapped, KeysError> {
@@ -291,8 +308,9 @@ pub fn rotate_kek(
             dir: dir.to_owned(),
         });
     };
-    let old = Kek::load(&section.source()?)?;
-    let new = Kek::load(&KekSource::File(new.to_owned()))?;
+    let suite = Suite::for_profile(profile);
+    let old = Kek::load_for(&section.source()?, suite)?;
+    let new = Kek::load_for(&KekSource::File(new.to_owned()), suite)?;
     let ring = dir.join(Keyring::FILE_NAME);
     if !ring.exists() {
         // A store that was never started has no ring yet: make it under the new key.

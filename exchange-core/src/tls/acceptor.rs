@@ -33,8 +33,9 @@ use super::{
     TlsError,
     conn::ServerStream,
     crl::{Crl, load_crl},
+    hello,
     live::Revocable,
-    read_pem_file,
+    mismatch, read_pem_file,
     reload::{RELOAD_CHECK, Reloadable},
 };
 use crate::{
@@ -217,9 +218,31 @@ pub fn server_context(
     }
 }
 
-/// One handshake with `ctx`, bounded by [`HANDSHAKE_TIMEOUT`]. On refusal: why, and the
-/// principal the client's certificate named, if it got that far.
+/// One handshake with `ctx`, bounded by [`HANDSHAKE_TIMEOUT`] (after a peek at the ClientHello
+/// of at most [`hello::PEEK_TIMEOUT`]). On refusal: why — saying so first when the client is of
+/// the other profile, or of the other shangmi protocol — and the principal the client's
+/// certificate named, if it got that far.
 async fn handshake(
+    ctx: ServerContext,
+    tcp: TcpStream,
+) -> Result<ServerStream, (String, Option<Principal>)> {
+    let protocol = match &ctx {
+        ServerContext::Rustls(_) => TlsProtocol::Tls13,
+        #[cfg(feature = "shangmi")]
+        ServerContext::Tongsuo { protocol, .. } => *protocol,
+    };
+    // Only looks: rustls or Tongsuo reads the same bytes next. The verdict only words a refusal.
+    let offered = hello::peek(&tcp).await;
+    match run_handshake(ctx, tcp).await {
+        Ok(stream) => Ok(stream),
+        Err((reason, presented)) => Err(match mismatch::of_client(offered, protocol) {
+            Some(why) => (format!("{why}: {reason}"), presented),
+            None => (reason, presented),
+        }),
+    }
+}
+
+async fn run_handshake(
     ctx: ServerContext,
     tcp: TcpStream,
 ) -> Result<ServerStream, (String, Option<Principal>)> {

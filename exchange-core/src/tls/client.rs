@@ -148,8 +148,9 @@ fn keep_alive(e: Endpoint) -> Endpoint {
         .keep_alive_while_idle(true)
 }
 
-/// The way to the hub, of either stack; [`HubEndpoint::connect_lazy`] makes the channel (inside
-/// a runtime), so that `check-config` can build and check it without one.
+/// The way to the hub (or another server of the exchange), of either stack;
+/// [`HubEndpoint::connect_lazy`] or [`HubEndpoint::connect`] makes the channel (inside a
+/// runtime), so that `check-config` can build and check it without one.
 pub struct HubEndpoint {
     endpoint: Endpoint,
     kind: Kind,
@@ -185,24 +186,65 @@ impl HubEndpoint {
                 connector,
                 addr,
                 server_name,
-            } => self.endpoint.connect_with_connector_lazy(tower::service_fn(
-                move |_: tonic::transport::Uri| {
-                    let (connector, server_name) = (Arc::clone(&connector), server_name.clone());
-                    async move {
-                        connector
-                            .connect(addr, &server_name)
-                            .await
-                            .map(hyper_util::rt::TokioIo::new)
-                    }
-                },
+            } => self.endpoint.connect_with_connector_lazy(tongsuo_connector(
+                connector,
+                addr,
+                server_name,
             )),
+        }
+    }
+
+    /// A channel connected now: the handshake has completed (or failed, with the error), for a
+    /// command that must know at once whether the server answers (`exchange-hub audit`, the
+    /// clerk's CLI). It reconnects when used after a drop, like [`Self::connect_lazy`].
+    pub async fn connect(self) -> Result<Channel, tonic::transport::Error> {
+        match self.kind {
+            Kind::Rustls => self.endpoint.connect().await,
+            #[cfg(feature = "shangmi")]
+            Kind::Tongsuo {
+                connector,
+                addr,
+                server_name,
+            } => {
+                self.endpoint
+                    .connect_with_connector(tongsuo_connector(connector, addr, server_name))
+                    .await
+            }
         }
     }
 }
 
+/// The connector tonic calls for each (re)connection: TCP to `addr`, then Tongsuo's handshake
+/// expecting `server_name`.
+#[cfg(feature = "shangmi")]
+fn tongsuo_connector(
+    connector: Arc<super::sm::Connector>,
+    addr: SocketAddr,
+    server_name: String,
+) -> impl tower::Service<
+    tonic::transport::Uri,
+    Response = hyper_util::rt::TokioIo<super::sm::SmStream>,
+    Error = std::io::Error,
+    Future = impl Future<Output = std::io::Result<hyper_util::rt::TokioIo<super::sm::SmStream>>> + Send,
+> + Clone
++ Send {
+    tower::service_fn(move |_: tonic::transport::Uri| {
+        let (connector, server_name) = (Arc::clone(&connector), server_name.clone());
+        async move {
+            connector
+                .connect(addr, &server_name)
+                .await
+                .map(hyper_util::rt::TokioIo::new)
+        }
+    })
+}
+
 /// A lazily connecting endpoint to the hub at `addr` over the channel of `profile`: present the
-/// node's certificate(s), expect `server_name` in the hub's, trust only the exchange CA, refuse
-/// a hub certificate that `paths.crl` revokes; keep-alives as [`super::endpoint`].
+/// node's certificate(s), expect `server_name` (a DNS name or an IP address) in the hub's, trust
+/// only the exchange CA, refuse a hub certificate that `paths.crl` revokes; keep-alives as
+/// [`super::endpoint`]. Every other client of the exchange's servers comes through here too,
+/// with its own `paths`: the administrator's commands to the hub (`[admin]`), and the clerk's
+/// CLI to a node's API served with `[api] tls`.
 /// `international`: TLS 1.3 through rustls; `shangmi`: TLCP or RFC 8998 through Tongsuo
 /// (`[tls] protocol`). A build without the `shangmi` feature refuses that profile.
 pub fn hub_endpoint(
@@ -222,7 +264,11 @@ pub fn hub_endpoint(
             let connector = Arc::new(super::sm::Connector::new(protocol, paths)?);
             // http: the connector runs the handshake itself (an https URI would make tonic ask
             // for its own, rustls, TLS config).
-            let endpoint = Endpoint::from_shared(format!("http://{server_name}:{}", addr.port()))
+            let authority = match server_name.parse::<std::net::IpAddr>() {
+                Ok(ip) => SocketAddr::new(ip, addr.port()).to_string(),
+                Err(_) => format!("{server_name}:{}", addr.port()),
+            };
+            let endpoint = Endpoint::from_shared(format!("http://{authority}"))
                 .map_err(|e| TlsError::Endpoint(format!("{addr}: {e}")))?;
             Ok(HubEndpoint {
                 endpoint: keep_alive(endpoint),

@@ -344,8 +344,8 @@ fn refused(e: impl std::fmt::Display) -> io::Error {
     io::Error::new(io::ErrorKind::ConnectionRefused, e.to_string())
 }
 
-/// Client side of one handshake to `addr`, expecting `server_name` in the server's signing
-/// certificate (Tongsuo's host check), and the peer check.
+/// Client side of one handshake to `addr`, expecting `server_name` (a DNS name or an IP
+/// address) in the server's signing certificate (Tongsuo's host check), and the peer check.
 pub(crate) async fn connect(
     ctx: &SslContext,
     protocol: TlsProtocol,
@@ -355,8 +355,15 @@ pub(crate) async fn connect(
     let tcp = TcpStream::connect(addr).await?;
     tcp.set_nodelay(true)?;
     let mut ssl = Ssl::new(ctx).map_err(refused)?;
-    ssl.set_hostname(server_name).map_err(refused)?; // SNI
-    ssl.param_mut().set_host(server_name).map_err(refused)?;
+    // An IP address is checked against the certificate's IP subjectAltNames (and sent no SNI,
+    // RFC 6066), a name against its DNS ones.
+    match server_name.parse::<std::net::IpAddr>() {
+        Ok(ip) => ssl.param_mut().set_ip(ip).map_err(refused)?,
+        Err(_) => {
+            ssl.set_hostname(server_name).map_err(refused)?; // SNI
+            ssl.param_mut().set_host(server_name).map_err(refused)?;
+        }
+    }
     let mut s = SmStream::new(ssl, tcp).map_err(refused)?;
     match tokio::time::timeout(HANDSHAKE_TIMEOUT, Pin::new(&mut s).connect()).await {
         Ok(Ok(())) => {}

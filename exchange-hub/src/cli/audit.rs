@@ -8,7 +8,8 @@ use anyhow::{Context as _, Result, bail};
 use clap::{Args, Subcommand};
 use exchange_core::{
     audit::ExportLine,
-    config::{Calendar, HubConfig, TlsPaths, parse_when},
+    config::{Calendar, HubConfig, TlsPaths, TlsProtocol, parse_when},
+    crypto::{self, Profile},
     signing::{SigningKey, Verifier},
     store::{Store, sealing::KeysError},
     tls,
@@ -111,23 +112,34 @@ pub(crate) async fn connect(cfg: &HubConfig) -> Result<Source> {
     } else {
         (addr, addr.ip().to_string())
     };
-    let paths = TlsPaths {
-        ca: cfg.tls.ca.clone(),
-        cert: admin.cert.clone(),
-        key: admin.key.clone(),
-        enc_cert: None,
-        enc_key: None,
-        crl: cfg.tls.crl.clone(),
-        protocol: None,
-    };
-    let client_tls = tls::client_config(&paths, &name)
+    let paths = admin.tls_paths(&cfg.tls);
+    let profile = cfg.crypto.profile;
+    check_admin_profile(profile, &paths)?;
+    // The hub's own channel, from the provider layer: TLS 1.3 (rustls) or, under shangmi,
+    // TLCP / RFC 8998 (Tongsuo) with the administrator's signing and encryption pairs.
+    let endpoint = tls::hub_endpoint(addr, &paths, profile, &name)
         .context("loading the administrator identity in [admin]")?;
-    match tls::endpoint(addr, client_tls)?.connect().await {
+    match endpoint.connect().await {
         Ok(ch) => Ok(Source::Hub(
             AdminClient::new(ch).max_decoding_message_size(64 << 20),
         )),
         Err(_) => local(), // the hub is not running: read its store
     }
+}
+
+/// Refuses an `[admin]` identity of the other profile, or one without TLCP's encryption pair,
+/// naming the key, before any handshake fails with a less useful message.
+fn check_admin_profile(profile: Profile, paths: &TlsPaths) -> Result<()> {
+    let keys = crypto::TlsKeys {
+        ca: "tls.ca",
+        cert: "admin.cert",
+        enc_cert: "admin.enc_cert",
+        enc_cert_section: "[admin] enc_cert",
+        enc_key_section: "[admin] enc_key",
+    };
+    let tlcp = TlsProtocol::of(profile, paths)? == TlsProtocol::Tlcp;
+    crypto::check_tls_profile(profile, paths, keys, tlcp)?;
+    Ok(())
 }
 
 /// Runs an `audit` subcommand.

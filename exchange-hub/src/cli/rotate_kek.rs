@@ -35,8 +35,13 @@ pub(crate) fn describe(r: &pb::KeyRotation) -> String {
 /// Runs `rotate-kek`.
 pub async fn run(cfg: HubConfig, args: RotateKekArgs) -> Result<()> {
     let data = &cfg.hub.data_dir;
-    let done = exchange_core::store::sealing::rotate_kek(data, cfg.encryption.as_ref(), &args.new)
-        .context("rotating the key-encryption key")?;
+    let done = exchange_core::store::sealing::rotate_kek(
+        data,
+        cfg.crypto.profile,
+        cfg.encryption.as_ref(),
+        &args.new,
+    )
+    .context("rotating the key-encryption key")?;
     let rotation = pb::KeyRotation {
         old_fingerprint: done.old_fingerprint.clone(),
         new_fingerprint: done.new_fingerprint.clone(),

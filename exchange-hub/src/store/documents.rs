@@ -74,7 +74,7 @@ pub(crate) async fn accept(
                 acceptance: acceptance.clone(),
                 accepted_at_ms: at_ms,
             };
-            txn.put(DOCUMENTS, id.as_bytes(), &rec.encode(&sealer))?;
+            txn.put(DOCUMENTS, id.as_bytes(), &rec.encode(&sealer)?)?;
             put_evidence(txn, &id, "", EvidenceKind::Accepted, &acceptance)?;
             for (digest, data) in &inline {
                 content::put(txn, &sealer, digest, data)?;

@@ -45,7 +45,7 @@ impl DocumentRecord {
     }
 
     /// The stored bytes: sealed when encryption is on (the signed header holds the title).
-    pub(crate) fn encode(&self, sealer: &Sealer) -> Vec<u8> {
+    pub(crate) fn encode(&self, sealer: &Sealer) -> Result<Vec<u8>, StoreError> {
         let plain = encode(&st::HubDocument {
             document: Some(self.doc.wire.clone()),
             acceptance: Some(self.acceptance.clone()),

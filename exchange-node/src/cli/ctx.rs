@@ -11,7 +11,10 @@ use std::{
 };
 
 use anyhow::Context as _;
-use exchange_core::config::NodeConfig;
+use exchange_core::{
+    config::{NodeConfig, TlsPaths},
+    tls,
+};
 use exchange_proto::v1::node_client::NodeClient;
 use tonic::{Code, Status, transport::Channel};
 
@@ -41,10 +44,23 @@ impl Ctx {
         );
         let addr = api_addr(&cfg)
             .with_context(|| format!("cannot find the address of the node's API: {start_hint}"))?;
-        let endpoint = tonic::transport::Endpoint::from_shared(format!("http://{addr}"))
-            .with_context(|| format!("invalid API address {addr}"))?
-            .connect_timeout(CONNECT_TIMEOUT);
-        let channel = endpoint.connect().await.map_err(|e| {
+        let connected = match &cfg.api.tls {
+            None => {
+                tonic::transport::Endpoint::from_shared(format!("http://{addr}"))
+                    .with_context(|| format!("invalid API address {addr}"))?
+                    .connect_timeout(CONNECT_TIMEOUT)
+                    .connect()
+                    .await
+            }
+            Some(api_tls) => {
+                let paths = clerk_tls(&cfg, api_tls);
+                tls::hub_endpoint(addr, &paths, cfg.crypto.profile, &server_name(addr))
+                    .context("loading the department's TLS identity ([tls]) for the API")?
+                    .connect()
+                    .await
+            }
+        };
+        let channel = connected.map_err(|e| {
             anyhow::anyhow!(
                 "cannot reach the node at {addr}: {start_hint} ({})",
                 root_cause(&e)
@@ -126,6 +142,27 @@ fn api_addr(cfg: &NodeConfig) -> anyhow::Result<SocketAddr> {
         cfg.api.listen
     };
     Ok(connectable(addr))
+}
+
+/// The TLS files the CLI reaches an API served with `[api] tls` with: the department's own
+/// identity (`[tls]`: under TLCP its signing and encryption pairs) and CA, revocation list and
+/// the API's protocol. So the API serves the clerk when `api.tls.ca` is the exchange CA and its
+/// certificate (`exchange-certs issue-api`) comes from that CA.
+fn clerk_tls(cfg: &NodeConfig, api_tls: &TlsPaths) -> TlsPaths {
+    TlsPaths {
+        protocol: api_tls.protocol,
+        ..cfg.tls.clone()
+    }
+}
+
+/// The name the API's certificate must carry: `localhost` on loopback (where the CLI reaches
+/// a wildcard listener), else the address itself (an IP subjectAltName).
+fn server_name(addr: SocketAddr) -> String {
+    if addr.ip().is_loopback() {
+        "localhost".to_owned()
+    } else {
+        addr.ip().to_string()
+    }
 }
 
 /// A node listening on every interface is reached on loopback.

@@ -20,8 +20,13 @@ pub struct Args {
 /// Runs `rotate-kek`.
 pub fn run(args: Args, cfg: NodeConfig) -> anyhow::Result<()> {
     let data = &cfg.node.data_dir;
-    let done = exchange_core::store::sealing::rotate_kek(data, cfg.encryption.as_ref(), &args.new)
-        .context("rotating the key-encryption key")?;
+    let done = exchange_core::store::sealing::rotate_kek(
+        data,
+        cfg.crypto.profile,
+        cfg.encryption.as_ref(),
+        &args.new,
+    )
+    .context("rotating the key-encryption key")?;
     println!(
         "{}",
         exchange_core::store::sealing::rotation_report(data, &done, &args.new, "node", "node.toml")

@@ -1,9 +1,17 @@
 use super::*;
-use crate::atrest::keys::test_keys;
+use crate::atrest::{
+    golden::*,
+    keys::{test_keys, test_keys_for, test_suites},
+};
 
 #[test]
 fn chunks_round_trip_through_sealer_and_opener() {
-    let keys = test_keys(1);
+    for suite in test_suites() {
+        round_trip(test_keys_for(suite, 1));
+    }
+}
+
+fn round_trip(keys: DataKeys) {
     let (header, sealer) = BlobSealer::with_chunk_size(&keys, 4).unwrap();
     assert!(is_sealed_blob(&header));
     let opener = BlobOpener::from_header(&keys, &header).unwrap();
@@ -19,7 +27,12 @@ fn chunks_round_trip_through_sealer_and_opener() {
 
 #[test]
 fn a_chunk_at_another_index_or_lastness_does_not_authenticate() {
-    let keys = test_keys(1);
+    for suite in test_suites() {
+        moved_chunks(test_keys_for(suite, 1));
+    }
+}
+
+fn moved_chunks(keys: DataKeys) {
     let (header, sealer) = BlobSealer::with_chunk_size(&keys, 4).unwrap();
     let opener = BlobOpener::from_header(&keys, &header).unwrap();
     let c3 = sealer.seal_chunk(3, false, b"abcd").unwrap();
@@ -60,8 +73,13 @@ fn a_chunk_of_the_wrong_length_is_not_sealed() {
 
 #[test]
 fn every_flipped_header_byte_is_refused() {
-    let keys = test_keys(1);
-    let (header, _) = BlobSealer::new(&keys);
+    for suite in test_suites() {
+        flipped_header(test_keys_for(suite, 1));
+    }
+}
+
+fn flipped_header(keys: DataKeys) {
+    let (header, _) = BlobSealer::new(&keys).unwrap();
     assert_eq!(header.len(), BLOB_HEADER_LEN);
     for i in 0..BLOB_HEADER_LEN {
         let mut bad = header;
@@ -84,7 +102,7 @@ fn every_flipped_header_byte_is_refused() {
 
 #[test]
 fn another_stores_key_does_not_open_the_header() {
-    let (header, _) = BlobSealer::new(&test_keys(1));
+    let (header, _) = BlobSealer::new(&test_keys(1)).unwrap();
     let err = BlobOpener::from_header(&test_keys(2), &header).unwrap_err();
     assert_eq!(
         err.to_string(),
@@ -115,4 +133,58 @@ fn a_resumed_sealer_continues_the_same_blob() {
     let c1 = resumed.seal_chunk(1, true, b"e").unwrap();
     let opener = BlobOpener::from_header(&keys, &header).unwrap();
     assert_eq!(opener.open_chunk(1, true, &c1).unwrap(), b"e");
+}
+
+/// Opens every chunk of a whole blob file.
+fn open_all(keys: &DataKeys, file: &[u8]) -> Result<Vec<u8>, AtRestError> {
+    let opener = BlobOpener::from_header(keys, file)?;
+    let layout = opener.layout();
+    let count = layout.chunk_count(file.len() as u64)?;
+    let mut out = Vec::new();
+    for i in 0..count {
+        let start = layout.chunk_file_offset(i) as usize;
+        let end = (layout.chunk_file_offset(i + 1) as usize).min(file.len());
+        out.extend(opener.open_chunk(i, i + 1 == count, &file[start..end])?);
+    }
+    Ok(out)
+}
+
+#[test]
+fn a_version_1_aes_blob_still_opens() {
+    let file = hex::decode(V1_AES_BLOB).unwrap();
+    assert_eq!(
+        open_all(&test_keys(0x42), &file).unwrap(),
+        b"golden blob content v1"
+    );
+    let (header, _) = BlobSealer::new(&test_keys(0x42)).unwrap();
+    assert_eq!(
+        header[..9],
+        file[..9],
+        "new international blobs keep format byte 1"
+    );
+}
+
+#[test]
+fn a_blob_of_the_other_profile_is_refused_naming_both_suites() {
+    let v1 = hex::decode(V1_AES_BLOB).unwrap();
+    let err = open_all(&test_keys_for(Suite::Sm4Gcm, 0x42), &v1).unwrap_err();
+    let msg = err.to_string();
+    assert!(matches!(err, AtRestError::SuiteMismatch { .. }), "{msg}");
+    assert!(msg.contains("encrypted blob"), "{msg}");
+    for name in ["aes-256-gcm", "international", "sm4-gcm", "shangmi"] {
+        assert!(msg.contains(name), "{name} in {msg}");
+    }
+    let v2 = hex::decode(V2_SM4_BLOB).unwrap();
+    let err = open_all(&test_keys(0x42), &v2).unwrap_err();
+    assert!(matches!(err, AtRestError::SuiteMismatch { .. }), "{err}");
+}
+
+#[cfg(feature = "shangmi")]
+#[test]
+fn a_blob_sealed_by_another_sm4_gcm_implementation_opens_and_ours_names_sm4() {
+    let keys = test_keys_for(Suite::Sm4Gcm, 0x42);
+    let file = hex::decode(V2_SM4_BLOB).unwrap();
+    assert_eq!(open_all(&keys, &file).unwrap(), b"golden blob content");
+    let (header, _) = BlobSealer::new(&keys).unwrap();
+    assert_eq!(header[4], 2, "format byte 2 names sm4-gcm/hkdf-sm3");
 }

@@ -99,7 +99,13 @@ fn a_credential_is_read_from_the_credentials_directory() {
     let dir = tempfile::tempdir().unwrap();
     fs::write(dir.path().join("exchange-kek"), format!("{HEX}\n")).unwrap();
     let source = KekSource::Credential("exchange-kek".into());
-    let kek = Kek::load_credential(Some(dir.path().into()), "exchange-kek", &source).unwrap();
+    let kek = Kek::load_credential(
+        Some(dir.path().into()),
+        "exchange-kek",
+        &source,
+        Suite::Aes256Gcm,
+    )
+    .unwrap();
     let file = Kek::load(&KekSource::File(write_kek(dir.path(), HEX, 0o600))).unwrap();
     assert_eq!(kek.fingerprint(), file.fingerprint());
 }
@@ -107,17 +113,19 @@ fn a_credential_is_read_from_the_credentials_directory() {
 #[test]
 fn a_credential_without_credentials_directory_names_the_variable() {
     let source = KekSource::Credential("exchange-kek".into());
-    let err = Kek::load_credential(None, "exchange-kek", &source).unwrap_err();
+    let err = Kek::load_credential(None, "exchange-kek", &source, Suite::Aes256Gcm).unwrap_err();
     let msg = err.to_string();
     assert!(
         msg.contains("$CREDENTIALS_DIRECTORY") && msg.contains("exchange-kek"),
         "{msg}"
     );
     let dir = tempfile::tempdir().unwrap();
-    let err = Kek::load_credential(Some(dir.path().into()), "absent", &source).unwrap_err();
+    let err = Kek::load_credential(Some(dir.path().into()), "absent", &source, Suite::Aes256Gcm)
+        .unwrap_err();
     assert!(err.to_string().contains("absent"), "{err}");
     for name in ["../kek", "", "..", "a/b"] {
-        let err = Kek::load_credential(Some(dir.path().into()), name, &source).unwrap_err();
+        let err = Kek::load_credential(Some(dir.path().into()), name, &source, Suite::Aes256Gcm)
+            .unwrap_err();
         assert!(
             matches!(err, AtRestError::BadCredentialName { .. }),
             "{name}: {err}"
@@ -137,11 +145,46 @@ fn debug_shows_the_fingerprint_never_the_key() {
 
 #[test]
 fn a_wrapped_key_opens_only_under_its_kek_and_id() {
-    let (a, b) = (test_kek(1), test_kek(2));
+    for suite in crate::atrest::keys::test_suites() {
+        let (a, b) = (test_kek_for(suite, 1), test_kek_for(suite, 2));
+        let dek = Dek([9; KEY_LEN]);
+        let wrapped = a.wrap(7, &dek).unwrap();
+        assert_eq!(a.unwrap(7, &wrapped).unwrap().unwrap().0, dek.0);
+        assert!(a.unwrap(8, &wrapped).unwrap().is_none(), "bound to its id");
+        assert!(b.unwrap(7, &wrapped).unwrap().is_none(), "bound to its KEK");
+        assert!(a.unwrap(7, &wrapped[1..]).unwrap().is_none(), "a short one");
+        for i in 0..WRAPPED_LEN {
+            let mut bad = wrapped;
+            bad[i] ^= 0x01;
+            assert!(a.unwrap(7, &bad).unwrap().is_none(), "{suite} byte {i}");
+        }
+        assert_ne!(a.fingerprint(), b.fingerprint());
+    }
+}
+
+#[test]
+fn the_international_fingerprint_is_a_sha256_over_label_and_key() {
+    let kek = test_kek(1);
+    let hash = ring::digest::digest(
+        &ring::digest::SHA256,
+        &[FINGERPRINT_LABEL, &[1u8; KEY_LEN][..]].concat(),
+    );
+    assert_eq!(kek.fingerprint(), hex::encode(&hash.as_ref()[..8]));
+    assert_eq!(kek.suite(), Suite::Aes256Gcm);
+}
+
+#[cfg(feature = "shangmi")]
+#[test]
+fn under_shangmi_the_fingerprint_is_an_sm3_and_the_wrapping_key_another() {
+    let (aes, sm) = (test_kek(1), test_kek_for(Suite::Sm4Gcm, 1));
+    let hash = crate::crypto::sm::sm3(&[FINGERPRINT_LABEL, &[1u8; KEY_LEN][..]].concat()).unwrap();
+    assert_eq!(sm.fingerprint(), hex::encode(&hash[..8]));
+    assert_ne!(sm.fingerprint(), aes.fingerprint());
+    assert_eq!(sm.suite(), Suite::Sm4Gcm);
+    // A key wrapped under one suite does not unwrap under the other, though the KEK is the same.
     let dek = Dek([9; KEY_LEN]);
-    let wrapped = a.wrap(7, &dek).unwrap();
-    assert_eq!(a.unwrap(7, &wrapped).unwrap().0, dek.0);
-    assert!(a.unwrap(8, &wrapped).is_none(), "bound to its id");
-    assert!(b.unwrap(7, &wrapped).is_none(), "bound to its KEK");
-    assert_ne!(a.fingerprint(), b.fingerprint());
+    let wrapped = sm.wrap(1, &dek).unwrap();
+    assert!(aes.unwrap(1, &wrapped).unwrap().is_none());
+    assert!(sm.unwrap(1, &aes.wrap(1, &dek).unwrap()).unwrap().is_none());
+    assert_eq!(sm.unwrap(1, &wrapped).unwrap().unwrap().0, dek.0);
 }

@@ -42,6 +42,47 @@ fn sm4_known_answer_gbt_32907() {
 }
 
 #[test]
+fn hkdf_sm3_gives_what_another_implementation_and_rfc_5869_by_hand_give() {
+    // RFC 5869 test case 1's inputs with SM3 for SHA-256; the answer from OpenSSL's HKDF with
+    // SM3 (through Python's `cryptography`), not from Tongsuo.
+    let (ikm, salt, info) = (
+        [0x0b; 22],
+        unhex("000102030405060708090a0b0c"),
+        unhex("f0f1f2f3f4f5f6f7f8f9"),
+    );
+    let mut okm = [0u8; 42];
+    kdf::hkdf_sm3(&ikm, &salt, &info, &mut okm).unwrap();
+    assert_eq!(
+        okm.to_vec(),
+        unhex(
+            "c69fe91b7aaee2dd5718d72dcaee0cce93f1b8e41f792da51261b6a517e68b36ed2c595572b01dfa359b"
+        )
+    );
+    // Extract then expand by hand over Tongsuo's HMAC-SM3: the first block is T(1).
+    let hmac = |key: &[u8], data: &[u8]| {
+        let key = PKey::hmac(key).unwrap();
+        let mut signer = Signer::new(MessageDigest::sm3(), &key).unwrap();
+        signer.sign_oneshot_to_vec(data).unwrap()
+    };
+    let prk = hmac(&salt, &ikm);
+    let t1 = hmac(&prk, &[&info[..], &[1]].concat());
+    assert_eq!(okm[..32], t1[..]);
+    // No salt is RFC 5869's 32 zero bytes.
+    let (mut a, mut b) = ([0u8; 16], [0u8; 16]);
+    kdf::hkdf_sm3(&[1; 32], &[], b"info", &mut a).unwrap();
+    kdf::hkdf_sm3(&[1; 32], &[0; 32], b"info", &mut b).unwrap();
+    assert_eq!(a, b);
+    // Lengths HKDF cannot give are refused, not truncated.
+    assert!(matches!(
+        kdf::hkdf_sm3(&ikm, &salt, &info, &mut []),
+        Err(SmError::KdfLength(0))
+    ));
+    let mut long = vec![0u8; kdf::MAX_OUTPUT + 1];
+    assert!(kdf::hkdf_sm3(&ikm, &salt, &info, &mut long).is_err());
+    assert!(kdf::hkdf_sm3(&ikm, &salt, &info, &mut long[1..]).is_ok());
+}
+
+#[test]
 fn sm4_gcm_round_trip_and_every_tamper_refused() {
     let key = [7u8; sm4::KEY_LEN];
     let nonce = [9u8; sm4::NONCE_LEN];

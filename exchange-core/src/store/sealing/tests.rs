@@ -24,7 +24,16 @@ fn open(
     section: Option<&EncryptionSection>,
     create: bool,
 ) -> Result<Store, KeysError> {
-    open_store(&data.join("t.redb"), "test", 1, section, create)
+    open_as(data, Profile::International, section, create)
+}
+
+fn open_as(
+    data: &Path,
+    profile: Profile,
+    section: Option<&EncryptionSection>,
+    create: bool,
+) -> Result<Store, KeysError> {
+    open_store(&data.join("t.redb"), "test", 1, profile, section, create)
 }
 
 #[test]
@@ -87,4 +96,94 @@ fn a_plaintext_store_can_turn_encryption_on_later() {
     let on = open(&data, Some(&section), true).unwrap();
     assert!(on.sealer().keys().is_some());
     assert!(on.flag(ENCRYPTED).unwrap());
+}
+
+#[test]
+fn an_international_store_keeps_format_1_and_the_keys_open_what_it_sealed() {
+    let (_dir, data, section) = setup();
+    let store = open(&data, Some(&section), true).unwrap();
+    let sealer = store.sealer().clone();
+    let sealed = sealer.seal(b"t\0k", b"record".to_vec()).unwrap();
+    assert_eq!(sealed[4], 1, "format byte 1: aes-256-gcm");
+    drop(store);
+    let keys = data_keys(&data, Profile::International, Some(&section))
+        .unwrap()
+        .unwrap();
+    assert_eq!(keys.suite(), Suite::Aes256Gcm);
+    assert_eq!(
+        &*Sealer::new(Some(keys))
+            .open("t/k", b"t\0k", &sealed)
+            .unwrap(),
+        b"record"
+    );
+}
+
+#[cfg(feature = "shangmi")]
+mod shangmi {
+    use super::*;
+
+    #[test]
+    fn a_shangmi_store_seals_with_sm4_and_rotates_its_kek() {
+        let (dir, data, section) = setup();
+        let store = open_as(&data, Profile::Shangmi, Some(&section), true).unwrap();
+        let sealed = store.sealer().seal(b"t\0k", b"record".to_vec()).unwrap();
+        assert_eq!(sealed[4], 2, "format byte 2: sm4-gcm/hkdf-sm3");
+        drop(store);
+        let ring = std::fs::read_to_string(data.join(Keyring::FILE_NAME)).unwrap();
+        assert!(ring.contains("\"suite\": \"sm4-gcm/hkdf-sm3\""), "{ring}");
+
+        let new = dir.path().join("new.kek");
+        Kek::generate(&new).unwrap();
+        let done = rotate_kek(&data, Profile::Shangmi, Some(&section), &new).unwrap();
+        assert!(!done.already_done);
+        let sm_new = Kek::load_for(&KekSource::File(new.clone()), Suite::Sm4Gcm).unwrap();
+        assert_eq!(
+            done.new_fingerprint,
+            sm_new.fingerprint(),
+            "an SM3 fingerprint"
+        );
+        let rotated = EncryptionSection {
+            kek: Some(new),
+            kek_credential: None,
+        };
+        let store = open_as(&data, Profile::Shangmi, Some(&rotated), true).unwrap();
+        assert_eq!(
+            &*store.sealer().open("t/k", b"t\0k", &sealed).unwrap(),
+            b"record"
+        );
+    }
+
+    #[test]
+    fn a_store_of_one_profile_is_refused_by_the_other_naming_both() {
+        for (made, other) in [
+            (Profile::International, Profile::Shangmi),
+            (Profile::Shangmi, Profile::International),
+        ] {
+            let (dir, data, section) = setup();
+            drop(open_as(&data, made, Some(&section), true).unwrap());
+            let before = std::fs::read(data.join(Keyring::FILE_NAME)).unwrap();
+            let new = dir.path().join("new.kek");
+            Kek::generate(&new).unwrap();
+            let errors = [
+                open_as(&data, other, Some(&section), true).map(|_| ()),
+                open_as(&data, other, Some(&section), false).map(|_| ()),
+                data_keys(&data, other, Some(&section)).map(|_| ()),
+                rotate_kek(&data, other, Some(&section), &new).map(|_| ()),
+            ];
+            for err in errors {
+                let msg = err.unwrap_err().to_string();
+                for name in [
+                    made.name(),
+                    other.name(),
+                    "sm4-gcm",
+                    "aes-256-gcm",
+                    "keyring.json",
+                ] {
+                    assert!(msg.contains(name), "{name} in {msg}");
+                }
+            }
+            let after = std::fs::read(data.join(Keyring::FILE_NAME)).unwrap();
+            assert_eq!(before, after, "nothing changed");
+        }
+    }
 }

@@ -93,9 +93,18 @@ impl Ca {
             days: 1,
         };
         let uris = [uri.as_str()];
+        // The hub's certificate also names the loopback addresses, as `exchange-certs` has it.
+        let loopback: [std::net::IpAddr; 2] = [
+            std::net::Ipv4Addr::LOCALHOST.into(),
+            std::net::Ipv6Addr::LOCALHOST.into(),
+        ];
         let ext = LeafExtensions {
             uris: &uris,
-            ips: &[],
+            ips: if *who == Principal::Hub {
+                &loopback
+            } else {
+                &[]
+            },
             extended: &[eku],
             backdate_secs: 3600,
         };
@@ -257,6 +266,38 @@ async fn mutual_auth(protocol: Option<TlsProtocol>, version: &str, cipher: &str)
     assert_eq!(info.protocol, version);
     assert_eq!(info.cipher, cipher);
     assert!(info.remote_addr.is_some());
+}
+
+#[tokio::test]
+async fn an_ip_address_as_server_name_is_checked_against_the_ip_names_and_connect_is_eager() {
+    let f = Fixture::new();
+    let (addr, _, seen) = serve(&f.hub_paths(None)).await;
+    let node = f.node_paths(None);
+    // `connect` runs the handshake now; the certificate names 127.0.0.1.
+    let channel = hub_endpoint(addr, &node, Profile::Shangmi, "127.0.0.1")
+        .unwrap()
+        .connect()
+        .await
+        .unwrap();
+    check(channel).await.unwrap();
+    assert_eq!(seen.calls.lock().unwrap().len(), 1);
+    // An address the certificate does not name is refused by the client, at `connect`.
+    for name in ["127.0.0.2", "::2", "hub.example.gov"] {
+        let err = hub_endpoint(addr, &node, Profile::Shangmi, name)
+            .unwrap()
+            .connect()
+            .await
+            .unwrap_err();
+        let mut cause: &dyn std::error::Error = &err;
+        while let Some(next) = cause.source() {
+            cause = next;
+        }
+        assert!(
+            cause.to_string().contains("certificate verify failed"),
+            "{name}: {cause}"
+        );
+    }
+    assert_eq!(seen.calls.lock().unwrap().len(), 1);
 }
 
 #[tokio::test]

@@ -98,7 +98,8 @@ fn write_schema1(path: &Path, f: &Fixture, sealer: &Sealer) -> Old {
         };
         let sealed = sealer.seal(&slot("sent", sent_id.as_bytes()), encode(&rec));
         let mut t = txn.open_table(schema1::SENT).unwrap();
-        t.insert(sent_id.as_str(), sealed.as_slice()).unwrap();
+        t.insert(sent_id.as_str(), sealed.unwrap().as_slice())
+            .unwrap();
         let rec = st::ReceivedDocument {
             document: Some(old.received.wire.clone()),
             state: u32::from(InboxState::New.code()),
@@ -125,7 +126,8 @@ fn write_schema1(path: &Path, f: &Fixture, sealer: &Sealer) -> Old {
         t.insert(("hub", 0, 3), urgent.as_slice()).unwrap();
         let sealed = sealer.seal(&slot("content", &digest.0), old.content.clone());
         let mut t = txn.open_table(schema1::CONTENT).unwrap();
-        t.insert(digest.0.as_slice(), sealed.as_slice()).unwrap();
+        t.insert(digest.0.as_slice(), sealed.unwrap().as_slice())
+            .unwrap();
     }
     txn.commit().unwrap();
     old
@@ -171,7 +173,13 @@ async fn a_schema_1_store_is_upgraded_on_open_and_every_record_reads_back() {
     let path = data.join("node.redb");
     let old = write_schema1(&path, &f, &Sealer::new(Some(keys)));
 
-    let store = open(&path, Some(&section), true).unwrap();
+    let store = open(
+        &path,
+        exchange_core::crypto::Profile::International,
+        Some(&section),
+        true,
+    )
+    .unwrap();
     let (sent_id, received_id) = (old.sent.header.id, old.received.header.id);
 
     let rec = sent(&store, sent_id).await.unwrap().expect("sent record");
@@ -253,7 +261,13 @@ async fn a_schema_1_store_is_upgraded_on_open_and_every_record_reads_back() {
 
     // A second open does nothing more, and everything is still there.
     assert_eq!(upgrade(&path).unwrap(), Upgrade::Current);
-    let store = open(&path, Some(&section), true).unwrap();
+    let store = open(
+        &path,
+        exchange_core::crypto::Profile::International,
+        Some(&section),
+        true,
+    )
+    .unwrap();
     assert!(sent(&store, sent_id).await.unwrap().is_some());
     assert_eq!(events_after(&store, 0, 10).await.unwrap().len(), 3);
     assert_eq!(
@@ -268,7 +282,15 @@ async fn a_new_store_is_created_at_schema_2_without_an_upgrade() {
     let path = dir.path().join("node.redb");
     assert_eq!(upgrade(&path).unwrap(), Upgrade::Current);
     assert!(!path.exists(), "the upgrade creates nothing");
-    drop(open(&path, None, true).unwrap());
+    drop(
+        open(
+            &path,
+            exchange_core::crypto::Profile::International,
+            None,
+            true,
+        )
+        .unwrap(),
+    );
     let (meta, _) = file_layout(&path);
     assert!(meta.contains(&("schema".to_owned(), SCHEMA)), "{meta:?}");
 }
