@@ -219,6 +219,7 @@ pub fn demo_setup_with_profile(
         reminders: Default::default(),
         calendar: Default::default(),
         encryption: Some(hub_kek),
+        store: Default::default(),
     };
     // An administrator for the audit commands (`exchange-hub --config hub.toml audit ...`).
     let admin_dir = dir.join("admin");

@@ -6,9 +6,10 @@
 //! 1. **the database**, copied table by table inside **one read transaction**: every table sees
 //!    the same snapshot, so the copy holds exactly the commits that preceded it — every
 //!    acknowledged document, queue item and audit entry, and nothing half-written. Writers go
-//!    on meanwhile (redb's MVCC). redb has no untyped iteration, so each store module lists its
-//!    tables ([`BackupTable`]); a table found in the file that no module listed fails the
-//!    backup rather than being silently left out.
+//!    on meanwhile (redb's MVCC, PostgreSQL's snapshot). Each store module lists its tables
+//!    ([`kv::Table`]); on redb a table found in the file that no module listed fails the backup
+//!    rather than being silently left out. The copy is always a redb store of the same kind and
+//!    schema, whichever backend it was taken from.
 //! 2. **the content blobs**, `blobs/sha256/*` and (encrypted at rest) `blobs/sealed/*`, as
 //!    stored (see [`crate::blob`]), listed *after* the snapshot: a blob is installed
 //!    (fsynced, renamed) before any commit that refers to it, and blobs are never deleted, so
@@ -24,12 +25,12 @@ use std::{
     path::{Path, PathBuf},
 };
 
-use redb::{
-    Database, Key, MultimapTableHandle, ReadTransaction, ReadableTable, ReadableTableMetadata,
-    TableDefinition, TableHandle, Value, WriteTransaction,
-};
+use redb::Database;
 
-use crate::store::{Store, StoreError};
+use crate::store::{
+    Store, StoreError,
+    kv::{self, ReadTables, WriteTables},
+};
 
 mod report;
 
@@ -74,47 +75,6 @@ fn io_err<'a>(what: &'static str, path: &'a Path) -> impl FnOnce(io::Error) -> B
     }
 }
 
-/// A table that a backup copies. Implemented for every typed [`TableDefinition`]; a store module
-/// lists its own tables, next to their definitions.
-pub trait BackupTable: Sync {
-    /// The table's name in the file.
-    fn table_name(&self) -> String;
-    /// Copies every row from `src` into the same table in `dst`; returns how many.
-    fn copy(&self, src: &ReadTransaction, dst: &WriteTransaction) -> Result<u64, StoreError>;
-    /// How many rows the table has in `src` (0 if it does not exist yet).
-    fn rows(&self, src: &ReadTransaction) -> Result<u64, StoreError>;
-}
-
-impl<K: Key + Sync + 'static, V: Value + Sync + 'static> BackupTable
-    for TableDefinition<'static, K, V>
-{
-    fn table_name(&self) -> String {
-        self.name().to_owned()
-    }
-
-    fn copy(&self, src: &ReadTransaction, dst: &WriteTransaction) -> Result<u64, StoreError> {
-        let from = match src.open_table(*self) {
-            Ok(t) => t,
-            Err(redb::TableError::TableDoesNotExist(_)) => return Ok(0),
-            Err(e) => return Err(e.into()),
-        };
-        let mut to = dst.open_table(*self)?;
-        for row in from.iter()? {
-            let (k, v) = row?;
-            to.insert(k.value(), v.value())?;
-        }
-        Ok(from.len()?)
-    }
-
-    fn rows(&self, src: &ReadTransaction) -> Result<u64, StoreError> {
-        match src.open_table(*self) {
-            Ok(t) => Ok(t.len()?),
-            Err(redb::TableError::TableDoesNotExist(_)) => Ok(0),
-            Err(e) => Err(e.into()),
-        }
-    }
-}
-
 /// What a backup holds.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Summary {
@@ -138,7 +98,7 @@ pub struct Summary {
 pub async fn backup(
     store: &Store,
     db_name: &'static str,
-    tables: Vec<&'static dyn BackupTable>,
+    tables: Vec<kv::Table>,
     blobs: &Path,
     out: &Path,
 ) -> Result<Summary, BackupError> {
@@ -148,8 +108,9 @@ pub async fn backup(
     let db_path = out.join(db_name);
     let partial = out.join(format!("{db_name}.partial"));
     let target = partial.clone();
+    let stamps = store.stamps();
     let copied = store
-        .read(move |txn| copy_tables(txn, &tables, &target))
+        .read(move |txn| copy_tables(txn, &tables, &target, &stamps))
         .await
         .inspect_err(|_| {
             let _ = std::fs::remove_file(&partial);
@@ -225,29 +186,29 @@ fn prepare(out: &Path) -> Result<(), BackupError> {
     }
 }
 
-/// Copies every table into a fresh database at `path` in one write transaction, checking first
-/// that `tables` covers every table in the snapshot.
+/// Copies every table into a fresh redb store at `path`, stamped with `stamps`, in one write
+/// transaction; on redb checks first that `tables` covers every table in the snapshot.
 fn copy_tables(
-    src: &ReadTransaction,
-    tables: &[&'static dyn BackupTable],
+    src: &dyn ReadTables,
+    tables: &[kv::Table],
     path: &Path,
+    stamps: &crate::store::Stamps,
 ) -> Result<Vec<(String, u64)>, BackupError> {
-    let known: Vec<String> = tables.iter().map(|t| t.table_name()).collect();
-    let present = src.list_tables().map_err(StoreError::from)?;
-    for t in present {
-        if !known.iter().any(|k| k == t.name()) {
-            return Err(BackupError::UnknownTable(t.name().to_owned()));
+    if let Some(present) = src.stored_tables()? {
+        let known: Vec<String> = tables.iter().map(|t| kv::redb::redb_name(*t)).collect();
+        for t in present {
+            if t != redb::TableHandle::name(&crate::store::META) && !known.contains(&t) {
+                return Err(BackupError::UnknownTable(t));
+            }
         }
-    }
-    let multimap = src.list_multimap_tables().map_err(StoreError::from)?;
-    if let Some(t) = multimap.into_iter().next() {
-        return Err(BackupError::UnknownTable(t.name().to_owned()));
     }
     let db = Database::create(path).map_err(StoreError::from)?;
     let dst = db.begin_write().map_err(StoreError::from)?;
+    stamps.write(&dst)?;
     let mut counts = Vec::with_capacity(tables.len());
     for t in tables {
-        counts.push((t.table_name(), t.copy(src, &dst)?));
+        let rows = kv::for_each(src, *t, 1024, &mut |(k, v)| dst.put(*t, &k, &v))?;
+        counts.push((t.name().to_owned(), rows));
     }
     dst.commit().map_err(StoreError::from)?; // Durability::Immediate: fsynced
     drop(db);
@@ -302,17 +263,19 @@ fn sync_dir(dir: &Path) -> Result<(), BackupError> {
 mod tests {
     use super::*;
 
-    const A: TableDefinition<'static, &str, u64> = TableDefinition::new("a");
-    const B: TableDefinition<'static, (&str, u8, u64), &[u8]> = TableDefinition::new("b");
-    const TABLES: &[&dyn BackupTable] = &[&crate::store::META, &A, &B];
+    use crate::store::{kv::Table, queue::DurableQueue};
+
+    const A: Table = Table::new("a");
+    const B: DurableQueue = DurableQueue::new("b");
+    const TABLES: &[Table] = &[A, B.table(), crate::store::kv::COUNTERS];
 
     async fn filled() -> (tempfile::TempDir, Store) {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open(&dir.path().join("s.redb"), "test", 1).unwrap();
         store
             .write(|txn| -> Result<(), StoreError> {
-                txn.open_table(A)?.insert("x", 7)?;
-                txn.open_table(B)?.insert(("d", 1, 9), b"item".as_slice())?;
+                txn.put(A, b"x", &7u64.to_be_bytes())?;
+                B.push(txn, "d", 1, b"item")?;
                 Ok(())
             })
             .await
@@ -341,13 +304,13 @@ mod tests {
         let copy = Store::open(&out.join("s.redb"), "test", 1).unwrap();
         let (a, b) = copy
             .read(|txn| -> Result<_, StoreError> {
-                let a = txn.open_table(A)?.get("x")?.map(|v| v.value());
-                let b = txn.open_table(B)?.len()?;
+                let a = txn.get(A, b"x")?;
+                let b = B.len(txn, "d")?;
                 Ok((a, b))
             })
             .await
             .unwrap();
-        assert_eq!((a, b), (Some(7), 1));
+        assert_eq!((a, b), (Some(7u64.to_be_bytes().to_vec()), 1));
         assert_eq!(
             std::fs::read(out.join("blobs/sha256/ab")).unwrap(),
             b"content"
@@ -377,7 +340,7 @@ mod tests {
         let (dir, store) = filled().await;
         let out = dir.path().join("b1");
         let blobs = dir.path().join("blobs");
-        let err = backup(&store, "s.redb", vec![&A], &blobs, &out)
+        let err = backup(&store, "s.redb", vec![A], &blobs, &out)
             .await
             .unwrap_err();
         assert!(matches!(err, BackupError::UnknownTable(_)), "{err}");

@@ -204,6 +204,44 @@ pub struct HubConfig {
     /// when absent.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub encryption: Option<EncryptionSection>,
+    /// Where the hub keeps its records (`[store]`): the embedded redb file in `data_dir` when
+    /// absent, or PostgreSQL.
+    #[serde(default, skip_serializing_if = "StoreSection::is_default")]
+    pub store: StoreSection,
+}
+
+/// `[store]` in `hub.toml`: the hub's database.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct StoreSection {
+    /// `redb` (the default: `<data_dir>/hub.redb`) or `postgres`.
+    #[serde(default)]
+    pub backend: StoreBackend,
+    /// PostgreSQL only: the connection, as a URL (`postgresql://user@host:port/dbname`) or
+    /// libpq key=value words, without the password.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub url: Option<String>,
+    /// PostgreSQL only: a file holding the password (mode 0600), if the server asks for one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub password_file: Option<PathBuf>,
+}
+
+impl StoreSection {
+    /// Whether this is the default (redb, nothing else set).
+    pub fn is_default(&self) -> bool {
+        *self == StoreSection::default()
+    }
+}
+
+/// Which database a hub keeps its records in.
+#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum StoreBackend {
+    /// The embedded redb file in the data directory.
+    #[default]
+    Redb,
+    /// A PostgreSQL server (several hubs may share it).
+    Postgres,
 }
 
 /// `[audit]` in `hub.toml`.
@@ -493,6 +531,9 @@ impl ResolvePaths for HubConfig {
         self.signing.resolve_paths(base);
         if let Some(kek) = self.encryption.as_mut().and_then(|e| e.kek.as_mut()) {
             resolve(kek, base);
+        }
+        if let Some(password) = &mut self.store.password_file {
+            resolve(password, base);
         }
     }
 }

@@ -1,39 +1,43 @@
-//! Durable storage on redb, shared by the hub and the node.
+//! Durable storage, shared by the hub and the node: ordered tables ([`kv`]) on redb (embedded,
+//! the default) or, for the hub, PostgreSQL (feature `postgres`, issue 17).
 //!
 //! **The rule: nothing is acknowledged before it is durable.** Every write goes through
-//! [`Store::write`], which returns only after the redb transaction holding it has committed with
-//! `Durability::Immediate` (an fsync). Writes that arrive together share one transaction (group
-//! commit): one fsync for many acknowledgements, never none.
+//! [`Store::write`], which returns only after the transaction holding it has committed: on redb
+//! with `Durability::Immediate` (an fsync), on PostgreSQL when the server reports the commit
+//! (durable, and replicated, as its `synchronous_commit` says: docs/operations.md). Writes that
+//! arrive together share one transaction (group commit): one commit for many acknowledgements,
+//! never none. On PostgreSQL a batch that collides with another hub's transaction runs again.
 //!
 //! A write job that fails commits nothing: when a job in a batch returns `Err`, the whole
 //! transaction is aborted and the batch is run again without it (jobs are `Fn`, so they can be
 //! re-run). A refusal half-way through a job therefore never leaves half its writes behind.
 //!
-//! redb is synchronous, so all of it runs off the async runtime: writes on one dedicated writer
-//! thread, reads on the blocking pool.
+//! Both clients are synchronous, so all of it runs off the async runtime: writes on one dedicated
+//! writer thread ([`writer`]), reads on the blocking pool.
 
 pub mod content;
 pub mod kv;
+pub mod migrate;
 pub mod queue;
 pub mod sealing;
+mod writer;
 
 use std::{
     path::{Path, PathBuf},
     sync::{Arc, mpsc},
-    time::{Duration, Instant},
 };
 
-use redb::{
-    Database, ReadTransaction, ReadableDatabase, ReadableTable, ReadableTableMetadata,
-    TableDefinition, WriteTransaction,
-};
+use redb::{Database, ReadableDatabase, ReadableTable, ReadableTableMetadata, TableDefinition};
 use tokio::sync::oneshot;
 
-/// Most write jobs committed in one transaction.
-const MAX_BATCH: usize = 512;
+use kv::{ReadTables, WriteTables};
 
-/// Store metadata: schema version, kind of store, counters.
+/// Store metadata of a redb store: schema version, kind of store, flags.
 pub const META: TableDefinition<'_, &str, u64> = TableDefinition::new("meta");
+
+/// The flags of a PostgreSQL store (what a redb store keeps in [`META`]; its kind and schema
+/// are in `exchange_schema`): a store module that lists its tables for `migrate` lists this one.
+pub const SETTINGS: kv::Table = kv::Table::new("settings");
 
 /// A storage failure.
 #[derive(Debug, thiserror::Error)]
@@ -132,55 +136,57 @@ from_redb!(
     redb::CommitError
 );
 
-trait WriteJob: Send {
-    /// Runs the job in `txn`, keeping its result; true if it succeeded.
-    fn run(&mut self, txn: &WriteTransaction) -> bool;
-    /// Replies with the kept result, or with the commit's failure.
-    fn complete(self: Box<Self>, commit: Result<(), &dyn Fn() -> StoreError>);
-    /// Replies with `e` without having run (or after its results were discarded).
-    fn fail(self: Box<Self>, e: StoreError);
-}
-
-struct Job<F, R, E> {
-    f: F,
-    result: Option<Result<R, E>>,
-    reply: oneshot::Sender<Result<R, E>>,
-}
-
-impl<F, R, E> WriteJob for Job<F, R, E>
-where
-    F: Fn(&WriteTransaction) -> Result<R, E> + Send,
-    R: Send + 'static,
-    E: From<StoreError> + Send + 'static,
-{
-    fn run(&mut self, txn: &WriteTransaction) -> bool {
-        let r = (self.f)(txn);
-        let ok = r.is_ok();
-        self.result = Some(r);
-        ok
-    }
-    fn complete(self: Box<Self>, commit: Result<(), &dyn Fn() -> StoreError>) {
-        let reply = match (self.result, commit) {
-            (Some(Err(e)), _) => Err(e),
-            (Some(Ok(_)), Err(failure)) => Err(E::from(failure())),
-            (Some(Ok(r)), Ok(())) => Ok(r),
-            (None, _) => Err(E::from(StoreError::Closed)),
-        };
-        let _ = self.reply.send(reply);
-    }
-    fn fail(self: Box<Self>, e: StoreError) {
-        let _ = self.reply.send(Err(E::from(e)));
-    }
-}
-
-/// A redb database with a group-committing writer thread.
+/// A store with a group-committing writer thread, on redb or (feature `postgres`) PostgreSQL.
 #[derive(Clone)]
 pub struct Store {
-    db: Arc<Handle>,
+    engine: Arc<Backend>,
     writer: Arc<Writer>,
+    /// The redb file, or a description of the database (never its password).
     path: PathBuf,
     /// Seals the values that hold document content ([`sealing`]).
     sealer: sealing::Sealer,
+    kind: &'static str,
+    version: u64,
+}
+
+/// What a redb store file says of itself in [`META`]: its kind, its schema version, and whether
+/// it may hold sealed values. A backup stamps its copy the same way.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Stamps {
+    /// `hub` or `node`.
+    pub kind: &'static str,
+    /// The schema version.
+    pub version: u64,
+    /// Whether values may be sealed ([`sealing`]).
+    pub encrypted: bool,
+}
+
+impl Stamps {
+    /// Writes the stamps into a new store's META table.
+    pub fn write(&self, txn: &redb::WriteTransaction) -> Result<(), StoreError> {
+        let mut meta = txn.open_table(META)?;
+        meta.insert(format!("kind:{}", self.kind).as_str(), 1)?;
+        meta.insert("schema", self.version)?;
+        if self.encrypted {
+            meta.insert(sealing::ENCRYPTED, 1)?;
+        }
+        Ok(())
+    }
+}
+
+/// Where the store's data lives, for readers.
+enum Backend {
+    Redb(Arc<Handle>),
+    #[cfg(feature = "postgres")]
+    Postgres(Box<PgReaders>),
+}
+
+/// Connections for reads, taken and given back around each read.
+#[cfg(feature = "postgres")]
+struct PgReaders {
+    target: kv::postgres::PgTarget,
+    idle: std::sync::Mutex<Vec<kv::postgres::PgConnection>>,
+    commits: Arc<crate::metrics::Histogram>,
 }
 
 /// The open database, replaced by the writer thread when redb needs a reopen: after a failed
@@ -241,7 +247,7 @@ impl Handle {
 /// The writer thread's end of the job channel. When the last `Store` clone goes, the channel
 /// closes and the drop waits for the thread, so the file is closed when `Store` is gone.
 struct Writer {
-    jobs: Option<mpsc::Sender<Box<dyn WriteJob>>>,
+    jobs: Option<mpsc::Sender<Box<dyn writer::WriteJob>>>,
     thread: Option<std::thread::JoinHandle<()>>,
 }
 
@@ -251,6 +257,23 @@ impl Drop for Writer {
         if let Some(t) = self.thread.take() {
             let _ = t.join();
         }
+    }
+}
+
+impl Writer {
+    fn spawn(
+        kind: &str,
+        body: impl FnOnce(mpsc::Receiver<Box<dyn writer::WriteJob>>) + Send + 'static,
+    ) -> Result<Self, StoreError> {
+        let (jobs, rx) = mpsc::channel();
+        let thread = std::thread::Builder::new()
+            .name(format!("{kind}-store-writer"))
+            .spawn(move || body(rx))
+            .map_err(|e| StoreError::Redb(redb::Error::Io(e)))?;
+        Ok(Writer {
+            jobs: Some(jobs),
+            thread: Some(thread),
+        })
     }
 }
 
@@ -276,37 +299,156 @@ impl Store {
     pub fn open(path: &Path, kind: &'static str, version: u64) -> Result<Self, StoreError> {
         let db = create(path)?;
         check_or_stamp(&db, path, kind, version)?;
-        let db = Arc::new(Handle {
+        let handle = Arc::new(Handle {
             current: std::sync::RwLock::new(Some(Arc::new(db))),
             commits: crate::metrics::Histogram::new(crate::metrics::LATENCY_BUCKETS),
         });
-        let (jobs, rx) = mpsc::channel::<Box<dyn WriteJob>>();
-        let writer_db = Arc::clone(&db);
+        let writer_handle = Arc::clone(&handle);
         let writer_path = path.to_owned();
-        let thread = std::thread::Builder::new()
-            .name(format!("{kind}-store-writer"))
-            .spawn(move || writer(&writer_db, &writer_path, &rx))
-            .map_err(|e| StoreError::Redb(redb::Error::Io(e)))?;
-        let writer = Arc::new(Writer {
-            jobs: Some(jobs),
-            thread: Some(thread),
-        });
+        let writer = Writer::spawn(kind, move |rx| {
+            writer::RedbEngine::thread(&writer_handle, &writer_path, &rx);
+        })?;
         Ok(Store {
-            db,
-            writer,
+            engine: Arc::new(Backend::Redb(handle)),
+            writer: Arc::new(writer),
             path: path.to_owned(),
             sealer: sealing::Sealer::default(),
+            kind,
+            version,
         })
     }
 
-    /// The store file.
+    /// Connects to the `kind` store of schema `version` in the PostgreSQL database `target`
+    /// (made by [`kv::postgres::PgConnection::migrate`]); refuses a database without it, or
+    /// with another version.
+    #[cfg(feature = "postgres")]
+    pub fn open_postgres(
+        target: &kv::postgres::PgTarget,
+        kind: &'static str,
+        version: u64,
+    ) -> Result<Self, StoreError> {
+        kv::postgres::blocking(|| Self::open_postgres_here(target, kind, version))
+    }
+
+    #[cfg(feature = "postgres")]
+    fn open_postgres_here(
+        target: &kv::postgres::PgTarget,
+        kind: &'static str,
+        version: u64,
+    ) -> Result<Self, StoreError> {
+        let shown = target.shown();
+        let mut conn = target.connect()?;
+        match conn.schema_version(kind)? {
+            Some(v) if v == version => {}
+            found => {
+                return Err(StoreError::Foreign {
+                    path: PathBuf::from(shown),
+                    expected: kind,
+                    version,
+                    found: match found {
+                        Some(v) => format!("schema version {v}"),
+                        None => "no schema: run `migrate` first".to_owned(),
+                    },
+                });
+            }
+        }
+        let commits = Arc::new(crate::metrics::Histogram::new(
+            crate::metrics::LATENCY_BUCKETS,
+        ));
+        let writer_commits = Arc::clone(&commits);
+        let writer_target = target.clone();
+        let writer = Writer::spawn(kind, move |rx| {
+            let mut engine = writer::PgEngine {
+                target: writer_target,
+                conn: Some(conn),
+            };
+            writer::run(&mut engine, &rx, &writer_commits);
+        })?;
+        Ok(Store {
+            engine: Arc::new(Backend::Postgres(Box::new(PgReaders {
+                target: target.clone(),
+                idle: std::sync::Mutex::new(Vec::new()),
+                commits,
+            }))),
+            writer: Arc::new(writer),
+            path: PathBuf::from(shown),
+            sealer: sealing::Sealer::default(),
+            kind,
+            version,
+        })
+    }
+
+    /// The redb database, for what only a redb store keeps outside its tables (the stamps in
+    /// [`META`]); `Closed` on PostgreSQL or while the writer reopens the file.
+    fn redb(&self) -> Result<Arc<Database>, StoreError> {
+        match &*self.engine {
+            Backend::Redb(h) => h.get().ok_or(StoreError::Closed),
+            #[cfg(feature = "postgres")]
+            Backend::Postgres(_) => Err(StoreError::Closed),
+        }
+    }
+
+    /// Whether the flag `name` is set: in [`META`] on redb, in [`SETTINGS`] on PostgreSQL.
+    pub(crate) fn flag(&self, name: &str) -> Result<bool, StoreError> {
+        match &*self.engine {
+            Backend::Redb(_) => {
+                let db = self.redb()?;
+                let txn = db.begin_read()?;
+                match txn.open_table(META) {
+                    Ok(meta) => Ok(meta.get(name)?.is_some()),
+                    Err(redb::TableError::TableDoesNotExist(_)) => Ok(false),
+                    Err(e) => Err(e.into()),
+                }
+            }
+            #[cfg(feature = "postgres")]
+            Backend::Postgres(readers) => kv::postgres::blocking(|| {
+                readers
+                    .read(|txn| Ok::<_, StoreError>(txn.get(SETTINGS, name.as_bytes())?.is_some()))
+            }),
+        }
+    }
+
+    /// Sets the flag `name`, durably, outside the writer (at open, while nothing else writes).
+    pub(crate) fn set_flag(&self, name: &str) -> Result<(), StoreError> {
+        match &*self.engine {
+            Backend::Redb(_) => {
+                let db = self.redb()?;
+                let txn = db.begin_write()?;
+                txn.open_table(META)?.insert(name, 1)?;
+                txn.commit()?;
+                Ok(())
+            }
+            #[cfg(feature = "postgres")]
+            Backend::Postgres(readers) => kv::postgres::blocking(|| {
+                let mut conn = readers.target.connect()?;
+                let txn = conn.begin()?;
+                txn.put(SETTINGS, name.as_bytes(), &[1])?;
+                txn.commit()
+            }),
+        }
+    }
+
+    /// What a copy of this store is stamped with.
+    pub fn stamps(&self) -> Stamps {
+        Stamps {
+            kind: self.kind,
+            version: self.version,
+            encrypted: self.sealer.keys().is_some(),
+        }
+    }
+
+    /// The store file (or, on PostgreSQL, the database as shown in messages).
     pub fn path(&self) -> &Path {
         &self.path
     }
 
     /// The latency of every commit (one per batch) since the store was opened.
     pub fn commit_latency(&self) -> &crate::metrics::Histogram {
-        &self.db.commits
+        match &*self.engine {
+            Backend::Redb(h) => &h.commits,
+            #[cfg(feature = "postgres")]
+            Backend::Postgres(p) => &p.commits,
+        }
     }
 
     /// Runs `f` in a write transaction and returns its result once that transaction is durable.
@@ -314,7 +456,7 @@ impl Store {
     /// once, in successive attempts of a batch, and only its last run counts.
     pub async fn write<F, R, E>(&self, f: F) -> Result<R, E>
     where
-        F: Fn(&WriteTransaction) -> Result<R, E> + Send + 'static,
+        F: Fn(&dyn WriteTables) -> Result<R, E> + Send + 'static,
         R: Send + 'static,
         E: From<StoreError> + Send + 'static,
     {
@@ -324,7 +466,7 @@ impl Store {
             .jobs
             .as_ref()
             .ok_or_else(|| E::from(StoreError::Closed))?;
-        jobs.send(Box::new(Job {
+        jobs.send(Box::new(writer::Job {
             f,
             result: None,
             reply,
@@ -336,50 +478,106 @@ impl Store {
     /// Runs `f` on a read snapshot right here, on the calling task's thread: for lookups of a
     /// few keys on a hot path (a redb point read from the page cache takes microseconds, far
     /// less than the two thread hand-offs of the blocking pool). Scans and anything that may
-    /// touch many pages use [`Store::read`]. While the database is being reopened this falls back
-    /// to `read`, which waits for it.
+    /// touch many pages use [`Store::read`]. While the database is being reopened, and on
+    /// PostgreSQL (a network round trip), this is `read`.
     pub async fn lookup<F, R, E>(&self, f: F) -> Result<R, E>
     where
-        F: FnOnce(&ReadTransaction) -> Result<R, E> + Send + 'static,
+        F: FnOnce(&dyn ReadTables) -> Result<R, E> + Send + 'static,
         R: Send + 'static,
         E: From<StoreError> + Send + 'static,
     {
-        match self.db.get() {
-            Some(db) => {
-                let txn = db.begin_read().map_err(StoreError::from)?;
-                f(&txn)
-            }
-            None => self.read(f).await,
+        if let Backend::Redb(h) = &*self.engine
+            && let Some(db) = h.get()
+        {
+            let txn = db.begin_read().map_err(StoreError::from)?;
+            return f(&txn);
         }
+        self.read(f).await
     }
 
     /// Runs `f` on a read snapshot, on the blocking pool.
     pub async fn read<F, R, E>(&self, f: F) -> Result<R, E>
     where
-        F: FnOnce(&ReadTransaction) -> Result<R, E> + Send + 'static,
+        F: FnOnce(&dyn ReadTables) -> Result<R, E> + Send + 'static,
         R: Send + 'static,
         E: From<StoreError> + Send + 'static,
     {
-        let handle = Arc::clone(&self.db);
-        tokio::task::spawn_blocking(move || {
-            // While the writer reopens the database (after a failed commit) there is briefly no
-            // handle: wait for it rather than fail a read that has nothing to do with the write.
-            let mut waited = 0;
-            let db = loop {
-                match handle.get() {
-                    Some(db) => break db,
-                    None if waited < 200 => {
-                        std::thread::sleep(std::time::Duration::from_millis(5));
-                        waited += 1;
+        let engine = Arc::clone(&self.engine);
+        tokio::task::spawn_blocking(move || match &*engine {
+            Backend::Redb(handle) => {
+                // While the writer reopens the database (after a failed commit) there is
+                // briefly no handle: wait for it rather than fail a read that has nothing to do
+                // with the write.
+                let mut waited = 0;
+                let db = loop {
+                    match handle.get() {
+                        Some(db) => break db,
+                        None if waited < 200 => {
+                            std::thread::sleep(std::time::Duration::from_millis(5));
+                            waited += 1;
+                        }
+                        None => return Err(E::from(StoreError::Closed)),
                     }
-                    None => return Err(E::from(StoreError::Closed)),
-                }
-            };
-            let txn = db.begin_read().map_err(StoreError::from)?;
-            f(&txn)
+                };
+                let txn = db.begin_read().map_err(StoreError::from)?;
+                f(&txn)
+            }
+            #[cfg(feature = "postgres")]
+            Backend::Postgres(readers) => readers.read(f),
         })
         .await
         .map_err(|_| E::from(StoreError::Closed))?
+    }
+}
+
+/// The idle connections close where closing may block (see [`kv::postgres::blocking`]).
+#[cfg(feature = "postgres")]
+impl Drop for PgReaders {
+    fn drop(&mut self) {
+        let idle = std::mem::take(
+            &mut *self
+                .idle
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner),
+        );
+        kv::postgres::blocking(move || drop(idle));
+    }
+}
+
+#[cfg(feature = "postgres")]
+impl PgReaders {
+    /// Runs `f` in a read-only snapshot on an idle connection (a new one if none is idle); the
+    /// connection goes back to the idle ones unless a statement failed on it.
+    fn read<F, R, E>(&self, f: F) -> Result<R, E>
+    where
+        F: FnOnce(&dyn ReadTables) -> Result<R, E>,
+        E: From<StoreError>,
+    {
+        let idle = self
+            .idle
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .pop();
+        let mut conn = match idle {
+            Some(c) => c,
+            None => self.target.connect()?,
+        };
+        let (result, sound) = {
+            let txn = conn.begin_read()?;
+            let result = f(&txn);
+            let sound = txn.failure().is_none();
+            (result, sound && txn.commit().is_ok())
+        };
+        if sound {
+            let mut idle = self
+                .idle
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            if idle.len() < 8 {
+                idle.push(conn);
+            }
+        }
+        result
     }
 }
 
@@ -403,6 +601,13 @@ fn check_or_stamp(
         let schema = meta.get("schema")?.map(|v| v.value());
         match (stamped, schema) {
             (Some(1), Some(v)) if v == version => {}
+            (Some(1), Some(v)) if v < version => {
+                return Err(foreign(format!(
+                    "schema version {v}, older than this build's: upgrade it first (for a hub: \
+                     `exchange-hub --config FILE migrate` with the hub stopped; \
+                     docs/operations.md)"
+                )));
+            }
             (Some(1), Some(v)) => return Err(foreign(format!("schema version {v}"))),
             (None, None) if meta.len()? == 0 => {
                 meta.insert(kind_key.as_str(), 1)?;
@@ -420,131 +625,7 @@ fn is_full(e: &redb::Error) -> bool {
         || e.to_string().contains("No space left")
 }
 
-fn commit_failure(e: impl Into<redb::Error>) -> impl Fn() -> StoreError {
-    let e: redb::Error = e.into();
-    let (message, disk_full) = (e.to_string(), is_full(&e));
-    move || StoreError::Commit {
-        message: message.clone(),
-        disk_full,
-    }
-}
-
-/// How long a busy writer waits for more jobs before it commits (PostgreSQL's `commit_delay`;
-/// docs/benchmarks.md has 0.5 and 1 ms measured).
-/// Every commit rewrites the pages from each touched leaf up to its table's root and redb's
-/// allocator state, and fsyncs: that cost is per commit, whatever it holds, so under load a
-/// commit that holds more acknowledgements costs less per acknowledgement.
-const COMMIT_DELAY: Duration = Duration::from_micros(500);
-
-/// A writer that committed less than this long ago is busy, and waits [`COMMIT_DELAY`]; an idle
-/// writer commits at once.
-const BUSY: Duration = Duration::from_millis(5);
-
-fn writer(handle: &Handle, path: &Path, rx: &mpsc::Receiver<Box<dyn WriteJob>>) {
-    let mut broken = false;
-    let mut last_commit: Option<Instant> = None;
-    while let Ok(first) = rx.recv() {
-        let mut batch = vec![first];
-        let deadline = last_commit
-            .filter(|t| t.elapsed() < BUSY)
-            .map(|_| Instant::now() + COMMIT_DELAY);
-        while batch.len() < MAX_BATCH {
-            let next = match deadline {
-                Some(d) => rx
-                    .recv_timeout(d.saturating_duration_since(Instant::now()))
-                    .ok(),
-                None => rx.try_recv().ok(),
-            };
-            match next {
-                Some(job) => batch.push(job),
-                None => break,
-            }
-        }
-        if broken {
-            match handle.reopen(path) {
-                Ok(()) => broken = false,
-                Err(e) => {
-                    tracing::error!(error = %e, "store cannot be reopened yet");
-                    let (message, disk_full) = (e.to_string(), e.is_disk_full());
-                    batch.into_iter().for_each(|job| {
-                        job.fail(StoreError::Commit {
-                            message: message.clone(),
-                            disk_full,
-                        })
-                    });
-                    continue;
-                }
-            }
-        }
-        let Some(db) = handle.get() else {
-            batch
-                .into_iter()
-                .for_each(|job| job.fail(StoreError::Closed));
-            continue;
-        };
-        broken = run_batch(&db, batch, &handle.commits);
-        last_commit = Some(Instant::now());
-    }
-}
-
-/// Runs a batch to a single commit, dropping jobs that fail; returns whether redb must be
-/// reopened (a transaction could not begin or commit).
-fn run_batch(
-    db: &Database,
-    mut pending: Vec<Box<dyn WriteJob>>,
-    commits: &crate::metrics::Histogram,
-) -> bool {
-    let mut failed = Vec::new();
-    let broken = loop {
-        let txn = match db.begin_write() {
-            Ok(t) => t,
-            Err(e) => {
-                tracing::error!(error = %e, "store transaction could not begin");
-                let failure = commit_failure(e);
-                pending.into_iter().for_each(|job| job.fail(failure()));
-                break true;
-            }
-        };
-        let (ok, bad): (Vec<_>, Vec<_>) = pending
-            .into_iter()
-            .map(|mut j| (j.run(&txn), j))
-            .partition(|(ok, _)| *ok);
-        pending = ok.into_iter().map(|(_, j)| j).collect();
-        if !bad.is_empty() {
-            failed.extend(bad.into_iter().map(|(_, j)| j));
-            let _ = txn.abort(); // a failed job may have written half: run the rest again
-            if pending.is_empty() {
-                break false;
-            }
-            continue;
-        }
-        let started = std::time::Instant::now();
-        let committed = txn.commit();
-        commits.observe_duration(started.elapsed());
-        match committed {
-            Ok(()) => {
-                pending.into_iter().for_each(|j| j.complete(Ok(())));
-                break false;
-            }
-            Err(e) => {
-                tracing::error!(error = %e, "store commit failed; nothing in this batch was acknowledged");
-                let failure = commit_failure(e);
-                pending.into_iter().for_each(|j| j.complete(Err(&failure)));
-                break true;
-            }
-        }
-    };
-    failed.into_iter().for_each(|j| j.complete(Ok(())));
-    broken
-}
-
-/// Takes the next value of the counter `name` in META (starting at 1), inside `txn`.
-pub fn next_counter(txn: &WriteTransaction, name: &str) -> Result<u64, StoreError> {
-    let mut meta = txn.open_table(META)?;
-    let next = meta.get(name)?.map_or(0, |v| v.value()) + 1;
-    meta.insert(name, next)?;
-    Ok(next)
-}
+pub use kv::next_counter;
 
 /// Encodes a prost message for storage.
 pub fn encode<M: prost::Message>(m: &M) -> Vec<u8> {
@@ -570,7 +651,7 @@ mod tests {
 
     use super::*;
 
-    const T: TableDefinition<'_, &str, u64> = TableDefinition::new("t");
+    const T: kv::Table = kv::Table::new("t");
 
     /// Polls `f` once: a [`Store::write`] hands its job to the writer thread on its first poll.
     fn poll_once<F: Future>(f: Pin<&mut F>) -> Poll<F::Output> {
@@ -581,12 +662,11 @@ mod tests {
     fn counted(
         key: &'static str,
         runs: &Arc<AtomicUsize>,
-    ) -> impl Fn(&WriteTransaction) -> Result<(), StoreError> + Send + 'static {
+    ) -> impl Fn(&dyn WriteTables) -> Result<(), StoreError> + Send + 'static {
         let runs = Arc::clone(runs);
         move |txn| {
             runs.fetch_add(1, Ordering::SeqCst);
-            txn.open_table(T)?.insert(key, 2)?;
-            Ok(())
+            txn.put(T, key.as_bytes(), &[2])
         }
     }
 
@@ -607,8 +687,7 @@ mod tests {
             move |txn| -> Result<(), StoreError> {
                 entered.notify_one();
                 held.recv().expect("BUG: the test releases the writer");
-                txn.open_table(T)?.insert("holder", 0)?;
-                Ok(())
+                txn.put(T, b"holder", &[0])
             }
         }));
         assert!(poll_once(holder.as_mut()).is_pending());
@@ -618,7 +697,7 @@ mod tests {
         let (first_runs, second_runs) =
             (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
         let mut half = pin!(store.write(|txn| -> Result<(), StoreError> {
-            txn.open_table(T)?.insert("half-written", 1)?;
+            txn.put(T, b"half-written", &[1])?;
             Err(StoreError::decode("job", "refused after writing"))
         }));
         let mut first = pin!(store.write(counted("first", &first_runs)));
@@ -649,12 +728,11 @@ mod tests {
         );
         let (a, b, c) = store
             .read(|txn| -> Result<_, StoreError> {
-                let t = txn.open_table(T)?;
-                let get = |k| Ok::<_, StoreError>(t.get(k)?.map(|v| v.value()));
+                let get = |k: &str| txn.get(T, k.as_bytes());
                 Ok((get("half-written")?, get("first")?, get("second")?))
             })
             .await
             .unwrap();
-        assert_eq!((a, b, c), (None, Some(2), Some(2)));
+        assert_eq!((a, b, c), (None, Some(vec![2]), Some(vec![2])));
     }
 }

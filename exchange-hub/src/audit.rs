@@ -3,9 +3,10 @@
 //! secondary indexes by document, department and time, and checkpoints of the chain head signed
 //! at intervals by the hub's signing key.
 //!
-//! Tables: `audit` seq → encoded `AuditEntry`; `audit_by_doc` (doc id, seq), `audit_by_dept`
-//! (dept, seq), `audit_by_time` (at_ms, seq) → (); `audit_checkpoints` seq → `SignedCheckpoint`;
-//! `audit_head` "head" → seq (8 bytes, big-endian) + hash (32 bytes), and "digest" → the chain's
+//! Tables (`kv`; a seq is 8 bytes big-endian, tuples are `kv::Key`s): `audit` seq → encoded
+//! `AuditEntry`; `audit_by_doc` (doc id, seq), `audit_by_dept` (dept, seq), `audit_by_time`
+//! (at_ms, seq) → empty; `audit_checkpoints` seq → `SignedCheckpoint`; `audit_head` "head" →
+//! seq (8 bytes, big-endian) + hash (32 bytes), and "digest" → the chain's
 //! digest algorithm's name, present only when it is not SHA-256 (a shangmi hub's `sm3`: see
 //! [`set_digest`]), so that an international hub's store is what it always was.
 
@@ -17,22 +18,43 @@ use exchange_core::{
     crypto::DigestAlgorithm,
     error::ServiceError,
     signing::{SigningKey, Verifier},
-    store::{Store, StoreError, decode},
+    store::{
+        Store, StoreError, decode,
+        kv::{self, Key, KeyRange, KeyReader, Order, ReadTables, Table, WriteTables},
+    },
     time::now_ms,
 };
 use exchange_proto::v1 as pb;
 use prost::Message;
-use redb::{ReadTransaction, ReadableTable, TableDefinition, WriteTransaction};
 
-const AUDIT: TableDefinition<'_, u64, &[u8]> = TableDefinition::new("audit");
-const BY_DOC: TableDefinition<'_, (&str, u64), ()> = TableDefinition::new("audit_by_doc");
-const BY_DEPT: TableDefinition<'_, (&str, u64), ()> = TableDefinition::new("audit_by_dept");
-const BY_TIME: TableDefinition<'_, (i64, u64), ()> = TableDefinition::new("audit_by_time");
-const CHECKPOINTS: TableDefinition<'_, u64, &[u8]> = TableDefinition::new("audit_checkpoints");
-const HEAD: TableDefinition<'_, &str, &[u8]> = TableDefinition::new("audit_head");
-/// Every table of the audit log, for a backup (`crate::backup`).
-pub(crate) const TABLES: &[&dyn exchange_core::backup::BackupTable] =
-    &[&AUDIT, &BY_DOC, &BY_DEPT, &BY_TIME, &CHECKPOINTS, &HEAD];
+const AUDIT: Table = Table::new("audit");
+const BY_DOC: Table = Table::new("audit_by_doc");
+const BY_DEPT: Table = Table::new("audit_by_dept");
+const BY_TIME: Table = Table::new("audit_by_time");
+const CHECKPOINTS: Table = Table::new("audit_checkpoints");
+const HEAD: Table = Table::new("audit_head");
+/// Every table of the audit log, for a backup (`crate::backup`) and `migrate`.
+pub(crate) const TABLES: &[Table] = &[AUDIT, BY_DOC, BY_DEPT, BY_TIME, CHECKPOINTS, HEAD];
+
+/// The key of entry or checkpoint `seq`.
+fn seq_key(seq: u64) -> [u8; 8] {
+    seq.to_be_bytes()
+}
+
+/// The seq of an `audit` or `audit_checkpoints` key.
+fn parse_seq(raw: &[u8]) -> Result<u64, StoreError> {
+    let mut r = KeyReader::new(raw);
+    let seq = r.u64()?;
+    r.end()?;
+    Ok(seq)
+}
+
+/// The seq at the end of an index key (string or time, then seq).
+fn index_seq(raw: &[u8]) -> Result<u64, StoreError> {
+    raw.last_chunk::<8>()
+        .map(|b| u64::from_be_bytes(*b))
+        .ok_or_else(|| StoreError::decode("audit index key", "shorter than a seq"))
+}
 
 /// Longest `detail` kept in an entry.
 const MAX_DETAIL: usize = 1000;
@@ -81,13 +103,12 @@ fn stored_digest(value: Option<&[u8]>) -> Result<DigestAlgorithm, StoreError> {
     chain_algorithm(&name).map_err(|e| StoreError::decode("audit_head digest", e))
 }
 
-fn head(txn: &WriteTransaction) -> Result<(u64, [u8; 32], DigestAlgorithm), StoreError> {
-    let t = txn.open_table(HEAD)?;
-    let digest = stored_digest(t.get(DIGEST_KEY)?.as_ref().map(|v| v.value()))?;
-    let v = t.get("head")?;
+/// The chain's head: the last seq, its hash, and the chain's digest.
+fn head(txn: &dyn ReadTables) -> Result<(u64, [u8; 32], DigestAlgorithm), StoreError> {
+    let digest = stored_digest(txn.get(HEAD, DIGEST_KEY.as_bytes())?.as_deref())?;
+    let v = txn.get(HEAD, b"head")?;
     Ok(match v {
-        Some(v) if v.value().len() == 40 => {
-            let b = v.value();
+        Some(b) if b.len() == 40 => {
             let seq = u64::from_be_bytes(b[..8].try_into().unwrap_or_default());
             let hash = b[8..].try_into().unwrap_or(GENESIS);
             (seq, hash, digest)
@@ -114,23 +135,17 @@ pub(crate) async fn set_digest(store: &Store, alg: DigestAlgorithm) -> Result<()
                     ),
                 ));
             }
-            let mut t = txn.open_table(HEAD)?;
             match alg {
-                DigestAlgorithm::Sha256 => {
-                    t.remove(DIGEST_KEY)?;
-                }
-                other => {
-                    t.insert(DIGEST_KEY, other.name().as_bytes())?;
-                }
+                DigestAlgorithm::Sha256 => txn.delete(HEAD, DIGEST_KEY.as_bytes()),
+                other => txn.put(HEAD, DIGEST_KEY.as_bytes(), other.name().as_bytes()),
             }
-            Ok(())
         })
         .await
 }
 
 /// Appends `ev` inside `txn`; returns its seq. The entry is hashed with the chain's digest
 /// ([`set_digest`]).
-pub(crate) fn append(txn: &WriteTransaction, ev: &Event) -> Result<u64, StoreError> {
+pub(crate) fn append(txn: &dyn WriteTables, ev: &Event) -> Result<u64, StoreError> {
     let (last, prev, alg) = head(txn)?;
     let seq = last + 1;
     let at_ms = now_ms();
@@ -148,19 +163,17 @@ pub(crate) fn append(txn: &WriteTransaction, ev: &Event) -> Result<u64, StoreErr
     let bytes = entry.encode_to_vec();
     let hash = entry_hash(alg, &bytes)
         .map_err(|e| StoreError::decode(format!("audit entry {seq} (hashing it)"), e))?;
-    txn.open_table(AUDIT)?.insert(seq, bytes.as_slice())?;
+    txn.put(AUDIT, &seq_key(seq), &bytes)?;
     if !ev.doc_id.is_empty() {
-        txn.open_table(BY_DOC)?
-            .insert((ev.doc_id.as_str(), seq), ())?;
+        txn.put(BY_DOC, &Key::new().str(&ev.doc_id).u64(seq).finish(), &[])?;
     }
     if !ev.dept.is_empty() {
-        txn.open_table(BY_DEPT)?
-            .insert((ev.dept.as_str(), seq), ())?;
+        txn.put(BY_DEPT, &Key::new().str(&ev.dept).u64(seq).finish(), &[])?;
     }
-    txn.open_table(BY_TIME)?.insert((at_ms, seq), ())?;
+    txn.put(BY_TIME, &Key::new().i64(at_ms).u64(seq).finish(), &[])?;
     let mut head = seq.to_be_bytes().to_vec();
     head.extend_from_slice(&hash.0);
-    txn.open_table(HEAD)?.insert("head", head.as_slice())?;
+    txn.put(HEAD, b"head", &head)?;
     Ok(seq)
 }
 
@@ -183,32 +196,16 @@ pub(crate) async fn checkpoint(
 ) -> Result<Option<u64>, ServiceError> {
     let (head_seq, head_hash, last, digest) = store
         .read(|txn| {
-            let (seq, hash, digest) = match open(txn, HEAD)? {
-                Some(t) => {
-                    let digest = stored_digest(t.get(DIGEST_KEY)?.as_ref().map(|v| v.value()))?;
-                    match t.get("head")? {
-                        Some(v) if v.value().len() == 40 => {
-                            let b = v.value();
-                            (
-                                u64::from_be_bytes(b[..8].try_into().unwrap_or_default()),
-                                b[8..].to_vec(),
-                                digest,
-                            )
-                        }
-                        _ => (0, GENESIS.to_vec(), digest),
-                    }
+            let (seq, hash, digest) = head(txn)?;
+            let last = match txn
+                .scan(CHECKPOINTS, &KeyRange::all(), Order::Descending, 1)?
+                .pop()
+            {
+                Some((k, v)) => {
+                    let s: pb::SignedCheckpoint = decode("checkpoint", &v)?;
+                    let cp: pb::AuditCheckpoint = decode("checkpoint", &s.checkpoint)?;
+                    Some((parse_seq(&k)?, cp.at_ms))
                 }
-                None => (0, GENESIS.to_vec(), DigestAlgorithm::Sha256),
-            };
-            let last = match open(txn, CHECKPOINTS)? {
-                Some(t) => match t.last()? {
-                    Some((k, v)) => {
-                        let s: pb::SignedCheckpoint = decode("checkpoint", v.value())?;
-                        let cp: pb::AuditCheckpoint = decode("checkpoint", &s.checkpoint)?;
-                        Some((k.value(), cp.at_ms))
-                    }
-                    None => None,
-                },
                 None => None,
             };
             Ok::<_, StoreError>((seq, hash, last, digest))
@@ -223,7 +220,7 @@ pub(crate) async fn checkpoint(
     let signed = sign_checkpoint(
         &pb::AuditCheckpoint {
             seq: head_seq,
-            head: head_hash,
+            head: head_hash.to_vec(),
             at_ms: now_ms(),
             hash_algorithm: chain_algorithm_field(digest),
         },
@@ -231,24 +228,9 @@ pub(crate) async fn checkpoint(
     )?;
     let bytes = signed.encode_to_vec();
     store
-        .write(move |txn| {
-            txn.open_table(CHECKPOINTS)?
-                .insert(head_seq, bytes.as_slice())?;
-            Ok::<_, StoreError>(())
-        })
+        .write(move |txn| txn.put(CHECKPOINTS, &seq_key(head_seq), &bytes))
         .await?;
     Ok(Some(head_seq))
-}
-
-fn open<K: redb::Key + 'static, V: redb::Value + 'static>(
-    txn: &ReadTransaction,
-    def: TableDefinition<'_, K, V>,
-) -> Result<Option<redb::ReadOnlyTable<K, V>>, StoreError> {
-    match txn.open_table(def) {
-        Ok(t) => Ok(Some(t)),
-        Err(redb::TableError::TableDoesNotExist(_)) => Ok(None),
-        Err(e) => Err(e.into()),
-    }
 }
 
 /// What to list.
@@ -276,41 +258,37 @@ impl Filter {
 pub(crate) async fn list(store: &Store, f: Filter) -> Result<Vec<pb::AuditRecord>, StoreError> {
     store
         .read(move |txn| {
-            let Some(audit) = open(txn, AUDIT)? else {
-                return Ok(Vec::new());
-            };
             let limit = if f.limit == 0 { usize::MAX } else { f.limit };
-            let seqs: Box<dyn Iterator<Item = Result<u64, StoreError>>> = if !f.doc_id.is_empty() {
-                index(open(txn, BY_DOC)?, &f.doc_id)?
+            // The narrowest index, or the log itself.
+            let (table, range) = if !f.doc_id.is_empty() {
+                (BY_DOC, KeyRange::prefix(Key::new().str(&f.doc_id)))
             } else if !f.dept.is_empty() {
-                index(open(txn, BY_DEPT)?, &f.dept)?
+                (BY_DEPT, KeyRange::prefix(Key::new().str(&f.dept)))
             } else if f.since_ms != 0 || f.until_ms != 0 {
-                match open(txn, BY_TIME)? {
-                    None => Box::new(std::iter::empty()),
-                    Some(t) => {
-                        let until = if f.until_ms == 0 {
-                            i64::MAX
-                        } else {
-                            f.until_ms
-                        };
-                        Box::new(
-                            t.range((f.since_ms, 0u64)..(until, 0u64))?
-                                .map(|r| r.map(|(k, _)| k.value().1).map_err(Into::into)),
-                        )
-                    }
-                }
+                let until = if f.until_ms == 0 {
+                    i64::MAX
+                } else {
+                    f.until_ms
+                };
+                let range = KeyRange::between(
+                    Key::new().i64(f.since_ms).u64(0),
+                    Key::new().i64(until).u64(0),
+                );
+                (BY_TIME, range)
             } else {
-                Box::new(
-                    audit
-                        .range(0u64..)?
-                        .map(|r| r.map(|(k, _)| k.value()).map_err(Into::into)),
-                )
+                (AUDIT, KeyRange::all())
             };
             let mut out = Vec::new();
-            for seq in seqs {
-                let seq = seq?;
-                let Some(v) = audit.get(seq)? else { continue };
-                let bytes = v.value().to_vec();
+            paged(txn, table, range, &mut |k, v| {
+                let (seq, bytes) = if table == AUDIT {
+                    (parse_seq(k)?, v.to_vec())
+                } else {
+                    let seq = index_seq(k)?;
+                    match txn.get(AUDIT, &seq_key(seq))? {
+                        Some(bytes) => (seq, bytes),
+                        None => return Ok(true),
+                    }
+                };
                 let e: pb::AuditEntry = decode(seq, &bytes)?;
                 if f.keeps(&e) {
                     // Each entry names its digest; one this build cannot compute lists with an
@@ -320,60 +298,81 @@ pub(crate) async fn list(store: &Store, f: Filter) -> Result<Vec<pb::AuditRecord
                         hash: hash.unwrap_or_default(),
                         entry: bytes,
                     });
-                    if out.len() >= limit {
-                        break;
-                    }
                 }
-            }
+                Ok(out.len() < limit)
+            })?;
             Ok(out)
         })
         .await
 }
 
-fn index(
-    t: Option<redb::ReadOnlyTable<(&'static str, u64), ()>>,
-    key: &str,
-) -> Result<Box<dyn Iterator<Item = Result<u64, StoreError>>>, StoreError> {
-    let Some(t) = t else {
-        return Ok(Box::new(std::iter::empty()));
-    };
-    let range = t.range((key, 0u64)..=(key, u64::MAX))?;
-    Ok(Box::new(
-        range.map(|r| r.map(|(k, _)| k.value().1).map_err(Into::into)),
-    ))
+/// What [`paged`] calls on each entry (key, value): true to go on.
+type Visit<'a> = dyn FnMut(&[u8], &[u8]) -> Result<bool, StoreError> + 'a;
+
+/// Calls `f` on each entry of `table` in `range`, in order, a page at a time, while it
+/// returns true.
+fn paged(
+    txn: &dyn ReadTables,
+    table: Table,
+    mut range: KeyRange,
+    f: &mut Visit<'_>,
+) -> Result<(), StoreError> {
+    const PAGE: usize = 1024;
+    loop {
+        let page = txn.scan(table, &range, Order::Ascending, PAGE)?;
+        for (k, v) in &page {
+            if !f(k, v)? {
+                return Ok(());
+            }
+        }
+        match page.last() {
+            Some((k, _)) if page.len() == PAGE => {
+                range.start = std::ops::Bound::Excluded(k.clone());
+            }
+            _ => return Ok(()),
+        }
+    }
 }
 
 /// Up to `limit` entries after seq `after`, in order, inside `txn` (the metrics endpoint folds
 /// the log in page by page).
 pub(crate) fn entries_after(
-    txn: &ReadTransaction,
+    txn: &dyn ReadTables,
     after: u64,
     limit: usize,
 ) -> Result<Vec<pb::AuditEntry>, StoreError> {
-    let Some(t) = open(txn, AUDIT)? else {
-        return Ok(Vec::new());
+    page_after(txn, after, limit)?
+        .into_iter()
+        .map(|(seq, bytes)| decode(seq, &bytes))
+        .collect()
+}
+
+/// Up to `limit` entries after seq `after`, as (seq, bytes).
+fn page_after(
+    txn: &dyn ReadTables,
+    after: u64,
+    limit: usize,
+) -> Result<Vec<(u64, Vec<u8>)>, StoreError> {
+    let range = KeyRange {
+        start: std::ops::Bound::Excluded(seq_key(after).to_vec()),
+        end: std::ops::Bound::Unbounded,
     };
-    let mut out = Vec::new();
-    for row in t.range(after.saturating_add(1)..)?.take(limit) {
-        let (k, v) = row?;
-        out.push(decode(k.value(), v.value())?);
-    }
-    Ok(out)
+    txn.scan(AUDIT, &range, Order::Ascending, limit)?
+        .into_iter()
+        .map(|(k, v)| Ok((parse_seq(&k)?, v)))
+        .collect()
 }
 
 /// Every checkpoint, in order.
 async fn checkpoints(store: &Store) -> Result<Vec<pb::SignedCheckpoint>, StoreError> {
     store
         .read(|txn| {
-            let Some(t) = open(txn, CHECKPOINTS)? else {
-                return Ok(Vec::new());
-            };
-            t.iter()?
-                .map(|r| {
-                    r.map_err(StoreError::from)
-                        .and_then(|(k, v)| decode(k.value(), v.value()))
-                })
-                .collect()
+            let mut out = Vec::new();
+            kv::for_each(txn, CHECKPOINTS, 1024, &mut |(k, v)| {
+                out.push(decode(parse_seq(&k)?, &v)?);
+                Ok(())
+            })?;
+            Ok(out)
         })
         .await
 }
@@ -391,20 +390,7 @@ pub(crate) async fn verify(
     let mut after = 0u64;
     let mut count = 0u64;
     loop {
-        let page: Vec<(u64, Vec<u8>)> = store
-            .read(move |txn| {
-                let Some(t) = open(txn, AUDIT)? else {
-                    return Ok(Vec::new());
-                };
-                t.range(after + 1..)?
-                    .take(4096)
-                    .map(|r| {
-                        r.map(|(k, v)| (k.value(), v.value().to_vec()))
-                            .map_err(StoreError::from)
-                    })
-                    .collect()
-            })
-            .await?;
+        let page: Vec<(u64, Vec<u8>)> = store.read(move |txn| page_after(txn, after, 4096)).await?;
         if page.is_empty() {
             break;
         }
@@ -487,7 +473,7 @@ mod tests {
     #[tokio::test]
     async fn the_chain_keeps_the_digest_it_started_with() {
         let dir = tempfile::tempdir().unwrap();
-        let store = Store::open(&dir.path().join("hub.redb"), "hub", 1).unwrap();
+        let store = Store::open(&dir.path().join("hub.redb"), "hub", crate::store::SCHEMA).unwrap();
         // SHA-256 (an international hub) records nothing: the store is what it always was.
         set_digest(&store, DigestAlgorithm::Sha256).await.unwrap();
         record(&store, Event::new(pb::AuditKind::HubStarted)).await;
@@ -500,10 +486,7 @@ mod tests {
             exchange_core::signing::Digest::of(&with_ctx).0
         );
         let digest_key = store
-            .read(|txn| {
-                let t = open(txn, HEAD)?.unwrap();
-                Ok::<_, StoreError>(t.get(DIGEST_KEY)?.is_some())
-            })
+            .read(|txn| Ok::<_, StoreError>(txn.get(HEAD, DIGEST_KEY.as_bytes())?.is_some()))
             .await
             .unwrap();
         assert!(!digest_key);
@@ -521,7 +504,7 @@ mod tests {
     #[tokio::test]
     async fn a_shangmi_hub_chains_its_entries_with_sm3() {
         let dir = tempfile::tempdir().unwrap();
-        let store = Store::open(&dir.path().join("hub.redb"), "hub", 1).unwrap();
+        let store = Store::open(&dir.path().join("hub.redb"), "hub", crate::store::SCHEMA).unwrap();
         set_digest(&store, DigestAlgorithm::Sm3).await.unwrap();
         for _ in 0..3 {
             record(&store, Event::new(pb::AuditKind::NodeConnected).dept("a")).await;
@@ -554,7 +537,7 @@ mod tests {
             .and_then(|v| v.parse().ok())
             .unwrap_or(1_000_000);
         let dir = tempfile::tempdir().unwrap();
-        let store = Store::open(&dir.path().join("hub.redb"), "hub", 1).unwrap();
+        let store = Store::open(&dir.path().join("hub.redb"), "hub", crate::store::SCHEMA).unwrap();
         let start = std::time::Instant::now();
         let per_txn = 50_000;
         for batch in 0..n.div_ceil(per_txn) {

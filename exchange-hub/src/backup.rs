@@ -5,14 +5,16 @@
 use std::path::Path;
 
 use exchange_core::{
-    backup::{self, BackupError, BackupTable, Summary},
-    store::{META, Store},
+    backup::{self, BackupError, Summary},
+    store::{Store, kv},
 };
 
-/// Every table of the hub store: `meta`, the document tables and queue (`store`), the audit
-/// log (`audit`). A table missing here fails every backup (see `exchange_core::backup`).
-pub(crate) fn tables() -> Vec<&'static dyn BackupTable> {
-    let mut all: Vec<&'static dyn BackupTable> = vec![&META];
+/// Every table of the hub store: the counters, the document tables and queue (`store`), the
+/// audit log (`audit`); the backup stamps `meta` itself. A table missing here fails every
+/// backup of a redb store (see `exchange_core::backup`), and is not created by `migrate` on
+/// PostgreSQL.
+pub(crate) fn tables() -> Vec<kv::Table> {
+    let mut all = vec![kv::COUNTERS];
     all.extend_from_slice(crate::store::TABLES);
     all.extend_from_slice(crate::audit::TABLES);
     all

@@ -6,6 +6,7 @@ use clap::{Parser, Subcommand};
 
 pub mod audit;
 pub mod backup;
+pub mod migrate;
 pub mod rotate_kek;
 pub mod stats;
 
@@ -43,6 +44,10 @@ pub enum Command {
     /// under the key in --new (online: the running hub is unaffected), record it in the audit
     /// log; then point [encryption] kek at the new file. Keep the old key for older backups.
     RotateKek(rotate_kek::RotateKekArgs),
+    /// Upgrade the store to the schema this build reads (with the hub stopped). A hub refuses
+    /// to start on a store of an older schema and names this command; it copies every record
+    /// in one transaction, so an interrupted run leaves the old schema whole.
+    Migrate,
 }
 
 /// A flag's value that clap accepted but the command cannot use (e.g. `--from` after `--to`):
@@ -68,6 +73,7 @@ pub async fn run(cfg: exchange_core::config::HubConfig, cmd: Command) -> anyhow:
         Command::Backup(b) => backup::run(cfg, b).await,
         Command::Stats(s) => stats::run(cfg, s).await,
         Command::RotateKek(r) => rotate_kek::run(cfg, r).await,
+        Command::Migrate => migrate::run(&cfg),
         Command::Serve | Command::CheckConfig => {
             anyhow::bail!("`serve` and `check-config` are not administrator commands")
         }

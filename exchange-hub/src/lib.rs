@@ -27,11 +27,15 @@ use std::{future::Future, sync::Arc, time::Duration};
 use anyhow::Context as _;
 use exchange_core::{
     blob::BlobStore,
-    config::HubConfig,
+    config::{HubConfig, StoreBackend},
     crypto::{self, Profile},
     identity::Principal,
     signing::{BatchSigner, SigningKey, Verifier},
-    store::Store,
+    store::{
+        Store, StoreError,
+        kv::postgres::PgTarget,
+        sealing::{self, KeysError},
+    },
     tls,
 };
 use exchange_proto::v1::{AuditKind, admin_server::AdminServer, hub_server::HubServer};
@@ -72,6 +76,8 @@ fn load_signer(cfg: &HubConfig) -> anyhow::Result<SigningKey> {
 /// starting anything: `check-config`, and `serve` before it starts.
 pub fn check_config(cfg: &HubConfig) -> anyhow::Result<()> {
     cfg.check_files()?;
+    // The database is named well (it is not contacted: `serve` and `migrate` do that).
+    store_target(cfg).context("[store]")?;
     let profile = cfg.crypto.profile;
     crypto::check_profile(PROGRAM, profile, &cfg.tls, &cfg.signing)?;
     // rustls and ring cannot read SM2 keys: under shangmi exchange-core checks the identity with
@@ -95,23 +101,99 @@ pub fn check_config(cfg: &HubConfig) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// The hub's database as `[store]` names it: `<data_dir>/hub.redb`, or the PostgreSQL database
+/// (with its password read from `[store] password_file`).
+pub(crate) fn store_target(cfg: &HubConfig) -> Result<StoreTarget, KeysError> {
+    match cfg.store.backend {
+        StoreBackend::Redb => {
+            if cfg.store.url.is_some() || cfg.store.password_file.is_some() {
+                return Err(KeysError::Store(StoreError::Database {
+                    message: "[store] url and password_file are for backend = \"postgres\"; \
+                              the redb store is <data_dir>/hub.redb"
+                        .into(),
+                    retry: false,
+                    disk_full: false,
+                }));
+            }
+            Ok(StoreTarget::Redb(cfg.hub.data_dir.join("hub.redb")))
+        }
+        StoreBackend::Postgres => {
+            let refuse = |message: String| {
+                KeysError::Store(StoreError::Database {
+                    message,
+                    retry: false,
+                    disk_full: false,
+                })
+            };
+            let url = cfg.store.url.as_deref().ok_or_else(|| {
+                refuse(
+                    "[store] backend = \"postgres\" needs url = \"postgresql://USER@HOST:PORT/DB\""
+                        .into(),
+                )
+            })?;
+            let password = match &cfg.store.password_file {
+                Some(f) => Some(
+                    std::fs::read_to_string(f)
+                        .map_err(|e| refuse(format!("[store] password_file {}: {e}", f.display())))?
+                        .trim_end_matches(['\r', '\n'])
+                        .to_owned(),
+                ),
+                None => None,
+            };
+            let target = PgTarget::new(url, password.as_deref())?;
+            Ok(StoreTarget::Postgres(Box::new(target)))
+        }
+    }
+}
+
+/// Where the hub's records are.
+#[derive(Debug)]
+pub(crate) enum StoreTarget {
+    /// The redb file.
+    Redb(std::path::PathBuf),
+    /// The PostgreSQL database.
+    Postgres(Box<PgTarget>),
+}
+
+/// How messages name the hub's database.
+pub(crate) fn store_shown(cfg: &HubConfig) -> String {
+    match store_target(cfg) {
+        Ok(StoreTarget::Redb(p)) => p.display().to_string(),
+        Ok(StoreTarget::Postgres(t)) => t.shown().to_owned(),
+        Err(_) => "[store]".to_owned(),
+    }
+}
+
+/// Opens the hub's store with the data keys of its data directory (`create`: make the key ring
+/// if encryption is on and there is none yet, as `serve` does).
+pub(crate) fn open_store(cfg: &HubConfig, create: bool) -> Result<Store, KeysError> {
+    let (profile, section) = (cfg.crypto.profile, cfg.encryption.as_ref());
+    match store_target(cfg)? {
+        StoreTarget::Redb(path) => {
+            sealing::open_store(&path, "hub", store::SCHEMA, profile, section, create)
+        }
+        StoreTarget::Postgres(target) => sealing::open_postgres_store(
+            &target,
+            "hub",
+            store::SCHEMA,
+            &cfg.hub.data_dir,
+            profile,
+            section,
+            create,
+        ),
+    }
+}
+
 /// Opens the hub's stores and keys; fails with a message naming the file at fault.
 fn open(cfg: HubConfig, shutdown: CancellationToken) -> anyhow::Result<Hub> {
     let data = &cfg.hub.data_dir;
     std::fs::create_dir_all(data)
         .with_context(|| format!("creating data directory {}", data.display()))?;
     // The keys are checked before the store is touched: a wrong key changes nothing on disk.
-    let store = exchange_core::store::sealing::open_store(
-        &data.join("hub.redb"),
-        "hub",
-        store::SCHEMA,
-        cfg.crypto.profile,
-        cfg.encryption.as_ref(),
-        true,
-    )
-    .with_context(|| {
+    let store = open_store(&cfg, true).with_context(|| {
         format!(
-            "opening the hub store in {} with its keys ([encryption])",
+            "opening the hub store ({}) with the keys in {} ([encryption])",
+            store_shown(&cfg),
             data.display()
         )
     })?;

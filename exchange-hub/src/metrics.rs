@@ -13,12 +13,11 @@ use std::{collections::BTreeMap, sync::Arc};
 
 use exchange_core::{
     metrics::{self, DELIVERY_BUCKETS, Exposition, Histogram},
-    store::{StoreError, sealing::Sealer},
+    store::{StoreError, kv::ReadTables, sealing::Sealer},
     time::now_ms,
 };
 use exchange_proto::v1 as pb;
 use prost::Message as _;
-use redb::ReadTransaction;
 use tokio::sync::Mutex;
 use tokio_util::sync::CancellationToken;
 
@@ -96,7 +95,7 @@ impl Folded {
 
     fn fold(
         &mut self,
-        txn: &ReadTransaction,
+        txn: &dyn ReadTables,
         sealer: &Sealer,
         e: &pb::AuditEntry,
     ) -> Result<(), StoreError> {
@@ -255,7 +254,7 @@ struct FromStore {
 }
 
 /// Queue depths and oldest ages, and every table's row count, in one read transaction.
-fn from_store(txn: &ReadTransaction, sealer: &Sealer) -> Result<FromStore, StoreError> {
+fn from_store(txn: &dyn ReadTables, sealer: &Sealer) -> Result<FromStore, StoreError> {
     let now = now_ms();
     let mut depths = Vec::new();
     for d in store::OUTBOUND.depths(txn)? {
@@ -273,7 +272,7 @@ fn from_store(txn: &ReadTransaction, sealer: &Sealer) -> Result<FromStore, Store
     }
     let mut rows = Vec::new();
     for t in crate::backup::tables() {
-        rows.push((t.table_name(), t.rows(txn)?));
+        rows.push((t.name().to_owned(), txn.len(t)?));
     }
     Ok(FromStore { depths, rows })
 }

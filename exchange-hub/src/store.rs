@@ -1,12 +1,13 @@
 //! The hub's durable state: accepted documents (once each), per-recipient deliveries, evidence,
 //! and one priority queue per department of what is still to be pushed to it.
 //!
-//! Tables (see `exchange_core::store` for the durability rule):
+//! Tables (`exchange_core::store::kv`, on redb or PostgreSQL; see `exchange_core::store` for
+//! the durability rule). Keys: a document id alone is its bytes; tuples are `kv::Key`s.
 //! - `documents`: doc id → `HubDocument` ([`records::DocumentRecord`])
 //! - `deliveries`: (doc id, recipient) → `HubDelivery` ([`records::DeliveryRecord`])
 //! - `evidence`: (doc id, recipient or "", kind code) → encoded `SignedEvidence`
 //! - `recalls`: doc id → `HubRecall` (the sender's signed RECALL, once recalled)
-//! - `content`: SHA-256 → bytes, the content of small documents sent inline (larger content is
+//! - `content`: digest → bytes, the content of small documents sent inline (larger content is
 //!   in the blob store)
 //! - `outbound` queue: per destination department → `QueueItem` ([`Outbound`]: deliver a
 //!   document, evidence for its sender, or a notice — recall or reminder — for a recipient)
@@ -34,10 +35,15 @@ mod tests;
 
 use exchange_core::{
     document::EvidenceKind,
-    store::{StoreError, content::CONTENT, encode, queue::DurableQueue},
+    store::{
+        StoreError,
+        content::CONTENT,
+        encode,
+        kv::{Key, KeyRange, KeyReader, Table, WriteTables},
+        queue::DurableQueue,
+    },
 };
 use exchange_proto::v1 as pb;
-use redb::{ReadOnlyTable, ReadTransaction, TableDefinition, WriteTransaction};
 
 pub(crate) use deliveries::{About, acceptance, delivery, record_evidence};
 pub(crate) use documents::{Accepted, accept, document, get_document, inline_content};
@@ -47,46 +53,57 @@ pub(crate) use push::push_view;
 pub(crate) use scan::{DeliveryFacts, scan_accepted};
 pub(crate) use statements::{Reminder, add_recipient, recall, remind};
 
-/// Schema version of the hub store.
-pub(crate) const SCHEMA: u64 = 1;
+/// Schema version of the hub store: 2 since its tables are `kv` tables (1: typed redb tables,
+/// upgraded by `exchange-hub migrate`).
+pub(crate) const SCHEMA: u64 = 2;
 
-const DOCUMENTS: TableDefinition<'_, &str, &[u8]> = TableDefinition::new("documents");
-const DELIVERIES: TableDefinition<'_, (&str, &str), &[u8]> = TableDefinition::new("deliveries");
-const EVIDENCE: TableDefinition<'_, (&str, &str, u8), &[u8]> = TableDefinition::new("evidence");
-const RECALLS: TableDefinition<'_, &str, &[u8]> = TableDefinition::new("recalls");
+const DOCUMENTS: Table = Table::new("documents");
+const DELIVERIES: Table = Table::new("deliveries");
+const EVIDENCE: Table = Table::new("evidence");
+const RECALLS: Table = Table::new("recalls");
 /// What the hub still has to push, per destination department.
 pub(crate) const OUTBOUND: DurableQueue = DurableQueue::new("outbound");
-/// Every table of this module, for a backup (`crate::backup`).
-pub(crate) const TABLES: &[&dyn exchange_core::backup::BackupTable] = &[
-    &DOCUMENTS,
-    &DELIVERIES,
-    &EVIDENCE,
-    &RECALLS,
-    &CONTENT,
-    &OUTBOUND,
+/// Every table of this module, for a backup (`crate::backup`) and `migrate`.
+pub(crate) const TABLES: &[Table] = &[
+    DOCUMENTS,
+    DELIVERIES,
+    EVIDENCE,
+    RECALLS,
+    CONTENT,
+    OUTBOUND.table(),
 ];
 
-/// Opens `table` for reading; `None` if nothing was ever written to it (a new store).
-fn read_table<K: redb::Key + 'static, V: redb::Value + 'static>(
-    txn: &ReadTransaction,
-    table: TableDefinition<'_, K, V>,
-) -> Result<Option<ReadOnlyTable<K, V>>, StoreError> {
-    match txn.open_table(table) {
-        Ok(t) => Ok(Some(t)),
-        Err(redb::TableError::TableDoesNotExist(_)) => Ok(None),
-        Err(e) => Err(e.into()),
-    }
+/// The key of document `id`'s delivery to `dept`.
+fn delivery_key(id: &str, dept: &str) -> Vec<u8> {
+    Key::new().str(id).str(dept).finish()
+}
+
+/// Every delivery of document `id`.
+fn deliveries_of_doc(id: &str) -> KeyRange {
+    KeyRange::prefix(Key::new().str(id))
+}
+
+/// The (document, recipient) of a delivery key.
+fn parse_delivery_key(raw: &[u8]) -> Result<(String, String), StoreError> {
+    let mut r = KeyReader::new(raw);
+    let (id, dept) = (r.str()?, r.str()?);
+    r.end()?;
+    Ok((id, dept))
+}
+
+/// The key of evidence of `kind` about document `id` (`dept` = "" for evidence about no
+/// recipient).
+fn evidence_key(id: &str, dept: &str, kind: EvidenceKind) -> Vec<u8> {
+    Key::new().str(id).str(dept).u8(kind.code()).finish()
 }
 
 /// Keeps signed evidence about document `id` (`dept` = "" for evidence about no recipient).
 fn put_evidence(
-    txn: &WriteTransaction,
+    txn: &dyn WriteTables,
     id: &str,
     dept: &str,
     kind: EvidenceKind,
     ev: &pb::SignedEvidence,
 ) -> Result<(), StoreError> {
-    txn.open_table(EVIDENCE)?
-        .insert((id, dept, kind.code()), encode(ev).as_slice())?;
-    Ok(())
+    txn.put(EVIDENCE, &evidence_key(id, dept, kind), &encode(ev))
 }

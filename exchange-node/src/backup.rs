@@ -5,14 +5,14 @@
 use std::path::Path;
 
 use exchange_core::{
-    backup::{self, BackupError, BackupTable, Summary},
-    store::{META, Store},
+    backup::{self, BackupError, Summary},
+    store::{Store, kv},
 };
 
-/// Every table of the node store: `meta` and the tables of `store`. A table missing here fails
-/// every backup (see `exchange_core::backup`).
-pub(crate) fn tables() -> Vec<&'static dyn BackupTable> {
-    let mut all: Vec<&'static dyn BackupTable> = vec![&META];
+/// Every table of the node store: the counters and the tables of `store`; the backup stamps
+/// `meta` itself. A table missing here fails every backup (see `exchange_core::backup`).
+pub(crate) fn tables() -> Vec<kv::Table> {
+    let mut all = vec![kv::COUNTERS];
     all.extend_from_slice(crate::store::TABLES);
     all
 }

@@ -76,10 +76,8 @@ impl Node {
         std::fs::create_dir_all(data)
             .with_context(|| format!("creating data directory {}", data.display()))?;
         // The keys are checked before the store is touched: a wrong key changes nothing on disk.
-        let store = exchange_core::store::sealing::open_store(
+        let store = store::open(
             &data.join("node.redb"),
-            "node",
-            store::SCHEMA,
             cfg.crypto.profile,
             cfg.encryption.as_ref(),
             true,

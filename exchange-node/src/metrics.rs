@@ -14,12 +14,11 @@ use std::{collections::BTreeMap, sync::Arc};
 
 use exchange_core::{
     metrics::{self, DELIVERY_BUCKETS, Exposition, Histogram},
-    store::{StoreError, decode},
+    store::{StoreError, decode, kv::ReadTables},
     time::now_ms,
 };
 use exchange_proto::{store::v1 as st, v1 as pb};
 use prost::Message as _;
-use redb::ReadTransaction;
 use tokio::sync::Mutex;
 use tokio_util::sync::CancellationToken;
 
@@ -132,7 +131,7 @@ struct FromStore {
 }
 
 /// Outbox depth and age of the oldest item per urgency, and every table's row count.
-fn from_store(txn: &ReadTransaction) -> Result<FromStore, StoreError> {
+fn from_store(txn: &dyn ReadTables) -> Result<FromStore, StoreError> {
     let now = now_ms();
     let mut depths = Vec::new();
     for d in store::OUTBOX.depths(txn)? {
@@ -151,7 +150,7 @@ fn from_store(txn: &ReadTransaction) -> Result<FromStore, StoreError> {
     }
     let mut rows = Vec::new();
     for t in crate::backup::tables() {
-        rows.push((t.table_name(), t.rows(txn)?));
+        rows.push((t.name().to_owned(), txn.len(t)?));
     }
     Ok(FromStore { depths, rows })
 }

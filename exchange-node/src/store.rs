@@ -7,6 +7,11 @@
 //! - `idempotency`: client key → doc id
 //! - `events`: seq → `NodeEventRecord` (what `WatchEvents` replays)
 //! - `outbox` queue (destination "hub"): documents to submit, evidence to send
+//! - `content`: digest → bytes, small documents' content (`exchange_core::store::content`)
+//!
+//! They are `exchange_core::store::kv` tables (schema 2): a key that is one string is its bytes,
+//! the events' seq is eight big-endian bytes, the outbox's keys are `kv::Key` tuples. A store of
+//! schema 1 (typed redb tables) is upgraded when it is opened ([`open`], [`upgrade`]).
 //!
 //! Callers see typed records — [`SentRecord`], [`InboxRecord`], [`OutboxItem`] — never the
 //! stored protobuf messages. Each record is converted in one place (its module), so a record
@@ -22,7 +27,8 @@
 //! - [`inbox`]: what it received, and the clerk's actions;
 //! - [`outbox`]: what waits for the hub;
 //! - [`events`]: the event log `WatchEvents` follows.
-//! - [`record`]: what the `sent` and `inbox` records share (read one, read all, change one).
+//! - [`record`]: what the `sent` and `inbox` records share (read one, read all, change one);
+//! - [`upgrade`]: from schema 1.
 
 mod events;
 mod inbox;
@@ -31,18 +37,24 @@ mod record;
 mod sent;
 #[cfg(test)]
 mod tests;
+mod upgrade;
+
+use std::{ops::Bound, path::Path};
 
 use exchange_core::{
+    config::EncryptionSection,
+    crypto::Profile,
     document::{SignedDoc, SignedEvidence},
     store::{
-        StoreError, decode, encode,
-        queue::DurableQueue,
-        queue::QueueKey,
-        sealing::{Sealer, slot},
+        Store, StoreError,
+        content::CONTENT,
+        decode, encode,
+        kv::{KeyRange, Order, ReadTables, Table, WriteTables},
+        queue::{DurableQueue, QueueKey},
+        sealing::{self, KeysError, Sealer, slot},
     },
 };
 use exchange_proto::v1 as pb;
-use redb::{ReadTransaction, ReadableTable, TableDefinition, TableHandle, WriteTransaction};
 
 pub(crate) use events::{Event, events_after};
 pub(crate) use inbox::{
@@ -54,26 +66,54 @@ pub(crate) use sent::{
     refused, sent, sent_since, submit,
 };
 
-/// Schema version of the node store.
-pub(crate) const SCHEMA: u64 = 1;
+/// Schema version of the node store: 2 since its tables are `kv` tables (1: typed redb tables,
+/// upgraded when the store is opened, [`upgrade`]).
+pub(crate) const SCHEMA: u64 = 2;
 
-const SENT: TableDefinition<'_, &str, &[u8]> = TableDefinition::new("sent");
-const INBOX: TableDefinition<'_, &str, &[u8]> = TableDefinition::new("inbox");
-const IDEMPOTENCY: TableDefinition<'_, &str, &str> = TableDefinition::new("idempotency");
-const EVENTS: TableDefinition<'_, u64, &[u8]> = TableDefinition::new("events");
+/// The store's kind, in its stamps.
+const KIND: &str = "node";
+
+/// Doc id → `SentDocument`; the key is the id's string bytes (sealed values bind them).
+const SENT: Table = Table::new("sent");
+/// Doc id → `ReceivedDocument`; keyed like [`SENT`].
+const INBOX: Table = Table::new("inbox");
+/// Client key (its bytes) → doc id (its string bytes).
+const IDEMPOTENCY: Table = Table::new("idempotency");
+/// Event seq (eight bytes, big-endian, so that byte order is seq order) → `NodeEventRecord`.
+const EVENTS: Table = Table::new("events");
 /// The outbox queue (also read by `metrics` for its depths).
 pub(crate) const OUTBOX: DurableQueue = DurableQueue::new("outbox");
 /// Every table of this module, for a backup (`crate::backup`).
-pub(crate) const TABLES: &[&dyn exchange_core::backup::BackupTable] = &[
-    &SENT,
-    &INBOX,
-    &IDEMPOTENCY,
-    &EVENTS,
-    &exchange_core::store::content::CONTENT,
-    &OUTBOX,
-];
+pub(crate) const TABLES: &[Table] = &[SENT, INBOX, IDEMPOTENCY, EVENTS, CONTENT, OUTBOX.table()];
 /// The outbox's only destination.
 const HUB: &str = "hub";
+
+/// Records are read this many at a time by a scan.
+const PAGE: usize = 256;
+
+/// Opens the node store at `path` with the keys beside it as `section` asks (see
+/// `exchange_core::store::sealing::open_store`; `create`: the daemon's start), upgrading a
+/// schema-1 file to [`SCHEMA`] first.
+pub(crate) fn open(
+    path: &Path,
+    profile: Profile,
+    section: Option<&EncryptionSection>,
+    create: bool,
+) -> Result<Store, KeysError> {
+    // The keys are checked before the file is touched: a wrong key neither upgrades nor opens
+    // it. `open_store` unwraps them again; that costs a key file read, once per start.
+    let dir = path.parent().unwrap_or_else(|| Path::new("."));
+    sealing::data_keys(dir, profile, section)?;
+    upgrade::upgrade(path)?;
+    sealing::open_store(path, KIND, SCHEMA, profile, section, create)
+}
+
+/// Opens the node store at `path` without its keys (sealed values stay sealed: an offline
+/// backup copies them as they are), upgrading a schema-1 file first.
+pub(crate) fn open_unkeyed(path: &Path) -> Result<Store, StoreError> {
+    upgrade::upgrade(path)?;
+    Store::open(path, KIND, SCHEMA)
+}
 
 /// What a change to a record brings along, written in the same transaction as the record.
 #[derive(Debug, Default)]
@@ -104,7 +144,7 @@ impl Effects {
     }
 
     /// Writes the effects in `txn`; returns the seq of the last event logged, if any.
-    fn commit(self, txn: &WriteTransaction) -> Result<Option<u64>, StoreError> {
+    fn commit(self, txn: &dyn WriteTables) -> Result<Option<u64>, StoreError> {
         for (priority, ev) in self.queued {
             outbox::push_evidence(txn, priority, ev)?;
         }
@@ -120,83 +160,77 @@ impl Effects {
 }
 
 /// Decodes the stored bytes at `key` of `table`, opening them first when sealed: the `sent`
-/// and `inbox` records hold the signed document, title included ([`Sealer`]).
+/// and `inbox` records hold the signed document, title included ([`Sealer`]). The slot is the
+/// table's name and the key's string bytes, as in schema 1, so records sealed then still open.
 fn unseal<M: prost::Message + Default>(
     sealer: &Sealer,
-    table: TableDefinition<'_, &str, &[u8]>,
+    table: Table,
     key: &str,
     stored: &[u8],
 ) -> Result<M, StoreError> {
-    let what = format!("{} {key}", table.name());
+    let what = format!("{table} {key}");
     let plain = sealer.open(&what, &slot(table.name(), key.as_bytes()), stored)?;
     decode(&what, &plain)
 }
 
-/// The stored message at `key` of `table`, in a read snapshot.
+/// The stored message at `key` of `table`, in a read snapshot or a write transaction.
 fn get<M: prost::Message + Default>(
-    txn: &ReadTransaction,
+    txn: &dyn ReadTables,
     sealer: &Sealer,
-    table: TableDefinition<'_, &str, &[u8]>,
+    table: Table,
     key: &str,
 ) -> Result<Option<M>, StoreError> {
-    match txn.open_table(table) {
-        Ok(t) => t
-            .get(key)?
-            .map(|v| unseal(sealer, table, key, v.value()))
-            .transpose(),
-        Err(redb::TableError::TableDoesNotExist(_)) => Ok(None),
-        Err(e) => Err(e.into()),
-    }
-}
-
-/// The stored message at `key` of `table`, in a write transaction.
-fn get_w<M: prost::Message + Default>(
-    txn: &WriteTransaction,
-    sealer: &Sealer,
-    table: TableDefinition<'_, &str, &[u8]>,
-    key: &str,
-) -> Result<Option<M>, StoreError> {
-    let t = txn.open_table(table)?;
-    let v = t.get(key)?;
-    v.map(|v| unseal(sealer, table, key, v.value())).transpose()
+    txn.get(table, key.as_bytes())?
+        .map(|v| unseal(sealer, table, key, &v))
+        .transpose()
 }
 
 /// Stores `m` at `key` of `table`, sealed when encryption is on.
 fn put<M: prost::Message>(
-    txn: &WriteTransaction,
+    txn: &dyn WriteTables,
     sealer: &Sealer,
-    table: TableDefinition<'_, &str, &[u8]>,
+    table: Table,
     key: &str,
     m: &M,
 ) -> Result<(), StoreError> {
     let stored = sealer.seal(&slot(table.name(), key.as_bytes()), encode(m))?;
-    txn.open_table(table)?.insert(key, stored.as_slice())?;
-    Ok(())
+    txn.put(table, key.as_bytes(), &stored)
 }
 
 /// Every record of a table keyed by document id from `from` on, in id order, each converted by
 /// `convert` (given its key).
 fn all<M, R>(
-    txn: &ReadTransaction,
+    txn: &dyn ReadTables,
     sealer: &Sealer,
-    table: TableDefinition<'_, &str, &[u8]>,
+    table: Table,
     from: &str,
     convert: impl Fn(&str, M) -> Result<R, StoreError>,
 ) -> Result<Vec<R>, StoreError>
 where
     M: prost::Message + Default,
 {
-    let t = match txn.open_table(table) {
-        Ok(t) => t,
-        Err(redb::TableError::TableDoesNotExist(_)) => return Ok(Vec::new()),
-        Err(e) => return Err(e.into()),
+    let mut out = Vec::new();
+    let mut range = KeyRange {
+        start: Bound::Included(from.as_bytes().to_vec()),
+        end: Bound::Unbounded,
     };
-    t.range(from..)?
-        .map(|e| {
-            let (k, v) = e?;
-            convert(k.value(), unseal(sealer, table, k.value(), v.value())?)
-        })
-        .collect()
+    loop {
+        let entries = txn.scan(table, &range, Order::Ascending, PAGE)?;
+        let Some((last, _)) = entries.last() else {
+            break;
+        };
+        range.start = Bound::Excluded(last.clone());
+        let full = entries.len() == PAGE;
+        for (k, v) in entries {
+            let key =
+                String::from_utf8(k).map_err(|e| StoreError::decode(format!("{table} key"), e))?;
+            out.push(convert(&key, unseal(sealer, table, &key, &v)?)?);
+        }
+        if !full {
+            break;
+        }
+    }
+    Ok(out)
 }
 
 /// The signed document of a stored record (`what`: e.g. `sent <id>`), read back without

@@ -287,11 +287,11 @@ async fn run(p: Params) -> Result<()> {
     // Every store opens cleanly after a clean stop.
     for d in &depts {
         assert_eq!(ex.stop_node(d).await?, Some(0), "{d} stops cleanly");
-        exchange_core::store::Store::open(&ex.node_data_dir(d).join("node.redb"), "node", 1)
+        exchange_core::store::Store::open(&ex.node_data_dir(d).join("node.redb"), "node", 2)
             .with_context(|| format!("{d}'s store"))?;
     }
     assert_eq!(ex.stop_hub().await?, Some(0));
-    exchange_core::store::Store::open(&ex.hub_data_dir().join("hub.redb"), "hub", 1)
+    exchange_core::store::Store::open(&ex.hub_data_dir().join("hub.redb"), "hub", 2)
         .context("the hub's store")?;
     Ok(())
 }

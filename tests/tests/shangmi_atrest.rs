@@ -10,6 +10,7 @@
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context as _, Result, ensure};
+use exchange_core::store::kv::{self, Table};
 use exchange_core::{
     atrest::{BLOB_HEADER_LEN, DataKeys, Suite, VALUE_MAGIC, is_sealed_blob},
     config::{HubConfig, NodeConfig},
@@ -19,7 +20,7 @@ use exchange_tests::{
     TestExchange,
     cli::{entry_when, last_line, row_when},
 };
-use redb::{ReadableDatabase as _, ReadableTable as _, TableDefinition};
+use redb::ReadableDatabase as _;
 
 /// In the title and, repeated, in the body of the test's documents.
 const TITLE_MARKER: &str = "国密封存-TITLE-MARKER-5e21";
@@ -114,15 +115,17 @@ fn sm_blobs(dir: &Path) -> Result<usize> {
 
 /// The raw values of `table` in the (stopped) store `file`: checks that each is sealed with
 /// SM4 and returns how many there are.
-fn sm_records(file: &Path, table: &str) -> Result<usize> {
+fn sm_records(file: &Path, table: &'static str) -> Result<usize> {
     let db = redb::Database::open(file).with_context(|| format!("opening {}", file.display()))?;
     let txn = db.begin_read()?;
-    let def: TableDefinition<'_, &str, &[u8]> = TableDefinition::new(table);
-    let t = txn.open_table(def)?;
+    let mut rows = Vec::new();
+    kv::for_each(&txn, Table::new(table), 1024, &mut |row| {
+        rows.push(row);
+        Ok(())
+    })?;
     let mut count = 0;
-    for row in t.iter()? {
-        let (key, value) = row?;
-        let (key, value) = (key.value(), value.value());
+    for (key, value) in &rows {
+        let key = String::from_utf8_lossy(key);
         ensure!(
             DataKeys::is_sealed(value) && value[..4] == VALUE_MAGIC,
             "{table}/{key} in {} is not sealed",

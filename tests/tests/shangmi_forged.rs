@@ -6,6 +6,7 @@
 
 use anyhow::{Context, Result};
 use exchange_certs::{Ca, Validity};
+use exchange_core::store::kv::{ReadTables as _, Table};
 use exchange_core::{
     convert::digest_algorithm_field,
     crypto::{DigestAlgorithm, Profile::Shangmi},
@@ -19,10 +20,10 @@ use exchange_tests::{
     forge,
     scenario::audit::audit_list,
 };
-use redb::{ReadableDatabase as _, TableDefinition};
+use redb::ReadableDatabase as _;
 use tonic::Code;
 
-const DOCUMENTS: TableDefinition<'_, &str, &[u8]> = TableDefinition::new("documents");
+const DOCUMENTS: Table = Table::new("documents");
 
 /// A one-part header from a to b whose part and header digests are `alg`'s.
 fn header(title: &str, alg: DigestAlgorithm) -> Result<pb::DocumentHeader> {
@@ -111,14 +112,13 @@ async fn a_signature_or_digest_of_the_other_profile_is_refused_audited_and_not_s
     }
     let db = redb::Database::open(ex.hub_data_dir().join("hub.redb"))?;
     let txn = db.begin_read()?;
-    let docs = txn.open_table(DOCUMENTS)?;
     for (h, ..) in &cases {
         assert!(
-            redb::ReadableTable::get(&docs, h.id.as_str())?.is_none(),
+            txn.get(DOCUMENTS, h.id.as_bytes())?.is_none(),
             "{} stored",
             h.id
         );
     }
-    assert!(redb::ReadableTable::get(&docs, baseline.as_str())?.is_some());
+    assert!(txn.get(DOCUMENTS, baseline.as_bytes())?.is_some());
     Ok(())
 }

@@ -8,15 +8,17 @@ use std::path::Path;
 use anyhow::{Context, Result};
 use exchange_core::{
     ids::DeptId,
-    store::{Store, StoreError, decode, encode},
+    store::{
+        Store, StoreError, decode, encode,
+        kv::{Key, Table},
+    },
 };
 use exchange_proto::v1 as pb;
-use redb::{ReadableTable, TableDefinition};
 
 /// (department, doc id) → the department's encoded DELIVERED receipt.
-const INBOX: TableDefinition<'_, (&str, &str), &[u8]> = TableDefinition::new("inbox");
+const INBOX: Table = Table::new("inbox");
 /// (department, doc id, part index) → the part's content.
-const CONTENT: TableDefinition<'_, (&str, &str, u32), &[u8]> = TableDefinition::new("content");
+const CONTENT: Table = Table::new("content");
 
 /// The inbox of every simulated department.
 #[derive(Debug, Clone)]
@@ -27,7 +29,7 @@ pub(crate) struct Inbox {
 impl Inbox {
     /// Opens (creating) the store at `path`.
     pub(crate) fn open(path: &Path) -> Result<Self> {
-        let store = Store::open(path, "bench-sim", 1)
+        let store = Store::open(path, "bench-sim", 2)
             .with_context(|| format!("opening {}", path.display()))?;
         Ok(Inbox { store })
     }
@@ -44,16 +46,15 @@ impl Inbox {
     ) -> Result<pb::SignedEvidence, StoreError> {
         self.store
             .write(move |txn| {
-                let key = (dept.as_str(), doc_id.as_str());
-                if let Some(v) = txn.open_table(INBOX)?.get(key)? {
-                    return decode(format!("inbox {}/{}", key.0, key.1), v.value());
+                let key = Key::new().str(dept.as_str()).str(&doc_id).finish();
+                if let Some(v) = txn.get(INBOX, &key)? {
+                    return decode(format!("inbox {dept}/{doc_id}"), &v);
                 }
-                let mut content = txn.open_table(CONTENT)?;
-                for (i, p) in (0u32..).zip(&parts) {
-                    content.insert((dept.as_str(), doc_id.as_str(), i), p.as_slice())?;
+                for (i, p) in (0u64..).zip(&parts) {
+                    let part = Key::new().str(dept.as_str()).str(&doc_id).u64(i).finish();
+                    txn.put(CONTENT, &part, p)?;
                 }
-                txn.open_table(INBOX)?
-                    .insert(key, encode(&receipt).as_slice())?;
+                txn.put(INBOX, &key, &encode(&receipt))?;
                 Ok(receipt.clone())
             })
             .await

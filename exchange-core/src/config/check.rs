@@ -74,7 +74,11 @@ impl HubConfig {
     /// keys are private. `[admin]` is not checked: only the administrator's commands read it.
     pub fn check_files(&self) -> Result<(), ConfigError> {
         tls(&self.tls, TLS_KEYS)?;
-        signing(&self.signing)
+        signing(&self.signing)?;
+        if let Some(password) = &self.store.password_file {
+            check("store.password_file", password, Kind::Secret)?;
+        }
+        Ok(())
     }
 }
 

@@ -4,13 +4,15 @@
 //! content lives in the blob store (`crate::blob`). Sealed with the store's data keys when
 //! encryption is on ([`super::sealing`]).
 
-use redb::{ReadTransaction, ReadableTable, TableDefinition, WriteTransaction};
-
-use super::{Store, StoreError, sealing::Sealer};
+use super::{
+    Store, StoreError,
+    kv::{ReadTables, Table, WriteTables},
+    sealing::Sealer,
+};
 use crate::signing::Digest;
 
-/// SHA-256 → content.
-pub const CONTENT: TableDefinition<'_, &[u8], &[u8]> = TableDefinition::new("content");
+/// Digest → content.
+pub const CONTENT: Table = Table::new("content");
 
 fn slot(digest: &Digest) -> Vec<u8> {
     super::sealing::slot("content", &digest.0)
@@ -18,36 +20,29 @@ fn slot(digest: &Digest) -> Vec<u8> {
 
 /// Stores content in `txn` (content-addressed: storing it again changes nothing).
 pub fn put(
-    txn: &WriteTransaction,
+    txn: &dyn WriteTables,
     sealer: &Sealer,
     digest: &Digest,
     data: &[u8],
 ) -> Result<(), StoreError> {
-    let mut table = txn.open_table(CONTENT)?;
-    if table.get(digest.0.as_slice())?.is_some() {
+    if txn.get(CONTENT, &digest.0)?.is_some() {
         return Ok(()); // already here (sealed anew it would only differ by its salt)
     }
     let stored = sealer.seal(&slot(digest), data.to_vec())?;
-    table.insert(digest.0.as_slice(), stored.as_slice())?;
-    Ok(())
+    txn.put(CONTENT, &digest.0, &stored)
 }
 
 /// The content stored under `digest` in `txn`, if any.
 pub fn get_in(
-    txn: &ReadTransaction,
+    txn: &dyn ReadTables,
     sealer: &Sealer,
     digest: &Digest,
 ) -> Result<Option<Vec<u8>>, StoreError> {
-    let table = match txn.open_table(CONTENT) {
-        Ok(t) => t,
-        Err(redb::TableError::TableDoesNotExist(_)) => return Ok(None),
-        Err(e) => return Err(e.into()),
-    };
-    let Some(v) = table.get(digest.0.as_slice())? else {
+    let Some(v) = txn.get(CONTENT, &digest.0)? else {
         return Ok(None);
     };
     let what = format!("content {digest}");
-    let data = sealer.open(&what, &slot(digest), v.value())?.into_owned();
+    let data = sealer.open(&what, &slot(digest), &v)?.into_owned();
     Ok(Some(data))
 }
 

@@ -164,11 +164,93 @@ pub trait ReadTables {
         order: Order,
         limit: usize,
     ) -> Result<Vec<Entry>, StoreError>;
+
+    /// How many entries `table` holds: exact on redb (kept in its metadata); on PostgreSQL the
+    /// planner's estimate (`pg_class.reltuples`, refreshed by autovacuum and `ANALYZE`), since
+    /// an exact count reads the whole table. For metrics and reports, never for decisions.
+    fn len(&self, table: Table) -> Result<u64, StoreError>;
+
+    /// The names of every table the database holds, as the backend names them (redb: `meta`
+    /// and `kv_<name>`), where the backend can list them; a backup checks that it knows each.
+    fn stored_tables(&self) -> Result<Option<Vec<String>>, StoreError> {
+        Ok(None)
+    }
+}
+
+/// Every entry of `table`, in key order, read `page` entries at a time (a backup, a migration).
+pub fn for_each(
+    txn: &dyn ReadTables,
+    table: Table,
+    page: usize,
+    f: &mut dyn FnMut(Entry) -> Result<(), StoreError>,
+) -> Result<u64, StoreError> {
+    let mut range = KeyRange::all();
+    let mut count = 0;
+    loop {
+        let entries = txn.scan(table, &range, Order::Ascending, page.max(1))?;
+        let Some((last, _)) = entries.last() else {
+            return Ok(count);
+        };
+        range.start = Bound::Excluded(last.clone());
+        let full = entries.len() == page.max(1);
+        for e in entries {
+            f(e)?;
+            count += 1;
+        }
+        if !full {
+            return Ok(count);
+        }
+    }
+}
+
+/// Why a transaction cannot go on, kept by the transaction itself: after a failed statement a
+/// PostgreSQL transaction refuses everything else, so the writer must not blame the jobs that
+/// run after the one that met the failure.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Failure {
+    /// What failed.
+    pub message: String,
+    /// Whether running the whole transaction again may succeed (a collision).
+    pub retry: bool,
+    /// Whether the disk is full.
+    pub disk_full: bool,
+}
+
+impl Failure {
+    /// The failure `e` stands for.
+    pub fn of(e: &StoreError) -> Self {
+        Failure {
+            message: e.to_string(),
+            retry: e.is_retryable(),
+            disk_full: e.is_disk_full(),
+        }
+    }
+
+    /// The error to give each job of the transaction.
+    pub fn error(&self) -> StoreError {
+        if self.retry {
+            StoreError::Database {
+                message: self.message.clone(),
+                retry: true,
+                disk_full: self.disk_full,
+            }
+        } else {
+            StoreError::Commit {
+                message: self.message.clone(),
+                disk_full: self.disk_full,
+            }
+        }
+    }
 }
 
 /// Writing inside a transaction; nothing is visible to others, nor durable, before the
 /// transaction commits.
 pub trait WriteTables: ReadTables {
+    /// Why the transaction cannot go on, if a statement in it failed in a way that ends it.
+    fn failure(&self) -> Option<Failure> {
+        None
+    }
+
     /// Sets `key` to `value`, replacing any value it had.
     fn put(&self, table: Table, key: &[u8], value: &[u8]) -> Result<(), StoreError>;
 
@@ -199,7 +281,7 @@ pub fn next_counter(txn: &dyn WriteTables, name: &str) -> Result<u64, StoreError
 ///
 /// - a string (or byte string) is its bytes with each `00` written `00 FF`, then `00 00`: no
 ///   encoded string is a prefix of another, and a shorter string sorts before its extensions;
-/// - integers are big-endian, fixed width.
+/// - integers are big-endian, fixed width (signed ones with the sign bit flipped).
 ///
 /// A key made of the leading fields of another is its prefix, for [`KeyRange::prefix`].
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -238,6 +320,11 @@ impl Key {
     pub fn u64(mut self, v: u64) -> Self {
         self.0.extend_from_slice(&v.to_be_bytes());
         self
+    }
+
+    /// Appends a signed eight-byte field (its sign bit flipped, so that negatives sort first).
+    pub fn i64(self, v: i64) -> Self {
+        self.u64(v.cast_unsigned() ^ (1 << 63))
     }
 
     /// The encoded key.
@@ -315,6 +402,11 @@ impl<'a> KeyReader<'a> {
             .ok_or_else(|| self.bad("missing eight-byte field"))?;
         self.rest = rest;
         Ok(u64::from_be_bytes(*head))
+    }
+
+    /// The next field, signed eight bytes.
+    pub fn i64(&mut self) -> Result<i64, StoreError> {
+        Ok((self.u64()? ^ (1 << 63)).cast_signed())
     }
 
     /// Checks that every field was read.

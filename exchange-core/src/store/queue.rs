@@ -1,12 +1,13 @@
-//! A durable priority queue inside a redb table: items wait per destination, most urgent first,
-//! then in arrival order, until the destination acknowledges them.
+//! A durable priority queue in a table: items wait per destination, most urgent first, then in
+//! arrival order, until the destination acknowledges them.
 //!
-//! Key: `(destination, priority, seq)`; a smaller priority goes first; `seq` is a store-wide
-//! counter, so equal priorities keep their order.
+//! Key: [`Key`] of `(destination, priority, seq)`; a smaller priority goes first; `seq` is a
+//! store-wide counter, so equal priorities keep their order.
 
-use redb::{ReadTransaction, TableDefinition, WriteTransaction};
-
-use super::{StoreError, next_counter};
+use super::{
+    StoreError,
+    kv::{self, Key, KeyRange, KeyReader, Order, ReadTables, Table, WriteTables, next_counter},
+};
 
 /// Where an item sits in its queue.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -17,91 +18,98 @@ pub struct QueueKey {
     pub seq: u64,
 }
 
-/// A queue stored in one redb table.
-#[derive(Clone, Copy)]
+/// A queue stored in one table.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct DurableQueue {
-    table: TableDefinition<'static, (&'static str, u8, u64), &'static [u8]>,
+    table: Table,
 }
 
-impl std::fmt::Debug for DurableQueue {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_tuple("DurableQueue")
-            .field(&self.table.to_string())
-            .finish()
-    }
+/// Items are read this many at a time when a scan has no limit of its own.
+const PAGE: usize = 1024;
+
+fn key(dest: &str, k: QueueKey) -> Vec<u8> {
+    Key::new().str(dest).u8(k.priority).u64(k.seq).finish()
 }
 
-/// A queue is one table: a backup copies it like any other.
-impl crate::backup::BackupTable for DurableQueue {
-    fn table_name(&self) -> String {
-        self.table.table_name()
-    }
-    fn copy(&self, src: &ReadTransaction, dst: &WriteTransaction) -> Result<u64, StoreError> {
-        self.table.copy(src, dst)
-    }
-    fn rows(&self, src: &ReadTransaction) -> Result<u64, StoreError> {
-        self.table.rows(src)
-    }
+fn parse(raw: &[u8]) -> Result<(String, QueueKey), StoreError> {
+    let mut r = KeyReader::new(raw);
+    let dest = r.str()?;
+    let (priority, seq) = (r.u8()?, r.u64()?);
+    r.end()?;
+    Ok((dest, QueueKey { priority, seq }))
+}
+
+fn of_dest(dest: &str) -> KeyRange {
+    KeyRange::prefix(Key::new().str(dest))
 }
 
 impl DurableQueue {
-    /// The queue stored in table `name`.
+    /// The queue stored in table `name` (see [`Table::new`] for what a name may hold).
     pub const fn new(name: &'static str) -> Self {
         DurableQueue {
-            table: TableDefinition::new(name),
+            table: Table::new(name),
         }
+    }
+
+    /// The table that holds the queue, for a backup.
+    pub const fn table(&self) -> Table {
+        self.table
     }
 
     /// Appends `item` for `dest` at `priority`, inside `txn`.
     pub fn push(
         &self,
-        txn: &WriteTransaction,
+        txn: &dyn WriteTables,
         dest: &str,
         priority: u8,
         item: &[u8],
     ) -> Result<QueueKey, StoreError> {
         let seq = next_counter(txn, "queue_seq")?;
-        txn.open_table(self.table)?
-            .insert((dest, priority, seq), item)?;
-        Ok(QueueKey { priority, seq })
+        let k = QueueKey { priority, seq };
+        txn.put(self.table, &key(dest, k), item)?;
+        Ok(k)
     }
 
     /// Removes the item at `key`; returns whether it was there.
     pub fn remove(
         &self,
-        txn: &WriteTransaction,
+        txn: &dyn WriteTables,
         dest: &str,
-        key: QueueKey,
+        k: QueueKey,
     ) -> Result<bool, StoreError> {
-        Ok(txn
-            .open_table(self.table)?
-            .remove((dest, key.priority, key.seq))?
-            .is_some())
+        let raw = key(dest, k);
+        let present = txn.get(self.table, &raw)?.is_some();
+        if present {
+            txn.delete(self.table, &raw)?;
+        }
+        Ok(present)
     }
 
     /// The first `limit` items for `dest`, most urgent first, skipping any in `skip`.
     pub fn peek(
         &self,
-        txn: &ReadTransaction,
+        txn: &dyn ReadTables,
         dest: &str,
         limit: usize,
         skip: &dyn Fn(QueueKey) -> bool,
     ) -> Result<Vec<(QueueKey, Vec<u8>)>, StoreError> {
-        let table = match txn.open_table(self.table) {
-            Ok(t) => t,
-            Err(redb::TableError::TableDoesNotExist(_)) => return Ok(Vec::new()),
-            Err(e) => return Err(e.into()),
-        };
         let mut out = Vec::new();
-        for entry in table.range((dest, 0u8, 0u64)..=(dest, u8::MAX, u64::MAX))? {
-            let (k, v) = entry?;
-            let (_, priority, seq) = k.value();
-            let key = QueueKey { priority, seq };
-            if skip(key) {
-                continue;
+        let mut range = of_dest(dest);
+        while out.len() < limit {
+            let want = (limit - out.len()).min(PAGE);
+            let entries = txn.scan(self.table, &range, Order::Ascending, want)?;
+            let Some((last, _)) = entries.last() else {
+                break;
+            };
+            range.start = std::ops::Bound::Excluded(last.clone());
+            let exhausted = entries.len() < want;
+            for (raw, item) in entries {
+                let (_, k) = parse(&raw)?;
+                if !skip(k) {
+                    out.push((k, item));
+                }
             }
-            out.push((key, v.value().to_vec()));
-            if out.len() >= limit {
+            if exhausted {
                 break;
             }
         }
@@ -111,53 +119,39 @@ impl DurableQueue {
     /// Every item of every destination, in key order: (destination, key, item).
     pub fn all(
         &self,
-        txn: &ReadTransaction,
+        txn: &dyn ReadTables,
     ) -> Result<Vec<(String, QueueKey, Vec<u8>)>, StoreError> {
-        let table = match txn.open_table(self.table) {
-            Ok(t) => t,
-            Err(redb::TableError::TableDoesNotExist(_)) => return Ok(Vec::new()),
-            Err(e) => return Err(e.into()),
-        };
         let mut out = Vec::new();
-        for entry in redb::ReadableTable::iter(&table)? {
-            let (k, v) = entry?;
-            let (dest, priority, seq) = k.value();
-            out.push((
-                dest.to_owned(),
-                QueueKey { priority, seq },
-                v.value().to_vec(),
-            ));
-        }
+        kv::for_each(txn, self.table, PAGE, &mut |(raw, item)| {
+            let (dest, k) = parse(&raw)?;
+            out.push((dest, k, item));
+            Ok(())
+        })?;
         Ok(out)
     }
 
     /// How many items wait for `dest`.
-    pub fn len(&self, txn: &ReadTransaction, dest: &str) -> Result<usize, StoreError> {
+    pub fn len(&self, txn: &dyn ReadTables, dest: &str) -> Result<usize, StoreError> {
         Ok(self.peek(txn, dest, usize::MAX, &|_| false)?.len())
     }
 
     /// The depth of every (destination, priority) that has items, with its oldest item, for
-    /// the metrics endpoint. Reads keys only, but for one value per group.
-    pub fn depths(&self, txn: &ReadTransaction) -> Result<Vec<QueueDepth>, StoreError> {
-        let table = match txn.open_table(self.table) {
-            Ok(t) => t,
-            Err(redb::TableError::TableDoesNotExist(_)) => return Ok(Vec::new()),
-            Err(e) => return Err(e.into()),
-        };
+    /// the metrics endpoint.
+    pub fn depths(&self, txn: &dyn ReadTables) -> Result<Vec<QueueDepth>, StoreError> {
         let mut out: Vec<QueueDepth> = Vec::new();
-        for entry in redb::ReadableTable::iter(&table)? {
-            let (k, v) = entry?;
-            let (dest, priority, _) = k.value();
+        kv::for_each(txn, self.table, PAGE, &mut |(raw, item)| {
+            let (dest, k) = parse(&raw)?;
             match out.last_mut() {
-                Some(d) if d.dest == dest && d.priority == priority => d.len += 1,
+                Some(d) if d.dest == dest && d.priority == k.priority => d.len += 1,
                 _ => out.push(QueueDepth {
-                    dest: dest.to_owned(),
-                    priority,
+                    dest,
+                    priority: k.priority,
                     len: 1,
-                    oldest: v.value().to_vec(),
+                    oldest: item,
                 }),
             }
-        }
+            Ok(())
+        })?;
         Ok(out)
     }
 }

@@ -25,9 +25,7 @@ use crate::{
     crypto::Profile,
 };
 
-use redb::ReadableDatabase as _;
-
-use super::{META, Store, StoreError};
+use super::{Store, StoreError};
 
 /// Seals and opens stored values with the store's data keys, if it has any.
 #[derive(Clone, Default)]
@@ -174,7 +172,7 @@ pub enum KeysError {
 
 /// The META key that marks a store whose values may be sealed: set when the store is first
 /// opened with encryption on, never cleared, and copied by backups (META is backed up).
-const ENCRYPTED: &str = "encrypted";
+pub(crate) const ENCRYPTED: &str = "encrypted";
 
 /// Opens the store at `path` (a `kind` store of schema `version`) with the data keys of the key
 /// ring beside it, as `section` asks, with the algorithms of `profile`: the daemons' start (`create`: a directory with encryption
@@ -193,52 +191,64 @@ pub fn open_store(
     create: bool,
 ) -> Result<Store, KeysError> {
     let dir = path.parent().unwrap_or_else(|| Path::new("."));
+    open_with_keys(dir, profile, section, create, || {
+        Store::open(path, kind, version)
+    })
+}
+
+/// Opens the `kind` store of schema `version` in the PostgreSQL database `target`, with the data
+/// keys of the key ring in `dir` (the hub's data directory: every hub of an exchange holds a copy
+/// of the same ring), as [`open_store`] does for a redb file. The flag that marks the store as
+/// holding sealed values is in the database (`settings`).
+#[cfg(feature = "postgres")]
+pub fn open_postgres_store(
+    target: &super::kv::postgres::PgTarget,
+    kind: &'static str,
+    version: u64,
+    dir: &Path,
+    profile: Profile,
+    section: Option<&EncryptionSection>,
+    create: bool,
+) -> Result<Store, KeysError> {
+    open_with_keys(dir, profile, section, create, || {
+        Store::open_postgres(target, kind, version)
+    })
+}
+
+/// Unwraps the key ring in `dir` as `section` asks, then opens the store with `open` and checks
+/// its flag against the keys (see [`open_store`]).
+fn open_with_keys(
+    dir: &Path,
+    profile: Profile,
+    section: Option<&EncryptionSection>,
+    create: bool,
+    open: impl FnOnce() -> Result<Store, StoreError>,
+) -> Result<Store, KeysError> {
     let ring = dir.join(Keyring::FILE_NAME);
     // Before the store is touched: a wrong key or a bad ring changes nothing on disk.
     let kek = unwrap_ring(dir, profile, section)?;
-    let store = Store::open(path, kind, version)?;
-    let marked = store.marked_encrypted()?;
+    let store = open()?;
+    let path = store.path().to_owned();
+    let marked = store.flag(ENCRYPTED)?;
     let keys = match kek {
         None if marked => {
-            return Err(KeysError::EncryptionMissing {
-                store: path.to_owned(),
-            });
+            return Err(KeysError::EncryptionMissing { store: path });
         }
         None => None,
         Some((_, Some(keys))) => Some(keys),
         Some((_, None)) if marked => {
             return Err(KeysError::KeyringMissing {
                 keyring: ring,
-                store: path.to_owned(),
+                store: path,
             });
         }
         Some((kek, None)) if create => Some(Keyring::open_or_create(&ring, &kek)?),
         Some((_, None)) => None, // never started with encryption on: nothing is sealed yet
     };
     if keys.is_some() && !marked {
-        store.mark_encrypted()?;
+        store.set_flag(ENCRYPTED)?;
     }
     Ok(store.with_sealer(Sealer::new(keys)))
-}
-
-impl Store {
-    /// Whether the store is marked as holding sealed values ([`open_store`]).
-    fn marked_encrypted(&self) -> Result<bool, StoreError> {
-        let db = self.db.get().ok_or(StoreError::Closed)?;
-        let txn = db.begin_read()?;
-        let meta = txn.open_table(META)?;
-        Ok(meta.get(ENCRYPTED)?.is_some())
-    }
-
-    /// Marks the store as holding sealed values, durably, before anything is sealed: like the
-    /// kind stamp, a write of its own at open, while nothing else writes yet.
-    fn mark_encrypted(&self) -> Result<(), StoreError> {
-        let db = self.db.get().ok_or(StoreError::Closed)?;
-        let txn = db.begin_write()?;
-        txn.open_table(META)?.insert(ENCRYPTED, 1)?;
-        txn.commit()?;
-        Ok(())
-    }
 }
 
 /// The configured KEK (loaded for `profile`'s suite) and, when the ring exists, the data keys it

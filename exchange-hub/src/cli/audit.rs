@@ -11,10 +11,7 @@ use exchange_core::{
     config::{Calendar, HubConfig, TlsPaths, TlsProtocol, parse_when},
     crypto::{self, Profile},
     signing::{SigningKey, Verifier},
-    store::{
-        Store,
-        sealing::{self, KeysError},
-    },
+    store::{Store, sealing::KeysError},
     tls,
 };
 use exchange_proto::v1::{self as pb, admin_client::AdminClient};
@@ -86,26 +83,19 @@ fn parse_kind(s: &str) -> Result<i32> {
 
 pub(crate) async fn connect(cfg: &HubConfig) -> Result<Source> {
     let local = || {
-        let path = cfg.hub.data_dir.join("hub.redb");
         // Statistics read the (sealed) document records: the store's keys come along.
-        sealing::open_store(
-            &path,
-            "hub",
-            crate::store::SCHEMA,
-            cfg.crypto.profile,
-            cfg.encryption.as_ref(),
-            false,
-        )
-        .map(Source::Store)
-        .map_err(|e| match e {
-            KeysError::Store(e) => anyhow::anyhow!(
-                "cannot open {} ({e}); if the hub is running, set [admin] in hub.toml to an \
+        crate::open_store(cfg, false)
+            .map(Source::Store)
+            .map_err(|e| match e {
+                KeysError::Store(e) => anyhow::anyhow!(
+                    "cannot open {} ({e}); if the hub is running, set [admin] in hub.toml to an \
                      administrator identity (exchange-certs issue-admin) so these commands ask \
                      the hub",
-                path.display()
-            ),
-            e => anyhow::Error::new(e).context("opening the data directory's keys ([encryption])"),
-        })
+                    crate::store_shown(cfg)
+                ),
+                e => anyhow::Error::new(e)
+                    .context("opening the data directory's keys ([encryption])"),
+            })
     };
     let Some(admin) = &cfg.admin else {
         return local();

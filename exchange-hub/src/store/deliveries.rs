@@ -2,6 +2,7 @@
 //! (退回), not delivered, and the outcome of a recall. Each step is recorded once, checked
 //! against the delivery's state machine (`exchange_core::state`), and queued for the sender.
 
+use exchange_core::store::kv::{Order, ReadTables, WriteTables};
 use exchange_core::{
     document::{EvidenceKind, SignedDoc, SignedEvidence},
     ids::{DeptId, DocumentId},
@@ -9,11 +10,10 @@ use exchange_core::{
     store::{Store, StoreError, decode, queue::QueueKey},
 };
 use exchange_proto::v1 as pb;
-use redb::{ReadTransaction, ReadableTable, WriteTransaction};
 
 use super::{
-    DELIVERIES, EVIDENCE, OUTBOUND, Outbound, StepError, put_evidence, read_table,
-    records::DeliveryRecord,
+    DELIVERIES, EVIDENCE, OUTBOUND, Outbound, StepError, deliveries_of_doc, delivery_key,
+    evidence_key, parse_delivery_key, put_evidence, records::DeliveryRecord,
 };
 use crate::audit::{self, Event};
 
@@ -24,19 +24,15 @@ pub(super) fn recipient_of(ev: &SignedEvidence) -> Result<DeptId, StepError> {
 
 /// The delivery of document `doc` to `dept`; refused if `dept` is not a recipient.
 pub(super) fn load_delivery(
-    txn: &WriteTransaction,
+    txn: &dyn WriteTables,
     doc: DocumentId,
     dept: &DeptId,
 ) -> Result<DeliveryRecord, StepError> {
     let id = doc.to_string();
-    let table = txn.open_table(DELIVERIES)?;
-    let v = table
-        .get((id.as_str(), dept.as_str()))?
-        .ok_or_else(|| StepError::NotRecipient {
-            doc,
-            dept: dept.clone(),
-        })?;
-    Ok(DeliveryRecord::decode(&id, dept.as_str(), v.value())?)
+    read_delivery(txn, &id, dept.as_str())?.ok_or_else(|| StepError::NotRecipient {
+        doc,
+        dept: dept.clone(),
+    })
 }
 
 /// What recording evidence needs to know of its document: normally taken from the document
@@ -71,14 +67,11 @@ pub(crate) async fn acceptance(
 ) -> Result<Option<SignedEvidence>, StoreError> {
     store
         .lookup(move |txn| {
-            let Some(t) = read_table(txn, EVIDENCE)? else {
-                return Ok(None);
-            };
             let key = id.to_string();
-            let found = t.get((key.as_str(), "", EvidenceKind::Accepted.code()))?;
+            let found = txn.get(EVIDENCE, &evidence_key(&key, "", EvidenceKind::Accepted))?;
             found
                 .map(|v| {
-                    let wire = decode(format!("acceptance {key}"), v.value())?;
+                    let wire = decode(format!("acceptance {key}"), &v)?;
                     SignedEvidence::decode(wire)
                         .map_err(|e| StoreError::decode(format!("acceptance {key}"), e))
                 })
@@ -110,11 +103,9 @@ pub(crate) async fn record_evidence(
             let recipient = recipient_of(&ev)?;
             let mut delivery = load_delivery(txn, doc_id, &recipient)?;
             let kind = ev.evidence.kind;
-            let is_new = {
-                let table = txn.open_table(EVIDENCE)?;
-                let found = table.get((id.as_str(), recipient.as_str(), kind.code()))?;
-                found.is_none()
-            };
+            let is_new = txn
+                .get(EVIDENCE, &evidence_key(&id, recipient.as_str(), kind))?
+                .is_none();
             let next = delivery
                 .state
                 .apply(kind)
@@ -136,9 +127,10 @@ pub(crate) async fn record_evidence(
             if let Transition::Changed(s) = next {
                 delivery.state = s;
             }
-            txn.open_table(DELIVERIES)?.insert(
-                (id.as_str(), recipient.as_str()),
-                delivery.encode().as_slice(),
+            txn.put(
+                DELIVERIES,
+                &delivery_key(&id, recipient.as_str()),
+                &delivery.encode(),
             )?;
             put_evidence(txn, &id, recipient.as_str(), kind, &ev.wire)?;
             let e = &ev.evidence;
@@ -163,18 +155,20 @@ pub(crate) async fn record_evidence(
 
 /// Every recipient of document `id` (named in its header or added later) with its delivery.
 pub(super) fn deliveries_of(
-    txn: &WriteTransaction,
+    txn: &dyn ReadTables,
     id: &str,
 ) -> Result<Vec<(DeptId, DeliveryRecord)>, StoreError> {
-    let table = txn.open_table(DELIVERIES)?;
     let mut out = Vec::new();
-    for item in table.range((id, "")..)? {
-        let (k, v) = item?;
-        let (doc, dept) = k.value();
-        if doc != id {
-            break;
-        }
-        let delivery = DeliveryRecord::decode(id, dept, v.value())?;
+    let rows = txn.scan(
+        DELIVERIES,
+        &deliveries_of_doc(id),
+        Order::Ascending,
+        usize::MAX,
+    )?;
+    for (k, v) in rows {
+        let (_, dept) = parse_delivery_key(&k)?;
+        let dept = dept.as_str();
+        let delivery = DeliveryRecord::decode(id, dept, &v)?;
         let dept = dept
             .parse()
             .map_err(|e| StoreError::decode(format!("delivery {id}/{dept}"), e))?;
@@ -200,14 +194,11 @@ pub(crate) async fn delivery(
 /// The delivery of document `id` (its key) to `dept` in a read snapshot, if `dept` is a
 /// recipient (named or added).
 pub(super) fn read_delivery(
-    txn: &ReadTransaction,
+    txn: &dyn ReadTables,
     id: &str,
     dept: &str,
 ) -> Result<Option<DeliveryRecord>, StoreError> {
-    let Some(table) = read_table(txn, DELIVERIES)? else {
-        return Ok(None);
-    };
-    let v = table.get((id, dept))?;
-    v.map(|v| DeliveryRecord::decode(id, dept, v.value()))
+    txn.get(DELIVERIES, &delivery_key(id, dept))?
+        .map(|v| DeliveryRecord::decode(id, dept, &v))
         .transpose()
 }

@@ -1,6 +1,7 @@
 //! Accepting a document (once, with its deliveries and queue entries in one transaction) and
 //! reading accepted documents and the content held inline with them.
 
+use exchange_core::store::kv::ReadTables;
 use exchange_core::{
     document::{EvidenceKind, SignedDoc},
     ids::DocumentId,
@@ -8,10 +9,9 @@ use exchange_core::{
     store::{Store, StoreError, content, sealing::Sealer},
 };
 use exchange_proto::v1 as pb;
-use redb::{ReadTransaction, ReadableTable};
 
 use super::{
-    DELIVERIES, DOCUMENTS, OUTBOUND, Outbound, StepError, put_evidence, read_table,
+    DELIVERIES, DOCUMENTS, OUTBOUND, Outbound, StepError, delivery_key, put_evidence,
     records::{DeliveryRecord, DocumentRecord},
 };
 use crate::audit::{self, Event};
@@ -27,16 +27,12 @@ pub(crate) enum Accepted {
 
 /// The stored document `id`, in the caller's read transaction.
 pub(crate) fn get_document(
-    txn: &ReadTransaction,
+    txn: &dyn ReadTables,
     sealer: &Sealer,
     id: &str,
 ) -> Result<Option<DocumentRecord>, StoreError> {
-    let Some(table) = read_table(txn, DOCUMENTS)? else {
-        return Ok(None);
-    };
-    let found = table.get(id)?;
-    found
-        .map(|v| DocumentRecord::decode(sealer, id, v.value()))
+    txn.get(DOCUMENTS, id.as_bytes())?
+        .map(|v| DocumentRecord::decode(sealer, id, &v))
         .transpose()
 }
 
@@ -66,12 +62,7 @@ pub(crate) async fn accept(
     store
         .write(move |txn| {
             let id = doc.header.id.to_string();
-            let existing = {
-                let table = txn.open_table(DOCUMENTS)?;
-                let v = table.get(id.as_str())?;
-                v.map(|v| DocumentRecord::decode(&sealer, &id, v.value()))
-                    .transpose()?
-            };
+            let existing = get_document(txn, &sealer, &id)?;
             if let Some(rec) = existing {
                 if rec.doc.wire.header == doc.wire.header {
                     return Ok(Accepted::Again(rec.acceptance));
@@ -83,8 +74,7 @@ pub(crate) async fn accept(
                 acceptance: acceptance.clone(),
                 accepted_at_ms: at_ms,
             };
-            txn.open_table(DOCUMENTS)?
-                .insert(id.as_str(), rec.encode(&sealer)?.as_slice())?;
+            txn.put(DOCUMENTS, id.as_bytes(), &rec.encode(&sealer)?)?;
             put_evidence(txn, &id, "", EvidenceKind::Accepted, &acceptance)?;
             for (digest, data) in &inline {
                 content::put(txn, &sealer, digest, data)?;
@@ -93,9 +83,8 @@ pub(crate) async fn accept(
             let queued = DeliveryRecord::accepted().encode();
             let priority = doc.header.urgency.priority();
             let item = Outbound::Deliver(doc.header.id).encode();
-            let mut deliveries = txn.open_table(DELIVERIES)?;
             for r in &doc.header.recipients {
-                deliveries.insert((id.as_str(), r.dept.as_str()), queued.as_slice())?;
+                txn.put(DELIVERIES, &delivery_key(&id, r.dept.as_str()), &queued)?;
                 OUTBOUND.push(txn, r.dept.as_str(), priority, &item)?;
                 audit::append(
                     txn,
@@ -131,7 +120,7 @@ fn accepted_event(doc: &SignedDoc) -> Event {
 
 /// The parts of `doc` held inline, with their content.
 pub(super) fn inline_of(
-    txn: &ReadTransaction,
+    txn: &dyn ReadTables,
     sealer: &Sealer,
     doc: &SignedDoc,
 ) -> Result<Vec<pb::InlineContent>, StoreError> {

@@ -59,15 +59,3 @@ impl StepError {
         matches!(self, StepError::State { .. } | StepError::Recalled { .. })
     }
 }
-
-/// redb's own errors, met inside a write job, are storage failures.
-macro_rules! from_redb {
-    ($($t:ty),*) => {$(
-        impl From<$t> for StepError {
-            fn from(e: $t) -> Self {
-                StepError::Store(e.into())
-            }
-        }
-    )*};
-}
-from_redb!(redb::TableError, redb::StorageError);

@@ -12,7 +12,7 @@ use exchange_proto::v1 as pb;
 
 use super::{
     EVIDENCE, RECALLS, deliveries::read_delivery, documents::get_document, documents::inline_of,
-    read_table, records::DocumentRecord,
+    evidence_key, records::DocumentRecord,
 };
 
 /// What pushing document `id` to `dept` needs, read in one transaction.
@@ -40,10 +40,7 @@ pub(crate) async fn push_view(
             let Some(rec) = get_document(txn, &sealer, &key)? else {
                 return Ok(None);
             };
-            let recalled = match read_table(txn, RECALLS)? {
-                Some(t) => t.get(key.as_str())?.is_some(),
-                None => false,
-            };
+            let recalled = txn.get(RECALLS, key.as_bytes())?.is_some();
             let state = if recalled {
                 read_delivery(txn, &key, dept.as_str())?.map(|d| d.state)
             } else {
@@ -54,17 +51,13 @@ pub(crate) async fn push_view(
                     state,
                     Some(DeliveryState::Queued | DeliveryState::Accepted) | None
                 );
-            let addition = match read_table(txn, EVIDENCE)? {
-                Some(t) => t
-                    .get((
-                        key.as_str(),
-                        dept.as_str(),
-                        EvidenceKind::RecipientAdded.code(),
-                    ))?
-                    .map(|v| decode(format!("addition {key}/{dept}"), v.value()))
-                    .transpose()?,
-                None => None,
-            };
+            let addition = txn
+                .get(
+                    EVIDENCE,
+                    &evidence_key(&key, dept.as_str(), EvidenceKind::RecipientAdded),
+                )?
+                .map(|v| decode(format!("addition {key}/{dept}"), &v))
+                .transpose()?;
             let content = if withdrawn {
                 Vec::new()
             } else {

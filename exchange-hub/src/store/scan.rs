@@ -1,17 +1,16 @@
 //! The statistics scan (`crate::stats`): every document accepted in a period with every
 //! delivery of it, read in the caller's one read transaction.
 
+use exchange_core::store::kv::{self, ReadTables};
 use exchange_core::{
     document::{EvidenceKind, SignedDoc, SignedEvidence},
     state::DeliveryState,
     store::{StoreError, decode, sealing::Sealer},
 };
 use exchange_proto::v1 as pb;
-use redb::{ReadTransaction, ReadableTable};
 
 use super::{
-    DELIVERIES, DOCUMENTS, EVIDENCE, read_table,
-    records::{DeliveryRecord, DocumentRecord},
+    DOCUMENTS, EVIDENCE, deliveries::deliveries_of, evidence_key, records::DocumentRecord,
 };
 
 /// One delivery as `crate::stats` counts it.
@@ -41,46 +40,29 @@ pub(crate) struct DocumentFacts {
 /// snapshot. Reads every document record: meant for an administrator's occasional question, not a
 /// hot path.
 pub(crate) fn scan_accepted(
-    txn: &ReadTransaction,
+    txn: &dyn ReadTables,
     sealer: &Sealer,
     period: std::ops::Range<i64>,
     each: &mut dyn FnMut(DocumentFacts),
 ) -> Result<(), StoreError> {
-    let Some(documents) = read_table(txn, DOCUMENTS)? else {
-        return Ok(());
-    };
-    let deliveries = read_table(txn, DELIVERIES)?;
-    let evidence = read_table(txn, EVIDENCE)?;
-    for item in documents.iter()? {
-        let (k, v) = item?;
-        let id = k.value();
-        let rec = DocumentRecord::decode(sealer, id, v.value())?;
+    kv::for_each(txn, DOCUMENTS, 256, &mut |(k, v)| {
+        let id = String::from_utf8(k).map_err(|e| StoreError::decode("document id", e))?;
+        let rec = DocumentRecord::decode(sealer, &id, &v)?;
         if !period.contains(&rec.accepted_at_ms) {
-            continue;
+            return Ok(());
         }
         let mut facts = DocumentFacts {
             doc: rec.doc,
             deliveries: Vec::new(),
         };
-        let Some(deliveries) = &deliveries else {
-            each(facts);
-            continue;
-        };
-        for item in deliveries.range((id, "")..)? {
-            let (k, v) = item?;
-            let (doc_id, dept) = k.value();
-            if doc_id != id {
-                break;
-            }
-            let d = DeliveryRecord::decode(id, dept, v.value())?;
-            let confirmed = match &evidence {
-                Some(t) => t.get((id, dept, EvidenceKind::Confirmed.code()))?,
-                None => None,
-            };
+        for (dept, d) in deliveries_of(txn, &id)? {
+            let dept = dept.to_string();
+            let confirmed =
+                txn.get(EVIDENCE, &evidence_key(&id, &dept, EvidenceKind::Confirmed))?;
             let confirmed_at_ms = match confirmed {
                 Some(v) => {
                     let what = format!("evidence {id}/{dept} confirmed");
-                    let wire: pb::SignedEvidence = decode(&what, v.value())?;
+                    let wire: pb::SignedEvidence = decode(&what, &v)?;
                     SignedEvidence::decode(wire)
                         .map_err(|e| StoreError::decode(&what, e))?
                         .evidence
@@ -89,13 +71,14 @@ pub(crate) fn scan_accepted(
                 None => 0,
             };
             facts.deliveries.push(DeliveryFacts {
-                recipient: dept.to_owned(),
+                recipient: dept,
                 state: d.state,
                 delivered_at_ms: d.delivered_at_ms,
                 confirmed_at_ms,
             });
         }
         each(facts);
-    }
+        Ok(())
+    })?;
     Ok(())
 }

@@ -2,6 +2,7 @@
 //! recipient (补发) and a reminder (催办). None of them moves a delivery by itself; each is
 //! kept as evidence and queued, as a notice or a delivery, for the recipients it concerns.
 
+use exchange_core::store::kv::WriteTables;
 use exchange_core::{
     document::{EvidenceKind, SignedDoc, SignedEvidence},
     ids::{DeptId, DocumentId},
@@ -9,19 +10,18 @@ use exchange_core::{
     store::{Store, StoreError, encode},
 };
 use exchange_proto::{store::v1 as st, v1 as pb};
-use redb::{ReadableTable, WriteTransaction};
 
 use super::{
     DELIVERIES, OUTBOUND, Outbound, RECALLS, StepError,
     deliveries::{deliveries_of, load_delivery, recipient_of},
-    put_evidence,
+    delivery_key, put_evidence,
     records::DeliveryRecord,
 };
 use crate::audit::{self, Event};
 
 /// Whether the sender recalled document `id`.
-fn is_recalled(txn: &WriteTransaction, id: &str) -> Result<bool, StoreError> {
-    Ok(txn.open_table(RECALLS)?.get(id)?.is_some())
+fn is_recalled(txn: &dyn WriteTables, id: &str) -> Result<bool, StoreError> {
+    Ok(txn.get(RECALLS, id.as_bytes())?.is_some())
 }
 
 /// A sender's statement about one recipient of its document, as [`to_recipient`] hands it on.
@@ -46,7 +46,7 @@ async fn to_recipient<R, F>(
     f: F,
 ) -> Result<R, StepError>
 where
-    F: Fn(&WriteTransaction, &SignedEvidence, Addressed) -> Result<R, StepError> + Send + 'static,
+    F: Fn(&dyn WriteTables, &SignedEvidence, Addressed) -> Result<R, StepError> + Send + 'static,
     R: Send + 'static,
 {
     let doc_id = doc.header.id;
@@ -84,8 +84,7 @@ pub(crate) async fn recall(
                 recall: Some(ev.wire.clone()),
                 at_ms: ev.evidence.at_ms,
             };
-            txn.open_table(RECALLS)?
-                .insert(id.as_str(), encode(&rec).as_slice())?;
+            txn.put(RECALLS, id.as_bytes(), &encode(&rec))?;
             put_evidence(txn, &id, "", EvidenceKind::Recall, &ev.wire)?;
             audit::append(
                 txn,
@@ -126,14 +125,11 @@ pub(crate) async fn add_recipient(
         if is_recalled(txn, &to.id)? {
             return Err(StepError::Recalled { doc: to.doc_id });
         }
-        {
-            let mut deliveries = txn.open_table(DELIVERIES)?;
-            let key = (to.id.as_str(), to.dept.as_str());
-            if deliveries.get(key)?.is_some() {
-                return Ok(false);
-            }
-            deliveries.insert(key, DeliveryRecord::accepted().encode().as_slice())?;
+        let key = delivery_key(&to.id, to.dept.as_str());
+        if txn.get(DELIVERIES, &key)?.is_some() {
+            return Ok(false);
         }
+        txn.put(DELIVERIES, &key, &DeliveryRecord::accepted().encode())?;
         put_evidence(
             txn,
             &to.id,

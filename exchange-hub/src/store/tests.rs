@@ -8,13 +8,13 @@ use exchange_core::{
     error::{ErrorCode, ServiceError},
     ids::DocumentId,
     state::DeliveryState,
-    store::{StoreError, encode},
+    store::{Store, StoreError, encode},
 };
 use exchange_proto::store::v1 as st;
 
 use super::{
-    Accepted, DELIVERIES, Outbound, Reminder, StepError, add_recipient, delivery, recall,
-    record_evidence, remind, scan_accepted,
+    Accepted, DELIVERIES, Outbound, Reminder, SCHEMA, StepError, add_recipient, delivery,
+    delivery_key, document, recall, record_evidence, remind, scan_accepted,
 };
 use fixture::Fixture;
 
@@ -222,9 +222,7 @@ async fn an_unknown_stored_state_code_is_an_error_naming_the_record() {
                 state: 42,
                 ..Default::default()
             });
-            txn.open_table(DELIVERIES)?
-                .insert((key.as_str(), "b"), corrupt.as_slice())?;
-            Ok(())
+            txn.put(DELIVERIES, &delivery_key(&key, "b"), &corrupt)
         })
         .await
         .unwrap();
@@ -247,4 +245,174 @@ async fn an_unknown_stored_state_code_is_an_error_naming_the_record() {
         .await
         .unwrap_err();
     check(&e);
+}
+
+/// A store of schema 1 (typed redb tables) made from a schema 2 store's records, upgraded by
+/// `migrate`, holds exactly those records again, and the store reads them (document, queue,
+/// audit); a second run does nothing.
+#[tokio::test]
+async fn migrate_upgrades_a_schema_1_store_to_the_same_records() {
+    use exchange_core::store::{
+        META,
+        kv::{self, KeyReader},
+        migrate::Upgrade,
+    };
+    use redb::TableDefinition as Def;
+
+    let f = Fixture::new();
+    let doc = f.accepted().await;
+    assert!(f.step(&doc, Delivered, "b").await.unwrap());
+    let tables = crate::backup::tables();
+    let snapshot = |store: &Store| {
+        let tables = tables.clone();
+        let store = store.clone();
+        async move {
+            store
+                .read(move |txn| {
+                    let mut all = Vec::new();
+                    for t in &tables {
+                        let mut rows = Vec::new();
+                        kv::for_each(txn, *t, 100, &mut |e| {
+                            rows.push(e);
+                            Ok(())
+                        })?;
+                        all.push((t.name(), rows));
+                    }
+                    Ok::<_, StoreError>(all)
+                })
+                .await
+                .unwrap()
+        }
+    };
+    let before = snapshot(&f.store).await;
+    assert!(before.iter().filter(|(_, rows)| !rows.is_empty()).count() >= 8);
+
+    // The same records as schema 1 wrote them.
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("hub.redb");
+    {
+        let db = redb::Database::create(&path).unwrap();
+        let txn = db.begin_write().unwrap();
+        {
+            let mut meta = txn.open_table(META).unwrap();
+            meta.insert("kind:hub", 1).unwrap();
+            meta.insert("schema", 1).unwrap();
+        }
+        for (name, rows) in &before {
+            for (k, v) in rows {
+                let mut r = KeyReader::new(k);
+                match *name {
+                    "counters" => {
+                        let n = u64::from_be_bytes(v.as_slice().try_into().unwrap());
+                        txn.open_table(META)
+                            .unwrap()
+                            .insert(r.str().unwrap().as_str(), n)
+                            .unwrap();
+                    }
+                    "documents" | "recalls" | "audit_head" => {
+                        let key = std::str::from_utf8(k).unwrap();
+                        let def: Def<'_, &str, &[u8]> = Def::new(name);
+                        txn.open_table(def)
+                            .unwrap()
+                            .insert(key, v.as_slice())
+                            .unwrap();
+                    }
+                    "content" => {
+                        let def: Def<'_, &[u8], &[u8]> = Def::new(name);
+                        txn.open_table(def)
+                            .unwrap()
+                            .insert(k.as_slice(), v.as_slice())
+                            .unwrap();
+                    }
+                    "deliveries" => {
+                        let (id, dept) = (r.str().unwrap(), r.str().unwrap());
+                        let def: Def<'_, (&str, &str), &[u8]> = Def::new(name);
+                        let mut t = txn.open_table(def).unwrap();
+                        t.insert((id.as_str(), dept.as_str()), v.as_slice())
+                            .unwrap();
+                    }
+                    "evidence" => {
+                        let (id, dept, kind) =
+                            (r.str().unwrap(), r.str().unwrap(), r.u8().unwrap());
+                        let def: Def<'_, (&str, &str, u8), &[u8]> = Def::new(name);
+                        let mut t = txn.open_table(def).unwrap();
+                        t.insert((id.as_str(), dept.as_str(), kind), v.as_slice())
+                            .unwrap();
+                    }
+                    "outbound" => {
+                        let (d, p, s) = (r.str().unwrap(), r.u8().unwrap(), r.u64().unwrap());
+                        let def: Def<'_, (&str, u8, u64), &[u8]> = Def::new(name);
+                        let mut t = txn.open_table(def).unwrap();
+                        t.insert((d.as_str(), p, s), v.as_slice()).unwrap();
+                    }
+                    "audit" | "audit_checkpoints" => {
+                        let def: Def<'_, u64, &[u8]> = Def::new(name);
+                        let mut t = txn.open_table(def).unwrap();
+                        t.insert(r.u64().unwrap(), v.as_slice()).unwrap();
+                    }
+                    "audit_by_doc" | "audit_by_dept" => {
+                        let (s, seq) = (r.str().unwrap(), r.u64().unwrap());
+                        let def: Def<'_, (&str, u64), ()> = Def::new(name);
+                        txn.open_table(def)
+                            .unwrap()
+                            .insert((s.as_str(), seq), ())
+                            .unwrap();
+                    }
+                    "audit_by_time" => {
+                        let (at, seq) = (r.i64().unwrap(), r.u64().unwrap());
+                        let def: Def<'_, (i64, u64), ()> = Def::new(name);
+                        txn.open_table(def).unwrap().insert((at, seq), ()).unwrap();
+                    }
+                    other => panic!("no schema 1 form for table {other}"),
+                }
+            }
+        }
+        txn.commit().unwrap();
+    }
+    let err = Store::open(&path, "hub", SCHEMA).unwrap_err().to_string();
+    assert!(
+        err.contains("schema version 1, older than this build's"),
+        "{err}"
+    );
+    assert!(err.contains("exchange-hub --config FILE migrate"), "{err}");
+
+    assert_eq!(
+        crate::cli::migrate::upgrade_file(&path).unwrap(),
+        Upgrade::From(1)
+    );
+    assert_eq!(
+        crate::cli::migrate::upgrade_file(&path).unwrap(),
+        Upgrade::Current
+    );
+    let store = Store::open(&path, "hub", SCHEMA).unwrap();
+    assert_eq!(snapshot(&store).await, before);
+    // No schema 1 table is left behind, and the store reads as before.
+    let left = store
+        .read(|txn| txn.stored_tables())
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(
+        left.iter().all(|t| t == "meta" || t.starts_with("kv_")),
+        "{left:?}"
+    );
+    assert!(document(&store, doc.header.id).await.unwrap().is_some());
+    assert_eq!(
+        delivery(&store, doc.header.id, "b".parse().unwrap())
+            .await
+            .unwrap(),
+        Some(exchange_core::state::DeliveryState::Delivered)
+    );
+    let queued = store
+        .read(|txn| crate::store::OUTBOUND.len(txn, "c"))
+        .await
+        .unwrap();
+    assert_eq!(queued, 1);
+    // The queue counter goes on where it was.
+    let next = store
+        .write(|txn| crate::store::OUTBOUND.push(txn, "c", 2, b"x"))
+        .await
+        .unwrap();
+    let old_max = f.queue("c").await.iter().map(|(k, _)| k.seq).max().unwrap();
+    assert!(next.seq > old_max, "{} after {old_max}", next.seq);
 }

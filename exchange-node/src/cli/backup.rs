@@ -8,7 +8,7 @@
 use std::path::PathBuf;
 
 use anyhow::Context as _;
-use exchange_core::{config::NodeConfig, store::Store};
+use exchange_core::config::NodeConfig;
 use exchange_proto::v1 as pb;
 
 use super::{Ctx, ctx::Lookup};
@@ -47,8 +47,9 @@ pub async fn run(args: Args, cfg: NodeConfig, config_path: PathBuf) -> anyhow::R
                 return Err(not_running);
             }
             // The node is not running, so its store is free: copy it directly. If it is in
-            // fact running (and unreachable), redb's lock refuses and both reasons are shown.
-            let store = Store::open(&path, "node", crate::store::SCHEMA)
+            // fact running (and unreachable), redb's lock refuses and both reasons are shown. A
+            // store of schema 1 is upgraded first, as the node's next start would.
+            let store = crate::store::open_unkeyed(&path)
                 .map_err(|e| not_running.context(format!("cannot open {}: {e}", path.display())))?;
             crate::backup::take(&store, &data, &out).await?.into()
         }

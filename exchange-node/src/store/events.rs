@@ -2,14 +2,27 @@
 //! system may want to react to, numbered by a counter so a follower resumes after the last
 //! seq it saw.
 
+use std::ops::Bound;
+
 use exchange_core::{
     ids::{DeptId, DocumentId},
-    store::{Store, StoreError, decode, encode, next_counter},
+    store::{
+        Store, StoreError, decode, encode,
+        kv::{KeyRange, Order, WriteTables},
+        next_counter,
+    },
 };
 use exchange_proto::{store::v1 as st, v1 as pb};
-use redb::WriteTransaction;
 
 use super::EVENTS;
+
+/// The counter that numbers events (kept in `meta` in schema 1, moved by [`super::upgrade`]).
+pub(super) const EVENT_SEQ: &str = "event_seq";
+
+/// The key of event `seq`: big-endian, so that byte order is seq order.
+pub(super) fn key(seq: u64) -> [u8; 8] {
+    seq.to_be_bytes()
+}
 
 /// One event to log.
 #[derive(Debug, Clone)]
@@ -28,8 +41,8 @@ pub(crate) struct Event {
 }
 
 /// Appends `e` to the log in `txn`; returns its seq.
-pub(super) fn log(txn: &WriteTransaction, e: &Event) -> Result<u64, StoreError> {
-    let seq = next_counter(txn, "event_seq")?;
+pub(super) fn log(txn: &dyn WriteTables, e: &Event) -> Result<u64, StoreError> {
+    let seq = next_counter(txn, EVENT_SEQ)?;
     let rec = st::NodeEventRecord {
         kind: u32::try_from(i32::from(e.kind)).unwrap_or(0),
         doc_id: e.doc_id.to_string(),
@@ -37,8 +50,7 @@ pub(super) fn log(txn: &WriteTransaction, e: &Event) -> Result<u64, StoreError> 
         state: u32::try_from(i32::from(e.state)).unwrap_or(0),
         at_ms: e.at_ms,
     };
-    txn.open_table(EVENTS)?
-        .insert(seq, encode(&rec).as_slice())?;
+    txn.put(EVENTS, &key(seq), &encode(&rec))?;
     Ok(seq)
 }
 
@@ -50,17 +62,19 @@ pub(crate) async fn events_after(
 ) -> Result<Vec<(u64, st::NodeEventRecord)>, StoreError> {
     store
         .read(move |txn| {
-            let t = match txn.open_table(EVENTS) {
-                Ok(t) => t,
-                Err(redb::TableError::TableDoesNotExist(_)) => return Ok(Vec::new()),
-                Err(e) => return Err(e.into()),
+            let range = KeyRange {
+                start: Bound::Excluded(key(after).to_vec()),
+                end: Bound::Unbounded,
             };
-            let mut out = Vec::new();
-            for e in t.range(after.saturating_add(1)..)?.take(limit) {
-                let (k, v) = e?;
-                out.push((k.value(), decode(k.value(), v.value())?));
-            }
-            Ok(out)
+            txn.scan(EVENTS, &range, Order::Ascending, limit)?
+                .into_iter()
+                .map(|(k, v)| {
+                    let seq = <[u8; 8]>::try_from(k.as_slice())
+                        .map(u64::from_be_bytes)
+                        .map_err(|_| StoreError::decode("event key", "not 8 bytes"))?;
+                    Ok((seq, decode(seq, &v)?))
+                })
+                .collect()
         })
         .await
 }

@@ -7,7 +7,7 @@ use exchange_core::{
     ids::DocumentId,
     signing::{Digest, SignError},
     state::{ClerkAction, InboxState, Transition},
-    store::{Store, StoreError},
+    store::{Store, StoreError, kv::Table},
 };
 use exchange_proto::{store::v1 as st, v1 as pb};
 
@@ -58,7 +58,7 @@ pub(crate) struct InboxRecord {
 
 impl Record for InboxRecord {
     type Stored = st::ReceivedDocument;
-    const TABLE: redb::TableDefinition<'static, &'static str, &'static [u8]> = INBOX;
+    const TABLE: Table = INBOX;
 
     fn from_stored(id: &str, m: st::ReceivedDocument) -> Result<Self, StoreError> {
         let what = format!("inbox {id}");

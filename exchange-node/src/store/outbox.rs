@@ -6,10 +6,9 @@ use std::collections::HashSet;
 
 use exchange_core::{
     ids::DocumentId,
-    store::{Store, StoreError, decode, encode, queue::QueueKey},
+    store::{Store, StoreError, decode, encode, kv::WriteTables, queue::QueueKey},
 };
 use exchange_proto::{store::v1 as st, v1 as pb};
-use redb::WriteTransaction;
 
 use super::{HUB, OUTBOX};
 
@@ -25,7 +24,7 @@ pub(crate) enum OutboxItem {
 
 /// Queues a document for submission.
 pub(super) fn push_submit(
-    txn: &WriteTransaction,
+    txn: &dyn WriteTables,
     priority: u8,
     id: DocumentId,
 ) -> Result<(), StoreError> {
@@ -38,18 +37,14 @@ pub(super) fn push_submit(
 
 /// Queues a signed statement.
 pub(super) fn push_evidence(
-    txn: &WriteTransaction,
+    txn: &dyn WriteTables,
     priority: u8,
     ev: pb::SignedEvidence,
 ) -> Result<(), StoreError> {
     push(txn, priority, st::queue_item::Item::Evidence(ev))
 }
 
-fn push(
-    txn: &WriteTransaction,
-    priority: u8,
-    item: st::queue_item::Item,
-) -> Result<(), StoreError> {
+fn push(txn: &dyn WriteTables, priority: u8, item: st::queue_item::Item) -> Result<(), StoreError> {
     let item = st::QueueItem { item: Some(item) };
     OUTBOX.push(txn, HUB, priority, &encode(&item))?;
     Ok(())

@@ -6,18 +6,21 @@
 
 use exchange_core::{
     ids::DocumentId,
-    store::{Store, StoreError, sealing::Sealer},
+    store::{
+        Store, StoreError,
+        kv::{Table, WriteTables},
+        sealing::Sealer,
+    },
 };
-use redb::{TableDefinition, WriteTransaction};
 
-use super::{Effects, all, get, get_w, put};
+use super::{Effects, all, get, put};
 
 /// A typed record kept in a table keyed by document id.
 pub(super) trait Record: Sized + Send + 'static {
     /// The stored protobuf message.
     type Stored: prost::Message + Default;
     /// The table the records are kept in.
-    const TABLE: TableDefinition<'static, &'static str, &'static [u8]>;
+    const TABLE: Table;
 
     /// The stored record at key `id`, typed; one that cannot be read is a
     /// `StoreError::Decode` naming it.
@@ -29,19 +32,19 @@ pub(super) trait Record: Sized + Send + 'static {
 
 /// The record of `id` in `txn`, if there is one.
 pub(super) fn read<T: Record>(
-    txn: &WriteTransaction,
+    txn: &dyn WriteTables,
     sealer: &Sealer,
     id: DocumentId,
 ) -> Result<Option<T>, StoreError> {
     let key = id.to_string();
-    get_w(txn, sealer, T::TABLE, &key)?
+    get(txn, sealer, T::TABLE, &key)?
         .map(|m| T::from_stored(&key, m))
         .transpose()
 }
 
 /// Stores `rec` as the record of `id` in `txn`.
 pub(super) fn write<T: Record>(
-    txn: &WriteTransaction,
+    txn: &dyn WriteTables,
     sealer: &Sealer,
     id: DocumentId,
     rec: T,

@@ -9,10 +9,12 @@ use exchange_core::{
     ids::{DeptId, DocumentId},
     signing::Digest,
     state::DeliveryState,
-    store::{Store, StoreError},
+    store::{
+        Store, StoreError,
+        kv::{ReadTables, Table},
+    },
 };
 use exchange_proto::{store::v1 as st, v1 as pb};
-use redb::ReadableTable;
 
 pub(crate) use evidence::{apply_evidence, refused};
 
@@ -103,7 +105,7 @@ impl SentRecord {
 
 impl Record for SentRecord {
     type Stored = st::SentDocument;
-    const TABLE: redb::TableDefinition<'static, &'static str, &'static [u8]> = SENT;
+    const TABLE: Table = SENT;
 
     fn from_stored(id: &str, m: st::SentDocument) -> Result<Self, StoreError> {
         let what = format!("sent {id}");
@@ -216,18 +218,16 @@ pub(crate) async fn idempotent(
     store: &Store,
     key: String,
 ) -> Result<Option<DocumentId>, StoreError> {
-    store
-        .lookup(move |txn| {
-            let t = match txn.open_table(IDEMPOTENCY) {
-                Ok(t) => t,
-                Err(redb::TableError::TableDoesNotExist(_)) => return Ok(None),
-                Err(e) => return Err(e.into()),
-            };
-            let v = t.get(key.as_str())?;
-            v.map(|v| v.value().parse().map_err(|e| StoreError::decode(&key, e)))
-                .transpose()
-        })
-        .await
+    store.lookup(move |txn| idempotent_in(txn, &key)).await
+}
+
+/// The document id stored under idempotency key `key` in `txn`, if any.
+fn idempotent_in(txn: &dyn ReadTables, key: &str) -> Result<Option<DocumentId>, StoreError> {
+    let Some(v) = txn.get(IDEMPOTENCY, key.as_bytes())? else {
+        return Ok(None);
+    };
+    let id = std::str::from_utf8(&v).map_err(|e| StoreError::decode(key, e))?;
+    id.parse().map(Some).map_err(|e| StoreError::decode(key, e))
 }
 
 /// Records a sealed document as sent and queues it for the hub. With an idempotency key that
@@ -243,9 +243,9 @@ pub(crate) async fn submit(
     store
         .write(move |txn| {
             if let Some(k) = &key
-                && let Some(v) = txn.open_table(IDEMPOTENCY)?.get(k.as_str())?
+                && let Some(id) = idempotent_in(txn, k)?
             {
-                return v.value().parse().map_err(|e| StoreError::decode(k, e));
+                return Ok(id);
             }
             let id = doc.header.id;
             let priority = doc.header.urgency.priority();
@@ -255,8 +255,7 @@ pub(crate) async fn submit(
             }
             outbox::push_submit(txn, priority, id)?;
             if let Some(k) = &key {
-                txn.open_table(IDEMPOTENCY)?
-                    .insert(k.as_str(), id.to_string().as_str())?;
+                txn.put(IDEMPOTENCY, k.as_bytes(), id.to_string().as_bytes())?;
             }
             Ok(id)
         })

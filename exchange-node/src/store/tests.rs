@@ -190,8 +190,7 @@ async fn an_unknown_stored_state_code_is_an_error_naming_the_record() {
     let key = id.to_string();
     f.store
         .write(move |txn| {
-            let mut raw: st::ReceivedDocument =
-                get_w(txn, &Sealer::default(), INBOX, &key)?.unwrap();
+            let mut raw: st::ReceivedDocument = get(txn, &Sealer::default(), INBOX, &key)?.unwrap();
             raw.state = 42;
             put(txn, &Sealer::default(), INBOX, &key, &raw)
         })
@@ -219,7 +218,7 @@ async fn an_unknown_stored_state_code_is_an_error_naming_the_record() {
     let key = sent_id.to_string();
     f.store
         .write(move |txn| {
-            let mut raw: st::SentDocument = get_w(txn, &Sealer::default(), SENT, &key)?.unwrap();
+            let mut raw: st::SentDocument = get(txn, &Sealer::default(), SENT, &key)?.unwrap();
             raw.recipients[0].state = 42;
             put(txn, &Sealer::default(), SENT, &key, &raw)
         })

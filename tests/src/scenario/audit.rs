@@ -3,8 +3,9 @@
 
 use anyhow::{Context, Result};
 use exchange_core::crypto::Profile;
+use exchange_core::store::kv::{ReadTables as _, Table, WriteTables as _};
 use exchange_proto::v1 as pb;
-use redb::{ReadableDatabase, ReadableTable, TableDefinition};
+use redb::ReadableDatabase;
 use serde_json::Value;
 
 use crate::{
@@ -13,7 +14,20 @@ use crate::{
     eventually, submit,
 };
 
-const AUDIT: TableDefinition<'_, u64, &[u8]> = TableDefinition::new("audit");
+/// The hub's audit log: seq (8 bytes, big-endian) → entry.
+const AUDIT: Table = Table::new("audit");
+
+/// The log's entries as a test edits them: get, put and delete by seq.
+struct Log<'t>(&'t redb::WriteTransaction);
+
+impl Log<'_> {
+    fn insert(&mut self, seq: u64, entry: &[u8]) -> Result<()> {
+        Ok(self.0.put(AUDIT, &seq.to_be_bytes(), entry)?)
+    }
+    fn remove(&mut self, seq: u64) -> Result<()> {
+        Ok(self.0.delete(AUDIT, &seq.to_be_bytes())?)
+    }
+}
 
 /// `exchange-hub audit list --json ARGS` (through the running hub, or on its stopped store):
 /// the entries.
@@ -65,22 +79,16 @@ async fn verify_stopped(ex: &TestExchange) -> Result<(bool, String)> {
     Ok((ok, format!("{out}{err}")))
 }
 
-fn edit_log(
-    ex: &TestExchange,
-    f: impl FnOnce(&mut redb::Table<'_, u64, &[u8]>) -> Result<()>,
-) -> Result<()> {
+fn edit_log(ex: &TestExchange, f: impl FnOnce(&mut Log<'_>) -> Result<()>) -> Result<()> {
     let db = redb::Database::open(ex.hub_data_dir().join("hub.redb"))?;
     let txn = db.begin_write()?;
-    {
-        let mut t = txn.open_table(AUDIT)?;
-        f(&mut t)?;
-    }
+    f(&mut Log(&txn))?;
     txn.commit()?;
     Ok(())
 }
 
-fn entry(t: &redb::Table<'_, u64, &[u8]>, seq: u64) -> Result<Vec<u8>> {
-    Ok(t.get(seq)?.context("no such entry")?.value().to_vec())
+fn entry(t: &Log<'_>, seq: u64) -> Result<Vec<u8>> {
+    t.0.get(AUDIT, &seq.to_be_bytes())?.context("no such entry")
 }
 
 /// On a stopped hub with a few documents delivered: the log verifies; a changed, swapped or
@@ -107,14 +115,13 @@ pub async fn tamper_is_found(profile: Profile) -> Result<()> {
     let original = {
         let db = redb::Database::open(ex.hub_data_dir().join("hub.redb"))?;
         let r = db.begin_read()?;
-        let t = r.open_table(AUDIT)?;
-        t.get(5u64)?.context("entry 5")?.value().to_vec()
+        r.get(AUDIT, &5u64.to_be_bytes())?.context("entry 5")?
     };
     edit_log(&ex, |t| {
         let mut e = entry(t, 5)?;
         let last = e.len() - 1;
         e[last] ^= 0x01;
-        t.insert(5, e.as_slice())?;
+        t.insert(5, &e)?;
         Ok(())
     })?;
     let (ok, out) = verify_stopped(&ex).await?;
@@ -124,7 +131,7 @@ pub async fn tamper_is_found(profile: Profile) -> Result<()> {
         "names the entry: {out}"
     );
     edit_log(&ex, |t| {
-        t.insert(5, original.as_slice())?;
+        t.insert(5, &original)?;
         Ok(())
     })?;
     assert!(verify_stopped(&ex).await?.0, "restored");
@@ -132,8 +139,8 @@ pub async fn tamper_is_found(profile: Profile) -> Result<()> {
     // Swap entries 3 and 4.
     edit_log(&ex, |t| {
         let (e3, e4) = (entry(t, 3)?, entry(t, 4)?);
-        t.insert(3, e4.as_slice())?;
-        t.insert(4, e3.as_slice())?;
+        t.insert(3, &e4)?;
+        t.insert(4, &e3)?;
         Ok(())
     })?;
     let (ok, out) = verify_stopped(&ex).await?;
@@ -143,8 +150,8 @@ pub async fn tamper_is_found(profile: Profile) -> Result<()> {
     );
     edit_log(&ex, |t| {
         let (e3, e4) = (entry(t, 3)?, entry(t, 4)?);
-        t.insert(3, e4.as_slice())?;
-        t.insert(4, e3.as_slice())?;
+        t.insert(3, &e4)?;
+        t.insert(4, &e3)?;
         Ok(())
     })?;
     assert!(verify_stopped(&ex).await?.0, "restored");

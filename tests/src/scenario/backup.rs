@@ -13,19 +13,20 @@ use std::{
 };
 
 use anyhow::{Context, Result, ensure};
+use exchange_core::store::kv::{self, ReadTables as _, Table};
 use exchange_core::{
     crypto::Profile,
     store::sealing::{Sealer, slot},
 };
 use exchange_proto::{store::v1 as st, v1 as pb};
 use prost::Message as _;
-use redb::{ReadableDatabase as _, TableDefinition};
+use redb::ReadableDatabase as _;
 
 use crate::{DEADLINE, Draft, TestExchange, admin_reaches_hub, eventually, submit};
 
-const DOCUMENTS: TableDefinition<'_, &str, &[u8]> = TableDefinition::new("documents");
-const CONTENT: TableDefinition<'_, &[u8], &[u8]> = TableDefinition::new("content");
-const SENT: TableDefinition<'_, &str, &[u8]> = TableDefinition::new("sent");
+const DOCUMENTS: Table = Table::new("documents");
+const CONTENT: Table = Table::new("content");
+const SENT: Table = Table::new("sent");
 
 /// Submits documents from a to b until `stop`; every id the node acknowledged goes to `acked`.
 fn start_load(
@@ -83,14 +84,14 @@ async fn accepted_by_hub(ex: &TestExchange, ids: &[String]) -> Result<Vec<String
 }
 
 /// The keys of `table` in the redb file at `path` (the daemon owning it is stopped).
-fn keys(path: &Path, table: TableDefinition<'_, &str, &[u8]>) -> Result<BTreeSet<String>> {
+fn keys(path: &Path, table: Table) -> Result<BTreeSet<String>> {
     let db = redb::Database::open(path).with_context(|| format!("opening {}", path.display()))?;
     let txn = db.begin_read()?;
-    let t = txn.open_table(table)?;
     let mut out = BTreeSet::new();
-    for row in redb::ReadableTable::iter(&t)? {
-        out.insert(row?.0.value().to_owned());
-    }
+    kv::for_each(&txn, table, 1024, &mut |(k, _)| {
+        out.insert(String::from_utf8_lossy(&k).into_owned());
+        Ok(())
+    })?;
     Ok(out)
 }
 
@@ -99,17 +100,16 @@ fn keys(path: &Path, table: TableDefinition<'_, &str, &[u8]>) -> Result<BTreeSet
 fn hub_blobs_present(data: &Path, sealer: &Sealer) -> Result<usize> {
     let db = redb::Database::open(data.join("hub.redb"))?;
     let txn = db.begin_read()?;
-    let t = txn.open_table(DOCUMENTS)?;
-    let content = txn.open_table(CONTENT).ok();
+    let mut rows = Vec::new();
+    kv::for_each(&txn, DOCUMENTS, 1024, &mut |row| {
+        rows.push(row);
+        Ok(())
+    })?;
     let mut n = 0;
-    for row in redb::ReadableTable::iter(&t)? {
-        let (id, v) = row?;
+    for (id, v) in rows {
+        let id = String::from_utf8(id)?;
         // The record is sealed at rest (the header holds the title).
-        let plain = sealer.open(
-            id.value(),
-            &slot("documents", id.value().as_bytes()),
-            v.value(),
-        )?;
+        let plain = sealer.open(&id, &slot("documents", id.as_bytes()), &v)?;
         let doc = st::HubDocument::decode(plain.as_ref())?;
         let header =
             pb::DocumentHeader::decode(doc.document.context("document")?.header.as_slice())?;
@@ -120,14 +120,10 @@ fn hub_blobs_present(data: &Path, sealer: &Sealer) -> Result<usize> {
                 .into_iter()
                 .find(|b| b.is_file())
                 .unwrap_or_else(|| data.join("blobs/sealed").join(hex(&p.sha256)));
-            let inline = match &content {
-                Some(c) => redb::ReadableTable::get(c, p.sha256.as_slice())?.is_some(),
-                None => false,
-            };
+            let inline = txn.get(CONTENT, &p.sha256)?.is_some();
             ensure!(
                 inline || blob.is_file(),
-                "{} misses content {}",
-                id.value(),
+                "{id} misses content {}",
                 blob.display()
             );
             n += 1;

@@ -3,46 +3,29 @@
 
 use anyhow::{Context as _, Result};
 use exchange_core::signing::Digest;
+use exchange_core::store::kv::{self, ReadTables as _, Table, WriteTables as _};
 use exchange_tests::{
     DEADLINE, TestExchange,
     cli::{entry_when, inbox, send, wait_state},
     eventually,
 };
-use redb::{ReadableTable as _, TableDefinition};
 
-const DOCUMENTS: TableDefinition<'_, &str, &[u8]> = TableDefinition::new("documents");
-const CONTENT: TableDefinition<'_, &[u8], &[u8]> = TableDefinition::new("content");
+const DOCUMENTS: Table = Table::new("documents");
+const CONTENT: Table = Table::new("content");
 
 /// Flips the last byte (in the GCM tag) of the value at `key` in `table` of the stopped hub's
 /// store.
-fn damage<K: redb::Key + 'static>(
-    ex: &TestExchange,
-    table: TableDefinition<'_, K, &[u8]>,
-    key: K::SelfType<'_>,
-) -> Result<()>
-where
-    for<'a> K::SelfType<'a>: Copy,
-{
+fn damage(ex: &TestExchange, table: Table, key: &[u8]) -> Result<()> {
     damage_in(&ex.hub_data_dir().join("hub.redb"), table, key)
 }
 
 /// Flips the last byte of the value at `key` in `table` of the (closed) store at `path`.
-fn damage_in<K: redb::Key + 'static>(
-    path: &std::path::Path,
-    table: TableDefinition<'_, K, &[u8]>,
-    key: K::SelfType<'_>,
-) -> Result<()>
-where
-    for<'a> K::SelfType<'a>: Copy,
-{
+fn damage_in(path: &std::path::Path, table: Table, key: &[u8]) -> Result<()> {
     let db = redb::Database::open(path)?;
     let txn = db.begin_write()?;
-    {
-        let mut t = txn.open_table(table)?;
-        let mut value = t.get(key)?.context("the row is stored")?.value().to_vec();
-        *value.last_mut().context("a non-empty value")? ^= 0x01;
-        t.insert(key, value.as_slice())?;
-    }
+    let mut value = txn.get(table, key)?.context("the row is stored")?;
+    *value.last_mut().context("a non-empty value")? ^= 0x01;
+    txn.put(table, key, &value)?;
     txn.commit()?;
     Ok(())
 }
@@ -65,7 +48,7 @@ async fn a_damaged_sealed_row_at_the_hub_is_reported_as_data_loss_and_the_queue_
         wait_state(&ex, "a", id, "b", "accepted").await?;
     }
     ex.stop_hub().await?;
-    damage(&ex, DOCUMENTS, bad_record.as_str())?;
+    damage(&ex, DOCUMENTS, bad_record.as_bytes())?;
     let digest = body_digest(&ex, "damaged inline content")?;
     damage(&ex, CONTENT, digest.0.as_slice())?;
     ex.start_hub().await?;
@@ -116,27 +99,23 @@ async fn a_damaged_sealed_row_at_the_hub_is_reported_as_data_loss_and_the_queue_
     Ok(())
 }
 
-const SENT: TableDefinition<'_, &str, &[u8]> = TableDefinition::new("sent");
-const OUTBOX: TableDefinition<'_, (&str, u8, u64), &[u8]> = TableDefinition::new("outbox");
+const SENT: Table = Table::new("sent");
+const OUTBOX: Table = Table::new("outbox");
 
 /// Replaces the outbox entry of the (closed) node store at `path` that names document `id` with
 /// bytes that do not decode.
 fn garble_outbox_entry(path: &std::path::Path, id: &str) -> Result<()> {
     let db = redb::Database::open(path)?;
     let txn = db.begin_write()?;
-    {
-        let mut t = txn.open_table(OUTBOX)?;
-        let mut found = None;
-        for row in t.iter()? {
-            let (k, v) = row?;
-            if v.value().windows(id.len()).any(|w| w == id.as_bytes()) {
-                let (q, p, seq) = k.value();
-                found = Some((q.to_owned(), p, seq));
-            }
+    let mut found = None;
+    kv::for_each(&txn, OUTBOX, 1024, &mut |(k, v)| {
+        if v.windows(id.len()).any(|w| w == id.as_bytes()) {
+            found = Some(k);
         }
-        let (q, p, seq) = found.context("the outbox names the document")?;
-        t.insert((q.as_str(), p, seq), [0xffu8, 0xff, 0xff].as_slice())?;
-    }
+        Ok(())
+    })?;
+    let key = found.context("the outbox names the document")?;
+    txn.put(OUTBOX, &key, &[0xff, 0xff, 0xff])?;
     txn.commit()?;
     Ok(())
 }
@@ -150,7 +129,7 @@ async fn damaged_rows_in_a_senders_outbox_are_set_aside_and_the_rest_is_sent() -
     let bad_entry = send(&ex, "a", "damaged outbox entry", &["--to", "b"]).await?;
     ex.stop_node("a").await?;
     let store = ex.node_data_dir("a").join("node.redb");
-    damage_in(&store, SENT, bad_record.as_str())?;
+    damage_in(&store, SENT, bad_record.as_bytes())?;
     let digest = body_digest(&ex, "damaged content")?;
     damage_in(&store, CONTENT, digest.0.as_slice())?;
     garble_outbox_entry(&store, &bad_entry)?;

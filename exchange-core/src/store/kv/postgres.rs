@@ -19,7 +19,7 @@ use std::{
 
 use postgres::{Client, IsolationLevel, NoTls, Statement, Transaction, error::SqlState};
 
-use super::{Entry, KeyRange, Order, ReadTables, Table, WriteTables};
+use super::{Entry, Failure, KeyRange, Order, ReadTables, Table, WriteTables};
 use crate::store::StoreError;
 
 impl From<postgres::Error> for StoreError {
@@ -35,6 +35,78 @@ impl From<postgres::Error> for StoreError {
                 None => format!("PostgreSQL: {e}"),
             },
         }
+    }
+}
+
+/// Runs `f`, which uses the (blocking) PostgreSQL client, where it may block: on this thread,
+/// or on a thread of its own when this one runs async tasks (the client drives its own small
+/// runtime, which cannot start inside another's).
+pub fn blocking<R: Send>(f: impl FnOnce() -> R + Send) -> R {
+    if tokio::runtime::Handle::try_current().is_err() {
+        return f();
+    }
+    std::thread::scope(|s| match s.spawn(f).join() {
+        Ok(r) => r,
+        Err(panic) => std::panic::resume_unwind(panic),
+    })
+}
+
+/// Where the database is: a parsed connection string (with the password, if any, from its own
+/// file), and how messages name it (never with the password).
+#[derive(Clone)]
+pub struct PgTarget {
+    config: postgres::Config,
+    shown: String,
+}
+
+impl std::fmt::Debug for PgTarget {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.shown)
+    }
+}
+
+impl PgTarget {
+    /// Parses `url` (a `postgresql://` URL or libpq key=value words); `password`, if given,
+    /// replaces any in the URL.
+    pub fn new(url: &str, password: Option<&str>) -> Result<Self, StoreError> {
+        let mut config: postgres::Config = url.parse().map_err(|e| StoreError::Database {
+            message: format!("[store] url is not a PostgreSQL connection string: {e}"),
+            retry: false,
+            disk_full: false,
+        })?;
+        if let Some(p) = password {
+            config.password(p);
+        }
+        let hosts: Vec<String> = config
+            .get_hosts()
+            .iter()
+            .zip(config.get_ports().iter().chain(std::iter::repeat(&5432)))
+            .map(|(h, port)| match h {
+                postgres::config::Host::Tcp(h) => format!("{h}:{port}"),
+                postgres::config::Host::Unix(p) => format!("{}:{port}", p.display()),
+            })
+            .collect();
+        let shown = format!(
+            "postgresql://{}@{}/{}",
+            config.get_user().unwrap_or(""),
+            hosts.join(","),
+            config.get_dbname().unwrap_or("")
+        );
+        Ok(PgTarget { config, shown })
+    }
+
+    /// The database as messages name it: user, hosts and database, no password.
+    pub fn shown(&self) -> &str {
+        &self.shown
+    }
+
+    /// Opens a connection.
+    pub fn connect(&self) -> Result<PgConnection, StoreError> {
+        let client = self.config.connect(NoTls)?;
+        Ok(PgConnection {
+            client,
+            statements: HashMap::new(),
+        })
     }
 }
 
@@ -61,11 +133,7 @@ impl PgConnection {
     /// Connects with a libpq-style URL or key=value string, e.g.
     /// `postgresql://exchange@127.0.0.1:5432/exchange`. TLS to the database is not built yet.
     pub fn connect(url: &str) -> Result<Self, StoreError> {
-        let client = Client::connect(url, NoTls)?;
-        Ok(PgConnection {
-            client,
-            statements: HashMap::new(),
-        })
+        PgTarget::new(url, None)?.connect()
     }
 
     /// Creates the schema for a `kind` store of `version` with `tables` (each if missing), or
@@ -149,6 +217,7 @@ impl PgConnection {
             txn: RefCell::new(txn),
             statements: RefCell::new(&mut self.statements),
             writes: RefCell::new(BTreeMap::new()),
+            failure: RefCell::new(None),
         })
     }
 
@@ -164,6 +233,7 @@ impl PgConnection {
             txn: RefCell::new(txn),
             statements: RefCell::new(&mut self.statements),
             writes: RefCell::new(BTreeMap::new()),
+            failure: RefCell::new(None),
         })
     }
 }
@@ -176,6 +246,8 @@ pub struct PgTxn<'c> {
     txn: RefCell<Transaction<'c>>,
     statements: RefCell<&'c mut HashMap<String, Statement>>,
     writes: RefCell<Writes>,
+    /// The first failed statement: PostgreSQL refuses every later one in the transaction.
+    failure: RefCell<Option<Failure>>,
 }
 
 impl std::fmt::Debug for PgTxn<'_> {
@@ -185,19 +257,34 @@ impl std::fmt::Debug for PgTxn<'_> {
 }
 
 impl PgTxn<'_> {
+    /// Passes `r` on, keeping the first failure of the transaction.
+    fn note<T>(&self, r: Result<T, postgres::Error>) -> Result<T, StoreError> {
+        r.map_err(|e| {
+            let e = StoreError::from(e);
+            self.failure
+                .borrow_mut()
+                .get_or_insert_with(|| Failure::of(&e));
+            e
+        })
+    }
+
     /// The prepared statement for `sql`, prepared on first use.
     fn statement(&self, sql: String) -> Result<Statement, StoreError> {
         let mut cache = self.statements.borrow_mut();
         if let Some(s) = cache.get(&sql) {
             return Ok(s.clone());
         }
-        let s = self.txn.borrow_mut().prepare(&sql)?;
+        let s = self.note(self.txn.borrow_mut().prepare(&sql))?;
         cache.insert(sql, s.clone());
         Ok(s)
     }
 
     /// Sends every pending write, then commits; returns once PostgreSQL has committed.
     pub fn commit(self) -> Result<(), StoreError> {
+        // PostgreSQL answers COMMIT in a failed transaction with a rollback, not an error.
+        if let Some(f) = self.failure.borrow().clone() {
+            return Err(f.error());
+        }
         let writes = self.writes.take();
         for (table, rows) in writes {
             let (mut keys, mut values, mut gone) = (Vec::new(), Vec::new(), Vec::new());
@@ -216,14 +303,15 @@ impl PgTxn<'_> {
                     "INSERT INTO {name} (k, v) SELECT * FROM unnest($1::bytea[], $2::bytea[]) \
                      ON CONFLICT (k) DO UPDATE SET v = EXCLUDED.v"
                 ))?;
-                self.txn.borrow_mut().execute(&s, &[&keys, &values])?;
+                self.note(self.txn.borrow_mut().execute(&s, &[&keys, &values]))?;
             }
             if !gone.is_empty() {
                 let s = self.statement(format!("DELETE FROM {name} WHERE k = ANY($1::bytea[])"))?;
-                self.txn.borrow_mut().execute(&s, &[&gone])?;
+                self.note(self.txn.borrow_mut().execute(&s, &[&gone]))?;
             }
         }
-        self.txn.into_inner().commit()?;
+        let txn = self.txn.into_inner();
+        txn.commit().map_err(StoreError::from)?;
         Ok(())
     }
 
@@ -257,18 +345,27 @@ impl PgTxn<'_> {
             .map(|p| p as &(dyn postgres::types::ToSql + Sync))
             .collect();
         args.push(&limit);
-        let rows = self.txn.borrow_mut().query(&s, &args)?;
+        let rows = self.note(self.txn.borrow_mut().query(&s, &args))?;
         Ok(rows.into_iter().map(|r| (r.get(0), r.get(1))).collect())
     }
 }
 
 impl ReadTables for PgTxn<'_> {
+    fn len(&self, table: Table) -> Result<u64, StoreError> {
+        let s = self.statement(
+            "SELECT greatest(reltuples, 0)::bigint FROM pg_class WHERE oid = to_regclass($1)"
+                .to_owned(),
+        )?;
+        let row = self.note(self.txn.borrow_mut().query_opt(&s, &[&sql_table(table)]))?;
+        Ok(row.map_or(0, |r| u64::try_from(r.get::<_, i64>(0)).unwrap_or(0)))
+    }
+
     fn get(&self, table: Table, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
         if let Some(pending) = self.writes.borrow().get(&table).and_then(|t| t.get(key)) {
             return Ok(pending.clone());
         }
         let s = self.statement(format!("SELECT v FROM {} WHERE k = $1", sql_table(table)))?;
-        let row = self.txn.borrow_mut().query_opt(&s, &[&key])?;
+        let row = self.note(self.txn.borrow_mut().query_opt(&s, &[&key]))?;
         Ok(row.map(|r| r.get(0)))
     }
 
@@ -305,6 +402,10 @@ impl ReadTables for PgTxn<'_> {
 }
 
 impl WriteTables for PgTxn<'_> {
+    fn failure(&self) -> Option<Failure> {
+        self.failure.borrow().clone()
+    }
+
     fn put(&self, table: Table, key: &[u8], value: &[u8]) -> Result<(), StoreError> {
         self.writes
             .borrow_mut()

@@ -1,15 +1,22 @@
-//! The embedded backend: a [`Table`] is a redb table `&[u8] → &[u8]` of the same name, read and
-//! written through redb's own transactions (the store's group-committing writer commits them).
+//! The embedded backend: a [`Table`] is the redb table `kv_<name>` of `&[u8] → &[u8]` (the same
+//! name as in PostgreSQL, and apart from the typed tables of schema 1 stores, which a migration
+//! copies), read and written through redb's own transactions (the store's group-committing writer
+//! commits them).
 
 use std::ops::Bound;
 
-use redb::{ReadTransaction, ReadableTable, TableDefinition, WriteTransaction};
+use redb::{
+    ReadTransaction, ReadableTable, ReadableTableMetadata, TableDefinition, WriteTransaction,
+};
 
 use super::{Entry, KeyRange, Order, ReadTables, Table, WriteTables};
 use crate::store::StoreError;
 
-fn definition(table: Table) -> TableDefinition<'static, &'static [u8], &'static [u8]> {
-    TableDefinition::new(table.name())
+type Def<'n> = TableDefinition<'n, &'static [u8], &'static [u8]>;
+
+/// The name of the redb table behind `table`.
+pub fn redb_name(table: Table) -> String {
+    format!("kv_{}", table.name())
 }
 
 fn collect<'a, I>(iter: I, limit: usize) -> Result<Vec<Entry>, StoreError>
@@ -64,7 +71,7 @@ fn empty(range: &KeyRange) -> bool {
 
 impl ReadTables for ReadTransaction {
     fn get(&self, table: Table, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
-        match self.open_table(definition(table)) {
+        match self.open_table(Def::new(&redb_name(table))) {
             Ok(t) => Ok(t.get(key)?.map(|v| v.value().to_vec())),
             Err(redb::TableError::TableDoesNotExist(_)) => Ok(None),
             Err(e) => Err(e.into()),
@@ -78,17 +85,32 @@ impl ReadTables for ReadTransaction {
         order: Order,
         limit: usize,
     ) -> Result<Vec<Entry>, StoreError> {
-        match self.open_table(definition(table)) {
+        match self.open_table(Def::new(&redb_name(table))) {
             Ok(t) => scan_table(&t, range, order, limit),
             Err(redb::TableError::TableDoesNotExist(_)) => Ok(Vec::new()),
             Err(e) => Err(e.into()),
         }
     }
+
+    fn len(&self, table: Table) -> Result<u64, StoreError> {
+        match self.open_table(Def::new(&redb_name(table))) {
+            Ok(t) => Ok(t.len()?),
+            Err(redb::TableError::TableDoesNotExist(_)) => Ok(0),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    fn stored_tables(&self) -> Result<Option<Vec<String>>, StoreError> {
+        use redb::{MultimapTableHandle, TableHandle};
+        let mut names: Vec<String> = self.list_tables()?.map(|t| t.name().to_owned()).collect();
+        names.extend(self.list_multimap_tables()?.map(|t| t.name().to_owned()));
+        Ok(Some(names))
+    }
 }
 
 impl ReadTables for WriteTransaction {
     fn get(&self, table: Table, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
-        let t = self.open_table(definition(table))?;
+        let t = self.open_table(Def::new(&redb_name(table)))?;
         let value = t.get(key)?.map(|v| v.value().to_vec());
         Ok(value)
     }
@@ -100,18 +122,28 @@ impl ReadTables for WriteTransaction {
         order: Order,
         limit: usize,
     ) -> Result<Vec<Entry>, StoreError> {
-        scan_table(&self.open_table(definition(table))?, range, order, limit)
+        scan_table(
+            &self.open_table(Def::new(&redb_name(table)))?,
+            range,
+            order,
+            limit,
+        )
+    }
+
+    fn len(&self, table: Table) -> Result<u64, StoreError> {
+        Ok(self.open_table(Def::new(&redb_name(table)))?.len()?)
     }
 }
 
 impl WriteTables for WriteTransaction {
     fn put(&self, table: Table, key: &[u8], value: &[u8]) -> Result<(), StoreError> {
-        self.open_table(definition(table))?.insert(key, value)?;
+        self.open_table(Def::new(&redb_name(table)))?
+            .insert(key, value)?;
         Ok(())
     }
 
     fn delete(&self, table: Table, key: &[u8]) -> Result<(), StoreError> {
-        self.open_table(definition(table))?.remove(key)?;
+        self.open_table(Def::new(&redb_name(table)))?.remove(key)?;
         Ok(())
     }
 }

@@ -41,7 +41,7 @@ fn a_new_store_gets_a_key_ring_and_is_marked_encrypted() {
     let (_dir, data, section) = setup();
     let store = open(&data, Some(&section), true).unwrap();
     assert!(store.sealer().keys().is_some());
-    assert!(store.marked_encrypted().unwrap());
+    assert!(store.flag(ENCRYPTED).unwrap());
     drop(store);
     assert!(data.join(Keyring::FILE_NAME).exists());
     let again = open(&data, Some(&section), true).unwrap();
@@ -85,7 +85,7 @@ fn a_plaintext_store_can_turn_encryption_on_later() {
     let (_dir, data, section) = setup();
     let plain = open(&data, None, true).unwrap();
     assert!(plain.sealer().keys().is_none());
-    assert!(!plain.marked_encrypted().unwrap());
+    assert!(!plain.flag(ENCRYPTED).unwrap());
     drop(plain);
     // A tool that opens the stopped store makes no ring.
     let tool = open(&data, Some(&section), false).unwrap();
@@ -95,7 +95,7 @@ fn a_plaintext_store_can_turn_encryption_on_later() {
     // The daemon's start does, and marks the store.
     let on = open(&data, Some(&section), true).unwrap();
     assert!(on.sealer().keys().is_some());
-    assert!(on.marked_encrypted().unwrap());
+    assert!(on.flag(ENCRYPTED).unwrap());
 }
 
 #[test]

@@ -15,8 +15,8 @@ use exchange_proto::v1 as pb;
 use tempfile::TempDir;
 
 use crate::store::{
-    Accepted, DELIVERIES, OUTBOUND, Outbound, SCHEMA, StepError, accept, record_evidence,
-    records::DeliveryRecord,
+    Accepted, DELIVERIES, OUTBOUND, Outbound, SCHEMA, StepError, accept, delivery_key,
+    record_evidence, records::DeliveryRecord,
 };
 
 /// A fresh hub store and the signing keys of the hub and of departments a, b and c.
@@ -154,9 +154,8 @@ impl Fixture {
         let (id, dept) = (doc.header.id.to_string(), dept.to_owned());
         self.store
             .read(move |txn| {
-                let t = txn.open_table(DELIVERIES)?;
-                let v = t.get((id.as_str(), dept.as_str()))?.unwrap();
-                DeliveryRecord::decode(&id, &dept, v.value())
+                let v = txn.get(DELIVERIES, &delivery_key(&id, &dept))?.unwrap();
+                DeliveryRecord::decode(&id, &dept, &v)
             })
             .await
             .unwrap()
