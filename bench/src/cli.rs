@@ -130,6 +130,12 @@ pub struct RunArgs {
     /// departments connect as a node does, over TLCP under shangmi.
     #[arg(long, default_value = "international", value_name = "PROFILE")]
     pub profile: exchange_core::crypto::Profile,
+    /// Keep the hub's records in this PostgreSQL database (`[store] backend = "postgres"`)
+    /// instead of `hub.redb`: an empty database per run (the bench runs `exchange-hub migrate`
+    /// on it first), e.g. `postgresql://postgres@127.0.0.1:5432/bench1`. For one scenario at a
+    /// time: each scenario's hub would find the last one's records.
+    #[arg(long, value_name = "URL")]
+    pub hub_store_url: Option<String>,
     /// Scenario steady.
     #[command(flatten)]
     pub steady: SteadyArgs,

@@ -87,6 +87,10 @@ impl Exchange {
             if ctx.plaintext {
                 c.encryption = None;
             }
+            if let Some(url) = &ctx.hub_store_url {
+                c.store.backend = exchange_core::config::StoreBackend::Postgres;
+                c.store.url = Some(url.clone());
+            }
             c.departments
                 .extend(plan.simulated.iter().map(|id| DirectoryEntry {
                     id: id.clone(),
@@ -95,6 +99,19 @@ impl Exchange {
                     parent: None,
                 }));
         })?;
+        if ctx.hub_store_url.is_some() {
+            let out = std::process::Command::new(&ctx.bins.hub)
+                .arg("--config")
+                .arg(&layout.hub_config)
+                .arg("migrate")
+                .output()
+                .context("running exchange-hub migrate")?;
+            anyhow::ensure!(
+                out.status.success(),
+                "exchange-hub migrate: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
         let hub = spawn(ctx, &root, "hub", &ctx.bins.hub, &layout.hub_config)?;
         let hub_data = exchange_core::config::load::<HubConfig>(&layout.hub_config)?
             .hub

@@ -45,6 +45,8 @@ pub struct Ctx {
     pub plaintext: bool,
     /// The crypto profile of the exchange under test.
     pub profile: exchange_core::crypto::Profile,
+    /// The hub's PostgreSQL database, if not `hub.redb`.
+    pub hub_store_url: Option<String>,
 }
 
 impl Ctx {
@@ -69,6 +71,7 @@ impl Ctx {
             connect_concurrency: args.connect_concurrency.max(1),
             plaintext: args.plaintext,
             profile: args.profile,
+            hub_store_url: args.hub_store_url.clone(),
         })
     }
 }

@@ -7,9 +7,8 @@
 use anyhow::{Result, ensure};
 use exchange_tests::{
     TestExchange,
-    cli::{last_line, wait_in_inbox, wait_state},
+    cli::{send, wait_in_inbox, wait_state},
     postgres::Postgres,
-    random_file,
 };
 
 #[tokio::test]
@@ -38,24 +37,8 @@ async fn a_hub_on_postgres_carries_the_journey_through_a_sigkill() -> Result<()>
     for d in ["a", "b", "c"] {
         ex.start_node(d).await?;
     }
-    let body = random_file(ex.root(), "正文.ofd", 50_000, 7)?;
-    let out = ex
-        .cli_ok(
-            "a",
-            &[
-                "send",
-                "--to",
-                "b",
-                "--cc",
-                "c",
-                "--title",
-                "关于数据库高可用的通知",
-                "--file",
-                body.to_str().unwrap_or_default(),
-            ],
-        )
-        .await?;
-    let id = last_line(&out);
+    let title = "关于数据库高可用的通知";
+    let id = send(&ex, "a", title, &["--to", "b", "--cc", "c"]).await?;
     for dept in ["b", "c"] {
         wait_in_inbox(&ex, dept, &id).await?;
     }
