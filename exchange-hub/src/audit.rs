@@ -279,11 +279,11 @@ pub(crate) async fn list(store: &Store, f: Filter) -> Result<Vec<pb::AuditRecord
                 (AUDIT, KeyRange::all())
             };
             let mut out = Vec::new();
-            paged(txn, table, range, &mut |k, v| {
+            kv::visit(txn, table, range, 1024, &mut |(k, v)| {
                 let (seq, bytes) = if table == AUDIT {
-                    (parse_seq(k)?, v.to_vec())
+                    (parse_seq(&k)?, v)
                 } else {
-                    let seq = index_seq(k)?;
+                    let seq = index_seq(&k)?;
                     match txn.get(AUDIT, &seq_key(seq))? {
                         Some(bytes) => (seq, bytes),
                         None => return Ok(true),
@@ -304,34 +304,6 @@ pub(crate) async fn list(store: &Store, f: Filter) -> Result<Vec<pb::AuditRecord
             Ok(out)
         })
         .await
-}
-
-/// What [`paged`] calls on each entry (key, value): true to go on.
-type Visit<'a> = dyn FnMut(&[u8], &[u8]) -> Result<bool, StoreError> + 'a;
-
-/// Calls `f` on each entry of `table` in `range`, in order, a page at a time, while it
-/// returns true.
-fn paged(
-    txn: &dyn ReadTables,
-    table: Table,
-    mut range: KeyRange,
-    f: &mut Visit<'_>,
-) -> Result<(), StoreError> {
-    const PAGE: usize = 1024;
-    loop {
-        let page = txn.scan(table, &range, Order::Ascending, PAGE)?;
-        for (k, v) in &page {
-            if !f(k, v)? {
-                return Ok(());
-            }
-        }
-        match page.last() {
-            Some((k, _)) if page.len() == PAGE => {
-                range.start = std::ops::Bound::Excluded(k.clone());
-            }
-            _ => return Ok(()),
-        }
-    }
 }
 
 /// Up to `limit` entries after seq `after`, in order, inside `txn` (the metrics endpoint folds

@@ -177,30 +177,49 @@ pub trait ReadTables {
     }
 }
 
-/// Every entry of `table`, in key order, read `page` entries at a time (a backup, a migration).
+/// Calls `f` on each entry of `table` in `range`, in key order, read `page` entries at a time,
+/// while it returns true.
+pub fn visit(
+    txn: &dyn ReadTables,
+    table: Table,
+    mut range: KeyRange,
+    page: usize,
+    f: &mut dyn FnMut(Entry) -> Result<bool, StoreError>,
+) -> Result<(), StoreError> {
+    let page = page.max(1);
+    loop {
+        let entries = txn.scan(table, &range, Order::Ascending, page)?;
+        let Some((last, _)) = entries.last() else {
+            return Ok(());
+        };
+        range.start = Bound::Excluded(last.clone());
+        let full = entries.len() == page;
+        for e in entries {
+            if !f(e)? {
+                return Ok(());
+            }
+        }
+        if !full {
+            return Ok(());
+        }
+    }
+}
+
+/// Every entry of `table`, in key order, read `page` entries at a time (a backup, a migration);
+/// returns how many.
 pub fn for_each(
     txn: &dyn ReadTables,
     table: Table,
     page: usize,
     f: &mut dyn FnMut(Entry) -> Result<(), StoreError>,
 ) -> Result<u64, StoreError> {
-    let mut range = KeyRange::all();
     let mut count = 0;
-    loop {
-        let entries = txn.scan(table, &range, Order::Ascending, page.max(1))?;
-        let Some((last, _)) = entries.last() else {
-            return Ok(count);
-        };
-        range.start = Bound::Excluded(last.clone());
-        let full = entries.len() == page.max(1);
-        for e in entries {
-            f(e)?;
-            count += 1;
-        }
-        if !full {
-            return Ok(count);
-        }
-    }
+    visit(txn, table, KeyRange::all(), page, &mut |e| {
+        f(e)?;
+        count += 1;
+        Ok(true)
+    })?;
+    Ok(count)
 }
 
 /// Why a transaction cannot go on, kept by the transaction itself: after a failed statement a

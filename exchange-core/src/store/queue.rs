@@ -6,7 +6,7 @@
 
 use super::{
     StoreError,
-    kv::{self, Key, KeyRange, KeyReader, Order, ReadTables, Table, WriteTables, next_counter},
+    kv::{self, Key, KeyRange, KeyReader, ReadTables, Table, WriteTables, next_counter},
 };
 
 /// Where an item sits in its queue.
@@ -27,7 +27,8 @@ pub struct DurableQueue {
 /// Items are read this many at a time when a scan has no limit of its own.
 const PAGE: usize = 1024;
 
-fn key(dest: &str, k: QueueKey) -> Vec<u8> {
+/// The stored key of item `k` of `dest`'s queue (also what a migration writes).
+pub fn key(dest: &str, k: QueueKey) -> Vec<u8> {
     Key::new().str(dest).u8(k.priority).u64(k.seq).finish()
 }
 
@@ -94,25 +95,22 @@ impl DurableQueue {
         skip: &dyn Fn(QueueKey) -> bool,
     ) -> Result<Vec<(QueueKey, Vec<u8>)>, StoreError> {
         let mut out = Vec::new();
-        let mut range = of_dest(dest);
-        while out.len() < limit {
-            let want = (limit - out.len()).min(PAGE);
-            let entries = txn.scan(self.table, &range, Order::Ascending, want)?;
-            let Some((last, _)) = entries.last() else {
-                break;
-            };
-            range.start = std::ops::Bound::Excluded(last.clone());
-            let exhausted = entries.len() < want;
-            for (raw, item) in entries {
+        if limit == 0 {
+            return Ok(out);
+        }
+        kv::visit(
+            txn,
+            self.table,
+            of_dest(dest),
+            limit.min(PAGE),
+            &mut |(raw, item)| {
                 let (_, k) = parse(&raw)?;
                 if !skip(k) {
                     out.push((k, item));
                 }
-            }
-            if exhausted {
-                break;
-            }
-        }
+                Ok(out.len() < limit)
+            },
+        )?;
         Ok(out)
     }
 

@@ -16,6 +16,7 @@ use exchange_core::{
         StoreError,
         kv::{Key, Table, postgres::blocking},
         migrate::{Upgrade, move_counters, move_table, upgrade},
+        queue::{self, QueueKey},
     },
 };
 use redb::{TableDefinition, WriteTransaction};
@@ -99,10 +100,7 @@ fn from_schema_1(txn: &WriteTransaction) -> Result<(), StoreError> {
     })?;
     let outbound: TableDefinition<'_, (&str, u8, u64), &[u8]> = TableDefinition::new("outbound");
     move_table(txn, outbound, kv("outbound"), |(dest, priority, seq), v| {
-        Ok((
-            Key::new().str(dest).u8(priority).u64(seq).finish(),
-            v.to_vec(),
-        ))
+        Ok((queue::key(dest, QueueKey { priority, seq }), v.to_vec()))
     })?;
 
     let audit: TableDefinition<'_, u64, &[u8]> = TableDefinition::new("audit");

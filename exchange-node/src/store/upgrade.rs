@@ -15,8 +15,8 @@ use std::path::Path;
 use exchange_core::store::{
     StoreError,
     content::CONTENT,
-    kv::Key,
     migrate::{self, Upgrade},
+    queue::{self, QueueKey},
 };
 use redb::{TableDefinition, WriteTransaction};
 
@@ -72,7 +72,7 @@ fn steps(txn: &WriteTransaction) -> Result<(), StoreError> {
                 OUTBOX.table(),
                 |(dest, priority, seq): (&str, u8, u64), v: &[u8]| {
                     // `DurableQueue`'s key: (destination, priority, seq).
-                    let key = Key::new().str(dest).u8(priority).u64(seq).finish();
+                    let key = queue::key(dest, QueueKey { priority, seq });
                     Ok((key, v.to_vec()))
                 },
             )?,
