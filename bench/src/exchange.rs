@@ -133,7 +133,7 @@ impl Exchange {
 
         for (id, config) in &layout.nodes {
             edit_toml::<NodeConfig>(config, |c| {
-                c.hub.addr = ex.hub_addr;
+                c.hub.addr = Some(ex.hub_addr);
                 c.api.listen = SocketAddr::from(([127, 0, 0, 1], 0));
                 c.node.max_document_bytes = plan.max_document_bytes;
                 if ctx.plaintext {

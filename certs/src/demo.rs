@@ -197,6 +197,7 @@ pub fn demo_setup_with_profile(
             max_document_bytes: DEFAULT_MAX_DOCUMENT_BYTES,
             expire_undelivered_after_secs: 0,
             expire_at_reply_deadline: true,
+            lease_secs: HubSection::DEFAULT_LEASE_SECS,
         },
         tls: tls_paths(profile),
         signing: signing_paths(),
@@ -252,7 +253,8 @@ pub fn demo_setup_with_profile(
                 tls: None,
             },
             hub: HubLink {
-                addr: hub_addr,
+                addr: Some(hub_addr),
+                addresses: Vec::new(),
                 server_name: "localhost".to_owned(),
                 max_in_flight: exchange_core::config::DEFAULT_MAX_IN_FLIGHT,
             },

@@ -27,7 +27,8 @@
 //!   "", ikm = KEK, info = "exchange at-rest kek wrap v1")`).
 //! - **DEKs** (data-encryption keys, [`DataKeys`]): 32 random bytes each, per store (data
 //!   directory), kept wrapped under the KEK in the store's key ring ([`Keyring`],
-//!   `keyring.json`). One is current (seals new data); older ones still open what they sealed.
+//!   `keyring.json`; for a hub on PostgreSQL, the same bytes in its database, shared by every hub
+//!   on it: `store::sealing::database`). One is current (seals new data); older ones still open what they sealed.
 //! - **Per-value and per-blob keys**: every sealed value and every blob gets its own GCM key,
 //!   `HKDF(salt = its random 16-byte salt, ikm = DEK, info = label)` with label
 //!   `"exchange at-rest value v1"` or `"exchange at-rest blob v1"` (the construction of Tink's

@@ -14,14 +14,19 @@
 //!    stored (see [`crate::blob`]), listed *after* the snapshot: a blob is installed
 //!    (fsynced, renamed) before any commit that refers to it, and blobs are never deleted, so
 //!    every blob the snapshot needs is there. They are hard-linked when the backup is on the
-//!    same file system (they never change once installed), copied otherwise.
+//!    same file system (they never change once installed), copied otherwise. A hub on
+//!    PostgreSQL keeps its blobs in the database ([`crate::blob::database`]): they are written
+//!    out as blob files of the same layout (encrypted ones as they are stored, never
+//!    decrypted), read after the snapshot for the same reason, so the backup restores into a
+//!    hub that keeps files (a redb hub). Its key ring, kept in the database too, becomes the
+//!    copy's `keyring.json`.
 //!
 //! The result is a data directory: restoring is stopping the daemon, replacing its data
 //! directory with the backup, and starting it (`docs/operations.md`).
 
 use std::{
-    io,
-    os::unix::fs::DirBuilderExt,
+    io::{self, Write},
+    os::unix::fs::{DirBuilderExt, OpenOptionsExt},
     path::{Path, PathBuf},
 };
 
@@ -54,6 +59,9 @@ pub enum BackupError {
     /// The database holds a table no store module declared, so the copy would be incomplete.
     #[error("table {0:?} is in the store but not known to the backup; nothing was written")]
     UnknownTable(String),
+    /// A content blob in the database could not be read or written out.
+    #[error("{0}")]
+    Blob(#[from] crate::blob::BlobError),
     /// A file could not be written or linked.
     #[error("{what} {path}: {source}")]
     Io {
@@ -92,6 +100,15 @@ pub struct Summary {
     pub at_ms: i64,
 }
 
+/// Where a backup finds the content blobs and the key ring.
+#[derive(Debug, Clone, Copy)]
+pub enum BlobSource<'a> {
+    /// Blob files under this directory (`<data dir>/blobs`), the key ring beside it.
+    Files(&'a Path),
+    /// The store's database (a hub on PostgreSQL), which holds the key ring too.
+    Database,
+}
+
 /// Copies `store` (its `tables`, in one snapshot) to `<out>/<db_name>` and the complete blobs
 /// under `blobs` to `<out>/blobs/` (`sha256/` and `sealed/`). `out` must be absolute and absent or empty; it is
 /// created with mode 0700 (the copy holds every document). Runs on the blocking pool.
@@ -102,8 +119,22 @@ pub async fn backup(
     blobs: &Path,
     out: &Path,
 ) -> Result<Summary, BackupError> {
+    backup_from(store, db_name, tables, BlobSource::Files(blobs), out).await
+}
+
+/// [`backup`] with the blobs and the key ring taken from `source`: files, or the database.
+pub async fn backup_from(
+    store: &Store,
+    db_name: &'static str,
+    tables: Vec<kv::Table>,
+    source: BlobSource<'_>,
+    out: &Path,
+) -> Result<Summary, BackupError> {
     prepare(out)?;
-    copy_keyring(blobs, out)?;
+    match source {
+        BlobSource::Files(blobs) => copy_keyring(blobs, out)?,
+        BlobSource::Database => write_keyring(store, out).await?,
+    }
     let at_ms = crate::time::now_ms();
     let db_path = out.join(db_name);
     let partial = out.join(format!("{db_name}.partial"));
@@ -116,8 +147,43 @@ pub async fn backup(
             let _ = std::fs::remove_file(&partial);
         })?;
     std::fs::rename(&partial, &db_path).map_err(io_err("renaming", &partial))?;
+    let (count, bytes, copies) = match source {
+        BlobSource::Files(blobs) => link_all(blobs, out).await?,
+        BlobSource::Database => {
+            let (to, keys) = (out.join("blobs"), store.sealer().keys().cloned());
+            for sub in crate::blob::COMPLETE_DIRS {
+                let dir = to.join(sub);
+                std::fs::DirBuilder::new()
+                    .recursive(true)
+                    .mode(0o700)
+                    .create(&dir)
+                    .map_err(io_err("creating", &dir))?;
+            }
+            let (n, b) = store
+                .read(move |txn| crate::blob::database::export(txn, keys.as_ref(), &to))
+                .await?;
+            for sub in crate::blob::COMPLETE_DIRS {
+                sync_dir(&out.join("blobs").join(sub))?;
+            }
+            sync_dir(&out.join("blobs"))?;
+            (n, b, n)
+        }
+    };
+    sync_dir(out)?;
+    Ok(Summary {
+        dir: out.to_owned(),
+        tables: copied,
+        blobs: count,
+        blob_bytes: bytes,
+        copied: copies,
+        at_ms,
+    })
+}
+
+/// Hard-links (or copies) the complete blob files under `blobs` into `<out>/blobs`.
+async fn link_all(blobs: &Path, out: &Path) -> Result<(u64, u64, u64), BackupError> {
     let (blobs_from, blobs_to) = (blobs.to_owned(), out.join("blobs"));
-    let (count, bytes, copies) = tokio::task::spawn_blocking(move || {
+    tokio::task::spawn_blocking(move || {
         // Plaintext (`sha256/`) and encrypted (`sealed/`) blobs alike, as they are: a backup
         // of an encrypted store holds its content encrypted.
         let mut total = (0, 0, 0);
@@ -132,16 +198,29 @@ pub async fn backup(
         what: "copying blobs",
         path: blobs.to_owned(),
         source: io::Error::other(e.to_string()),
-    })??;
-    sync_dir(out)?;
-    Ok(Summary {
-        dir: out.to_owned(),
-        tables: copied,
-        blobs: count,
-        blob_bytes: bytes,
-        copied: copies,
-        at_ms,
-    })
+    })?
+}
+
+/// The key ring a store keeps in its database (a hub on PostgreSQL) becomes the copy's
+/// `keyring.json` (mode 0600), so that the copy restores like any data directory.
+async fn write_keyring(store: &Store, out: &Path) -> Result<(), BackupError> {
+    let store = store.clone();
+    let ring = tokio::task::spawn_blocking(move || store.database_keyring())
+        .await
+        .map_err(|_| StoreError::Closed)??;
+    let Some(ring) = ring else {
+        return Ok(());
+    };
+    let to = out.join(crate::atrest::Keyring::FILE_NAME);
+    let mut f = std::fs::OpenOptions::new()
+        .create_new(true)
+        .write(true)
+        .mode(0o600)
+        .open(&to)
+        .map_err(io_err("creating", &to))?;
+    f.write_all(&ring)
+        .and_then(|()| f.sync_all())
+        .map_err(io_err("writing", &to))
 }
 
 /// The key ring of an encrypted data directory (beside `blobs`) goes with the backup: without

@@ -2,6 +2,10 @@
 //! a document has, verified before they count as present, resumable, and encrypted at rest when
 //! the store has data keys (issue 16).
 //!
+//! A hub on PostgreSQL keeps them in its database instead ([`database`]), in the same at-rest
+//! format, so that every hub on the database serves them; [`BlobStore::for_store`] chooses. The
+//! API is the same for both; what follows describes the files.
+//!
 //! # On-disk layout
 //! Under the blob root (`<data dir>/blobs`), the directory a file is in says which format it
 //! has; its bytes are never sniffed (plaintext content can start like an encrypted header):
@@ -68,8 +72,10 @@ use crate::{
     atrest::{DataKeys, DecryptingReader, EncryptingWriter},
     crypto::DigestAlgorithm,
     signing::{Digest, Hasher},
+    store::Store,
 };
 
+pub mod database;
 mod error;
 mod partial;
 mod reader;
@@ -79,6 +85,8 @@ pub use error::BlobError;
 use error::ResumeError;
 pub use reader::BlobReader;
 pub use writer::BlobWriter;
+
+use database::DbReader;
 
 use writer::{Open, Sink};
 
@@ -122,10 +130,12 @@ impl Format {
     }
 }
 
-/// The blob directory of a hub or node.
+/// The content blobs of a hub or node: files under a directory, or (a hub on PostgreSQL) rows
+/// of its database ([`database`]), behind one API.
 #[derive(Debug, Clone)]
 pub struct BlobStore {
-    root: PathBuf,
+    /// Where the blobs are.
+    backend: Backend,
     /// The store's data keys when encryption is on: every new blob file is sealed with them.
     keys: Option<DataKeys>,
     /// The digest blobs are named and checked by: the exchange's profile's (SHA-256 unless
@@ -133,6 +143,15 @@ pub struct BlobStore {
     digest: DigestAlgorithm,
     /// Blobs being received right now: one writer per partial file.
     active: Arc<Mutex<HashSet<Digest>>>,
+}
+
+/// Where a [`BlobStore`]'s blobs are.
+#[derive(Debug, Clone)]
+enum Backend {
+    /// Files under this directory (the module docs' layout): nodes, and hubs on redb.
+    Files(PathBuf),
+    /// Rows of the store's database, shared by every hub on it ([`database`]).
+    Database(Store),
 }
 
 /// Releases a blob's writer slot when the writer goes.
@@ -185,11 +204,36 @@ impl BlobStore {
             }
         }
         Ok(BlobStore {
-            root: root.to_owned(),
+            backend: Backend::Files(root.to_owned()),
             keys,
             digest: DigestAlgorithm::Sha256,
             active: Arc::default(),
         })
+    }
+
+    /// The blobs of a daemon whose store is `store`: in its database when that is a database
+    /// server (a hub on PostgreSQL, so that every hub on the database serves them), else files
+    /// under `root` ([`BlobStore::open`]). Sealed with the store's data keys, if it has any.
+    pub fn for_store(root: &Path, store: &Store) -> Result<Self, BlobError> {
+        let keys = store.sealer().keys().cloned();
+        if !store.is_database() {
+            return Self::open(root, keys);
+        }
+        Ok(BlobStore {
+            backend: Backend::Database(store.clone()),
+            keys,
+            digest: DigestAlgorithm::Sha256,
+            active: Arc::default(),
+        })
+    }
+
+    /// The directory of a file store (empty for a database store, whose code never builds a
+    /// path).
+    fn root(&self) -> &Path {
+        match &self.backend {
+            Backend::Files(root) => root,
+            Backend::Database(_) => Path::new(""),
+        }
     }
 
     /// The same store, naming and checking its blobs by `alg` (the exchange's profile's
@@ -224,11 +268,11 @@ impl BlobStore {
     }
 
     fn complete_path(&self, f: Format, d: &Digest) -> PathBuf {
-        self.root.join(f.complete_dir()).join(self.file_name(d))
+        self.root().join(f.complete_dir()).join(self.file_name(d))
     }
 
     fn partial_path(&self, d: &Digest) -> PathBuf {
-        self.root
+        self.root()
             .join(self.format().partial_dir())
             .join(self.file_name(d))
     }
@@ -243,6 +287,9 @@ impl BlobStore {
     /// How many plaintext bytes of `d` are held: `(bytes, complete)`. For a partial, that is
     /// where [`BlobStore::resume`] can continue.
     pub async fn progress(&self, d: &Digest) -> (u64, bool) {
+        if let Backend::Database(store) = &self.backend {
+            return database::progress(self, store, d).await;
+        }
         let (sealed, plain) = (
             self.complete_path(Format::Sealed, d),
             self.complete_path(Format::Plain, d),
@@ -266,6 +313,9 @@ impl BlobStore {
 
     /// Opens a complete blob for reading its plaintext from `offset`.
     pub async fn open_read(&self, d: &Digest, offset: u64) -> Result<BlobReader, BlobError> {
+        if let Backend::Database(store) = &self.backend {
+            return database::open_read(self, store, d, offset).await;
+        }
         let (sealed, plain) = (
             self.complete_path(Format::Sealed, d),
             self.complete_path(Format::Plain, d),
@@ -315,6 +365,9 @@ impl BlobStore {
             active: Arc::clone(&self.active),
             digest: d,
         };
+        if let Backend::Database(store) = &self.backend {
+            return database::resume(self, store, slot, (d, size), offset).await;
+        }
         let path = self.partial_path(&d);
         // The slot goes into the job: if this future is dropped, it is released only once
         // the job has ended.
@@ -343,9 +396,17 @@ impl BlobStore {
     /// Receives content whose digest is not known yet; [`BlobWriter::finish`] reports it. With
     /// keys it is a new encrypted blob (never a resumed one: its bytes are not fixed yet).
     pub async fn stage(&self) -> Result<BlobWriter, BlobError> {
+        if let Backend::Database(_) = &self.backend {
+            // Only nodes stage (a department system's submission), and nodes keep files.
+            return Err(BlobError::Protocol(
+                "content of unknown digest cannot be staged in the database: send its digest \
+                 first (PutBlob)"
+                    .to_owned(),
+            ));
+        }
         let hasher = Hasher::new(self.digest).map_err(BlobError::Digest)?;
         let path = self
-            .root
+            .root()
             .join(self.format().staging_dir())
             .join(uuid::Uuid::now_v7().to_string());
         let sink = {

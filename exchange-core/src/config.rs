@@ -224,6 +224,12 @@ pub struct StoreSection {
     /// PostgreSQL only: a file holding the password (mode 0600), if the server asks for one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub password_file: Option<PathBuf>,
+    /// PostgreSQL only: PEM certificate(s) of the CA that issued the database server's
+    /// certificate. Set, every connection to the database uses TLS and checks the server's
+    /// certificate and host name (libpq's `sslmode=verify-full`); unset, connections are
+    /// plaintext and a `url` asking for TLS is refused.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ca_file: Option<PathBuf>,
 }
 
 impl StoreSection {
@@ -333,6 +339,25 @@ pub struct HubSection {
     /// (`reply_deadline_ms`) has passed.
     #[serde(default = "yes")]
     pub expire_at_reply_deadline: bool,
+    /// Several hubs on one PostgreSQL database: how long a hub's lease on pushing to a
+    /// department lasts unless renewed (every third of it). When a hub dies, another takes its
+    /// departments over within this bound plus the hubs' clock difference. Unused with redb
+    /// (one hub owns the store).
+    /// At least [`HubSection::MIN_LEASE_SECS`].
+    #[serde(default = "default_lease_secs")]
+    pub lease_secs: u64,
+}
+
+impl HubSection {
+    /// `lease_secs` when hub.toml does not say.
+    pub const DEFAULT_LEASE_SECS: u64 = 10;
+    /// The shortest lease: renewed every third of it, a lease shorter than this would expire
+    /// under any brief pause of the database.
+    pub const MIN_LEASE_SECS: u64 = 3;
+}
+
+fn default_lease_secs() -> u64 {
+    HubSection::DEFAULT_LEASE_SECS
 }
 
 fn yes() -> bool {
@@ -451,8 +476,15 @@ impl ApiSection {
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 #[serde(deny_unknown_fields)]
 pub struct HubLink {
-    /// The hub's address, e.g. `127.0.0.1:7000`.
-    pub addr: SocketAddr,
+    /// The hub's address, e.g. `127.0.0.1:7000`; or `addresses`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub addr: Option<SocketAddr>,
+    /// The addresses of several hubs serving one exchange (on one PostgreSQL database), instead
+    /// of `addr`: the node connects to the first that answers and moves to the next one when its
+    /// hub fails, with its usual retries (nothing is lost or sent twice: the hubs share their
+    /// store, and submissions are idempotent).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub addresses: Vec<SocketAddr>,
     /// The name to expect in the hub's certificate, e.g. `localhost` or `hub.example.gov`.
     pub server_name: String,
     /// Most outbox items (documents, evidence) being sent to the hub at once. Several in
@@ -463,6 +495,43 @@ pub struct HubLink {
         skip_serializing_if = "is_default_max_in_flight"
     )]
     pub max_in_flight: std::num::NonZeroUsize,
+}
+
+impl HubLink {
+    /// The hub addresses to try, in order: `addr`, or `addresses` (exactly one of them).
+    pub fn addrs(&self) -> Result<Vec<SocketAddr>, ConfigError> {
+        let invalid = |message: &str| ConfigError::Invalid {
+            key: "hub.addresses",
+            message: message.to_owned(),
+        };
+        match (self.addr, self.addresses.as_slice()) {
+            (Some(a), []) => Ok(vec![a]),
+            (None, []) => Err(invalid(
+                "no hub address: set [hub] addr = \"HOST:PORT\", or addresses = [\"HOST:PORT\", ...] for several hubs",
+            )),
+            (Some(_), _) => Err(invalid(
+                "[hub] has both addr and addresses: keep one (addresses lists every hub)",
+            )),
+            (None, list) => {
+                let mut seen = std::collections::HashSet::new();
+                match list.iter().find(|a| !seen.insert(**a)) {
+                    Some(dup) => Err(invalid(&format!("{dup} is listed twice"))),
+                    None => Ok(list.to_vec()),
+                }
+            }
+        }
+    }
+
+    /// The hub addresses as logs show them: `a, b`.
+    pub fn shown(&self) -> String {
+        let addrs: Vec<String> = self
+            .addr
+            .iter()
+            .chain(&self.addresses)
+            .map(ToString::to_string)
+            .collect();
+        addrs.join(", ")
+    }
 }
 
 /// Default of `[hub] max_in_flight` in `node.toml`.
@@ -534,6 +603,9 @@ impl ResolvePaths for HubConfig {
         }
         if let Some(password) = &mut self.store.password_file {
             resolve(password, base);
+        }
+        if let Some(ca) = &mut self.store.ca_file {
+            resolve(ca, base);
         }
     }
 }

@@ -30,7 +30,7 @@ pub mod reload;
 #[cfg(feature = "shangmi")]
 mod sm;
 
-pub use client::{HubEndpoint, hub_endpoint};
+pub use client::{HubEndpoint, hub_endpoint, hub_endpoints};
 pub use conn::{ConnInfo, ServerStream};
 pub use live::Revocable;
 

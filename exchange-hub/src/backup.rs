@@ -1,11 +1,12 @@
 //! Online backup of the hub (`Admin.Backup`, `exchange-hub backup --out DIR`): every table of
-//! `hub.redb` in one snapshot, and the content blobs. See `exchange_core::backup` for why the
-//! copy is consistent while the hub serves.
+//! `hub.redb` (or of the hub's PostgreSQL database, copied into a `hub.redb`) in one snapshot,
+//! and the content blobs (written out as files from the database on PostgreSQL). See
+//! `exchange_core::backup` for why the copy is consistent while the hub serves.
 
 use std::path::Path;
 
 use exchange_core::{
-    backup::{self, BackupError, Summary},
+    backup::{self, BackupError, BlobSource, Summary},
     store::{Store, kv},
 };
 
@@ -26,7 +27,14 @@ pub(crate) async fn take(
     data_dir: &Path,
     out: &Path,
 ) -> Result<Summary, BackupError> {
-    let summary = backup::backup(store, "hub.redb", tables(), &data_dir.join("blobs"), out).await?;
+    // A hub on PostgreSQL keeps its blobs (and key ring) in the database: written out as files.
+    let blobs = data_dir.join("blobs");
+    let source = if store.is_database() {
+        BlobSource::Database
+    } else {
+        BlobSource::Files(&blobs)
+    };
+    let summary = backup::backup_from(store, "hub.redb", tables(), source, out).await?;
     let rows: u64 = summary.tables.iter().map(|(_, n)| n).sum();
     tracing::info!(
         dir = %out.display(),

@@ -18,6 +18,7 @@ pub(crate) mod damaged;
 use std::{
     collections::{HashMap, HashSet},
     sync::{Arc, Mutex},
+    time::Duration,
 };
 
 use exchange_core::{
@@ -39,7 +40,8 @@ use tracing::{info, warn};
 use crate::{
     Hub,
     audit::{self, Event},
-    store::{self, Outbound},
+    lease::Fence,
+    store::{self, Outbound, Taken},
 };
 
 type Tx = mpsc::Sender<Result<pb::HubPush, Status>>;
@@ -51,6 +53,9 @@ pub(crate) struct Sessions {
     /// Deliveries pushed and not yet acknowledged since this hub started: pushing one again is
     /// a redelivery, which the audit log records.
     pushed: Mutex<std::collections::HashSet<(exchange_core::ids::DocumentId, DeptId)>>,
+    /// The other hubs on the same database, told of what is queued for a department whose
+    /// node is not connected here (`crate::wake`).
+    others: std::sync::OnceLock<crate::wake::Others>,
 }
 
 #[derive(Debug)]
@@ -61,11 +66,35 @@ struct Session {
 }
 
 impl Sessions {
-    /// Tells `dept`'s session, if any, that something was queued for it.
+    /// Tells `dept`'s session that something was queued for it (or its push lease given up):
+    /// here if its node is connected here, otherwise the other hubs sharing the database.
     pub(crate) fn wake(&self, dept: &DeptId) {
-        if let Some(s) = self.lock().get(dept) {
-            s.notify.notify_one();
+        if !self.wake_here(dept)
+            && let Some(others) = self.others.get()
+        {
+            others.tell(dept);
         }
+    }
+
+    /// Wakes `dept`'s session on this hub, if its node is connected here.
+    pub(crate) fn wake_here(&self, dept: &DeptId) -> bool {
+        match self.lock().get(dept) {
+            Some(s) => {
+                s.notify.notify_one();
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Wakes every session on this hub (wake-ups from other hubs may have been missed).
+    pub(crate) fn wake_all(&self) {
+        self.lock().values().for_each(|s| s.notify.notify_one());
+    }
+
+    /// From now on, wake-ups for departments not connected here go to `others`.
+    pub(crate) fn tell_others(&self, others: crate::wake::Others) {
+        let _ = self.others.set(others);
     }
 
     /// Notes that `doc` is pushed to `dept`; false if it was pushed before without an ack.
@@ -134,8 +163,30 @@ pub(crate) fn start(
         let (id, notify, cancel) = hub.sessions.register(&dept, &hub.shutdown);
         info!(%dept, "node connected");
         audit::record(&hub.store, Event::new(AuditKind::NodeConnected).dept(&dept)).await;
-        let result = push_loop(&hub, &dept, acks, &tx, &notify, &cancel).await;
+        let stop = async {
+            tokio::select! {
+                () = cancel.cancelled() => {}
+                () = tx.closed() => {}
+            }
+        };
+        let result = match hub
+            .leases
+            .acquire(&hub.store, &dept, &notify, &cancel, stop)
+            .await
+        {
+            Ok(Some(fence)) => {
+                let result = push_loop(&hub, &dept, fence, acks, &tx, &notify, &cancel).await;
+                hub.leases.release(&hub.store, &dept, fence).await;
+                result
+            }
+            Ok(None) => Ok(()),
+            Err(e) => Err(e.into()),
+        };
         hub.sessions.unregister(&dept, id);
+        if hub.leases.is_shared() {
+            // Another hub may be waiting for this department's lease.
+            hub.sessions.wake(&dept);
+        }
         audit::record(
             &hub.store,
             Event::new(AuditKind::NodeDisconnected).dept(&dept),
@@ -157,6 +208,10 @@ pub(crate) fn start(
 /// acknowledgement (batched with other commits) while the node already works on the next.
 pub(crate) const PUSH_WINDOW: usize = 16;
 
+/// With several hubs on one database, how often a push loop looks at its queue without being
+/// woken: the bound on a delivery delayed by a wake-up lost between hubs.
+const RECHECK: Duration = Duration::from_secs(5);
+
 /// How acknowledging one item ended.
 struct Finished {
     key: QueueKey,
@@ -169,6 +224,7 @@ struct Finished {
 async fn push_loop(
     hub: &Arc<Hub>,
     dept: &DeptId,
+    fence: Fence,
     mut acks: Streaming<pb::SubscribeRequest>,
     tx: &Tx,
     notify: &Notify,
@@ -185,6 +241,16 @@ async fn push_loop(
     let mut parked: HashSet<QueueKey> = HashSet::new();
     let mut committing: JoinSet<Finished> = JoinSet::new();
     let mut look = true; // the queue may hold something not pushed yet
+    let taken = |key| Taken {
+        dept: dept.clone(),
+        key,
+        fence,
+    };
+    // Another hub's wake-up can be lost (it died between its commit and telling this one):
+    // with several hubs the queue is looked at every few seconds as well.
+    let shared = hub.leases.is_shared();
+    let mut recheck = tokio::time::interval(RECHECK);
+    recheck.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         while look && busy.len() < PUSH_WINDOW {
             let skip: HashSet<QueueKey> = busy.union(&parked).copied().collect();
@@ -207,7 +273,7 @@ async fn push_loop(
                 look = false;
                 break;
             }
-            let (push, pending) = match prepare(hub, dept, key, item).await? {
+            let (push, pending) = match prepare(hub, taken(key), item).await? {
                 Prepared::Push(push) => *push,
                 Prepared::Done => continue, // not pushed, and removed from the queue
                 Prepared::Parked => {
@@ -228,6 +294,7 @@ async fn push_loop(
         }
         tokio::select! {
             () = notify.notified() => look = true,
+            _ = recheck.tick(), if shared => look = true,
             msg = acks.message() => {
                 let ack = match msg {
                     Ok(Some(pb::SubscribeRequest {
@@ -247,10 +314,10 @@ async fn push_loop(
                         ack.seq
                     )));
                 };
-                let (hub, dept) = (Arc::clone(hub), dept.clone());
+                let (hub, taken) = (Arc::clone(hub), taken(key));
                 committing.spawn(async move {
                     let (seq, doc) = (ack.seq, pending.doc_id());
-                    let result = acked(&hub, &dept, key, pending, ack).await;
+                    let result = acked(&hub, taken, pending, ack).await;
                     Finished { key, seq, doc, result }
                 });
             }
@@ -335,28 +402,24 @@ impl From<damaged::Outcome> for Prepared {
 }
 
 /// The push for a queued item, or what became of it instead.
-async fn prepare(
-    hub: &Hub,
-    dept: &DeptId,
-    key: QueueKey,
-    item: Outbound,
-) -> Result<Prepared, ServiceError> {
+async fn prepare(hub: &Hub, taken: Taken, item: Outbound) -> Result<Prepared, ServiceError> {
+    let dept = &taken.dept;
     let (push, pending) = match item {
         Outbound::Deliver(id) => {
             let view = match store::push_view(&hub.store, id, dept.clone()).await {
                 Err(e) if damaged::is_damage(&e) => {
-                    return Ok(damaged::not_delivered(hub, dept, key, id, &e).await?.into());
+                    return Ok(damaged::not_delivered(hub, &taken, id, &e).await?.into());
                 }
                 other => other?,
             };
             let Some(view) = view else {
                 warn!(doc_id = %id, "queued delivery for a missing document: dropped");
-                store::ack(&hub.store, dept.clone(), key).await?;
+                store::ack(&hub.store, taken).await?;
                 return Ok(Prepared::Done);
             };
             if view.withdrawn {
                 info!(doc_id = %id, recipient = %dept, "recalled before delivery: not pushed");
-                store::ack(&hub.store, dept.clone(), key).await?;
+                store::ack(&hub.store, taken.clone()).await?;
                 return Ok(Prepared::Done);
             }
             if !hub.sessions.first_push(id, dept) {
@@ -406,14 +469,14 @@ async fn prepare(
 /// queue in the same transaction.
 async fn acked(
     hub: &Hub,
-    dept: &DeptId,
-    key: QueueKey,
+    taken: Taken,
     pending: Pending,
     ack: pb::Ack,
 ) -> Result<(), ServiceError> {
+    let dept = &taken.dept.clone();
     let doc = match pending {
-        Pending::Plain => return Ok(store::ack(&hub.store, dept.clone(), key).await?),
-        Pending::Recall(doc) => return recall_acked(hub, dept, &doc, ack, key).await,
+        Pending::Plain => return Ok(store::ack(&hub.store, taken).await?),
+        Pending::Recall(doc) => return recall_acked(hub, &doc, ack, taken).await,
         Pending::Delivery(doc) => doc,
     };
     hub.sessions.acked(doc.header.id, dept);
@@ -432,7 +495,7 @@ async fn acked(
         );
         ev.reason = reason;
         let ev = SignedEvidence::seal(ev, &hub.signer)?;
-        if store::record_evidence(&hub.store, &doc, ev, Some((dept.clone(), key))).await? {
+        if store::record_evidence(&hub.store, &doc, ev, Some(taken)).await? {
             hub.sessions.wake(&doc.header.sender);
         }
         return Ok(());
@@ -450,7 +513,7 @@ async fn acked(
             "ack.delivery_receipt: not a delivery receipt of this recipient for this document",
         ));
     }
-    if store::record_evidence(&hub.store, &doc, ev, Some((dept.clone(), key))).await? {
+    if store::record_evidence(&hub.store, &doc, ev, Some(taken)).await? {
         info!(doc_id = %doc.header.id, recipient = %dept, "delivered");
         hub.sessions.wake(&doc.header.sender);
     }
@@ -483,11 +546,11 @@ impl Pending {
 /// `SubmitEvidence` (RECALL_ACKNOWLEDGED).
 async fn recall_acked(
     hub: &Hub,
-    dept: &DeptId,
     doc: &exchange_core::document::SignedDoc,
     ack: pb::Ack,
-    key: QueueKey,
+    taken: Taken,
 ) -> Result<(), ServiceError> {
+    let dept = &taken.dept.clone();
     let ev = match ack.recall() {
         pb::RecallOutcome::NotHeld => SignedEvidence::seal(
             Evidence::about(doc, EvidenceKind::Withdrawn, Some(dept.clone()), now_ms()),
@@ -511,7 +574,7 @@ async fn recall_acked(
         }
         pb::RecallOutcome::AckRequired | pb::RecallOutcome::AlreadyDone => {
             info!(doc_id = %doc.header.id, recipient = %dept, outcome = ?ack.recall(), "recall delivered");
-            return Ok(store::ack(&hub.store, dept.clone(), key).await?);
+            return Ok(store::ack(&hub.store, taken).await?);
         }
         pb::RecallOutcome::Unspecified => {
             return Err(ServiceError::invalid(
@@ -520,7 +583,7 @@ async fn recall_acked(
         }
     };
     let kind = ev.evidence.kind;
-    match store::record_evidence(&hub.store, doc, ev, Some((dept.clone(), key))).await {
+    match store::record_evidence(&hub.store, doc, ev, Some(taken.clone())).await {
         Ok(true) => {
             info!(doc_id = %doc.header.id, recipient = %dept, ?kind, "recall took effect");
             hub.sessions.wake(&doc.header.sender);
@@ -530,7 +593,7 @@ async fn recall_acked(
         // The delivery ended otherwise meanwhile (e.g. it expired): the notice is done.
         Err(e) if e.is_state_conflict() => {
             warn!(doc_id = %doc.header.id, recipient = %dept, error = %e, "recall outcome not recorded");
-            Ok(store::ack(&hub.store, dept.clone(), key).await?)
+            Ok(store::ack(&hub.store, taken).await?)
         }
         Err(e) => Err(e.into()),
     }

@@ -73,7 +73,12 @@ async fn expire_due(hub: &Hub) -> Result<(), ServiceError> {
         let mut ev = Evidence::about(&doc, EvidenceKind::NotDelivered, Some(dept.clone()), now);
         ev.reason = format!("expired: not delivered by {}", format_ms(due));
         let ev = SignedEvidence::seal(ev, &hub.signer)?;
-        if store::record_evidence(&hub.store, &doc, ev, Some((dept.clone(), key))).await? {
+        let taken = store::Taken {
+            dept: dept.clone(),
+            key,
+            fence: crate::lease::Fence::NONE,
+        };
+        if store::record_evidence(&hub.store, &doc, ev, Some(taken)).await? {
             info!(doc_id = %id, recipient = %dept, "delivery expired");
             hub.sessions.wake(&doc.header.sender);
         }

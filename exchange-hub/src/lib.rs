@@ -15,12 +15,14 @@ pub mod cli;
 mod delivery;
 mod directory;
 mod expiry;
+mod lease;
 mod limits;
 mod metrics;
 mod policy;
 mod service;
 mod stats;
 mod store;
+mod wake;
 
 use std::{future::Future, sync::Arc, time::Duration};
 
@@ -63,6 +65,8 @@ pub(crate) struct Hub {
     pub(crate) batch_signer: BatchSigner,
     pub(crate) verifier: Verifier,
     pub(crate) sessions: delivery::Sessions,
+    /// Which departments this hub pushes to (several hubs on one database).
+    pub(crate) leases: Arc<lease::Leases>,
     pub(crate) shutdown: CancellationToken,
 }
 
@@ -76,6 +80,12 @@ fn load_signer(cfg: &HubConfig) -> anyhow::Result<SigningKey> {
 /// starting anything: `check-config`, and `serve` before it starts.
 pub fn check_config(cfg: &HubConfig) -> anyhow::Result<()> {
     cfg.check_files()?;
+    let lease = cfg.hub.lease_secs;
+    let min = exchange_core::config::HubSection::MIN_LEASE_SECS;
+    anyhow::ensure!(
+        lease >= min,
+        "[hub] lease_secs = {lease}: at least {min} (a lease is renewed every third of it)"
+    );
     // The database is named well (it is not contacted: `serve` and `migrate` do that).
     store_target(cfg).context("[store]")?;
     let profile = cfg.crypto.profile;
@@ -106,11 +116,15 @@ pub fn check_config(cfg: &HubConfig) -> anyhow::Result<()> {
 pub(crate) fn store_target(cfg: &HubConfig) -> Result<StoreTarget, KeysError> {
     match cfg.store.backend {
         StoreBackend::Redb => {
-            if cfg.store.url.is_some() || cfg.store.password_file.is_some() {
+            if cfg.store.url.is_some()
+                || cfg.store.password_file.is_some()
+                || cfg.store.ca_file.is_some()
+            {
                 return Err(KeysError::Store(StoreError::Database {
-                    message: "[store] url and password_file are for backend = \"postgres\"; \
+                    message:
+                        "[store] url, password_file and ca_file are for backend = \"postgres\"; \
                               the redb store is <data_dir>/hub.redb"
-                        .into(),
+                            .into(),
                     retry: false,
                     disk_full: false,
                 }));
@@ -140,7 +154,8 @@ pub(crate) fn store_target(cfg: &HubConfig) -> Result<StoreTarget, KeysError> {
                 ),
                 None => None,
             };
-            let target = PgTarget::new(url, password.as_deref())?;
+            let target =
+                PgTarget::with_ca_file(url, password.as_deref(), cfg.store.ca_file.as_deref())?;
             Ok(StoreTarget::Postgres(Box::new(target)))
         }
     }
@@ -197,12 +212,17 @@ fn open(cfg: HubConfig, shutdown: CancellationToken) -> anyhow::Result<Hub> {
             data.display()
         )
     })?;
-    let blobs = BlobStore::open(&data.join("blobs"), store.sealer().keys().cloned())
+    // On PostgreSQL the blobs are in the database, shared by every hub on it.
+    let blobs = BlobStore::for_store(&data.join("blobs"), &store)
         .with_context(|| format!("opening blobs in {}", data.display()))?;
     let signer = Arc::new(load_signer(&cfg)?);
     let batch_signer = BatchSigner::spawn(Arc::clone(&signer));
     let verifier = Verifier::new(&tls::ca_der(&cfg.tls)?).context("loading the CA certificate")?;
     let directory = Directory::from_config(&cfg.departments)?.with_groups(&cfg.groups)?;
+    let leases = match cfg.store.backend {
+        StoreBackend::Redb => lease::Leases::exclusive(),
+        StoreBackend::Postgres => lease::Leases::shared(Duration::from_secs(cfg.hub.lease_secs)),
+    };
     Ok(Hub {
         cfg,
         directory,
@@ -212,6 +232,7 @@ fn open(cfg: HubConfig, shutdown: CancellationToken) -> anyhow::Result<Hub> {
         batch_signer,
         verifier,
         sessions: delivery::Sessions::default(),
+        leases: Arc::new(leases),
         shutdown,
     })
 }
@@ -253,6 +274,17 @@ pub async fn run(
     )
     .await;
     let checkpoints = tokio::spawn(checkpoint_loop(Arc::clone(&hub)));
+    // Several hubs on one database: leases on pushing, and wake-ups between the hubs.
+    if let StoreTarget::Postgres(target) = store_target(&hub.cfg)? {
+        tracing::info!(
+            hub = hub.leases.holder(),
+            lease_secs = hub.cfg.hub.lease_secs,
+            "pushing to departments under leases shared with any other hub on {}",
+            target.shown()
+        );
+        tokio::spawn(Arc::clone(&hub.leases).renew_loop(hub.store.clone(), token.clone()));
+        wake::start(&hub, &target, token.clone()).context("starting the wake-up threads")?;
+    }
     metrics::start(&hub, token.clone()).await?;
     let (health, health_svc, reflection, reflection_alpha) =
         exchange_core::tooling::services::<HubServer<service::HubService>>().await?;

@@ -125,6 +125,7 @@ impl From<StepError> for ServiceError {
             StepError::NotRecipient { .. } => ErrorCode::PermissionDenied,
             StepError::Conflict { .. } => ErrorCode::AlreadyExists,
             StepError::State { .. } | StepError::Recalled { .. } => ErrorCode::FailedPrecondition,
+            StepError::Fenced { .. } => ErrorCode::Unavailable,
         };
         ServiceError::new(code, e.to_string())
     }

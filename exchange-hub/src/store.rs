@@ -48,7 +48,7 @@ use exchange_proto::v1 as pb;
 pub(crate) use deliveries::{About, acceptance, delivery, record_evidence};
 pub(crate) use documents::{Accepted, accept, document, get_document, inline_content};
 pub(crate) use error::StepError;
-pub(crate) use outbound::{Outbound, ack, next_outbound, queued_deliveries};
+pub(crate) use outbound::{Outbound, Taken, ack, next_outbound, queued_deliveries};
 pub(crate) use push::push_view;
 pub(crate) use scan::{DeliveryFacts, scan_accepted};
 pub(crate) use statements::{Reminder, add_recipient, recall, remind};

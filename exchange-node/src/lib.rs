@@ -153,20 +153,21 @@ fn load_signer(cfg: &NodeConfig) -> anyhow::Result<SigningKey> {
 /// anything: `check-config`, and `serve` before it starts.
 pub fn check_config(cfg: &NodeConfig) -> anyhow::Result<()> {
     cfg.check_files()?;
+    let hubs = cfg.hub.addrs()?;
     let profile = cfg.crypto.profile;
     crypto::check_profile(PROGRAM, profile, &cfg.tls, &cfg.signing)?;
     cfg.api.check()?;
     // rustls and ring cannot read SM2 keys: under shangmi exchange-core checks the identity with
     // Tongsuo instead; the hub endpoint is built by the provider layer for either profile.
     if profile == Profile::International {
-        tls::hub_endpoint(cfg.hub.addr, &cfg.tls, profile, &cfg.hub.server_name)
+        tls::hub_endpoints(&hubs, &cfg.tls, profile, &cfg.hub.server_name)
             .context("loading the node's TLS identity")?;
         Verifier::new(&tls::ca_der(&cfg.tls)?).context("loading the CA certificate")?;
         load_signer(cfg)?;
     } else {
         let who = Principal::Dept(cfg.node.id.clone());
         crypto::check_shangmi_identity(PROGRAM, &cfg.tls, &cfg.signing, &who)?;
-        tls::hub_endpoint(cfg.hub.addr, &cfg.tls, profile, &cfg.hub.server_name)
+        tls::hub_endpoints(&hubs, &cfg.tls, profile, &cfg.hub.server_name)
             .context("loading the node's TLS identity")?;
     }
     if let Some(api_tls) = &cfg.api.tls {
@@ -209,8 +210,8 @@ pub async fn serve(
 ) -> anyhow::Result<()> {
     // A build without the shangmi feature refuses that profile (exit 64).
     cfg.crypto.profile.ensure_built(PROGRAM)?;
-    let hub = tls::hub_endpoint(
-        cfg.hub.addr,
+    let hub = tls::hub_endpoints(
+        &cfg.hub.addrs()?,
         &cfg.tls,
         cfg.crypto.profile,
         &cfg.hub.server_name,
@@ -235,7 +236,7 @@ pub async fn serve(
     let data = &node.cfg.node.data_dir;
     exchange_core::config::write_addr_file(data, "api.addr", addr)
         .with_context(|| format!("writing {}/api.addr", data.display()))?;
-    tracing::info!(%addr, dept = %node.cfg.node.id, hub = %node.cfg.hub.addr, "node API listening");
+    tracing::info!(%addr, dept = %node.cfg.node.id, hub = %node.cfg.hub.shown(), "node API listening");
 
     let mut tasks = tokio::task::JoinSet::new();
     uplink::start(&mut tasks, Arc::clone(&node), hub, token.clone());

@@ -5,8 +5,10 @@
 //! On a test failure the harness prints the tail of every process's log;
 //! `EXCHANGE_KEEP_TEST_DIR=1` keeps the directory for a look afterwards.
 
+pub mod chaos;
 pub mod cli;
 pub mod forge;
+pub mod hubs;
 pub mod ops;
 pub mod postgres;
 pub mod scenario;
@@ -111,6 +113,8 @@ pub struct TestExchange {
     nodes: BTreeMap<String, Child>,
     node_configs: BTreeMap<String, PathBuf>,
     profile: Profile,
+    /// More hubs on the first one's database ([`hubs`]).
+    other_hubs: BTreeMap<String, hubs::OtherHub>,
 }
 
 impl TestExchange {
@@ -172,6 +176,7 @@ impl TestExchange {
             nodes: BTreeMap::new(),
             node_configs,
             profile,
+            other_hubs: BTreeMap::new(),
         })
     }
 
@@ -238,7 +243,7 @@ impl TestExchange {
             edit_toml::<HubConfig>(&self.hub_config, |c| c.hub.listen = addr)?;
             for cfg in self.node_configs.values() {
                 edit_toml::<NodeConfig>(cfg, |c| {
-                    c.hub.addr = addr;
+                    c.hub.addr = Some(addr);
                     c.api.listen = "127.0.0.1:0".parse().expect("addr");
                 })?;
             }

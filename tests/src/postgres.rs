@@ -7,6 +7,11 @@
 //! prove a committed row survives a crash and [`Postgres::start`] (crash recovery, same data
 //! directory, same port).
 //!
+//! [`Postgres::standby`] makes a streaming standby of a running server and
+//! [`Postgres::base_backup`] a standalone copy, both with `pg_basebackup` (`replication`);
+//! [`hub`] runs the real hub on such servers under steady load; [`Postgres::require_tls`]
+//! turns TLS on (`tls`).
+//!
 //! When PostgreSQL is not installed, [`Postgres::for_test`] skips the test with a message, or
 //! fails it when `EXCHANGE_REQUIRE_POSTGRES=1` (CI sets it: there the tests must run).
 
@@ -24,6 +29,10 @@ use anyhow::{Context, Result, bail, ensure};
 use tempfile::TempDir;
 
 use crate::DEADLINE;
+
+pub mod hub;
+mod replication;
+mod tls;
 
 /// Where Debian's `postgresql-NN` packages put their programs.
 const PG_LIB: &str = "/usr/lib/postgresql";
@@ -72,8 +81,15 @@ impl Postgres {
     /// Creates a cluster (`initdb`) in a new temporary directory and starts the server on a
     /// free loopback port. Fails with installation instructions when PostgreSQL is missing.
     pub fn new() -> Result<Self> {
-        let bin = find_bin_dir()?;
-        let as_pg_user = running_as_root()?;
+        let mut pg = Self::unstarted(find_bin_dir()?, running_as_root()?)?;
+        pg.initdb()?;
+        pg.start_on_free_port()?;
+        Ok(pg)
+    }
+
+    /// A server in a new temporary directory (owned by [`PG_USER`] if the tests run as root),
+    /// with no data directory yet and no port.
+    fn unstarted(bin: PathBuf, as_pg_user: bool) -> Result<Self> {
         let dir = tempfile::Builder::new()
             .prefix("exchange-pg-")
             .tempdir()
@@ -84,26 +100,29 @@ impl Postgres {
             std::os::unix::fs::chown(&root, Some(uid), Some(gid))
                 .with_context(|| format!("giving {} to user {PG_USER}", root.display()))?;
         }
-        let mut pg = Postgres {
+        Ok(Postgres {
             dir: Some(dir),
             root,
             bin,
             port: 0,
             as_pg_user,
             server: None,
-        };
-        pg.initdb()?;
+        })
+    }
+
+    /// Starts the server on its data directory and a free loopback port, which it keeps.
+    fn start_on_free_port(&mut self) -> Result<()> {
         // The port is picked, released and then bound by the server (PostgreSQL cannot listen on
         // port 0 and say which port it got); another process can take it in between, so a bind
         // failure is retried on another port.
         let mut last = None;
         for _ in 0..5 {
-            pg.port = free_port()?;
-            let logged = pg.log().len();
-            match pg.start() {
-                Ok(()) => return Ok(pg),
+            self.port = free_port()?;
+            let logged = self.log().len();
+            match self.start() {
+                Ok(()) => return Ok(()),
                 Err(e)
-                    if pg
+                    if self
                         .log()
                         .get(logged..)
                         .unwrap_or("")

@@ -280,8 +280,8 @@ async fn nodes_of_the_other_profile_are_refused_and_both_sides_say_why() -> Resu
     intl.start_hub().await?;
     // Each exchange's node a dials the other exchange's hub.
     let (sm_hub, intl_hub) = (sm.hub_addr(), intl.hub_addr());
-    sm.edit_node_config("a", |c| c.hub.addr = intl_hub)?;
-    intl.edit_node_config("a", |c| c.hub.addr = sm_hub)?;
+    sm.edit_node_config("a", |c| c.hub.addr = Some(intl_hub))?;
+    intl.edit_node_config("a", |c| c.hub.addr = Some(sm_hub))?;
     sm.start_node_unchecked("a").await?;
     intl.start_node_unchecked("a").await?;
 

@@ -6,6 +6,10 @@
 //! A ring records its [`Suite`]: version 1 (no `suite` field) is the international suite, as
 //! every ring before the shangmi suite; version 2 names it in `suite`. A ring of one suite is
 //! refused by a KEK loaded for the other (the configuration's profile), naming both.
+//!
+//! The same bytes can live elsewhere than in a file: a hub on PostgreSQL keeps its ring in the
+//! database, shared by every hub on it ([`Keyring::open_bytes`], [`Keyring::rewrap_bytes`];
+//! `store::sealing` says where and how it is replaced).
 
 use std::{
     collections::{BTreeMap, BTreeSet},
@@ -100,9 +104,7 @@ impl Keyring {
     /// was deleted cannot be read again, so callers with existing data use [`Keyring::open`].
     pub fn open_or_create(path: &Path, kek: &Kek) -> Result<DataKeys, AtRestError> {
         if read(path)?.is_none() {
-            let dek = Dek(kek.suite().random()?);
-            let keys = DataKeys::new(kek.suite(), 1, BTreeMap::from([(1, dek)]));
-            let bytes = encode(kek, &keys, path)?;
+            let (bytes, keys) = Self::create_bytes(path, kek)?;
             match replace::write(path, &bytes, Install::KeepExisting).map_err(io_err(path))? {
                 Installed::New => return Ok(keys),
                 Installed::Existing => {} // created meanwhile by another process: use that one
@@ -133,13 +135,42 @@ impl Keyring {
     /// re-encrypted. Re-running after the replacement finds the ring already under `new` and
     /// reports `already_done`.
     pub fn rewrap(path: &Path, old: &Kek, new: &Kek) -> Result<Rewrapped, AtRestError> {
+        let bytes = read(path)?.ok_or_else(|| missing(path))?;
+        let (rewrapped, done) = Self::rewrap_bytes(path, &bytes, old, new)?;
+        if let Some(rewrapped) = rewrapped {
+            replace::write(path, &rewrapped, Install::Replace).map_err(io_err(path))?;
+        }
+        Ok(done)
+    }
+
+    /// A new ring of `kek`'s suite with one new data key, as bytes for a ring kept elsewhere
+    /// than in a file (a database shared by several hubs); `label` names it in errors.
+    pub fn create_bytes(label: &Path, kek: &Kek) -> Result<(Vec<u8>, DataKeys), AtRestError> {
+        let dek = Dek(kek.suite().random()?);
+        let keys = DataKeys::new(kek.suite(), 1, BTreeMap::from([(1, dek)]));
+        Ok((encode(kek, &keys, label)?, keys))
+    }
+
+    /// Unwraps a ring held as `bytes` (the file's format) where `label` says, e.g. a database:
+    /// the same checks and errors as [`Keyring::open`] (a wrong KEK names both fingerprints).
+    pub fn open_bytes(label: &Path, bytes: &[u8], kek: &Kek) -> Result<DataKeys, AtRestError> {
+        unwrap_all(label, &parse(label, bytes)?, kek)
+    }
+
+    /// [`Keyring::rewrap`] of a ring held as `bytes` where `label` says: the rewrapped bytes
+    /// (`None` when the ring is already under `new`), for the caller to replace atomically.
+    pub fn rewrap_bytes(
+        label: &Path,
+        bytes: &[u8],
+        old: &Kek,
+        new: &Kek,
+    ) -> Result<(Option<Vec<u8>>, Rewrapped), AtRestError> {
         if old.fingerprint() == new.fingerprint() {
             return Err(AtRestError::SameKek {
                 fingerprint: old.fingerprint().to_string(),
             });
         }
-        let bytes = read(path)?.ok_or_else(|| missing(path))?;
-        let ring = parse(path, &bytes)?;
+        let ring = parse(label, bytes)?;
         let done = |keys: &DataKeys, already_done| Rewrapped {
             old_fingerprint: old.fingerprint().to_string(),
             new_fingerprint: new.fingerprint().to_string(),
@@ -147,21 +178,30 @@ impl Keyring {
             already_done,
         };
         if ring.file.kek_fingerprint == new.fingerprint() && ring.suite == new.suite() {
-            let keys = unwrap_all(path, &ring, new)?;
-            return Ok(done(&keys, true));
+            let keys = unwrap_all(label, &ring, new)?;
+            return Ok((None, done(&keys, true)));
         }
-        let keys = unwrap_all(path, &ring, old)?;
-        let rewrapped = encode(new, &keys, path)?;
+        let keys = unwrap_all(label, &ring, old)?;
+        let rewrapped = encode(new, &keys, label)?;
         // Proof before replacing: the new ring opens with the new KEK to the same keys.
-        let again = unwrap_all(path, &parse(path, &rewrapped)?, new)?;
-        if again.key_ids() != keys.key_ids() {
+        let again = unwrap_all(label, &parse(label, &rewrapped)?, new)?;
+        if !Self::same_keys(&again, &keys) {
             return Err(format_err(
-                path,
+                label,
                 "BUG: the rewrapped ring lost a key".into(),
             ));
         }
-        replace::write(path, &rewrapped, Install::Replace).map_err(io_err(path))?;
-        Ok(done(&keys, false))
+        Ok((Some(rewrapped), done(&keys, false)))
+    }
+
+    /// Whether two unwrapped rings hold the same data keys (suite, ids, key bytes, current):
+    /// two copies of one store's ring, however each is wrapped.
+    pub fn same_keys(a: &DataKeys, b: &DataKeys) -> bool {
+        a.suite() == b.suite()
+            && a.current_key_id() == b.current_key_id()
+            && a.all()
+                .map(|(i, k)| (i, &k.0))
+                .eq(b.all().map(|(i, k)| (i, &k.0)))
     }
 
     /// Data-key rotation: adds a new random data key and makes it current; returns its id. Old

@@ -62,6 +62,13 @@ impl From<BackupError> for crate::error::ServiceError {
                 ServiceError::new(ErrorCode::ResourceExhausted, e.to_string())
             }
             BackupError::Io { .. } => ServiceError::new(ErrorCode::Unavailable, e.to_string()),
+            BackupError::Blob(ref b) if b.is_disk_full() => {
+                ServiceError::new(ErrorCode::ResourceExhausted, e.to_string())
+            }
+            BackupError::Blob(ref b) if b.is_damage() => {
+                ServiceError::new(ErrorCode::DataLoss, e.to_string())
+            }
+            BackupError::Blob(_) => ServiceError::new(ErrorCode::Unavailable, e.to_string()),
             BackupError::UnknownTable(_) => ServiceError::new(ErrorCode::Internal, e.to_string()),
         }
     }

@@ -48,6 +48,10 @@ pub enum BlobError {
     /// feature, or a failure of the crypto module.
     #[error("content digest: {0}")]
     Digest(#[source] CryptoError),
+    /// The database that holds content blobs (a hub on PostgreSQL) failed or refused the
+    /// transaction; nothing of it is committed.
+    #[error("blob storage: {0}")]
+    Store(#[source] crate::store::StoreError),
     /// Small content kept in the store (not in a blob file) cannot be read back: its row fails
     /// to decode or to authenticate. Like [`BlobError::Corrupt`], it does not heal by retrying.
     #[error("stored content {digest} is unreadable: {reason}")]
@@ -62,7 +66,11 @@ pub enum BlobError {
 impl BlobError {
     /// Whether the disk is full.
     pub fn is_disk_full(&self) -> bool {
-        matches!(self, BlobError::Io(e) if e.kind() == io::ErrorKind::StorageFull)
+        match self {
+            BlobError::Io(e) => e.kind() == io::ErrorKind::StorageFull,
+            BlobError::Store(e) => e.is_disk_full(),
+            _ => false,
+        }
     }
 
     /// Whether stored content is damaged (altered on disk or by it): retrying cannot read it.
@@ -92,6 +100,12 @@ impl BlobError {
 #[derive(Debug, thiserror::Error)]
 #[error("{0}")]
 pub(super) struct ResumeError(pub(super) String);
+
+impl From<crate::store::StoreError> for BlobError {
+    fn from(e: crate::store::StoreError) -> Self {
+        BlobError::Store(e)
+    }
+}
 
 impl From<io::Error> for BlobError {
     /// Also unwraps a [`BlobError`] that a [`super::BlobReader`] carried through `io::Error`

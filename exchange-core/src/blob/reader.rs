@@ -44,6 +44,8 @@ pub struct BlobReader {
 
 enum Inner {
     Plain(tokio::fs::File),
+    /// Rows of the database ([`super::database`]).
+    Database(Box<super::DbReader>),
     Sealed {
         /// Plaintext bytes per blocking read.
         batch: usize,
@@ -88,6 +90,13 @@ impl BlobReader {
         };
         BlobReader { digest, inner }
     }
+
+    pub(super) fn database(digest: Digest, reader: super::DbReader) -> Self {
+        BlobReader {
+            digest,
+            inner: Inner::Database(Box::new(reader)),
+        }
+    }
 }
 
 impl std::fmt::Debug for BlobReader {
@@ -95,6 +104,7 @@ impl std::fmt::Debug for BlobReader {
         f.debug_struct("BlobReader")
             .field("digest", &self.digest)
             .field("sealed", &matches!(self.inner, Inner::Sealed { .. }))
+            .field("database", &matches!(self.inner, Inner::Database(_)))
             .finish_non_exhaustive()
     }
 }
@@ -109,6 +119,7 @@ impl AsyncRead for BlobReader {
         let digest = this.digest;
         let (batch, state) = match &mut this.inner {
             Inner::Plain(f) => return Pin::new(f).poll_read(cx, out),
+            Inner::Database(r) => return Pin::new(r.as_mut()).poll_read(cx, out),
             Inner::Sealed { batch, state } => (*batch, state),
         };
         loop {

@@ -13,7 +13,7 @@ use crate::{
     signing::{Digest, Hasher},
 };
 
-use super::{BlobError, BlobStore, CHUNK_SIZE, Slot, blocking};
+use super::{BlobError, BlobStore, CHUNK_SIZE, Slot, blocking, database::DbWriter};
 
 /// Where a blob file's bytes go: as they are, or through the at-rest encryption (which holds at
 /// most one unsealed chunk of its own).
@@ -63,7 +63,7 @@ enum FileState {
     Failed,
 }
 
-/// A blob being received. Dropping it keeps the partial bytes written so far for a later
+/// A blob file being received. Dropping it keeps the partial bytes written so far for a later
 /// resume (up to [`CHUNK_SIZE`] received last may not be written yet, and with encryption the
 /// unsealed chunk after them: they are sent again).
 ///
@@ -71,7 +71,7 @@ enum FileState {
 /// holds [`CHUNK_SIZE`], written on the blocking pool while the next chunks arrive (as tokio's
 /// `File` does). A small blob is written only by [`BlobWriter::finish`], with the fsync and
 /// the rename, in one blocking job.
-pub struct BlobWriter {
+pub(super) struct FileWriter {
     store: BlobStore,
     file: FileState,
     /// Received and hashed, not yet handed to a write.
@@ -84,7 +84,7 @@ pub struct BlobWriter {
     expect: Option<(Digest, u64)>,
 }
 
-impl std::fmt::Debug for BlobWriter {
+impl std::fmt::Debug for FileWriter {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("BlobWriter")
             .field("path", &self.path)
@@ -93,8 +93,8 @@ impl std::fmt::Debug for BlobWriter {
     }
 }
 
-impl BlobWriter {
-    pub(super) fn new(
+impl FileWriter {
+    fn new(
         store: BlobStore,
         open: Open,
         path: PathBuf,
@@ -102,7 +102,7 @@ impl BlobWriter {
         written: u64,
         expect: Option<(Digest, u64)>,
     ) -> Self {
-        BlobWriter {
+        FileWriter {
             store,
             file: FileState::Idle(open),
             pending: Vec::new(),
@@ -114,12 +114,12 @@ impl BlobWriter {
     }
 
     /// Bytes received so far (including any resumed prefix).
-    pub fn written(&self) -> u64 {
+    pub(super) fn written(&self) -> u64 {
         self.written
     }
 
     /// Appends a chunk.
-    pub async fn write(&mut self, data: &[u8]) -> Result<(), BlobError> {
+    pub(super) async fn write(&mut self, data: &[u8]) -> Result<(), BlobError> {
         if let Some((_, size)) = self.expect
             && self.written + data.len() as u64 > size
         {
@@ -165,7 +165,7 @@ impl BlobWriter {
 
     /// Verifies, fsyncs and installs the blob; returns its digest and size. On a mismatch the
     /// bytes are discarded.
-    pub async fn finish(mut self) -> Result<(Digest, u64), BlobError> {
+    pub(super) async fn finish(mut self) -> Result<(Digest, u64), BlobError> {
         let open = self.idle().await?;
         let actual = self.hasher.finish().map_err(BlobError::Digest)?;
         let path = self.path.clone();
@@ -186,7 +186,7 @@ impl BlobWriter {
         let rest = std::mem::take(&mut self.pending);
         let format = self.store.format();
         let dest = self.store.complete_path(format, &actual);
-        let dir = self.store.root.join(format.complete_dir());
+        let dir = self.store.root().join(format.complete_dir());
         blocking(move || {
             let Open { mut sink, _slot } = open;
             sink.write_all(&rest)?;
@@ -202,7 +202,7 @@ impl BlobWriter {
     }
 
     /// Discards what was received (a staged upload that was abandoned).
-    pub async fn discard(mut self) {
+    pub(super) async fn discard(mut self) {
         let open = self.idle().await;
         let path = self.path.clone();
         let _ = blocking(move || {
@@ -210,5 +210,69 @@ impl BlobWriter {
             std::fs::remove_file(path)
         })
         .await;
+    }
+}
+
+/// A blob being received, into a file or into the database ([`super::database`]): bytes are
+/// hashed as they arrive, and [`BlobWriter::finish`] checks the digest and returns only once the
+/// blob is durably complete. Dropping it keeps what was written (committed) for a resume.
+#[derive(Debug)]
+pub struct BlobWriter(Kind);
+
+#[derive(Debug)]
+enum Kind {
+    File(Box<FileWriter>),
+    Database(Box<DbWriter>),
+}
+
+impl BlobWriter {
+    pub(super) fn new(
+        store: BlobStore,
+        open: Open,
+        path: PathBuf,
+        hasher: Hasher,
+        written: u64,
+        expect: Option<(Digest, u64)>,
+    ) -> Self {
+        BlobWriter(Kind::File(Box::new(FileWriter::new(
+            store, open, path, hasher, written, expect,
+        ))))
+    }
+
+    pub(super) fn database(w: DbWriter) -> Self {
+        BlobWriter(Kind::Database(Box::new(w)))
+    }
+
+    /// Bytes received so far (including any resumed prefix).
+    pub fn written(&self) -> u64 {
+        match &self.0 {
+            Kind::File(w) => w.written(),
+            Kind::Database(w) => w.written(),
+        }
+    }
+
+    /// Appends a chunk.
+    pub async fn write(&mut self, data: &[u8]) -> Result<(), BlobError> {
+        match &mut self.0 {
+            Kind::File(w) => w.write(data).await,
+            Kind::Database(w) => w.write(data).await,
+        }
+    }
+
+    /// Verifies the digest and makes the blob durable and complete; returns its digest and
+    /// size. On a mismatch the bytes are discarded.
+    pub async fn finish(self) -> Result<(Digest, u64), BlobError> {
+        match self.0 {
+            Kind::File(w) => w.finish().await,
+            Kind::Database(w) => w.finish().await,
+        }
+    }
+
+    /// Discards what was received (a staged upload that was abandoned).
+    pub async fn discard(self) {
+        match self.0 {
+            Kind::File(w) => w.discard().await,
+            Kind::Database(w) => w.discard().await,
+        }
     }
 }

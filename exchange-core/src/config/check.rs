@@ -78,6 +78,9 @@ impl HubConfig {
         if let Some(password) = &self.store.password_file {
             check("store.password_file", password, Kind::Secret)?;
         }
+        if let Some(ca) = &self.store.ca_file {
+            check("store.ca_file", ca, Kind::Public)?;
+        }
         Ok(())
     }
 }

@@ -104,6 +104,22 @@ impl Store {
     pub fn sealer(&self) -> &Sealer {
         &self.sealer
     }
+
+    /// Whether the store is in a database server (PostgreSQL) rather than a redb file: its
+    /// content blobs ([`crate::blob`]) and key ring ([`database`]) are then in the database too.
+    pub fn is_database(&self) -> bool {
+        !matches!(&*self.engine, super::Backend::Redb(_))
+    }
+
+    /// The wrapped key ring kept in the store's database, if it is in a database that holds one
+    /// (see [`database`]): what a backup writes out as its `keyring.json`.
+    pub fn database_keyring(&self) -> Result<Option<Vec<u8>>, StoreError> {
+        match &*self.engine {
+            super::Backend::Redb(_) => Ok(None),
+            #[cfg(feature = "postgres")]
+            super::Backend::Postgres(readers) => database::stored_ring(&readers.target),
+        }
+    }
 }
 
 /// Why a data directory's keys could not be opened.
@@ -155,6 +171,22 @@ pub enum KeysError {
     /// The store could not be opened or marked.
     #[error(transparent)]
     Store(#[from] StoreError),
+    /// The hub's key ring is in its database, and the data directory holds a `keyring.json`
+    /// that is not a copy of it ([`database`]).
+    #[error(
+        "{} is not a copy of the key ring in the database ({database}): {reason}; the \
+         database's ring is the store's: move {} out of the data directory and start again",
+        file.display(),
+        file.display()
+    )]
+    KeyringConflict {
+        /// The data directory's key-ring file.
+        file: std::path::PathBuf,
+        /// The ring in the database, as messages name it.
+        database: String,
+        /// How they differ.
+        reason: String,
+    },
     /// The directory is encrypted but the config names no KEK.
     #[error(
         "{} holds an encrypted store (key ring {}), but the config has no [encryption] section: \
@@ -197,8 +229,9 @@ pub fn open_store(
 }
 
 /// Opens the `kind` store of schema `version` in the PostgreSQL database `target`, with the data
-/// keys of the key ring in `dir` (the hub's data directory: every hub of an exchange holds a copy
-/// of the same ring), as [`open_store`] does for a redb file. The flag that marks the store as
+/// keys of the key ring kept in the database itself (shared by every hub on it; [`database`]),
+/// as [`open_store`] does for a redb file; `dir` is the hub's data directory, where a
+/// `keyring.json` from before is moved into the database. The flag that marks the store as
 /// holding sealed values is in the database (`settings`).
 #[cfg(feature = "postgres")]
 pub fn open_postgres_store(
@@ -210,9 +243,7 @@ pub fn open_postgres_store(
     section: Option<&EncryptionSection>,
     create: bool,
 ) -> Result<Store, KeysError> {
-    open_with_keys(dir, profile, section, create, || {
-        Store::open_postgres(target, kind, version)
-    })
+    database::open(target, (kind, version), dir, profile, section, create)
 }
 
 /// Unwraps the key ring in `dir` as `section` asks, then opens the store with `open` and checks
@@ -334,6 +365,19 @@ pub fn rotation_report(
     daemon: &str,
     config: &str,
 ) -> String {
+    let ring = dir.join(Keyring::FILE_NAME);
+    rotation_report_at(&ring, done, new, daemon, config)
+}
+
+/// [`rotation_report`] for a ring kept at `ring` (a file, or a database's ring as
+/// [`database::ring_label`] names it).
+pub fn rotation_report_at(
+    ring: &Path,
+    done: &Rewrapped,
+    new: &Path,
+    daemon: &str,
+    config: &str,
+) -> String {
     let state = if done.already_done {
         "was already wrapped under"
     } else {
@@ -343,12 +387,17 @@ pub fn rotation_report(
         "key ring {} {state} key-encryption key {} (was {}).\n\
          Next: set [encryption] kek = \"{}\" in {config} (or install it as the systemd \
          credential) before the {daemon}'s next start; keep the old key escrowed while backups taken before now are kept.",
-        dir.join(Keyring::FILE_NAME).display(),
+        ring.display(),
         done.new_fingerprint,
         done.old_fingerprint,
         new.display()
     )
 }
+
+#[cfg(feature = "postgres")]
+pub mod database;
+#[cfg(feature = "postgres")]
+pub use database::rotate_kek_postgres;
 
 #[cfg(test)]
 mod tests;

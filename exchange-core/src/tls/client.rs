@@ -24,6 +24,8 @@ use rustls::{
 };
 use tonic::transport::{Channel, ClientTlsConfig, Endpoint};
 
+mod failover;
+
 use super::{
     TlsError,
     crl::{FileStamp, Watched, load_crl},
@@ -154,6 +156,8 @@ fn keep_alive(e: Endpoint) -> Endpoint {
 pub struct HubEndpoint {
     endpoint: Endpoint,
     kind: Kind,
+    /// Where the hub is, or the several hubs (`[hub] addresses`).
+    hubs: failover::Hubs,
 }
 
 enum Kind {
@@ -163,7 +167,6 @@ enum Kind {
     #[cfg(feature = "shangmi")]
     Tongsuo {
         connector: Arc<super::sm::Connector>,
-        addr: SocketAddr,
         server_name: String,
     },
 }
@@ -180,15 +183,17 @@ impl HubEndpoint {
     /// A channel that connects (and reconnects) when used. Needs a Tokio runtime.
     pub fn connect_lazy(self) -> Channel {
         match self.kind {
-            Kind::Rustls => self.endpoint.connect_lazy(),
+            Kind::Rustls if self.hubs.len() == 1 => self.endpoint.connect_lazy(),
+            Kind::Rustls => self
+                .endpoint
+                .connect_with_connector_lazy(failover::tcp(self.hubs)),
             #[cfg(feature = "shangmi")]
             Kind::Tongsuo {
                 connector,
-                addr,
                 server_name,
             } => self.endpoint.connect_with_connector_lazy(tongsuo_connector(
                 connector,
-                addr,
+                self.hubs,
                 server_name,
             )),
         }
@@ -199,27 +204,31 @@ impl HubEndpoint {
     /// clerk's CLI). It reconnects when used after a drop, like [`Self::connect_lazy`].
     pub async fn connect(self) -> Result<Channel, tonic::transport::Error> {
         match self.kind {
-            Kind::Rustls => self.endpoint.connect().await,
+            Kind::Rustls if self.hubs.len() == 1 => self.endpoint.connect().await,
+            Kind::Rustls => {
+                self.endpoint
+                    .connect_with_connector(failover::tcp(self.hubs))
+                    .await
+            }
             #[cfg(feature = "shangmi")]
             Kind::Tongsuo {
                 connector,
-                addr,
                 server_name,
             } => {
                 self.endpoint
-                    .connect_with_connector(tongsuo_connector(connector, addr, server_name))
+                    .connect_with_connector(tongsuo_connector(connector, self.hubs, server_name))
                     .await
             }
         }
     }
 }
 
-/// The connector tonic calls for each (re)connection: TCP to `addr`, then Tongsuo's handshake
-/// expecting `server_name`.
+/// The connector tonic calls for each (re)connection: TCP to one of `hubs`, then Tongsuo's
+/// handshake expecting `server_name`.
 #[cfg(feature = "shangmi")]
 fn tongsuo_connector(
     connector: Arc<super::sm::Connector>,
-    addr: SocketAddr,
+    hubs: failover::Hubs,
     server_name: String,
 ) -> impl tower::Service<
     tonic::transport::Uri,
@@ -230,9 +239,9 @@ fn tongsuo_connector(
 + Send {
     tower::service_fn(move |_: tonic::transport::Uri| {
         let (connector, server_name) = (Arc::clone(&connector), server_name.clone());
+        let hubs = hubs.clone();
         async move {
-            connector
-                .connect(addr, &server_name)
+            hubs.connect(|addr| connector.connect(addr, &server_name))
                 .await
                 .map(hyper_util::rt::TokioIo::new)
         }
@@ -253,11 +262,28 @@ pub fn hub_endpoint(
     profile: Profile,
     server_name: &str,
 ) -> Result<HubEndpoint, TlsError> {
+    hub_endpoints(&[addr], paths, profile, server_name)
+}
+
+/// [`hub_endpoint`] for several hubs serving one exchange (`[hub] addresses`): each
+/// (re)connection goes to the hub that answered last, or else to each of the others in turn.
+/// Every hub must present a certificate naming `server_name`.
+pub fn hub_endpoints(
+    addrs: &[SocketAddr],
+    paths: &TlsPaths,
+    profile: Profile,
+    server_name: &str,
+) -> Result<HubEndpoint, TlsError> {
+    let hubs = failover::Hubs::new(addrs);
+    let addr = hubs
+        .first()
+        .ok_or_else(|| TlsError::Config("no hub address".into()))?;
     let protocol = TlsProtocol::of(profile, paths).map_err(|e| TlsError::Config(e.to_string()))?;
     match protocol {
         TlsProtocol::Tls13 => Ok(HubEndpoint {
             endpoint: rustls_endpoint(addr, paths, server_name)?,
             kind: Kind::Rustls,
+            hubs,
         }),
         #[cfg(feature = "shangmi")]
         protocol => {
@@ -274,9 +300,9 @@ pub fn hub_endpoint(
                 endpoint: keep_alive(endpoint),
                 kind: Kind::Tongsuo {
                     connector,
-                    addr,
                     server_name: server_name.to_owned(),
                 },
+                hubs,
             })
         }
         #[cfg(not(feature = "shangmi"))]

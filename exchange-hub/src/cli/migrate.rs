@@ -61,6 +61,12 @@ pub fn run(cfg: &HubConfig) -> Result<()> {
 pub(crate) fn postgres_tables() -> Vec<Table> {
     let mut all = crate::backup::tables();
     all.push(exchange_core::store::SETTINGS);
+    // Who pushes to which department: only hubs sharing a database write it, and a backup
+    // does not keep it.
+    all.push(crate::lease::LEASES);
+    // Content blobs: in the database, so that every hub on it serves them (a backup writes
+    // them out as blob files).
+    all.extend(exchange_core::blob::database::TABLES);
     all
 }
 

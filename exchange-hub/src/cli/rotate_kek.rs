@@ -1,7 +1,7 @@
 //! `exchange-hub rotate-kek --new FILE`: rotates the key-encryption key of the hub's data
-//! directory. The key ring (`keyring.json`) is rewrapped under the new key in one atomic
-//! replacement, on this machine; document content is not re-encrypted, and the running hub
-//! keeps serving with the data keys it holds. Then the rotation is recorded in the audit log —
+//! directory. The key ring (`keyring.json`, or on PostgreSQL the ring in the database that every
+//! hub on it shares) is rewrapped under the new key in one atomic replacement; document content
+//! is not re-encrypted, and the running hub keeps serving with the data keys it holds. Then the rotation is recorded in the audit log —
 //! through the running hub's `Admin` service, or directly in the store (opened with the new
 //! key) when the hub is stopped — with both keys' fingerprints, never key material.
 
@@ -9,7 +9,11 @@ use std::path::PathBuf;
 
 use anyhow::{Context as _, Result};
 use clap::Args;
-use exchange_core::config::{EncryptionSection, HubConfig};
+use exchange_core::{
+    atrest::Keyring,
+    config::{EncryptionSection, HubConfig},
+    store::sealing,
+};
 use exchange_proto::v1 as pb;
 
 use super::audit::{Source, connect};
@@ -35,13 +39,29 @@ pub(crate) fn describe(r: &pb::KeyRotation) -> String {
 /// Runs `rotate-kek`.
 pub async fn run(cfg: HubConfig, args: RotateKekArgs) -> Result<()> {
     let data = &cfg.hub.data_dir;
-    let done = exchange_core::store::sealing::rotate_kek(
-        data,
-        cfg.crypto.profile,
-        cfg.encryption.as_ref(),
-        &args.new,
-    )
-    .context("rotating the key-encryption key")?;
+    let (profile, section) = (cfg.crypto.profile, cfg.encryption.as_ref());
+    // On PostgreSQL the ring is in the database, shared by every hub on it: rewrapped there,
+    // in one transaction.
+    let (done, ring, daemon) = match crate::store_target(&cfg).context("[store]")? {
+        crate::StoreTarget::Redb(_) => (
+            sealing::rotate_kek(data, profile, section, &args.new),
+            data.join(Keyring::FILE_NAME),
+            "hub",
+        ),
+        crate::StoreTarget::Postgres(target) => (
+            sealing::rotate_kek_postgres(
+                &target,
+                ("hub", crate::store::SCHEMA),
+                data,
+                profile,
+                section,
+                &args.new,
+            ),
+            sealing::database::ring_label(&target),
+            "hubs on the database (each one)",
+        ),
+    };
+    let done = done.context("rotating the key-encryption key")?;
     let rotation = pb::KeyRotation {
         old_fingerprint: done.old_fingerprint.clone(),
         new_fingerprint: done.new_fingerprint.clone(),
@@ -83,7 +103,7 @@ pub async fn run(cfg: HubConfig, args: RotateKekArgs) -> Result<()> {
     };
     println!(
         "{}",
-        exchange_core::store::sealing::rotation_report(data, &done, &args.new, "hub", "hub.toml")
+        sealing::rotation_report_at(&ring, &done, &args.new, daemon, "hub.toml")
     );
     if let Err(e) = recorded {
         anyhow::bail!(

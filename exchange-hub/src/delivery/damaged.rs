@@ -14,7 +14,7 @@ use exchange_core::{
     document::EvidenceKind,
     error::ServiceError,
     ids::{DeptId, DocumentId},
-    store::{StoreError, queue::QueueKey},
+    store::StoreError,
     time::now_ms,
 };
 use exchange_proto::v1::AuditKind;
@@ -23,7 +23,7 @@ use tracing::{info, warn};
 use crate::{
     Hub,
     audit::{self, Event},
-    store::{self, About},
+    store::{self, About, Taken},
 };
 
 /// What became of a damaged item.
@@ -41,15 +41,15 @@ pub(crate) fn is_damage(e: &StoreError) -> bool {
     matches!(e, StoreError::Decode { .. })
 }
 
-/// The delivery of document `id` to `dept` (queue item `key`) cannot be pushed because its
+/// The delivery of document `id` (queue item `taken`) cannot be pushed because its
 /// stored data is damaged (`damage`): reported NOT_DELIVERED to the sender, or parked.
 pub(crate) async fn not_delivered(
     hub: &Hub,
-    dept: &DeptId,
-    key: QueueKey,
+    taken: &Taken,
     id: DocumentId,
     damage: &StoreError,
 ) -> Result<Outcome, ServiceError> {
+    let dept = &taken.dept;
     warn!(doc_id = %id, recipient = %dept, error = %damage, "stored document is damaged: not delivered (data loss)");
     let accepted = match store::acceptance(&hub.store, id).await {
         Ok(Some(a)) => a,
@@ -78,7 +78,7 @@ pub(crate) async fn not_delivered(
     let about = About {
         id,
         sender: sender.clone(),
-        priority: key.priority,
+        priority: taken.key.priority,
     };
     audit::record(
         &hub.store,
@@ -88,7 +88,7 @@ pub(crate) async fn not_delivered(
             .detail(format!("{damage}; reported NOT_DELIVERED to {sender}")),
     )
     .await;
-    match store::record_evidence(&hub.store, about, ev, Some((dept.clone(), key))).await {
+    match store::record_evidence(&hub.store, about, ev, Some(taken.clone())).await {
         Ok(recorded) => {
             if recorded {
                 info!(doc_id = %id, recipient = %dept, "not delivered: data loss reported to the sender");
@@ -98,10 +98,11 @@ pub(crate) async fn not_delivered(
         }
         // The delivery ended otherwise meanwhile: nothing is left to report.
         Err(e) if e.is_state_conflict() => {
-            store::ack(&hub.store, dept.clone(), key).await?;
+            store::ack(&hub.store, taken.clone()).await?;
             Ok(Outcome::Reported)
         }
         Err(store::StepError::Store(e)) if !is_damage(&e) => Err(e.into()),
+        Err(e @ store::StepError::Fenced { .. }) => Err(e.into()),
         Err(e) => park(hub, dept, Some(id), damage, &e.to_string()).await,
     }
 }

@@ -7,12 +7,12 @@ use exchange_core::{
     document::{EvidenceKind, SignedDoc, SignedEvidence},
     ids::{DeptId, DocumentId},
     state::{DeliveryState, Transition},
-    store::{Store, StoreError, decode, queue::QueueKey},
+    store::{Store, StoreError, decode},
 };
 use exchange_proto::v1 as pb;
 
 use super::{
-    DELIVERIES, EVIDENCE, OUTBOUND, Outbound, StepError, deliveries_of_doc, delivery_key,
+    DELIVERIES, EVIDENCE, OUTBOUND, Outbound, StepError, Taken, deliveries_of_doc, delivery_key,
     evidence_key, parse_delivery_key, put_evidence, records::DeliveryRecord,
 };
 use crate::audit::{self, Event};
@@ -90,7 +90,7 @@ pub(crate) async fn record_evidence(
     store: &Store,
     doc: impl Into<About>,
     ev: SignedEvidence,
-    ack: Option<(DeptId, QueueKey)>,
+    ack: Option<Taken>,
 ) -> Result<bool, StepError> {
     let About {
         id: doc_id,
@@ -114,8 +114,8 @@ pub(crate) async fn record_evidence(
                     dept: recipient.clone(),
                     source,
                 })?;
-            if let Some((dest, key)) = &ack {
-                OUTBOUND.remove(txn, dest.as_str(), *key)?;
+            if let Some(taken) = &ack {
+                taken.remove(txn)?;
             }
             if !is_new {
                 return Ok(false);

@@ -46,6 +46,16 @@ pub(crate) enum StepError {
         /// The document.
         doc: DocumentId,
     },
+    /// Another hub took over pushing to the department (its push lease, `crate::lease`): this
+    /// hub no longer changes the department's queue. Nothing is committed; the node's stream
+    /// ends and the node reconnects.
+    #[error("another hub ({holder}) now pushes to {dept}; nothing was changed")]
+    Fenced {
+        /// The department.
+        dept: DeptId,
+        /// The hub holding the lease now ("" if none).
+        holder: String,
+    },
     /// Storage failed; nothing of the step is committed.
     #[error(transparent)]
     Store(#[from] StoreError),

@@ -5,11 +5,12 @@ use std::collections::HashSet;
 
 use exchange_core::{
     ids::{DeptId, DocumentId},
-    store::{Store, StoreError, decode, encode, queue::QueueKey},
+    store::{Store, StoreError, decode, encode, kv::WriteTables, queue::QueueKey},
 };
 use exchange_proto::{store::v1 as st, v1 as pb};
 
-use super::OUTBOUND;
+use super::{OUTBOUND, StepError};
+use crate::lease::Fence;
 
 /// What the hub pushes next to a department.
 #[derive(Debug, Clone)]
@@ -49,11 +50,30 @@ impl Outbound {
     }
 }
 
+/// A queue item taken to be pushed, removed once its effect is committed: only while the
+/// pushing hub still holds the department's lease ([`Fence`]).
+#[derive(Debug, Clone)]
+pub(crate) struct Taken {
+    /// The department whose queue holds it.
+    pub(crate) dept: DeptId,
+    /// Its place in that queue.
+    pub(crate) key: QueueKey,
+    /// The pusher's lease.
+    pub(crate) fence: Fence,
+}
+
+impl Taken {
+    /// Removes the item inside `txn`, if the fence still holds.
+    pub(crate) fn remove(&self, txn: &dyn WriteTables) -> Result<(), StepError> {
+        self.fence.check(txn, &self.dept)?;
+        OUTBOUND.remove(txn, self.dept.as_str(), self.key)?;
+        Ok(())
+    }
+}
+
 /// Removes an acknowledged queue item.
-pub(crate) async fn ack(store: &Store, dest: DeptId, key: QueueKey) -> Result<(), StoreError> {
-    store
-        .write(move |txn| OUTBOUND.remove(txn, dest.as_str(), key).map(|_| ()))
-        .await
+pub(crate) async fn ack(store: &Store, taken: Taken) -> Result<(), StepError> {
+    store.write(move |txn| taken.remove(txn)).await
 }
 
 /// The most urgent item waiting for `dest` that is not in `busy` (pushed, not yet finished).

@@ -91,7 +91,7 @@ async fn evidence_with_an_ack_removes_the_queue_item_in_the_same_transaction() {
     };
     assert_eq!(id, doc.header.id);
     let delivered = f.evidence(&doc, Delivered, Some("b"), &f.b);
-    let ack = Some(("b".parse().unwrap(), key));
+    let ack = Some(taken("b", key));
     assert!(
         record_evidence(&f.store, &doc, delivered, ack)
             .await
@@ -106,7 +106,7 @@ async fn evidence_with_an_ack_removes_the_queue_item_in_the_same_transaction() {
         panic!("one delivery queued for c");
     };
     let confirmed = f.evidence(&doc, Confirmed, Some("c"), &f.c);
-    let ack = Some(("c".parse().unwrap(), key));
+    let ack = Some(taken("c", key));
     let err = record_evidence(&f.store, &doc, confirmed, ack)
         .await
         .unwrap_err();
@@ -415,4 +415,13 @@ async fn migrate_upgrades_a_schema_1_store_to_the_same_records() {
         .unwrap();
     let old_max = f.queue("c").await.iter().map(|(k, _)| k.seq).max().unwrap();
     assert!(next.seq > old_max, "{} after {old_max}", next.seq);
+}
+
+/// Queue item `key` of `dept`, taken by a hub that owns its store.
+fn taken(dept: &str, key: exchange_core::store::queue::QueueKey) -> crate::store::Taken {
+    crate::store::Taken {
+        dept: dept.parse().unwrap(),
+        key,
+        fence: crate::lease::Fence::NONE,
+    }
 }

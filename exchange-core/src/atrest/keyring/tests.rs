@@ -311,3 +311,42 @@ fn version_and_suite_must_agree() {
         Suite::Aes256Gcm
     );
 }
+
+#[test]
+fn a_ring_kept_as_bytes_opens_rewraps_and_compares_like_a_file() {
+    let label = Path::new("postgresql://exchange@db/exchange#settings/keyring");
+    let (old, new) = (test_kek(1), test_kek(2));
+    let (bytes, keys) = Keyring::create_bytes(label, &old).unwrap();
+    let opened = Keyring::open_bytes(label, &bytes, &old).unwrap();
+    assert!(Keyring::same_keys(&keys, &opened));
+    let e = Keyring::open_bytes(label, &bytes, &new)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains(label.to_str().unwrap()),
+        "names where the ring is: {e}"
+    );
+    assert!(
+        e.contains(old.fingerprint()) && e.contains(new.fingerprint()),
+        "names both fingerprints: {e}"
+    );
+
+    let (rewrapped, done) = Keyring::rewrap_bytes(label, &bytes, &old, &new).unwrap();
+    let rewrapped = rewrapped.expect("the ring changes");
+    assert!(!done.already_done && done.key_ids == vec![1]);
+    assert!(Keyring::same_keys(
+        &keys,
+        &Keyring::open_bytes(label, &rewrapped, &new).unwrap()
+    ));
+    let (again, done) = Keyring::rewrap_bytes(label, &rewrapped, &old, &new).unwrap();
+    assert!(
+        again.is_none() && done.already_done,
+        "a second run changes nothing"
+    );
+
+    let (_, other) = Keyring::create_bytes(label, &old).unwrap();
+    assert!(
+        !Keyring::same_keys(&keys, &other),
+        "another ring's keys differ"
+    );
+}

@@ -22,6 +22,9 @@ use postgres::{Client, IsolationLevel, NoTls, Statement, Transaction, error::Sql
 use super::{Entry, Failure, KeyRange, Order, ReadTables, Table, WriteTables};
 use crate::store::StoreError;
 
+mod channel;
+mod tls;
+
 impl From<postgres::Error> for StoreError {
     fn from(e: postgres::Error) -> Self {
         let code = e.code();
@@ -30,9 +33,12 @@ impl From<postgres::Error> for StoreError {
                 || code == Some(&SqlState::T_R_DEADLOCK_DETECTED),
             disk_full: code == Some(&SqlState::DISK_FULL),
             // The server's message and, for a server error, its detail; never the parameters.
-            message: match e.as_db_error() {
-                Some(db) => format!("PostgreSQL: {} ({})", db.message(), db.code().code()),
-                None => format!("PostgreSQL: {e}"),
+            // Otherwise the cause too: "error connecting to server" alone does not say whether
+            // the server was down or a standby (`target_session_attrs=read-write`).
+            message: match (e.as_db_error(), std::error::Error::source(&e)) {
+                (Some(db), _) => format!("PostgreSQL: {} ({})", db.message(), db.code().code()),
+                (None, Some(cause)) => format!("PostgreSQL: {e}: {cause}"),
+                (None, None) => format!("PostgreSQL: {e}"),
             },
         }
     }
@@ -52,11 +58,13 @@ pub fn blocking<R: Send>(f: impl FnOnce() -> R + Send) -> R {
 }
 
 /// Where the database is: a parsed connection string (with the password, if any, from its own
-/// file), and how messages name it (never with the password).
+/// file), TLS if `[store] ca_file` is set, and how messages name it (never with the password).
 #[derive(Clone)]
 pub struct PgTarget {
     config: postgres::Config,
     shown: String,
+    /// TLS with the CA of `[store] ca_file` ([`tls`]); `None`: plaintext.
+    tls: Option<tokio_postgres_rustls::MakeRustlsConnect>,
 }
 
 impl std::fmt::Debug for PgTarget {
@@ -66,9 +74,22 @@ impl std::fmt::Debug for PgTarget {
 }
 
 impl PgTarget {
-    /// Parses `url` (a `postgresql://` URL or libpq key=value words); `password`, if given,
-    /// replaces any in the URL.
+    /// Parses `url` (a `postgresql://` URL or libpq key=value words) for plaintext
+    /// connections; `password`, if given, replaces any in the URL.
     pub fn new(url: &str, password: Option<&str>) -> Result<Self, StoreError> {
+        Self::with_ca_file(url, password, None)
+    }
+
+    /// [`PgTarget::new`], and with `ca_file` (`[store] ca_file`: PEM CA certificates) every
+    /// connection uses TLS and checks the server's certificate and host name, as libpq's
+    /// `sslmode=verify-full` (which the URL may say; `verify-ca` is taken as the same). A URL
+    /// asking for TLS without `ca_file` is refused.
+    pub fn with_ca_file(
+        url: &str,
+        password: Option<&str>,
+        ca_file: Option<&std::path::Path>,
+    ) -> Result<Self, StoreError> {
+        let (url, asked_verify) = tls::normalize(url);
         let mut config: postgres::Config = url.parse().map_err(|e| StoreError::Database {
             message: format!("[store] url is not a PostgreSQL connection string: {e}"),
             retry: false,
@@ -77,22 +98,35 @@ impl PgTarget {
         if let Some(p) = password {
             config.password(p);
         }
+        let tls = tls::connector(&mut config, ca_file, asked_verify)?;
+        // A multi-host URL (`postgresql://u@db1:5432,db2:5432/exchange?target_session_attrs=
+        // read-write`, docs/operations.md "High availability") names every server; a single
+        // port applies to every host, as the client uses it.
+        let ports = config.get_ports();
         let hosts: Vec<String> = config
             .get_hosts()
             .iter()
-            .zip(config.get_ports().iter().chain(std::iter::repeat(&5432)))
-            .map(|(h, port)| match h {
-                postgres::config::Host::Tcp(h) => format!("{h}:{port}"),
-                postgres::config::Host::Unix(p) => format!("{}:{port}", p.display()),
+            .enumerate()
+            .map(|(i, h)| {
+                let port = ports
+                    .get(i)
+                    .or_else(|| ports.first())
+                    .copied()
+                    .unwrap_or(5432);
+                match h {
+                    postgres::config::Host::Tcp(h) => format!("{h}:{port}"),
+                    postgres::config::Host::Unix(p) => format!("{}:{port}", p.display()),
+                }
             })
             .collect();
         let shown = format!(
-            "postgresql://{}@{}/{}",
+            "postgresql://{}@{}/{}{}",
             config.get_user().unwrap_or(""),
             hosts.join(","),
-            config.get_dbname().unwrap_or("")
+            config.get_dbname().unwrap_or(""),
+            if tls.is_some() { " (TLS)" } else { "" }
         );
-        Ok(PgTarget { config, shown })
+        Ok(PgTarget { config, shown, tls })
     }
 
     /// The database as messages name it: user, hosts and database, no password.
@@ -102,7 +136,10 @@ impl PgTarget {
 
     /// Opens a connection.
     pub fn connect(&self) -> Result<PgConnection, StoreError> {
-        let client = self.config.connect(NoTls)?;
+        let client = match &self.tls {
+            Some(tls) => self.config.connect(tls.clone())?,
+            None => self.config.connect(NoTls)?,
+        };
         Ok(PgConnection {
             client,
             statements: HashMap::new(),
@@ -131,7 +168,8 @@ fn sql_table(table: Table) -> String {
 
 impl PgConnection {
     /// Connects with a libpq-style URL or key=value string, e.g.
-    /// `postgresql://exchange@127.0.0.1:5432/exchange`. TLS to the database is not built yet.
+    /// `postgresql://exchange@127.0.0.1:5432/exchange`, in plaintext (TLS:
+    /// [`PgTarget::with_ca_file`]).
     pub fn connect(url: &str) -> Result<Self, StoreError> {
         PgTarget::new(url, None)?.connect()
     }
@@ -157,6 +195,14 @@ impl PgConnection {
                 &[&kind],
             )?
             .map(|row| row.get(0));
+        // Tables this build has that the database lacks are created at the same version too
+        // (a table added within a schema version is empty when it appears).
+        for t in tables {
+            txn.batch_execute(&format!(
+                "CREATE TABLE IF NOT EXISTS {} (k bytea PRIMARY KEY, v bytea NOT NULL)",
+                sql_table(*t)
+            ))?;
+        }
         match found {
             Some(v) if v == version => {}
             Some(v) if v > version => {
@@ -170,12 +216,6 @@ impl PgConnection {
                 });
             }
             _ => {
-                for t in tables {
-                    txn.batch_execute(&format!(
-                        "CREATE TABLE IF NOT EXISTS {} (k bytea PRIMARY KEY, v bytea NOT NULL)",
-                        sql_table(*t)
-                    ))?;
-                }
                 txn.execute(
                     "INSERT INTO exchange_schema (kind, version) VALUES ($1, $2) \
                      ON CONFLICT (kind) DO UPDATE SET version = EXCLUDED.version",
@@ -422,5 +462,33 @@ impl WriteTables for PgTxn<'_> {
             .or_default()
             .insert(key.to_vec(), None);
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::PgTarget;
+
+    #[test]
+    fn a_multi_host_url_names_every_server_and_no_password() {
+        let t = PgTarget::new(
+            "postgresql://exchange:secret@db1:5433,db2:5434/exchange?target_session_attrs=read-write",
+            None,
+        )
+        .expect("parses");
+        assert_eq!(
+            t.shown(),
+            "postgresql://exchange@db1:5433,db2:5434/exchange"
+        );
+        assert_eq!(
+            t.config.get_target_session_attrs(),
+            postgres::config::TargetSessionAttrs::ReadWrite
+        );
+        // One port for every host, as the client uses it; none: 5432.
+        let t =
+            PgTarget::new("host=db1,db2 port=6000 user=exchange dbname=x", None).expect("parses");
+        assert_eq!(t.shown(), "postgresql://exchange@db1:6000,db2:6000/x");
+        let t = PgTarget::new("postgresql://exchange@db1,db2/x", Some("pw")).expect("parses");
+        assert_eq!(t.shown(), "postgresql://exchange@db1:5432,db2:5432/x");
     }
 }
