@@ -5,6 +5,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let files = [
         "exchange/v1/document.proto",
         "exchange/v1/hub.proto",
+        "exchange/v1/relay.proto",
         "exchange/v1/node.proto",
         "exchange/v1/audit.proto",
         "exchange/v1/bundle.proto",

@@ -7,7 +7,7 @@
 use std::{fmt, net::IpAddr, path::Path};
 
 use anyhow::{Context, Result};
-use exchange_core::{crypto::Profile, identity::Principal};
+use exchange_core::{crypto::Profile, identity::Principal, ids::ExchangeName};
 
 use crate::{
     Ca, Validity,
@@ -60,12 +60,28 @@ pub enum Authority {
 }
 
 impl Authority {
-    /// A new CA of `profile`, valid for `validity`.
-    pub fn generate(profile: Profile, common_name: &str, validity: Validity) -> Result<Self> {
+    /// A new CA of `profile`, valid for `validity`, naming its exchange (`Some`) in the URI
+    /// SAN `urn:exchange:name:<exchange>` ([`exchange_core::identity::exchange_uri`]) for linked
+    /// exchanges (docs/federation.md). Linking is international-only for now: a name under
+    /// `shangmi` is refused ([`UsageError`]) before any key is made.
+    pub fn generate(
+        profile: Profile,
+        common_name: &str,
+        exchange: Option<&ExchangeName>,
+        validity: Validity,
+    ) -> Result<Self> {
+        if let (Profile::Shangmi, Some(exchange)) = (profile, exchange) {
+            return Err(UsageError(format!(
+                "exchange name {exchange}: linked exchanges are not supported with the \
+                 {profile} profile yet; use the international profile"
+            ))
+            .into());
+        }
         ensure_built(profile)?;
         match profile {
-            Profile::International => Ok(Authority::International(Box::new(Ca::generate(
+            Profile::International => Ok(Authority::International(Box::new(Ca::generate_for(
                 common_name,
+                exchange,
                 validity,
             )?))),
             #[cfg(feature = "shangmi")]
@@ -187,11 +203,69 @@ impl Authority {
     ) -> Result<()> {
         std::fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
         self.issue_tls_into(who, dns_names, ips, validity, out)?;
+        self.issue_signing_into(who, validity, out)
+    }
+
+    /// Issues the hub of an exchange linked to others (`[[peers]]`) its identities into `out`
+    /// (created), as [`Authority::issue_into_dir`] does for [`Principal::Hub`], but with a TLS
+    /// certificate that also allows client authentication ([`Ca::issue_linked_hub_tls`]): the
+    /// hub presents it to the peer hubs it dials. International profile only, for now.
+    pub fn issue_linked_hub_into(
+        &self,
+        dns_names: &[String],
+        ips: &[IpAddr],
+        validity: Validity,
+        out: &Path,
+    ) -> Result<()> {
+        match self {
+            Authority::International(ca) => {
+                std::fs::create_dir_all(out)
+                    .with_context(|| format!("creating {}", out.display()))?;
+                ca.issue_linked_hub_tls(dns_names, ips, validity)?
+                    .write(&out.join(TLS_CERT_FILE), &out.join(TLS_KEY_FILE))?;
+                self.issue_signing_into(&Principal::Hub, validity, out)
+            }
+            #[cfg(feature = "shangmi")]
+            Authority::Shangmi(_) => Err(UsageError(format!(
+                "linked exchanges are not supported with the {} profile yet",
+                self.profile()
+            ))
+            .into()),
+        }
+    }
+
+    /// Writes `who`'s document-signing identity (`signing.pem`/`signing.key`) into `out`.
+    fn issue_signing_into(&self, who: &Principal, validity: Validity, out: &Path) -> Result<()> {
         let signing = match self {
             Authority::International(ca) => ca.issue_signing(who, validity)?,
             #[cfg(feature = "shangmi")]
             Authority::Shangmi(ca) => ca.issue_signing(who, validity)?,
         };
         signing.write(&out.join(SIGNING_CERT_FILE), &out.join(SIGNING_KEY_FILE))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use exchange_core::identity::exchange_of_ca;
+
+    use super::*;
+
+    #[test]
+    fn an_authority_names_its_exchange_and_shangmi_refuses_a_name() -> Result<()> {
+        let county: ExchangeName = "county".parse()?;
+        let validity = Validity::days_from_now(1);
+        let named =
+            Authority::generate(Profile::International, "County CA", Some(&county), validity)?;
+        assert_eq!(exchange_of_ca(named.cert_der()), Some(county.clone()));
+        let plain = Authority::generate(Profile::International, "CA", None, validity)?;
+        assert_eq!(exchange_of_ca(plain.cert_der()), None);
+
+        let err = Authority::generate(Profile::Shangmi, "SM CA", Some(&county), validity)
+            .err()
+            .context("a named shangmi CA was made")?;
+        assert!(err.downcast_ref::<UsageError>().is_some(), "{err:#}");
+        assert!(format!("{err}").contains("linked exchanges"), "{err:#}");
+        Ok(())
     }
 }

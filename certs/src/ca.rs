@@ -10,7 +10,8 @@ use std::{collections::BTreeSet, fmt, fs, net::IpAddr, path::Path};
 
 use anyhow::{Context, Result, bail, ensure};
 use exchange_core::{
-    identity::{DOCUMENT_SIGNING_EKU_ARCS, Principal},
+    identity::{DOCUMENT_SIGNING_EKU_ARCS, Principal, exchange_uri},
+    ids::ExchangeName,
     signing::SigningKey,
 };
 use rcgen::{
@@ -104,11 +105,28 @@ impl Identity {
 
 impl Ca {
     /// A new self-signed CA: ECDSA P-256, `CA:true` with path length 0 (it signs leaves only),
-    /// key usage keyCertSign and cRLSign.
+    /// key usage keyCertSign and cRLSign. It names no exchange ([`Ca::generate_for`]).
     pub fn generate(common_name: &str, validity: Validity) -> Result<Ca> {
+        Ca::generate_for(common_name, None, validity)
+    }
+
+    /// [`Ca::generate`], naming the CA's exchange (`Some`) in the URI SAN
+    /// [`exchange_uri`] (`urn:exchange:name:<exchange>`): how a linked exchange's hub tells
+    /// whose CA a pinned certificate is (docs/federation.md).
+    pub fn generate_for(
+        common_name: &str,
+        exchange: Option<&ExchangeName>,
+        validity: Validity,
+    ) -> Result<Ca> {
         let key = KeyPair::generate_for(&PKCS_ECDSA_P256_SHA256).context("generating CA key")?;
         let mut params = CertificateParams::default();
         params.distinguished_name = common_name_dn(common_name);
+        if let Some(exchange) = exchange {
+            let uri = exchange_uri(exchange)
+                .try_into()
+                .with_context(|| format!("exchange name {exchange} is not an ASCII URI"))?;
+            params.subject_alt_names = vec![SanType::URI(uri)];
+        }
         params.is_ca = IsCa::Ca(BasicConstraints::Constrained(0));
         params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
         params.not_before = validity.not_before;
@@ -225,6 +243,40 @@ impl Ca {
         ips: &[IpAddr],
         validity: Validity,
     ) -> Result<Identity> {
+        let params = self.server_params(who, dns_names, ips, validity)?;
+        self.sign(&params, &PKCS_ECDSA_P256_SHA256)
+            .with_context(|| format!("issuing TLS server certificate for {who}"))
+    }
+
+    /// The TLS identity of a hub linked to other exchanges (`[[peers]]`, docs/federation.md):
+    /// the hub's server certificate ([`Ca::issue_server_tls`]) with clientAuth beside
+    /// serverAuth, because the hub also presents it when it dials a peer hub's `peer_listen`,
+    /// which requires clientAuth. A peer hub trusts it only through its pinned copy of this CA,
+    /// and our own nodes' listener accepts only department certificates, so the extra usage
+    /// gives the hub no other door.
+    pub fn issue_linked_hub_tls(
+        &self,
+        dns_names: &[String],
+        ips: &[IpAddr],
+        validity: Validity,
+    ) -> Result<Identity> {
+        let mut params = self.server_params(&Principal::Hub, dns_names, ips, validity)?;
+        params
+            .extended_key_usages
+            .push(ExtendedKeyUsagePurpose::ClientAuth);
+        self.sign(&params, &PKCS_ECDSA_P256_SHA256)
+            .context("issuing TLS certificate for the linked hub")
+    }
+
+    /// A server certificate's parameters: serverAuth only, DNS `localhost` plus `dns_names`, IP
+    /// `127.0.0.1` and `::1` plus `ips`.
+    fn server_params(
+        &self,
+        who: &Principal,
+        dns_names: &[String],
+        ips: &[IpAddr],
+        validity: Validity,
+    ) -> Result<CertificateParams> {
         let mut params = self.leaf_params(who, validity)?;
         params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
         params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
@@ -243,8 +295,7 @@ impl Ca {
         params
             .subject_alt_names
             .extend(ips.into_iter().map(SanType::IpAddress));
-        self.sign(&params, &PKCS_ECDSA_P256_SHA256)
-            .with_context(|| format!("issuing TLS server certificate for {who}"))
+        Ok(params)
     }
 
     /// Issues a document-signing identity: an Ed25519 key, key usage digitalSignature and
@@ -377,6 +428,48 @@ mod tests {
             .context("no basic constraints")?
             .value;
         assert!(bc.ca && bc.path_len_constraint == Some(0));
+        Ok(())
+    }
+
+    #[test]
+    fn a_ca_names_its_exchange_only_when_given_one() -> Result<()> {
+        use exchange_core::identity::exchange_of_ca;
+        let city: ExchangeName = "city".parse()?;
+        let named = Ca::generate_for("City CA", Some(&city), Validity::days_from_now(1))?;
+        assert_eq!(exchange_of_ca(named.cert_der()), Some(city.clone()));
+        let (_, cert) = parse_x509_certificate(named.cert_der())?;
+        assert!(cert.is_ca());
+        // A leaf it issues still chains to it, SAN or not.
+        let leaf = named.issue_tls(&Principal::Hub, &[], &[], Validity::days_from_now(1))?;
+        let (_, parsed) = parse_x509_certificate(&leaf.cert_der)?;
+        parsed.verify_signature(Some(cert.public_key()))?;
+        assert_eq!(exchange_of_ca(&leaf.cert_der), None);
+
+        let plain = Ca::generate("Plain CA", Validity::days_from_now(1))?;
+        assert_eq!(exchange_of_ca(plain.cert_der()), None);
+        // Written and loaded back, the name survives.
+        let dir = tempfile::tempdir()?;
+        named.write(dir.path())?;
+        assert_eq!(exchange_of_ca(Ca::load(dir.path())?.cert_der()), Some(city));
+        Ok(())
+    }
+
+    #[test]
+    fn only_a_linked_hub_certificate_allows_client_authentication() -> Result<()> {
+        let ca = Ca::generate_for("CA", Some(&"city".parse()?), Validity::days_from_now(1))?;
+        let eku = |id: &Identity| -> Result<(bool, bool)> {
+            let (_, cert) = parse_x509_certificate(&id.cert_der)?;
+            let eku = cert.extended_key_usage()?.context("no EKU")?.value;
+            Ok((eku.server_auth, eku.client_auth))
+        };
+        let linked = ca.issue_linked_hub_tls(&[], &[], Validity::days_from_now(1))?;
+        assert_eq!(eku(&linked)?, (true, true));
+        assert_eq!(
+            Principal::from_cert_der(&linked.cert_der),
+            Some(Principal::Hub)
+        );
+        let plain = ca.issue_tls(&Principal::Hub, &[], &[], Validity::days_from_now(1))?;
+        assert_eq!(eku(&plain)?, (true, false));
         Ok(())
     }
 

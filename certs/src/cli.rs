@@ -5,9 +5,16 @@ use std::{net::IpAddr, path::PathBuf};
 
 use anyhow::{Context as _, Result};
 use clap::{Parser, Subcommand};
-use exchange_core::{crypto::Profile, identity::Principal, ids::DeptId};
+use exchange_core::{
+    crypto::Profile,
+    identity::Principal,
+    ids::{DeptId, ExchangeName},
+};
 
-use crate::{Authority, DeptSpec, Validity, demo_setup_with_profile, ensure_built};
+use crate::{
+    Authority, DeptSpec, ExchangeSpec, Validity, demo_federation, demo_setup_with_profile,
+    ensure_built, federation::PORT_SCHEME_HELP,
+};
 
 /// Help shared by `init-ca --profile` and `demo-setup --profile`.
 const PROFILE_HELP: &str = "Crypto profile of the new CA, and so of every certificate it \
@@ -46,6 +53,11 @@ pub enum Command {
         /// Crypto profile: international or shangmi (国密).
         #[arg(long, default_value = "international", value_parser = profile_parser(), long_help = PROFILE_HELP)]
         profile: Profile,
+        /// The exchange's name among linked exchanges (its hubs' `[hub] exchange`, e.g. `city`),
+        /// written into the CA certificate as the URI SAN urn:exchange:name:NAME. International
+        /// profile only, for now.
+        #[arg(long, value_name = "NAME")]
+        exchange: Option<ExchangeName>,
     },
     /// Issue the hub's TLS (server) and document-signing certificates into --out.
     IssueHub {
@@ -65,6 +77,11 @@ pub enum Command {
         /// Days the certificates stay valid.
         #[arg(long, default_value_t = 365, value_parser = clap::value_parser!(i64).range(1..=36500))]
         days: i64,
+        /// The hub links to other exchanges' hubs (`[[peers]]`, docs/federation.md): its TLS
+        /// certificate also allows client authentication, which peer hubs require of the hub
+        /// that dials them. International CAs only, for now.
+        #[arg(long)]
+        linked: bool,
     },
     /// Issue an administrator's TLS identity (tls.pem, tls.key; under a shangmi CA also
     /// tls-enc.pem, tls-enc.key for [admin] enc_cert/enc_key), for `exchange-hub audit ...`.
@@ -145,6 +162,28 @@ pub enum Command {
         #[arg(long, default_value = "international", value_parser = profile_parser(), long_help = PROFILE_HELP)]
         profile: Profile,
     },
+    /// Create linked local demo exchanges (e.g. province, city, county), each a complete
+    /// demo-setup layout in DIR/EXCHANGE with its own CA naming the exchange, chained in the
+    /// order given: each hub's `[[peers]]` are the exchange before it (parent, routes "*") and
+    /// the one after it (child, routes the exchanges below it), with their CAs pinned in
+    /// hub/peers/; `[[exchanges]]` lists the rest. Prints each hub.toml, then its node.toml files.
+    DemoFederation {
+        /// Directory for the demo; must be empty or missing unless --force.
+        #[arg(long)]
+        dir: PathBuf,
+        /// The exchanges, parent first: at least two values `NAME=DEPT[,DEPT...]`, each
+        /// department `id` or `id=display name`, e.g. `province=office,health city=finance
+        /// county=tax`.
+        #[arg(long, num_args = 1.., required = true, value_name = "NAME=DEPT[,DEPT...]")]
+        exchanges: Vec<ExchangeSpec>,
+        /// First port of the demo's consecutive ports (see --help). Default: free ports.
+        #[arg(long, value_name = "PORT", value_parser = clap::value_parser!(u16).range(1..),
+            long_help = PORT_SCHEME_HELP)]
+        base_port: Option<u16>,
+        /// Write into a non-empty directory, replacing an earlier demo's CAs, keys and configs.
+        #[arg(long)]
+        force: bool,
+    },
     /// Revoke certificates: add them to the CA's list (CA_DIR/revoked.toml) and write a new
     /// revocation list (CRL) that hubs and nodes configured with `[tls] crl` pick up while they
     /// run. Prints the CRL's path.
@@ -187,8 +226,11 @@ pub enum Command {
         #[arg(value_name = "FILE")]
         file: PathBuf,
         /// The exchange CA's certificate (ca.pem): the only thing the bundle is checked against.
-        #[arg(long, value_name = "CA.pem")]
-        ca: PathBuf,
+        /// For a document that crossed linked exchanges, give every exchange's CA (`--ca
+        /// county.pem --ca city.pem --ca province.pem`): each must name its exchange, and each
+        /// signature is checked against the CA of the exchange its signer belongs to.
+        #[arg(long, value_name = "CA.pem", required = true)]
+        ca: Vec<PathBuf>,
     },
     /// Check an audit export (`exchange-hub audit export > FILE`) offline: the hash chain is
     /// unbroken and every checkpoint is signed by the hub. Exits 1 naming the first bad entry.
@@ -202,14 +244,25 @@ pub enum Command {
     },
 }
 
-/// Runs one subcommand. Results go to stdout (only `demo-setup`, `new-kek` and `verify` have
-/// any), nothing else does.
+/// Runs one subcommand. Results go to stdout (only `demo-setup`, `demo-federation`, `new-kek`
+/// and `verify` have any), nothing else does.
 pub fn run(cmd: Command) -> Result<()> {
     match cmd {
-        Command::InitCa { dir, name, profile } => {
+        Command::InitCa {
+            dir,
+            name,
+            profile,
+            exchange,
+        } => {
             // Before anything touches the disk: a build without 国密 writes nothing.
             ensure_built(profile)?;
-            Authority::generate(profile, &name, Validity::days_from_now(3650))?.write(&dir)
+            Authority::generate(
+                profile,
+                &name,
+                exchange.as_ref(),
+                Validity::days_from_now(3650),
+            )?
+            .write(&dir)
         }
         Command::IssueHub {
             ca_dir,
@@ -217,13 +270,16 @@ pub fn run(cmd: Command) -> Result<()> {
             dns,
             ip,
             days,
-        } => Authority::load(&ca_dir)?.issue_into_dir(
-            &Principal::Hub,
-            &dns,
-            &ip,
-            Validity::days_from_now(days),
-            &out,
-        ),
+            linked,
+        } => {
+            let ca = Authority::load(&ca_dir)?;
+            let validity = Validity::days_from_now(days);
+            if linked {
+                ca.issue_linked_hub_into(&dns, &ip, validity, &out)
+            } else {
+                ca.issue_into_dir(&Principal::Hub, &dns, &ip, validity, &out)
+            }
+        }
         Command::IssueAdmin {
             ca_dir,
             name,
@@ -293,6 +349,23 @@ pub fn run(cmd: Command) -> Result<()> {
                 .nodes
                 .iter()
                 .for_each(|(_, node)| println!("{}", node.display()));
+            Ok(())
+        }
+        Command::DemoFederation {
+            dir,
+            exchanges,
+            base_port,
+            force,
+        } => {
+            let layout =
+                demo_federation(&dir, &exchanges, base_port, force, Profile::International)?;
+            for e in &layout.exchanges {
+                println!("{}", e.layout.hub_config.display());
+                e.layout
+                    .nodes
+                    .iter()
+                    .for_each(|(_, node)| println!("{}", node.display()));
+            }
             Ok(())
         }
         Command::Revoke {
@@ -368,6 +441,115 @@ mod tests {
             "o",
         ];
         assert!(Cli::try_parse_from(bad_id).is_err());
+        Ok(())
+    }
+
+    #[test]
+    fn demo_federation_and_init_ca_exchange_parse() -> Result<()> {
+        let cli = Cli::try_parse_from([
+            "exchange-certs",
+            "demo-federation",
+            "--dir",
+            "d",
+            "--exchanges",
+            "province=office,health",
+            "city=finance,education",
+            "county=tax",
+            "--base-port",
+            "7000",
+            "--force",
+        ])?;
+        let Command::DemoFederation {
+            exchanges,
+            base_port,
+            force,
+            ..
+        } = cli.cmd
+        else {
+            anyhow::bail!("parsed as another command");
+        };
+        let parsed: Vec<(String, usize)> = exchanges
+            .iter()
+            .map(|e| (e.name.to_string(), e.departments.len()))
+            .collect();
+        assert_eq!(
+            (parsed, base_port, force),
+            (
+                vec![
+                    ("province".to_owned(), 2),
+                    ("city".to_owned(), 2),
+                    ("county".to_owned(), 1)
+                ],
+                Some(7000),
+                true
+            )
+        );
+        let no_depts = [
+            "exchange-certs",
+            "demo-federation",
+            "--dir",
+            "d",
+            "--exchanges",
+            "province",
+            "city=a",
+        ];
+        assert!(Cli::try_parse_from(no_depts).is_err());
+
+        let cli = Cli::try_parse_from([
+            "exchange-certs",
+            "init-ca",
+            "--dir",
+            "c",
+            "--exchange",
+            "city",
+        ])?;
+        let Command::InitCa { exchange, .. } = cli.cmd else {
+            anyhow::bail!("parsed as another command");
+        };
+        assert_eq!(exchange.map(|e| e.to_string()).as_deref(), Some("city"));
+        let bad = [
+            "exchange-certs",
+            "init-ca",
+            "--dir",
+            "c",
+            "--exchange",
+            "City",
+        ];
+        assert!(Cli::try_parse_from(bad).is_err());
+        Ok(())
+    }
+
+    #[test]
+    fn init_ca_names_the_exchange_in_the_written_ca() -> Result<()> {
+        let dir = tempfile::tempdir()?;
+        let ca_dir = dir.path().join("ca");
+        let path = |p: &std::path::Path| p.to_str().map(str::to_owned).context("non-UTF-8 path");
+        let cli = Cli::try_parse_from([
+            "exchange-certs",
+            "init-ca",
+            "--dir",
+            &path(&ca_dir)?,
+            "--exchange",
+            "county",
+        ])?;
+        run(cli.cmd)?;
+        let der = exchange_core::tls::read_pem_file(&ca_dir.join("ca.pem"), "CERTIFICATE")?;
+        assert_eq!(
+            exchange_core::identity::exchange_of_ca(&der).map(|e| e.to_string()),
+            Some("county".to_owned())
+        );
+        let shangmi = Cli::try_parse_from([
+            "exchange-certs",
+            "init-ca",
+            "--dir",
+            &path(&dir.path().join("sm"))?,
+            "--profile",
+            "shangmi",
+            "--exchange",
+            "county",
+        ])?;
+        assert!(run(shangmi.cmd).is_err());
+        assert!(!dir.path().join("sm").exists());
         Ok(())
     }
 }

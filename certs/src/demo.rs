@@ -4,6 +4,9 @@
 //! certificates, keys and a config file whose paths are relative to the file itself, so the
 //! directory can be moved as a whole. Everything listens on loopback only.
 //!
+//! [`build_exchange`] lays out one such exchange; `demo-federation` ([`crate::federation`])
+//! calls it once per linked exchange, with the links its hub.toml gets.
+//!
 //! The demo's crypto profile is its CA's ([`crate::Authority`]); every config states it in
 //! `[crypto] profile`, and under `shangmi` names TLCP's encryption pair in `[tls] enc_cert` and
 //! `enc_key`. Both profiles write the CA's (empty) revocation list, an SM2 CRL under shangmi.
@@ -21,12 +24,12 @@ use exchange_core::{
     atrest::{Kek, KekSource},
     config::{
         AdminClient, ApiSection, AuditSection, CryptoSection, DEFAULT_MAX_DOCUMENT_BYTES,
-        DirectoryEntry, EncryptionSection, HubConfig, HubLink, HubSection, NodeConfig, NodeSection,
-        SigningPaths, TlsPaths,
+        DirectoryEntry, EncryptionSection, ForeignExchange, HubConfig, HubLink, HubSection,
+        NodeConfig, NodeSection, PeerEntry, SigningPaths, TlsPaths,
     },
     crypto::Profile,
     identity::Principal,
-    ids::{DeptId, IdError},
+    ids::{DeptId, ExchangeName, IdError},
 };
 use serde::Serialize;
 
@@ -44,6 +47,8 @@ const CA_DAYS: i64 = 3650;
 const LEAF_DAYS: i64 = 365;
 /// The key-encryption key of a demo store, beside its config.
 const KEK_FILE: &str = "kek.key";
+/// The name nodes (and peer hubs) verify in the hub's certificate: its DNS SAN `localhost`.
+pub(crate) const HUB_SERVER_NAME: &str = "localhost";
 /// Directory names that a department id must not take.
 const RESERVED_DIRS: [&str; 3] = ["ca", "hub", "admin"];
 
@@ -166,6 +171,73 @@ pub fn demo_setup_with_profile(
         Some(base) => consecutive_ports(base, depts.len() + 1)?,
         None => free_ports(depts.len() + 1)?,
     };
+    build_exchange(&ExchangePlan {
+        dir,
+        depts,
+        ports: &ports,
+        force,
+        profile,
+        ca_name: "Exchange Demo CA",
+        links: HubLinks::default(),
+        command: "demo-setup",
+    })
+}
+
+/// `[hub] exchange`, `[hub] peer_listen`, `[[peers]]` and `[[exchanges]]` of a demo hub: all
+/// empty for a standalone exchange (`demo-setup`), filled in by `demo-federation`.
+#[derive(Debug, Default)]
+pub(crate) struct HubLinks {
+    /// The exchange's name: `[hub] exchange`, and the URI SAN of its CA.
+    pub(crate) exchange: Option<ExchangeName>,
+    /// Where peer hubs connect.
+    pub(crate) peer_listen: Option<SocketAddr>,
+    /// The linked exchanges' hubs.
+    pub(crate) peers: Vec<PeerEntry>,
+    /// Exchanges further away whose CAs the hub needs.
+    pub(crate) exchanges: Vec<ForeignExchange>,
+}
+
+/// One exchange of a demo, as [`build_exchange`] lays it out.
+#[derive(Debug)]
+pub(crate) struct ExchangePlan<'a> {
+    /// The exchange's directory, absolute; created, and accepted by [`prepare_dir`] already.
+    pub(crate) dir: PathBuf,
+    /// Its departments, checked by [`check_departments`] already.
+    pub(crate) depts: &'a [DeptSpec],
+    /// The hub's port, then one API port per department.
+    pub(crate) ports: &'a [u16],
+    /// Replace an earlier demo's CA (its key and revocation list) in `dir`.
+    pub(crate) force: bool,
+    /// The CA's profile.
+    pub(crate) profile: Profile,
+    /// The CA certificate's common name.
+    pub(crate) ca_name: &'a str,
+    /// Links to other exchanges, written into hub.toml as they are (paths relative to it).
+    pub(crate) links: HubLinks,
+    /// The `exchange-certs` subcommand named in the files' headers.
+    pub(crate) command: &'a str,
+}
+
+/// Lays out one exchange in `plan.dir`: a new CA (naming `plan.links.exchange`, if any), the
+/// hub, an administrator, one node per department, and a README.txt.
+pub(crate) fn build_exchange(plan: &ExchangePlan<'_>) -> Result<DemoLayout> {
+    let ExchangePlan {
+        dir,
+        depts,
+        ports,
+        force,
+        profile,
+        ca_name,
+        links,
+        command,
+    } = plan;
+    let (profile, force, dir) = (*profile, *force, dir.clone());
+    ensure!(
+        ports.len() == depts.len() + 1,
+        "BUG: {} ports for a hub and {} departments",
+        ports.len(),
+        depts.len()
+    );
     let hub_addr = SocketAddr::from((Ipv4Addr::LOCALHOST, ports[0]));
 
     let ca_dir = dir.join("ca");
@@ -175,7 +247,8 @@ pub fn demo_setup_with_profile(
     }
     let ca = Authority::generate(
         profile,
-        "Exchange Demo CA",
+        ca_name,
+        links.exchange.as_ref(),
         Validity::days_from_now(CA_DAYS),
     )?;
     ca.write(&ca_dir)?;
@@ -186,7 +259,12 @@ pub fn demo_setup_with_profile(
     let crypto = CryptoSection { profile };
 
     let hub_dir = dir.join("hub");
-    ca.issue_into_dir(&Principal::Hub, &[], &[], leaf, &hub_dir)?;
+    if links.peers.is_empty() {
+        ca.issue_into_dir(&Principal::Hub, &[], &[], leaf, &hub_dir)?;
+    } else {
+        // It dials its peers' hubs too, which check clientAuth.
+        ca.issue_linked_hub_into(&[], &[], leaf, &hub_dir)?;
+    }
     let hub_kek = ensure_kek(&hub_dir)?;
     let hub = HubConfig {
         crypto,
@@ -198,6 +276,8 @@ pub fn demo_setup_with_profile(
             expire_undelivered_after_secs: 0,
             expire_at_reply_deadline: true,
             lease_secs: HubSection::DEFAULT_LEASE_SECS,
+            exchange: links.exchange.clone(),
+            peer_listen: links.peer_listen,
         },
         tls: tls_paths(profile),
         signing: signing_paths(),
@@ -221,7 +301,11 @@ pub fn demo_setup_with_profile(
         calendar: Default::default(),
         encryption: Some(hub_kek),
         store: Default::default(),
+        peers: links.peers.clone(),
+        exchanges: links.exchanges.clone(),
     };
+    hub.check_links()
+        .with_context(|| format!("BUG: the links of {}'s hub", dir.display()))?;
     // An administrator for the audit commands (`exchange-hub --config hub.toml audit ...`).
     let admin_dir = dir.join("admin");
     std::fs::create_dir_all(&admin_dir)
@@ -234,7 +318,7 @@ pub fn demo_setup_with_profile(
         &admin_dir,
     )?;
     let hub_config = hub_dir.join("hub.toml");
-    write_toml(&hub_config, "Hub", &hub)?;
+    write_toml(&hub_config, "Hub", command, &hub)?;
 
     let mut nodes = Vec::with_capacity(depts.len());
     for (dept, port) in depts.iter().zip(&ports[1..]) {
@@ -255,7 +339,7 @@ pub fn demo_setup_with_profile(
             hub: HubLink {
                 addr: Some(hub_addr),
                 addresses: Vec::new(),
-                server_name: "localhost".to_owned(),
+                server_name: HUB_SERVER_NAME.to_owned(),
                 max_in_flight: exchange_core::config::DEFAULT_MAX_IN_FLIGHT,
             },
             tls: tls_paths(profile),
@@ -270,6 +354,7 @@ pub fn demo_setup_with_profile(
         write_toml(
             &node_config,
             &format!("Node of department {}", dept.id),
+            command,
             &node,
         )?;
         nodes.push((dept.id.clone(), node_config));
@@ -282,7 +367,7 @@ pub fn demo_setup_with_profile(
         nodes,
         dir,
     };
-    let readme = readme(&layout, profile);
+    let readme = readme(&layout, profile, command);
     replace_file(
         &layout.dir.join("README.txt"),
         readme.as_bytes(),
@@ -292,7 +377,7 @@ pub fn demo_setup_with_profile(
 }
 
 /// At least one department, no duplicates, none named like the CA's or hub's directory.
-fn check_departments(depts: &[DeptSpec]) -> Result<()> {
+pub(crate) fn check_departments(depts: &[DeptSpec]) -> Result<()> {
     ensure!(!depts.is_empty(), "a demo needs at least one department");
     let mut seen = BTreeSet::new();
     for d in depts {
@@ -308,7 +393,7 @@ fn check_departments(depts: &[DeptSpec]) -> Result<()> {
 }
 
 /// Creates `dir`, or accepts it if it is empty (or `force`).
-fn prepare_dir(dir: &Path, force: bool) -> Result<()> {
+pub(crate) fn prepare_dir(dir: &Path, force: bool) -> Result<()> {
     if dir.exists() {
         ensure!(dir.is_dir(), "{} is not a directory", dir.display());
         let mut entries =
@@ -333,7 +418,7 @@ fn remove_if_present(path: &Path) -> Result<()> {
 }
 
 /// `n` ports from `base` on.
-fn consecutive_ports(base: u16, n: usize) -> Result<Vec<u16>> {
+pub(crate) fn consecutive_ports(base: u16, n: usize) -> Result<Vec<u16>> {
     ensure!(base != 0, "base port must not be 0");
     (0..n)
         .map(|i| {
@@ -345,7 +430,7 @@ fn consecutive_ports(base: u16, n: usize) -> Result<Vec<u16>> {
 
 /// `n` distinct free loopback ports. All listeners stay bound until every port is chosen, so
 /// the kernel cannot hand out the same port twice; they are released on return.
-fn free_ports(n: usize) -> Result<Vec<u16>> {
+pub(crate) fn free_ports(n: usize) -> Result<Vec<u16>> {
     let listeners = (0..n)
         .map(|_| TcpListener::bind((Ipv4Addr::LOCALHOST, 0)))
         .collect::<std::io::Result<Vec<_>>>()
@@ -391,19 +476,19 @@ fn signing_paths() -> SigningPaths {
     }
 }
 
-fn write_toml(path: &Path, what: &str, value: &impl Serialize) -> Result<()> {
+fn write_toml(path: &Path, what: &str, command: &str, value: &impl Serialize) -> Result<()> {
     let body =
         toml::to_string_pretty(value).with_context(|| format!("encoding {}", path.display()))?;
     let text = format!(
-        "# {what} of the demo exchange, written by `exchange-certs demo-setup`.\n\
+        "# {what} of the demo exchange, written by `exchange-certs {command}`.\n\
          # Relative paths are resolved against the directory of this file.\n\n{body}"
     );
     replace_file(path, text.as_bytes(), PUBLIC_MODE)
 }
 
-fn readme(layout: &DemoLayout, profile: Profile) -> String {
+fn readme(layout: &DemoLayout, profile: Profile, command: &str) -> String {
     let mut text = format!(
-        "Demo document exchange, written by `exchange-certs demo-setup`.\n\n\
+        "Demo document exchange, written by `exchange-certs {command}`.\n\n\
          ca/     the exchange CA (ca.key signs every certificate here; keep it private)\n\
          hub/    the hub: hub.toml, TLS and document-signing certificates and keys\n\
          <dept>/ one node per department: node.toml, certificates and keys\n\n\

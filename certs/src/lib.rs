@@ -15,6 +15,7 @@ mod authority;
 mod ca;
 pub mod cli;
 mod demo;
+pub mod federation;
 mod files;
 pub mod revoke;
 #[cfg(feature = "shangmi")]
@@ -24,6 +25,7 @@ pub mod verify;
 pub use authority::{Authority, UsageError, ca_profile, ensure_built};
 pub use ca::{Ca, Identity, RevokedCert, Validity};
 pub use demo::{DemoLayout, DeptSpec, DeptSpecError, demo_setup, demo_setup_with_profile};
+pub use federation::{ExchangeSpec, FederationLayout, LinkedExchange, demo_federation};
 pub use files::{
     CA_CERT_FILE, CA_KEY_FILE, SIGNING_CERT_FILE, SIGNING_KEY_FILE, TLS_CERT_FILE,
     TLS_ENC_CERT_FILE, TLS_ENC_KEY_FILE, TLS_KEY_FILE, issue_into_dir,

@@ -5,37 +5,101 @@
 //! `docs/evidence.md`); this file reads the two files and renders the report. No hub, node or
 //! network is involved, so a bundle can be checked anywhere, years later.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
 use exchange_core::{
-    bundle::{Report, Step, verify_bundle},
+    bundle::{Report, Step, verify_bundle, verify_bundle_in},
     document::RecipientRole,
-    signing::{Verifier, digest_label},
+    identity::exchange_of_ca,
+    signing::{Trust, Verifier, digest_label},
     time::format_ms,
     tls::read_pem_file,
 };
 
-/// Verifies the bundle `file` against the CA certificate `ca` (PEM) and returns the report as
+/// Verifies the bundle `file` against the CA certificates `cas` (PEM) and returns the report as
 /// text; an error names the failing item.
-pub fn verify_file(file: &Path, ca: &Path) -> Result<String> {
-    let ca_der =
-        read_pem_file(ca, "CERTIFICATE").with_context(|| format!("reading {}", ca.display()))?;
-    let verifier = Verifier::new(&ca_der).with_context(|| format!("using {}", ca.display()))?;
+///
+/// With one CA, every signature must chain to it. With several (a document that crossed
+/// linked exchanges, docs/federation.md), each CA must name its exchange
+/// (`urn:exchange:name:`); the sender's exchange is the one whose CA verifies the header, and
+/// every other signature is checked against the CA of the exchange its signer belongs to.
+pub fn verify_file(file: &Path, cas: &[PathBuf]) -> Result<String> {
+    let mut named = Vec::with_capacity(cas.len());
+    for ca in cas {
+        let der = read_pem_file(ca, "CERTIFICATE")
+            .with_context(|| format!("reading {}", ca.display()))?;
+        let verifier = Verifier::new(&der).with_context(|| format!("using {}", ca.display()))?;
+        named.push((ca, exchange_of_ca(&der), verifier, der));
+    }
     let bytes = std::fs::read(file).with_context(|| format!("reading {}", file.display()))?;
-    let report = verify_bundle(&bytes, &verifier)
-        .with_context(|| format!("{} does not verify", file.display()))?;
-    Ok(render(&report, ca))
+    if let [(ca, _, verifier, _)] = named.as_slice() {
+        let report = verify_bundle(&bytes, verifier)
+            .with_context(|| format!("{} does not verify", file.display()))?;
+        return Ok(render(&report, &ca.display().to_string()));
+    }
+    let mut exchanges = Vec::with_capacity(named.len());
+    for (ca, name, _, _) in &named {
+        let name = name.clone().with_context(|| {
+            format!(
+                "{} names no exchange (urn:exchange:name:): with several --ca each must name its exchange",
+                ca.display()
+            )
+        })?;
+        anyhow::ensure!(
+            !exchanges.contains(&name),
+            "two --ca certificates name exchange {name}"
+        );
+        exchanges.push(name);
+    }
+    // The sender's exchange: the CA its header signature verifies with.
+    let mut first_error = None;
+    for (i, (_, _, verifier, _)) in named.iter().enumerate() {
+        let trust = Trust::new(verifier.clone(), Some(exchanges[i].clone()));
+        for (j, (_, _, _, der)) in named.iter().enumerate() {
+            if j != i {
+                trust.link(exchanges[j].clone(), der)?;
+            }
+        }
+        match verify_bundle_in(&bytes, &trust) {
+            Ok(report) => {
+                let shown: Vec<String> = named
+                    .iter()
+                    .zip(&exchanges)
+                    .map(|((p, _, _, _), e)| format!("{} ({e})", p.display()))
+                    .collect();
+                return Ok(render(&report, &shown.join(", ")));
+            }
+            Err(e) => {
+                let about_sender = matches!(
+                    &e,
+                    exchange_core::bundle::BundleError::Item {
+                        item: exchange_core::bundle::Item::Document,
+                        ..
+                    }
+                );
+                if first_error.is_none() || !about_sender {
+                    first_error = Some((about_sender, e));
+                }
+            }
+        }
+    }
+    let e = first_error.map(|(_, e)| e);
+    Err(anyhow::anyhow!(
+        "{}",
+        e.map_or_else(|| "no CA given".to_owned(), |e| e.to_string())
+    ))
+    .with_context(|| format!("{} does not verify", file.display()))
 }
 
 /// The document, a table of steps, the content's verdict, and what "verified" means.
-fn render(r: &Report, ca: &Path) -> String {
+fn render(r: &Report, ca: &str) -> String {
     let recipients: Vec<String> = r
         .recipients
         .iter()
         .map(|x| match x.role {
-            RecipientRole::Main => format!("{} (主送)", x.dept),
-            RecipientRole::Cc => format!("{} (抄送)", x.dept),
+            RecipientRole::Main => format!("{} (主送)", x.addr),
+            RecipientRole::Cc => format!("{} (抄送)", x.addr),
         })
         .collect();
     let mut out = String::new();
@@ -76,13 +140,16 @@ fn render(r: &Report, ca: &Path) -> String {
         "{:<11} {} signatures, each by the principal shown, with a certificate from {} valid at the time shown\n",
         "verified",
         r.steps.len(),
-        ca.display()
+        ca
     ));
     out
 }
 
 fn step_line(s: &Step) -> String {
-    let recipient = s.recipient.as_ref().map_or("-", |r| r.as_str());
+    let recipient = s
+        .recipient
+        .as_ref()
+        .map_or_else(|| "-".to_owned(), ToString::to_string);
     let mut details = Vec::new();
     if !s.clerk.is_empty() {
         details.push(format!("clerk {}", one_line(&s.clerk)));
@@ -162,14 +229,14 @@ mod tests {
             steps: vec![Step {
                 kind: StepKind::Evidence(EvidenceKind::Rejected),
                 recipient: Some("c".parse()?),
-                signer: Principal::Dept("c".parse()?),
+                signer: exchange_core::identity::Qualified::local(Principal::Dept("c".parse()?)),
                 at_ms: 1_764_167_230_123,
                 clerk: "李四".into(),
                 reason: "不属于\n本单位".into(),
             }],
             content_verified: false,
         };
-        let text = render(&report, Path::new("ca.pem"));
+        let text = render(&report, "ca.pem");
         let step = text
             .lines()
             .find(|l| l.starts_with("rejected"))

@@ -13,7 +13,7 @@
 
 use std::collections::HashSet;
 
-use crate::ids::DeptId;
+use crate::ids::Address;
 
 use exchange_proto::v1 as pb;
 use prost::Message as _;
@@ -21,8 +21,8 @@ use prost::Message as _;
 use crate::{
     crypto::DigestAlgorithm,
     document::{EvidenceKind, Header, PartInfo, SignedDoc, SignedEvidence},
-    identity::Principal,
-    signing::{Digest, Verifier},
+    identity::{Principal, Qualified},
+    signing::{Digest, Trust, Verifier},
 };
 
 mod report;
@@ -130,6 +130,15 @@ pub fn decode_bundle(bytes: &[u8]) -> Result<pb::EvidenceBundle, BundleError> {
 /// every other piece of evidence in file order; then the content, if bundled. The first item
 /// that fails is named in the error (see `docs/evidence.md` for the exact checks).
 pub fn verify_bundle(bytes: &[u8], verifier: &Verifier) -> Result<Report, BundleError> {
+    verify_bundle_in(bytes, &Trust::new(verifier.clone(), None))
+}
+
+/// [`verify_bundle`] for a document that crossed linked exchanges (docs/federation.md):
+/// `trust`'s own CA is the sender's exchange's, and each linked exchange's CA checks the
+/// signatures of that exchange's recipients and relaying hub. A signature is only ever checked
+/// against the CA of the exchange its signer must belong to.
+pub fn verify_bundle_in(bytes: &[u8], trust: &Trust) -> Result<Report, BundleError> {
+    let verifier = trust.own();
     let bundle = decode_bundle(bytes)?;
     let doc = verify_document(bundle.document, verifier)?;
     // Format 3 is exactly for a document naming another digest than SHA-256; formats 1 and 2
@@ -144,7 +153,7 @@ pub fn verify_bundle(bytes: &[u8], verifier: &Verifier) -> Result<Report, Bundle
     let mut steps = vec![Step {
         kind: StepKind::Sent,
         recipient: None,
-        signer: Principal::Dept(doc.header.sender.clone()),
+        signer: Qualified::local(Principal::Dept(doc.header.sender.clone())),
         at_ms: doc.header.created_at_ms,
         clerk: String::new(),
         reason: String::new(),
@@ -154,7 +163,7 @@ pub fn verify_bundle(bytes: &[u8], verifier: &Verifier) -> Result<Report, Bundle
         problem: Problem::Missing,
     })?;
     let acc =
-        verify_evidence(acceptance, &doc, verifier, &[]).map_err(|problem| BundleError::Item {
+        verify_evidence(acceptance, &doc, trust, &[]).map_err(|problem| BundleError::Item {
             item: Item::Acceptance,
             problem,
         })?;
@@ -169,7 +178,7 @@ pub fn verify_bundle(bytes: &[u8], verifier: &Verifier) -> Result<Report, Bundle
         });
     }
     steps.push(Step::of(&acc));
-    let mut added: Vec<DeptId> = Vec::new();
+    let mut added: Vec<Address> = Vec::new();
     for (i, wire) in bundle.evidence.into_iter().enumerate() {
         let label = SignedEvidence::decode(wire.clone())
             .ok()
@@ -179,7 +188,7 @@ pub fn verify_bundle(bytes: &[u8], verifier: &Verifier) -> Result<Report, Bundle
             label,
         };
         let ev =
-            verify_evidence(wire, &doc, verifier, &added).map_err(|problem| BundleError::Item {
+            verify_evidence(wire, &doc, trust, &added).map_err(|problem| BundleError::Item {
                 item: item.clone(),
                 problem,
             })?;
@@ -244,12 +253,12 @@ fn verify_document(
 fn verify_evidence(
     wire: pb::SignedEvidence,
     doc: &SignedDoc,
-    verifier: &Verifier,
-    added: &[DeptId],
+    trust: &Trust,
+    added: &[Address],
 ) -> Result<SignedEvidence, Problem> {
     let decoded = SignedEvidence::decode(wire.clone()).map_err(Problem::Invalid)?;
     let at = claimed_secs(decoded.evidence.at_ms)?;
-    let ev = SignedEvidence::verify(wire, verifier, at).map_err(Problem::Invalid)?;
+    let ev = SignedEvidence::verify_in(wire, trust, None, at).map_err(Problem::Invalid)?;
     if !ev.is_about(doc) {
         return Err(Problem::OtherDocument {
             doc_id: ev.evidence.doc_id,

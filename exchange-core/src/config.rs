@@ -12,12 +12,13 @@ use std::{
 
 use serde::{Deserialize, Serialize, de::DeserializeOwned};
 
-use crate::ids::DeptId;
+use crate::ids::{DeptId, ExchangeName};
 
 mod calendar;
 mod check;
 mod crypto;
 mod encryption;
+mod federation;
 mod limits;
 mod office;
 mod ops;
@@ -26,6 +27,7 @@ mod routing;
 pub use calendar::{Calendar, When, format_date, format_offset, parse_date, parse_when};
 pub use crypto::CryptoSection;
 pub use encryption::EncryptionSection;
+pub use federation::{ForeignExchange, PeerEntry, Route, check_links};
 pub use limits::LimitsSection;
 pub use office::{Allowance, GroupEntry, RemindersSection};
 pub use ops::{LogFormat, LogLevel, LogSection, MetricsSection};
@@ -208,6 +210,26 @@ pub struct HubConfig {
     /// absent, or PostgreSQL.
     #[serde(default, skip_serializing_if = "StoreSection::is_default")]
     pub store: StoreSection,
+    /// Linked exchanges' hubs (`[[peers]]`, docs/federation.md); none when absent.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub peers: Vec<PeerEntry>,
+    /// CAs of exchanges further away, reached through a peer (`[[exchanges]]`), whose
+    /// departments' signatures this hub checks.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub exchanges: Vec<ForeignExchange>,
+}
+
+impl HubConfig {
+    /// The consistency of `[hub] exchange`, `[hub] peer_listen`, `[[peers]]` and
+    /// `[[exchanges]]` (no file is read).
+    pub fn check_links(&self) -> Result<(), ConfigError> {
+        check_links(
+            self.hub.exchange.as_ref(),
+            self.hub.peer_listen.is_some(),
+            &self.peers,
+            &self.exchanges,
+        )
+    }
 }
 
 /// `[store]` in `hub.toml`: the hub's database.
@@ -346,6 +368,15 @@ pub struct HubSection {
     /// At least [`HubSection::MIN_LEASE_SECS`].
     #[serde(default = "default_lease_secs")]
     pub lease_secs: u64,
+    /// This exchange's name among linked exchanges (docs/federation.md), e.g. `city`: what
+    /// `dept@exchange` addresses name. Needed with `[[peers]]`; absent, the exchange stands
+    /// alone.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub exchange: Option<ExchangeName>,
+    /// Where the hubs of `[[peers]]` connect (mutual TLS, each with its own pinned CA), apart
+    /// from `listen`, whose TLS trusts our own CA only.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub peer_listen: Option<SocketAddr>,
 }
 
 impl HubSection {
@@ -605,6 +636,14 @@ impl ResolvePaths for HubConfig {
             resolve(password, base);
         }
         if let Some(ca) = &mut self.store.ca_file {
+            resolve(ca, base);
+        }
+        for ca in self
+            .peers
+            .iter_mut()
+            .map(|p| &mut p.ca)
+            .chain(self.exchanges.iter_mut().map(|e| &mut e.ca))
+        {
             resolve(ca, base);
         }
     }

@@ -9,9 +9,9 @@ use crate::{
     crypto::DigestAlgorithm,
     document::{
         Classification, Evidence, EvidenceKind, FieldError, Header, PartInfo, Recipient,
-        RecipientRole, Urgency, limits,
+        RecipientRole, Relay, Urgency, limits,
     },
-    ids::{DeptId, DocumentId},
+    ids::{Address, DeptId, DocumentId, ExchangeName},
     signing::Digest,
 };
 
@@ -195,16 +195,16 @@ pub fn validate_metadata(m: &pb::DocumentMetadata) -> Result<Vec<Recipient>, Fie
         ("metadata.cc_depts", &m.cc_depts, RecipientRole::Cc),
     ] {
         for id in ids {
-            let dept: DeptId = id
+            let addr: Address = id
                 .parse()
                 .map_err(|e: crate::ids::IdError| FieldError::new(field, e.to_string()))?;
-            if !seen.insert(dept.clone()) {
+            if !seen.insert(addr.clone()) {
                 return Err(FieldError::new(
                     field,
-                    format!("department {dept} is named twice"),
+                    format!("department {addr} is named twice"),
                 ));
             }
-            out.push(Recipient { dept, role });
+            out.push(Recipient { addr, role });
         }
     }
     Ok(out)
@@ -267,7 +267,10 @@ impl TryFrom<pb::DocumentHeader> for Header {
             .metadata
             .ok_or_else(|| FieldError::new("header.metadata", "required"))?;
         let recipients = validate_metadata(&metadata)?;
-        if recipients.iter().any(|r| r.dept == sender) {
+        if recipients
+            .iter()
+            .any(|r| r.addr.exchange.is_none() && r.addr.dept == sender)
+        {
             return Err(FieldError::new(
                 "metadata.to_depts",
                 "a department cannot send to itself",
@@ -339,6 +342,7 @@ impl From<EvidenceKind> for pb::EvidenceKind {
             EvidenceKind::RecallAcknowledged => pb::EvidenceKind::RecallAcknowledged,
             EvidenceKind::RecipientAdded => pb::EvidenceKind::RecipientAdded,
             EvidenceKind::Reminded => pb::EvidenceKind::Reminded,
+            EvidenceKind::Relayed => pb::EvidenceKind::Relayed,
         }
     }
 }
@@ -360,8 +364,63 @@ impl From<&Evidence> for pb::Evidence {
             clerk: e.clerk.clone(),
             reason: e.reason.clone(),
             cc: e.cc,
+            relay_hub: e
+                .relay
+                .as_ref()
+                .map(|r| r.hub.to_string())
+                .unwrap_or_default(),
+            relay_from: e
+                .relay
+                .as_ref()
+                .map(|r| r.from.to_string())
+                .unwrap_or_default(),
+            relay_to: e
+                .relay
+                .iter()
+                .flat_map(|r| r.to.iter().map(ToString::to_string))
+                .collect(),
         }
     }
+}
+
+/// RELAYED's fields: all three set (at least one recipient) for RELAYED, none for any other kind.
+fn relay_fields(
+    kind: EvidenceKind,
+    hub: String,
+    from: String,
+    to: Vec<String>,
+) -> Result<Option<Relay>, FieldError> {
+    if kind != EvidenceKind::Relayed {
+        if !hub.is_empty() || !from.is_empty() || !to.is_empty() {
+            return Err(FieldError::new(
+                "evidence.relay_hub",
+                "only RELAYED evidence may set relay_hub, relay_from or relay_to",
+            ));
+        }
+        return Ok(None);
+    }
+    let name = |field: &str, s: &str| {
+        s.parse::<ExchangeName>()
+            .map_err(|e| FieldError::new(field, e.to_string()))
+    };
+    let (hub, from) = (
+        name("evidence.relay_hub", &hub)?,
+        name("evidence.relay_from", &from)?,
+    );
+    if to.is_empty() || to.len() > limits::RECIPIENTS {
+        return Err(FieldError::new(
+            "evidence.relay_to",
+            format!("1 to {} recipients", limits::RECIPIENTS),
+        ));
+    }
+    let to = to
+        .iter()
+        .map(|r| {
+            r.parse::<Address>()
+                .map_err(|e| FieldError::new("evidence.relay_to", e.to_string()))
+        })
+        .collect::<Result<_, _>>()?;
+    Ok(Some(Relay { hub, from, to }))
 }
 
 impl TryFrom<pb::Evidence> for Evidence {
@@ -387,6 +446,7 @@ impl TryFrom<pb::Evidence> for Evidence {
             pb::EvidenceKind::RecallAcknowledged => EvidenceKind::RecallAcknowledged,
             pb::EvidenceKind::RecipientAdded => EvidenceKind::RecipientAdded,
             pb::EvidenceKind::Reminded => EvidenceKind::Reminded,
+            pb::EvidenceKind::Relayed => EvidenceKind::Relayed,
             pb::EvidenceKind::Unspecified => {
                 return Err(FieldError::new("evidence.kind", "required"));
             }
@@ -400,7 +460,13 @@ impl TryFrom<pb::Evidence> for Evidence {
             FieldError::new("evidence.sender", err.to_string())
         })?;
         let recipient = match (kind, e.recipient.as_str()) {
-            (EvidenceKind::Accepted | EvidenceKind::Refused | EvidenceKind::Recall, _) => None,
+            (
+                EvidenceKind::Accepted
+                | EvidenceKind::Refused
+                | EvidenceKind::Recall
+                | EvidenceKind::Relayed,
+                _,
+            ) => None,
             (_, "") => return Err(FieldError::new("evidence.recipient", "required")),
             (_, r) => Some(r.parse().map_err(|err: crate::ids::IdError| {
                 FieldError::new("evidence.recipient", err.to_string())
@@ -428,6 +494,7 @@ impl TryFrom<pb::Evidence> for Evidence {
                 "only RECIPIENT_ADDED evidence may set it",
             ));
         }
+        let relay = relay_fields(kind, e.relay_hub, e.relay_from, e.relay_to)?;
         Ok(Evidence {
             kind,
             doc_id,
@@ -438,6 +505,7 @@ impl TryFrom<pb::Evidence> for Evidence {
             clerk: e.clerk,
             reason: e.reason,
             cc: e.cc,
+            relay,
         })
     }
 }

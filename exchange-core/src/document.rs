@@ -10,9 +10,9 @@ use exchange_proto::v1 as pb;
 
 use crate::{
     crypto::DigestAlgorithm,
-    identity::Principal,
-    ids::{DeptId, DocumentId},
-    signing::{BatchSigner, Context, Digest, SignError, SigningKey, Verifier},
+    identity::{Principal, Qualified},
+    ids::{Address, DeptId, DocumentId, ExchangeName},
+    signing::{BatchSigner, Context, Digest, SignError, SigningKey, Trust, Verifier},
 };
 
 /// Limits on what a header may carry. Refusals name the field and the limit.
@@ -69,13 +69,18 @@ pub enum DocError {
     /// The signature is missing or does not verify.
     #[error(transparent)]
     Signature(#[from] SignError),
+    /// The signer must belong to an exchange whose CA is not known here.
+    #[error(
+        "no CA is configured for exchange {0}, whose signature this is ([[peers]] or [[exchanges]] in hub.toml)"
+    )]
+    UnknownExchange(ExchangeName),
     /// Signed by someone other than who must sign it.
     #[error("signed by {signer}, but only {expected} may sign it")]
     WrongSigner {
         /// Who signed.
-        signer: Principal,
+        signer: Box<Qualified>,
         /// Who must.
-        expected: Principal,
+        expected: Box<Qualified>,
     },
 }
 
@@ -162,8 +167,9 @@ impl RecipientRole {
 /// One addressee.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Recipient {
-    /// The department.
-    pub dept: DeptId,
+    /// The department, as the header names it: bare for a department of the document's own
+    /// exchange (the sender's), `dept@exchange` for one of a linked exchange.
+    pub addr: Address,
     /// 主送 or 抄送.
     pub role: RecipientRole,
 }
@@ -216,11 +222,19 @@ impl Header {
         self.parts.iter().map(|p| p.size).sum()
     }
 
-    /// The role of `dept` among the recipients, if it is one.
-    pub fn role_of(&self, dept: &DeptId) -> Option<RecipientRole> {
+    /// The role of `addr` among the recipients, if it is one.
+    pub fn role_of(&self, addr: &Address) -> Option<RecipientRole> {
         self.recipients
             .iter()
-            .find(|r| &r.dept == dept)
+            .find(|r| &r.addr == addr)
+            .map(|r| r.role)
+    }
+
+    /// The role of `dept` of the sender's own exchange among the recipients, if it is one.
+    pub fn role_of_local(&self, dept: &DeptId) -> Option<RecipientRole> {
+        self.recipients
+            .iter()
+            .find(|r| r.addr.exchange.is_none() && &r.addr.dept == dept)
             .map(|r| r.role)
     }
 }
@@ -324,12 +338,43 @@ impl SignedDoc {
         let header = Self::parse(&wire)?;
         check_profile_digest(header.digest, verifier)?;
         let doc = Self::digested(header, wire)?;
-        let signer = verifier.verify(&sig, Context::DocumentHeader, &doc.wire.header, now_secs)?;
-        let expected = Principal::Dept(doc.header.sender.clone());
+        let signer = Qualified::local(verifier.verify(
+            &sig,
+            Context::DocumentHeader,
+            &doc.wire.header,
+            now_secs,
+        )?);
+        let expected = Qualified::local(Principal::Dept(doc.header.sender.clone()));
         if signer != expected {
-            return Err(DocError::WrongSigner { signer, expected });
+            return Err(DocError::WrongSigner {
+                signer: Box::new(signer),
+                expected: Box::new(expected),
+            });
         }
         Ok(doc)
+    }
+}
+
+impl SignedDoc {
+    /// [`SignedDoc::verify`] for a document of exchange `origin` (`None`: this exchange's own):
+    /// the sender's signature is checked against `origin`'s CA in `trust`.
+    pub fn verify_from(
+        wire: pb::SignedDocument,
+        trust: &Trust,
+        origin: Option<&ExchangeName>,
+        now_secs: u64,
+    ) -> Result<Self, DocError> {
+        Self::verify(wire, &verifier_for(trust, origin)?, now_secs)
+    }
+}
+
+/// The verifier of `exchange`'s principals (`None`: this exchange's).
+fn verifier_for(trust: &Trust, exchange: Option<&ExchangeName>) -> Result<Verifier, DocError> {
+    match exchange {
+        None => Ok(trust.own().clone()),
+        Some(e) => trust
+            .verifier(Some(e))
+            .ok_or_else(|| DocError::UnknownExchange(e.clone())),
     }
 }
 
@@ -388,6 +433,9 @@ pub enum EvidenceKind {
     RecipientAdded,
     /// 催办: the sender reminds the recipient (signed by the sender).
     Reminded,
+    /// The hub of a linked exchange took custody of the document from a peer hub (signed by
+    /// that hub; docs/federation.md). It moves no delivery.
+    Relayed,
 }
 
 impl EvidenceKind {
@@ -406,6 +454,7 @@ impl EvidenceKind {
             EvidenceKind::RecallAcknowledged => 10,
             EvidenceKind::RecipientAdded => 11,
             EvidenceKind::Reminded => 12,
+            EvidenceKind::Relayed => 13,
         }
     }
 
@@ -429,8 +478,8 @@ pub struct Evidence {
     pub header_digest: Digest,
     /// Its sender.
     pub sender: DeptId,
-    /// The recipient concerned (`None` only for `Accepted`).
-    pub recipient: Option<DeptId>,
+    /// The recipient concerned (`None` only for `Accepted`), as the document's header names it.
+    pub recipient: Option<Address>,
     /// When (signer's clock, Unix ms).
     pub at_ms: i64,
     /// Who acted (confirm / reject).
@@ -439,6 +488,21 @@ pub struct Evidence {
     pub reason: String,
     /// `RecipientAdded`: added as 抄送 rather than 主送.
     pub cc: bool,
+    /// `Relayed`: who took custody, from whom, for which recipients.
+    pub relay: Option<Relay>,
+}
+
+/// What a RELAYED statement says besides the document: the exchange whose hub took custody
+/// (and signed), the exchange it took it from, and the recipients it is now responsible for
+/// (as the header names them).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Relay {
+    /// The exchange whose hub signed.
+    pub hub: ExchangeName,
+    /// The exchange it took custody from.
+    pub from: ExchangeName,
+    /// The recipients it took custody for.
+    pub to: Vec<Address>,
 }
 
 impl Evidence {
@@ -446,7 +510,7 @@ impl Evidence {
     pub fn about(
         doc: &SignedDoc,
         kind: EvidenceKind,
-        recipient: Option<DeptId>,
+        recipient: Option<Address>,
         at_ms: i64,
     ) -> Self {
         Evidence {
@@ -459,22 +523,36 @@ impl Evidence {
             clerk: String::new(),
             reason: String::new(),
             cc: false,
+            relay: None,
         }
     }
 
-    /// Who must sign evidence of this kind.
-    pub fn required_signer(&self) -> Principal {
+    /// Who must sign evidence of this kind: the sender for its own statements, the hub that
+    /// holds the recipient for the hub's (the document's own hub for ACCEPTED and REFUSED),
+    /// the recipient for the rest, each of the exchange the header names it in.
+    pub fn required_signer(&self) -> Qualified {
+        let exchange = self.recipient.as_ref().and_then(|r| r.exchange.clone());
+        if let Some(relay) = &self.relay {
+            return Qualified {
+                exchange: Some(relay.hub.clone()),
+                principal: Principal::Hub,
+            };
+        }
         match (&self.kind, &self.recipient) {
-            (kind, _) if kind.is_senders() => Principal::Dept(self.sender.clone()),
-            (
-                EvidenceKind::Accepted
-                | EvidenceKind::NotDelivered
-                | EvidenceKind::Refused
-                | EvidenceKind::Withdrawn,
-                _,
-            )
-            | (_, None) => Principal::Hub,
-            (_, Some(r)) => Principal::Dept(r.clone()),
+            (kind, _) if kind.is_senders() => {
+                Qualified::local(Principal::Dept(self.sender.clone()))
+            }
+            (EvidenceKind::Accepted | EvidenceKind::Refused, _) | (_, None) => {
+                Qualified::local(Principal::Hub)
+            }
+            (EvidenceKind::NotDelivered | EvidenceKind::Withdrawn, _) => Qualified {
+                exchange,
+                principal: Principal::Hub,
+            },
+            (_, Some(r)) => Qualified {
+                exchange,
+                principal: Principal::Dept(r.dept.clone()),
+            },
         }
     }
 }
@@ -537,10 +615,49 @@ impl SignedEvidence {
             .clone()
             .ok_or_else(|| FieldError::new("signature", "missing"))?;
         let ev = Self::decode(wire)?;
-        let signer = verifier.verify(&sig, Context::Evidence, &ev.wire.evidence, now_secs)?;
+        let signer = Qualified::local(verifier.verify(
+            &sig,
+            Context::Evidence,
+            &ev.wire.evidence,
+            now_secs,
+        )?);
         let expected = ev.evidence.required_signer();
         if signer != expected {
-            return Err(DocError::WrongSigner { signer, expected });
+            return Err(DocError::WrongSigner {
+                signer: Box::new(signer),
+                expected: Box::new(expected),
+            });
+        }
+        Ok(ev)
+    }
+
+    /// [`SignedEvidence::verify`] for evidence about a document of exchange `origin` (`None`:
+    /// this exchange's own): the signature is checked against the CA of the exchange its
+    /// required signer belongs to (the recipient's, the relaying hub's, or `origin`'s).
+    pub fn verify_in(
+        wire: pb::SignedEvidence,
+        trust: &Trust,
+        origin: Option<&ExchangeName>,
+        now_secs: u64,
+    ) -> Result<Self, DocError> {
+        let sig = wire
+            .signature
+            .clone()
+            .ok_or_else(|| FieldError::new("signature", "missing"))?;
+        let ev = Self::decode(wire)?;
+        let expected = ev.evidence.required_signer();
+        let exchange = expected.exchange.as_ref().or(origin);
+        let verifier = verifier_for(trust, exchange)?;
+        let principal = verifier.verify(&sig, Context::Evidence, &ev.wire.evidence, now_secs)?;
+        let signer = Qualified {
+            exchange: expected.exchange.clone(),
+            principal,
+        };
+        if signer != expected {
+            return Err(DocError::WrongSigner {
+                signer: Box::new(signer),
+                expected: Box::new(expected),
+            });
         }
         Ok(ev)
     }

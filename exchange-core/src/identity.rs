@@ -6,7 +6,7 @@
 
 use std::fmt;
 
-use crate::ids::DeptId;
+use crate::ids::{DeptId, ExchangeName};
 
 /// URI prefix naming a department: `urn:exchange:dept:<id>`.
 pub const DEPT_URI_PREFIX: &str = "urn:exchange:dept:";
@@ -14,6 +14,31 @@ pub const DEPT_URI_PREFIX: &str = "urn:exchange:dept:";
 pub const HUB_URI: &str = "urn:exchange:hub";
 /// URI prefix naming an administrator: `urn:exchange:admin:<name>`.
 pub const ADMIN_URI_PREFIX: &str = "urn:exchange:admin:";
+
+/// URI prefix naming, in a CA certificate, the exchange the CA speaks for:
+/// `urn:exchange:name:<exchange>` (docs/federation.md). An offline verifier given several CAs
+/// learns from it which exchange's principals each may vouch for.
+pub const EXCHANGE_URI_PREFIX: &str = "urn:exchange:name:";
+
+/// The URI SAN a CA certificate of exchange `name` carries.
+pub fn exchange_uri(name: &ExchangeName) -> String {
+    format!("{EXCHANGE_URI_PREFIX}{name}")
+}
+
+/// The exchange a CA certificate (DER) names in its URI SANs; `None` when it names none (a CA
+/// made before exchanges had names) or more than one, or does not parse.
+pub fn exchange_of_ca(der: &[u8]) -> Option<ExchangeName> {
+    let (_, cert) = x509_parser::parse_x509_certificate(der).ok()?;
+    let san = cert.subject_alternative_name().ok()??;
+    let mut found = san.value.general_names.iter().filter_map(|n| match n {
+        x509_parser::extensions::GeneralName::URI(u) => u
+            .strip_prefix(EXCHANGE_URI_PREFIX)
+            .and_then(|name| name.parse().ok()),
+        _ => None,
+    });
+    let first = found.next()?;
+    found.next().is_none().then_some(first)
+}
 
 /// RFC 9336 id-kp-documentSigning (1.3.6.1.5.5.7.3.36), as arcs: document-signing certificates
 /// carry this extended key usage and nothing else, so a TLS key can never sign a document.
@@ -73,6 +98,36 @@ impl fmt::Display for Principal {
             Principal::Dept(d) => write!(f, "department {d}"),
             Principal::Hub => f.write_str("hub"),
             Principal::Admin(n) => write!(f, "administrator {n}"),
+        }
+    }
+}
+
+/// A principal as a document's statements name it: of the document's own exchange (the
+/// sender's; `exchange` is `None`), or of a linked exchange (docs/federation.md). Which CA
+/// vouches for a signer decides its exchange, never a field.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Qualified {
+    /// The exchange whose CA issued the certificate; `None` for the document's own exchange.
+    pub exchange: Option<ExchangeName>,
+    /// Who, within that exchange.
+    pub principal: Principal,
+}
+
+impl Qualified {
+    /// A principal of the document's own exchange.
+    pub fn local(principal: Principal) -> Self {
+        Qualified {
+            exchange: None,
+            principal,
+        }
+    }
+}
+
+impl fmt::Display for Qualified {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.exchange {
+            None => self.principal.fmt(f),
+            Some(e) => write!(f, "{} of exchange {e}", self.principal),
         }
     }
 }

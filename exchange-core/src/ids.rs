@@ -23,6 +23,15 @@ pub enum IdError {
     /// Not a department id.
     #[error("invalid department id {0:?}: use 1-64 lowercase letters, digits, '-' or '_'")]
     Dept(String),
+    /// Not an exchange name.
+    #[error("invalid exchange name {0:?}: use 1-64 lowercase letters, digits, '-' or '_'")]
+    Exchange(String),
+    /// Not a department address (`dept` or `dept@exchange`).
+    #[error(
+        "invalid address {0:?}: expected a department id such as finance, or finance@city for a \
+         department of another exchange"
+    )]
+    Address(String),
     /// Not a document id.
     #[error(
         "invalid document id {0:?}: expected a UUID such as 0192f0c1-7a4e-7cc1-9d36-1b2f1e0c5a77"
@@ -37,16 +46,19 @@ impl DeptId {
     }
 }
 
+/// The one spelling rule of department ids and exchange names.
+fn valid_name(s: &str) -> bool {
+    let ok_char = |c: char| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '_';
+    !s.is_empty()
+        && s.len() <= MAX_DEPT_ID_LEN
+        && s.chars().all(ok_char)
+        && s.starts_with(|c: char| c.is_ascii_alphanumeric())
+}
+
 impl FromStr for DeptId {
     type Err = IdError;
     fn from_str(s: &str) -> Result<Self, IdError> {
-        let ok_char =
-            |c: char| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '_';
-        let valid = !s.is_empty()
-            && s.len() <= MAX_DEPT_ID_LEN
-            && s.chars().all(ok_char)
-            && s.starts_with(|c: char| c.is_ascii_alphanumeric());
-        if valid {
+        if valid_name(s) {
             Ok(DeptId(s.to_owned()))
         } else {
             Err(IdError::Dept(s.to_owned()))
@@ -70,6 +82,101 @@ impl From<DeptId> for String {
 impl fmt::Display for DeptId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&self.0)
+    }
+}
+
+/// The name of one exchange among linked exchanges (issue 18), e.g. `fujian`, `sanming`: the
+/// same spelling rules as a department id. Each exchange names itself once (`[hub] exchange`).
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct ExchangeName(String);
+
+impl ExchangeName {
+    /// The name as text.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl FromStr for ExchangeName {
+    type Err = IdError;
+    fn from_str(s: &str) -> Result<Self, IdError> {
+        if valid_name(s) {
+            Ok(ExchangeName(s.to_owned()))
+        } else {
+            Err(IdError::Exchange(s.to_owned()))
+        }
+    }
+}
+
+impl TryFrom<String> for ExchangeName {
+    type Error = IdError;
+    fn try_from(s: String) -> Result<Self, IdError> {
+        s.parse()
+    }
+}
+
+impl From<ExchangeName> for String {
+    fn from(e: ExchangeName) -> String {
+        e.0
+    }
+}
+
+impl fmt::Display for ExchangeName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// A department as a sender names it: `finance` (of the sender's own exchange) or
+/// `finance@city` (of the linked exchange `city`).
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Address {
+    /// The department.
+    pub dept: DeptId,
+    /// Its exchange; `None` for the exchange of whoever reads the address.
+    pub exchange: Option<ExchangeName>,
+}
+
+impl Address {
+    /// A department of the reader's own exchange.
+    pub fn local(dept: DeptId) -> Self {
+        Address {
+            dept,
+            exchange: None,
+        }
+    }
+
+    /// The department if the address is in `here` (bare, or naming `here` itself).
+    pub fn local_to(&self, here: Option<&ExchangeName>) -> Option<&DeptId> {
+        match &self.exchange {
+            None => Some(&self.dept),
+            Some(e) if Some(e) == here => Some(&self.dept),
+            Some(_) => None,
+        }
+    }
+}
+
+impl FromStr for Address {
+    type Err = IdError;
+    fn from_str(s: &str) -> Result<Self, IdError> {
+        let bad = || IdError::Address(s.to_owned());
+        match s.split_once('@') {
+            None => Ok(Address::local(s.parse().map_err(|_| bad())?)),
+            Some((dept, exchange)) => Ok(Address {
+                dept: dept.parse().map_err(|_| bad())?,
+                exchange: Some(exchange.parse().map_err(|_| bad())?),
+            }),
+        }
+    }
+}
+
+impl fmt::Display for Address {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.exchange {
+            None => self.dept.fmt(f),
+            Some(e) => write!(f, "{}@{e}", self.dept),
+        }
     }
 }
 
@@ -119,6 +226,36 @@ mod tests {
         for bad in ["", "Finance", "-x", "a b", "财政", &"x".repeat(65)] {
             assert!(bad.parse::<DeptId>().is_err(), "{bad:?}");
         }
+    }
+
+    #[test]
+    fn addresses_name_a_department_here_or_in_a_linked_exchange() {
+        let here: ExchangeName = "city".parse().unwrap();
+        let local: Address = "finance".parse().unwrap();
+        assert_eq!(local.exchange, None);
+        assert_eq!(local.to_string(), "finance");
+        let remote: Address = "office@province".parse().unwrap();
+        assert_eq!(remote.dept.as_str(), "office");
+        assert_eq!(remote.to_string(), "office@province");
+        assert_eq!(remote.local_to(Some(&here)), None);
+        assert_eq!(
+            local.local_to(Some(&here)).map(DeptId::as_str),
+            Some("finance")
+        );
+        let ours: Address = "tax@city".parse().unwrap();
+        assert_eq!(ours.local_to(Some(&here)).map(DeptId::as_str), Some("tax"));
+        for bad in [
+            "",
+            "@city",
+            "office@",
+            "a@b@c",
+            "Office@city",
+            "office@Province",
+        ] {
+            let err = bad.parse::<Address>().unwrap_err();
+            assert!(err.to_string().contains("finance@city"), "{bad:?}: {err}");
+        }
+        assert!("Sanming".parse::<ExchangeName>().is_err());
     }
 
     #[test]

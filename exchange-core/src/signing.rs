@@ -25,10 +25,12 @@ mod batch;
 mod digest;
 pub mod merkle;
 mod scheme;
+mod trust;
 
 pub use batch::BatchSigner;
 pub use digest::{Digest, Hasher, digest_label};
 pub use scheme::{ED25519, ED25519_BATCH, SM2_SM3, SM2_SM3_BATCH, Scheme};
+pub use trust::Trust;
 
 /// What a batch signature signs before the tree size and root.
 const BATCH_ROOT_PREFIX: &[u8] = b"exchange.v1.BatchRoot\0";

@@ -136,7 +136,10 @@ impl DeliveryState {
             EvidenceKind::Withdrawn => DeliveryState::Withdrawn,
             EvidenceKind::Recalled => DeliveryState::Recalled,
             EvidenceKind::RecallAcknowledged => DeliveryState::RecallAcknowledged,
-            EvidenceKind::Recall | EvidenceKind::RecipientAdded | EvidenceKind::Reminded => {
+            EvidenceKind::Recall
+            | EvidenceKind::RecipientAdded
+            | EvidenceKind::Reminded
+            | EvidenceKind::Relayed => {
                 return None;
             }
         })

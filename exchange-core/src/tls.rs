@@ -26,6 +26,7 @@ pub mod crl;
 mod hello;
 mod live;
 pub mod mismatch;
+pub mod peers;
 pub mod reload;
 #[cfg(feature = "shangmi")]
 mod sm;

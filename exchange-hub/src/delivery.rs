@@ -282,9 +282,12 @@ async fn push_loop(
                 }
             };
             seq += 1;
+            // Evidence and notices here are about this exchange's own documents (those of
+            // a linked exchange go back to its peer hub, not to a node).
             let push = pb::HubPush {
                 seq,
                 item: Some(push),
+                origin_exchange: String::new(),
             };
             if tx.send(Ok(push)).await.is_err() {
                 return Ok(());
@@ -376,6 +379,7 @@ async fn refuse_ack(
             doc_id,
             reason: e.message.clone(),
         })),
+        origin_exchange: String::new(),
     };
     // A node that is gone meanwhile learns it on its next stream, when the item comes again.
     let _ = tx.send(Ok(push)).await;
@@ -429,15 +433,21 @@ async fn prepare(hub: &Hub, taken: Taken, item: Outbound) -> Result<Prepared, Se
                 )
                 .await;
             }
+            let origin = view.rec.origin();
             let delivery = pb::Delivery {
                 document: Some(view.rec.doc.wire.clone()),
-                acceptance: Some(view.rec.acceptance),
+                acceptance: Some(view.rec.acceptance.clone()),
                 addition: view.addition,
                 content: view.content,
+                origin_exchange: origin.map(ToString::to_string).unwrap_or_default(),
+                addressed_as: match origin {
+                    Some(_) => hub.links.header_form(origin, dept).to_string(),
+                    None => String::new(),
+                },
             };
             (
                 pb::hub_push::Item::Delivery(delivery),
-                Pending::Delivery(view.rec.doc),
+                Pending::Delivery(Box::new(view.rec)),
             )
         }
         Outbound::Evidence(e) => (pb::hub_push::Item::Evidence(e), Pending::Plain),
@@ -456,7 +466,7 @@ async fn prepare(hub: &Hub, taken: Taken, item: Outbound) -> Result<Prepared, Se
                 _ => None,
             };
             let pending = match recall {
-                Some(rec) => Pending::Recall(rec.doc),
+                Some(rec) => Pending::Recall(Box::new(rec)),
                 None => Pending::Plain,
             };
             (pb::hub_push::Item::Notice(e), pending)
@@ -474,11 +484,14 @@ async fn acked(
     ack: pb::Ack,
 ) -> Result<(), ServiceError> {
     let dept = &taken.dept.clone();
-    let doc = match pending {
+    let rec = match pending {
         Pending::Plain => return Ok(store::ack(&hub.store, taken).await?),
-        Pending::Recall(doc) => return recall_acked(hub, &doc, ack, taken).await,
-        Pending::Delivery(doc) => doc,
+        Pending::Recall(rec) => return recall_acked(hub, &rec, ack, taken).await,
+        Pending::Delivery(rec) => rec,
     };
+    let (doc, origin) = (&rec.doc, rec.origin());
+    let about = hub.about(&rec);
+    let me = hub.links.header_form(origin, dept);
     hub.sessions.acked(doc.header.id, dept);
     if !ack.refused.is_empty() {
         let reason: String = ack
@@ -487,35 +500,30 @@ async fn acked(
             .take(exchange_core::document::limits::TEXT_CHARS)
             .collect();
         warn!(doc_id = %doc.header.id, recipient = %dept, %reason, "recipient refused the delivery");
-        let mut ev = Evidence::about(
-            &doc,
-            EvidenceKind::NotDelivered,
-            Some(dept.clone()),
-            now_ms(),
-        );
+        let mut ev = Evidence::about(doc, EvidenceKind::NotDelivered, Some(me), now_ms());
         ev.reason = reason;
         let ev = SignedEvidence::seal(ev, &hub.signer)?;
-        if store::record_evidence(&hub.store, &doc, ev, Some(taken)).await? {
-            hub.sessions.wake(&doc.header.sender);
+        if store::record_evidence(&hub.store, about.clone(), ev, Some(taken)).await? {
+            hub.wake_back(&about);
         }
         return Ok(());
     }
     let receipt = ack
         .delivery_receipt
         .ok_or_else(|| ServiceError::invalid("ack.delivery_receipt: required for a delivery"))?;
-    let ev = SignedEvidence::verify(receipt, &hub.verifier, now_secs())
+    let ev = SignedEvidence::verify_in(receipt, &hub.links.trust, origin, now_secs())
         .map_err(|e| ServiceError::invalid(format!("ack.delivery_receipt: {e}")))?;
     if ev.evidence.kind != EvidenceKind::Delivered
-        || ev.evidence.recipient.as_ref() != Some(dept)
-        || !ev.is_about(&doc)
+        || ev.evidence.recipient.as_ref() != Some(&me)
+        || !ev.is_about(doc)
     {
-        return Err(ServiceError::invalid(
-            "ack.delivery_receipt: not a delivery receipt of this recipient for this document",
-        ));
+        return Err(ServiceError::invalid(format!(
+            "ack.delivery_receipt: not a delivery receipt of {me} for this document"
+        )));
     }
-    if store::record_evidence(&hub.store, &doc, ev, Some(taken)).await? {
+    if store::record_evidence(&hub.store, about.clone(), ev, Some(taken)).await? {
         info!(doc_id = %doc.header.id, recipient = %dept, "delivered");
-        hub.sessions.wake(&doc.header.sender);
+        hub.wake_back(&about);
     }
     Ok(())
 }
@@ -525,9 +533,9 @@ enum Pending {
     /// Only the acknowledgement (evidence for the sender, a reminder).
     Plain,
     /// A delivery receipt or a refusal.
-    Delivery(exchange_core::document::SignedDoc),
+    Delivery(Box<store::DocumentRecord>),
     /// What the sender's recall did at the recipient.
-    Recall(exchange_core::document::SignedDoc),
+    Recall(Box<store::DocumentRecord>),
 }
 
 impl Pending {
@@ -535,7 +543,7 @@ impl Pending {
     fn doc_id(&self) -> Option<exchange_core::ids::DocumentId> {
         match self {
             Pending::Plain => None,
-            Pending::Delivery(d) | Pending::Recall(d) => Some(d.header.id),
+            Pending::Delivery(d) | Pending::Recall(d) => Some(d.doc.header.id),
         }
     }
 }
@@ -546,24 +554,27 @@ impl Pending {
 /// `SubmitEvidence` (RECALL_ACKNOWLEDGED).
 async fn recall_acked(
     hub: &Hub,
-    doc: &exchange_core::document::SignedDoc,
+    rec: &store::DocumentRecord,
     ack: pb::Ack,
     taken: Taken,
 ) -> Result<(), ServiceError> {
     let dept = &taken.dept.clone();
+    let (doc, origin) = (&rec.doc, rec.origin());
+    let about = hub.about(rec);
+    let me = hub.links.header_form(origin, dept);
     let ev = match ack.recall() {
         pb::RecallOutcome::NotHeld => SignedEvidence::seal(
-            Evidence::about(doc, EvidenceKind::Withdrawn, Some(dept.clone()), now_ms()),
+            Evidence::about(doc, EvidenceKind::Withdrawn, Some(me.clone()), now_ms()),
             &hub.signer,
         )?,
         pb::RecallOutcome::Recalled => {
             let receipt = ack.recall_receipt.ok_or_else(|| {
                 ServiceError::invalid("ack.recall_receipt: required with RECALLED")
             })?;
-            let ev = SignedEvidence::verify(receipt, &hub.verifier, now_secs())
+            let ev = SignedEvidence::verify_in(receipt, &hub.links.trust, origin, now_secs())
                 .map_err(|e| ServiceError::invalid(format!("ack.recall_receipt: {e}")))?;
             if ev.evidence.kind != EvidenceKind::Recalled
-                || ev.evidence.recipient.as_ref() != Some(dept)
+                || ev.evidence.recipient.as_ref() != Some(&me)
                 || !ev.is_about(doc)
             {
                 return Err(ServiceError::invalid(
@@ -583,10 +594,10 @@ async fn recall_acked(
         }
     };
     let kind = ev.evidence.kind;
-    match store::record_evidence(&hub.store, doc, ev, Some(taken.clone())).await {
+    match store::record_evidence(&hub.store, about.clone(), ev, Some(taken.clone())).await {
         Ok(true) => {
             info!(doc_id = %doc.header.id, recipient = %dept, ?kind, "recall took effect");
-            hub.sessions.wake(&doc.header.sender);
+            hub.wake_back(&about);
             Ok(())
         }
         Ok(false) => Ok(()),

@@ -93,6 +93,7 @@ impl Directory {
                     .map(ToString::to_string)
                     .unwrap_or_default(),
                 outside_scope: false,
+                exchange: String::new(),
             })
             .collect()
     }

@@ -59,6 +59,8 @@ async fn expire_due(hub: &Hub) -> Result<(), ServiceError> {
         let Some(rec) = rec else {
             continue;
         };
+        let about = hub.about(&rec);
+        let me = hub.links.header_form(rec.origin(), &dept);
         let doc = rec.doc;
         let Some(due) = deadline(
             hub,
@@ -70,7 +72,7 @@ async fn expire_due(hub: &Hub) -> Result<(), ServiceError> {
         if now < due {
             continue;
         }
-        let mut ev = Evidence::about(&doc, EvidenceKind::NotDelivered, Some(dept.clone()), now);
+        let mut ev = Evidence::about(&doc, EvidenceKind::NotDelivered, Some(me), now);
         ev.reason = format!("expired: not delivered by {}", format_ms(due));
         let ev = SignedEvidence::seal(ev, &hub.signer)?;
         let taken = store::Taken {
@@ -78,9 +80,9 @@ async fn expire_due(hub: &Hub) -> Result<(), ServiceError> {
             key,
             fence: crate::lease::Fence::NONE,
         };
-        if store::record_evidence(&hub.store, &doc, ev, Some(taken)).await? {
+        if store::record_evidence(&hub.store, about.clone(), ev, Some(taken)).await? {
             info!(doc_id = %id, recipient = %dept, "delivery expired");
-            hub.sessions.wake(&doc.header.sender);
+            hub.wake_back(&about);
         }
     }
     Ok(())

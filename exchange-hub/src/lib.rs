@@ -15,6 +15,7 @@ pub mod cli;
 mod delivery;
 mod directory;
 mod expiry;
+mod federation;
 mod lease;
 mod limits;
 mod metrics;
@@ -64,10 +65,32 @@ pub(crate) struct Hub {
     /// Signs statements on busy paths in batches, with `signer`'s key.
     pub(crate) batch_signer: BatchSigner,
     pub(crate) verifier: Verifier,
+    /// Links to other exchanges' hubs, and the CAs of their signers (docs/federation.md).
+    pub(crate) links: federation::Links,
+    /// Wakes the worker handing items to each peer hub.
+    pub(crate) peer_wake: federation::client::Wakers,
+    /// The departments reachable through each peer, as it last listed them.
+    pub(crate) peer_dirs: federation::Directories,
     pub(crate) sessions: delivery::Sessions,
     /// Which departments this hub pushes to (several hubs on one database).
     pub(crate) leases: Arc<lease::Leases>,
     pub(crate) shutdown: CancellationToken,
+}
+
+impl Hub {
+    /// What recording evidence about the stored document `rec` needs.
+    pub(crate) fn about(&self, rec: &store::DocumentRecord) -> store::About {
+        store::About::of(rec, self.links.name.as_ref())
+    }
+
+    /// Wakes whoever is told of evidence about a document: its sender's stream, or the worker
+    /// of the peer it came from.
+    pub(crate) fn wake_back(&self, about: &store::About) {
+        match &about.back {
+            store::Back::Sender(s) => self.sessions.wake(s),
+            store::Back::Peer(p) => self.peer_wake.wake(p),
+        }
+    }
 }
 
 /// The hub's document-signing key; a certificate that does not name the hub is refused.
@@ -80,6 +103,7 @@ fn load_signer(cfg: &HubConfig) -> anyhow::Result<SigningKey> {
 /// starting anything: `check-config`, and `serve` before it starts.
 pub fn check_config(cfg: &HubConfig) -> anyhow::Result<()> {
     cfg.check_files()?;
+    cfg.check_links()?;
     let lease = cfg.hub.lease_secs;
     let min = exchange_core::config::HubSection::MIN_LEASE_SECS;
     anyhow::ensure!(
@@ -219,6 +243,8 @@ fn open(cfg: HubConfig, shutdown: CancellationToken) -> anyhow::Result<Hub> {
     let batch_signer = BatchSigner::spawn(Arc::clone(&signer));
     let verifier = Verifier::new(&tls::ca_der(&cfg.tls)?).context("loading the CA certificate")?;
     let directory = Directory::from_config(&cfg.departments)?.with_groups(&cfg.groups)?;
+    let links = federation::Links::load(&cfg, verifier.clone())?;
+    let peer_wake = federation::client::Wakers::new(&links);
     let leases = match cfg.store.backend {
         StoreBackend::Redb => lease::Leases::exclusive(),
         StoreBackend::Postgres => lease::Leases::shared(Duration::from_secs(cfg.hub.lease_secs)),
@@ -231,6 +257,9 @@ fn open(cfg: HubConfig, shutdown: CancellationToken) -> anyhow::Result<Hub> {
         signer,
         batch_signer,
         verifier,
+        links,
+        peer_wake,
+        peer_dirs: federation::Directories::default(),
         sessions: delivery::Sessions::default(),
         leases: Arc::new(leases),
         shutdown,
@@ -286,6 +315,7 @@ pub async fn run(
         wake::start(&hub, &target, token.clone()).context("starting the wake-up threads")?;
     }
     metrics::start(&hub, token.clone()).await?;
+    let peers = federation::serve(&hub, token.clone()).await?;
     let (health, health_svc, reflection, reflection_alpha) =
         exchange_core::tooling::services::<HubServer<service::HubService>>().await?;
     let expiry = tokio::spawn(expiry::expiry_loop(Arc::clone(&hub)));
@@ -347,6 +377,9 @@ pub async fn run(
     exchange_core::shutdown::drain(server, &token)
         .await
         .context("serving gRPC")?;
+    if let Some(peers) = peers {
+        let _ = peers.await;
+    }
     checkpoints.abort();
     expiry.abort();
     revocations.abort();

@@ -33,8 +33,8 @@ pub(crate) fn check(
 ) -> Result<(), ServiceError> {
     let refused: Vec<&str> = recipients
         .iter()
-        .filter(|r| !allowed(routing, sender, &r.dept))
-        .map(|r| r.dept.as_str())
+        .filter(|r| r.addr.exchange.is_none() && !allowed(routing, sender, &r.addr.dept))
+        .map(|r| r.addr.dept.as_str())
         .collect();
     if refused.is_empty() {
         return Ok(());
@@ -59,7 +59,7 @@ mod tests {
     fn to(ids: &[&str]) -> Vec<Recipient> {
         ids.iter()
             .map(|d| Recipient {
-                dept: d.parse().unwrap(),
+                addr: d.parse().unwrap(),
                 role: RecipientRole::Main,
             })
             .collect()

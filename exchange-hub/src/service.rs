@@ -7,7 +7,7 @@ use exchange_core::{
     blob::chunk_for,
     document::{Classification, Evidence, EvidenceKind, SignedDoc, SignedEvidence},
     error::{ErrorCode, ServiceError},
-    ids::{DeptId, DocumentId},
+    ids::{Address, DeptId, DocumentId},
     signing::{Digest, digest_label},
     time::{now_ms, now_secs},
     tls::peer_dept,
@@ -22,6 +22,7 @@ use crate::{
     Hub,
     audit::{self, Event},
     delivery,
+    federation::Dest,
     store::{self, StepError},
 };
 
@@ -55,7 +56,7 @@ impl HubService {
 pub(crate) const MAX_CLOCK_SKEW_MS: i64 = 10 * 60 * 1000;
 
 /// Refuses a signed time that is unset or further in the future than [`MAX_CLOCK_SKEW_MS`].
-fn check_clock(field: &str, at_ms: i64) -> Result<(), ServiceError> {
+pub(crate) fn check_clock(field: &str, at_ms: i64) -> Result<(), ServiceError> {
     let now = now_ms();
     if at_ms <= 0 {
         return Err(ServiceError::invalid(format!(
@@ -73,7 +74,25 @@ fn check_clock(field: &str, at_ms: i64) -> Result<(), ServiceError> {
     Ok(())
 }
 
-fn digest_field(field: &str, b: &[u8]) -> Result<Digest, ServiceError> {
+/// Whether `dept` of this exchange sent the stored document (a document of a linked exchange
+/// has no sender here).
+fn is_sender(rec: &store::DocumentRecord, dept: &DeptId) -> bool {
+    rec.relay.is_none() && rec.doc.header.sender == *dept
+}
+
+/// The recipient a sender's statement names, which must be a department of this exchange.
+fn local_recipient(ev: &SignedEvidence) -> Result<DeptId, ServiceError> {
+    match &ev.evidence.recipient {
+        None => Err(ServiceError::invalid("evidence.recipient: required")),
+        Some(a) => a.local_to(None).cloned().ok_or_else(|| {
+            ServiceError::invalid(format!(
+                "evidence.recipient: {a} is a department of another exchange: this hub relays to no other exchange"
+            ))
+        }),
+    }
+}
+
+pub(crate) fn digest_field(field: &str, b: &[u8]) -> Result<Digest, ServiceError> {
     Digest::from_slice(b)
         .ok_or_else(|| ServiceError::invalid(format!("{field}: must be 32 bytes of SHA-256")))
 }
@@ -116,12 +135,63 @@ fn check_inline(
     Ok(checked)
 }
 
+/// Refuses a classification this exchange does not carry.
+pub(crate) fn check_classification(
+    hub: &Hub,
+    h: &exchange_core::document::Header,
+) -> Result<(), ServiceError> {
+    match h.classification {
+        Classification::Unclassified => Ok(()),
+        Classification::Secret if hub.cfg.hub.allow_classified => Ok(()),
+        Classification::Secret => Err(ServiceError::denied(
+            "metadata.classification: this exchange is not approved for classified documents (秘密 or higher)",
+        )),
+        Classification::Confidential | Classification::TopSecret => Err(ServiceError::denied(
+            "metadata.classification: 机密 and 绝密 documents never travel on this network",
+        )),
+    }
+}
+
+/// The content of a document about to be stored: within the hub's size limit, every part
+/// either sent inline (and matching its signed size and digest) or already held. Returns the
+/// inline content to store with the document.
+pub(crate) async fn check_content(
+    hub: &Hub,
+    h: &exchange_core::document::Header,
+    inline: Vec<pb::InlineContent>,
+) -> Result<Vec<(Digest, Vec<u8>)>, ServiceError> {
+    let max = hub.cfg.hub.max_document_bytes;
+    if h.total_size() > max {
+        // Refused for good: RESOURCE_EXHAUSTED would be retried by the node as a full disk.
+        return Err(ServiceError::invalid(format!(
+            "header.parts: {} bytes in all, the hub's limit is {max}",
+            h.total_size()
+        )));
+    }
+    let inline = check_inline(h, inline)?;
+    for (i, p) in h.parts.iter().enumerate() {
+        if inline.iter().any(|(d, _)| *d == p.sha256)
+            || store::inline_content(&hub.store, p.sha256).await?.is_some()
+        {
+            continue;
+        }
+        let (have, complete) = hub.blobs.progress(&p.sha256).await;
+        if !complete || have != p.size {
+            return Err(ServiceError::precondition(format!(
+                "header.parts[{i}]: content {} not uploaded (PutBlob first, or send it inline)",
+                p.sha256
+            )));
+        }
+    }
+    Ok(inline)
+}
+
 /// The gRPC status of a step the store refused: the one place these codes are chosen.
 impl From<StepError> for ServiceError {
     fn from(e: StepError) -> Self {
         let code = match e {
             StepError::Store(s) => return ServiceError::from(s),
-            StepError::NoRecipient => ErrorCode::InvalidArgument,
+            StepError::NoRecipient | StepError::Unroutable { .. } => ErrorCode::InvalidArgument,
             StepError::NotRecipient { .. } => ErrorCode::PermissionDenied,
             StepError::Conflict { .. } => ErrorCode::AlreadyExists,
             StepError::State { .. } | StepError::Recalled { .. } => ErrorCode::FailedPrecondition,
@@ -218,11 +288,12 @@ impl HubService {
                 h.sender
             )));
         }
-        let unknown: Vec<_> = h
-            .recipients
+        let plan = self.plan(h)?;
+        let unknown: Vec<_> = plan
+            .local
             .iter()
-            .filter(|r| !hub.directory.contains(&r.dept))
-            .map(|r| r.dept.as_str())
+            .filter(|(_, d)| !hub.directory.contains(d))
+            .map(|(_, d)| d.as_str())
             .collect();
         if !unknown.is_empty() {
             return Err(ServiceError::invalid(format!(
@@ -231,43 +302,8 @@ impl HubService {
             )));
         }
         crate::policy::check(&hub.cfg.routing, &sender, &h.recipients)?;
-        match h.classification {
-            Classification::Unclassified => {}
-            Classification::Secret if hub.cfg.hub.allow_classified => {}
-            Classification::Secret => {
-                return Err(ServiceError::denied(
-                    "metadata.classification: this exchange is not approved for classified documents (秘密 or higher)",
-                ));
-            }
-            Classification::Confidential | Classification::TopSecret => {
-                return Err(ServiceError::denied(
-                    "metadata.classification: 机密 and 绝密 documents never travel on this network",
-                ));
-            }
-        }
-        let max = hub.cfg.hub.max_document_bytes;
-        if h.total_size() > max {
-            // Refused for good: RESOURCE_EXHAUSTED would be retried by the node as a full disk.
-            return Err(ServiceError::invalid(format!(
-                "header.parts: {} bytes in all, the hub's limit is {max}",
-                h.total_size()
-            )));
-        }
-        let inline = check_inline(h, inline)?;
-        for (i, p) in h.parts.iter().enumerate() {
-            if inline.iter().any(|(d, _)| *d == p.sha256)
-                || store::inline_content(&hub.store, p.sha256).await?.is_some()
-            {
-                continue;
-            }
-            let (have, complete) = hub.blobs.progress(&p.sha256).await;
-            if !complete || have != p.size {
-                return Err(ServiceError::precondition(format!(
-                    "header.parts[{i}]: content {} not uploaded (PutBlob first, or send it inline)",
-                    p.sha256
-                )));
-            }
-        }
+        check_classification(hub, h)?;
+        let inline = check_content(hub, h, inline).await?;
         let at = now_ms();
         let acceptance = SignedEvidence::seal_batched(
             Evidence::about(&doc, EvidenceKind::Accepted, None, at),
@@ -275,12 +311,14 @@ impl HubService {
         )
         .await?
         .wire;
-        let recipients: Vec<DeptId> = h.recipients.iter().map(|r| r.dept.clone()).collect();
+        let local: Vec<DeptId> = plan.local.iter().map(|(_, d)| d.clone()).collect();
+        let peers: Vec<_> = plan.relays.iter().map(|(p, _)| p.clone()).collect();
         let id = h.id;
-        match store::accept(&hub.store, doc, acceptance, inline, at).await? {
+        match store::accept(&hub.store, doc, acceptance, None, inline, at, plan).await? {
             store::Accepted::New(acc) => {
-                info!(doc_id = %id, %sender, recipients = recipients.len(), "accepted");
-                recipients.iter().for_each(|r| hub.sessions.wake(r));
+                info!(doc_id = %id, %sender, recipients = local.len(), peers = peers.len(), "accepted");
+                local.iter().for_each(|r| hub.sessions.wake(r));
+                peers.iter().for_each(|p| hub.peer_wake.wake(p));
                 Ok(pb::SubmitResponse {
                     acceptance: Some(acc),
                 })
@@ -291,7 +329,7 @@ impl HubService {
         }
     }
 
-    async fn put_blob_inner(
+    pub(crate) async fn put_blob_inner(
         &self,
         mut chunks: Streaming<pb::BlobChunk>,
     ) -> Result<(), ServiceError> {
@@ -338,29 +376,78 @@ impl HubService {
         Ok(())
     }
 
+    /// Where each recipient of our own document `h` goes: a department of ours, or a peer
+    /// hub towards its exchange. A recipient no link reaches, or one naming this exchange
+    /// explicitly, is refused.
+    fn plan(&self, h: &exchange_core::document::Header) -> Result<store::Plan, ServiceError> {
+        let links = &self.hub.links;
+        let mut plan = store::Plan::default();
+        let mut unroutable = Vec::new();
+        for r in &h.recipients {
+            if let Some(e) = &r.addr.exchange
+                && links.is_ours(Some(e))
+            {
+                return Err(ServiceError::invalid(format!(
+                    "metadata.to_depts: {} is a department of this exchange: name it {} (dept@exchange is for other exchanges)",
+                    r.addr, r.addr.dept
+                )));
+            }
+            match links.dest(None, &r.addr) {
+                Some(Dest::Local(d)) => plan.local.push((Address::local(d.clone()), d)),
+                Some(Dest::Peer(p)) => {
+                    plan.remote.push((r.addr.clone(), p.clone()));
+                    match plan.relays.iter_mut().find(|(q, _)| *q == p) {
+                        Some((_, to)) => to.push(r.addr.clone()),
+                        None => plan.relays.push((p, vec![r.addr.clone()])),
+                    }
+                }
+                None => unroutable.push(r.addr.to_string()),
+            }
+        }
+        if !unroutable.is_empty() {
+            return Err(ServiceError::invalid(format!(
+                "metadata.to_depts: no link of this exchange reaches {} ([[peers]] routes in hub.toml)",
+                unroutable.join(", ")
+            )));
+        }
+        Ok(plan)
+    }
+
     /// The document `doc_id`, if `caller` is its sender or one of its recipients (named in
     /// the header or added later).
-    async fn document_for(&self, caller: &DeptId, doc_id: &str) -> Result<SignedDoc, ServiceError> {
+    async fn document_for(
+        &self,
+        caller: &DeptId,
+        doc_id: &str,
+    ) -> Result<store::DocumentRecord, ServiceError> {
         let id: DocumentId = doc_id.parse().map_err(|e: exchange_core::ids::IdError| {
             ServiceError::invalid(format!("doc_id: {e}"))
         })?;
-        let doc = store::document(&self.hub.store, id)
+        let rec = store::document(&self.hub.store, id)
             .await?
-            .ok_or_else(|| ServiceError::not_found(format!("no document {id}")))?
-            .doc;
-        if doc.header.sender != *caller && !self.is_recipient(&doc, caller).await? {
+            .ok_or_else(|| ServiceError::not_found(format!("no document {id}")))?;
+        if !is_sender(&rec, caller) && !self.is_recipient(&rec, caller).await? {
             return Err(ServiceError::denied(format!(
                 "document {id} is not addressed to {caller}"
             )));
         }
-        Ok(doc)
+        Ok(rec)
     }
 
-    async fn is_recipient(&self, doc: &SignedDoc, dept: &DeptId) -> Result<bool, ServiceError> {
-        Ok(doc.header.role_of(dept).is_some()
-            || store::delivery(&self.hub.store, doc.header.id, dept.clone())
-                .await?
-                .is_some())
+    async fn is_recipient(
+        &self,
+        rec: &store::DocumentRecord,
+        dept: &DeptId,
+    ) -> Result<bool, ServiceError> {
+        let named = self.hub.links.header_form(rec.origin(), dept);
+        Ok(rec.doc.header.role_of(&named).is_some()
+            || store::delivery(
+                &self.hub.store,
+                rec.doc.header.id,
+                Address::local(dept.clone()),
+            )
+            .await?
+            .is_some())
     }
 
     async fn submit_evidence_inner(
@@ -371,18 +458,31 @@ impl HubService {
         let wire = req
             .evidence
             .ok_or_else(|| ServiceError::invalid("evidence: required"))?;
-        let ev =
-            SignedEvidence::verify(wire, &self.hub.verifier, now_secs()).map_err(|e| match e {
-                exchange_core::document::DocError::Field(f) => ServiceError::invalid(f.to_string()),
-                e => ServiceError::denied(format!("evidence refused: {e}")),
-            })?;
-        check_clock("evidence.at_ms", ev.evidence.at_ms)?;
-        if ev.evidence.kind.is_senders() {
+        let refused = |e| match e {
+            exchange_core::document::DocError::Field(f) => ServiceError::invalid(f.to_string()),
+            e => ServiceError::denied(format!("evidence refused: {e}")),
+        };
+        let claimed = SignedEvidence::decode(wire.clone()).map_err(refused)?;
+        if claimed.evidence.kind.is_senders() {
+            let ev =
+                SignedEvidence::verify(wire, &self.hub.verifier, now_secs()).map_err(refused)?;
+            check_clock("evidence.at_ms", ev.evidence.at_ms)?;
             return self.senders_statement(caller, ev).await;
         }
-        if ev.evidence.recipient.as_ref() != Some(&caller) {
+        // A recipient's statement is checked as the document names the recipient: a document
+        // of a linked exchange names this department `dept@<this exchange>`.
+        let id = claimed.evidence.doc_id;
+        let rec = store::document(&self.hub.store, id)
+            .await?
+            .ok_or_else(|| ServiceError::not_found(format!("no document {id}")))?;
+        let origin = rec.origin();
+        let ev = SignedEvidence::verify_in(wire, &self.hub.links.trust, origin, now_secs())
+            .map_err(refused)?;
+        check_clock("evidence.at_ms", ev.evidence.at_ms)?;
+        let me = self.hub.links.header_form(origin, &caller);
+        if ev.evidence.recipient.as_ref() != Some(&me) {
             return Err(ServiceError::denied(format!(
-                "evidence.recipient: {caller} may only report on its own deliveries"
+                "evidence.recipient: {caller} may only report on its own deliveries (as {me})"
             )));
         }
         if !matches!(
@@ -393,24 +493,22 @@ impl HubService {
                 "evidence.kind: a recipient may submit only CONFIRMED, REJECTED or RECALL_ACKNOWLEDGED here",
             ));
         }
-        let doc = self
-            .document_for(&caller, &ev.evidence.doc_id.to_string())
-            .await?;
-        if !self.is_recipient(&doc, &caller).await? {
+        if !self.is_recipient(&rec, &caller).await? {
             return Err(ServiceError::denied(format!(
                 "document {} is not addressed to {caller}",
-                doc.header.id
+                rec.doc.header.id
             )));
         }
-        if !ev.is_about(&doc) {
+        if !ev.is_about(&rec.doc) {
             return Err(ServiceError::invalid(
                 "evidence.header_digest: does not match the document",
             ));
         }
-        let (id, kind) = (doc.header.id, ev.evidence.kind);
-        if store::record_evidence(&self.hub.store, &doc, ev, None).await? {
+        let (id, kind) = (rec.doc.header.id, ev.evidence.kind);
+        let about = self.hub.about(&rec);
+        if store::record_evidence(&self.hub.store, about.clone(), ev, None).await? {
             info!(doc_id = %id, recipient = %caller, ?kind, "recipient evidence recorded");
-            self.hub.sessions.wake(&doc.header.sender);
+            self.hub.wake_back(&about);
         }
         Ok(())
     }
@@ -427,9 +525,27 @@ impl HubService {
                 "evidence.sender: {caller} may recall, add recipients to or remind of only its own documents"
             )));
         }
-        let doc = self
+        let rec = self
             .document_for(&caller, &ev.evidence.doc_id.to_string())
             .await?;
+        if !is_sender(&rec, &caller) {
+            return Err(ServiceError::denied(format!(
+                "evidence.sender: {caller} did not send document {}",
+                rec.doc.header.id
+            )));
+        }
+        if rec
+            .doc
+            .header
+            .recipients
+            .iter()
+            .any(|r| r.addr.exchange.is_some())
+        {
+            return Err(ServiceError::precondition(
+                "evidence.kind: recall (撤回), 补发 and 催办 of a document sent to other exchanges are not relayed yet (docs/federation.md)",
+            ));
+        }
+        let doc = rec.doc;
         if !ev.is_about(&doc) {
             return Err(ServiceError::invalid(
                 "evidence.header_digest: does not match the document",
@@ -444,11 +560,7 @@ impl HubService {
                 woken.iter().for_each(|d| hub.sessions.wake(d));
             }
             EvidenceKind::RecipientAdded => {
-                let dept = ev
-                    .evidence
-                    .recipient
-                    .clone()
-                    .ok_or_else(|| ServiceError::invalid("evidence.recipient: required"))?;
+                let dept = local_recipient(&ev)?;
                 if dept == caller {
                     return Err(ServiceError::invalid(
                         "evidence.recipient: a department does not send to itself",
@@ -460,7 +572,7 @@ impl HubService {
                     )));
                 }
                 let added = exchange_core::document::Recipient {
-                    dept: dept.clone(),
+                    addr: Address::local(dept.clone()),
                     role: if ev.evidence.cc {
                         exchange_core::document::RecipientRole::Cc
                     } else {
@@ -474,11 +586,7 @@ impl HubService {
                 }
             }
             EvidenceKind::Reminded => {
-                let dept = ev
-                    .evidence
-                    .recipient
-                    .clone()
-                    .ok_or_else(|| ServiceError::invalid("evidence.recipient: required"))?;
+                let dept = local_recipient(&ev)?;
                 match store::remind(&hub.store, &doc, ev).await? {
                     store::Reminder::Queued => {
                         info!(doc_id = %id, recipient = %dept, "reminder queued (催办)");
@@ -516,6 +624,8 @@ impl hub_server::Hub for HubService {
         for d in &mut departments {
             d.outside_scope = !may(&d.id);
         }
+        // Departments of linked exchanges, as their hubs last listed them.
+        departments.extend(self.hub.peer_dirs.all());
         let groups = self
             .hub
             .directory
@@ -523,9 +633,12 @@ impl hub_server::Hub for HubService {
             .into_iter()
             .filter(|g| g.members.iter().all(|m| may(m)))
             .collect();
+        let (exchange, exchanges) = self.hub.links.for_nodes();
         Ok(Response::new(pb::ListDepartmentsResponse {
             departments,
             groups,
+            exchange,
+            exchanges,
         }))
     }
 
@@ -590,6 +703,7 @@ impl hub_server::Hub for HubService {
         let req = req.into_inner();
         let doc = self.document_for(&dept, &req.doc_id).await?;
         let digest = digest_field("sha256", &req.sha256)?;
+        let doc = doc.doc;
         let part = doc.header.parts.iter().find(|p| p.sha256 == digest);
         let part = part.ok_or_else(|| {
             ServiceError::not_found(format!("document {} has no part {digest}", doc.header.id))

@@ -57,11 +57,7 @@ pub(crate) async fn compute(
         .read(move |txn| {
             let mut tally = Tally::new(reminders, calendar, now_ms);
             store::scan_accepted(txn, &sealer, period, &mut |d| {
-                tally.add(
-                    d.doc.header.sender.as_str(),
-                    d.doc.header.urgency,
-                    &d.deliveries,
-                );
+                tally.add(&d.sender, d.doc.header.urgency, &d.deliveries);
             })?;
             Ok::<_, StoreError>(tally)
         })

@@ -11,6 +11,8 @@
 //!   in the blob store)
 //! - `outbound` queue: per destination department → `QueueItem` ([`Outbound`]: deliver a
 //!   document, evidence for its sender, or a notice — recall or reminder — for a recipient)
+//! - `relay_out` queue: per peer exchange → `QueueItem` ([`PeerItem`]: relay a document, or
+//!   pass evidence on; docs/federation.md)
 //!
 //! Stored values are decoded once, here, into typed records; a value that does not decode (an
 //! unknown state code included) is a [`StoreError`] naming the record, never a default. The
@@ -28,6 +30,7 @@ mod error;
 mod outbound;
 mod push;
 mod records;
+mod relay;
 mod scan;
 mod statements;
 #[cfg(test)]
@@ -35,6 +38,7 @@ mod tests;
 
 use exchange_core::{
     document::EvidenceKind,
+    ids::{Address, DeptId},
     store::{
         StoreError,
         content::CONTENT,
@@ -45,11 +49,13 @@ use exchange_core::{
 };
 use exchange_proto::v1 as pb;
 
-pub(crate) use deliveries::{About, acceptance, delivery, record_evidence};
-pub(crate) use documents::{Accepted, accept, document, get_document, inline_content};
+pub(crate) use deliveries::{About, Back, acceptance, delivery, record_evidence};
+pub(crate) use documents::{Accepted, Plan, accept, document, get_document, inline_content};
 pub(crate) use error::StepError;
 pub(crate) use outbound::{Outbound, Taken, ack, next_outbound, queued_deliveries};
 pub(crate) use push::push_view;
+pub(crate) use records::{DocumentRecord, Relayed};
+pub(crate) use relay::{PeerItem, next_for_peer, peer_done, relayed_by_peer, relayed_further};
 pub(crate) use scan::{DeliveryFacts, scan_accepted};
 pub(crate) use statements::{Reminder, add_recipient, recall, remind};
 
@@ -63,6 +69,8 @@ const EVIDENCE: Table = Table::new("evidence");
 const RECALLS: Table = Table::new("recalls");
 /// What the hub still has to push, per destination department.
 pub(crate) const OUTBOUND: DurableQueue = DurableQueue::new("outbound");
+/// What the hub still has to hand to each peer hub, per peer exchange (docs/federation.md).
+pub(crate) const RELAY_OUT: DurableQueue = DurableQueue::new("relay_out");
 /// Every table of this module, for a backup (`crate::backup`) and `migrate`.
 pub(crate) const TABLES: &[Table] = &[
     DOCUMENTS,
@@ -71,9 +79,17 @@ pub(crate) const TABLES: &[Table] = &[
     RECALLS,
     CONTENT,
     OUTBOUND.table(),
+    RELAY_OUT.table(),
 ];
 
-/// The key of document `id`'s delivery to `dept`.
+/// The department of this exchange whose queue serves recipient `addr`; a department of
+/// another exchange is refused ([`StepError::Unroutable`]).
+fn local_dept(addr: &Address) -> Result<&DeptId, StepError> {
+    addr.local_to(None)
+        .ok_or_else(|| StepError::Unroutable { addr: addr.clone() })
+}
+
+/// The key of document `id`'s delivery to `dept` (the recipient as the header names it).
 fn delivery_key(id: &str, dept: &str) -> Vec<u8> {
     Key::new().str(id).str(dept).finish()
 }

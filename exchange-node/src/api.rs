@@ -84,7 +84,7 @@ impl NodeApi {
             ClerkAction::Reject => EvidenceKind::Rejected,
             ClerkAction::AcknowledgeRecall => EvidenceKind::RecallAcknowledged,
         };
-        let changed = store::handle(&self.node.store, id, action, move |doc| {
+        let changed = store::handle(&self.node.store, id, me, action, move |doc, me| {
             let mut ev = Evidence::about(doc, kind, Some(me.clone()), now_ms());
             ev.clerk.clone_from(&clerk);
             ev.reason.clone_from(&reason);
@@ -250,7 +250,7 @@ impl node_server::Node for NodeApi {
             ("cc_depts", &r.cc_depts, true),
         ] {
             for d in list {
-                let dept: exchange_core::ids::DeptId = d
+                let dept: exchange_core::ids::Address = d
                     .parse()
                     .map_err(|e: IdError| ServiceError::invalid(format!("{field}: {e}")))?;
                 wanted.push((dept, cc));
@@ -362,9 +362,12 @@ impl node_server::Node for NodeApi {
             .read()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
             .clone();
+        let (exchange, exchanges) = self.node.linked_exchanges();
         Ok(Response::new(pb::ListDepartmentsResponse {
             departments,
             groups,
+            exchange,
+            exchanges,
         }))
     }
     async fn backup(

@@ -109,7 +109,8 @@ fn from_sent(
             "no evidence to bundle for {id}: {why}"
         )));
     };
-    let mut evidence = Vec::new();
+    // Each linked exchange's hub that took custody (RELAYED), in the order they came.
+    let mut evidence = rec.relays;
     for r in rec.recipients {
         let mut group: Vec<(u8, i64, pb::SignedEvidence)> = Vec::new();
         for wire in r.evidence {

@@ -4,7 +4,7 @@
 //! see are decided there and nowhere else.
 
 use exchange_core::{
-    ids::{DeptId, DocumentId},
+    ids::{Address, DeptId, DocumentId},
     signing::SignError,
     state::{DeliveryState, StateError},
     store::StoreError,
@@ -43,7 +43,7 @@ pub(crate) enum NodeError {
         /// The document.
         id: DocumentId,
         /// The recipient.
-        dept: DeptId,
+        dept: Address,
         /// The refused transition.
         #[source]
         source: StateError,
@@ -106,7 +106,7 @@ pub(crate) enum NodeError {
         /// The document.
         id: DocumentId,
         /// The department named.
-        dept: DeptId,
+        dept: Address,
     },
     /// 催办 naming a recipient with nothing to do (finished, or not delivered yet).
     #[error("document {id} at {dept} is {state}: nothing to remind of")]
@@ -114,7 +114,7 @@ pub(crate) enum NodeError {
         /// The document.
         id: DocumentId,
         /// The recipient named.
-        dept: DeptId,
+        dept: Address,
         /// Its delivery state.
         state: DeliveryState,
     },

@@ -56,6 +56,10 @@ pub(crate) struct Node {
     /// Signs statements on busy paths in batches, with `signer`'s key.
     pub(crate) batch_signer: BatchSigner,
     pub(crate) verifier: Verifier,
+    /// Our CA, and the linked exchanges' CAs as the hub last told them (docs/federation.md).
+    pub(crate) trust: exchange_core::signing::Trust,
+    /// This exchange's name and the linked exchanges, as the hub last told them.
+    pub(crate) linked: std::sync::RwLock<(String, Vec<pb::LinkedExchange>)>,
     /// Something was put in the outbox.
     pub(crate) outbox_wake: Notify,
     /// The hub connection came (back) up: retry now rather than after the backoff.
@@ -71,6 +75,43 @@ pub(crate) struct Node {
 }
 
 impl Node {
+    /// This exchange's name and the linked exchanges, as the hub last told them.
+    pub(crate) fn linked_exchanges(&self) -> (String, Vec<pb::LinkedExchange>) {
+        self.linked
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
+    }
+
+    /// Takes what the hub says of linked exchanges: our exchange's name, and each linked
+    /// exchange's CA, which checks the signatures of that exchange's departments and hub. The
+    /// node trusts its hub for this as it does for routing; a CA that does not parse is skipped
+    /// (and logged), so its exchange's documents are refused rather than wrongly accepted.
+    pub(crate) fn learn_links(&self, name: String, linked: Vec<pb::LinkedExchange>) {
+        self.trust.set_own_name(name.parse().ok());
+        for l in &linked {
+            let parsed = l.name.parse::<exchange_core::ids::ExchangeName>();
+            match parsed.map(|n| self.trust.link(n, &l.ca_der)) {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => {
+                    tracing::warn!(exchange = %l.name, error = %e, "linked exchange's CA not usable")
+                }
+                Err(e) => {
+                    tracing::warn!(exchange = %l.name, error = %e, "linked exchange's name not usable")
+                }
+            }
+        }
+        *self
+            .linked
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = (name, linked);
+    }
+
+    /// This department as the documents of its own exchange name it (its bare id).
+    pub(crate) fn me(&self) -> exchange_core::ids::Address {
+        exchange_core::ids::Address::local(self.cfg.node.id.clone())
+    }
+
     fn open(cfg: NodeConfig, shutdown: CancellationToken) -> anyhow::Result<Self> {
         let data = &cfg.node.data_dir;
         std::fs::create_dir_all(data)
@@ -101,7 +142,9 @@ impl Node {
             blobs: blobs.with_digest(signer.scheme().digest()),
             signer,
             batch_signer,
+            trust: exchange_core::signing::Trust::new(verifier.clone(), None),
             verifier,
+            linked: Default::default(),
             outbox_wake: Notify::new(),
             hub_up: Notify::new(),
             events,

@@ -100,7 +100,11 @@ impl Folded {
         let Ok(Some(sent)) = store::sent(&node.store, id).await else {
             return;
         };
-        let Some(r) = sent.recipients.iter().find(|r| r.dept.as_str() == e.dept) else {
+        let Some(r) = sent
+            .recipients
+            .iter()
+            .find(|r| r.dept.to_string() == e.dept)
+        else {
             return;
         };
         let at = match step {

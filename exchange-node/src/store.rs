@@ -58,7 +58,8 @@ use exchange_proto::v1 as pb;
 
 pub(crate) use events::{Event, events_after};
 pub(crate) use inbox::{
-    InboxRecord, change_inbox, handle, inbox, receipt_refused, receive, received, replace_receipt,
+    Arrived, Foreign, InboxRecord, change_inbox, handle, inbox, receipt_refused, receive, received,
+    replace_receipt,
 };
 pub(crate) use outbox::{OutboxItem, next_outbox, outbox_done};
 pub(crate) use sent::{

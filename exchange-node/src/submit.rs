@@ -39,7 +39,7 @@ fn check_draft(node: &Node, draft: &pb::DocumentDraft) -> Result<(), ServiceErro
         .as_ref()
         .ok_or_else(|| ServiceError::invalid("draft.metadata: required"))?;
     let recipients = validate_metadata(meta).map_err(|e| ServiceError::invalid(e.to_string()))?;
-    if recipients.iter().any(|r| r.dept == node.cfg.node.id) {
+    if recipients.iter().any(|r| r.addr == node.me()) {
         return Err(ServiceError::invalid(
             "metadata.to_depts: a department cannot send to itself",
         ));
@@ -50,10 +50,12 @@ fn check_draft(node: &Node, draft: &pb::DocumentDraft) -> Result<(), ServiceErro
         .unwrap_or_else(std::sync::PoisonError::into_inner)
         .as_ref()
     {
+        // Departments of linked exchanges are the hub's to check (it knows the links).
         let unknown: Vec<&str> = recipients
             .iter()
-            .filter(|r| !dir.iter().any(|d| d.id == r.dept.as_str()))
-            .map(|r| r.dept.as_str())
+            .filter(|r| r.addr.exchange.is_none())
+            .filter(|r| !dir.iter().any(|d| d.id == r.addr.dept.as_str()))
+            .map(|r| r.addr.dept.as_str())
             .collect();
         if !unknown.is_empty() {
             return Err(ServiceError::invalid(format!(

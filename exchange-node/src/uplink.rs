@@ -114,6 +114,7 @@ async fn subscribe_once(
         .await?
         .into_inner();
     let departments = listing.departments;
+    node.learn_links(listing.exchange, listing.exchanges);
     *node
         .groups
         .write()
@@ -238,21 +239,31 @@ async fn receive(
     let Some(wire) = d.document else {
         return refuse("delivery without a document".into());
     };
-    let doc = match SignedDoc::verify(wire, &node.verifier, now_secs()) {
+    // A document of a linked exchange: its signatures are checked against that exchange's CA,
+    // and it names this department as the hub says (e.g. office@province).
+    let foreign = match foreign(node, &d.origin_exchange, &d.addressed_as) {
+        Ok(f) => f,
+        Err(reason) => return refuse(reason),
+    };
+    let origin = foreign.as_ref().map(|f| &f.origin);
+    let me = foreign
+        .as_ref()
+        .map_or_else(|| node.me(), |f| f.addressed_as.clone());
+    let doc = match SignedDoc::verify_from(wire, &node.trust, origin, now_secs()) {
         Ok(doc) => doc,
         Err(e) => return refuse(format!("sender signature: {e}")),
     };
     let Some(acc) = d.acceptance else {
         return refuse("delivery without the hub's acceptance".into());
     };
-    match SignedEvidence::verify(acc.clone(), &node.verifier, now_secs()) {
+    match SignedEvidence::verify_in(acc.clone(), &node.trust, origin, now_secs()) {
         Ok(ev) if ev.evidence.kind == EvidenceKind::Accepted && ev.is_about(&doc) => {}
         Ok(_) => return refuse("hub acceptance is not about this document".into()),
         Err(e) => return refuse(format!("hub acceptance: {e}")),
     }
     // A recipient added after sending (补发) is not in the signed header: the sender's signed
     // RECIPIENT_ADDED for this node comes with the delivery instead.
-    let addition = match doc.header.role_of(&node.cfg.node.id) {
+    let addition = match doc.header.role_of(&me) {
         Some(_) => None,
         None => match crate::office::check_addition(node, &doc, d.addition) {
             Ok(a) => Some(a),
@@ -271,7 +282,7 @@ async fn receive(
         }
         // Redelivery (our earlier ack was lost, or the hub refused it): acknowledge again with
         // the same receipt while it still verifies, else with a new one.
-        let receipt = renewed_receipt(node, &doc, rec.delivery_receipt).await?;
+        let receipt = renewed_receipt(node, &doc, &me, rec.delivery_receipt).await?;
         return Ok(pb::Ack {
             delivery_receipt: Some(receipt),
             ..Default::default()
@@ -311,19 +322,20 @@ async fn receive(
     }
     let at = now_ms();
     let receipt = SignedEvidence::seal_batched(
-        Evidence::about(
-            &doc,
-            EvidenceKind::Delivered,
-            Some(node.cfg.node.id.clone()),
-            at,
-        ),
+        Evidence::about(&doc, EvidenceKind::Delivered, Some(me), at),
         &node.batch_signer,
     )
     .await
     .map_err(|e| tonic::Status::from(ServiceError::from(e)))?
     .wire;
     let sender = doc.header.sender.clone();
-    let (receipt, seq) = store::receive(&node.store, doc, acc, addition, inline, receipt, at)
+    let arrived = store::Arrived {
+        doc,
+        acceptance: acc,
+        addition,
+        foreign,
+    };
+    let (receipt, seq) = store::receive(&node.store, arrived, inline, receipt, at)
         .await
         .map_err(|e| tonic::Status::from(ServiceError::from(e)))?;
     if seq.is_some() {
@@ -406,7 +418,9 @@ async fn download(
 /// Applies evidence about one of our documents; unknown or invalid evidence is logged and
 /// acknowledged (it can never become valid by retrying).
 async fn apply(node: &Node, wire: pb::SignedEvidence) -> Result<(), tonic::Status> {
-    let ev = match SignedEvidence::verify(wire, &node.verifier, now_secs()) {
+    // About our own document: its names are relative to our exchange, and a recipient's or
+    // relaying hub's signature of a linked exchange is checked against that exchange's CA.
+    let ev = match SignedEvidence::verify_in(wire, &node.trust, None, now_secs()) {
         Ok(ev) if ev.evidence.sender == node.cfg.node.id => ev,
         Ok(ev) => {
             warn!(doc_id = %ev.evidence.doc_id, "evidence about another department's document: ignored");
@@ -432,6 +446,33 @@ async fn apply(node: &Node, wire: pb::SignedEvidence) -> Result<(), tonic::Statu
     }
 }
 
+/// What the hub says of a delivery's exchange: `None` for our own exchange's document, else
+/// its origin exchange and how it names this department (which must be this department).
+fn foreign(
+    node: &Node,
+    origin: &str,
+    addressed_as: &str,
+) -> Result<Option<store::Foreign>, String> {
+    if origin.is_empty() {
+        return Ok(None);
+    }
+    let origin = origin
+        .parse()
+        .map_err(|e| format!("delivery.origin_exchange: {e}"))?;
+    let addressed_as: exchange_core::ids::Address = addressed_as
+        .parse()
+        .map_err(|e| format!("delivery.addressed_as: {e}"))?;
+    if addressed_as.dept != node.cfg.node.id || addressed_as.exchange.is_none() {
+        return Err(format!(
+            "delivery.addressed_as: {addressed_as} is not this department of this exchange"
+        ));
+    }
+    Ok(Some(store::Foreign {
+        origin,
+        addressed_as,
+    }))
+}
+
 /// The receipt to send again for a document already in the inbox: the stored one while it
 /// verifies; otherwise (the signing certificate it was made with has expired or was replaced,
 /// so the hub refuses it) a new one made now with the current key, stored in its place. A
@@ -439,21 +480,18 @@ async fn apply(node: &Node, wire: pb::SignedEvidence) -> Result<(), tonic::Statu
 async fn renewed_receipt(
     node: &Node,
     doc: &SignedDoc,
+    me: &exchange_core::ids::Address,
     stored: Option<pb::SignedEvidence>,
 ) -> Result<pb::SignedEvidence, tonic::Status> {
     let stored = stored.unwrap_or_default();
+    // Our own signature: checked against our own CA whatever the document's exchange.
     if SignedEvidence::verify(stored.clone(), &node.verifier, now_secs()).is_ok()
         || node.can_sign().is_err()
     {
         return Ok(stored);
     }
     let receipt = SignedEvidence::seal(
-        Evidence::about(
-            doc,
-            EvidenceKind::Delivered,
-            Some(node.cfg.node.id.clone()),
-            now_ms(),
-        ),
+        Evidence::about(doc, EvidenceKind::Delivered, Some(me.clone()), now_ms()),
         &node.signer,
     )
     .map_err(|e| tonic::Status::from(ServiceError::from(e)))?

@@ -7,6 +7,7 @@
 
 pub mod chaos;
 pub mod cli;
+pub mod federation;
 pub mod forge;
 pub mod hubs;
 pub mod ops;

@@ -17,7 +17,7 @@ use exchange_core::{
     config::TlsPaths,
     document::{Evidence, EvidenceKind, SignedDoc, SignedEvidence},
     identity::Principal,
-    ids::DeptId,
+    ids::{Address, DeptId},
     signing::{Digest, SigningKey},
     time::now_ms,
     tls::{HubEndpoint, hub_endpoint},
@@ -273,7 +273,11 @@ async fn receive(
             ));
         }
     }
-    if doc.header.role_of(&node.dept).is_none() {
+    if doc
+        .header
+        .role_of(&Address::local(node.dept.clone()))
+        .is_none()
+    {
         return Ok(refuse(node, shared, "not addressed to us".into()));
     }
     let mut parts = Vec::with_capacity(doc.header.parts.len());
@@ -293,7 +297,7 @@ async fn receive(
         Evidence::about(
             &doc,
             EvidenceKind::Delivered,
-            Some(node.dept.clone()),
+            Some(Address::local(node.dept.clone())),
             now_ms(),
         ),
         &node.signer,

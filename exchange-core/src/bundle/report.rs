@@ -6,8 +6,8 @@ use std::fmt;
 use crate::{
     crypto::DigestAlgorithm,
     document::{DocError, EvidenceKind, PartInfo, Recipient, SignedEvidence},
-    identity::Principal,
-    ids::{DeptId, DocumentId},
+    identity::Qualified,
+    ids::{Address, DeptId, DocumentId},
     signing::{Digest, digest_label},
 };
 
@@ -42,9 +42,9 @@ pub struct Step {
     /// Which step.
     pub kind: StepKind,
     /// The recipient concerned (`None` for sending and acceptance, which concern all).
-    pub recipient: Option<DeptId>,
+    pub recipient: Option<Address>,
     /// Who signed it; already checked to be the one principal allowed to.
-    pub signer: Principal,
+    pub signer: Qualified,
     /// When, by the signer's clock (Unix ms); the signer's certificate was valid then.
     pub at_ms: i64,
     /// Who acted (CONFIRMED / REJECTED).
@@ -95,6 +95,7 @@ impl StepKind {
             StepKind::Evidence(EvidenceKind::RecallAcknowledged) => "recall-acknowledged",
             StepKind::Evidence(EvidenceKind::RecipientAdded) => "recipient-added",
             StepKind::Evidence(EvidenceKind::Reminded) => "reminded",
+            StepKind::Evidence(EvidenceKind::Relayed) => "relayed",
         }
     }
 }
@@ -114,6 +115,7 @@ pub(super) fn kind_label(kind: EvidenceKind) -> &'static str {
         EvidenceKind::RecallAcknowledged => "RECALL_ACKNOWLEDGED",
         EvidenceKind::RecipientAdded => "RECIPIENT_ADDED",
         EvidenceKind::Reminded => "REMINDED",
+        EvidenceKind::Relayed => "RELAYED",
     }
 }
 
@@ -177,7 +179,7 @@ pub enum Item {
         /// Its position, counting from 1.
         number: usize,
         /// Its kind and recipient, if it decodes.
-        label: Option<(EvidenceKind, Option<DeptId>)>,
+        label: Option<(EvidenceKind, Option<Address>)>,
     },
     /// Bundled content.
     Content {
@@ -245,7 +247,7 @@ pub enum Problem {
     WrongSender(DeptId),
     /// It concerns a department the document was not addressed to.
     #[error("{0} is not a recipient of the document")]
-    NotRecipient(DeptId),
+    NotRecipient(Address),
     /// Content for a part the manifest does not have.
     #[error("the signed manifest has no such part")]
     NoSuchPart,

@@ -81,6 +81,12 @@ impl HubConfig {
         if let Some(ca) = &self.store.ca_file {
             check("store.ca_file", ca, Kind::Public)?;
         }
+        for p in &self.peers {
+            check("peers.ca", &p.ca, Kind::Public)?;
+        }
+        for e in &self.exchanges {
+            check("exchanges.ca", &e.ca, Kind::Public)?;
+        }
         Ok(())
     }
 }

@@ -146,3 +146,11 @@ impl AsyncWrite for ServerStream {
         }
     }
 }
+
+impl tonic::transport::server::Connected for ServerStream {
+    type ConnectInfo = ConnInfo;
+
+    fn connect_info(&self) -> ConnInfo {
+        self.info.clone()
+    }
+}

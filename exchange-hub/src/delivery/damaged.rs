@@ -13,7 +13,7 @@
 use exchange_core::{
     document::EvidenceKind,
     error::ServiceError,
-    ids::{DeptId, DocumentId},
+    ids::{Address, DeptId, DocumentId},
     store::StoreError,
     time::now_ms,
 };
@@ -61,11 +61,22 @@ pub(crate) async fn not_delivered(
         }
         Err(e) => return Err(e.into()),
     };
+    // Only our own hub's ACCEPTED names a sender of this exchange: a document relayed from
+    // another exchange (its origin hub's ACCEPTED) cannot be traced back without its record.
+    let ours = exchange_core::document::SignedEvidence::verify(
+        accepted.wire.clone(),
+        &hub.verifier,
+        exchange_core::time::now_secs(),
+    );
+    if ours.is_err() {
+        let why = "relayed from another exchange: it cannot be traced back without its record";
+        return park(hub, dept, Some(id), damage, why).await;
+    }
     // The evidence names the document as the acceptance does (sender, header digest): the
     // sender can check it against its own copy although the hub can no longer read its own.
     let mut ev = accepted.evidence;
     ev.kind = EvidenceKind::NotDelivered;
-    ev.recipient = Some(dept.clone());
+    ev.recipient = Some(Address::local(dept.clone()));
     ev.at_ms = now_ms();
     ev.clerk.clear();
     ev.cc = false;
@@ -77,8 +88,10 @@ pub(crate) async fn not_delivered(
     let ev = exchange_core::document::SignedEvidence::seal(ev, &hub.signer)?;
     let about = About {
         id,
-        sender: sender.clone(),
+        back: store::Back::Sender(sender.clone()),
         priority: taken.key.priority,
+        origin: None,
+        here: None,
     };
     audit::record(
         &hub.store,

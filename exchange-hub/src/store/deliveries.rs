@@ -4,21 +4,23 @@
 
 use exchange_core::store::kv::{Order, ReadTables, WriteTables};
 use exchange_core::{
-    document::{EvidenceKind, SignedDoc, SignedEvidence},
-    ids::{DeptId, DocumentId},
+    document::{EvidenceKind, SignedEvidence},
+    ids::{Address, DeptId, DocumentId, ExchangeName},
     state::{DeliveryState, Transition},
     store::{Store, StoreError, decode},
 };
 use exchange_proto::v1 as pb;
 
 use super::{
-    DELIVERIES, EVIDENCE, OUTBOUND, Outbound, StepError, Taken, deliveries_of_doc, delivery_key,
-    evidence_key, parse_delivery_key, put_evidence, records::DeliveryRecord,
+    DELIVERIES, EVIDENCE, OUTBOUND, Outbound, RELAY_OUT, StepError, Taken, deliveries_of_doc,
+    delivery_key, evidence_key, parse_delivery_key, put_evidence,
+    records::{DeliveryRecord, DocumentRecord},
+    relay::PeerItem,
 };
 use crate::audit::{self, Event};
 
 /// The recipient that evidence is about (required for every per-recipient step).
-pub(super) fn recipient_of(ev: &SignedEvidence) -> Result<DeptId, StepError> {
+pub(super) fn recipient_of(ev: &SignedEvidence) -> Result<Address, StepError> {
     ev.evidence.recipient.clone().ok_or(StepError::NoRecipient)
 }
 
@@ -26,35 +28,95 @@ pub(super) fn recipient_of(ev: &SignedEvidence) -> Result<DeptId, StepError> {
 pub(super) fn load_delivery(
     txn: &dyn WriteTables,
     doc: DocumentId,
-    dept: &DeptId,
+    dept: &Address,
 ) -> Result<DeliveryRecord, StepError> {
     let id = doc.to_string();
-    read_delivery(txn, &id, dept.as_str())?.ok_or_else(|| StepError::NotRecipient {
+    read_delivery(txn, &id, &dept.to_string())?.ok_or_else(|| StepError::NotRecipient {
         doc,
         dept: dept.clone(),
     })
 }
 
-/// What recording evidence needs to know of its document: normally taken from the document
-/// ([`From<&SignedDoc>`]); for a document whose stored record is damaged, from the hub's
-/// ACCEPTED evidence and the queue item ([`acceptance`]).
+/// What recording evidence needs to know of its document: normally taken from its record
+/// ([`About::of`]); for a document whose stored record is damaged, from the hub's ACCEPTED
+/// evidence and the queue item ([`acceptance`]).
 #[derive(Debug, Clone)]
 pub(crate) struct About {
     /// The document.
     pub(crate) id: DocumentId,
-    /// Its sender, who is told.
-    pub(crate) sender: DeptId,
+    /// Who is told of evidence about it.
+    pub(crate) back: Back,
     /// The queue priority of its urgency, for the evidence queued for the sender.
     pub(crate) priority: u8,
+    /// The document's own exchange (`None`: ours), and this exchange's name: a recipient's
+    /// delivery is kept under its name relative to this exchange.
+    pub(crate) origin: Option<ExchangeName>,
+    pub(crate) here: Option<ExchangeName>,
 }
 
-impl From<&SignedDoc> for About {
-    fn from(doc: &SignedDoc) -> Self {
+/// Where evidence about a document goes from this hub.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Back {
+    /// To its sender, a department of this exchange.
+    Sender(DeptId),
+    /// To the peer hub it came from (docs/federation.md).
+    Peer(ExchangeName),
+}
+
+impl About {
+    /// What the record of a stored document says (`here`: this exchange's name).
+    pub(crate) fn of(rec: &DocumentRecord, here: Option<&ExchangeName>) -> Self {
+        let h = &rec.doc.header;
+        About {
+            id: h.id,
+            back: match &rec.relay {
+                Some(r) => Back::Peer(r.from_peer.clone()),
+                None => Back::Sender(h.sender.clone()),
+            },
+            priority: h.urgency.priority(),
+            origin: rec.origin().cloned(),
+            here: here.cloned(),
+        }
+    }
+
+    /// A document of this exchange, from its sender's signed header.
+    #[cfg(test)]
+    pub(crate) fn own(doc: &exchange_core::document::SignedDoc) -> Self {
         About {
             id: doc.header.id,
-            sender: doc.header.sender.clone(),
+            back: Back::Sender(doc.header.sender.clone()),
             priority: doc.header.urgency.priority(),
+            origin: None,
+            here: None,
         }
+    }
+
+    /// The key of recipient `a`'s delivery here: its name relative to this exchange.
+    pub(crate) fn key(&self, a: &Address) -> String {
+        let abs = a.exchange.as_ref().or(self.origin.as_ref());
+        match abs {
+            Some(e) if Some(e) != self.here.as_ref() => format!("{}@{e}", a.dept),
+            _ => a.dept.to_string(),
+        }
+    }
+
+    /// Queues `ev` (about this document) for whoever is told of it, in `txn`.
+    pub(crate) fn send_back(
+        &self,
+        txn: &dyn WriteTables,
+        ev: &pb::SignedEvidence,
+    ) -> Result<(), StoreError> {
+        match &self.back {
+            Back::Sender(s) => {
+                let item = Outbound::Evidence(ev.clone()).encode();
+                OUTBOUND.push(txn, s.as_str(), self.priority, &item)?;
+            }
+            Back::Peer(p) => {
+                let item = PeerItem::Evidence(ev.clone()).encode();
+                RELAY_OUT.push(txn, p.as_str(), self.priority, &item)?;
+            }
+        }
+        Ok(())
     }
 }
 
@@ -88,24 +150,20 @@ pub(crate) async fn acceptance(
 /// forwarded, so the sender gets every timestamp.
 pub(crate) async fn record_evidence(
     store: &Store,
-    doc: impl Into<About>,
+    about: About,
     ev: SignedEvidence,
     ack: Option<Taken>,
 ) -> Result<bool, StepError> {
-    let About {
-        id: doc_id,
-        sender,
-        priority,
-    } = doc.into();
+    let doc_id = about.id;
     let id = doc_id.to_string();
     store
         .write(move |txn| {
-            let recipient = recipient_of(&ev)?;
+            let named = recipient_of(&ev)?;
+            let key = about.key(&named);
+            let recipient: Address = key.parse().map_err(|e| StoreError::decode(&key, e))?;
             let mut delivery = load_delivery(txn, doc_id, &recipient)?;
             let kind = ev.evidence.kind;
-            let is_new = txn
-                .get(EVIDENCE, &evidence_key(&id, recipient.as_str(), kind))?
-                .is_none();
+            let is_new = txn.get(EVIDENCE, &evidence_key(&id, &key, kind))?.is_none();
             let next = delivery
                 .state
                 .apply(kind)
@@ -127,12 +185,8 @@ pub(crate) async fn record_evidence(
             if let Transition::Changed(s) = next {
                 delivery.state = s;
             }
-            txn.put(
-                DELIVERIES,
-                &delivery_key(&id, recipient.as_str()),
-                &delivery.encode(),
-            )?;
-            put_evidence(txn, &id, recipient.as_str(), kind, &ev.wire)?;
+            txn.put(DELIVERIES, &delivery_key(&id, &key), &delivery.encode())?;
+            put_evidence(txn, &id, &key, kind, &ev.wire)?;
             let e = &ev.evidence;
             let audited = match kind {
                 EvidenceKind::Delivered => Event::new(pb::AuditKind::Delivered),
@@ -142,12 +196,7 @@ pub(crate) async fn record_evidence(
                 )),
             };
             audit::append(txn, &audited.doc(&id).dept(&recipient))?;
-            OUTBOUND.push(
-                txn,
-                sender.as_str(),
-                priority,
-                &Outbound::Evidence(ev.wire.clone()).encode(),
-            )?;
+            about.send_back(txn, &ev.wire)?;
             Ok(true)
         })
         .await
@@ -157,7 +206,7 @@ pub(crate) async fn record_evidence(
 pub(super) fn deliveries_of(
     txn: &dyn ReadTables,
     id: &str,
-) -> Result<Vec<(DeptId, DeliveryRecord)>, StoreError> {
+) -> Result<Vec<(Address, DeliveryRecord)>, StoreError> {
     let mut out = Vec::new();
     let rows = txn.scan(
         DELIVERIES,
@@ -181,11 +230,11 @@ pub(super) fn deliveries_of(
 pub(crate) async fn delivery(
     store: &Store,
     id: DocumentId,
-    dept: DeptId,
+    dept: Address,
 ) -> Result<Option<DeliveryState>, StoreError> {
     store
         .lookup(move |txn| {
-            let d = read_delivery(txn, &id.to_string(), dept.as_str())?;
+            let d = read_delivery(txn, &id.to_string(), &dept.to_string())?;
             Ok(d.map(|d| d.state))
         })
         .await

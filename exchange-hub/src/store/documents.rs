@@ -4,15 +4,16 @@
 use exchange_core::store::kv::ReadTables;
 use exchange_core::{
     document::{EvidenceKind, SignedDoc},
-    ids::DocumentId,
+    ids::{Address, DeptId, DocumentId, ExchangeName},
     signing::Digest,
     store::{Store, StoreError, content, sealing::Sealer},
 };
 use exchange_proto::v1 as pb;
 
 use super::{
-    DELIVERIES, DOCUMENTS, OUTBOUND, Outbound, StepError, delivery_key, put_evidence,
-    records::{DeliveryRecord, DocumentRecord},
+    DELIVERIES, DOCUMENTS, OUTBOUND, Outbound, RELAY_OUT, StepError, delivery_key, put_evidence,
+    records::{DeliveryRecord, DocumentRecord, Relayed},
+    relay::{PeerItem, relay_key},
 };
 use crate::audit::{self, Event};
 
@@ -47,16 +48,33 @@ pub(crate) async fn document(
         .await
 }
 
+/// Where a document's recipients go from this hub, decided before it is stored
+/// (`crate::federation::Routes::dest`): each recipient's delivery (under its name relative to
+/// this exchange) with its queue, and the recipients handed to each peer hub (as the header
+/// names them).
+#[derive(Debug, Default)]
+pub(crate) struct Plan {
+    /// Deliveries to departments of this exchange: (key, department).
+    pub(crate) local: Vec<(Address, DeptId)>,
+    /// Deliveries through peers: (key, peer).
+    pub(crate) remote: Vec<(Address, ExchangeName)>,
+    /// What each peer is handed: the recipients as the header names them.
+    pub(crate) relays: Vec<(ExchangeName, Vec<Address>)>,
+}
+
 /// Stores an accepted document, its deliveries and queue entries, in one durable transaction.
 /// `inline` is the content sent with it (already checked against the signed parts). A repeated
 /// submission of the same header changes nothing and gets the first acceptance again; the same
-/// id with another header is a [`StepError::Conflict`].
+/// id with another header is a [`StepError::Conflict`]. `relay`: how a document of a linked
+/// exchange reached us (its RELAYED is what a repeat gets).
 pub(crate) async fn accept(
     store: &Store,
     doc: SignedDoc,
     acceptance: pb::SignedEvidence,
+    relay: Option<Relayed>,
     inline: Vec<(Digest, Vec<u8>)>,
     at_ms: i64,
+    plan: Plan,
 ) -> Result<Accepted, StepError> {
     let sealer = store.sealer().clone();
     store
@@ -65,33 +83,56 @@ pub(crate) async fn accept(
             let existing = get_document(txn, &sealer, &id)?;
             if let Some(rec) = existing {
                 if rec.doc.wire.header == doc.wire.header {
-                    return Ok(Accepted::Again(rec.acceptance));
+                    return Ok(Accepted::Again(match rec.relay {
+                        Some(r) => r.relayed,
+                        None => rec.acceptance,
+                    }));
                 }
                 return Err(StepError::Conflict { doc: doc.header.id });
             }
+            let answer = relay
+                .as_ref()
+                .map_or_else(|| acceptance.clone(), |r| r.relayed.clone());
             let rec = DocumentRecord {
                 doc: doc.clone(),
                 acceptance: acceptance.clone(),
                 accepted_at_ms: at_ms,
+                relay: relay.clone(),
             };
             txn.put(DOCUMENTS, id.as_bytes(), &rec.encode(&sealer)?)?;
             put_evidence(txn, &id, "", EvidenceKind::Accepted, &acceptance)?;
+            if let Some(r) = &relay {
+                put_evidence(
+                    txn,
+                    &id,
+                    &relay_key(&r.relayed),
+                    EvidenceKind::Relayed,
+                    &r.relayed,
+                )?;
+            }
             for (digest, data) in &inline {
                 content::put(txn, &sealer, digest, data)?;
             }
-            audit::append(txn, &accepted_event(&doc))?;
+            audit::append(txn, &accepted_event(&doc, relay.as_ref(), &plan))?;
             let queued = DeliveryRecord::accepted().encode();
             let priority = doc.header.urgency.priority();
             let item = Outbound::Deliver(doc.header.id).encode();
-            for r in &doc.header.recipients {
-                txn.put(DELIVERIES, &delivery_key(&id, r.dept.as_str()), &queued)?;
-                OUTBOUND.push(txn, r.dept.as_str(), priority, &item)?;
-                audit::append(
-                    txn,
-                    &Event::new(pb::AuditKind::Queued).doc(&id).dept(&r.dept),
-                )?;
+            for (key, dept) in &plan.local {
+                txn.put(DELIVERIES, &delivery_key(&id, &key.to_string()), &queued)?;
+                OUTBOUND.push(txn, dept.as_str(), priority, &item)?;
+                audit::append(txn, &Event::new(pb::AuditKind::Queued).doc(&id).dept(dept))?;
             }
-            Ok(Accepted::New(acceptance.clone()))
+            for (key, _) in &plan.remote {
+                txn.put(DELIVERIES, &delivery_key(&id, &key.to_string()), &queued)?;
+            }
+            for (peer, recipients) in &plan.relays {
+                let item = PeerItem::Relay {
+                    doc: doc.header.id,
+                    recipients: recipients.clone(),
+                };
+                RELAY_OUT.push(txn, peer.as_str(), priority, &item.encode())?;
+            }
+            Ok(Accepted::New(answer))
         })
         .await
 }
@@ -99,12 +140,12 @@ pub(crate) async fn accept(
 /// The audit record of an accepted document: who sent it to whom, how urgent, its 发文字号.
 /// Never its title: that is document content, which the hub keeps only sealed when encryption
 /// is on (docs/security.md), and the audit log is not sealed.
-fn accepted_event(doc: &SignedDoc) -> Event {
+fn accepted_event(doc: &SignedDoc, relay: Option<&Relayed>, plan: &Plan) -> Event {
     let h = &doc.header;
     let to: Vec<String> = h
         .recipients
         .iter()
-        .map(|r| format!("{}({})", r.dept, r.role.name()))
+        .map(|r| format!("{}({})", r.addr, r.role.name()))
         .collect();
     let detail = format!(
         "to {}; {} {:?}",
@@ -112,10 +153,31 @@ fn accepted_event(doc: &SignedDoc) -> Event {
         h.urgency.name(),
         h.metadata.doc_number
     );
-    Event::new(pb::AuditKind::DocumentAccepted)
+    let Some(r) = relay else {
+        return Event::new(pb::AuditKind::DocumentAccepted)
+            .doc(h.id)
+            .dept(&h.sender)
+            .detail(detail);
+    };
+    let onward: Vec<String> = plan
+        .relays
+        .iter()
+        .map(|(p, to)| format!("{p}:{}", to.len()))
+        .collect();
+    Event::new(pb::AuditKind::RelayedIn)
         .doc(h.id)
-        .dept(&h.sender)
-        .detail(detail)
+        .dept(format!("exchange:{}", r.from_peer))
+        .detail(format!(
+            "from {}@{} via {}; {detail}; onward {}",
+            h.sender,
+            r.origin,
+            r.via
+                .iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>()
+                .join(","),
+            onward.join(",")
+        ))
 }
 
 /// The parts of `doc` held inline, with their content.

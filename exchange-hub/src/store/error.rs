@@ -4,7 +4,7 @@
 //! each variant to a status code, in `crate::service`.
 
 use exchange_core::{
-    ids::{DeptId, DocumentId},
+    ids::{Address, DeptId, DocumentId},
     state::StateError,
     store::StoreError,
 };
@@ -21,7 +21,7 @@ pub(crate) enum StepError {
         /// The document.
         doc: DocumentId,
         /// The department that is not a recipient.
-        dept: DeptId,
+        dept: Address,
     },
     /// The document id was accepted before, with a different header.
     #[error("document {doc} was already submitted with different content")]
@@ -35,7 +35,7 @@ pub(crate) enum StepError {
         /// The document.
         doc: DocumentId,
         /// The recipient.
-        dept: DeptId,
+        dept: Address,
         /// The refused transition.
         #[source]
         source: StateError,
@@ -55,6 +55,13 @@ pub(crate) enum StepError {
         dept: DeptId,
         /// The hub holding the lease now ("" if none).
         holder: String,
+    },
+    /// The recipient is a department of another exchange, and this hub does not relay to
+    /// other exchanges (docs/federation.md).
+    #[error("{addr} is a department of another exchange, which this hub has no link to")]
+    Unroutable {
+        /// The recipient.
+        addr: Address,
     },
     /// Storage failed; nothing of the step is committed.
     #[error(transparent)]

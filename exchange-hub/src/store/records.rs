@@ -5,6 +5,7 @@
 
 use exchange_core::{
     document::SignedDoc,
+    ids::ExchangeName,
     state::DeliveryState,
     store::{
         StoreError, decode, encode,
@@ -23,6 +24,28 @@ pub(crate) struct DocumentRecord {
     pub(crate) acceptance: pb::SignedEvidence,
     /// When the hub accepted it (hub clock, Unix ms): expiry and statistics count from here.
     pub(crate) accepted_at_ms: i64,
+    /// Where it came from, for a document of a linked exchange (docs/federation.md).
+    pub(crate) relay: Option<Relayed>,
+}
+
+/// How a document of a linked exchange reached this hub.
+#[derive(Debug, Clone)]
+pub(crate) struct Relayed {
+    /// The sender's exchange: the one the header's names are relative to.
+    pub(crate) origin: ExchangeName,
+    /// The peer whose hub handed it over: evidence about it goes back there.
+    pub(crate) from_peer: ExchangeName,
+    /// The exchanges whose hubs held it before this one, the origin first.
+    pub(crate) via: Vec<ExchangeName>,
+    /// This hub's RELAYED, answered again to a repeated relay.
+    pub(crate) relayed: pb::SignedEvidence,
+}
+
+impl DocumentRecord {
+    /// The sender's exchange (`None`: this exchange's own document).
+    pub(crate) fn origin(&self) -> Option<&ExchangeName> {
+        self.relay.as_ref().map(|r| &r.origin)
+    }
 }
 
 impl DocumentRecord {
@@ -37,19 +60,43 @@ impl DocumentRecord {
         let acceptance = rec
             .acceptance
             .ok_or_else(|| StoreError::decode(&what, "no acceptance"))?;
+        let relay = if rec.origin_exchange.is_empty() {
+            None
+        } else {
+            let name = |s: &str| {
+                s.parse::<ExchangeName>()
+                    .map_err(|e| StoreError::decode(&what, e))
+            };
+            Some(Relayed {
+                origin: name(&rec.origin_exchange)?,
+                from_peer: name(&rec.from_peer)?,
+                via: rec.via.iter().map(|v| name(v)).collect::<Result<_, _>>()?,
+                relayed: rec
+                    .relayed
+                    .ok_or_else(|| StoreError::decode(&what, "relayed, without RELAYED"))?,
+            })
+        };
         Ok(DocumentRecord {
             doc: SignedDoc::decode(wire).map_err(|e| StoreError::decode(&what, e))?,
             acceptance,
             accepted_at_ms: rec.accepted_at_ms,
+            relay,
         })
     }
 
     /// The stored bytes: sealed when encryption is on (the signed header holds the title).
     pub(crate) fn encode(&self, sealer: &Sealer) -> Result<Vec<u8>, StoreError> {
+        let r = self.relay.as_ref();
         let plain = encode(&st::HubDocument {
             document: Some(self.doc.wire.clone()),
             acceptance: Some(self.acceptance.clone()),
             accepted_at_ms: self.accepted_at_ms,
+            origin_exchange: r.map(|r| r.origin.to_string()).unwrap_or_default(),
+            from_peer: r.map(|r| r.from_peer.to_string()).unwrap_or_default(),
+            via: r
+                .map(|r| r.via.iter().map(ToString::to_string).collect())
+                .unwrap_or_default(),
+            relayed: r.map(|r| r.relayed.clone()),
         });
         let id = self.doc.header.id.to_string();
         sealer.seal(&slot("documents", id.as_bytes()), plain)

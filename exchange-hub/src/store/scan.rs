@@ -31,6 +31,8 @@ pub(crate) struct DeliveryFacts {
 pub(crate) struct DocumentFacts {
     /// The document.
     pub(crate) doc: SignedDoc,
+    /// Its sender, named relative to this exchange (`tax@county` for a linked exchange's).
+    pub(crate) sender: String,
     /// Its deliveries, by recipient id.
     pub(crate) deliveries: Vec<DeliveryFacts>,
 }
@@ -51,7 +53,12 @@ pub(crate) fn scan_accepted(
         if !period.contains(&rec.accepted_at_ms) {
             return Ok(());
         }
+        let sender = match rec.origin() {
+            Some(o) => format!("{}@{o}", rec.doc.header.sender),
+            None => rec.doc.header.sender.to_string(),
+        };
         let mut facts = DocumentFacts {
+            sender,
             doc: rec.doc,
             deliveries: Vec::new(),
         };

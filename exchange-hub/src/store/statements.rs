@@ -5,7 +5,7 @@
 use exchange_core::store::kv::WriteTables;
 use exchange_core::{
     document::{EvidenceKind, SignedDoc, SignedEvidence},
-    ids::{DeptId, DocumentId},
+    ids::{Address, DeptId, DocumentId},
     state::DeliveryState,
     store::{Store, StoreError, encode},
 };
@@ -14,7 +14,7 @@ use exchange_proto::{store::v1 as st, v1 as pb};
 use super::{
     DELIVERIES, OUTBOUND, Outbound, RECALLS, StepError,
     deliveries::{deliveries_of, load_delivery, recipient_of},
-    delivery_key, put_evidence,
+    delivery_key, local_dept, put_evidence,
     records::DeliveryRecord,
 };
 use crate::audit::{self, Event};
@@ -56,7 +56,7 @@ where
             let to = Addressed {
                 doc_id,
                 id: doc_id.to_string(),
-                dept: recipient_of(&ev)?,
+                dept: local_dept(&recipient_of(&ev)?)?.clone(),
                 priority,
             };
             f(txn, &ev, to)
@@ -72,7 +72,7 @@ pub(crate) async fn recall(
     store: &Store,
     doc: &SignedDoc,
     ev: SignedEvidence,
-) -> Result<Vec<DeptId>, StoreError> {
+) -> Result<Vec<DeptId>, StepError> {
     let id = doc.header.id.to_string();
     let priority = doc.header.urgency.priority();
     store
@@ -104,8 +104,9 @@ pub(crate) async fn recall(
                         | DeliveryState::Confirmed
                 );
                 if open {
+                    let dept = local_dept(&dept)?;
                     OUTBOUND.push(txn, dept.as_str(), priority, &notice)?;
-                    woken.push(dept);
+                    woken.push(dept.clone());
                 }
             }
             Ok(woken)
@@ -175,7 +176,7 @@ pub(crate) async fn remind(
     ev: SignedEvidence,
 ) -> Result<Reminder, StepError> {
     to_recipient(store, doc, ev, |txn, ev, to| {
-        let state = load_delivery(txn, to.doc_id, &to.dept)?.state;
+        let state = load_delivery(txn, to.doc_id, &Address::local(to.dept.clone()))?.state;
         put_evidence(
             txn,
             &to.id,

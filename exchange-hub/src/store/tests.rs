@@ -93,7 +93,7 @@ async fn evidence_with_an_ack_removes_the_queue_item_in_the_same_transaction() {
     let delivered = f.evidence(&doc, Delivered, Some("b"), &f.b);
     let ack = Some(taken("b", key));
     assert!(
-        record_evidence(&f.store, &doc, delivered, ack)
+        record_evidence(&f.store, crate::store::About::own(&doc), delivered, ack)
             .await
             .unwrap()
     );
@@ -107,7 +107,7 @@ async fn evidence_with_an_ack_removes_the_queue_item_in_the_same_transaction() {
     };
     let confirmed = f.evidence(&doc, Confirmed, Some("c"), &f.c);
     let ack = Some(taken("c", key));
-    let err = record_evidence(&f.store, &doc, confirmed, ack)
+    let err = record_evidence(&f.store, crate::store::About::own(&doc), confirmed, ack)
         .await
         .unwrap_err();
     assert!(err.is_state_conflict(), "{err}");
@@ -204,7 +204,8 @@ async fn the_same_id_with_another_header_is_a_conflict() {
     let acceptance = f
         .evidence(&other, EvidenceKind::Accepted, None, &f.hub)
         .wire;
-    let err = super::accept(&f.store, other, acceptance, Vec::new(), 1)
+    let plan = fixture::local_plan(&other);
+    let err = super::accept(&f.store, other, acceptance, None, Vec::new(), 1, plan)
         .await
         .unwrap_err();
     assert_eq!(code(err), ErrorCode::AlreadyExists);

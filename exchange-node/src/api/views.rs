@@ -23,7 +23,7 @@ pub(crate) fn inbox_entry(node: &Node, rec: &InboxRecord) -> pb::InboxEntry {
         .addition
         .clone()
         .and_then(|a| SignedEvidence::decode(a).ok());
-    let role = match (h.role_of(&node.cfg.node.id), &added) {
+    let role = match (h.role_of(&rec.me(&node.cfg.node.id)), &added) {
         (Some(r), _) => r.into(),
         (None, Some(a)) if a.evidence.cc => pb::RecipientRole::Cc,
         (None, _) => pb::RecipientRole::Main,
@@ -44,7 +44,7 @@ pub(crate) fn inbox_entry(node: &Node, rec: &InboxRecord) -> pb::InboxEntry {
     let due = sign_due_ms(&node.cfg, h.urgency, rec.received_at_ms);
     pb::InboxEntry {
         doc_id: h.id.to_string(),
-        sender: h.sender.to_string(),
+        sender: rec.sender().to_string(),
         title: h.title.clone(),
         urgency: pb::Urgency::from(h.urgency).into(),
         state: pb::InboxState::from(state).into(),

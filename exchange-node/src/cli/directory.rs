@@ -15,8 +15,10 @@ pub struct Args {
     /// `id` = "group:<id>", with `members`).
     #[arg(long)]
     json: bool,
-    /// Also list departments this department may not address (the hub's routing policy scopes
-    /// each sender); they are marked as such. By default only addressable ones are listed.
+    /// Also list the departments of linked exchanges (docs/federation.md), as
+    /// `dept@exchange`, and departments this department may not address (the hub's routing
+    /// policy scopes each sender), marked as such. By default only this exchange's addressable
+    /// departments are listed.
     #[arg(long)]
     all: bool,
 }
@@ -26,8 +28,11 @@ pub struct Args {
 struct EntryJson<'a> {
     /// `department` or `group`.
     kind: &'static str,
-    /// The id to use with `send --to` (`group:<id>` for a group).
+    /// The id to use with `send --to` (`group:<id>` for a group, `dept@exchange` for a
+    /// department of a linked exchange).
     id: String,
+    /// The linked exchange of a department of another exchange; null for this exchange's.
+    exchange: Option<&'a str>,
     /// Display name, e.g. 市财政局, or a group's printed wording, e.g. 各县区人民政府.
     name: &'a str,
     /// A department's level (city, county, township, ...); null if not set or a group.
@@ -48,7 +53,8 @@ fn non_empty(s: &str) -> Option<&str> {
 fn to_json(listing: &pb::ListDepartmentsResponse) -> Vec<EntryJson<'_>> {
     let depts = listing.departments.iter().map(|d| EntryJson {
         kind: "department",
-        id: d.id.clone(),
+        id: address(d),
+        exchange: non_empty(&d.exchange),
         name: &d.name,
         level: non_empty(&d.level),
         parent: non_empty(&d.parent),
@@ -58,6 +64,7 @@ fn to_json(listing: &pb::ListDepartmentsResponse) -> Vec<EntryJson<'_>> {
     let groups = listing.groups.iter().map(|g| EntryJson {
         kind: "group",
         id: format!("{}{}", crate::groups::GROUP_PREFIX, g.id),
+        exchange: None,
         name: &g.name,
         level: None,
         parent: None,
@@ -77,7 +84,9 @@ pub async fn run(args: Args, ctx: &Ctx) -> anyhow::Result<()> {
         .into_inner();
     let mut listing = listing;
     if !args.all {
-        listing.departments.retain(|d| !d.outside_scope);
+        listing
+            .departments
+            .retain(|d| !d.outside_scope && d.exchange.is_empty());
     }
     if args.json {
         println!("{}", serde_json::to_string_pretty(&to_json(&listing))?);
@@ -91,11 +100,20 @@ pub async fn run(args: Args, ctx: &Ctx) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// How `send --to` names a department: `dept@exchange` for one of a linked exchange.
+fn address(d: &pb::Department) -> String {
+    if d.exchange.is_empty() {
+        d.id.clone()
+    } else {
+        format!("{}@{}", d.id, d.exchange)
+    }
+}
+
 fn table(listing: &pb::ListDepartmentsResponse) -> Table {
     let mut t = Table::new(&["ID", "NAME", "LEVEL", "PARENT / MEMBERS"]);
     for d in &listing.departments {
         t.row(vec![
-            d.id.clone(),
+            address(d),
             if d.outside_scope {
                 format!("{} (not addressable)", d.name)
             } else {
@@ -129,12 +147,14 @@ mod tests {
                 level: "county".into(),
                 parent: "a".into(),
                 outside_scope: false,
+                exchange: String::new(),
             }],
             groups: vec![pb::Group {
                 id: "all-counties".into(),
                 name: "各县区人民政府".into(),
                 members: vec!["b".into()],
             }],
+            ..Default::default()
         };
         let v = serde_json::to_value(to_json(&listing)).unwrap();
         assert_eq!(v[0]["kind"], "department");

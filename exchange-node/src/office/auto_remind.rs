@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use exchange_core::{
     document::Urgency,
-    ids::{DeptId, DocumentId},
+    ids::{Address, DocumentId},
     state::DeliveryState,
     time::{format_ms, now_ms},
 };
@@ -56,7 +56,7 @@ pub(crate) async fn auto_remind_loop(node: Arc<Node>, stop: tokio_util::sync::Ca
 async fn auto_remind(node: &Arc<Node>) -> Result<usize, NodeError> {
     let now = now_ms();
     let from = uuid_v7_floor(now.saturating_sub(AUTO_REMIND_WINDOW_MS));
-    let due: Vec<(DocumentId, Vec<DeptId>)> = store::sent_since(&node.store, from)
+    let due: Vec<(DocumentId, Vec<Address>)> = store::sent_since(&node.store, from)
         .await?
         .iter()
         .filter_map(|rec| {
@@ -113,7 +113,7 @@ fn may_remind(rec: &SentRecord) -> bool {
 
 /// The recipients of `rec` whose delivery is overdue at `now` and not reminded automatically
 /// yet.
-fn overdue_unreminded(node: &Node, rec: &SentRecord, now: i64) -> Vec<DeptId> {
+fn overdue_unreminded(node: &Node, rec: &SentRecord, now: i64) -> Vec<Address> {
     if !may_remind(rec) {
         return Vec::new();
     }

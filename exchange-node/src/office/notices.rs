@@ -6,6 +6,7 @@ use std::sync::Arc;
 
 use exchange_core::{
     document::{Evidence, EvidenceKind, SignedDoc, SignedEvidence},
+    ids::Address,
     signing::SignError,
     state::{InboxState, RecallEffect},
     store::StoreError,
@@ -85,7 +86,7 @@ async fn recall_arrived(node: &Arc<Node>, ev: SignedEvidence) -> Result<pb::Ack,
         fx.event(Event {
             kind: pb::NodeEventKind::Received,
             doc_id: id,
-            dept: Some(rec.doc.header.sender.clone()),
+            dept: Some(Address::local(rec.doc.header.sender.clone())),
             state: pb::RecipientState::Recalled,
             at_ms: at,
         });
@@ -103,12 +104,7 @@ async fn recall_arrived(node: &Arc<Node>, ev: SignedEvidence) -> Result<pb::Ack,
 
 /// This node's signed RECALLED: the document left its inbox before 签收.
 fn recalled_receipt(node: &Node, doc: &SignedDoc, at: i64) -> Result<SignedEvidence, SignError> {
-    let ev = Evidence::about(
-        doc,
-        EvidenceKind::Recalled,
-        Some(node.cfg.node.id.clone()),
-        at,
-    );
+    let ev = Evidence::about(doc, EvidenceKind::Recalled, Some(node.me()), at);
     SignedEvidence::seal(ev, &node.signer)
 }
 
@@ -146,7 +142,7 @@ pub(crate) fn check_addition(
         .map_err(|e| format!("addition (补发): {e}"))?;
     if ev.evidence.kind != EvidenceKind::RecipientAdded
         || !ev.is_about(doc)
-        || ev.evidence.recipient.as_ref() != Some(&node.cfg.node.id)
+        || ev.evidence.recipient != Some(node.me())
     {
         return Err("addition (补发) is not the sender's RECIPIENT_ADDED for this node".into());
     }

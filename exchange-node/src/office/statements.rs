@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use exchange_core::{
     document::{Evidence, EvidenceKind, SignedDoc, SignedEvidence},
-    ids::{DeptId, DocumentId},
+    ids::{Address, DocumentId},
     signing::SignError,
     state::DeliveryState,
     store::{Store, StoreError, queue::QueueKey},
@@ -100,16 +100,16 @@ pub(crate) async fn recall(
 pub(crate) async fn add_recipients(
     node: &Arc<Node>,
     id: DocumentId,
-    added: Vec<(DeptId, bool)>,
-) -> Result<Vec<DeptId>, NodeError> {
+    added: Vec<(Address, bool)>,
+) -> Result<Vec<Address>, NodeError> {
     change_accepted(node, id, move |n, rec, fx| {
         if rec.recall.is_some() {
             return Err(NodeError::RecalledNoAdditions(id));
         }
         let mut out = Vec::new();
         for (dept, cc) in &added {
-            if *dept == rec.doc.header.sender {
-                return Err(NodeError::SenderItself(dept.clone()));
+            if dept.local_to(None) == Some(&rec.doc.header.sender) {
+                return Err(NodeError::SenderItself(dept.dept.clone()));
             }
             if rec.recipients.iter().any(|r| r.dept == *dept) {
                 continue;
@@ -138,9 +138,9 @@ pub(crate) async fn add_recipients(
 pub(crate) async fn remind(
     node: &Arc<Node>,
     id: DocumentId,
-    recipients: Vec<DeptId>,
+    recipients: Vec<Address>,
     note: String,
-) -> Result<Vec<DeptId>, NodeError> {
+) -> Result<Vec<Address>, NodeError> {
     change_accepted(node, id, move |n, rec, fx| {
         if rec.recall.is_some() {
             return Err(NodeError::RecalledNoReminders(id));
@@ -239,7 +239,8 @@ pub(crate) async fn statement_refused(
     reason: String,
     key: QueueKey,
 ) -> Result<(), StoreError> {
-    let seq = record_refusal(&node.store, node.cfg.node.id.clone(), ev, reason, key).await?;
+    let me = Address::local(node.cfg.node.id.clone());
+    let seq = record_refusal(&node.store, me, ev, reason, key).await?;
     node.event_committed(seq);
     Ok(())
 }
@@ -248,7 +249,7 @@ pub(crate) async fn statement_refused(
 /// event's seq, none if the document is not here.
 pub(super) async fn record_refusal(
     store: &Store,
-    me: DeptId,
+    me: Address,
     ev: &pb::SignedEvidence,
     reason: String,
     key: QueueKey,

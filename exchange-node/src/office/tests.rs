@@ -26,24 +26,31 @@ async fn a_refused_statement_is_recorded_and_leaves_the_outbox() {
     let receipt = f
         .evidence(&doc, EvidenceKind::Delivered, Some("b"), at, &f.b)
         .wire;
-    store::receive(&f.store, doc, acc, None, Vec::new(), receipt, at)
+    let arrived = store::Arrived {
+        doc,
+        acceptance: acc,
+        addition: None,
+        foreign: None,
+    };
+    store::receive(&f.store, arrived, Vec::new(), receipt, at)
         .await
         .unwrap();
     let key = std::sync::Arc::clone(&f.b);
-    let sign = move |d: &_| {
+    let sign = move |d: &_, me: &exchange_core::ids::Address| {
         SignedEvidence::seal(
-            Evidence::about(
-                d,
-                EvidenceKind::Confirmed,
-                Some("b".parse().unwrap()),
-                now_ms(),
-            ),
+            Evidence::about(d, EvidenceKind::Confirmed, Some(me.clone()), now_ms()),
             &key,
         )
     };
-    store::handle(&f.store, id, ClerkAction::Confirm, sign)
-        .await
-        .unwrap();
+    store::handle(
+        &f.store,
+        id,
+        "b".parse().unwrap(),
+        ClerkAction::Confirm,
+        sign,
+    )
+    .await
+    .unwrap();
     let items = store::next_outbox(&f.store, 10, HashSet::new())
         .await
         .unwrap();

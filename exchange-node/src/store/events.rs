@@ -5,7 +5,7 @@
 use std::ops::Bound;
 
 use exchange_core::{
-    ids::{DeptId, DocumentId},
+    ids::{Address, DocumentId},
     store::{
         Store, StoreError, decode, encode,
         kv::{KeyRange, Order, WriteTables},
@@ -33,7 +33,7 @@ pub(crate) struct Event {
     pub(crate) doc_id: DocumentId,
     /// The department concerned (the recipient, or the sender of a received document); none
     /// for a change of the whole document.
-    pub(crate) dept: Option<DeptId>,
+    pub(crate) dept: Option<Address>,
     /// The recipient's new state, for recipient events.
     pub(crate) state: pb::RecipientState,
     /// When.

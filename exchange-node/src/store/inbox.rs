@@ -4,7 +4,7 @@
 
 use exchange_core::{
     document::{SignedDoc, SignedEvidence},
-    ids::DocumentId,
+    ids::{Address, DeptId, DocumentId, ExchangeName},
     signing::{Digest, SignError},
     state::{ClerkAction, InboxState, Transition},
     store::{Store, StoreError, kv::Table},
@@ -54,6 +54,49 @@ pub(crate) struct InboxRecord {
     /// What of our statements (签收, 退回, recall acknowledgement) the hub refused for good, and
     /// why; empty unless it did.
     pub(crate) hub_refused: String,
+    /// For a document of a linked exchange (docs/federation.md): that exchange, and how its
+    /// header names this department.
+    pub(crate) foreign: Option<Foreign>,
+}
+
+/// A verified delivery, as it arrived.
+#[derive(Debug, Clone)]
+pub(crate) struct Arrived {
+    /// The document.
+    pub(crate) doc: SignedDoc,
+    /// The hub's signed acceptance (of the document's own exchange's hub).
+    pub(crate) acceptance: pb::SignedEvidence,
+    /// The sender's RECIPIENT_ADDED, if this department was added later (补发).
+    pub(crate) addition: Option<pb::SignedEvidence>,
+    /// For a document of a linked exchange: which, and how it names this department.
+    pub(crate) foreign: Option<Foreign>,
+}
+
+/// A received document of another exchange.
+#[derive(Debug, Clone)]
+pub(crate) struct Foreign {
+    /// The sender's exchange, which the header's names are relative to.
+    pub(crate) origin: ExchangeName,
+    /// This department as the header names it (e.g. `office@province`).
+    pub(crate) addressed_as: Address,
+}
+
+impl InboxRecord {
+    /// This department as the document names it (`me`: its bare id, for our own exchange's).
+    pub(crate) fn me(&self, me: &DeptId) -> Address {
+        match &self.foreign {
+            Some(f) => f.addressed_as.clone(),
+            None => Address::local(me.clone()),
+        }
+    }
+
+    /// The sender, as this department names it: `tax@county` for another exchange's.
+    pub(crate) fn sender(&self) -> Address {
+        Address {
+            dept: self.doc.header.sender.clone(),
+            exchange: self.foreign.as_ref().map(|f| f.origin.clone()),
+        }
+    }
 }
 
 impl Record for InboxRecord {
@@ -80,6 +123,20 @@ impl Record for InboxRecord {
             last_reminded_at_ms: m.last_reminded_at_ms,
             last_reminder_note: m.last_reminder_note,
             hub_refused: m.hub_refused,
+            foreign: if m.origin_exchange.is_empty() {
+                None
+            } else {
+                Some(Foreign {
+                    origin: m
+                        .origin_exchange
+                        .parse()
+                        .map_err(|e| StoreError::decode(&what, e))?,
+                    addressed_as: m
+                        .addressed_as
+                        .parse()
+                        .map_err(|e| StoreError::decode(&what, e))?,
+                })
+            },
         })
     }
 
@@ -101,6 +158,15 @@ impl Record for InboxRecord {
             last_reminded_at_ms: self.last_reminded_at_ms,
             last_reminder_note: self.last_reminder_note,
             hub_refused: self.hub_refused,
+            origin_exchange: self
+                .foreign
+                .as_ref()
+                .map(|f| f.origin.to_string())
+                .unwrap_or_default(),
+            addressed_as: self
+                .foreign
+                .map(|f| f.addressed_as.to_string())
+                .unwrap_or_default(),
         }
     }
 }
@@ -124,13 +190,17 @@ pub(crate) async fn inbox(store: &Store) -> Result<Vec<InboxRecord>, StoreError>
 /// document, its event seq.
 pub(crate) async fn receive(
     store: &Store,
-    doc: SignedDoc,
-    acceptance: pb::SignedEvidence,
-    addition: Option<pb::SignedEvidence>,
+    arrived: Arrived,
     inline: Vec<(Digest, Vec<u8>)>,
     receipt: pb::SignedEvidence,
     at_ms: i64,
 ) -> Result<(pb::SignedEvidence, Option<u64>), StoreError> {
+    let Arrived {
+        doc,
+        acceptance,
+        addition,
+        foreign,
+    } = arrived;
     let sealer = store.sealer().clone();
     store
         .write(move |txn| {
@@ -155,7 +225,9 @@ pub(crate) async fn receive(
                 last_reminded_at_ms: 0,
                 last_reminder_note: String::new(),
                 hub_refused: String::new(),
+                foreign: foreign.clone(),
             };
+            let sender = rec.sender();
             record::write(txn, &sealer, id, rec)?;
             for (digest, data) in &inline {
                 crate::content::put(txn, &sealer, digest, data)?;
@@ -164,7 +236,7 @@ pub(crate) async fn receive(
             fx.event(Event {
                 kind: pb::NodeEventKind::Received,
                 doc_id: id,
-                dept: Some(doc.header.sender.clone()),
+                dept: Some(sender),
                 state: pb::RecipientState::Delivered,
                 at_ms,
             });
@@ -195,8 +267,9 @@ where
 pub(crate) async fn handle(
     store: &Store,
     id: DocumentId,
+    me: DeptId,
     action: ClerkAction,
-    make_evidence: impl Fn(&SignedDoc) -> Result<SignedEvidence, SignError> + Send + 'static,
+    make_evidence: impl Fn(&SignedDoc, &Address) -> Result<SignedEvidence, SignError> + Send + 'static,
 ) -> Result<bool, NodeError> {
     let (changed, _) = change_inbox(store, id, move |rec, fx| {
         let rec = rec.ok_or(NodeError::NotReceived(id))?;
@@ -215,7 +288,7 @@ pub(crate) async fn handle(
             }
             Err(source) => return Err(NodeError::Inbox { id, source }),
         };
-        let ev = make_evidence(&rec.doc)?;
+        let ev = make_evidence(&rec.doc, &rec.me(&me))?;
         rec.state = next;
         if action == ClerkAction::AcknowledgeRecall {
             // The 签收 (time, clerk, evidence) stays as it was; the acknowledgement is apart.

@@ -6,7 +6,7 @@ mod evidence;
 
 use exchange_core::{
     document::{RecipientRole, SignedDoc},
-    ids::{DeptId, DocumentId},
+    ids::{Address, DocumentId},
     signing::Digest,
     state::DeliveryState,
     store::{
@@ -44,13 +44,15 @@ pub(crate) struct SentRecord {
     /// What of our latest statements (a recall, a reminder) the hub refused for good, and why;
     /// empty unless it did.
     pub(crate) hub_refused: String,
+    /// The RELAYED of each linked exchange's hub that took custody (docs/federation.md).
+    pub(crate) relays: Vec<pb::SignedEvidence>,
 }
 
 /// One recipient's delivery of a sent document.
 #[derive(Debug, Clone)]
 pub(crate) struct SentRecipient {
-    /// The recipient.
-    pub(crate) dept: DeptId,
+    /// The recipient, as the header names it (`dept@exchange` for one of a linked exchange).
+    pub(crate) dept: Address,
     /// Whether it is a copy (抄送) recipient.
     pub(crate) cc: bool,
     /// Where its delivery stands.
@@ -88,7 +90,7 @@ impl SentRecord {
             .header
             .recipients
             .iter()
-            .map(|r| SentRecipient::queued(r.dept.clone(), r.role == RecipientRole::Cc))
+            .map(|r| SentRecipient::queued(r.addr.clone(), r.role == RecipientRole::Cc))
             .collect();
         SentRecord {
             doc,
@@ -99,6 +101,7 @@ impl SentRecord {
             refusal: None,
             recall: None,
             hub_refused: String::new(),
+            relays: Vec::new(),
         }
     }
 }
@@ -123,6 +126,7 @@ impl Record for SentRecord {
             refusal: m.refusal,
             recall: m.recall,
             hub_refused: m.hub_refused,
+            relays: m.relays,
         })
     }
 
@@ -140,13 +144,14 @@ impl Record for SentRecord {
             refusal: self.refusal,
             recall: self.recall,
             hub_refused: self.hub_refused,
+            relays: self.relays,
         }
     }
 }
 
 impl SentRecipient {
     /// A recipient whose delivery has not reached the hub yet.
-    pub(crate) fn queued(dept: DeptId, cc: bool) -> Self {
+    pub(crate) fn queued(dept: Address, cc: bool) -> Self {
         SentRecipient {
             dept,
             cc,
@@ -167,7 +172,7 @@ impl SentRecipient {
     }
 
     fn from_stored(what: &str, r: st::SentRecipient) -> Result<Self, StoreError> {
-        let dept: DeptId = r
+        let dept: Address = r
             .dept
             .parse()
             .map_err(|e| StoreError::decode(what, format!("recipient {:?}: {e}", r.dept)))?;
@@ -194,7 +199,7 @@ impl SentRecipient {
 
     fn into_stored(self) -> st::SentRecipient {
         st::SentRecipient {
-            dept: self.dept.into(),
+            dept: self.dept.to_string(),
             cc: self.cc,
             state: u32::from(self.state.code()),
             accepted_at_ms: self.accepted_at_ms,

@@ -22,17 +22,15 @@ async fn deliver(f: &Fixture) -> SignedDoc {
     let at = now_ms();
     let acc = f.evidence(&doc, EvidenceKind::Accepted, None, at, &f.hub);
     let receipt = f.evidence(&doc, EvidenceKind::Delivered, Some("b"), at, &f.b);
-    let (_, seq) = receive(
-        &f.store,
-        doc.clone(),
-        acc.wire,
-        None,
-        Vec::new(),
-        receipt.wire,
-        at,
-    )
-    .await
-    .unwrap();
+    let arrived = crate::store::Arrived {
+        doc: doc.clone(),
+        acceptance: acc.wire,
+        addition: None,
+        foreign: None,
+    };
+    let (_, seq) = receive(&f.store, arrived, Vec::new(), receipt.wire, at)
+        .await
+        .unwrap();
     assert!(seq.is_some(), "a new delivery logs an event");
     doc
 }
@@ -41,16 +39,16 @@ async fn deliver(f: &Fixture) -> SignedDoc {
 fn clerk(
     key: &Arc<SigningKey>,
     kind: EvidenceKind,
-) -> impl Fn(&SignedDoc) -> Result<SignedEvidence, exchange_core::signing::SignError> + Send + 'static
-{
+) -> impl Fn(
+    &SignedDoc,
+    &exchange_core::ids::Address,
+) -> Result<SignedEvidence, exchange_core::signing::SignError>
++ Send
++ 'static {
     let key = Arc::clone(key);
-    move |doc| {
-        let mut ev = exchange_core::document::Evidence::about(
-            doc,
-            kind,
-            Some("b".parse().unwrap()),
-            now_ms(),
-        );
+    move |doc, me| {
+        let mut ev =
+            exchange_core::document::Evidence::about(doc, kind, Some(me.clone()), now_ms());
         ev.clerk = "王芳".into();
         ev.reason = "不属于本单位职责范围".into();
         SignedEvidence::seal(ev, &key)
@@ -72,17 +70,29 @@ async fn an_entry_confirmed_then_rejected_refuses_the_rejection_and_changes_noth
     let id = deliver(&f).await.header.id;
     let confirm = clerk(&f.b, EvidenceKind::Confirmed);
     assert!(
-        handle(&f.store, id, ClerkAction::Confirm, confirm)
-            .await
-            .unwrap()
+        handle(
+            &f.store,
+            id,
+            "b".parse().unwrap(),
+            ClerkAction::Confirm,
+            confirm
+        )
+        .await
+        .unwrap()
     );
     let before = received(&f.store, id).await.unwrap().unwrap();
     assert_eq!(before.state, InboxState::Confirmed);
 
     let reject = clerk(&f.b, EvidenceKind::Rejected);
-    let err = handle(&f.store, id, ClerkAction::Reject, reject)
-        .await
-        .unwrap_err();
+    let err = handle(
+        &f.store,
+        id,
+        "b".parse().unwrap(),
+        ClerkAction::Reject,
+        reject,
+    )
+    .await
+    .unwrap_err();
     assert!(matches!(err, NodeError::Inbox { .. }), "{err}");
     assert_eq!(
         err.to_string(),
@@ -105,15 +115,27 @@ async fn repeating_a_clerks_action_is_harmless() {
     let id = deliver(&f).await.header.id;
     let confirm = || clerk(&f.b, EvidenceKind::Confirmed);
     assert!(
-        handle(&f.store, id, ClerkAction::Confirm, confirm())
-            .await
-            .unwrap()
+        handle(
+            &f.store,
+            id,
+            "b".parse().unwrap(),
+            ClerkAction::Confirm,
+            confirm()
+        )
+        .await
+        .unwrap()
     );
     let first = received(&f.store, id).await.unwrap().unwrap();
     assert!(
-        !handle(&f.store, id, ClerkAction::Confirm, confirm())
-            .await
-            .unwrap()
+        !handle(
+            &f.store,
+            id,
+            "b".parse().unwrap(),
+            ClerkAction::Confirm,
+            confirm()
+        )
+        .await
+        .unwrap()
     );
     let again = received(&f.store, id).await.unwrap().unwrap();
     assert_eq!(again.handling, first.handling, "the first 签收 stands");
@@ -204,9 +226,15 @@ async fn an_unknown_stored_state_code_is_an_error_naming_the_record() {
     );
     // A clerk cannot sign for it: the action fails and queues nothing.
     let confirm = clerk(&f.b, EvidenceKind::Confirmed);
-    let err = handle(&f.store, id, ClerkAction::Confirm, confirm)
-        .await
-        .unwrap_err();
+    let err = handle(
+        &f.store,
+        id,
+        "b".parse().unwrap(),
+        ClerkAction::Confirm,
+        confirm,
+    )
+    .await
+    .unwrap_err();
     assert!(matches!(err, NodeError::Store(_)), "{err}");
     assert!(outbox(&f.store).await.is_empty());
 

@@ -6,7 +6,7 @@ use exchange_certs::{Ca, Validity};
 use exchange_core::{
     document::{Evidence, EvidenceKind, SignedDoc, SignedEvidence},
     identity::Principal,
-    ids::{DeptId, DocumentId},
+    ids::{Address, DocumentId},
     signing::{Digest, SigningKey},
     store::{Store, queue::QueueKey},
     time::now_ms,
@@ -91,8 +91,10 @@ impl Fixture {
             &self.store,
             doc.clone(),
             acceptance.wire,
+            None,
             Vec::new(),
             now_ms(),
+            local_plan(doc),
         )
         .await
         .unwrap()
@@ -113,7 +115,7 @@ impl Fixture {
         to: Option<&str>,
         key: &SigningKey,
     ) -> SignedEvidence {
-        let to = to.map(|d| d.parse::<DeptId>().unwrap());
+        let to = to.map(|d| d.parse::<Address>().unwrap());
         SignedEvidence::seal(Evidence::about(doc, kind, to, now_ms()), key).unwrap()
     }
 
@@ -146,7 +148,7 @@ impl Fixture {
         doc: &SignedDoc,
         ev: SignedEvidence,
     ) -> Result<bool, StepError> {
-        record_evidence(&self.store, doc, ev, None).await
+        record_evidence(&self.store, crate::store::About::own(doc), ev, None).await
     }
 
     /// The stored delivery of `doc` to `dept`.
@@ -169,5 +171,18 @@ impl Fixture {
             .filter(|(dest, _, _)| *dest == dept)
             .map(|(_, k, v)| (k, Outbound::decode(k.seq, &v).unwrap()))
             .collect()
+    }
+}
+
+/// Every recipient of `doc` a department of this exchange, as the hub plans them.
+pub(super) fn local_plan(doc: &SignedDoc) -> crate::store::Plan {
+    crate::store::Plan {
+        local: doc
+            .header
+            .recipients
+            .iter()
+            .map(|r| (r.addr.clone(), r.addr.dept.clone()))
+            .collect(),
+        ..Default::default()
     }
 }

@@ -25,6 +25,13 @@ impl SentRecord {
         }
         let kind = ev.evidence.kind;
         let at = ev.evidence.at_ms;
+        // A linked exchange's hub took custody: kept for the evidence bundle, moving no row.
+        if kind == EvidenceKind::Relayed {
+            if !self.relays.contains(&ev.wire) {
+                self.relays.push(ev.wire.clone());
+            }
+            return Ok(());
+        }
         for r in &mut self.recipients {
             if ev.evidence.recipient.as_ref().is_some_and(|d| *d != r.dept) {
                 continue; // about another recipient (none named: the acceptance, about all)
@@ -45,7 +52,10 @@ impl SentRecord {
                 | EvidenceKind::Recalled
                 | EvidenceKind::RecallAcknowledged => r.recall_done_at_ms = at,
                 // Our own statements are recorded when made, never pushed back to us.
-                EvidenceKind::Recall | EvidenceKind::RecipientAdded | EvidenceKind::Reminded => {}
+                EvidenceKind::Recall
+                | EvidenceKind::RecipientAdded
+                | EvidenceKind::Reminded
+                | EvidenceKind::Relayed => {}
             }
             if matches!(
                 kind,

@@ -185,7 +185,7 @@ async fn a_schema_1_store_is_upgraded_on_open_and_every_record_reads_back() {
     let rec = sent(&store, sent_id).await.unwrap().expect("sent record");
     assert_eq!(rec.doc.header.id, sent_id);
     assert_eq!(rec.queued_at_ms, 7);
-    assert_eq!(rec.recipients[0].dept.as_str(), "b");
+    assert_eq!(rec.recipients[0].dept.to_string(), "b");
     assert_eq!(rec.recipients[0].state, DeliveryState::Queued);
     let rec = received(&store, received_id).await.unwrap().expect("inbox");
     assert_eq!((rec.state, rec.received_at_ms), (InboxState::New, 8));
@@ -241,7 +241,13 @@ async fn a_schema_1_store_is_upgraded_on_open_and_every_record_reads_back() {
     let doc = f.document();
     let acc = f.evidence(&doc, EvidenceKind::Accepted, None, 11, &f.hub);
     let receipt = f.evidence(&doc, EvidenceKind::Delivered, Some("b"), 11, &f.b);
-    let (_, seq) = receive(&store, doc, acc.wire, None, Vec::new(), receipt.wire, 11)
+    let arrived = crate::store::Arrived {
+        doc,
+        acceptance: acc.wire,
+        addition: None,
+        foreign: None,
+    };
+    let (_, seq) = receive(&store, arrived, Vec::new(), receipt.wire, 11)
         .await
         .unwrap();
     assert_eq!(seq, Some(3));

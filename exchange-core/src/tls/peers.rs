@@ -1,0 +1,174 @@
+//! Mutual TLS between the hubs of linked exchanges (docs/federation.md), apart from the nodes'
+//! channel: a hub's `peer_listen` trusts only the pinned CAs of its `[[peers]]`, never its own
+//! CA (so no department of ours can speak as a peer), and its node listener never trusts a peer
+//! CA (so no peer can speak as one of our departments). A caller is the peer whose CA verified
+//! its certificate, and only a hub certificate (`urn:exchange:hub`) is a peer.
+
+use std::{net::SocketAddr, sync::Arc, time::Duration};
+
+use rustls::{
+    pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer, TrustAnchor, UnixTime},
+    server::WebPkiClientVerifier,
+};
+use tokio::net::TcpListener;
+use tokio_rustls::TlsAcceptor;
+use tokio_stream::wrappers::ReceiverStream;
+use tokio_util::sync::CancellationToken;
+use tonic::{
+    Request, Status,
+    transport::{Certificate, ClientTlsConfig},
+};
+
+use super::{ConnInfo, ServerStream, TlsError, acceptor::HANDSHAKE_TIMEOUT, read_pem_file};
+use crate::{config::TlsPaths, identity::Principal, ids::ExchangeName};
+
+/// The peer-facing TLS of a hub: its server configuration and the pinned CA of each peer.
+#[derive(Clone)]
+pub struct PeerTls {
+    config: Arc<rustls::ServerConfig>,
+    anchors: Arc<Vec<(ExchangeName, TrustAnchor<'static>)>>,
+}
+
+impl std::fmt::Debug for PeerTls {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let names: Vec<&str> = self.anchors.iter().map(|(n, _)| n.as_str()).collect();
+        f.debug_struct("PeerTls").field("peers", &names).finish()
+    }
+}
+
+impl PeerTls {
+    /// The hub's identity from `paths` (its certificate and key; `paths.ca` is not used here),
+    /// requiring a client certificate from one of `peers` (each peer's name and CA in DER).
+    /// TLS 1.3 only, HTTP/2 by ALPN.
+    pub fn new(paths: &TlsPaths, peers: &[(ExchangeName, Vec<u8>)]) -> Result<Self, TlsError> {
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let mut roots = rustls::RootCertStore::empty();
+        let mut anchors = Vec::with_capacity(peers.len());
+        for (name, der) in peers {
+            let cert = CertificateDer::from(der.clone());
+            roots
+                .add(cert.clone())
+                .map_err(|e| TlsError::Config(format!("CA of peer {name}: {e}")))?;
+            let anchor = webpki::anchor_from_trusted_cert(&cert)
+                .map_err(|e| TlsError::Config(format!("CA of peer {name}: {e}")))?
+                .to_owned();
+            anchors.push((name.clone(), anchor));
+        }
+        let verifier =
+            WebPkiClientVerifier::builder_with_provider(Arc::new(roots), Arc::clone(&provider))
+                .build()
+                .map_err(|e| TlsError::Config(format!("peer client verifier: {e}")))?;
+        let cert = CertificateDer::from(read_pem_file(&paths.cert, "CERTIFICATE")?);
+        let key = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(read_pem_file(
+            &paths.key,
+            "PRIVATE KEY",
+        )?));
+        let mut config = rustls::ServerConfig::builder_with_provider(provider)
+            .with_protocol_versions(&[&rustls::version::TLS13])
+            .map_err(|e| TlsError::Config(e.to_string()))?
+            .with_client_cert_verifier(verifier)
+            .with_single_cert(vec![cert], key)
+            .map_err(|e| TlsError::Config(format!("{}: {e}", paths.cert.display())))?;
+        config.alpn_protocols = vec![b"h2".to_vec()];
+        Ok(PeerTls {
+            config: Arc::new(config),
+            anchors: Arc::new(anchors),
+        })
+    }
+
+    /// The peer whose CA issued `leaf` (DER) for client authentication, valid now.
+    pub fn exchange_of(&self, leaf: &[u8]) -> Option<ExchangeName> {
+        let der = CertificateDer::from(leaf);
+        let ee = webpki::EndEntityCert::try_from(&der).ok()?;
+        let now = UnixTime::now();
+        self.anchors.iter().find_map(|(name, anchor)| {
+            ee.verify_for_usage(
+                webpki::ALL_VERIFICATION_ALGS,
+                std::slice::from_ref(anchor),
+                &[],
+                now,
+                webpki::KeyUsage::client_auth(),
+                None,
+                None,
+            )
+            .is_ok()
+            .then(|| name.clone())
+        })
+    }
+
+    /// The calling peer exchange of a request on the peer listener: the peer whose CA verified
+    /// the client certificate, which must name a hub.
+    pub fn caller<T>(&self, req: &Request<T>) -> Result<ExchangeName, Status> {
+        let no_cert = || Status::unauthenticated("no client certificate");
+        let info = req.extensions().get::<ConnInfo>().ok_or_else(no_cert)?;
+        let leaf = info.leaf().ok_or_else(no_cert)?;
+        let name = self.exchange_of(leaf).ok_or_else(|| {
+            Status::unauthenticated("client certificate is from no linked exchange's CA")
+        })?;
+        match Principal::from_cert_der(leaf) {
+            Some(Principal::Hub) => Ok(name),
+            other => Err(Status::permission_denied(format!(
+                "only the hub of exchange {name} may relay; the certificate names {}",
+                other.map_or_else(|| "no exchange principal".to_owned(), |p| p.to_string())
+            ))),
+        }
+    }
+
+    /// Accepts connections on `listener`, each handshake on its own task bounded by
+    /// [`HANDSHAKE_TIMEOUT`]; refused ones go to `on_refused` (where from, and why). Ends when
+    /// `stop` is cancelled.
+    pub fn incoming(
+        &self,
+        listener: TcpListener,
+        on_refused: impl Fn(SocketAddr, String) + Send + Sync + 'static,
+        stop: CancellationToken,
+    ) -> ReceiverStream<Result<ServerStream, std::io::Error>> {
+        let (tx, rx) = tokio::sync::mpsc::channel(16);
+        let acceptor = TlsAcceptor::from(Arc::clone(&self.config));
+        let on_refused = Arc::new(on_refused);
+        tokio::spawn(async move {
+            loop {
+                let (tcp, peer) = tokio::select! {
+                    r = listener.accept() => match r {
+                        Ok(c) => c,
+                        Err(e) => {
+                            tracing::warn!(error = %e, "accepting a peer connection");
+                            tokio::time::sleep(Duration::from_millis(50)).await;
+                            continue;
+                        }
+                    },
+                    () = stop.cancelled() => return,
+                };
+                let _ = tcp.set_nodelay(true);
+                let (acceptor, tx, on_refused) =
+                    (acceptor.clone(), tx.clone(), Arc::clone(&on_refused));
+                tokio::spawn(async move {
+                    match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await {
+                        Ok(Ok(stream)) => {
+                            let _ = tx.send(Ok(ServerStream::rustls(stream))).await;
+                        }
+                        Ok(Err(e)) => on_refused(peer, e.to_string()),
+                        Err(_) => {
+                            on_refused(peer, format!("no handshake within {HANDSHAKE_TIMEOUT:?}"))
+                        }
+                    }
+                });
+            }
+        });
+        ReceiverStream::new(rx)
+    }
+}
+
+/// The client side towards a peer hub: present this hub's certificate (`paths.cert`, which must
+/// allow client authentication), trust only the peer's pinned CA (`peer_ca_pem`), and expect
+/// `server_name` in its certificate.
+pub fn peer_client_config(
+    paths: &TlsPaths,
+    peer_ca_pem: &[u8],
+    server_name: &str,
+) -> Result<ClientTlsConfig, TlsError> {
+    Ok(ClientTlsConfig::new()
+        .ca_certificate(Certificate::from_pem(peer_ca_pem))
+        .identity(super::identity(paths)?)
+        .domain_name(server_name))
+}

@@ -1,0 +1,170 @@
+//! The queue of what this hub still has to hand to each peer hub (docs/federation.md):
+//! documents to relay and evidence to pass on, most urgent first, until the peer acknowledges
+//! them. Items are typed ([`PeerItem`]) here and nowhere else.
+
+use std::collections::HashSet;
+
+use exchange_core::{
+    document::{EvidenceKind, SignedEvidence},
+    ids::{Address, DocumentId, ExchangeName},
+    store::{Store, StoreError, decode, encode, kv::WriteTables, queue::QueueKey},
+};
+use exchange_proto::{store::v1 as st, v1 as pb};
+
+use super::{About, EVIDENCE, RELAY_OUT, StepError, evidence_key, put_evidence};
+use crate::audit::{self, Event};
+
+/// What this hub hands next to a peer hub.
+#[derive(Debug, Clone)]
+pub(crate) enum PeerItem {
+    /// A document, for these of its recipients (as its header names them).
+    Relay {
+        /// The document.
+        doc: DocumentId,
+        /// The recipients the peer takes custody for.
+        recipients: Vec<Address>,
+    },
+    /// Evidence about a document relayed earlier, either way.
+    Evidence(pb::SignedEvidence),
+}
+
+impl PeerItem {
+    /// The stored bytes of the queue item.
+    pub(crate) fn encode(&self) -> Vec<u8> {
+        let item = match self {
+            PeerItem::Relay { doc, recipients } => st::queue_item::Item::RelayDoc(st::RelayDoc {
+                doc_id: doc.to_string(),
+                recipients: recipients.iter().map(ToString::to_string).collect(),
+            }),
+            PeerItem::Evidence(e) => st::queue_item::Item::RelayEvidence(e.clone()),
+        };
+        encode(&st::QueueItem { item: Some(item) })
+    }
+
+    /// Decodes a queue item; `what` names it in the error.
+    pub(crate) fn decode(what: impl std::fmt::Display, bytes: &[u8]) -> Result<Self, StoreError> {
+        let what = format!("relay {what}");
+        let item: st::QueueItem = decode(&what, bytes)?;
+        match item.item {
+            Some(st::queue_item::Item::RelayDoc(r)) => Ok(PeerItem::Relay {
+                doc: r.doc_id.parse().map_err(|e| StoreError::decode(&what, e))?,
+                recipients: r
+                    .recipients
+                    .iter()
+                    .map(|a| a.parse().map_err(|e| StoreError::decode(&what, e)))
+                    .collect::<Result<_, _>>()?,
+            }),
+            Some(st::queue_item::Item::RelayEvidence(e)) => Ok(PeerItem::Evidence(e)),
+            _ => Err(StoreError::decode(what, "not a relay item")),
+        }
+    }
+}
+
+/// The key under which a RELAYED is kept with its document: one per relaying hub.
+pub(crate) fn relay_key(ev: &pb::SignedEvidence) -> String {
+    let hub = SignedEvidence::decode(ev.clone())
+        .ok()
+        .and_then(|e| e.evidence.relay)
+        .map(|r| r.hub.to_string())
+        .unwrap_or_default();
+    format!("relay:{hub}")
+}
+
+/// The most urgent item waiting for `peer` that is not in `busy`. An item that does not decode
+/// comes with its key, so that the caller can set it aside.
+pub(crate) async fn next_for_peer(
+    store: &Store,
+    peer: ExchangeName,
+    busy: HashSet<QueueKey>,
+) -> Result<Option<(QueueKey, Result<PeerItem, StoreError>)>, StoreError> {
+    let items = store
+        .lookup(move |txn| RELAY_OUT.peek(txn, peer.as_str(), 1, &|k| busy.contains(&k)))
+        .await?;
+    Ok(items
+        .into_iter()
+        .next()
+        .map(|(k, v)| (k, PeerItem::decode(k.seq, &v))))
+}
+
+/// Removes an item the peer took (or that cannot be handed over), with an audit entry, in one
+/// transaction.
+pub(crate) async fn peer_done(
+    store: &Store,
+    peer: ExchangeName,
+    key: QueueKey,
+    event: Event,
+) -> Result<(), StoreError> {
+    store
+        .write(move |txn| {
+            RELAY_OUT.remove(txn, peer.as_str(), key)?;
+            audit::append(txn, &event)?;
+            Ok(())
+        })
+        .await
+}
+
+/// Keeps a RELAYED with its document and passes it on towards the sender, in `txn`; returns
+/// false (and does nothing) if it is kept already.
+fn keep_relayed(
+    txn: &dyn WriteTables,
+    about: &About,
+    ev: &SignedEvidence,
+) -> Result<bool, StoreError> {
+    let id = about.id.to_string();
+    let slot = relay_key(&ev.wire);
+    if txn
+        .get(EVIDENCE, &evidence_key(&id, &slot, EvidenceKind::Relayed))?
+        .is_some()
+    {
+        return Ok(false);
+    }
+    put_evidence(txn, &id, &slot, EvidenceKind::Relayed, &ev.wire)?;
+    about.send_back(txn, &ev.wire)?;
+    Ok(true)
+}
+
+/// A hub further on took custody (its RELAYED came back through a peer): kept and passed on
+/// towards the sender. Returns false if it was kept already.
+pub(crate) async fn relayed_further(
+    store: &Store,
+    about: About,
+    ev: SignedEvidence,
+) -> Result<bool, StepError> {
+    Ok(store
+        .write(move |txn| keep_relayed(txn, &about, &ev))
+        .await?)
+}
+
+/// The peer took custody of a document and signed RELAYED: kept with the document, passed on
+/// towards the sender, and the queue item removed, in one transaction. A RELAYED already kept
+/// changes nothing but the queue.
+pub(crate) async fn relayed_by_peer(
+    store: &Store,
+    about: About,
+    ev: SignedEvidence,
+    peer: ExchangeName,
+    key: QueueKey,
+) -> Result<(), StepError> {
+    store
+        .write(move |txn| {
+            let id = about.id.to_string();
+            RELAY_OUT.remove(txn, peer.as_str(), key)?;
+            if keep_relayed(txn, &about, &ev)? {
+                let to: Vec<String> = ev
+                    .evidence
+                    .relay
+                    .iter()
+                    .flat_map(|r| r.to.iter().map(ToString::to_string))
+                    .collect();
+                audit::append(
+                    txn,
+                    &Event::new(pb::AuditKind::RelayedOut)
+                        .doc(&id)
+                        .dept(format!("exchange:{peer}"))
+                        .detail(format!("to {}", to.join(","))),
+                )?;
+            }
+            Ok(())
+        })
+        .await
+}

@@ -1,0 +1,362 @@
+//! Linked exchanges (docs/federation.md): three exchanges on loopback, each with its own CA,
+//! hub and nodes, chained province ← city ← county as `exchange-certs demo-federation` lays
+//! them out. A county department sends to a provincial department (主送) and a city department
+//! (抄送) through the city hub; both receive it, one confirms and one rejects, and both receipts
+//! come back; the bundle verifies with the three CAs. The city hub is SIGKILLed while documents
+//! cross it: nothing is lost or duplicated. A hub that is not linked, and a document from the
+//! wrong side of a link, are refused.
+
+use std::collections::BTreeMap;
+
+use anyhow::{Context, Result, ensure};
+use exchange_core::{
+    config::HubConfig,
+    document::SignedDoc,
+    signing::SigningKey,
+    tls::{self, peers::peer_client_config},
+};
+use exchange_proto::v1::{self as pb, relay_client::RelayClient};
+use exchange_tests::{
+    DEADLINE, TestExchange,
+    cli::{last_line, wait_in_inbox},
+    eventually,
+    federation::Federation,
+    random_file,
+};
+
+const LAYOUT: [&str; 3] = [
+    "province=office,health",
+    "city=finance,education",
+    "county=tax",
+];
+
+/// `tax@county`'s row for `recipient` in `status ID --json`, once its state is `state`.
+async fn row_state(ex: &TestExchange, id: &str, recipient: &str, state: &str) -> Result<()> {
+    eventually(
+        &format!("{recipient}'s row of {id} at tax: {state}"),
+        DEADLINE,
+        || async {
+            let s = ex.cli_json("tax", &["status", id, "--json"]).await?;
+            Ok(s["recipients"].as_array().and_then(|rs| {
+                rs.iter()
+                    .find(|r| r["dept"] == recipient && r["state"] == state)
+                    .map(|_| ())
+            }))
+        },
+    )
+    .await
+}
+
+#[tokio::test]
+async fn a_county_document_reaches_the_province_and_the_city_and_both_receipts_come_back()
+-> Result<()> {
+    let fed = Federation::start(&LAYOUT).await?;
+    let (county, city, province) = (fed.ex("county"), fed.ex("city"), fed.ex("province"));
+
+    // The directory of a county node lists the departments of the linked exchanges.
+    let all = county.cli_ok("tax", &["directory", "--all"]).await?;
+    eventually(
+        "the county's directory to list linked exchanges",
+        DEADLINE,
+        || async {
+            let out = county.cli_ok("tax", &["directory", "--all"]).await?;
+            Ok((out.contains("office@province") && out.contains("finance@city")).then_some(()))
+        },
+    )
+    .await
+    .with_context(|| format!("directory --all: {all}"))?;
+    let local_only = county.cli_ok("tax", &["directory"]).await?;
+    ensure!(
+        !local_only.contains("@province"),
+        "without --all only the county's own departments: {local_only}"
+    );
+
+    let body = random_file(county.root(), "正文.ofd", 300_000, 7)?;
+    let out = county
+        .cli_ok(
+            "tax",
+            &[
+                "send",
+                "--to",
+                "office@province",
+                "--cc",
+                "finance@city",
+                "--title",
+                "关于报送年度税收数据的报告",
+                "--file",
+                body.to_str().context("utf-8")?,
+            ],
+        )
+        .await?;
+    let id = last_line(&out);
+    ensure!(id.len() == 36, "send prints the id last: {out}");
+
+    let at_office = wait_in_inbox(province, "office", &id).await?;
+    let at_finance = wait_in_inbox(city, "finance", &id).await?;
+    for (entry, role) in [(&at_office, "main"), (&at_finance, "cc")] {
+        ensure!(entry["sender"] == "tax@county", "sender: {entry}");
+        ensure!(entry["role"] == role, "role: {entry}");
+    }
+    // The content (300 KB: uploaded in chunks to each hub, not inline) crossed two hubs intact.
+    let saved = province.root().join("saved");
+    province
+        .cli_ok(
+            "office",
+            &["show", &id, "--save", saved.to_str().context("utf-8")?],
+        )
+        .await?;
+    ensure!(
+        std::fs::read(saved.join("正文.ofd"))? == std::fs::read(&body)?,
+        "the content at the province is the content sent"
+    );
+
+    province
+        .cli_ok("office", &["confirm", &id, "--clerk", "王芳"])
+        .await?;
+    city.cli_ok(
+        "finance",
+        &["reject", &id, "--reason", "不属于本单位职责范围"],
+    )
+    .await?;
+    row_state(county, &id, "office@province", "confirmed").await?;
+    row_state(county, &id, "finance@city", "rejected").await?;
+    let status = county.cli_ok("tax", &["status", &id]).await?;
+    ensure!(
+        status.contains("office@province") && status.contains("finance@city"),
+        "status names both recipients: {status}"
+    );
+
+    // The sender's bundle holds every hop's signed step and verifies with the three CAs.
+    let bundle = county.root().join("doc.bundle");
+    county
+        .cli_ok(
+            "tax",
+            &["evidence", &id, "--out", bundle.to_str().context("utf-8")?],
+        )
+        .await?;
+    let (ok, report, err) = county
+        .certs(&[
+            "verify",
+            bundle.to_str().context("utf-8")?,
+            "--ca",
+            fed.ca("county").to_str().context("utf-8")?,
+            "--ca",
+            fed.ca("city").to_str().context("utf-8")?,
+            "--ca",
+            fed.ca("province").to_str().context("utf-8")?,
+        ])
+        .await?;
+    ensure!(ok, "the bundle verifies with the three CAs: {report}{err}");
+    for step in ["relayed", "confirmed", "rejected", "delivered"] {
+        ensure!(report.contains(step), "{step} in the report:\n{report}");
+    }
+    ensure!(
+        report.contains("hub of exchange city") && report.contains("hub of exchange province"),
+        "both relaying hubs signed:\n{report}"
+    );
+    // With only the county's CA the foreign signatures cannot be checked.
+    let (ok, _, err) = county
+        .certs(&[
+            "verify",
+            bundle.to_str().context("utf-8")?,
+            "--ca",
+            fed.ca("county").to_str().context("utf-8")?,
+        ])
+        .await?;
+    ensure!(!ok, "one CA is not enough: {err}");
+
+    // Each hub's audit log records what crossed its boundary, from and to which peer.
+    let (ok, audit, err) = city.hub_cli(&["audit", "export"]).await?;
+    ensure!(ok, "audit export: {err}");
+    let kinds = |kind: &str, peer: &str| {
+        audit
+            .lines()
+            .any(|l| l.contains(kind) && l.contains(&id) && l.contains(peer))
+    };
+    ensure!(
+        kinds("\"RELAYED_IN\"", "exchange:county")
+            && kinds("\"RELAYED_OUT\"", "exchange:province")
+            && kinds("\"EVIDENCE_IN\"", "exchange:province")
+            && kinds("\"EVIDENCE_OUT\"", "exchange:county"),
+        "the city's audit log records the relay both ways:\n{audit}"
+    );
+    let (ok, verified, err) = city.hub_cli(&["audit", "verify"]).await?;
+    ensure!(ok, "the city's audit chain verifies: {verified}{err}");
+    Ok(())
+}
+
+#[tokio::test]
+async fn killing_the_city_hub_while_documents_cross_it_loses_and_duplicates_nothing() -> Result<()>
+{
+    let mut fed = Federation::start(&LAYOUT).await?;
+    let mut ids = Vec::new();
+    let mut kills = 0;
+    for i in 0..24 {
+        let body = random_file(fed.ex("county").root(), &format!("d{i}.ofd"), 3_000, i)?;
+        let out = fed
+            .ex("county")
+            .cli_ok(
+                "tax",
+                &[
+                    "send",
+                    "--to",
+                    "office@province",
+                    "--cc",
+                    "finance@city",
+                    "--title",
+                    &format!("第{i}号"),
+                    "--file",
+                    body.to_str().context("utf-8")?,
+                ],
+            )
+            .await?;
+        ids.push(last_line(&out));
+        if i % 6 == 3 {
+            let city = fed.ex_mut("city");
+            let pid = city.hub_pid().context("city hub running")?;
+            exchange_tests::signal(pid, "KILL")?;
+            city.kill_hub().await?;
+            kills += 1;
+            city.start_hub().await?;
+        }
+    }
+    ensure!(kills >= 4, "the city hub was killed {kills} times");
+    for (exchange, dept) in [("province", "office"), ("city", "finance")] {
+        let ex = fed.ex(exchange);
+        let inbox = eventually(
+            &format!("all {} documents at {dept}", ids.len()),
+            DEADLINE * 2,
+            || async {
+                let v = ex.cli_json(dept, &["inbox", "--json"]).await?;
+                let entries = v.as_array().cloned().unwrap_or_default();
+                Ok((entries.len() >= ids.len()).then_some(entries))
+            },
+        )
+        .await?;
+        let mut seen: BTreeMap<String, usize> = BTreeMap::new();
+        for e in &inbox {
+            *seen
+                .entry(e["id"].as_str().unwrap_or_default().to_owned())
+                .or_default() += 1;
+        }
+        ensure!(
+            inbox.len() == ids.len(),
+            "{dept} holds each document once: {} entries for {} documents",
+            inbox.len(),
+            ids.len()
+        );
+        for id in &ids {
+            ensure!(seen.get(id) == Some(&1), "{id} at {dept} exactly once");
+        }
+    }
+    // Every delivery receipt came back to the county across the city.
+    for id in &ids {
+        row_state(fed.ex("county"), id, "office@province", "delivered").await?;
+        row_state(fed.ex("county"), id, "finance@city", "delivered").await?;
+    }
+    Ok(())
+}
+
+/// A client of `target`'s relay service presenting `who`'s hub certificate, trusting
+/// `target`'s CA.
+async fn relay_client_as(
+    fed: &Federation,
+    who: &HubConfig,
+    target: &str,
+) -> Result<RelayClient<tonic::transport::Channel>> {
+    let target_cfg = fed.hub_config(target)?;
+    let ca_pem = std::fs::read(fed.ca(target))?;
+    let tls = peer_client_config(&who.tls, &ca_pem, "localhost")?;
+    let addr = target_cfg.hub.peer_listen.context("peer_listen")?;
+    let channel = tls::endpoint(addr, tls)?.connect().await?;
+    Ok(RelayClient::new(channel))
+}
+
+#[tokio::test]
+async fn a_hub_that_is_not_linked_and_a_document_from_the_wrong_side_are_refused() -> Result<()> {
+    let fed = Federation::start(&LAYOUT).await?;
+    // A hub of an exchange nobody linked (its own CA) cannot even complete the handshake.
+    let rogue = TestExchange::setup(&["x"])?;
+    let rogue_cfg: HubConfig =
+        exchange_core::config::load(&rogue.layout_dir().join("hub/hub.toml"))?;
+    let refused = relay_client_as(&fed, &rogue_cfg, "city").await;
+    let refused = match refused {
+        Err(e) => e.to_string(),
+        Ok(mut c) => c
+            .directory(pb::DirectoryRequest {})
+            .await
+            .err()
+            .map(|s| s.to_string())
+            .context("an unlinked hub was answered")?,
+    };
+    ensure!(!refused.is_empty(), "unlinked hub refused: {refused}");
+
+    // The county is linked to the city, but only for documents from its side: one claiming to
+    // come from the province is refused, whoever signed it.
+    let county_cfg = fed.hub_config("county")?;
+    let mut client = relay_client_as(&fed, &county_cfg, "city").await?;
+    let tax = fed.node_config_loaded("county", "tax")?;
+    let key = SigningKey::load(&tax.signing)?;
+    let header = pb::DocumentHeader {
+        format: 1,
+        id: exchange_core::ids::DocumentId::new().to_string(),
+        sender: "office".into(),
+        created_at_ms: exchange_core::time::now_ms(),
+        metadata: Some(pb::DocumentMetadata {
+            title: "冒名文件".into(),
+            to_depts: vec!["finance@city".into()],
+            ..Default::default()
+        }),
+        parts: vec![pb::Part {
+            role: pb::PartRole::Body.into(),
+            name: "正文.txt".into(),
+            media_type: "text/plain".into(),
+            size: 1,
+            sha256: exchange_core::signing::Digest::of(b"x").0.to_vec(),
+        }],
+        digest_algorithm: String::new(),
+    };
+    let forged = SignedDoc::seal(&header, &key)?;
+    let wrong_side = client
+        .relay(pb::RelayRequest {
+            document: Some(forged.wire.clone()),
+            origin_exchange: "province".into(),
+            via: vec!["province".into(), "county".into()],
+            recipients: vec!["finance@city".into()],
+            ..Default::default()
+        })
+        .await
+        .expect_err("a document from the wrong side is refused");
+    ensure!(
+        wrong_side.code() == tonic::Code::PermissionDenied
+            && wrong_side
+                .message()
+                .contains("not on the side of peer county"),
+        "{wrong_side:?}"
+    );
+    // From its own side, but not signed by the sender it names: refused too.
+    let not_signed = client
+        .relay(pb::RelayRequest {
+            document: Some(forged.wire),
+            origin_exchange: "county".into(),
+            via: vec!["county".into()],
+            recipients: vec!["finance@city".into()],
+            ..Default::default()
+        })
+        .await
+        .expect_err("a document its sender did not sign is refused");
+    ensure!(
+        not_signed.code() == tonic::Code::PermissionDenied,
+        "{not_signed:?}"
+    );
+    // Neither reached the city's inbox.
+    let inbox = fed
+        .ex("city")
+        .cli_json("finance", &["inbox", "--json"])
+        .await?;
+    ensure!(
+        inbox.as_array().is_some_and(Vec::is_empty),
+        "nothing delivered: {inbox}"
+    );
+    Ok(())
+}
