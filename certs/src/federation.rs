@@ -259,6 +259,20 @@ fn links(specs: &[ExchangeSpec], i: usize, peer_listen: &[SocketAddr]) -> HubLin
         server_name: HUB_SERVER_NAME.to_owned(),
         ca: peer_ca_path(&specs[j].name),
         routes,
+        // The demo's exchanges share one disk: each hub watches its peers' own CRL files, so
+        // that `exchange-certs revoke` at a peer's CA cuts that peer's hub here too. A real
+        // deployment copies each peer's published CRL to a local file instead.
+        crl: Some(
+            [
+                "..",
+                "..",
+                specs[j].name.as_str(),
+                "ca",
+                crate::revoke::CRL_FILE,
+            ]
+            .iter()
+            .collect(),
+        ),
     };
     let parent = i.checked_sub(1).map(|p| peer(p, vec![Route::Any]));
     let child = (i + 1 < specs.len()).then(|| {

@@ -638,6 +638,9 @@ impl ResolvePaths for HubConfig {
         if let Some(ca) = &mut self.store.ca_file {
             resolve(ca, base);
         }
+        for crl in self.peers.iter_mut().filter_map(|p| p.crl.as_mut()) {
+            resolve(crl, base);
+        }
         for ca in self
             .peers
             .iter_mut()

@@ -273,7 +273,7 @@ async fn push_loop(
                 look = false;
                 break;
             }
-            let (push, pending) = match prepare(hub, taken(key), item).await? {
+            let (push, pending, origin_exchange) = match prepare(hub, taken(key), item).await? {
                 Prepared::Push(push) => *push,
                 Prepared::Done => continue, // not pushed, and removed from the queue
                 Prepared::Parked => {
@@ -282,12 +282,10 @@ async fn push_loop(
                 }
             };
             seq += 1;
-            // Evidence and notices here are about this exchange's own documents (those of
-            // a linked exchange go back to its peer hub, not to a node).
             let push = pb::HubPush {
                 seq,
                 item: Some(push),
-                origin_exchange: String::new(),
+                origin_exchange,
             };
             if tx.send(Ok(push)).await.is_err() {
                 return Ok(());
@@ -387,8 +385,9 @@ async fn refuse_ack(
 
 /// What to do with a queued item.
 enum Prepared {
-    /// Push it, and wait for this (boxed: a delivery is large, the other answers empty).
-    Push(Box<(pb::hub_push::Item, Pending)>),
+    /// Push it (with the exchange of a notice's document, "" for ours), and wait for this
+    /// (boxed: a delivery is large, the other answers empty).
+    Push(Box<(pb::hub_push::Item, Pending, String)>),
     /// Nothing to push, and it has left the queue: its document is gone, was recalled before
     /// this recipient had it, or is damaged and reported NOT_DELIVERED ([`damaged`]).
     Done,
@@ -408,6 +407,9 @@ impl From<damaged::Outcome> for Prepared {
 /// The push for a queued item, or what became of it instead.
 async fn prepare(hub: &Hub, taken: Taken, item: Outbound) -> Result<Prepared, ServiceError> {
     let dept = &taken.dept;
+    // Evidence pushed to a node is about its own documents (evidence about a linked exchange's
+    // goes back to the peer hub it came from); a notice may be about a linked exchange's.
+    let mut origin = String::new();
     let (push, pending) = match item {
         Outbound::Deliver(id) => {
             let view = match store::push_view(&hub.store, id, dept.clone()).await {
@@ -452,27 +454,31 @@ async fn prepare(hub: &Hub, taken: Taken, item: Outbound) -> Result<Prepared, Se
         }
         Outbound::Evidence(e) => (pb::hub_push::Item::Evidence(e), Pending::Plain),
         Outbound::Notice(e) => {
-            let recall = match SignedEvidence::decode(e.clone()) {
-                Ok(n) if n.evidence.kind == EvidenceKind::Recall => {
+            let (is_recall, rec) = match SignedEvidence::decode(e.clone()) {
+                Ok(n) => {
                     let id = n.evidence.doc_id;
-                    match store::document(&hub.store, id).await {
+                    let rec = match store::document(&hub.store, id).await {
                         Err(e) if damaged::is_damage(&e) => {
-                            let why = "a recall notice needs the document";
+                            let why = "a notice needs the document";
                             return Ok(damaged::park(hub, dept, Some(id), &e, why).await?.into());
                         }
                         other => other?,
-                    }
+                    };
+                    (n.evidence.kind == EvidenceKind::Recall, rec)
                 }
-                _ => None,
+                Err(_) => (false, None),
             };
-            let pending = match recall {
-                Some(rec) => Pending::Recall(Box::new(rec)),
-                None => Pending::Plain,
+            if let Some(o) = rec.as_ref().and_then(store::DocumentRecord::origin) {
+                origin = o.to_string();
+            }
+            let pending = match rec {
+                Some(rec) if is_recall => Pending::Recall(Box::new(rec)),
+                _ => Pending::Plain,
             };
             (pb::hub_push::Item::Notice(e), pending)
         }
     };
-    Ok(Prepared::Push(Box::new((push, pending))))
+    Ok(Prepared::Push(Box::new((push, pending, origin))))
 }
 
 /// Commits what the node's acknowledgement of one item means, and removes the item from the

@@ -21,7 +21,10 @@ use exchange_core::{
     config::{HubConfig, Route},
     ids::{Address, DeptId, ExchangeName},
     signing::{Trust, Verifier},
-    tls::{self, peers::PeerTls},
+    tls::{
+        self,
+        peers::{PeerTls, PeerTrust},
+    },
 };
 use exchange_proto::v1 as pb;
 
@@ -133,8 +136,8 @@ pub(crate) enum Dest {
 /// This hub's links: its name and peers ([`Routes`]), and the CAs it trusts for signatures.
 #[derive(Debug)]
 pub(crate) struct Links {
-    /// Names and routes.
-    pub(crate) routes: Routes,
+    /// Names and routes (shared with the store's transactions, which route statements).
+    pub(crate) routes: Arc<Routes>,
     /// Our CA, and each linked exchange's (peers and `[[exchanges]]`).
     pub(crate) trust: Trust,
     /// Every linked exchange's CA (DER), for the nodes: they check foreign signatures with it.
@@ -177,22 +180,26 @@ impl Links {
         let tls = if peers.is_empty() {
             None
         } else {
-            let anchors: Vec<(ExchangeName, Vec<u8>)> = cfg
+            let anchors: Vec<PeerTrust> = cfg
                 .peers
                 .iter()
                 .filter_map(|p| {
                     cas.iter()
                         .find(|(n, _)| n == &p.name)
-                        .map(|(n, d)| (n.clone(), d.clone()))
+                        .map(|(n, d)| PeerTrust {
+                            name: n.clone(),
+                            ca_der: d.clone(),
+                            crl: p.crl.clone(),
+                        })
                 })
                 .collect();
             Some(PeerTls::new(&cfg.tls, &anchors).context("the peer listener's TLS")?)
         };
         Ok(Links {
-            routes: Routes {
+            routes: Arc::new(Routes {
                 name: cfg.hub.exchange.clone(),
                 peers,
-            },
+            }),
             trust,
             cas,
             tls,

@@ -74,19 +74,70 @@ pub(crate) fn check_clock(field: &str, at_ms: i64) -> Result<(), ServiceError> {
     Ok(())
 }
 
+/// The sender's recall (撤回) of the stored document `rec`: recorded and queued for every
+/// recipient not finished with it, here or through the peer hubs towards them. At the origin
+/// hub and at every hub it is relayed to alike.
+pub(crate) async fn recall_statement(
+    hub: &Hub,
+    rec: &store::DocumentRecord,
+    ev: SignedEvidence,
+) -> Result<(), ServiceError> {
+    let id = rec.doc.header.id;
+    let woken = store::recall(&hub.store, &rec.doc, ev, Arc::clone(&hub.links.routes)).await?;
+    info!(doc_id = %id, recipients = woken.local.len(), peers = woken.peers.len(), "recalled by the sender");
+    woken.local.iter().for_each(|d| hub.sessions.wake(d));
+    woken.peers.iter().for_each(|p| hub.peer_wake.wake(p));
+    Ok(())
+}
+
+/// The sender's reminder (催办) of one recipient of the stored document `rec`: queued for it,
+/// here or through the peer hub towards it, unless its delivery has ended.
+pub(crate) async fn remind_statement(
+    hub: &Hub,
+    rec: &store::DocumentRecord,
+    ev: SignedEvidence,
+) -> Result<(), ServiceError> {
+    let id = rec.doc.header.id;
+    let named = ev
+        .evidence
+        .recipient
+        .clone()
+        .ok_or_else(|| ServiceError::invalid("evidence.recipient: required"))?;
+    let origin = rec.origin();
+    let key = hub.links.relative(origin, &named);
+    let dest = hub.links.dest(origin, &named).ok_or_else(|| {
+        ServiceError::invalid(format!(
+            "evidence.recipient: no link of this exchange reaches {named}"
+        ))
+    })?;
+    match store::remind(&hub.store, &rec.doc, ev, key, dest.clone()).await? {
+        store::Reminder::Queued => {
+            info!(doc_id = %id, recipient = %named, "reminder queued (催办)");
+            match &dest {
+                Dest::Local(d) => hub.sessions.wake(d),
+                Dest::Peer(p) => hub.peer_wake.wake(p),
+            }
+        }
+        store::Reminder::Moot(state) => {
+            info!(doc_id = %id, recipient = %named, %state, "reminder kept, not forwarded: the delivery has ended");
+        }
+    }
+    Ok(())
+}
+
 /// Whether `dept` of this exchange sent the stored document (a document of a linked exchange
 /// has no sender here).
 fn is_sender(rec: &store::DocumentRecord, dept: &DeptId) -> bool {
     rec.relay.is_none() && rec.doc.header.sender == *dept
 }
 
-/// The recipient a sender's statement names, which must be a department of this exchange.
+/// The recipient a sender's 补发 names, which must be a department of this exchange.
 fn local_recipient(ev: &SignedEvidence) -> Result<DeptId, ServiceError> {
     match &ev.evidence.recipient {
         None => Err(ServiceError::invalid("evidence.recipient: required")),
         Some(a) => a.local_to(None).cloned().ok_or_else(|| {
-            ServiceError::invalid(format!(
-                "evidence.recipient: {a} is a department of another exchange: this hub relays to no other exchange"
+            ServiceError::precondition(format!(
+                "evidence.recipient: {a} is a department of another exchange: 补发 across exchanges is not relayed yet (docs/federation.md)"
             ))
         }),
     }
@@ -534,32 +585,18 @@ impl HubService {
                 rec.doc.header.id
             )));
         }
-        if rec
-            .doc
-            .header
-            .recipients
-            .iter()
-            .any(|r| r.addr.exchange.is_some())
-        {
-            return Err(ServiceError::precondition(
-                "evidence.kind: recall (撤回), 补发 and 催办 of a document sent to other exchanges are not relayed yet (docs/federation.md)",
-            ));
-        }
-        let doc = rec.doc;
-        if !ev.is_about(&doc) {
+        if !ev.is_about(&rec.doc) {
             return Err(ServiceError::invalid(
                 "evidence.header_digest: does not match the document",
             ));
         }
         let hub = &self.hub;
-        let id = doc.header.id;
+        let id = rec.doc.header.id;
         match ev.evidence.kind {
-            EvidenceKind::Recall => {
-                let woken = store::recall(&hub.store, &doc, ev).await?;
-                info!(doc_id = %id, recipients = woken.len(), "recalled by the sender");
-                woken.iter().for_each(|d| hub.sessions.wake(d));
-            }
+            EvidenceKind::Recall => recall_statement(hub, &rec, ev).await?,
+            EvidenceKind::Reminded => remind_statement(hub, &rec, ev).await?,
             EvidenceKind::RecipientAdded => {
+                let doc = rec.doc;
                 let dept = local_recipient(&ev)?;
                 if dept == caller {
                     return Err(ServiceError::invalid(
@@ -583,18 +620,6 @@ impl HubService {
                 if store::add_recipient(&hub.store, &doc, ev).await? {
                     info!(doc_id = %id, recipient = %dept, "recipient added (补发)");
                     hub.sessions.wake(&dept);
-                }
-            }
-            EvidenceKind::Reminded => {
-                let dept = local_recipient(&ev)?;
-                match store::remind(&hub.store, &doc, ev).await? {
-                    store::Reminder::Queued => {
-                        info!(doc_id = %id, recipient = %dept, "reminder queued (催办)");
-                        hub.sessions.wake(&dept);
-                    }
-                    store::Reminder::Moot(state) => {
-                        info!(doc_id = %id, recipient = %dept, %state, "reminder kept, not forwarded: the delivery has ended");
-                    }
                 }
             }
             kind => {

@@ -173,7 +173,8 @@ async fn subscribe_once(
             // delivery): everything pushed before it is finished first.
             Some(pb::hub_push::Item::Notice(e)) => {
                 finish_all(&mut receiving, &acks, backoff).await?;
-                crate::office::notice(node, e)
+                let origin = push.origin_exchange.parse().ok();
+                crate::office::notice(node, e, origin)
                     .await
                     .map_err(ServiceError::from)?
             }

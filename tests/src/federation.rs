@@ -54,6 +54,7 @@ impl Federation {
             })?;
             let ex = TestExchange {
                 dir: None,
+                layout: linked.layout.dir.clone(),
                 root,
                 hub: None,
                 hub_config: linked.layout.hub_config.clone(),

@@ -108,6 +108,8 @@ where
 pub struct TestExchange {
     dir: Option<tempfile::TempDir>,
     root: PathBuf,
+    /// Where the PKI and configs were laid out (`ca/`, `hub/`, one directory per department).
+    layout: PathBuf,
     hub: Option<Child>,
     hub_config: PathBuf,
     hub_addr: Option<SocketAddr>,
@@ -170,6 +172,7 @@ impl TestExchange {
             .collect();
         Ok(TestExchange {
             dir: Some(dir),
+            layout: root.join("ex"),
             root,
             hub: None,
             hub_config: layout.hub_config,
@@ -193,7 +196,7 @@ impl TestExchange {
 
     /// The directory of the generated PKI and configs (`ca/`, `hub/`, one per department).
     pub fn layout_dir(&self) -> PathBuf {
-        self.root.join("ex")
+        self.layout.clone()
     }
 
     /// A department's node.toml.

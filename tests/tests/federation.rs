@@ -360,3 +360,100 @@ async fn a_hub_that_is_not_linked_and_a_document_from_the_wrong_side_are_refused
     );
     Ok(())
 }
+
+#[tokio::test]
+async fn a_peer_hub_whose_certificate_is_revoked_is_cut() -> Result<()> {
+    let fed = Federation::start(&LAYOUT).await?;
+    let (county, city) = (fed.ex("county"), fed.ex("city"));
+    // Before: a county document reaches the city.
+    let before =
+        exchange_tests::cli::send(county, "tax", "撤销前", &["--to", "finance@city"]).await?;
+    wait_in_inbox(city, "finance", &before).await?;
+    // The county's CA revokes its own hub's TLS certificate; the city watches that CRL
+    // (`[[peers]] crl`) and refuses the county's hub from its next call on, on the connection
+    // already open.
+    county.revoke_tls("hub", "key-compromise").await?;
+    let after =
+        exchange_tests::cli::send(county, "tax", "撤销后", &["--to", "finance@city"]).await?;
+    city.wait_logged("hub", "the certificate of exchange county's hub is revoked")
+        .await?;
+    let inbox = city.cli_json("finance", &["inbox", "--json"]).await?;
+    let ids: Vec<&str> = inbox
+        .as_array()
+        .map(|a| a.iter().filter_map(|e| e["id"].as_str()).collect())
+        .unwrap_or_default();
+    ensure!(
+        ids.contains(&before.as_str()) && !ids.contains(&after.as_str()),
+        "nothing crosses from a revoked peer: {ids:?}"
+    );
+    // The document stays queued at the county (nothing is lost): accepted, not delivered.
+    let status = county
+        .cli_json("tax", &["status", &after, "--json"])
+        .await?;
+    ensure!(
+        status["recipients"][0]["state"] == "accepted",
+        "queued at the county hub: {status}"
+    );
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_reminder_and_a_recall_cross_the_hubs_to_the_recipients() -> Result<()> {
+    let fed = Federation::start(&LAYOUT).await?;
+    let (county, city, province) = (fed.ex("county"), fed.ex("city"), fed.ex("province"));
+    let id = exchange_tests::cli::send(
+        county,
+        "tax",
+        "关于召开年度工作会议的通知",
+        &["--to", "office@province", "--cc", "finance@city"],
+    )
+    .await?;
+    wait_in_inbox(province, "office", &id).await?;
+    wait_in_inbox(city, "finance", &id).await?;
+    row_state(county, &id, "office@province", "delivered").await?;
+
+    // 催办 to a provincial department, through the city hub.
+    county
+        .cli_ok(
+            "tax",
+            &[
+                "remind",
+                &id,
+                "--to",
+                "office@province",
+                "--note",
+                "请尽快签收",
+            ],
+        )
+        .await?;
+    let reminded = exchange_tests::cli::entry_when(province, "office", &id, "reminded", |e| {
+        e["reminders"] == 1
+    })
+    .await?;
+    ensure!(reminded["sender"] == "tax@county", "{reminded}");
+
+    // finance signs for it; then the sender recalls it (撤回): office (unsigned) has it taken
+    // back, finance (signed) must acknowledge, and each one's signed step comes back.
+    city.cli_ok("finance", &["confirm", &id, "--clerk", "王芳"])
+        .await?;
+    row_state(county, &id, "finance@city", "confirmed").await?;
+    county
+        .cli_ok("tax", &["recall", &id, "--reason", "会议改期"])
+        .await?;
+    exchange_tests::cli::entry_when(province, "office", &id, "recalled", |e| {
+        e["state"] == "recalled"
+    })
+    .await?;
+    row_state(county, &id, "office@province", "recalled").await?;
+    exchange_tests::cli::entry_when(city, "finance", &id, "recall pending", |e| {
+        e["state"] == "recall-pending"
+    })
+    .await?;
+    city.cli_ok("finance", &["ack-recall", &id, "--clerk", "王芳"])
+        .await?;
+    row_state(county, &id, "finance@city", "recall-acknowledged").await?;
+    // The recall can no longer be signed for at the province.
+    let (ok, _, err) = province.cli("office", &["confirm", &id]).await?;
+    ensure!(!ok && err.contains("recalled"), "{err}");
+    Ok(())
+}

@@ -83,6 +83,9 @@ impl HubConfig {
         }
         for p in &self.peers {
             check("peers.ca", &p.ca, Kind::Public)?;
+            if let Some(crl) = &p.crl {
+                check("peers.crl", crl, Kind::Public)?;
+            }
         }
         for e in &self.exchanges {
             check("exchanges.ca", &e.ca, Kind::Public)?;

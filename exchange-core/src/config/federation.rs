@@ -94,6 +94,10 @@ pub struct PeerEntry {
     /// every exchange no other peer names. Empty: only the peer's own departments.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub routes: Vec<Route>,
+    /// A revocation list of the peer's CA (PEM or DER), re-read when the file changes: a peer
+    /// hub whose certificate it lists is refused, at the handshake and at every call.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub crl: Option<PathBuf>,
 }
 
 /// `[[exchanges]]`: an exchange further away (reached through a peer), whose CA this hub needs
@@ -219,6 +223,7 @@ mod tests {
             server_name: "hub".into(),
             ca: "ca.pem".into(),
             routes: routes.iter().map(|r| r.parse().unwrap()).collect(),
+            crl: None,
         }
     }
 

@@ -4,7 +4,12 @@
 //! CA (so no peer can speak as one of our departments). A caller is the peer whose CA verified
 //! its certificate, and only a hub certificate (`urn:exchange:hub`) is a peer.
 
-use std::{net::SocketAddr, sync::Arc, time::Duration};
+use std::{
+    net::SocketAddr,
+    path::PathBuf,
+    sync::{Arc, Mutex},
+    time::Duration,
+};
 
 use rustls::{
     pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer, TrustAnchor, UnixTime},
@@ -19,14 +24,40 @@ use tonic::{
     transport::{Certificate, ClientTlsConfig},
 };
 
-use super::{ConnInfo, ServerStream, TlsError, acceptor::HANDSHAKE_TIMEOUT, read_pem_file};
+use super::{
+    ConnInfo, ServerStream, TlsError,
+    acceptor::HANDSHAKE_TIMEOUT,
+    crl::{Crl, FileStamp, Watched, load_crl},
+    read_pem_file,
+};
 use crate::{config::TlsPaths, identity::Principal, ids::ExchangeName};
 
-/// The peer-facing TLS of a hub: its server configuration and the pinned CA of each peer.
+/// The peer-facing TLS of a hub: its server configuration and the pinned CA of each peer,
+/// with the peer's revocation list where one is configured.
 #[derive(Clone)]
 pub struct PeerTls {
     config: Arc<rustls::ServerConfig>,
     anchors: Arc<Vec<(ExchangeName, TrustAnchor<'static>)>>,
+    crls: Arc<Vec<PeerCrl>>,
+}
+
+/// One peer's revocation list, re-read when its file changes.
+struct PeerCrl {
+    peer: ExchangeName,
+    ca_der: Vec<u8>,
+    watched: Mutex<Watched>,
+    current: Mutex<Crl>,
+}
+
+/// One peer as [`PeerTls::new`] takes it: its name, its CA (DER), and its CRL file if any.
+#[derive(Debug, Clone)]
+pub struct PeerTrust {
+    /// The peer exchange.
+    pub name: ExchangeName,
+    /// Its CA certificate (DER).
+    pub ca_der: Vec<u8>,
+    /// A revocation list of its CA (`[[peers]] crl`), re-read when it changes.
+    pub crl: Option<PathBuf>,
 }
 
 impl std::fmt::Debug for PeerTls {
@@ -40,11 +71,25 @@ impl PeerTls {
     /// The hub's identity from `paths` (its certificate and key; `paths.ca` is not used here),
     /// requiring a client certificate from one of `peers` (each peer's name and CA in DER).
     /// TLS 1.3 only, HTTP/2 by ALPN.
-    pub fn new(paths: &TlsPaths, peers: &[(ExchangeName, Vec<u8>)]) -> Result<Self, TlsError> {
+    pub fn new(paths: &TlsPaths, peers: &[PeerTrust]) -> Result<Self, TlsError> {
         let provider = Arc::new(rustls::crypto::ring::default_provider());
         let mut roots = rustls::RootCertStore::empty();
         let mut anchors = Vec::with_capacity(peers.len());
-        for (name, der) in peers {
+        let mut crls = Vec::new();
+        for p in peers {
+            let (name, der) = (&p.name, &p.ca_der);
+            if let Some(path) = &p.crl {
+                let crl = load_crl(path, der)?;
+                crls.push(PeerCrl {
+                    peer: name.clone(),
+                    ca_der: der.clone(),
+                    watched: Mutex::new(Watched {
+                        path: path.clone(),
+                        stamp: FileStamp::of(path),
+                    }),
+                    current: Mutex::new(crl),
+                });
+            }
             let cert = CertificateDer::from(der.clone());
             roots
                 .add(cert.clone())
@@ -73,7 +118,38 @@ impl PeerTls {
         Ok(PeerTls {
             config: Arc::new(config),
             anchors: Arc::new(anchors),
+            crls: Arc::new(crls),
         })
+    }
+
+    /// Whether `peer`'s revocation list (re-read if its file changed) lists `leaf`.
+    pub fn revoked(&self, peer: &ExchangeName, leaf: &[u8]) -> bool {
+        let Some(c) = self.crls.iter().find(|c| &c.peer == peer) else {
+            return false;
+        };
+        let changed = c
+            .watched
+            .lock()
+            .map(|mut w| w.changed().then(|| w.path.clone()))
+            .ok()
+            .flatten();
+        if let Some(path) = changed {
+            match load_crl(&path, &c.ca_der) {
+                Ok(crl) => {
+                    tracing::info!(%peer, revoked = crl.revoked.len(), "peer revocation list reloaded");
+                    if let Ok(mut cur) = c.current.lock() {
+                        *cur = crl;
+                    }
+                }
+                Err(e) => {
+                    tracing::warn!(%peer, error = %e, "peer revocation list not reloaded; the previous one stays in force")
+                }
+            }
+        }
+        c.current
+            .lock()
+            .map(|crl| crl.revokes(leaf))
+            .unwrap_or(true)
     }
 
     /// The peer whose CA issued `leaf` (DER) for client authentication, valid now.
@@ -105,6 +181,12 @@ impl PeerTls {
         let name = self.exchange_of(leaf).ok_or_else(|| {
             Status::unauthenticated("client certificate is from no linked exchange's CA")
         })?;
+        // Checked at every call, so that a revocation cuts a connection already open.
+        if self.revoked(&name, leaf) {
+            return Err(Status::unauthenticated(format!(
+                "the certificate of exchange {name}'s hub is revoked ([[peers]] crl)"
+            )));
+        }
         match Principal::from_cert_der(leaf) {
             Some(Principal::Hub) => Ok(name),
             other => Err(Status::permission_denied(format!(
@@ -126,6 +208,7 @@ impl PeerTls {
         let (tx, rx) = tokio::sync::mpsc::channel(16);
         let acceptor = TlsAcceptor::from(Arc::clone(&self.config));
         let on_refused = Arc::new(on_refused);
+        let this = self.clone();
         tokio::spawn(async move {
             loop {
                 let (tcp, peer) = tokio::select! {
@@ -140,12 +223,29 @@ impl PeerTls {
                     () = stop.cancelled() => return,
                 };
                 let _ = tcp.set_nodelay(true);
-                let (acceptor, tx, on_refused) =
-                    (acceptor.clone(), tx.clone(), Arc::clone(&on_refused));
+                let (acceptor, tx, on_refused, this) = (
+                    acceptor.clone(),
+                    tx.clone(),
+                    Arc::clone(&on_refused),
+                    this.clone(),
+                );
                 tokio::spawn(async move {
                     match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await {
                         Ok(Ok(stream)) => {
-                            let _ = tx.send(Ok(ServerStream::rustls(stream))).await;
+                            let stream = ServerStream::rustls(stream);
+                            let revoked = stream.info().leaf().and_then(|leaf| {
+                                let peer = this.exchange_of(leaf)?;
+                                this.revoked(&peer, leaf).then_some(peer)
+                            });
+                            match revoked {
+                                Some(peer) => on_refused(
+                                    peer_addr(&stream, peer.as_str()),
+                                    format!("the certificate of exchange {peer}'s hub is revoked"),
+                                ),
+                                None => {
+                                    let _ = tx.send(Ok(stream)).await;
+                                }
+                            }
                         }
                         Ok(Err(e)) => on_refused(peer, e.to_string()),
                         Err(_) => {
@@ -157,6 +257,14 @@ impl PeerTls {
         });
         ReceiverStream::new(rx)
     }
+}
+
+/// Where a connection came from, for a refusal.
+fn peer_addr(stream: &ServerStream, _peer: &str) -> SocketAddr {
+    stream
+        .info()
+        .remote_addr
+        .unwrap_or_else(|| SocketAddr::from(([0, 0, 0, 0], 0)))
 }
 
 /// The client side towards a peer hub: present this hub's certificate (`paths.cert`, which must

@@ -40,6 +40,22 @@ impl RelayService {
         RelayService { hub, tls }
     }
 
+    /// The calling peer; a caller that is not one (its certificate revoked, say) is logged and
+    /// audited before it is refused.
+    async fn caller<T>(&self, req: &Request<T>) -> Result<ExchangeName, Status> {
+        match self.tls.caller(req) {
+            Ok(peer) => Ok(peer),
+            Err(s) => {
+                warn!(error = %s.message(), "peer call refused");
+                let event = Event::new(pb::AuditKind::RelayRefused)
+                    .dept("exchange:?")
+                    .detail(s.message().to_owned());
+                audit::record(&self.hub.store, event).await;
+                Err(s)
+            }
+        }
+    }
+
     /// Audits a refused relay or evidence from `peer` and returns the error.
     async fn refused(&self, peer: &ExchangeName, doc: &str, e: ServiceError) -> ServiceError {
         warn!(%peer, doc_id = doc, error = %e, "refused from a peer hub");
@@ -218,6 +234,31 @@ impl RelayService {
             ));
         }
         check_clock("evidence.at_ms", ev.evidence.at_ms)?;
+        // The sender's statements come only from the side the document came from.
+        if ev.evidence.kind.is_senders() {
+            if rec.relay.as_ref().map(|r| &r.from_peer) != Some(&peer) {
+                return Err(ServiceError::denied(format!(
+                    "evidence: {:?} about document {id} does not come from the side of its sender",
+                    ev.evidence.kind
+                )));
+            }
+            let kind = ev.evidence.kind;
+            match kind {
+                EvidenceKind::Recall => crate::service::recall_statement(hub, &rec, ev).await?,
+                EvidenceKind::Reminded => crate::service::remind_statement(hub, &rec, ev).await?,
+                _ => {
+                    return Err(ServiceError::precondition(format!(
+                        "evidence.kind: {kind:?} across exchanges is not relayed yet (docs/federation.md)"
+                    )));
+                }
+            }
+            let event = Event::new(pb::AuditKind::EvidenceIn)
+                .doc(id)
+                .dept(format!("exchange:{peer}"))
+                .detail(format!("{kind:?}"));
+            audit::record(&hub.store, event).await;
+            return Ok(());
+        }
         // Evidence comes back only from the side its recipients were handed to.
         let towards = |a: &Address| hub.links.dest(origin.as_ref(), a);
         let from_their_side = match (&ev.evidence.relay, &ev.evidence.recipient) {
@@ -228,7 +269,7 @@ impl RelayService {
             (None, Some(a)) => towards(a) == Some(Dest::Peer(peer.clone())),
             (None, None) => false,
         };
-        if ev.evidence.kind.is_senders() || !from_their_side {
+        if !from_their_side {
             return Err(ServiceError::denied(format!(
                 "evidence: {:?} about document {id} does not come from the side of peer {peer}",
                 ev.evidence.kind
@@ -268,7 +309,7 @@ impl relay_server::Relay for RelayService {
         &self,
         req: Request<pb::BlobStatusRequest>,
     ) -> Result<Response<pb::BlobStatusResponse>, Status> {
-        self.tls.caller(&req)?;
+        self.caller(&req).await?;
         let digest = digest_field("sha256", &req.get_ref().sha256)?;
         let (have, complete) = self.hub.blobs.progress(&digest).await;
         Ok(Response::new(pb::BlobStatusResponse { have, complete }))
@@ -278,7 +319,7 @@ impl relay_server::Relay for RelayService {
         &self,
         req: Request<Streaming<pb::BlobChunk>>,
     ) -> Result<Response<pb::PutBlobResponse>, Status> {
-        self.tls.caller(&req)?;
+        self.caller(&req).await?;
         HubService::new(Arc::clone(&self.hub))
             .put_blob_inner(req.into_inner())
             .await?;
@@ -289,7 +330,7 @@ impl relay_server::Relay for RelayService {
         &self,
         req: Request<pb::RelayRequest>,
     ) -> Result<Response<pb::RelayResponse>, Status> {
-        let peer = self.tls.caller(&req)?;
+        let peer = self.caller(&req).await?;
         let req = req.into_inner();
         let doc = relayed_doc_id(&req);
         match self.relay_inner(peer.clone(), req).await {
@@ -302,7 +343,7 @@ impl relay_server::Relay for RelayService {
         &self,
         req: Request<pb::DirectoryRequest>,
     ) -> Result<Response<pb::DirectoryResponse>, Status> {
-        let peer = self.tls.caller(&req)?;
+        let peer = self.caller(&req).await?;
         let here = self
             .hub
             .links
@@ -322,7 +363,7 @@ impl relay_server::Relay for RelayService {
         &self,
         req: Request<pb::RelayEvidenceRequest>,
     ) -> Result<Response<pb::RelayEvidenceResponse>, Status> {
-        let peer = self.tls.caller(&req)?;
+        let peer = self.caller(&req).await?;
         let req = req.into_inner();
         match self.relay_evidence_inner(peer.clone(), req).await {
             Ok(()) => Ok(Response::new(pb::RelayEvidenceResponse {})),

@@ -2,22 +2,28 @@
 //! recipient (补发) and a reminder (催办). None of them moves a delivery by itself; each is
 //! kept as evidence and queued, as a notice or a delivery, for the recipients it concerns.
 
+use std::sync::Arc;
+
 use exchange_core::store::kv::WriteTables;
 use exchange_core::{
     document::{EvidenceKind, SignedDoc, SignedEvidence},
-    ids::{Address, DeptId, DocumentId},
+    ids::{Address, DeptId, DocumentId, ExchangeName},
     state::DeliveryState,
     store::{Store, StoreError, encode},
 };
 use exchange_proto::{store::v1 as st, v1 as pb};
 
 use super::{
-    DELIVERIES, OUTBOUND, Outbound, RECALLS, StepError,
+    DELIVERIES, OUTBOUND, Outbound, RECALLS, RELAY_OUT, StepError,
     deliveries::{deliveries_of, load_delivery, recipient_of},
     delivery_key, local_dept, put_evidence,
     records::DeliveryRecord,
+    relay::PeerItem,
 };
-use crate::audit::{self, Event};
+use crate::{
+    audit::{self, Event},
+    federation::{Dest, Routes},
+};
 
 /// Whether the sender recalled document `id`.
 fn is_recalled(txn: &dyn WriteTables, id: &str) -> Result<bool, StoreError> {
@@ -64,21 +70,33 @@ where
         .await
 }
 
+/// Who a sender's statement was queued for: departments of this exchange, and peer hubs
+/// (towards recipients of linked exchanges).
+#[derive(Debug, Default)]
+pub(crate) struct Woken {
+    /// Departments to wake.
+    pub(crate) local: Vec<DeptId>,
+    /// Peers whose workers to wake.
+    pub(crate) peers: Vec<ExchangeName>,
+}
+
 /// Records the sender's recall (撤回) and queues it, as a notice, for every recipient that is not
-/// finished with the document (a confirmed one still has to acknowledge it). A delivery still
-/// queued is never pushed after this (see `crate::delivery`). Returns the recipients to wake;
-/// a repeated recall changes nothing (the first one stands).
+/// finished with the document (a confirmed one still has to acknowledge it); for recipients of
+/// linked exchanges, once for each peer hub towards them (`routes`). A delivery still queued is
+/// never pushed after this (see `crate::delivery`). Returns who to wake; a repeated recall
+/// changes nothing (the first one stands).
 pub(crate) async fn recall(
     store: &Store,
     doc: &SignedDoc,
     ev: SignedEvidence,
-) -> Result<Vec<DeptId>, StepError> {
+    routes: Arc<Routes>,
+) -> Result<Woken, StepError> {
     let id = doc.header.id.to_string();
     let priority = doc.header.urgency.priority();
     store
         .write(move |txn| {
             if is_recalled(txn, &id)? {
-                return Ok(Vec::new());
+                return Ok(Woken::default());
             }
             let rec = st::HubRecall {
                 recall: Some(ev.wire.clone()),
@@ -94,8 +112,8 @@ pub(crate) async fn recall(
                     .detail(format!("Recall reason {:?}", ev.evidence.reason)),
             )?;
             let notice = Outbound::Notice(ev.wire.clone()).encode();
-            let mut woken = Vec::new();
-            for (dept, delivery) in deliveries_of(txn, &id)? {
+            let mut woken = Woken::default();
+            for (key, delivery) in deliveries_of(txn, &id)? {
                 let open = matches!(
                     delivery.state,
                     DeliveryState::Queued
@@ -103,10 +121,22 @@ pub(crate) async fn recall(
                         | DeliveryState::Delivered
                         | DeliveryState::Confirmed
                 );
-                if open {
-                    let dept = local_dept(&dept)?;
-                    OUTBOUND.push(txn, dept.as_str(), priority, &notice)?;
-                    woken.push(dept.clone());
+                if !open {
+                    continue;
+                }
+                // Delivery keys are relative to this exchange.
+                match routes.dest(None, &key) {
+                    Some(Dest::Local(dept)) => {
+                        OUTBOUND.push(txn, dept.as_str(), priority, &notice)?;
+                        woken.local.push(dept);
+                    }
+                    Some(Dest::Peer(p)) if !woken.peers.contains(&p) => {
+                        let item = PeerItem::Evidence(ev.wire.clone()).encode();
+                        RELAY_OUT.push(txn, p.as_str(), priority, &item)?;
+                        woken.peers.push(p);
+                    }
+                    Some(Dest::Peer(_)) => {}
+                    None => return Err(StepError::Unroutable { addr: key }),
                 }
             }
             Ok(woken)
@@ -174,44 +204,60 @@ pub(crate) async fn remind(
     store: &Store,
     doc: &SignedDoc,
     ev: SignedEvidence,
+    key: Address,
+    dest: Dest,
 ) -> Result<Reminder, StepError> {
-    to_recipient(store, doc, ev, |txn, ev, to| {
-        let state = load_delivery(txn, to.doc_id, &Address::local(to.dept.clone()))?.state;
-        put_evidence(
-            txn,
-            &to.id,
-            to.dept.as_str(),
-            EvidenceKind::Reminded,
-            &ev.wire,
-        )?;
-        let (outcome, detail) = if state.is_final() {
-            (
-                Reminder::Moot(state),
-                format!(
-                    "Reminded note {:?}: not forwarded: the delivery is {state}",
-                    ev.evidence.reason
-                ),
-            )
-        } else {
-            OUTBOUND.push(
-                txn,
-                to.dept.as_str(),
-                to.priority,
-                &Outbound::Notice(ev.wire.clone()).encode(),
-            )?;
-            (
-                Reminder::Queued,
-                format!("Reminded note {:?}", ev.evidence.reason),
-            )
-        };
-        audit::append(
-            txn,
-            &Event::new(pb::AuditKind::Evidence)
-                .doc(&to.id)
-                .dept(&to.dept)
-                .detail(detail),
-        )?;
-        Ok(outcome)
-    })
-    .await
+    let (doc_id, priority) = (doc.header.id, doc.header.urgency.priority());
+    store
+        .write(move |txn| {
+            let id = doc_id.to_string();
+            remind_in(txn, &id, doc_id, priority, &ev, &key, &dest)
+        })
+        .await
+}
+
+fn remind_in(
+    txn: &dyn WriteTables,
+    id: &str,
+    doc_id: DocumentId,
+    priority: u8,
+    ev: &SignedEvidence,
+    key: &Address,
+    dest: &Dest,
+) -> Result<Reminder, StepError> {
+    let state = load_delivery(txn, doc_id, key)?.state;
+    let slot = key.to_string();
+    put_evidence(txn, id, &slot, EvidenceKind::Reminded, &ev.wire)?;
+    let (outcome, detail) = if state.is_final() {
+        (
+            Reminder::Moot(state),
+            format!(
+                "Reminded note {:?}: not forwarded: the delivery is {state}",
+                ev.evidence.reason
+            ),
+        )
+    } else {
+        match dest {
+            Dest::Local(dept) => {
+                let item = Outbound::Notice(ev.wire.clone()).encode();
+                OUTBOUND.push(txn, dept.as_str(), priority, &item)?;
+            }
+            Dest::Peer(p) => {
+                let item = PeerItem::Evidence(ev.wire.clone()).encode();
+                RELAY_OUT.push(txn, p.as_str(), priority, &item)?;
+            }
+        }
+        (
+            Reminder::Queued,
+            format!("Reminded note {:?}", ev.evidence.reason),
+        )
+    };
+    audit::append(
+        txn,
+        &Event::new(pb::AuditKind::Evidence)
+            .doc(id)
+            .dept(&slot)
+            .detail(detail),
+    )?;
+    Ok(outcome)
 }

@@ -119,13 +119,13 @@ async fn a_reminder_on_an_ended_delivery_is_kept_but_not_forwarded() {
     let f = Fixture::new();
     let doc = f.accepted().await;
     f.step(&doc, Confirmed, "b").await.unwrap();
-    let outcome = remind(&f.store, &doc, f.evidence(&doc, Reminded, Some("b"), &f.a))
+    let outcome = remind_local(&f, &doc, f.evidence(&doc, Reminded, Some("b"), &f.a))
         .await
         .unwrap();
     assert_eq!(outcome, Reminder::Moot(DeliveryState::Confirmed));
     assert_eq!(f.queue("b").await.len(), 1, "only the delivery");
 
-    remind(&f.store, &doc, f.evidence(&doc, Reminded, Some("c"), &f.a))
+    remind_local(&f, &doc, f.evidence(&doc, Reminded, Some("c"), &f.a))
         .await
         .unwrap();
     let c = f.queue("c").await;
@@ -134,15 +134,30 @@ async fn a_reminder_on_an_ended_delivery_is_kept_but_not_forwarded() {
         [(_, Outbound::Deliver(_)), (_, Outbound::Notice(_))]
     ));
 
-    let err = remind(&f.store, &doc, f.evidence(&doc, Reminded, Some("d"), &f.a))
+    let err = remind_local(&f, &doc, f.evidence(&doc, Reminded, Some("d"), &f.a))
         .await
         .unwrap_err();
     assert!(matches!(err, StepError::NotRecipient { .. }), "{err}");
     assert_eq!(code(err), ErrorCode::PermissionDenied);
-    let err = remind(&f.store, &doc, f.evidence(&doc, Reminded, None, &f.a))
-        .await
-        .unwrap_err();
-    assert_eq!(code(err), ErrorCode::InvalidArgument);
+}
+
+/// A reminder of a recipient of this exchange, as the hub routes it.
+async fn remind_local(
+    f: &Fixture,
+    doc: &exchange_core::document::SignedDoc,
+    ev: exchange_core::document::SignedEvidence,
+) -> Result<Reminder, StepError> {
+    let to = ev.evidence.recipient.clone().expect("a recipient");
+    let dest = crate::federation::Dest::Local(to.dept.clone());
+    remind(&f.store, doc, ev, to, dest).await
+}
+
+/// The routes of a hub with no linked exchange.
+fn alone() -> std::sync::Arc<crate::federation::Routes> {
+    std::sync::Arc::new(crate::federation::Routes {
+        name: None,
+        peers: Vec::new(),
+    })
 }
 
 #[tokio::test]
@@ -150,10 +165,15 @@ async fn a_recall_queues_notices_only_for_open_deliveries() {
     let f = Fixture::new();
     let doc = f.accepted().await;
     f.step(&doc, Rejected, "b").await.unwrap();
-    let woken = recall(&f.store, &doc, f.evidence(&doc, Recall, None, &f.a))
-        .await
-        .unwrap();
-    assert_eq!(woken, vec!["c".parse().unwrap()]);
+    let woken = recall(
+        &f.store,
+        &doc,
+        f.evidence(&doc, Recall, None, &f.a),
+        alone(),
+    )
+    .await
+    .unwrap();
+    assert_eq!(woken.local, vec!["c".parse().unwrap()]);
     let notices = |q: Vec<(_, Outbound)>| {
         q.iter()
             .filter(|(_, o)| matches!(o, Outbound::Notice(_)))
@@ -161,10 +181,15 @@ async fn a_recall_queues_notices_only_for_open_deliveries() {
     };
     assert_eq!(notices(f.queue("b").await), 0, "b already returned it");
     assert_eq!(notices(f.queue("c").await), 1);
-    let again = recall(&f.store, &doc, f.evidence(&doc, Recall, None, &f.a))
-        .await
-        .unwrap();
-    assert!(again.is_empty(), "the first recall stands");
+    let again = recall(
+        &f.store,
+        &doc,
+        f.evidence(&doc, Recall, None, &f.a),
+        alone(),
+    )
+    .await
+    .unwrap();
+    assert!(again.local.is_empty(), "the first recall stands");
     assert_eq!(notices(f.queue("c").await), 1);
 }
 
@@ -184,9 +209,14 @@ async fn an_added_recipient_after_a_recall_is_refused() {
             .unwrap(),
         Some(DeliveryState::Accepted)
     );
-    recall(&f.store, &doc, f.evidence(&doc, Recall, None, &f.a))
-        .await
-        .unwrap();
+    recall(
+        &f.store,
+        &doc,
+        f.evidence(&doc, Recall, None, &f.a),
+        alone(),
+    )
+    .await
+    .unwrap();
     let err = add_recipient(&f.store, &doc, add("e")).await.unwrap_err();
     assert!(matches!(err, StepError::Recalled { .. }), "{err}");
     assert_eq!(code(err), ErrorCode::FailedPrecondition);

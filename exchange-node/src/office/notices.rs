@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use exchange_core::{
     document::{Evidence, EvidenceKind, SignedDoc, SignedEvidence},
-    ids::Address,
+    ids::{Address, ExchangeName},
     signing::SignError,
     state::{InboxState, RecallEffect},
     store::StoreError,
@@ -26,8 +26,11 @@ use crate::{
 pub(crate) async fn notice(
     node: &Arc<Node>,
     wire: pb::SignedEvidence,
+    origin: Option<ExchangeName>,
 ) -> Result<pb::Ack, NodeError> {
-    let ev = match SignedEvidence::verify(wire, &node.verifier, now_secs()) {
+    // A document of a linked exchange: its sender's signature is checked against that
+    // exchange's CA (the hub says which exchange; the inbox record must agree).
+    let ev = match SignedEvidence::verify_in(wire, &node.trust, origin.as_ref(), now_secs()) {
         Ok(ev) => ev,
         Err(e) => {
             tracing::warn!(error = %e, "notice that does not verify: ignored");
@@ -35,9 +38,9 @@ pub(crate) async fn notice(
         }
     };
     match ev.evidence.kind {
-        EvidenceKind::Recall => recall_arrived(node, ev).await,
+        EvidenceKind::Recall => recall_arrived(node, ev, origin).await,
         EvidenceKind::Reminded => {
-            reminded(node, ev).await?;
+            reminded(node, ev, origin).await?;
             Ok(pb::Ack::default())
         }
         kind => {
@@ -48,16 +51,23 @@ pub(crate) async fn notice(
 }
 
 /// Whether `ev` is about the document of `rec` — the same document (header digest) from the
-/// same sender: a department cannot recall or remind of another department's document.
-fn held(rec: &InboxRecord, ev: &SignedEvidence) -> bool {
-    ev.is_about(&rec.doc) && ev.evidence.sender == rec.doc.header.sender
+/// same sender of the same exchange (`origin`): a department cannot recall or remind of another
+/// department's document.
+fn held(rec: &InboxRecord, ev: &SignedEvidence, origin: Option<&ExchangeName>) -> bool {
+    ev.is_about(&rec.doc)
+        && ev.evidence.sender == rec.doc.header.sender
+        && rec.foreign.as_ref().map(|f| &f.origin) == origin
 }
 
-async fn recall_arrived(node: &Arc<Node>, ev: SignedEvidence) -> Result<pb::Ack, NodeError> {
+async fn recall_arrived(
+    node: &Arc<Node>,
+    ev: SignedEvidence,
+    origin: Option<ExchangeName>,
+) -> Result<pb::Ack, NodeError> {
     let n = Arc::clone(node);
     let id = ev.evidence.doc_id;
     let ((outcome, receipt), seq) = store::change_inbox(&node.store, id, move |rec, fx| {
-        let Some(rec) = rec.filter(|r| held(r, &ev)) else {
+        let Some(rec) = rec.filter(|r| held(r, &ev, origin.as_ref())) else {
             return Ok((pb::RecallOutcome::NotHeld, None));
         };
         let state = rec.state;
@@ -78,7 +88,8 @@ async fn recall_arrived(node: &Arc<Node>, ev: SignedEvidence) -> Result<pb::Ack,
         rec.state = next;
         rec.recall = Some(ev.wire.clone());
         let receipt = if effect == RecallEffect::Recalled {
-            Some(recalled_receipt(&n, &rec.doc, at)?.wire)
+            let me = rec.me(&n.cfg.node.id);
+            Some(recalled_receipt(&n, &rec.doc, me, at)?.wire)
         } else {
             None
         };
@@ -86,7 +97,7 @@ async fn recall_arrived(node: &Arc<Node>, ev: SignedEvidence) -> Result<pb::Ack,
         fx.event(Event {
             kind: pb::NodeEventKind::Received,
             doc_id: id,
-            dept: Some(Address::local(rec.doc.header.sender.clone())),
+            dept: Some(rec.sender()),
             state: pb::RecipientState::Recalled,
             at_ms: at,
         });
@@ -103,15 +114,24 @@ async fn recall_arrived(node: &Arc<Node>, ev: SignedEvidence) -> Result<pb::Ack,
 }
 
 /// This node's signed RECALLED: the document left its inbox before 签收.
-fn recalled_receipt(node: &Node, doc: &SignedDoc, at: i64) -> Result<SignedEvidence, SignError> {
-    let ev = Evidence::about(doc, EvidenceKind::Recalled, Some(node.me()), at);
+fn recalled_receipt(
+    node: &Node,
+    doc: &SignedDoc,
+    me: Address,
+    at: i64,
+) -> Result<SignedEvidence, SignError> {
+    let ev = Evidence::about(doc, EvidenceKind::Recalled, Some(me), at);
     SignedEvidence::seal(ev, &node.signer)
 }
 
-async fn reminded(node: &Arc<Node>, ev: SignedEvidence) -> Result<(), StoreError> {
+async fn reminded(
+    node: &Arc<Node>,
+    ev: SignedEvidence,
+    origin: Option<ExchangeName>,
+) -> Result<(), StoreError> {
     let id = ev.evidence.doc_id;
     let (counted, _) = store::change_inbox(&node.store, id, move |rec, _| {
-        let Some(rec) = rec.filter(|r| held(r, &ev)) else {
+        let Some(rec) = rec.filter(|r| held(r, &ev, origin.as_ref())) else {
             return Ok(false);
         };
         if rec.last_reminded_at_ms == ev.evidence.at_ms {
