@@ -301,6 +301,7 @@ pub(crate) fn build_exchange(plan: &ExchangePlan<'_>) -> Result<DemoLayout> {
         calendar: Default::default(),
         encryption: Some(hub_kek),
         store: Default::default(),
+        peer_limits: Default::default(),
         peers: links.peers.clone(),
         exchanges: links.exchanges.clone(),
     };

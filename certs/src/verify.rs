@@ -115,12 +115,29 @@ fn render(r: &Report, ca: &str) -> String {
     line("recipients", &recipients.join(", "));
     line("header", &format!("{} {}", r.digest, r.header_digest));
     out.push('\n');
+    // Columns as wide as their longest entry (a signer of a linked exchange reads "department
+    // office of exchange province").
+    let widths = (
+        r.steps
+            .iter()
+            .map(|s| recipient_of(s).chars().count())
+            .fold(12, usize::max),
+        r.steps
+            .iter()
+            .map(|s| s.signer.to_string().chars().count())
+            .fold(18, usize::max),
+    );
     out.push_str(&format!(
-        "{:<14} {:<12} {:<18} {:<25} DETAILS\n",
-        "STEP", "RECIPIENT", "SIGNED BY", "AT (UTC)"
+        "{:<14} {:<rw$} {:<sw$} {:<25} DETAILS\n",
+        "STEP",
+        "RECIPIENT",
+        "SIGNED BY",
+        "AT (UTC)",
+        rw = widths.0,
+        sw = widths.1
     ));
     for s in &r.steps {
-        out.push_str(&step_line(s));
+        out.push_str(&step_line(s, widths));
     }
     out.push('\n');
     let content = if r.content_verified {
@@ -145,11 +162,14 @@ fn render(r: &Report, ca: &str) -> String {
     out
 }
 
-fn step_line(s: &Step) -> String {
-    let recipient = s
-        .recipient
+fn recipient_of(s: &Step) -> String {
+    s.recipient
         .as_ref()
-        .map_or_else(|| "-".to_owned(), ToString::to_string);
+        .map_or_else(|| "-".to_owned(), ToString::to_string)
+}
+
+fn step_line(s: &Step, (rw, sw): (usize, usize)) -> String {
+    let recipient = recipient_of(s);
     let mut details = Vec::new();
     if !s.clerk.is_empty() {
         details.push(format!("clerk {}", one_line(&s.clerk)));
@@ -158,7 +178,7 @@ fn step_line(s: &Step) -> String {
         details.push(format!("reason: {}", one_line(&s.reason)));
     }
     let line = format!(
-        "{:<14} {:<12} {:<18} {:<25} {}",
+        "{:<14} {:<rw$} {:<sw$} {:<25} {}",
         s.kind.name(),
         recipient,
         s.signer.to_string(),

@@ -210,6 +210,10 @@ pub struct HubConfig {
     /// absent, or PostgreSQL.
     #[serde(default, skip_serializing_if = "StoreSection::is_default")]
     pub store: StoreSection,
+    /// What each linked exchange's hub may use of this hub on `peer_listen` (`[peer_limits]`,
+    /// the keys of `[limits]`, per peer); the `[limits]` defaults when absent.
+    #[serde(default, skip_serializing_if = "LimitsSection::is_default")]
+    pub peer_limits: LimitsSection,
     /// Linked exchanges' hubs (`[[peers]]`, docs/federation.md); none when absent.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub peers: Vec<PeerEntry>,

@@ -56,12 +56,31 @@ pub(crate) async fn serve(
         tokio::spawn(async move { audit::record(&hub.store, ev).await });
     };
     let incoming = tls.incoming(listener, on_refused, stop.clone());
+    // Each peer hub metered on its own (`[peer_limits]`), named as its exchange's hub.
+    let who: crate::limits::Who = {
+        let tls = tls.clone();
+        Arc::new(
+            move |req: &tonic::codegen::http::Request<tonic::body::Body>| {
+                let info = req.extensions().get::<exchange_core::tls::ConnInfo>()?;
+                let peer = tls.exchange_of(info.leaf()?)?;
+                Some(format!("the hub of exchange {peer}"))
+            },
+        )
+    };
+    let limits = &hub.cfg.peer_limits;
+    let layer = crate::limits::LimitsLayer::peers(
+        crate::limits::Limits::named(*limits, "[peer_limits]"),
+        who,
+    );
     let svc = pb::relay_server::RelayServer::new(service::RelayService::new(Arc::clone(hub), tls))
         .max_decoding_message_size(crate::MAX_MESSAGE_BYTES)
         .max_encoding_message_size(crate::MAX_MESSAGE_BYTES);
     let server = tonic::transport::Server::builder()
         .http2_keepalive_interval(Some(std::time::Duration::from_secs(10)))
         .http2_keepalive_timeout(Some(std::time::Duration::from_secs(10)))
+        .max_concurrent_streams(limits.max_concurrent_streams)
+        .http2_max_header_list_size(limits.max_header_list_bytes)
+        .layer(layer)
         .add_service(svc)
         .serve_with_incoming_shutdown(incoming, stop.clone().cancelled_owned());
     client::start(hub, &stop)?;

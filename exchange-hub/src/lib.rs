@@ -366,7 +366,9 @@ pub async fn run(
         .http2_keepalive_timeout(Some(Duration::from_secs(10)))
         .max_concurrent_streams(hub.cfg.limits.max_concurrent_streams)
         .http2_max_header_list_size(hub.cfg.limits.max_header_list_bytes)
-        .layer(limits::LimitsLayer(limits::Limits::new(hub.cfg.limits)))
+        .layer(limits::LimitsLayer::departments(limits::Limits::new(
+            hub.cfg.limits,
+        )))
         .add_service(svc)
         .add_service(AdminServer::new(admin::AdminService::new(Arc::clone(&hub))))
         .add_service(health_svc)

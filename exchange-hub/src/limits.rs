@@ -13,6 +13,10 @@
 //! A node retries `RESOURCE_EXHAUSTED` and `DEADLINE_EXCEEDED` with backoff (they are not
 //! refusals), so a genuine node that hits a limit only slows down. Callers that are not
 //! departments (an administrator) are not metered, but their streams are cut when idle.
+//!
+//! The peer listener (`[hub] peer_listen`) has the same layer with `[peer_limits]`, one set of
+//! buckets per linked exchange's hub (docs/federation.md); its `Relay` and `RelayEvidence` and
+//! `PutBlob` are metered in bytes. A peer hub's worker retries the same way.
 
 use std::{
     collections::HashMap,
@@ -25,7 +29,7 @@ use std::{
     time::Duration,
 };
 
-use exchange_core::{config::LimitsSection, identity::Principal, ids::DeptId, tls::ConnInfo};
+use exchange_core::{config::LimitsSection, identity::Principal, tls::ConnInfo};
 use http_body::Frame;
 use tokio::time::{Instant, Sleep};
 use tonic::{
@@ -95,27 +99,37 @@ struct DeptBuckets {
     bytes: Option<Bucket>,
 }
 
-/// The buckets of every department that has called, and the configured limits.
+/// The buckets of every caller that has called (a department, or a peer exchange's hub, by
+/// how messages name it), and the configured limits.
 #[derive(Debug)]
 pub(crate) struct Limits {
     cfg: LimitsSection,
-    buckets: Mutex<HashMap<DeptId, DeptBuckets>>,
+    /// The section of hub.toml the limits come from, for messages.
+    section: &'static str,
+    buckets: Mutex<HashMap<String, DeptBuckets>>,
 }
 
 impl Limits {
+    /// The departments' limits (`[limits]`).
     pub(crate) fn new(cfg: LimitsSection) -> Arc<Self> {
+        Self::named(cfg, "[limits]")
+    }
+
+    /// Limits from `section` of hub.toml.
+    pub(crate) fn named(cfg: LimitsSection, section: &'static str) -> Arc<Self> {
         Arc::new(Limits {
             cfg,
+            section,
             buckets: Mutex::default(),
         })
     }
 
     /// Runs `f` on `dept`'s buckets, made on its first call.
-    fn with<T>(&self, dept: &DeptId, f: impl FnOnce(&mut DeptBuckets) -> T) -> T {
+    fn with<T>(&self, dept: &str, f: impl FnOnce(&mut DeptBuckets) -> T) -> T {
         // The map holds plain numbers; a panic elsewhere cannot leave it inconsistent.
         let mut map = self.buckets.lock().unwrap_or_else(PoisonError::into_inner);
         let cfg = &self.cfg;
-        let entry = map.entry(dept.clone()).or_insert_with(|| {
+        let entry = map.entry(dept.to_owned()).or_insert_with(|| {
             let calls = (cfg.requests_per_second > 0).then(|| {
                 Bucket::new(
                     f64::from(cfg.requests_per_second),
@@ -130,19 +144,19 @@ impl Limits {
     }
 
     /// Admits one call from `dept`, or says which limit it is over.
-    fn admit(&self, dept: &DeptId, metered: bool) -> Result<(), Status> {
-        let cfg = &self.cfg;
+    fn admit(&self, dept: &str, metered: bool) -> Result<(), Status> {
+        let (cfg, section) = (&self.cfg, self.section);
         self.with(dept, |DeptBuckets { calls, bytes }| {
             if calls.as_mut().is_some_and(|b| !b.try_take(1.0)) {
                 return Err(Status::resource_exhausted(format!(
-                    "rate limit: department {dept} is over [limits] requests_per_second = {} \
+                    "rate limit: {dept} is over {section} requests_per_second = {} \
                      (burst_requests = {}); retry later",
                     cfg.requests_per_second, cfg.burst_requests
                 )));
             }
             if metered && bytes.as_mut().is_some_and(Bucket::in_debt) {
                 return Err(Status::resource_exhausted(format!(
-                    "rate limit: department {dept} is over [limits] bytes_per_second = {} \
+                    "rate limit: {dept} is over {section} bytes_per_second = {} \
                      (burst_bytes = {}); retry later",
                     cfg.bytes_per_second, cfg.burst_bytes
                 )));
@@ -152,7 +166,7 @@ impl Limits {
     }
 
     /// Charges `n` request bytes to `dept`; returns how long to hold them back.
-    fn charge(&self, dept: &DeptId, n: usize) -> Duration {
+    fn charge(&self, dept: &str, n: usize) -> Duration {
         self.with(dept, |DeptBuckets { bytes, .. }| {
             bytes
                 .as_mut()
@@ -161,9 +175,38 @@ impl Limits {
     }
 }
 
+/// Who a call is from, as the limits name it (`None`: not metered).
+pub(crate) type Who = Arc<dyn Fn(&http::Request<Body>) -> Option<String> + Send + Sync>;
+
 /// The layer for `Server::builder().layer(..)`.
-#[derive(Debug, Clone)]
-pub(crate) struct LimitsLayer(pub(crate) Arc<Limits>);
+#[derive(Clone)]
+pub(crate) struct LimitsLayer {
+    limits: Arc<Limits>,
+    who: Who,
+}
+
+impl std::fmt::Debug for LimitsLayer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LimitsLayer")
+            .field("limits", &self.limits)
+            .finish_non_exhaustive()
+    }
+}
+
+impl LimitsLayer {
+    /// The node listener's: each department by its verified certificate.
+    pub(crate) fn departments(limits: Arc<Limits>) -> Self {
+        LimitsLayer {
+            limits,
+            who: Arc::new(department),
+        }
+    }
+
+    /// The peer listener's: each linked exchange's hub, as `who` names it.
+    pub(crate) fn peers(limits: Arc<Limits>, who: Who) -> Self {
+        LimitsLayer { limits, who }
+    }
+}
 
 impl<S> tower_layer::Layer<S> for LimitsLayer {
     type Service = Limited<S>;
@@ -171,23 +214,25 @@ impl<S> tower_layer::Layer<S> for LimitsLayer {
     fn layer(&self, inner: S) -> Self::Service {
         Limited {
             inner,
-            limits: Arc::clone(&self.0),
+            limits: Arc::clone(&self.limits),
+            who: Arc::clone(&self.who),
         }
     }
 }
 
 /// A service behind the limits.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub(crate) struct Limited<S> {
     inner: S,
     limits: Arc<Limits>,
+    who: Who,
 }
 
 /// The department whose verified certificate the connection carries, if it is one.
-fn caller(req: &http::Request<Body>) -> Option<DeptId> {
+fn department(req: &http::Request<Body>) -> Option<String> {
     let info = req.extensions().get::<ConnInfo>()?;
     match Principal::from_cert_der(info.leaf()?)? {
-        Principal::Dept(d) => Some(d),
+        Principal::Dept(d) => Some(format!("department {d}")),
         _ => None,
     }
 }
@@ -220,8 +265,11 @@ where
         if method == "Subscribe" {
             return Box::pin(inner.call(req));
         }
-        let metered = matches!(method.as_str(), "Submit" | "PutBlob" | "SubmitEvidence");
-        let dept = caller(&req);
+        let metered = matches!(
+            method.as_str(),
+            "Submit" | "PutBlob" | "SubmitEvidence" | "Relay" | "RelayEvidence"
+        );
+        let dept = (self.who)(&req);
         if let Some(d) = &dept
             && let Err(status) = self.limits.admit(d, metered)
         {
@@ -270,7 +318,7 @@ struct Guarded {
     /// so time the handler spends on a frame is not the sender's idleness).
     armed: bool,
     fired: Arc<AtomicBool>,
-    meter: Option<(Arc<Limits>, DeptId)>,
+    meter: Option<(Arc<Limits>, String)>,
     /// A frame held back by the byte rate, and until when.
     held: Option<(Frame<Bytes>, Pin<Box<Sleep>>)>,
 }
@@ -378,16 +426,19 @@ mod tests {
             ..LimitsSection::default()
         };
         let limits = Limits::new(cfg);
-        let a: DeptId = "a".parse().unwrap();
-        let b: DeptId = "b".parse().unwrap();
-        assert!(limits.admit(&a, false).is_ok());
-        assert!(limits.admit(&a, false).is_ok());
-        let refused = limits.admit(&a, false).unwrap_err();
+        let (a, b) = ("department a", "department b");
+        assert!(limits.admit(a, false).is_ok());
+        assert!(limits.admit(a, false).is_ok());
+        let refused = limits.admit(a, false).unwrap_err();
         assert_eq!(refused.code(), tonic::Code::ResourceExhausted);
         assert!(
             refused.message().contains("requests_per_second = 1"),
             "{refused:?}"
         );
-        assert!(limits.admit(&b, false).is_ok(), "b has its own bucket");
+        assert!(
+            refused.message().contains("department a is over [limits]"),
+            "{refused:?}"
+        );
+        assert!(limits.admit(b, false).is_ok(), "b has its own bucket");
     }
 }

@@ -457,3 +457,44 @@ async fn a_reminder_and_a_recall_cross_the_hubs_to_the_recipients() -> Result<()
     ensure!(!ok && err.contains("recalled"), "{err}");
     Ok(())
 }
+
+#[tokio::test]
+async fn a_peer_over_its_limits_is_slowed_down_and_loses_nothing() -> Result<()> {
+    let mut fed = Federation::start(&LAYOUT).await?;
+    // The city lets each peer hub make one call a second.
+    let city = fed.ex_mut("city");
+    city.kill_hub().await?;
+    city.edit_hub_config(|c| {
+        c.peer_limits.requests_per_second = 1;
+        c.peer_limits.burst_requests = 1;
+    })?;
+    city.start_hub().await?;
+    let mut ids = Vec::new();
+    for i in 0..4 {
+        ids.push(
+            exchange_tests::cli::send(
+                fed.ex("county"),
+                "tax",
+                &format!("限速{i}"),
+                &["--to", "finance@city"],
+            )
+            .await?,
+        );
+    }
+    let city = fed.ex("city");
+    city.wait_logged(
+        "hub",
+        "rate limit: the hub of exchange county is over [peer_limits] requests_per_second = 1",
+    )
+    .await?;
+    // Refused calls are retried by the county's hub: every document arrives, once.
+    for id in &ids {
+        wait_in_inbox(city, "finance", id).await?;
+    }
+    let inbox = city.cli_json("finance", &["inbox", "--json"]).await?;
+    ensure!(
+        inbox.as_array().map(Vec::len) == Some(ids.len()),
+        "each document once: {inbox}"
+    );
+    Ok(())
+}

@@ -42,6 +42,13 @@ pub struct LimitsSection {
     pub connections_per_principal: u32,
 }
 
+impl LimitsSection {
+    /// Whether every key has its default (the section can be left out of a written file).
+    pub fn is_default(&self) -> bool {
+        *self == Self::default()
+    }
+}
+
 impl Default for LimitsSection {
     fn default() -> Self {
         LimitsSection {
