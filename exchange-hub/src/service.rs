@@ -131,18 +131,6 @@ fn is_sender(rec: &store::DocumentRecord, dept: &DeptId) -> bool {
     rec.relay.is_none() && rec.doc.header.sender == *dept
 }
 
-/// The recipient a sender's 补发 names, which must be a department of this exchange.
-fn local_recipient(ev: &SignedEvidence) -> Result<DeptId, ServiceError> {
-    match &ev.evidence.recipient {
-        None => Err(ServiceError::invalid("evidence.recipient: required")),
-        Some(a) => a.local_to(None).cloned().ok_or_else(|| {
-            ServiceError::precondition(format!(
-                "evidence.recipient: {a} is a department of another exchange: 补发 across exchanges is not relayed yet (docs/federation.md)"
-            ))
-        }),
-    }
-}
-
 pub(crate) fn digest_field(field: &str, b: &[u8]) -> Result<Digest, ServiceError> {
     Digest::from_slice(b)
         .ok_or_else(|| ServiceError::invalid(format!("{field}: must be 32 bytes of SHA-256")))
@@ -597,19 +585,40 @@ impl HubService {
             EvidenceKind::Reminded => remind_statement(hub, &rec, ev).await?,
             EvidenceKind::RecipientAdded => {
                 let doc = rec.doc;
-                let dept = local_recipient(&ev)?;
-                if dept == caller {
-                    return Err(ServiceError::invalid(
-                        "evidence.recipient: a department does not send to itself",
-                    ));
-                }
-                if !hub.directory.contains(&dept) {
+                let named = ev
+                    .evidence
+                    .recipient
+                    .clone()
+                    .ok_or_else(|| ServiceError::invalid("evidence.recipient: required"))?;
+                if named
+                    .exchange
+                    .as_ref()
+                    .is_some_and(|e| hub.links.is_ours(Some(e)))
+                {
                     return Err(ServiceError::invalid(format!(
-                        "evidence.recipient: unknown department {dept}"
+                        "evidence.recipient: {named} is a department of this exchange: name it {}",
+                        named.dept
                     )));
                 }
+                let dest = hub.links.dest(None, &named).ok_or_else(|| {
+                    ServiceError::invalid(format!(
+                        "evidence.recipient: no link of this exchange reaches {named}"
+                    ))
+                })?;
+                if let Dest::Local(dept) = &dest {
+                    if *dept == caller {
+                        return Err(ServiceError::invalid(
+                            "evidence.recipient: a department does not send to itself",
+                        ));
+                    }
+                    if !hub.directory.contains(dept) {
+                        return Err(ServiceError::invalid(format!(
+                            "evidence.recipient: unknown department {dept}"
+                        )));
+                    }
+                }
                 let added = exchange_core::document::Recipient {
-                    addr: Address::local(dept.clone()),
+                    addr: named.clone(),
                     role: if ev.evidence.cc {
                         exchange_core::document::RecipientRole::Cc
                     } else {
@@ -617,9 +626,12 @@ impl HubService {
                     },
                 };
                 crate::policy::check(&hub.cfg.routing, &caller, std::slice::from_ref(&added))?;
-                if store::add_recipient(&hub.store, &doc, ev).await? {
-                    info!(doc_id = %id, recipient = %dept, "recipient added (补发)");
-                    hub.sessions.wake(&dept);
+                if store::add_recipient(&hub.store, &doc, ev, named.clone(), dest.clone()).await? {
+                    info!(doc_id = %id, recipient = %named, "recipient added (补发)");
+                    match &dest {
+                        Dest::Local(d) => hub.sessions.wake(d),
+                        Dest::Peer(p) => hub.peer_wake.wake(p),
+                    }
                 }
             }
             kind => {

@@ -38,7 +38,6 @@ mod tests;
 
 use exchange_core::{
     document::EvidenceKind,
-    ids::{Address, DeptId},
     store::{
         StoreError,
         content::CONTENT,
@@ -55,7 +54,9 @@ pub(crate) use error::StepError;
 pub(crate) use outbound::{Outbound, Taken, ack, next_outbound, queued_deliveries};
 pub(crate) use push::push_view;
 pub(crate) use records::{DocumentRecord, Relayed};
-pub(crate) use relay::{PeerItem, next_for_peer, peer_done, relayed_by_peer, relayed_further};
+pub(crate) use relay::{
+    PeerItem, addition, next_for_peer, peer_done, relayed_by_peer, relayed_further,
+};
 pub(crate) use scan::{DeliveryFacts, scan_accepted};
 pub(crate) use statements::{Reminder, add_recipient, recall, remind};
 
@@ -81,13 +82,6 @@ pub(crate) const TABLES: &[Table] = &[
     OUTBOUND.table(),
     RELAY_OUT.table(),
 ];
-
-/// The department of this exchange whose queue serves recipient `addr`; a department of
-/// another exchange is refused ([`StepError::Unroutable`]).
-fn local_dept(addr: &Address) -> Result<&DeptId, StepError> {
-    addr.local_to(None)
-        .ok_or_else(|| StepError::Unroutable { addr: addr.clone() })
-}
 
 /// The key of document `id`'s delivery to `dept` (the recipient as the header names it).
 fn delivery_key(id: &str, dept: &str) -> Vec<u8> {

@@ -266,7 +266,7 @@ async fn receive(
     // RECIPIENT_ADDED for this node comes with the delivery instead.
     let addition = match doc.header.role_of(&me) {
         Some(_) => None,
-        None => match crate::office::check_addition(node, &doc, d.addition) {
+        None => match crate::office::check_addition(node, &doc, d.addition, origin, &me) {
             Ok(a) => Some(a),
             Err(reason) => return refuse(reason),
         },

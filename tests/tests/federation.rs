@@ -498,3 +498,47 @@ async fn a_peer_over_its_limits_is_slowed_down_and_loses_nothing() -> Result<()>
     );
     Ok(())
 }
+
+#[tokio::test]
+async fn a_recipient_of_another_exchange_added_later_receives_the_same_signed_document()
+-> Result<()> {
+    let fed = Federation::start(&LAYOUT).await?;
+    let (county, city, province) = (fed.ex("county"), fed.ex("city"), fed.ex("province"));
+    let id = exchange_tests::cli::send(
+        county,
+        "tax",
+        "关于补报材料的通知",
+        &["--to", "finance@city"],
+    )
+    .await?;
+    wait_in_inbox(city, "finance", &id).await?;
+    row_state(county, &id, "finance@city", "delivered").await?;
+    // 补发 to a provincial department, and to a second city department, both through the
+    // city hub, which already holds the document.
+    county
+        .cli_ok(
+            "tax",
+            &[
+                "add-recipients",
+                &id,
+                "--to",
+                "office@province",
+                "--cc",
+                "education@city",
+            ],
+        )
+        .await?;
+    let at_office = wait_in_inbox(province, "office", &id).await?;
+    ensure!(at_office["role"] == "main", "{at_office}");
+    let at_education = wait_in_inbox(city, "education", &id).await?;
+    ensure!(at_education["role"] == "cc", "{at_education}");
+    province
+        .cli_ok("office", &["confirm", &id, "--clerk", "李明"])
+        .await?;
+    row_state(county, &id, "office@province", "confirmed").await?;
+    row_state(county, &id, "education@city", "delivered").await?;
+    // finance was not sent it twice.
+    let inbox = city.cli_json("finance", &["inbox", "--json"]).await?;
+    ensure!(inbox.as_array().map(Vec::len) == Some(1), "{inbox}");
+    Ok(())
+}

@@ -236,6 +236,22 @@ async fn relay_document(
             None => upload(hub, client, p.sha256, p.size).await?,
         }
     }
+    // Recipients added after sending (补发) go with the sender's RECIPIENT_ADDED.
+    let mut additions = Vec::new();
+    for a in recipients
+        .iter()
+        .filter(|a| rec.doc.header.role_of(a).is_none())
+    {
+        let key = hub.links.relative(rec.origin(), a);
+        match store::addition(&hub.store, id, key).await.map_err(later)? {
+            Some(ev) => additions.push(ev),
+            None => {
+                return Err(Failed::Refused(format!(
+                    "{a} is not named by document {id} and its RECIPIENT_ADDED is not stored"
+                )));
+            }
+        }
+    }
     let (origin, mut via) = match &rec.relay {
         Some(r) => (r.origin.clone(), r.via.clone()),
         None => (here.clone(), Vec::new()),
@@ -248,7 +264,7 @@ async fn relay_document(
         acceptance: Some(rec.acceptance.clone()),
         recipients: recipients.iter().map(ToString::to_string).collect(),
         content,
-        additions: Vec::new(),
+        additions,
     };
     let answer = client
         .relay(req)

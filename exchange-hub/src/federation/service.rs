@@ -139,10 +139,28 @@ impl RelayService {
             let a: Address = r
                 .parse()
                 .map_err(|e| ServiceError::invalid(format!("recipients: {e}")))?;
+            // A recipient the header does not name needs the sender's signed RECIPIENT_ADDED
+            // (补发), which goes with its delivery.
             if h.role_of(&a).is_none() {
-                return Err(ServiceError::invalid(format!(
-                    "recipients: {a} is not a recipient of the document"
-                )));
+                let added = req
+                    .additions
+                    .iter()
+                    .find_map(|w| {
+                        SignedEvidence::verify_in(w.clone(), &links.trust, Some(&origin), now_secs())
+                            .ok()
+                            .filter(|ev| {
+                                ev.evidence.kind == EvidenceKind::RecipientAdded
+                                    && ev.is_about(&doc)
+                                    && ev.evidence.recipient.as_ref() == Some(&a)
+                            })
+                    })
+                    .ok_or_else(|| {
+                        ServiceError::invalid(format!(
+                            "recipients: {a} is not named by the document, and no RECIPIENT_ADDED of its sender adds it (additions)"
+                        ))
+                    })?;
+                plan.additions
+                    .push((links.relative(Some(&origin), &a), added.wire));
             }
             match links.dest(Some(&origin), &a) {
                 Some(Dest::Local(d)) if hub.directory.contains(&d) => {

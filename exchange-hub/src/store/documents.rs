@@ -1,17 +1,18 @@
 //! Accepting a document (once, with its deliveries and queue entries in one transaction) and
 //! reading accepted documents and the content held inline with them.
 
-use exchange_core::store::kv::ReadTables;
+use exchange_core::store::kv::{ReadTables, WriteTables};
 use exchange_core::{
     document::{EvidenceKind, SignedDoc},
     ids::{Address, DeptId, DocumentId, ExchangeName},
     signing::Digest,
-    store::{Store, StoreError, content, sealing::Sealer},
+    store::{Store, StoreError, content, decode, sealing::Sealer},
 };
 use exchange_proto::v1 as pb;
 
 use super::{
-    DELIVERIES, DOCUMENTS, OUTBOUND, Outbound, RELAY_OUT, StepError, delivery_key, put_evidence,
+    DELIVERIES, DOCUMENTS, EVIDENCE, OUTBOUND, Outbound, RELAY_OUT, StepError, delivery_key,
+    evidence_key, put_evidence,
     records::{DeliveryRecord, DocumentRecord, Relayed},
     relay::{PeerItem, relay_key},
 };
@@ -60,6 +61,8 @@ pub(crate) struct Plan {
     pub(crate) remote: Vec<(Address, ExchangeName)>,
     /// What each peer is handed: the recipients as the header names them.
     pub(crate) relays: Vec<(ExchangeName, Vec<Address>)>,
+    /// The sender's RECIPIENT_ADDED (补发) of recipients the header does not name, by key.
+    pub(crate) additions: Vec<(Address, pb::SignedEvidence)>,
 }
 
 /// Stores an accepted document, its deliveries and queue entries, in one durable transaction.
@@ -82,13 +85,24 @@ pub(crate) async fn accept(
             let id = doc.header.id.to_string();
             let existing = get_document(txn, &sealer, &id)?;
             if let Some(rec) = existing {
-                if rec.doc.wire.header == doc.wire.header {
-                    return Ok(Accepted::Again(match rec.relay {
-                        Some(r) => r.relayed,
-                        None => rec.acceptance,
-                    }));
+                if rec.doc.wire.header != doc.wire.header {
+                    return Err(StepError::Conflict { doc: doc.header.id });
                 }
-                return Err(StepError::Conflict { doc: doc.header.id });
+                let Some(r) = &relay else {
+                    return Ok(Accepted::Again(rec.acceptance));
+                };
+                // The same custody again gets the same RELAYED; custody of recipients added
+                // later (补发) to a document already here adds their deliveries.
+                let slot = relay_key(&r.relayed);
+                if let Some(v) =
+                    txn.get(EVIDENCE, &evidence_key(&id, &slot, EvidenceKind::Relayed))?
+                {
+                    return Ok(Accepted::Again(decode(format!("relayed {id}"), &v)?));
+                }
+                put_evidence(txn, &id, &slot, EvidenceKind::Relayed, &r.relayed)?;
+                queue_plan(txn, &id, &doc, &plan)?;
+                audit::append(txn, &accepted_event(&doc, relay.as_ref(), &plan))?;
+                return Ok(Accepted::New(r.relayed.clone()));
             }
             let answer = relay
                 .as_ref()
@@ -114,27 +128,52 @@ pub(crate) async fn accept(
                 content::put(txn, &sealer, digest, data)?;
             }
             audit::append(txn, &accepted_event(&doc, relay.as_ref(), &plan))?;
-            let queued = DeliveryRecord::accepted().encode();
-            let priority = doc.header.urgency.priority();
-            let item = Outbound::Deliver(doc.header.id).encode();
-            for (key, dept) in &plan.local {
-                txn.put(DELIVERIES, &delivery_key(&id, &key.to_string()), &queued)?;
-                OUTBOUND.push(txn, dept.as_str(), priority, &item)?;
-                audit::append(txn, &Event::new(pb::AuditKind::Queued).doc(&id).dept(dept))?;
-            }
-            for (key, _) in &plan.remote {
-                txn.put(DELIVERIES, &delivery_key(&id, &key.to_string()), &queued)?;
-            }
-            for (peer, recipients) in &plan.relays {
-                let item = PeerItem::Relay {
-                    doc: doc.header.id,
-                    recipients: recipients.clone(),
-                };
-                RELAY_OUT.push(txn, peer.as_str(), priority, &item.encode())?;
-            }
+            queue_plan(txn, &id, &doc, &plan)?;
             Ok(Accepted::New(answer))
         })
         .await
+}
+
+/// Records the deliveries of `plan` (those not recorded yet) and queues them: to departments
+/// here, and to the peers towards the others; keeps the additions (补发) with them.
+fn queue_plan(
+    txn: &dyn WriteTables,
+    id: &str,
+    doc: &SignedDoc,
+    plan: &Plan,
+) -> Result<(), StepError> {
+    let queued = DeliveryRecord::accepted().encode();
+    let priority = doc.header.urgency.priority();
+    let item = Outbound::Deliver(doc.header.id).encode();
+    let fresh = |key: &Address| -> Result<bool, StepError> {
+        Ok(txn
+            .get(DELIVERIES, &delivery_key(id, &key.to_string()))?
+            .is_none())
+    };
+    for (key, ev) in &plan.additions {
+        put_evidence(txn, id, &key.to_string(), EvidenceKind::RecipientAdded, ev)?;
+    }
+    for (key, dept) in &plan.local {
+        if !fresh(key)? {
+            continue;
+        }
+        txn.put(DELIVERIES, &delivery_key(id, &key.to_string()), &queued)?;
+        OUTBOUND.push(txn, dept.as_str(), priority, &item)?;
+        audit::append(txn, &Event::new(pb::AuditKind::Queued).doc(id).dept(dept))?;
+    }
+    for (key, _) in &plan.remote {
+        if fresh(key)? {
+            txn.put(DELIVERIES, &delivery_key(id, &key.to_string()), &queued)?;
+        }
+    }
+    for (peer, recipients) in &plan.relays {
+        let item = PeerItem::Relay {
+            doc: doc.header.id,
+            recipients: recipients.clone(),
+        };
+        RELAY_OUT.push(txn, peer.as_str(), priority, &item.encode())?;
+    }
+    Ok(())
 }
 
 /// The audit record of an accepted document: who sent it to whom, how urgent, its 发文字号.

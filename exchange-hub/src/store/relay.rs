@@ -60,14 +60,43 @@ impl PeerItem {
     }
 }
 
-/// The key under which a RELAYED is kept with its document: one per relaying hub.
+/// The key under which a RELAYED is kept with its document: one per relaying hub and set of
+/// recipients it took custody for (a recipient added later, 补发, gets a RELAYED of its own).
 pub(crate) fn relay_key(ev: &pb::SignedEvidence) -> String {
-    let hub = SignedEvidence::decode(ev.clone())
+    match SignedEvidence::decode(ev.clone())
         .ok()
         .and_then(|e| e.evidence.relay)
-        .map(|r| r.hub.to_string())
-        .unwrap_or_default();
-    format!("relay:{hub}")
+    {
+        Some(r) => relay_slot(&r.hub, &r.to),
+        None => "relay:".to_owned(),
+    }
+}
+
+/// [`relay_key`] of hub `hub`'s custody of `to`.
+pub(crate) fn relay_slot(hub: &ExchangeName, to: &[Address]) -> String {
+    let mut names: Vec<String> = to.iter().map(ToString::to_string).collect();
+    names.sort();
+    format!("relay:{hub}:{}", names.join(","))
+}
+
+/// The sender's RECIPIENT_ADDED (补发) kept for recipient `key` (named relative to this
+/// exchange) of document `id`, if it was added after sending.
+pub(crate) async fn addition(
+    store: &Store,
+    id: DocumentId,
+    key: Address,
+) -> Result<Option<pb::SignedEvidence>, StoreError> {
+    store
+        .lookup(move |txn| {
+            let id = id.to_string();
+            txn.get(
+                EVIDENCE,
+                &evidence_key(&id, &key.to_string(), EvidenceKind::RecipientAdded),
+            )?
+            .map(|v| decode(format!("addition {id}/{key}"), &v))
+            .transpose()
+        })
+        .await
 }
 
 /// The most urgent item waiting for `peer` that is not in `busy`. An item that does not decode

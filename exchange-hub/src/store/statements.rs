@@ -15,8 +15,8 @@ use exchange_proto::{store::v1 as st, v1 as pb};
 
 use super::{
     DELIVERIES, OUTBOUND, Outbound, RECALLS, RELAY_OUT, StepError,
-    deliveries::{deliveries_of, load_delivery, recipient_of},
-    delivery_key, local_dept, put_evidence,
+    deliveries::{deliveries_of, load_delivery},
+    delivery_key, put_evidence,
     records::DeliveryRecord,
     relay::PeerItem,
 };
@@ -28,46 +28,6 @@ use crate::{
 /// Whether the sender recalled document `id`.
 fn is_recalled(txn: &dyn WriteTables, id: &str) -> Result<bool, StoreError> {
     Ok(txn.get(RECALLS, id.as_bytes())?.is_some())
-}
-
-/// A sender's statement about one recipient of its document, as [`to_recipient`] hands it on.
-struct Addressed {
-    /// The document's id.
-    doc_id: DocumentId,
-    /// The document's id as a table key.
-    id: String,
-    /// The recipient the statement names.
-    dept: DeptId,
-    /// The document's queue priority.
-    priority: u8,
-}
-
-/// Writes the sender's statement `ev` about one recipient of `doc` in one transaction: `f` gets
-/// the transaction and the statement's [`Addressed`] (a statement naming no recipient is refused
-/// before `f` runs).
-async fn to_recipient<R, F>(
-    store: &Store,
-    doc: &SignedDoc,
-    ev: SignedEvidence,
-    f: F,
-) -> Result<R, StepError>
-where
-    F: Fn(&dyn WriteTables, &SignedEvidence, Addressed) -> Result<R, StepError> + Send + 'static,
-    R: Send + 'static,
-{
-    let doc_id = doc.header.id;
-    let priority = doc.header.urgency.priority();
-    store
-        .write(move |txn| {
-            let to = Addressed {
-                doc_id,
-                id: doc_id.to_string(),
-                dept: local_dept(&recipient_of(&ev)?)?.clone(),
-                priority,
-            };
-            f(txn, &ev, to)
-        })
-        .await
 }
 
 /// Who a sender's statement was queued for: departments of this exchange, and peer hubs
@@ -151,40 +111,52 @@ pub(crate) async fn add_recipient(
     store: &Store,
     doc: &SignedDoc,
     ev: SignedEvidence,
+    named: Address,
+    dest: Dest,
 ) -> Result<bool, StepError> {
-    to_recipient(store, doc, ev, |txn, ev, to| {
-        if is_recalled(txn, &to.id)? {
-            return Err(StepError::Recalled { doc: to.doc_id });
-        }
-        let key = delivery_key(&to.id, to.dept.as_str());
-        if txn.get(DELIVERIES, &key)?.is_some() {
-            return Ok(false);
-        }
-        txn.put(DELIVERIES, &key, &DeliveryRecord::accepted().encode())?;
-        put_evidence(
-            txn,
-            &to.id,
-            to.dept.as_str(),
-            EvidenceKind::RecipientAdded,
-            &ev.wire,
-        )?;
-        OUTBOUND.push(
-            txn,
-            to.dept.as_str(),
-            to.priority,
-            &Outbound::Deliver(to.doc_id).encode(),
-        )?;
-        let role = if ev.evidence.cc { "cc" } else { "to" };
-        audit::append(
-            txn,
-            &Event::new(pb::AuditKind::Queued)
-                .doc(&to.id)
-                .dept(&to.dept)
-                .detail(format!("added after sending (补发) as {role}")),
-        )?;
-        Ok(true)
-    })
-    .await
+    let (doc_id, priority) = (doc.header.id, doc.header.urgency.priority());
+    store
+        .write(move |txn| {
+            let id = doc_id.to_string();
+            if is_recalled(txn, &id)? {
+                return Err(StepError::Recalled { doc: doc_id });
+            }
+            // At the sender's hub the header's names are this exchange's.
+            let slot = named.to_string();
+            let key = delivery_key(&id, &slot);
+            if txn.get(DELIVERIES, &key)?.is_some() {
+                return Ok(false);
+            }
+            txn.put(DELIVERIES, &key, &DeliveryRecord::accepted().encode())?;
+            put_evidence(txn, &id, &slot, EvidenceKind::RecipientAdded, &ev.wire)?;
+            match &dest {
+                Dest::Local(dept) => {
+                    OUTBOUND.push(
+                        txn,
+                        dept.as_str(),
+                        priority,
+                        &Outbound::Deliver(doc_id).encode(),
+                    )?;
+                }
+                Dest::Peer(p) => {
+                    let item = PeerItem::Relay {
+                        doc: doc_id,
+                        recipients: vec![named.clone()],
+                    };
+                    RELAY_OUT.push(txn, p.as_str(), priority, &item.encode())?;
+                }
+            }
+            let role = if ev.evidence.cc { "cc" } else { "to" };
+            audit::append(
+                txn,
+                &Event::new(pb::AuditKind::Queued)
+                    .doc(&id)
+                    .dept(&slot)
+                    .detail(format!("added after sending (补发) as {role}")),
+            )?;
+            Ok(true)
+        })
+        .await
 }
 
 /// What became of a sender's reminder (催办).

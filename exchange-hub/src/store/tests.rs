@@ -198,9 +198,21 @@ async fn an_added_recipient_after_a_recall_is_refused() {
     let f = Fixture::new();
     let doc = f.accepted().await;
     let add = |to| f.evidence(&doc, RecipientAdded, Some(to), &f.a);
-    assert!(add_recipient(&f.store, &doc, add("d")).await.unwrap());
+    let local = |to: &str| {
+        let a: exchange_core::ids::Address = to.parse().unwrap();
+        let dest = crate::federation::Dest::Local(a.dept.clone());
+        (a, dest)
+    };
+    let (d, to_d) = local("d");
     assert!(
-        !add_recipient(&f.store, &doc, add("d")).await.unwrap(),
+        add_recipient(&f.store, &doc, add("d"), d.clone(), to_d.clone())
+            .await
+            .unwrap()
+    );
+    assert!(
+        !add_recipient(&f.store, &doc, add("d"), d, to_d)
+            .await
+            .unwrap(),
         "already one"
     );
     assert_eq!(
@@ -217,7 +229,10 @@ async fn an_added_recipient_after_a_recall_is_refused() {
     )
     .await
     .unwrap();
-    let err = add_recipient(&f.store, &doc, add("e")).await.unwrap_err();
+    let (e, to_e) = local("e");
+    let err = add_recipient(&f.store, &doc, add("e"), e, to_e)
+        .await
+        .unwrap_err();
     assert!(matches!(err, StepError::Recalled { .. }), "{err}");
     assert_eq!(code(err), ErrorCode::FailedPrecondition);
     assert!(f.queue("e").await.is_empty());

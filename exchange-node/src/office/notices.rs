@@ -155,14 +155,16 @@ pub(crate) fn check_addition(
     node: &Node,
     doc: &SignedDoc,
     addition: Option<pb::SignedEvidence>,
+    origin: Option<&ExchangeName>,
+    me: &Address,
 ) -> Result<pb::SignedEvidence, String> {
     let wire =
         addition.ok_or_else(|| format!("document is not addressed to {}", node.cfg.node.id))?;
-    let ev = SignedEvidence::verify(wire, &node.verifier, now_secs())
+    let ev = SignedEvidence::verify_in(wire, &node.trust, origin, now_secs())
         .map_err(|e| format!("addition (补发): {e}"))?;
     if ev.evidence.kind != EvidenceKind::RecipientAdded
         || !ev.is_about(doc)
-        || ev.evidence.recipient != Some(node.me())
+        || ev.evidence.recipient.as_ref() != Some(me)
     {
         return Err("addition (补发) is not the sender's RECIPIENT_ADDED for this node".into());
     }
