@@ -130,7 +130,8 @@ impl fmt::Display for ExchangeName {
 
 /// A department as a sender names it: `finance` (of the sender's own exchange) or
 /// `finance@city` (of the linked exchange `city`).
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
 pub struct Address {
     /// The department.
     pub dept: DeptId,
@@ -168,6 +169,19 @@ impl FromStr for Address {
                 exchange: Some(exchange.parse().map_err(|_| bad())?),
             }),
         }
+    }
+}
+
+impl TryFrom<String> for Address {
+    type Error = IdError;
+    fn try_from(s: String) -> Result<Self, IdError> {
+        s.parse()
+    }
+}
+
+impl From<Address> for String {
+    fn from(a: Address) -> String {
+        a.to_string()
     }
 }
 

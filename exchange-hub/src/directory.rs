@@ -56,7 +56,12 @@ impl Directory {
             if g.members.is_empty() {
                 anyhow::bail!("[[groups]] {}: no members", g.id);
             }
-            if let Some(m) = g.members.iter().find(|m| !self.entries.contains_key(*m)) {
+            // A member of a linked exchange is checked when a document is routed to it.
+            if let Some(m) = g
+                .members
+                .iter()
+                .find(|m| m.exchange.is_none() && !self.entries.contains_key(&m.dept))
+            {
                 anyhow::bail!("[[groups]] {}: member {m} is not in [[departments]]", g.id);
             }
         }

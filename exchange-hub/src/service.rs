@@ -653,9 +653,12 @@ impl hub_server::Hub for HubService {
         let caller = self.caller(&req)?;
         // Per-sender scoping: what the routing policy lets the caller address.
         let routing = &self.hub.cfg.routing;
-        let may = |id: &str| {
-            id.parse::<DeptId>()
-                .is_ok_and(|d| crate::policy::allowed(routing, &caller, &d))
+        // The policy scopes this exchange's departments; one of a linked exchange (in a
+        // group) is the links' to route.
+        let may = |id: &str| match id.parse::<Address>() {
+            Ok(a) if a.exchange.is_some() => true,
+            Ok(a) => crate::policy::allowed(routing, &caller, &a.dept),
+            Err(_) => false,
         };
         let mut departments = self.hub.directory.to_proto();
         for d in &mut departments {

@@ -542,3 +542,31 @@ async fn a_recipient_of_another_exchange_added_later_receives_the_same_signed_do
     ensure!(inbox.as_array().map(Vec::len) == Some(1), "{inbox}");
     Ok(())
 }
+
+#[tokio::test]
+async fn a_group_may_hold_departments_of_linked_exchanges() -> Result<()> {
+    let mut fed = Federation::start(&LAYOUT).await?;
+    let county = fed.ex_mut("county");
+    county.kill_hub().await?;
+    county.edit_hub_config(|c| {
+        c.groups.push(exchange_core::config::GroupEntry {
+            id: "up".parse().expect("id"),
+            name: "省市有关部门".into(),
+            members: vec![
+                "office@province".parse().expect("addr"),
+                "finance@city".parse().expect("addr"),
+            ],
+        });
+    })?;
+    county.start_hub().await?;
+    let county = fed.ex("county");
+    eventually("tax to learn the group", DEADLINE, || async {
+        let out = county.cli_ok("tax", &["directory"]).await?;
+        Ok(out.contains("group:up").then_some(()))
+    })
+    .await?;
+    let id = exchange_tests::cli::send(county, "tax", "通知", &["--to", "group:up"]).await?;
+    wait_in_inbox(fed.ex("province"), "office", &id).await?;
+    wait_in_inbox(fed.ex("city"), "finance", &id).await?;
+    Ok(())
+}

@@ -18,9 +18,10 @@ pub struct GroupEntry {
     pub id: DeptId,
     /// The printed wording, e.g. 各县区人民政府: what the document's 主送机关 text says.
     pub name: String,
-    /// The departments it stands for; each must be in `[[departments]]`.
+    /// The departments it stands for: each of this exchange in `[[departments]]`, or of a
+    /// linked exchange as `dept@exchange` (docs/federation.md).
     #[serde(default)]
-    pub members: Vec<DeptId>,
+    pub members: Vec<crate::ids::Address>,
 }
 
 /// How long a delivered document of one urgency may stay unconfirmed before it is overdue.
