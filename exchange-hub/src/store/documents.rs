@@ -100,7 +100,7 @@ pub(crate) async fn accept(
                     return Ok(Accepted::Again(decode(format!("relayed {id}"), &v)?));
                 }
                 put_evidence(txn, &id, &slot, EvidenceKind::Relayed, &r.relayed)?;
-                queue_plan(txn, &id, &doc, &plan)?;
+                queue_plan(txn, &id, &doc, &plan, true)?;
                 audit::append(txn, &accepted_event(&doc, relay.as_ref(), &plan))?;
                 return Ok(Accepted::New(r.relayed.clone()));
             }
@@ -128,24 +128,29 @@ pub(crate) async fn accept(
                 content::put(txn, &sealer, digest, data)?;
             }
             audit::append(txn, &accepted_event(&doc, relay.as_ref(), &plan))?;
-            queue_plan(txn, &id, &doc, &plan)?;
+            queue_plan(txn, &id, &doc, &plan, false)?;
             Ok(Accepted::New(answer))
         })
         .await
 }
 
-/// Records the deliveries of `plan` (those not recorded yet) and queues them: to departments
-/// here, and to the peers towards the others; keeps the additions (补发) with them.
+/// Records the deliveries of `plan` and queues them: to departments here, and to the peers
+/// towards the others; keeps the additions (补发) with them. For a document already `held`,
+/// only the deliveries not recorded yet (a new document has none: no read is spent on it).
 fn queue_plan(
     txn: &dyn WriteTables,
     id: &str,
     doc: &SignedDoc,
     plan: &Plan,
+    held: bool,
 ) -> Result<(), StepError> {
     let queued = DeliveryRecord::accepted().encode();
     let priority = doc.header.urgency.priority();
     let item = Outbound::Deliver(doc.header.id).encode();
     let fresh = |key: &Address| -> Result<bool, StepError> {
+        if !held {
+            return Ok(true);
+        }
         Ok(txn
             .get(DELIVERIES, &delivery_key(id, &key.to_string()))?
             .is_none())
