@@ -104,6 +104,15 @@ fn load_signer(cfg: &HubConfig) -> anyhow::Result<SigningKey> {
 pub fn check_config(cfg: &HubConfig) -> anyhow::Result<()> {
     cfg.check_files()?;
     cfg.check_links()?;
+    if !cfg.peers.is_empty() {
+        let der = tls::read_pem_file(&cfg.tls.cert, "CERTIFICATE")?;
+        anyhow::ensure!(
+            tls::peers::allows_client_auth(&der),
+            "tls.cert: {} does not allow client authentication, and with [[peers]] the hub \
+             presents it to its peers' hubs: reissue it with `exchange-certs issue-hub --linked`",
+            cfg.tls.cert.display()
+        );
+    }
     let lease = cfg.hub.lease_secs;
     let min = exchange_core::config::HubSection::MIN_LEASE_SECS;
     anyhow::ensure!(

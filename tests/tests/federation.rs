@@ -276,7 +276,7 @@ async fn relay_client_as(
 async fn a_hub_that_is_not_linked_and_a_document_from_the_wrong_side_are_refused() -> Result<()> {
     let fed = Federation::start(&LAYOUT).await?;
     // A hub of an exchange nobody linked (its own CA) cannot even complete the handshake.
-    let rogue = TestExchange::setup(&["x"])?;
+    let mut rogue = TestExchange::setup(&["x"])?;
     let rogue_cfg: HubConfig =
         exchange_core::config::load(&rogue.layout_dir().join("hub/hub.toml"))?;
     let refused = relay_client_as(&fed, &rogue_cfg, "city").await;
@@ -357,6 +357,27 @@ async fn a_hub_that_is_not_linked_and_a_document_from_the_wrong_side_are_refused
     ensure!(
         inbox.as_array().is_some_and(Vec::is_empty),
         "nothing delivered: {inbox}"
+    );
+
+    // A hub whose certificate cannot authenticate a client cannot link: check-config says how
+    // to reissue it.
+    let own_ca = rogue.layout_dir().join("ca").join("ca.pem");
+    rogue.edit_hub_config(|c| {
+        c.hub.exchange = Some("rogue".parse().expect("name"));
+        c.hub.peer_listen = Some("127.0.0.1:0".parse().expect("addr"));
+        c.peers.push(exchange_core::config::PeerEntry {
+            name: "city".parse().expect("name"),
+            address: "127.0.0.1:1".parse().expect("addr"),
+            server_name: "localhost".into(),
+            ca: own_ca,
+            routes: Vec::new(),
+            crl: None,
+        });
+    })?;
+    let (ok, _, err) = rogue.hub_cli(&["check-config"]).await?;
+    ensure!(
+        !ok && err.contains("issue-hub --linked"),
+        "a server-only hub certificate cannot link: {err}"
     );
     Ok(())
 }

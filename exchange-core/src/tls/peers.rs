@@ -259,6 +259,20 @@ impl PeerTls {
     }
 }
 
+/// Whether a certificate (DER) may authenticate a TLS client: a hub presents its own when it
+/// connects to its peers, so with `[[peers]]` it needs clientAuth (`issue-hub --linked`).
+pub fn allows_client_auth(der: &[u8]) -> bool {
+    let Ok((_, cert)) = x509_parser::parse_x509_certificate(der) else {
+        return false;
+    };
+    match cert.extended_key_usage() {
+        Ok(Some(eku)) => eku.value.client_auth || eku.value.any,
+        // No extended key usage at all: any use.
+        Ok(None) => true,
+        Err(_) => false,
+    }
+}
+
 /// Where a connection came from, for a refusal.
 fn peer_addr(stream: &ServerStream, _peer: &str) -> SocketAddr {
     stream
