@@ -283,6 +283,9 @@ impl PgConnection {
 /// A transaction's pending writes: per table, key → new value, or `None` for a deletion.
 type Writes = BTreeMap<Table, BTreeMap<Vec<u8>, Option<Vec<u8>>>>;
 
+/// What a transaction's single-key reads returned: (table, key) → the value, or `None`.
+type Reads = HashMap<(Table, Vec<u8>), Option<Vec<u8>>>;
+
 /// One transaction; dropped without [`PgTxn::commit`], it rolls back.
 pub struct PgTxn<'c> {
     txn: RefCell<Transaction<'c>>,
@@ -291,7 +294,7 @@ pub struct PgTxn<'c> {
     /// What single-key reads returned: a key read again in the same transaction (the lease of a
     /// department for every acknowledgement of a group commit, say) costs no round trip. At
     /// `SERIALIZABLE` a second read would see the same row anyway.
-    reads: RefCell<HashMap<(Table, Vec<u8>), Option<Vec<u8>>>>,
+    reads: RefCell<Reads>,
     /// The first failed statement: PostgreSQL refuses every later one in the transaction.
     failure: RefCell<Option<Failure>>,
 }
