@@ -367,7 +367,9 @@ impl From<&Evidence> for pb::Evidence {
             relay_hub: e
                 .relay
                 .as_ref()
-                .map(|r| r.hub.to_string())
+                .map(|r| &r.hub)
+                .or(e.custodian.as_ref())
+                .map(ToString::to_string)
                 .unwrap_or_default(),
             relay_from: e
                 .relay
@@ -383,21 +385,31 @@ impl From<&Evidence> for pb::Evidence {
     }
 }
 
-/// RELAYED's fields: all three set (at least one recipient) for RELAYED, none for any other kind.
+/// RELAYED's fields: all three set (at least one recipient) for RELAYED; for NOT_DELIVERED
+/// `relay_hub` alone may name the custodian that gave up; none for any other kind.
 fn relay_fields(
     kind: EvidenceKind,
     hub: String,
     from: String,
     to: Vec<String>,
-) -> Result<Option<Relay>, FieldError> {
+) -> Result<(Option<Relay>, Option<ExchangeName>), FieldError> {
+    if kind == EvidenceKind::NotDelivered && from.is_empty() && to.is_empty() {
+        if hub.is_empty() {
+            return Ok((None, None));
+        }
+        let custodian = hub
+            .parse::<ExchangeName>()
+            .map_err(|e| FieldError::new("evidence.relay_hub", e.to_string()))?;
+        return Ok((None, Some(custodian)));
+    }
     if kind != EvidenceKind::Relayed {
         if !hub.is_empty() || !from.is_empty() || !to.is_empty() {
             return Err(FieldError::new(
                 "evidence.relay_hub",
-                "only RELAYED evidence may set relay_hub, relay_from or relay_to",
+                "only RELAYED evidence may set relay_hub, relay_from or relay_to (NOT_DELIVERED: relay_hub alone)",
             ));
         }
-        return Ok(None);
+        return Ok((None, None));
     }
     let name = |field: &str, s: &str| {
         s.parse::<ExchangeName>()
@@ -420,7 +432,7 @@ fn relay_fields(
                 .map_err(|e| FieldError::new("evidence.relay_to", e.to_string()))
         })
         .collect::<Result<_, _>>()?;
-    Ok(Some(Relay { hub, from, to }))
+    Ok((Some(Relay { hub, from, to }), None))
 }
 
 impl TryFrom<pb::Evidence> for Evidence {
@@ -494,7 +506,7 @@ impl TryFrom<pb::Evidence> for Evidence {
                 "only RECIPIENT_ADDED evidence may set it",
             ));
         }
-        let relay = relay_fields(kind, e.relay_hub, e.relay_from, e.relay_to)?;
+        let (relay, custodian) = relay_fields(kind, e.relay_hub, e.relay_from, e.relay_to)?;
         Ok(Evidence {
             kind,
             doc_id,
@@ -506,6 +518,7 @@ impl TryFrom<pb::Evidence> for Evidence {
             reason: e.reason,
             cc: e.cc,
             relay,
+            custodian,
         })
     }
 }

@@ -490,6 +490,10 @@ pub struct Evidence {
     pub cc: bool,
     /// `Relayed`: who took custody, from whom, for which recipients.
     pub relay: Option<Relay>,
+    /// `NotDelivered` signed by a hub of a linked exchange that held custody of the document and
+    /// gave up on this recipient (it expired in that hub's queue towards the recipient): that
+    /// exchange. `None`: the recipient's own hub signed.
+    pub custodian: Option<ExchangeName>,
 }
 
 /// What a RELAYED statement says besides the document: the exchange whose hub took custody
@@ -524,6 +528,7 @@ impl Evidence {
             reason: String::new(),
             cc: false,
             relay: None,
+            custodian: None,
         }
     }
 
@@ -535,6 +540,12 @@ impl Evidence {
         if let Some(relay) = &self.relay {
             return Qualified {
                 exchange: Some(relay.hub.clone()),
+                principal: Principal::Hub,
+            };
+        }
+        if let (EvidenceKind::NotDelivered, Some(c)) = (&self.kind, &self.custodian) {
+            return Qualified {
+                exchange: Some(c.clone()),
                 principal: Principal::Hub,
             };
         }

@@ -85,5 +85,44 @@ async fn expire_due(hub: &Hub) -> Result<(), ServiceError> {
             hub.wake_back(&about);
         }
     }
+    expire_relays(hub, now).await
+}
+
+/// Documents waiting in a peer queue past their deadline (the next hub down, or refusing them,
+/// for that long): this hub, which holds custody, gives up on their recipients there and signs
+/// NOT_DELIVERED as the custodian, which goes back towards the sender (docs/federation.md).
+async fn expire_relays(hub: &Hub, now: i64) -> Result<(), ServiceError> {
+    let Some(here) = hub.links.name.clone() else {
+        return Ok(());
+    };
+    for (peer, key, id, recipients) in store::queued_relays(&hub.store).await? {
+        let Some(rec) = store::document(&hub.store, id).await.ok().flatten() else {
+            continue;
+        };
+        let Some(due) = deadline(
+            hub,
+            rec.accepted_at_ms,
+            rec.doc.header.metadata.reply_deadline_ms,
+        ) else {
+            continue;
+        };
+        if now < due {
+            continue;
+        }
+        let mut evs = Vec::with_capacity(recipients.len());
+        for r in recipients {
+            let mut ev = Evidence::about(&rec.doc, EvidenceKind::NotDelivered, Some(r), now);
+            ev.custodian = Some(here.clone());
+            ev.reason = format!(
+                "expired: not handed to exchange {peer}'s hub by {}",
+                format_ms(due)
+            );
+            evs.push(SignedEvidence::seal(ev, &hub.signer)?);
+        }
+        let about = hub.about(&rec);
+        let told = store::relay_given_up(&hub.store, about.clone(), evs, peer.clone(), key).await?;
+        info!(doc_id = %id, %peer, recipients = told, "relay expired: not delivered");
+        hub.wake_back(&about);
+    }
     Ok(())
 }

@@ -55,7 +55,8 @@ pub(crate) use outbound::{Outbound, Taken, ack, next_outbound, queued_deliveries
 pub(crate) use push::push_view;
 pub(crate) use records::{DocumentRecord, Relayed};
 pub(crate) use relay::{
-    PeerItem, addition, next_for_peer, peer_done, relayed_by_peer, relayed_further,
+    PeerItem, addition, next_for_peer, peer_done, queued_relays, relay_given_up, relayed_by_peer,
+    relayed_further,
 };
 pub(crate) use scan::{DeliveryFacts, scan_accepted};
 pub(crate) use statements::{Reminder, add_recipient, recall, remind};

@@ -591,3 +591,54 @@ async fn a_group_may_hold_departments_of_linked_exchanges() -> Result<()> {
     wait_in_inbox(fed.ex("city"), "finance", &id).await?;
     Ok(())
 }
+
+#[tokio::test]
+async fn a_document_stuck_at_a_relaying_hub_expires_and_the_sender_is_told() -> Result<()> {
+    let mut fed = Federation::start(&LAYOUT).await?;
+    // The province's hub is down; the city gives up on what it cannot hand over within 2 s.
+    fed.ex_mut("province").kill_hub().await?;
+    let city = fed.ex_mut("city");
+    city.kill_hub().await?;
+    city.edit_hub_config(|c| c.hub.expire_undelivered_after_secs = 2)?;
+    city.start_hub().await?;
+    let county = fed.ex("county");
+    let id = exchange_tests::cli::send(county, "tax", "过期", &["--to", "office@province"]).await?;
+    let row = eventually("office@province not delivered at tax", DEADLINE, || async {
+        let s = county.cli_json("tax", &["status", &id, "--json"]).await?;
+        Ok(s["recipients"]
+            .as_array()
+            .and_then(|rs| rs.iter().find(|r| r["state"] == "not-delivered").cloned()))
+    })
+    .await?;
+    ensure!(
+        row["reason"]
+            .as_str()
+            .is_some_and(|r| r.contains("expired: not handed to exchange province's hub")),
+        "{row}"
+    );
+    // The city hub signed it as the custodian; the bundle verifies with the three CAs.
+    let bundle = county.root().join("expired.bundle");
+    county
+        .cli_ok(
+            "tax",
+            &["evidence", &id, "--out", bundle.to_str().context("utf-8")?],
+        )
+        .await?;
+    let (ok, report, err) = county
+        .certs(&[
+            "verify",
+            bundle.to_str().context("utf-8")?,
+            "--ca",
+            fed.ca("county").to_str().context("utf-8")?,
+            "--ca",
+            fed.ca("city").to_str().context("utf-8")?,
+            "--ca",
+            fed.ca("province").to_str().context("utf-8")?,
+        ])
+        .await?;
+    ensure!(
+        ok && report.contains("not-delivered") && report.contains("hub of exchange city"),
+        "{report}{err}"
+    );
+    Ok(())
+}

@@ -154,52 +154,60 @@ pub(crate) async fn record_evidence(
     ev: SignedEvidence,
     ack: Option<Taken>,
 ) -> Result<bool, StepError> {
+    store
+        .write(move |txn| record_in(txn, &about, &ev, ack.as_ref()))
+        .await
+}
+
+/// [`record_evidence`] inside `txn`.
+pub(super) fn record_in(
+    txn: &dyn WriteTables,
+    about: &About,
+    ev: &SignedEvidence,
+    ack: Option<&Taken>,
+) -> Result<bool, StepError> {
     let doc_id = about.id;
     let id = doc_id.to_string();
-    store
-        .write(move |txn| {
-            let named = recipient_of(&ev)?;
-            let key = about.key(&named);
-            let recipient: Address = key.parse().map_err(|e| StoreError::decode(&key, e))?;
-            let mut delivery = load_delivery(txn, doc_id, &recipient)?;
-            let kind = ev.evidence.kind;
-            let is_new = txn.get(EVIDENCE, &evidence_key(&id, &key, kind))?.is_none();
-            let next = delivery
-                .state
-                .apply(kind)
-                .map_err(|source| StepError::State {
-                    doc: doc_id,
-                    dept: recipient.clone(),
-                    source,
-                })?;
-            if let Some(taken) = &ack {
-                taken.remove(txn)?;
-            }
-            if !is_new {
-                return Ok(false);
-            }
-            match kind {
-                EvidenceKind::Delivered => delivery.delivered_at_ms = ev.evidence.at_ms,
-                _ => delivery.handled_at_ms = ev.evidence.at_ms,
-            }
-            if let Transition::Changed(s) = next {
-                delivery.state = s;
-            }
-            txn.put(DELIVERIES, &delivery_key(&id, &key), &delivery.encode())?;
-            put_evidence(txn, &id, &key, kind, &ev.wire)?;
-            let e = &ev.evidence;
-            let audited = match kind {
-                EvidenceKind::Delivered => Event::new(pb::AuditKind::Delivered),
-                kind => Event::new(pb::AuditKind::Evidence).detail(format!(
-                    "{kind:?} clerk {:?} reason {:?}",
-                    e.clerk, e.reason
-                )),
-            };
-            audit::append(txn, &audited.doc(&id).dept(&recipient))?;
-            about.send_back(txn, &ev.wire)?;
-            Ok(true)
-        })
-        .await
+    let named = recipient_of(ev)?;
+    let key = about.key(&named);
+    let recipient: Address = key.parse().map_err(|e| StoreError::decode(&key, e))?;
+    let mut delivery = load_delivery(txn, doc_id, &recipient)?;
+    let kind = ev.evidence.kind;
+    let is_new = txn.get(EVIDENCE, &evidence_key(&id, &key, kind))?.is_none();
+    let next = delivery
+        .state
+        .apply(kind)
+        .map_err(|source| StepError::State {
+            doc: doc_id,
+            dept: recipient.clone(),
+            source,
+        })?;
+    if let Some(taken) = ack {
+        taken.remove(txn)?;
+    }
+    if !is_new {
+        return Ok(false);
+    }
+    match kind {
+        EvidenceKind::Delivered => delivery.delivered_at_ms = ev.evidence.at_ms,
+        _ => delivery.handled_at_ms = ev.evidence.at_ms,
+    }
+    if let Transition::Changed(s) = next {
+        delivery.state = s;
+    }
+    txn.put(DELIVERIES, &delivery_key(&id, &key), &delivery.encode())?;
+    put_evidence(txn, &id, &key, kind, &ev.wire)?;
+    let e = &ev.evidence;
+    let audited = match kind {
+        EvidenceKind::Delivered => Event::new(pb::AuditKind::Delivered),
+        kind => Event::new(pb::AuditKind::Evidence).detail(format!(
+            "{kind:?} clerk {:?} reason {:?}",
+            e.clerk, e.reason
+        )),
+    };
+    audit::append(txn, &audited.doc(&id).dept(&recipient))?;
+    about.send_back(txn, &ev.wire)?;
+    Ok(true)
 }
 
 /// Every recipient of document `id` (named in its header or added later) with its delivery.

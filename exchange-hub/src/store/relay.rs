@@ -99,6 +99,49 @@ pub(crate) async fn addition(
         .await
 }
 
+/// Every document waiting in a peer queue: (peer, queue key, document, recipients).
+pub(crate) async fn queued_relays(
+    store: &Store,
+) -> Result<Vec<(ExchangeName, QueueKey, DocumentId, Vec<Address>)>, StoreError> {
+    let items = store.read(|txn| RELAY_OUT.all(txn)).await?;
+    let mut out = Vec::new();
+    for (dest, key, bytes) in items {
+        if let PeerItem::Relay { doc, recipients } = PeerItem::decode(key.seq, &bytes)? {
+            let peer = dest.parse().map_err(|e| StoreError::decode(&dest, e))?;
+            out.push((peer, key, doc, recipients));
+        }
+    }
+    Ok(out)
+}
+
+/// This hub gives up on relaying a document to `peer` (its queue item `key`): each
+/// NOT_DELIVERED it signed (one per recipient of the item) moves that delivery and goes back
+/// towards the sender, and the item leaves the queue, in one transaction. A delivery that ended
+/// otherwise meanwhile keeps its end.
+pub(crate) async fn relay_given_up(
+    store: &Store,
+    about: About,
+    evs: Vec<SignedEvidence>,
+    peer: ExchangeName,
+    key: QueueKey,
+) -> Result<usize, StepError> {
+    store
+        .write(move |txn| {
+            RELAY_OUT.remove(txn, peer.as_str(), key)?;
+            let mut told = 0;
+            for ev in &evs {
+                match super::deliveries::record_in(txn, &about, ev, None) {
+                    Ok(true) => told += 1,
+                    Ok(false) => {}
+                    Err(e) if e.is_state_conflict() => {}
+                    Err(e) => return Err(e),
+                }
+            }
+            Ok(told)
+        })
+        .await
+}
+
 /// The most urgent item waiting for `peer` that is not in `busy`. An item that does not decode
 /// comes with its key, so that the caller can set it aside.
 pub(crate) async fn next_for_peer(
