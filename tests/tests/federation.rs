@@ -642,3 +642,35 @@ async fn a_document_stuck_at_a_relaying_hub_expires_and_the_sender_is_told() -> 
     );
     Ok(())
 }
+
+#[tokio::test]
+async fn a_document_for_an_unknown_department_of_another_exchange_bounces_with_evidence()
+-> Result<()> {
+    let fed = Federation::start(&LAYOUT).await?;
+    let county = fed.ex("county");
+    // The county cannot know the province's directory for sure: it accepts and relays; the
+    // province refuses; the city, which holds custody, bounces it with its signed NOT_DELIVERED.
+    let id = exchange_tests::cli::send(
+        county,
+        "tax",
+        "查无此部门",
+        &["--to", "nobody@province", "--cc", "finance@city"],
+    )
+    .await?;
+    let row = eventually("nobody@province not delivered at tax", DEADLINE, || async {
+        let s = county.cli_json("tax", &["status", &id, "--json"]).await?;
+        Ok(s["recipients"]
+            .as_array()
+            .and_then(|rs| rs.iter().find(|r| r["dept"] == "nobody@province").cloned())
+            .filter(|r| r["state"] == "not-delivered"))
+    })
+    .await?;
+    let reason = row["reason"].as_str().unwrap_or_default();
+    ensure!(
+        reason.contains("refused by exchange province's hub") && reason.contains("nobody"),
+        "{row}"
+    );
+    // The other recipient is not held up by it.
+    wait_in_inbox(fed.ex("city"), "finance", &id).await?;
+    Ok(())
+}

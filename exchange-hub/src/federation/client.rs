@@ -87,6 +87,10 @@ enum Failed {
     Later(String),
     /// The peer refused it for good: parked.
     Refused(String),
+    /// The peer refused the document itself for good (no such recipient there, a loop, over the
+    /// hop limit, the wrong side, a conflicting id): it goes back to the sender as not
+    /// delivered. Not for a refusal of us (our certificate, say), which an operator can fix.
+    Bounced(String),
 }
 
 async fn run(hub: Arc<Hub>, peer: Peer, mut client: RelayClient<Channel>, stop: CancellationToken) {
@@ -140,7 +144,7 @@ async fn run(hub: Arc<Hub>, peer: Peer, mut client: RelayClient<Channel>, stop: 
                 warn!(peer = %peer.name, error = %why, retry_in = ?delay, "peer hub not reached; will retry");
                 pause(&stop, delay).await;
             }
-            Err(Failed::Refused(why)) => {
+            Err(Failed::Refused(why) | Failed::Bounced(why)) => {
                 warn!(peer = %peer.name, error = %why, "peer hub refused an item: parked in the queue");
                 parked.insert(key);
                 let event = Event::new(pb::AuditKind::RelayRefused)
@@ -161,16 +165,17 @@ async fn pause(stop: &CancellationToken, d: Duration) {
 
 /// Whether a peer's error may pass (the peer or the network), or is its final word.
 fn classify(s: &tonic::Status) -> Failed {
+    let what = format!("{:?}: {}", s.code(), s.message());
     match s.code() {
-        Code::InvalidArgument
-        | Code::PermissionDenied
-        | Code::FailedPrecondition
-        | Code::AlreadyExists
+        Code::InvalidArgument | Code::PermissionDenied | Code::AlreadyExists => {
+            Failed::Bounced(what)
+        }
+        Code::FailedPrecondition
         | Code::NotFound
         | Code::Unauthenticated
         | Code::OutOfRange
-        | Code::Unimplemented => Failed::Refused(format!("{:?}: {}", s.code(), s.message())),
-        _ => Failed::Later(format!("{:?}: {}", s.code(), s.message())),
+        | Code::Unimplemented => Failed::Refused(what),
+        _ => Failed::Later(what),
     }
 }
 
@@ -266,11 +271,18 @@ async fn relay_document(
         content,
         additions,
     };
-    let answer = client
-        .relay(req)
-        .await
-        .map_err(|s| classify(&s))?
-        .into_inner();
+    let answer = match client.relay(req).await {
+        Ok(a) => a.into_inner(),
+        Err(s) => match classify(&s) {
+            // The peer refused the document for good (no such department there, a loop, over
+            // the hop limit): bounced back with this hub's signed NOT_DELIVERED, never dropped.
+            Failed::Bounced(why) => {
+                let why = format!("refused by exchange {}'s hub: {why}", peer.name);
+                return give_up(hub, peer, key, &rec, recipients, &why).await;
+            }
+            later => return Err(later),
+        },
+    };
     let relayed = answer
         .relayed
         .ok_or_else(|| Failed::Refused("the peer answered without its RELAYED".into()))?;
@@ -294,6 +306,52 @@ async fn relay_document(
         .await
         .map_err(later)?;
     info!(doc_id = %id, peer = %peer.name, recipients = recipients.len(), "relayed out");
+    hub.wake_back(&about);
+    Ok(())
+}
+
+/// Gives up on relaying document `rec` to `peer` for `recipients` (queue item `key`): this
+/// hub, which holds custody, signs NOT_DELIVERED for each with `why`, which goes back towards
+/// the sender, and the item leaves the queue, in one transaction.
+async fn give_up(
+    hub: &Hub,
+    peer: &Peer,
+    key: QueueKey,
+    rec: &store::DocumentRecord,
+    recipients: Vec<Address>,
+    why: &str,
+) -> Result<(), Failed> {
+    let here = hub
+        .links
+        .name
+        .clone()
+        .ok_or_else(|| Failed::Refused("this hub has no [hub] exchange name".into()))?;
+    let reason: String = why
+        .chars()
+        .take(exchange_core::document::limits::TEXT_CHARS)
+        .collect();
+    let mut evs = Vec::with_capacity(recipients.len());
+    for r in recipients {
+        let mut ev = exchange_core::document::Evidence::about(
+            &rec.doc,
+            EvidenceKind::NotDelivered,
+            Some(r),
+            exchange_core::time::now_ms(),
+        );
+        ev.custodian = Some(here.clone());
+        ev.reason.clone_from(&reason);
+        evs.push(SignedEvidence::seal(ev, &hub.signer).map_err(later)?);
+    }
+    let about = hub.about(rec);
+    let told = store::relay_given_up(&hub.store, about.clone(), evs, peer.name.clone(), key)
+        .await
+        .map_err(later)?;
+    warn!(doc_id = %rec.doc.header.id, peer = %peer.name, recipients = told, %reason, "not delivered: bounced to the sender");
+    let event = Event::new(pb::AuditKind::RelayRefused)
+        .doc(rec.doc.header.id)
+        .dept(format!("exchange:{}", peer.name))
+        .detail(format!("not delivered, bounced to the sender: {reason}"));
+    crate::audit::record(&hub.store, event).await;
     hub.wake_back(&about);
     Ok(())
 }
