@@ -30,6 +30,28 @@ const LAYOUT: [&str; 3] = [
     "county=tax",
 ];
 
+/// `tax@county`'s evidence bundle of `id`, written to `bundle` and checked offline with the CAs
+/// of `exchanges`: (success, report, errors) of `exchange-certs verify`.
+async fn verify_bundle(
+    fed: &Federation,
+    id: &str,
+    bundle: &std::path::Path,
+    exchanges: &[&str],
+) -> Result<(bool, String, String)> {
+    let path = bundle.to_str().context("utf-8")?;
+    let county = fed.ex("county");
+    county
+        .cli_ok("tax", &["evidence", id, "--out", path])
+        .await?;
+    let mut args = vec!["verify".to_owned(), path.to_owned()];
+    for e in exchanges {
+        args.push("--ca".into());
+        args.push(fed.ca(e).to_str().context("utf-8")?.to_owned());
+    }
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    county.certs(&args).await
+}
+
 /// `tax@county`'s row for `recipient` in `status ID --json`, once its state is `state`.
 async fn row_state(ex: &TestExchange, id: &str, recipient: &str, state: &str) -> Result<()> {
     eventually(
@@ -128,24 +150,8 @@ async fn a_county_document_reaches_the_province_and_the_city_and_both_receipts_c
 
     // The sender's bundle holds every hop's signed step and verifies with the three CAs.
     let bundle = county.root().join("doc.bundle");
-    county
-        .cli_ok(
-            "tax",
-            &["evidence", &id, "--out", bundle.to_str().context("utf-8")?],
-        )
-        .await?;
-    let (ok, report, err) = county
-        .certs(&[
-            "verify",
-            bundle.to_str().context("utf-8")?,
-            "--ca",
-            fed.ca("county").to_str().context("utf-8")?,
-            "--ca",
-            fed.ca("city").to_str().context("utf-8")?,
-            "--ca",
-            fed.ca("province").to_str().context("utf-8")?,
-        ])
-        .await?;
+    let (ok, report, err) =
+        verify_bundle(&fed, &id, &bundle, &["county", "city", "province"]).await?;
     ensure!(ok, "the bundle verifies with the three CAs: {report}{err}");
     for step in ["relayed", "confirmed", "rejected", "delivered"] {
         ensure!(report.contains(step), "{step} in the report:\n{report}");
@@ -155,14 +161,7 @@ async fn a_county_document_reaches_the_province_and_the_city_and_both_receipts_c
         "both relaying hubs signed:\n{report}"
     );
     // With only the county's CA the foreign signatures cannot be checked.
-    let (ok, _, err) = county
-        .certs(&[
-            "verify",
-            bundle.to_str().context("utf-8")?,
-            "--ca",
-            fed.ca("county").to_str().context("utf-8")?,
-        ])
-        .await?;
+    let (ok, _, err) = verify_bundle(&fed, &id, &bundle, &["county"]).await?;
     ensure!(!ok, "one CA is not enough: {err}");
 
     // Each hub's audit log records what crossed its boundary, from and to which peer.
@@ -618,24 +617,8 @@ async fn a_document_stuck_at_a_relaying_hub_expires_and_the_sender_is_told() -> 
     );
     // The city hub signed it as the custodian; the bundle verifies with the three CAs.
     let bundle = county.root().join("expired.bundle");
-    county
-        .cli_ok(
-            "tax",
-            &["evidence", &id, "--out", bundle.to_str().context("utf-8")?],
-        )
-        .await?;
-    let (ok, report, err) = county
-        .certs(&[
-            "verify",
-            bundle.to_str().context("utf-8")?,
-            "--ca",
-            fed.ca("county").to_str().context("utf-8")?,
-            "--ca",
-            fed.ca("city").to_str().context("utf-8")?,
-            "--ca",
-            fed.ca("province").to_str().context("utf-8")?,
-        ])
-        .await?;
+    let (ok, report, err) =
+        verify_bundle(&fed, &id, &bundle, &["county", "city", "province"]).await?;
     ensure!(
         ok && report.contains("not-delivered") && report.contains("hub of exchange city"),
         "{report}{err}"

@@ -146,6 +146,17 @@ pub(crate) fn build_server_config(
     let verifier = builder
         .build()
         .map_err(|e| TlsError::Config(format!("client verifier: {e}")))?;
+    let config = tls13_server(paths, provider, Arc::new(Recording(verifier)))?;
+    Ok((config, crl))
+}
+
+/// A TLS 1.3 server config presenting `paths`' certificate and key, with `verifier` for client
+/// certificates and HTTP/2 by ALPN: the node listener's and the peer listener's.
+pub(crate) fn tls13_server(
+    paths: &TlsPaths,
+    provider: Arc<rustls::crypto::CryptoProvider>,
+    verifier: Arc<dyn ClientCertVerifier>,
+) -> Result<Arc<rustls::ServerConfig>, TlsError> {
     let cert = CertificateDer::from(read_pem_file(&paths.cert, "CERTIFICATE")?);
     let key = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(read_pem_file(
         &paths.key,
@@ -154,11 +165,11 @@ pub(crate) fn build_server_config(
     let mut config = rustls::ServerConfig::builder_with_provider(provider)
         .with_protocol_versions(&[&rustls::version::TLS13])
         .map_err(|e| TlsError::Config(e.to_string()))?
-        .with_client_cert_verifier(Arc::new(Recording(verifier)))
+        .with_client_cert_verifier(verifier)
         .with_single_cert(vec![cert], key)
         .map_err(|e| TlsError::Config(format!("{}: {e}", paths.cert.display())))?;
     config.alpn_protocols = vec![b"h2".to_vec()];
-    Ok((Arc::new(config), crl))
+    Ok(Arc::new(config))
 }
 
 /// The server side of the channel, of the stack `[crypto] profile` and `[tls] protocol` chose.

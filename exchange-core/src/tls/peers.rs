@@ -12,7 +12,7 @@ use std::{
 };
 
 use rustls::{
-    pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer, TrustAnchor, UnixTime},
+    pki_types::{CertificateDer, TrustAnchor, UnixTime},
     server::WebPkiClientVerifier,
 };
 use tokio::net::TcpListener;
@@ -28,7 +28,6 @@ use super::{
     ConnInfo, ServerStream, TlsError,
     acceptor::HANDSHAKE_TIMEOUT,
     crl::{Crl, FileStamp, Watched, load_crl},
-    read_pem_file,
 };
 use crate::{config::TlsPaths, identity::Principal, ids::ExchangeName};
 
@@ -103,20 +102,9 @@ impl PeerTls {
             WebPkiClientVerifier::builder_with_provider(Arc::new(roots), Arc::clone(&provider))
                 .build()
                 .map_err(|e| TlsError::Config(format!("peer client verifier: {e}")))?;
-        let cert = CertificateDer::from(read_pem_file(&paths.cert, "CERTIFICATE")?);
-        let key = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(read_pem_file(
-            &paths.key,
-            "PRIVATE KEY",
-        )?));
-        let mut config = rustls::ServerConfig::builder_with_provider(provider)
-            .with_protocol_versions(&[&rustls::version::TLS13])
-            .map_err(|e| TlsError::Config(e.to_string()))?
-            .with_client_cert_verifier(verifier)
-            .with_single_cert(vec![cert], key)
-            .map_err(|e| TlsError::Config(format!("{}: {e}", paths.cert.display())))?;
-        config.alpn_protocols = vec![b"h2".to_vec()];
+        let config = super::acceptor::tls13_server(paths, provider, verifier)?;
         Ok(PeerTls {
-            config: Arc::new(config),
+            config,
             anchors: Arc::new(anchors),
             crls: Arc::new(crls),
         })
