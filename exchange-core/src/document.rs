@@ -615,31 +615,16 @@ impl SignedEvidence {
         })
     }
 
-    /// Decodes, validates and checks that the right principal signed it.
+    /// Decodes, validates and checks that the right principal of this exchange signed it.
     pub fn verify(
         wire: pb::SignedEvidence,
         verifier: &Verifier,
         now_secs: u64,
     ) -> Result<Self, DocError> {
-        let sig = wire
-            .signature
-            .clone()
-            .ok_or_else(|| FieldError::new("signature", "missing"))?;
-        let ev = Self::decode(wire)?;
-        let signer = Qualified::local(verifier.verify(
-            &sig,
-            Context::Evidence,
-            &ev.wire.evidence,
-            now_secs,
-        )?);
-        let expected = ev.evidence.required_signer();
-        if signer != expected {
-            return Err(DocError::WrongSigner {
-                signer: Box::new(signer),
-                expected: Box::new(expected),
-            });
-        }
-        Ok(ev)
+        Self::verify_by(wire, now_secs, |exchange| match exchange {
+            None => Ok(std::borrow::Cow::Borrowed(verifier)),
+            Some(e) => Err(DocError::UnknownExchange(e.clone())),
+        })
     }
 
     /// [`SignedEvidence::verify`] for evidence about a document of exchange `origin` (`None`:
@@ -651,14 +636,25 @@ impl SignedEvidence {
         origin: Option<&ExchangeName>,
         now_secs: u64,
     ) -> Result<Self, DocError> {
+        Self::verify_by(wire, now_secs, |exchange| {
+            verifier_for(trust, exchange.or(origin)).map(std::borrow::Cow::Owned)
+        })
+    }
+
+    /// The one check behind both: `pick` gives the verifier of the exchange the required
+    /// signer belongs to (`None`: the document's own).
+    fn verify_by<'v>(
+        wire: pb::SignedEvidence,
+        now_secs: u64,
+        pick: impl FnOnce(Option<&ExchangeName>) -> Result<std::borrow::Cow<'v, Verifier>, DocError>,
+    ) -> Result<Self, DocError> {
         let sig = wire
             .signature
             .clone()
             .ok_or_else(|| FieldError::new("signature", "missing"))?;
         let ev = Self::decode(wire)?;
         let expected = ev.evidence.required_signer();
-        let exchange = expected.exchange.as_ref().or(origin);
-        let verifier = verifier_for(trust, exchange)?;
+        let verifier = pick(expected.exchange.as_ref())?;
         let principal = verifier.verify(&sig, Context::Evidence, &ev.wire.evidence, now_secs)?;
         let signer = Qualified {
             exchange: expected.exchange.clone(),

@@ -125,6 +125,20 @@ impl Directories {
     }
 }
 
+/// Recipient `a` of a document of exchange `origin` (`None`: ours), named relative to this
+/// exchange `here`: bare for one of ours, `dept@exchange` for one elsewhere.
+pub(crate) fn relative(
+    here: Option<&ExchangeName>,
+    origin: Option<&ExchangeName>,
+    a: &Address,
+) -> Address {
+    let abs = a.exchange.as_ref().or(origin);
+    Address {
+        dept: a.dept.clone(),
+        exchange: abs.filter(|e| Some(*e) != here).cloned(),
+    }
+}
+
 /// Most hubs a document may pass: six levels of government and room to spare.
 pub(crate) const HOP_LIMIT: usize = 8;
 
@@ -269,17 +283,13 @@ impl Routes {
 
     /// The exchange recipient `a` of a document of `origin` belongs to (`None`: ours).
     fn exchange_of(&self, origin: Option<&ExchangeName>, a: &Address) -> Option<ExchangeName> {
-        let abs = a.exchange.as_ref().or(origin);
-        (!self.is_ours(abs)).then(|| abs.cloned()).flatten()
+        relative(self.name.as_ref(), origin, a).exchange
     }
 
     /// Recipient `a` of a document of `origin`, named relative to this exchange: the key of its
     /// delivery here.
     pub(crate) fn relative(&self, origin: Option<&ExchangeName>, a: &Address) -> Address {
-        Address {
-            dept: a.dept.clone(),
-            exchange: self.exchange_of(origin, a),
-        }
+        relative(self.name.as_ref(), origin, a)
     }
 
     /// How a document of `origin` names `dept` of this exchange: bare in our own documents,

@@ -84,6 +84,25 @@ pub(crate) const TABLES: &[Table] = &[
     RELAY_OUT.table(),
 ];
 
+/// The most urgent item of `queue` waiting for `dest` that is not in `busy` (pushed, not yet
+/// finished), decoded by `decode`. An item that does not decode comes with its key, so that the
+/// caller can set it aside rather than meet it again first on every try.
+async fn next_in<T>(
+    store: &exchange_core::store::Store,
+    queue: DurableQueue,
+    dest: String,
+    busy: std::collections::HashSet<exchange_core::store::queue::QueueKey>,
+    decode: fn(u64, &[u8]) -> Result<T, StoreError>,
+) -> Result<Option<(exchange_core::store::queue::QueueKey, Result<T, StoreError>)>, StoreError> {
+    let items = store
+        .lookup(move |txn| queue.peek(txn, &dest, 1, &|k| busy.contains(&k)))
+        .await?;
+    Ok(items
+        .into_iter()
+        .next()
+        .map(|(k, v)| (k, decode(k.seq, &v))))
+}
+
 /// The key of document `id`'s delivery to `dept` (the recipient as the header names it).
 fn delivery_key(id: &str, dept: &str) -> Vec<u8> {
     Key::new().str(id).str(dept).finish()

@@ -126,6 +126,19 @@ impl Federation {
         self.exchanges.get_mut(name).expect("exchange")
     }
 
+    /// Restarts exchange `name`'s hub with its hub.toml changed by `f` (a kill, as an operator's
+    /// restart would be abrupt or not: the store is the same either way).
+    pub async fn restart_hub_with(
+        &mut self,
+        name: &str,
+        f: impl FnOnce(&mut HubConfig),
+    ) -> Result<()> {
+        let ex = self.ex_mut(name);
+        ex.kill_hub().await?;
+        ex.edit_hub_config(f)?;
+        ex.start_hub().await
+    }
+
     /// The CA certificate (ca.pem) of exchange `name`.
     pub fn ca(&self, name: &str) -> &PathBuf {
         &self.cas[name]

@@ -482,13 +482,11 @@ async fn a_reminder_and_a_recall_cross_the_hubs_to_the_recipients() -> Result<()
 async fn a_peer_over_its_limits_is_slowed_down_and_loses_nothing() -> Result<()> {
     let mut fed = Federation::start(&LAYOUT).await?;
     // The city lets each peer hub make one call a second.
-    let city = fed.ex_mut("city");
-    city.kill_hub().await?;
-    city.edit_hub_config(|c| {
+    fed.restart_hub_with("city", |c| {
         c.peer_limits.requests_per_second = 1;
         c.peer_limits.burst_requests = 1;
-    })?;
-    city.start_hub().await?;
+    })
+    .await?;
     let mut ids = Vec::new();
     for i in 0..4 {
         ids.push(
@@ -566,9 +564,7 @@ async fn a_recipient_of_another_exchange_added_later_receives_the_same_signed_do
 #[tokio::test]
 async fn a_group_may_hold_departments_of_linked_exchanges() -> Result<()> {
     let mut fed = Federation::start(&LAYOUT).await?;
-    let county = fed.ex_mut("county");
-    county.kill_hub().await?;
-    county.edit_hub_config(|c| {
+    fed.restart_hub_with("county", |c| {
         c.groups.push(exchange_core::config::GroupEntry {
             id: "up".parse().expect("id"),
             name: "省市有关部门".into(),
@@ -577,8 +573,8 @@ async fn a_group_may_hold_departments_of_linked_exchanges() -> Result<()> {
                 "finance@city".parse().expect("addr"),
             ],
         });
-    })?;
-    county.start_hub().await?;
+    })
+    .await?;
     let county = fed.ex("county");
     eventually("tax to learn the group", DEADLINE, || async {
         let out = county.cli_ok("tax", &["directory"]).await?;
@@ -596,10 +592,8 @@ async fn a_document_stuck_at_a_relaying_hub_expires_and_the_sender_is_told() -> 
     let mut fed = Federation::start(&LAYOUT).await?;
     // The province's hub is down; the city gives up on what it cannot hand over within 2 s.
     fed.ex_mut("province").kill_hub().await?;
-    let city = fed.ex_mut("city");
-    city.kill_hub().await?;
-    city.edit_hub_config(|c| c.hub.expire_undelivered_after_secs = 2)?;
-    city.start_hub().await?;
+    fed.restart_hub_with("city", |c| c.hub.expire_undelivered_after_secs = 2)
+        .await?;
     let county = fed.ex("county");
     let id = exchange_tests::cli::send(county, "tax", "过期", &["--to", "office@province"]).await?;
     let row = eventually("office@province not delivered at tax", DEADLINE, || async {

@@ -5,6 +5,7 @@
 //! its certificate, and only a hub certificate (`urn:exchange:hub`) is a peer.
 
 use std::{
+    collections::HashMap,
     net::SocketAddr,
     path::PathBuf,
     sync::{Arc, Mutex},
@@ -38,6 +39,8 @@ pub struct PeerTls {
     config: Arc<rustls::ServerConfig>,
     anchors: Arc<Vec<(ExchangeName, TrustAnchor<'static>)>>,
     crls: Arc<Vec<PeerCrl>>,
+    /// Leaf certificates that verified (by digest): their peer and the end of their validity.
+    seen: Arc<Mutex<HashMap<crate::signing::Digest, (ExchangeName, u64)>>>,
 }
 
 /// One peer's revocation list, re-read when its file changes.
@@ -107,6 +110,7 @@ impl PeerTls {
             config,
             anchors: Arc::new(anchors),
             crls: Arc::new(crls),
+            seen: Arc::default(),
         })
     }
 
@@ -140,8 +144,36 @@ impl PeerTls {
             .unwrap_or(true)
     }
 
-    /// The peer whose CA issued `leaf` (DER) for client authentication, valid now.
+    /// The peer whose CA issued `leaf` (DER) for client authentication, valid now. Asked on
+    /// every call (the limits and the handler both name the caller), so a certificate that
+    /// verified is remembered with the end of its validity, and the chain is not built again.
     pub fn exchange_of(&self, leaf: &[u8]) -> Option<ExchangeName> {
+        let key = crate::signing::Digest::of(leaf);
+        let now_secs = crate::time::now_secs();
+        let known = |seen: &HashMap<_, (ExchangeName, u64)>| {
+            seen.get(&key)
+                .filter(|(_, not_after)| now_secs <= *not_after)
+                .map(|(name, _)| name.clone())
+        };
+        if let Some(name) = self.seen.lock().ok().as_deref().and_then(known) {
+            return Some(name);
+        }
+        let name = self.verify_chain(leaf)?;
+        let not_after = x509_parser::parse_x509_certificate(leaf)
+            .ok()
+            .and_then(|(_, c)| u64::try_from(c.validity().not_after.timestamp()).ok())?;
+        if let Ok(mut seen) = self.seen.lock() {
+            // One certificate per peer hub (two during a renewal): a handful.
+            if seen.len() >= 256 {
+                seen.clear();
+            }
+            seen.insert(key, (name.clone(), not_after));
+        }
+        Some(name)
+    }
+
+    /// The peer whose CA verifies `leaf` for client authentication now (the full chain check).
+    fn verify_chain(&self, leaf: &[u8]) -> Option<ExchangeName> {
         let der = CertificateDer::from(leaf);
         let ee = webpki::EndEntityCert::try_from(&der).ok()?;
         let now = UnixTime::now();

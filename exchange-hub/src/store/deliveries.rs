@@ -91,13 +91,9 @@ impl About {
         }
     }
 
-    /// The key of recipient `a`'s delivery here: its name relative to this exchange.
-    pub(crate) fn key(&self, a: &Address) -> String {
-        let abs = a.exchange.as_ref().or(self.origin.as_ref());
-        match abs {
-            Some(e) if Some(e) != self.here.as_ref() => format!("{}@{e}", a.dept),
-            _ => a.dept.to_string(),
-        }
+    /// Recipient `a`, named relative to this exchange: the key of its delivery here.
+    pub(crate) fn relative(&self, a: &Address) -> Address {
+        crate::federation::relative(self.here.as_ref(), self.origin.as_ref(), a)
     }
 
     /// Queues `ev` (about this document) for whoever is told of it, in `txn`.
@@ -169,8 +165,8 @@ pub(super) fn record_in(
     let doc_id = about.id;
     let id = doc_id.to_string();
     let named = recipient_of(ev)?;
-    let key = about.key(&named);
-    let recipient: Address = key.parse().map_err(|e| StoreError::decode(&key, e))?;
+    let recipient = about.relative(&named);
+    let key = recipient.to_string();
     let mut delivery = load_delivery(txn, doc_id, &recipient)?;
     let kind = ev.evidence.kind;
     let is_new = txn.get(EVIDENCE, &evidence_key(&id, &key, kind))?.is_none();

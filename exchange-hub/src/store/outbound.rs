@@ -76,21 +76,16 @@ pub(crate) async fn ack(store: &Store, taken: Taken) -> Result<(), StepError> {
     store.write(move |txn| taken.remove(txn)).await
 }
 
-/// The most urgent item waiting for `dest` that is not in `busy` (pushed, not yet finished).
-/// An item that does not decode comes with its key, so that the caller can set it aside
-/// rather than meet it again first on every try.
+/// The most urgent item waiting for department `dest` that is not in `busy` ([`super::next_in`]).
 pub(crate) async fn next_outbound(
     store: &Store,
     dest: DeptId,
     busy: HashSet<QueueKey>,
 ) -> Result<Option<(QueueKey, Result<Outbound, StoreError>)>, StoreError> {
-    let items = store
-        .lookup(move |txn| OUTBOUND.peek(txn, dest.as_str(), 1, &|k| busy.contains(&k)))
-        .await?;
-    Ok(items
-        .into_iter()
-        .next()
-        .map(|(k, v)| (k, Outbound::decode(k.seq, &v))))
+    super::next_in(store, OUTBOUND, dest.to_string(), busy, |seq, v| {
+        Outbound::decode(seq, v)
+    })
+    .await
 }
 
 /// Every delivery still queued at the hub: (recipient, queue key, document).
