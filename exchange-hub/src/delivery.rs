@@ -208,6 +208,11 @@ pub(crate) fn start(
 /// acknowledgement (batched with other commits) while the node already works on the next.
 pub(crate) const PUSH_WINDOW: usize = 16;
 
+/// A window with items in flight is refilled once this many slots are free, not after every
+/// acknowledgement: each refill reads the queue past the items in flight (on PostgreSQL, a
+/// round trip that carries them again).
+const REFILL: usize = PUSH_WINDOW / 4;
+
 /// With several hubs on one database, how often a push loop looks at its queue without being
 /// woken: the bound on a delivery delayed by a wake-up lost between hubs.
 const RECHECK: Duration = Duration::from_secs(5);
@@ -252,46 +257,55 @@ async fn push_loop(
     let mut recheck = tokio::time::interval(RECHECK);
     recheck.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
-        while look && busy.len() < PUSH_WINDOW {
+        // The window is refilled with one read of the queue: as many items as it has room for.
+        'refill: while look && busy.len() <= PUSH_WINDOW - REFILL {
             let skip: HashSet<QueueKey> = busy.union(&parked).copied().collect();
-            let Some((key, item)) = store::next_outbound(&hub.store, dept.clone(), skip).await?
-            else {
-                look = false;
-                break;
-            };
-            let item = match item {
-                Ok(item) => item,
-                Err(e) => {
-                    damaged::park(hub, dept, None, &e, "the queue item does not decode").await?;
-                    parked.insert(key);
-                    continue;
+            let room = PUSH_WINDOW - busy.len();
+            let items = store::next_outbound(&hub.store, dept.clone(), skip, room).await?;
+            // Fewer than asked for: the queue holds nothing else now (a later arrival notifies).
+            look = items.len() == room;
+            for store::Next { key, item, view } in items {
+                let item = match item {
+                    Ok(item) => item,
+                    Err(e) => {
+                        damaged::park(hub, dept, None, &e, "the queue item does not decode")
+                            .await?;
+                        parked.insert(key);
+                        look = true;
+                        continue;
+                    }
+                };
+                if busy.iter().any(|b| b.priority < key.priority) {
+                    // Something more urgent is in flight: it is stored alone, not alongside
+                    // (and possibly after) less urgent items pushed behind it.
+                    look = false;
+                    break 'refill;
                 }
-            };
-            if busy.iter().any(|b| b.priority < key.priority) {
-                // Something more urgent is in flight: it is stored alone, not alongside (and
-                // possibly after) less urgent items pushed behind it.
-                look = false;
-                break;
-            }
-            let (push, pending, origin_exchange) = match prepare(hub, taken(key), item).await? {
-                Prepared::Push(push) => *push,
-                Prepared::Done => continue, // not pushed, and removed from the queue
-                Prepared::Parked => {
-                    parked.insert(key);
-                    continue;
+                let (push, pending, origin_exchange) =
+                    match prepare(hub, taken(key), item, view).await? {
+                        Prepared::Push(push) => *push,
+                        Prepared::Done => {
+                            look = true; // not pushed, and removed from the queue: room for another
+                            continue;
+                        }
+                        Prepared::Parked => {
+                            parked.insert(key);
+                            look = true;
+                            continue;
+                        }
+                    };
+                seq += 1;
+                let push = pb::HubPush {
+                    seq,
+                    item: Some(push),
+                    origin_exchange,
+                };
+                if tx.send(Ok(push)).await.is_err() {
+                    return Ok(());
                 }
-            };
-            seq += 1;
-            let push = pb::HubPush {
-                seq,
-                item: Some(push),
-                origin_exchange,
-            };
-            if tx.send(Ok(push)).await.is_err() {
-                return Ok(());
+                busy.insert(key);
+                in_flight.insert(seq, (key, pending));
             }
-            busy.insert(key);
-            in_flight.insert(seq, (key, pending));
         }
         tokio::select! {
             () = notify.notified() => look = true,
@@ -404,15 +418,25 @@ impl From<damaged::Outcome> for Prepared {
     }
 }
 
-/// The push for a queued item, or what became of it instead.
-async fn prepare(hub: &Hub, taken: Taken, item: Outbound) -> Result<Prepared, ServiceError> {
+/// The push for a queued item, or what became of it instead; `view` is a delivery's
+/// [`store::PushView`] if read with the item (read here if not).
+async fn prepare(
+    hub: &Hub,
+    taken: Taken,
+    item: Outbound,
+    view: Option<Result<Option<store::PushView>, exchange_core::store::StoreError>>,
+) -> Result<Prepared, ServiceError> {
     let dept = &taken.dept;
     // Evidence pushed to a node is about its own documents (evidence about a linked exchange's
     // goes back to the peer hub it came from); a notice may be about a linked exchange's.
     let mut origin = String::new();
     let (push, pending) = match item {
         Outbound::Deliver(id) => {
-            let view = match store::push_view(&hub.store, id, dept.clone()).await {
+            let view = match view {
+                Some(view) => view,
+                None => store::push_view(&hub.store, id, dept.clone()).await,
+            };
+            let view = match view {
                 Err(e) if damaged::is_damage(&e) => {
                     return Ok(damaged::not_delivered(hub, &taken, id, &e).await?.into());
                 }

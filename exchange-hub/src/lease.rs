@@ -343,7 +343,7 @@ mod tests {
                 .unwrap();
         }
         let keys: Vec<_> = store
-            .lookup(|txn| OUTBOUND.peek(txn, "b", 2, &|_| false))
+            .lookup(|txn| OUTBOUND.peek(txn, "b", 2, &std::collections::HashSet::new()))
             .await
             .unwrap()
             .into_iter()

@@ -51,8 +51,8 @@ use exchange_proto::v1 as pb;
 pub(crate) use deliveries::{About, Back, acceptance, delivery, record_evidence};
 pub(crate) use documents::{Accepted, Plan, accept, document, get_document, inline_content};
 pub(crate) use error::StepError;
-pub(crate) use outbound::{Outbound, Taken, ack, next_outbound, queued_deliveries};
-pub(crate) use push::push_view;
+pub(crate) use outbound::{Next, Outbound, Taken, ack, next_outbound, queued_deliveries};
+pub(crate) use push::{PushView, push_view};
 pub(crate) use records::{DocumentRecord, Relayed};
 pub(crate) use relay::{
     PeerItem, addition, next_for_peer, peer_done, queued_relays, relay_given_up, relayed_by_peer,
@@ -84,23 +84,25 @@ pub(crate) const TABLES: &[Table] = &[
     RELAY_OUT.table(),
 ];
 
-/// The most urgent item of `queue` waiting for `dest` that is not in `busy` (pushed, not yet
-/// finished), decoded by `decode`. An item that does not decode comes with its key, so that the
-/// caller can set it aside rather than meet it again first on every try.
+/// The `limit` most urgent items of `queue` waiting for `dest` that are not in `skip` (pushed
+/// and not yet finished, or set aside), each decoded by `decode`, read in one snapshot. An item
+/// that does not decode comes with its key, so that the caller can set it aside rather than meet
+/// it again first on every try.
 async fn next_in<T>(
     store: &exchange_core::store::Store,
     queue: DurableQueue,
     dest: String,
-    busy: std::collections::HashSet<exchange_core::store::queue::QueueKey>,
+    skip: std::collections::HashSet<exchange_core::store::queue::QueueKey>,
+    limit: usize,
     decode: fn(u64, &[u8]) -> Result<T, StoreError>,
-) -> Result<Option<(exchange_core::store::queue::QueueKey, Result<T, StoreError>)>, StoreError> {
+) -> Result<Vec<(exchange_core::store::queue::QueueKey, Result<T, StoreError>)>, StoreError> {
     let items = store
-        .lookup(move |txn| queue.peek(txn, &dest, 1, &|k| busy.contains(&k)))
+        .lookup(move |txn| queue.peek(txn, &dest, limit, &skip))
         .await?;
     Ok(items
         .into_iter()
-        .next()
-        .map(|(k, v)| (k, decode(k.seq, &v))))
+        .map(|(k, v)| (k, decode(k.seq, &v)))
+        .collect())
 }
 
 /// The key of document `id`'s delivery to `dept` (the recipient as the header names it).

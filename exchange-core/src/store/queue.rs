@@ -4,6 +4,8 @@
 //! Key: [`Key`] of `(destination, priority, seq)`; a smaller priority goes first; `seq` is a
 //! store-wide counter, so equal priorities keep their order.
 
+use std::collections::HashSet;
+
 use super::{
     StoreError,
     kv::{self, Key, KeyRange, KeyReader, ReadTables, Table, WriteTables, next_counter},
@@ -71,28 +73,22 @@ impl DurableQueue {
         Ok(k)
     }
 
-    /// Removes the item at `key`; returns whether it was there.
-    pub fn remove(
-        &self,
-        txn: &dyn WriteTables,
-        dest: &str,
-        k: QueueKey,
-    ) -> Result<bool, StoreError> {
-        let raw = key(dest, k);
-        let present = txn.get(self.table, &raw)?.is_some();
-        if present {
-            txn.delete(self.table, &raw)?;
-        }
-        Ok(present)
+    /// Removes the item at `key`, if it is there. Nothing is read first: on PostgreSQL a read
+    /// is a round trip inside the writer's transaction, and removing an item twice is harmless.
+    pub fn remove(&self, txn: &dyn WriteTables, dest: &str, k: QueueKey) -> Result<(), StoreError> {
+        txn.delete(self.table, &key(dest, k))
     }
 
-    /// The first `limit` items for `dest`, most urgent first, skipping any in `skip`.
+    /// The first `limit` items for `dest`, most urgent first, skipping any in `skip` (items
+    /// being sent, or set aside). The skipped ones are usually at the head of the queue, so the
+    /// first read asks for `limit` plus that many: one read, not one per skipped item (on
+    /// PostgreSQL each read is a round trip).
     pub fn peek(
         &self,
         txn: &dyn ReadTables,
         dest: &str,
         limit: usize,
-        skip: &dyn Fn(QueueKey) -> bool,
+        skip: &HashSet<QueueKey>,
     ) -> Result<Vec<(QueueKey, Vec<u8>)>, StoreError> {
         let mut out = Vec::new();
         if limit == 0 {
@@ -102,10 +98,10 @@ impl DurableQueue {
             txn,
             self.table,
             of_dest(dest),
-            limit.min(PAGE),
+            limit.saturating_add(skip.len()).min(PAGE),
             &mut |(raw, item)| {
                 let (_, k) = parse(&raw)?;
-                if !skip(k) {
+                if !skip.contains(&k) {
                     out.push((k, item));
                 }
                 Ok(out.len() < limit)
@@ -130,7 +126,7 @@ impl DurableQueue {
 
     /// How many items wait for `dest`.
     pub fn len(&self, txn: &dyn ReadTables, dest: &str) -> Result<usize, StoreError> {
-        Ok(self.peek(txn, dest, usize::MAX, &|_| false)?.len())
+        Ok(self.peek(txn, dest, usize::MAX, &HashSet::new())?.len())
     }
 
     /// The depth of every (destination, priority) that has items, with its oldest item, for
@@ -193,18 +189,16 @@ mod tests {
         }
         let store = Store::open(&path, "test", 1).unwrap();
         let items = store
-            .read(|txn| Q.peek(txn, "b", 10, &|_| false))
+            .read(|txn| Q.peek(txn, "b", 10, &HashSet::new()))
             .await
             .unwrap();
         let bodies: Vec<_> = items.iter().map(|(_, v)| v.as_slice()).collect();
         assert_eq!(bodies, [&b"very-urgent"[..], b"normal-1", b"normal-2"]);
         let first = items[0].0;
-        assert!(
-            store
-                .write(move |txn| Q.remove(txn, "b", first))
-                .await
-                .unwrap()
-        );
+        store
+            .write(move |txn| Q.remove(txn, "b", first))
+            .await
+            .unwrap();
         assert_eq!(store.read(|txn| Q.len(txn, "b")).await.unwrap(), 2);
     }
 

@@ -9,7 +9,10 @@ use exchange_core::{
 };
 use exchange_proto::{store::v1 as st, v1 as pb};
 
-use super::{OUTBOUND, StepError};
+use super::{
+    OUTBOUND, StepError,
+    push::{PushView, push_view_in},
+};
 use crate::lease::Fence;
 
 /// What the hub pushes next to a department.
@@ -76,16 +79,43 @@ pub(crate) async fn ack(store: &Store, taken: Taken) -> Result<(), StepError> {
     store.write(move |txn| taken.remove(txn)).await
 }
 
-/// The most urgent item waiting for department `dest` that is not in `busy` ([`super::next_in`]).
+/// A queued item as the push loop takes it.
+pub(crate) struct Next {
+    /// Where it sits in the queue.
+    pub(crate) key: QueueKey,
+    /// The item, or why it does not decode.
+    pub(crate) item: Result<Outbound, StoreError>,
+    /// For a delivery, what pushing it needs ([`PushView`]), read in the same snapshot as the
+    /// item, or why it could not be read.
+    pub(crate) view: Option<Result<Option<PushView>, StoreError>>,
+}
+
+/// The `limit` most urgent items waiting for department `dest` that are not in `skip` (pushed
+/// and not finished, or set aside), with what pushing each needs: the push loop refills its
+/// window with one read, not one per item (on PostgreSQL every read is a round trip).
 pub(crate) async fn next_outbound(
     store: &Store,
     dest: DeptId,
-    busy: HashSet<QueueKey>,
-) -> Result<Option<(QueueKey, Result<Outbound, StoreError>)>, StoreError> {
-    super::next_in(store, OUTBOUND, dest.to_string(), busy, |seq, v| {
-        Outbound::decode(seq, v)
-    })
-    .await
+    skip: HashSet<QueueKey>,
+    limit: usize,
+) -> Result<Vec<Next>, StoreError> {
+    let sealer = store.sealer().clone();
+    store
+        .lookup(move |txn| {
+            let items = OUTBOUND.peek(txn, dest.as_str(), limit, &skip)?;
+            Ok(items
+                .into_iter()
+                .map(|(key, bytes)| {
+                    let item = Outbound::decode(key.seq, &bytes);
+                    let view = match &item {
+                        Ok(Outbound::Deliver(id)) => Some(push_view_in(txn, &sealer, *id, &dest)),
+                        _ => None,
+                    };
+                    Next { key, item, view }
+                })
+                .collect())
+        })
+        .await
 }
 
 /// Every delivery still queued at the hub: (recipient, queue key, document).

@@ -6,7 +6,7 @@ use exchange_core::{
     document::EvidenceKind,
     ids::{DeptId, DocumentId},
     state::DeliveryState,
-    store::{Store, StoreError, decode},
+    store::{Store, StoreError, decode, kv::ReadTables, sealing::Sealer},
 };
 use exchange_proto::v1 as pb;
 
@@ -35,40 +35,48 @@ pub(crate) async fn push_view(
 ) -> Result<Option<PushView>, StoreError> {
     let sealer = store.sealer().clone();
     store
-        .lookup(move |txn| {
-            let key = id.to_string();
-            let Some(rec) = get_document(txn, &sealer, &key)? else {
-                return Ok(None);
-            };
-            let recalled = txn.get(RECALLS, key.as_bytes())?.is_some();
-            let state = if recalled {
-                read_delivery(txn, &key, dept.as_str())?.map(|d| d.state)
-            } else {
-                None
-            };
-            let withdrawn = recalled
-                && matches!(
-                    state,
-                    Some(DeliveryState::Queued | DeliveryState::Accepted) | None
-                );
-            let addition = txn
-                .get(
-                    EVIDENCE,
-                    &evidence_key(&key, dept.as_str(), EvidenceKind::RecipientAdded),
-                )?
-                .map(|v| decode(format!("addition {key}/{dept}"), &v))
-                .transpose()?;
-            let content = if withdrawn {
-                Vec::new()
-            } else {
-                inline_of(txn, &sealer, &rec.doc)?
-            };
-            Ok(Some(PushView {
-                rec,
-                withdrawn,
-                addition,
-                content,
-            }))
-        })
+        .lookup(move |txn| push_view_in(txn, &sealer, id, &dept))
         .await
+}
+
+/// [`push_view`] inside `txn`.
+pub(super) fn push_view_in(
+    txn: &dyn ReadTables,
+    sealer: &Sealer,
+    id: DocumentId,
+    dept: &DeptId,
+) -> Result<Option<PushView>, StoreError> {
+    let key = id.to_string();
+    let Some(rec) = get_document(txn, sealer, &key)? else {
+        return Ok(None);
+    };
+    let recalled = txn.get(RECALLS, key.as_bytes())?.is_some();
+    let state = if recalled {
+        read_delivery(txn, &key, dept.as_str())?.map(|d| d.state)
+    } else {
+        None
+    };
+    let withdrawn = recalled
+        && matches!(
+            state,
+            Some(DeliveryState::Queued | DeliveryState::Accepted) | None
+        );
+    let addition = txn
+        .get(
+            EVIDENCE,
+            &evidence_key(&key, dept.as_str(), EvidenceKind::RecipientAdded),
+        )?
+        .map(|v| decode(format!("addition {key}/{dept}"), &v))
+        .transpose()?;
+    let content = if withdrawn {
+        Vec::new()
+    } else {
+        inline_of(txn, sealer, &rec.doc)?
+    };
+    Ok(Some(PushView {
+        rec,
+        withdrawn,
+        addition,
+        content,
+    }))
 }

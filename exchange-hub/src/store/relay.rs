@@ -148,10 +148,11 @@ pub(crate) async fn next_for_peer(
     peer: ExchangeName,
     busy: HashSet<QueueKey>,
 ) -> Result<Option<(QueueKey, Result<PeerItem, StoreError>)>, StoreError> {
-    super::next_in(store, RELAY_OUT, peer.to_string(), busy, |seq, v| {
+    let items = super::next_in(store, RELAY_OUT, peer.to_string(), busy, 1, |seq, v| {
         PeerItem::decode(seq, v)
     })
-    .await
+    .await?;
+    Ok(items.into_iter().next())
 }
 
 /// Removes an item the peer took (or that cannot be handed over), with an audit entry, in one

@@ -59,7 +59,7 @@ pub(crate) async fn next_outbox(
     skip: HashSet<QueueKey>,
 ) -> Result<Vec<(QueueKey, Result<OutboxItem, StoreError>)>, StoreError> {
     let items = store
-        .lookup(move |txn| OUTBOX.peek(txn, HUB, limit, &|k| skip.contains(&k)))
+        .lookup(move |txn| OUTBOX.peek(txn, HUB, limit, &skip))
         .await?;
     Ok(items
         .into_iter()
@@ -86,7 +86,5 @@ fn outbox_item(key: QueueKey, bytes: &[u8]) -> Result<OutboxItem, StoreError> {
 
 /// Removes an outbox item that the hub acknowledged (or refused for good).
 pub(crate) async fn outbox_done(store: &Store, key: QueueKey) -> Result<(), StoreError> {
-    store
-        .write(move |txn| OUTBOX.remove(txn, HUB, key).map(|_| ()))
-        .await
+    store.write(move |txn| OUTBOX.remove(txn, HUB, key)).await
 }
