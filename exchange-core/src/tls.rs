@@ -31,7 +31,7 @@ pub mod reload;
 #[cfg(feature = "shangmi")]
 mod sm;
 
-pub use client::{HubEndpoint, hub_endpoint, hub_endpoints};
+pub use client::{HubEndpoint, hub_endpoint, hub_endpoints, peer_endpoint};
 pub use conn::{ConnInfo, ServerStream};
 pub use live::Revocable;
 

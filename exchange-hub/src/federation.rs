@@ -151,8 +151,11 @@ pub(crate) struct Peer {
     pub(crate) address: std::net::SocketAddr,
     /// The name in its hub's certificate.
     pub(crate) server_name: String,
-    /// Its pinned CA, PEM (for our client) and DER.
-    pub(crate) ca_pem: Vec<u8>,
+    /// Its pinned CA (DER): the only one our client trusts for its hub.
+    pub(crate) ca_der: Vec<u8>,
+    /// Its revocation list (`[[peers]] crl`), checked at each of our handshakes with its hub
+    /// too, not only when it calls us.
+    pub(crate) crl: Option<std::path::PathBuf>,
     /// The exchanges reached through it, besides itself.
     pub(crate) routes: Vec<Route>,
 }
@@ -186,19 +189,18 @@ impl Links {
         let mut cas = Vec::new();
         let mut peers = Vec::new();
         for p in &cfg.peers {
-            let ca_pem = std::fs::read(&p.ca)
-                .with_context(|| format!("[[peers]] {}: reading ca {}", p.name, p.ca.display()))?;
             let der = tls::read_pem_file(&p.ca, "CERTIFICATE")
                 .with_context(|| format!("[[peers]] {}: ca", p.name))?;
             trust
                 .link(p.name.clone(), &der)
                 .with_context(|| format!("[[peers]] {}: ca {}", p.name, p.ca.display()))?;
-            cas.push((p.name.clone(), der));
+            cas.push((p.name.clone(), der.clone()));
             peers.push(Peer {
                 name: p.name.clone(),
                 address: p.address,
                 server_name: p.server_name.clone(),
-                ca_pem,
+                ca_der: der,
+                crl: p.crl.clone(),
                 routes: p.routes.clone(),
             });
         }
@@ -343,7 +345,8 @@ mod tests {
                     name: n.parse().unwrap(),
                     address: "127.0.0.1:1".parse().unwrap(),
                     server_name: "localhost".into(),
-                    ca_pem: Vec::new(),
+                    ca_der: Vec::new(),
+                    crl: None,
                     routes: routes.iter().map(|r| r.parse().unwrap()).collect(),
                 })
                 .collect(),

@@ -9,12 +9,7 @@
 use std::collections::BTreeMap;
 
 use anyhow::{Context, Result, ensure};
-use exchange_core::{
-    config::HubConfig,
-    document::SignedDoc,
-    signing::SigningKey,
-    tls::{self, peers::peer_client_config},
-};
+use exchange_core::{config::HubConfig, document::SignedDoc, signing::SigningKey, tls};
 use exchange_proto::v1::{self as pb, relay_client::RelayClient};
 use exchange_tests::{
     DEADLINE, TestExchange,
@@ -264,10 +259,11 @@ async fn relay_client_as(
     target: &str,
 ) -> Result<RelayClient<tonic::transport::Channel>> {
     let target_cfg = fed.hub_config(target)?;
-    let ca_pem = std::fs::read(fed.ca(target))?;
-    let tls = peer_client_config(&who.tls, &ca_pem, "localhost")?;
+    let ca_der = tls::read_pem_file(fed.ca(target), "CERTIFICATE")?;
     let addr = target_cfg.hub.peer_listen.context("peer_listen")?;
-    let channel = tls::endpoint(addr, tls)?.connect().await?;
+    let channel = tls::peer_endpoint(addr, &who.tls, ca_der, None, "localhost")?
+        .connect()
+        .await?;
     Ok(RelayClient::new(channel))
 }
 
@@ -383,7 +379,7 @@ async fn a_hub_that_is_not_linked_and_a_document_from_the_wrong_side_are_refused
 
 #[tokio::test]
 async fn a_peer_hub_whose_certificate_is_revoked_is_cut() -> Result<()> {
-    let fed = Federation::start(&LAYOUT).await?;
+    let mut fed = Federation::start(&LAYOUT).await?;
     let (county, city) = (fed.ex("county"), fed.ex("city"));
     // Before: a county document reaches the city.
     let before =
@@ -413,6 +409,30 @@ async fn a_peer_hub_whose_certificate_is_revoked_is_cut() -> Result<()> {
     ensure!(
         status["recipients"][0]["state"] == "accepted",
         "queued at the county hub: {status}"
+    );
+    // The city's own client checks the same list: at its next handshake with the county's hub
+    // (after a restart; a connection already open stays, as a node's to its hub), the revoked
+    // server certificate is refused, and a city document for the county stays queued at the city.
+    fed.restart_hub_with("city", |_| {}).await?;
+    let city = fed.ex("city");
+    let back =
+        exchange_tests::cli::send(city, "finance", "撤销后回文", &["--to", "tax@county"]).await?;
+    city.wait_logged("hub", "peer hub not reached").await?;
+    let log = city.log("hub");
+    let refused = log
+        .lines()
+        .find(|l| l.contains("peer hub not reached"))
+        .unwrap_or_default();
+    ensure!(
+        refused.contains("Revoked"),
+        "the city hub names the revocation: {refused}"
+    );
+    let status = city
+        .cli_json("finance", &["status", &back, "--json"])
+        .await?;
+    ensure!(
+        status["recipients"][0]["state"] == "accepted",
+        "queued at the city hub: {status}"
     );
     Ok(())
 }

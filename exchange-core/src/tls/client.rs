@@ -1,7 +1,9 @@
 //! The node's side of mutual TLS to the hub, with revocation: the hub's certificate is checked
 //! against the exchange CA and, with `[tls] crl`, against the revocation list, which is re-read
 //! when its file changes (checked at each handshake), so a revoked hub certificate is refused
-//! at the node's next connection without a restart.
+//! at the node's next connection without a restart. A hub calling a linked exchange's hub
+//! ([`peer_endpoint`]) checks it the same way, against that exchange's pinned CA and its
+//! `[[peers]] crl`.
 //!
 //! tonic builds the rest of the TLS client (the node's certificate, SNI, ALPN); only the server
 //! certificate verifier is ours. An open connection is not cut when the hub's certificate is
@@ -65,11 +67,17 @@ fn build(
 }
 
 impl ReloadingVerifier {
+    /// Trusting the CA of `paths.ca`, with the revocation list of `paths.crl`.
     fn new(paths: &TlsPaths) -> Result<Self, TlsError> {
         let ca_der = read_pem_file(&paths.ca, "CERTIFICATE")?;
-        let verifier = build(&ca_der, paths.crl.as_deref())?;
-        let watched = paths.crl.as_ref().map(|path| Watched {
-            path: path.clone(),
+        Self::pinned(ca_der, paths.crl.as_deref())
+    }
+
+    /// Trusting only the CA `ca_der`, with the revocation list at `crl`.
+    fn pinned(ca_der: Vec<u8>, crl: Option<&std::path::Path>) -> Result<Self, TlsError> {
+        let verifier = build(&ca_der, crl)?;
+        let watched = crl.map(|path| Watched {
+            path: path.to_owned(),
             stamp: FileStamp::of(path),
         });
         Ok(ReloadingVerifier {
@@ -319,7 +327,33 @@ fn rustls_endpoint(
     paths: &TlsPaths,
     server_name: &str,
 ) -> Result<Endpoint, TlsError> {
-    let verifier = Arc::new(ReloadingVerifier::new(paths)?);
+    let verifier = ReloadingVerifier::new(paths)?;
+    verified_endpoint(addr, paths, verifier, server_name)
+}
+
+/// A lazily connecting endpoint to a linked exchange's hub at `addr` (its `peer_listen`):
+/// present this hub's certificate (`paths.cert`, which must allow client authentication), trust
+/// only that exchange's pinned CA (`ca_der`, never our own), expect `server_name` in its
+/// certificate, and refuse it if the peer's revocation list (`[[peers]] crl`, re-read when its
+/// file changes) lists it. TLS 1.3, international profile.
+pub fn peer_endpoint(
+    addr: SocketAddr,
+    paths: &TlsPaths,
+    ca_der: Vec<u8>,
+    crl: Option<&std::path::Path>,
+    server_name: &str,
+) -> Result<Endpoint, TlsError> {
+    let verifier = ReloadingVerifier::pinned(ca_der, crl)?;
+    verified_endpoint(addr, paths, verifier, server_name)
+}
+
+fn verified_endpoint(
+    addr: SocketAddr,
+    paths: &TlsPaths,
+    verifier: ReloadingVerifier,
+    server_name: &str,
+) -> Result<Endpoint, TlsError> {
+    let verifier = Arc::new(verifier);
     let tls = ClientTlsConfig::new()
         .identity(identity(paths)?)
         .domain_name(server_name);

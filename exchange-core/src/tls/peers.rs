@@ -20,10 +20,7 @@ use tokio::net::TcpListener;
 use tokio_rustls::TlsAcceptor;
 use tokio_stream::wrappers::ReceiverStream;
 use tokio_util::sync::CancellationToken;
-use tonic::{
-    Request, Status,
-    transport::{Certificate, ClientTlsConfig},
-};
+use tonic::{Request, Status};
 
 use super::{
     ConnInfo, ServerStream, TlsError,
@@ -299,18 +296,4 @@ fn peer_addr(stream: &ServerStream, _peer: &str) -> SocketAddr {
         .info()
         .remote_addr
         .unwrap_or_else(|| SocketAddr::from(([0, 0, 0, 0], 0)))
-}
-
-/// The client side towards a peer hub: present this hub's certificate (`paths.cert`, which must
-/// allow client authentication), trust only the peer's pinned CA (`peer_ca_pem`), and expect
-/// `server_name` in its certificate.
-pub fn peer_client_config(
-    paths: &TlsPaths,
-    peer_ca_pem: &[u8],
-    server_name: &str,
-) -> Result<ClientTlsConfig, TlsError> {
-    Ok(ClientTlsConfig::new()
-        .ca_certificate(Certificate::from_pem(peer_ca_pem))
-        .identity(super::identity(paths)?)
-        .domain_name(server_name))
 }

@@ -21,7 +21,7 @@ use exchange_core::{
     ids::{Address, ExchangeName},
     store::queue::QueueKey,
     time::now_secs,
-    tls::{self, peers::peer_client_config},
+    tls,
 };
 use exchange_proto::v1::{self as pb, relay_client::RelayClient};
 use tokio::{io::AsyncReadExt, sync::Notify};
@@ -71,8 +71,14 @@ impl Wakers {
 /// Starts one worker per peer; they end when `stop` is cancelled.
 pub(crate) fn start(hub: &Arc<Hub>, stop: &CancellationToken) -> anyhow::Result<()> {
     for peer in &hub.links.peers {
-        let tls = peer_client_config(&hub.cfg.tls, &peer.ca_pem, &peer.server_name)?;
-        let channel = tls::endpoint(peer.address, tls)?.connect_lazy();
+        let channel = tls::peer_endpoint(
+            peer.address,
+            &hub.cfg.tls,
+            peer.ca_der.clone(),
+            peer.crl.as_deref(),
+            &peer.server_name,
+        )?
+        .connect_lazy();
         let client = RelayClient::new(channel)
             .max_decoding_message_size(MAX_MESSAGE_BYTES)
             .max_encoding_message_size(MAX_MESSAGE_BYTES);
