@@ -403,13 +403,7 @@ async fn a_peer_hub_whose_certificate_is_revoked_is_cut() -> Result<()> {
         "nothing crosses from a revoked peer: {ids:?}"
     );
     // The document stays queued at the county (nothing is lost): accepted, not delivered.
-    let status = county
-        .cli_json("tax", &["status", &after, "--json"])
-        .await?;
-    ensure!(
-        status["recipients"][0]["state"] == "accepted",
-        "queued at the county hub: {status}"
-    );
+    ensure_queued(county, "tax", &after).await?;
     // The city's own client checks the same list: at its next handshake with the county's hub
     // (after a restart; a connection already open stays, as a node's to its hub), the revoked
     // server certificate is refused, and a city document for the county stays queued at the city.
@@ -427,12 +421,17 @@ async fn a_peer_hub_whose_certificate_is_revoked_is_cut() -> Result<()> {
         refused.contains("Revoked"),
         "the city hub names the revocation: {refused}"
     );
-    let status = city
-        .cli_json("finance", &["status", &back, "--json"])
-        .await?;
+    ensure_queued(city, "finance", &back).await?;
+    Ok(())
+}
+
+/// That `sender`'s document `id` (to one recipient) is still queued at its hub: accepted, not
+/// delivered.
+async fn ensure_queued(ex: &TestExchange, sender: &str, id: &str) -> Result<()> {
+    let status = ex.cli_json(sender, &["status", id, "--json"]).await?;
     ensure!(
         status["recipients"][0]["state"] == "accepted",
-        "queued at the city hub: {status}"
+        "{id} queued at {sender}'s hub: {status}"
     );
     Ok(())
 }
