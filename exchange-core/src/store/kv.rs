@@ -3,7 +3,8 @@
 //!
 //! - **redb** (embedded, the default): [`ReadTables`] and [`WriteTables`] are implemented for
 //!   redb's own transactions ([`redb`](self::redb)); a table is a redb table of byte keys and
-//!   byte values.
+//!   byte values. The store's writer goes through [`redb::OpenTables`],
+//!   which keeps each table open for the rest of the transaction.
 //! - **PostgreSQL** (feature `postgres`, [`postgres`](self::postgres)): a table is a SQL table
 //!   `kv_<name> (k bytea PRIMARY KEY, v bytea NOT NULL)`; a transaction keeps its writes in
 //!   memory (reads see them) and sends them at commit as one statement per table, so a batch of
@@ -275,6 +276,44 @@ pub trait WriteTables: ReadTables {
 
     /// Removes `key` (nothing if it is absent).
     fn delete(&self, table: Table, key: &[u8]) -> Result<(), StoreError>;
+}
+
+impl<T: ReadTables + ?Sized> ReadTables for &T {
+    fn get(&self, table: Table, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
+        (**self).get(table, key)
+    }
+
+    fn scan(
+        &self,
+        table: Table,
+        range: &KeyRange,
+        order: Order,
+        limit: usize,
+    ) -> Result<Vec<Entry>, StoreError> {
+        (**self).scan(table, range, order, limit)
+    }
+
+    fn len(&self, table: Table) -> Result<u64, StoreError> {
+        (**self).len(table)
+    }
+
+    fn stored_tables(&self) -> Result<Option<Vec<String>>, StoreError> {
+        (**self).stored_tables()
+    }
+}
+
+impl<T: WriteTables + ?Sized> WriteTables for &T {
+    fn failure(&self) -> Option<Failure> {
+        (**self).failure()
+    }
+
+    fn put(&self, table: Table, key: &[u8], value: &[u8]) -> Result<(), StoreError> {
+        (**self).put(table, key, value)
+    }
+
+    fn delete(&self, table: Table, key: &[u8]) -> Result<(), StoreError> {
+        (**self).delete(table, key)
+    }
 }
 
 /// The table of counters ([`next_counter`]).

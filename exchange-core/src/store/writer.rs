@@ -82,6 +82,8 @@ pub(super) trait Engine {
         Self: 'a;
     /// Begins a write transaction, first reconnecting or reopening if the last one broke.
     fn begin(&mut self) -> Result<Self::Txn<'_>, StoreError>;
+    /// The tables of `txn` as the jobs of a batch use them (dropped before the commit).
+    fn tables<'t>(txn: &'t Self::Txn<'_>) -> Box<dyn WriteTables + 't>;
     /// Commits; returns once the transaction is durable.
     fn commit(txn: Self::Txn<'_>) -> Result<(), StoreError>;
     /// Called after a transaction could not begin or commit (not after a collision): the next
@@ -148,9 +150,10 @@ fn run_batch<G: Engine>(
         let mut broken: Option<Failure> = None;
         let mut set_aside = false;
         let mut jobs = pending.into_iter();
+        let tables = G::tables(&txn);
         for mut job in jobs.by_ref() {
-            let ok = job.run(&txn);
-            if let Some(f) = txn.failure() {
+            let ok = job.run(&*tables);
+            if let Some(f) = tables.failure() {
                 ran.push(job);
                 broken = Some(f);
                 break;
@@ -162,6 +165,7 @@ fn run_batch<G: Engine>(
                 set_aside = true;
             }
         }
+        drop(tables);
         ran.extend(jobs);
         pending = ran;
         if let Some(f) = broken {
@@ -236,6 +240,10 @@ impl Engine for RedbEngine<'_> {
         Ok(db.begin_write()?)
     }
 
+    fn tables<'t>(txn: &'t redb::WriteTransaction) -> Box<dyn WriteTables + 't> {
+        Box::new(super::kv::redb::OpenTables::new(txn))
+    }
+
     fn commit(txn: redb::WriteTransaction) -> Result<(), StoreError> {
         txn.commit().map_err(|e| {
             let e: redb::Error = e.into();
@@ -287,6 +295,10 @@ impl Engine for PgEngine {
             slot @ None => slot.insert(self.target.connect()?),
         };
         conn.begin()
+    }
+
+    fn tables<'t>(txn: &'t Self::Txn<'_>) -> Box<dyn WriteTables + 't> {
+        Box::new(txn)
     }
 
     fn commit(txn: Self::Txn<'_>) -> Result<(), StoreError> {

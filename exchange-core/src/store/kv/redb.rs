@@ -3,7 +3,7 @@
 //! copies), read and written through redb's own transactions (the store's group-committing writer
 //! commits them).
 
-use std::ops::Bound;
+use std::{cell::RefCell, collections::HashMap, ops::Bound};
 
 use redb::{
     ReadTransaction, ReadableTable, ReadableTableMetadata, TableDefinition, WriteTransaction,
@@ -13,6 +13,9 @@ use super::{Entry, KeyRange, Order, ReadTables, Table, WriteTables};
 use crate::store::StoreError;
 
 type Def<'n> = TableDefinition<'n, &'static [u8], &'static [u8]>;
+
+/// A table open in a write transaction.
+type Open<'t> = redb::Table<'t, &'static [u8], &'static [u8]>;
 
 /// The name of the redb table behind `table`.
 pub fn redb_name(table: Table) -> String {
@@ -145,5 +148,77 @@ impl WriteTables for WriteTransaction {
     fn delete(&self, table: Table, key: &[u8]) -> Result<(), StoreError> {
         self.open_table(Def::new(&redb_name(table)))?.remove(key)?;
         Ok(())
+    }
+}
+
+/// A write transaction whose tables stay open until it is committed, for the store's writer: a
+/// batch of jobs touches the same dozen tables hundreds of times, and opening a redb table looks
+/// it up in the table tree and closing it writes its root back. Everything else that writes
+/// (migrations, a backup's copy) uses the transaction itself, where it may also open tables of
+/// its own (redb refuses a table opened twice).
+pub struct OpenTables<'t> {
+    txn: &'t WriteTransaction,
+    open: RefCell<HashMap<Table, Open<'t>>>,
+}
+
+impl<'t> OpenTables<'t> {
+    /// The tables of `txn`, each opened on first use.
+    pub fn new(txn: &'t WriteTransaction) -> Self {
+        OpenTables {
+            txn,
+            open: RefCell::new(HashMap::new()),
+        }
+    }
+
+    /// Runs `f` on `table`, opened if it is not yet.
+    fn with<R>(
+        &self,
+        table: Table,
+        f: impl FnOnce(&mut Open<'t>) -> Result<R, StoreError>,
+    ) -> Result<R, StoreError> {
+        let mut open = self.open.borrow_mut();
+        let t = match open.entry(table) {
+            std::collections::hash_map::Entry::Occupied(e) => e.into_mut(),
+            std::collections::hash_map::Entry::Vacant(e) => {
+                e.insert(self.txn.open_table(Def::new(&redb_name(table)))?)
+            }
+        };
+        f(t)
+    }
+}
+
+impl ReadTables for OpenTables<'_> {
+    fn get(&self, table: Table, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
+        self.with(table, |t| Ok(t.get(key)?.map(|v| v.value().to_vec())))
+    }
+
+    fn scan(
+        &self,
+        table: Table,
+        range: &KeyRange,
+        order: Order,
+        limit: usize,
+    ) -> Result<Vec<Entry>, StoreError> {
+        self.with(table, |t| scan_table(&*t, range, order, limit))
+    }
+
+    fn len(&self, table: Table) -> Result<u64, StoreError> {
+        self.with(table, |t| Ok(t.len()?))
+    }
+}
+
+impl WriteTables for OpenTables<'_> {
+    fn put(&self, table: Table, key: &[u8], value: &[u8]) -> Result<(), StoreError> {
+        self.with(table, |t| {
+            t.insert(key, value)?;
+            Ok(())
+        })
+    }
+
+    fn delete(&self, table: Table, key: &[u8]) -> Result<(), StoreError> {
+        self.with(table, |t| {
+            t.remove(key)?;
+            Ok(())
+        })
     }
 }
