@@ -84,27 +84,6 @@ pub(crate) const TABLES: &[Table] = &[
     RELAY_OUT.table(),
 ];
 
-/// The `limit` most urgent items of `queue` waiting for `dest` that are not in `skip` (pushed
-/// and not yet finished, or set aside), each decoded by `decode`, read in one snapshot. An item
-/// that does not decode comes with its key, so that the caller can set it aside rather than meet
-/// it again first on every try.
-async fn next_in<T>(
-    store: &exchange_core::store::Store,
-    queue: DurableQueue,
-    dest: String,
-    skip: std::collections::HashSet<exchange_core::store::queue::QueueKey>,
-    limit: usize,
-    decode: fn(u64, &[u8]) -> Result<T, StoreError>,
-) -> Result<Vec<(exchange_core::store::queue::QueueKey, Result<T, StoreError>)>, StoreError> {
-    let items = store
-        .lookup(move |txn| queue.peek(txn, &dest, limit, &skip))
-        .await?;
-    Ok(items
-        .into_iter()
-        .map(|(k, v)| (k, decode(k.seq, &v)))
-        .collect())
-}
-
 /// The key of document `id`'s delivery to `dept` (the recipient as the header names it).
 fn delivery_key(id: &str, dept: &str) -> Vec<u8> {
     Key::new().str(id).str(dept).finish()

@@ -278,44 +278,6 @@ pub trait WriteTables: ReadTables {
     fn delete(&self, table: Table, key: &[u8]) -> Result<(), StoreError>;
 }
 
-impl<T: ReadTables + ?Sized> ReadTables for &T {
-    fn get(&self, table: Table, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
-        (**self).get(table, key)
-    }
-
-    fn scan(
-        &self,
-        table: Table,
-        range: &KeyRange,
-        order: Order,
-        limit: usize,
-    ) -> Result<Vec<Entry>, StoreError> {
-        (**self).scan(table, range, order, limit)
-    }
-
-    fn len(&self, table: Table) -> Result<u64, StoreError> {
-        (**self).len(table)
-    }
-
-    fn stored_tables(&self) -> Result<Option<Vec<String>>, StoreError> {
-        (**self).stored_tables()
-    }
-}
-
-impl<T: WriteTables + ?Sized> WriteTables for &T {
-    fn failure(&self) -> Option<Failure> {
-        (**self).failure()
-    }
-
-    fn put(&self, table: Table, key: &[u8], value: &[u8]) -> Result<(), StoreError> {
-        (**self).put(table, key, value)
-    }
-
-    fn delete(&self, table: Table, key: &[u8]) -> Result<(), StoreError> {
-        (**self).delete(table, key)
-    }
-}
-
 /// The table of counters ([`next_counter`]).
 pub const COUNTERS: Table = Table::new("counters");
 

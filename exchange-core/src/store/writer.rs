@@ -82,8 +82,8 @@ pub(super) trait Engine {
         Self: 'a;
     /// Begins a write transaction, first reconnecting or reopening if the last one broke.
     fn begin(&mut self) -> Result<Self::Txn<'_>, StoreError>;
-    /// The tables of `txn` as the jobs of a batch use them (dropped before the commit).
-    fn tables<'t>(txn: &'t Self::Txn<'_>) -> Box<dyn WriteTables + 't>;
+    /// Calls `f` with the tables of `txn` as the jobs of a batch use them (before the commit).
+    fn with_tables(txn: &Self::Txn<'_>, f: &mut dyn FnMut(&dyn WriteTables));
     /// Commits; returns once the transaction is durable.
     fn commit(txn: Self::Txn<'_>) -> Result<(), StoreError>;
     /// Called after a transaction could not begin or commit (not after a collision): the next
@@ -150,22 +150,22 @@ fn run_batch<G: Engine>(
         let mut broken: Option<Failure> = None;
         let mut set_aside = false;
         let mut jobs = pending.into_iter();
-        let tables = G::tables(&txn);
-        for mut job in jobs.by_ref() {
-            let ok = job.run(&*tables);
-            if let Some(f) = tables.failure() {
-                ran.push(job);
-                broken = Some(f);
-                break;
+        G::with_tables(&txn, &mut |tables| {
+            for mut job in jobs.by_ref() {
+                let ok = job.run(tables);
+                if let Some(f) = tables.failure() {
+                    ran.push(job);
+                    broken = Some(f);
+                    return;
+                }
+                if ok {
+                    ran.push(job);
+                } else {
+                    failed.push(job);
+                    set_aside = true;
+                }
             }
-            if ok {
-                ran.push(job);
-            } else {
-                failed.push(job);
-                set_aside = true;
-            }
-        }
-        drop(tables);
+        });
         ran.extend(jobs);
         pending = ran;
         if let Some(f) = broken {
@@ -240,8 +240,8 @@ impl Engine for RedbEngine<'_> {
         Ok(db.begin_write()?)
     }
 
-    fn tables<'t>(txn: &'t redb::WriteTransaction) -> Box<dyn WriteTables + 't> {
-        Box::new(super::kv::redb::OpenTables::new(txn))
+    fn with_tables(txn: &redb::WriteTransaction, f: &mut dyn FnMut(&dyn WriteTables)) {
+        f(&super::kv::redb::OpenTables::new(txn));
     }
 
     fn commit(txn: redb::WriteTransaction) -> Result<(), StoreError> {
@@ -297,8 +297,8 @@ impl Engine for PgEngine {
         conn.begin()
     }
 
-    fn tables<'t>(txn: &'t Self::Txn<'_>) -> Box<dyn WriteTables + 't> {
-        Box::new(txn)
+    fn with_tables(txn: &Self::Txn<'_>, f: &mut dyn FnMut(&dyn WriteTables)) {
+        f(txn);
     }
 
     fn commit(txn: Self::Txn<'_>) -> Result<(), StoreError> {

@@ -142,17 +142,21 @@ pub(crate) async fn relay_given_up(
         .await
 }
 
-/// The most urgent item waiting for `peer` that is not in `busy` ([`super::next_in`]).
+/// The most urgent item waiting for `peer` that is not in `busy`. An item that does not decode
+/// comes with its key, so that the caller can set it aside rather than meet it again first on
+/// every try.
 pub(crate) async fn next_for_peer(
     store: &Store,
     peer: ExchangeName,
     busy: HashSet<QueueKey>,
 ) -> Result<Option<(QueueKey, Result<PeerItem, StoreError>)>, StoreError> {
-    let items = super::next_in(store, RELAY_OUT, peer.to_string(), busy, 1, |seq, v| {
-        PeerItem::decode(seq, v)
-    })
-    .await?;
-    Ok(items.into_iter().next())
+    let items = store
+        .lookup(move |txn| RELAY_OUT.peek(txn, peer.as_str(), 1, &busy))
+        .await?;
+    Ok(items
+        .into_iter()
+        .next()
+        .map(|(k, v)| (k, PeerItem::decode(k.seq, &v))))
 }
 
 /// Removes an item the peer took (or that cannot be handed over), with an audit entry, in one
