@@ -34,6 +34,8 @@ pub mod limits {
     /// Bytes of content a `Submit` or a delivery may carry inline (all parts together): a
     /// document this small travels in the one message, without `PutBlob` and `GetBlob`.
     pub const INLINE_BYTES: u64 = 256 * 1024;
+    /// Documents in one `SubmitBatch` call (node → hub).
+    pub const SUBMIT_BATCH: usize = 64;
 }
 
 /// A header or evidence field is missing, malformed or over a limit.

@@ -170,15 +170,18 @@ pub fn endpoint(addr: std::net::SocketAddr, tls: ClientTlsConfig) -> Result<Endp
 /// TLS.
 pub fn peer_principal<T>(req: &Request<T>) -> Result<Principal, Status> {
     let no_cert = || Status::unauthenticated("no client certificate");
-    let leaf = match req.extensions().get::<ConnInfo>() {
-        Some(info) => info.leaf().map(<[u8]>::to_vec).ok_or_else(no_cert)?,
-        None => req
-            .peer_certs()
-            .and_then(|certs| certs.first().map(|c| c.to_vec()))
-            .ok_or_else(no_cert)?,
-    };
-    Principal::from_cert_der(&leaf)
-        .ok_or_else(|| Status::unauthenticated("client certificate names no exchange principal"))
+    let unnamed = || Status::unauthenticated("client certificate names no exchange principal");
+    match req.extensions().get::<ConnInfo>() {
+        Some(info) => {
+            info.leaf().ok_or_else(no_cert)?;
+            info.principal.clone().ok_or_else(unnamed)
+        }
+        None => {
+            let certs = req.peer_certs().ok_or_else(no_cert)?;
+            let leaf = certs.first().ok_or_else(no_cert)?;
+            Principal::from_cert_der(leaf).ok_or_else(unnamed)
+        }
+    }
 }
 
 /// The department of the calling node; refuses any other kind of principal.

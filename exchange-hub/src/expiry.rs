@@ -3,11 +3,12 @@
 //! recorded as NOT_DELIVERED ("expired"), signed by the hub and routed to the sender like any
 //! other evidence — so the sender can prove the document was not delivered, and why.
 
-use std::{sync::Arc, time::Duration};
+use std::{collections::HashMap, sync::Arc, time::Duration};
 
 use exchange_core::{
     document::{Evidence, EvidenceKind, SignedEvidence},
     error::ServiceError,
+    ids::DocumentId,
     time::{format_ms, now_ms},
 };
 use tracing::{info, warn};
@@ -23,9 +24,10 @@ pub(crate) async fn expiry_loop(hub: Arc<Hub>) {
     if cfg.expire_undelivered_after_secs == 0 && !cfg.expire_at_reply_deadline {
         return;
     }
+    let mut deadlines = Deadlines::default();
     loop {
         tokio::time::sleep(EVERY).await;
-        if let Err(e) = expire_due(&hub).await {
+        if let Err(e) = expire_due(&hub, &mut deadlines).await {
             warn!(error = %e, "checking deliveries for expiry");
         }
     }
@@ -44,34 +46,97 @@ fn deadline(hub: &Hub, accepted_at_ms: i64, reply_deadline_ms: i64) -> Option<i6
     by_age.into_iter().chain(by_reply).min()
 }
 
-async fn expire_due(hub: &Hub) -> Result<(), ServiceError> {
+/// The deadline of each queued document, learned once: a pass reads only the documents queued
+/// since the last one, not every queued document again (with a backlog of thousands, reading
+/// them all every [`EVERY`] cost the hub more than a tenth of its CPU under load). A document's
+/// deadline never changes: it depends on its acceptance time, its signed reply deadline and
+/// this process's configuration.
+#[derive(Debug, Default)]
+struct Deadlines {
+    /// Document → when its deliveries expire (`None`: never).
+    known: HashMap<DocumentId, Option<i64>>,
+    /// The documents seen queued in the current pass; the others are forgotten at its end.
+    seen: HashMap<DocumentId, Option<i64>>,
+}
+
+impl Deadlines {
+    /// The deadline of `id` if it was learned before (and keeps it for the next pass).
+    fn get(&mut self, id: DocumentId) -> Option<Option<i64>> {
+        let due = self.known.get(&id).copied()?;
+        self.seen.insert(id, due);
+        Some(due)
+    }
+
+    /// Learns the deadline of `id`.
+    fn learn(&mut self, id: DocumentId, due: Option<i64>) {
+        self.seen.insert(id, due);
+    }
+
+    /// Ends a pass: what was not seen queued in it is no longer needed.
+    fn end_pass(&mut self) {
+        self.known = std::mem::take(&mut self.seen);
+    }
+}
+
+async fn expire_due(hub: &Hub, deadlines: &mut Deadlines) -> Result<(), ServiceError> {
     let now = now_ms();
+    let result = match expire_deliveries(hub, deadlines, now).await {
+        Ok(()) => expire_relays(hub, deadlines, now).await,
+        Err(e) => Err(e),
+    };
+    // After a failed pass, what it did not reach is read again when next needed.
+    deadlines.end_pass();
+    result
+}
+
+/// The deadline of document `id`: learned before, or read from the store. `Ok(None)` also for a
+/// document that is gone or damaged (passed over, not remembered: the next pass looks again).
+async fn due_of(
+    hub: &Hub,
+    deadlines: &mut Deadlines,
+    id: DocumentId,
+) -> Result<Option<i64>, ServiceError> {
+    if let Some(due) = deadlines.get(id) {
+        return Ok(due);
+    }
+    let rec = match store::document(&hub.store, id).await {
+        // Damaged: its deadline cannot be read. Passed over, so that it does not stop every
+        // pass here; the push to the recipient reports it (`delivery::damaged`).
+        Err(e) if damaged::is_damage(&e) => {
+            tracing::debug!(doc_id = %id, error = %e, "damaged document passed over by expiry");
+            return Ok(None);
+        }
+        other => other?,
+    };
+    let Some(rec) = rec else {
+        return Ok(None);
+    };
+    let due = deadline(
+        hub,
+        rec.accepted_at_ms,
+        rec.doc.header.metadata.reply_deadline_ms,
+    );
+    deadlines.learn(id, due);
+    Ok(due)
+}
+
+/// Queued deliveries past their deadline: NOT_DELIVERED ("expired"), back to the sender.
+async fn expire_deliveries(
+    hub: &Hub,
+    deadlines: &mut Deadlines,
+    now: i64,
+) -> Result<(), ServiceError> {
     for (dept, key, id) in store::queued_deliveries(&hub.store).await? {
-        let rec = match store::document(&hub.store, id).await {
-            // Damaged: its deadline cannot be read. Passed over, so that it does not stop every
-            // pass here; the push to the recipient reports it (`delivery::damaged`).
-            Err(e) if damaged::is_damage(&e) => {
-                tracing::debug!(doc_id = %id, error = %e, "damaged document passed over by expiry");
-                continue;
-            }
-            other => other?,
+        let due = match due_of(hub, deadlines, id).await? {
+            Some(due) if now >= due => due,
+            _ => continue,
         };
-        let Some(rec) = rec else {
+        let Some(rec) = store::document(&hub.store, id).await? else {
             continue;
         };
         let about = hub.about(&rec);
         let me = hub.links.header_form(rec.origin(), &dept);
         let doc = rec.doc;
-        let Some(due) = deadline(
-            hub,
-            rec.accepted_at_ms,
-            doc.header.metadata.reply_deadline_ms,
-        ) else {
-            continue;
-        };
-        if now < due {
-            continue;
-        }
         let mut ev = Evidence::about(&doc, EvidenceKind::NotDelivered, Some(me), now);
         ev.reason = format!("expired: not delivered by {}", format_ms(due));
         let ev = SignedEvidence::seal(ev, &hub.signer)?;
@@ -85,30 +150,24 @@ async fn expire_due(hub: &Hub) -> Result<(), ServiceError> {
             hub.wake_back(&about);
         }
     }
-    expire_relays(hub, now).await
+    Ok(())
 }
 
 /// Documents waiting in a peer queue past their deadline (the next hub down, or refusing them,
 /// for that long): this hub, which holds custody, gives up on their recipients there and signs
 /// NOT_DELIVERED as the custodian, which goes back towards the sender (docs/federation.md).
-async fn expire_relays(hub: &Hub, now: i64) -> Result<(), ServiceError> {
+async fn expire_relays(hub: &Hub, deadlines: &mut Deadlines, now: i64) -> Result<(), ServiceError> {
     let Some(here) = hub.links.name.clone() else {
         return Ok(());
     };
     for (peer, key, id, recipients) in store::queued_relays(&hub.store).await? {
+        let due = match due_of(hub, deadlines, id).await {
+            Ok(Some(due)) if now >= due => due,
+            _ => continue,
+        };
         let Some(rec) = store::document(&hub.store, id).await.ok().flatten() else {
             continue;
         };
-        let Some(due) = deadline(
-            hub,
-            rec.accepted_at_ms,
-            rec.doc.header.metadata.reply_deadline_ms,
-        ) else {
-            continue;
-        };
-        if now < due {
-            continue;
-        }
         let mut evs = Vec::with_capacity(recipients.len());
         for r in recipients {
             let mut ev = Evidence::about(&rec.doc, EvidenceKind::NotDelivered, Some(r), now);
@@ -125,4 +184,26 @@ async fn expire_relays(hub: &Hub, now: i64) -> Result<(), ServiceError> {
         hub.wake_back(&about);
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn deadlines_are_kept_while_queued_and_forgotten_after() {
+        let (a, b) = (DocumentId::new(), DocumentId::new());
+        let mut d = Deadlines::default();
+        assert_eq!(d.get(a), None, "nothing learned yet");
+        d.learn(a, Some(10));
+        d.learn(b, None);
+        d.end_pass();
+        assert_eq!(d.get(a), Some(Some(10)));
+        d.end_pass(); // b was not queued in this pass
+        assert_eq!(d.get(a), Some(Some(10)));
+        assert_eq!(d.get(b), None, "b left the queue and was forgotten");
+        d.end_pass();
+        d.end_pass();
+        assert!(d.known.is_empty() && d.seen.is_empty());
+    }
 }

@@ -74,6 +74,8 @@ pub(crate) struct Hub {
     pub(crate) sessions: delivery::Sessions,
     /// Which departments this hub pushes to (several hubs on one database).
     pub(crate) leases: Arc<lease::Leases>,
+    /// Each department's call and byte rates (`[limits]`), metered in front of every service.
+    pub(crate) limits: Arc<limits::Limits>,
     pub(crate) shutdown: CancellationToken,
 }
 
@@ -259,6 +261,7 @@ fn open(cfg: HubConfig, shutdown: CancellationToken) -> anyhow::Result<Hub> {
         StoreBackend::Postgres => lease::Leases::shared(Duration::from_secs(cfg.hub.lease_secs)),
     };
     Ok(Hub {
+        limits: limits::Limits::new(cfg.limits),
         cfg,
         directory,
         store,
@@ -375,9 +378,7 @@ pub async fn run(
         .http2_keepalive_timeout(Some(Duration::from_secs(10)))
         .max_concurrent_streams(hub.cfg.limits.max_concurrent_streams)
         .http2_max_header_list_size(hub.cfg.limits.max_header_list_bytes)
-        .layer(limits::LimitsLayer::departments(limits::Limits::new(
-            hub.cfg.limits,
-        )))
+        .layer(limits::LimitsLayer::departments(Arc::clone(&hub.limits)))
         .add_service(svc)
         .add_service(AdminServer::new(admin::AdminService::new(Arc::clone(&hub))))
         .add_service(health_svc)

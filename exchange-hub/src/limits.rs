@@ -2,9 +2,10 @@
 //! buggy or compromised node cannot starve the others (`[limits]` in `hub.toml`):
 //!
 //! - **calls**: a token bucket per department over every call but `Subscribe` (its one
-//!   long-lived stream is not a rate). An empty bucket answers `RESOURCE_EXHAUSTED` at once.
-//! - **bytes**: a token bucket per department over the request bytes of `Submit`, `PutBlob` and
-//!   `SubmitEvidence`. A stream that goes over it is slowed to the sustained rate (its next
+//!   long-lived stream is not a rate). An empty bucket answers `RESOURCE_EXHAUSTED` at once. A
+//!   `SubmitBatch` of n documents costs n calls: admitted for one, the rest taken as debt.
+//! - **bytes**: a token bucket per department over the request bytes of `Submit`,
+//!   `SubmitBatch`, `PutBlob` and `SubmitEvidence`. A stream that goes over it is slowed to the sustained rate (its next
 //!   message waits, and HTTP/2 flow control pushes back on the sender); a new call while the
 //!   department is in debt gets `RESOURCE_EXHAUSTED`.
 //! - **idle streams**: a request that sends nothing for `idle_stream_secs` is cut with
@@ -29,7 +30,7 @@ use std::{
     time::Duration,
 };
 
-use exchange_core::{config::LimitsSection, identity::Principal, tls::ConnInfo};
+use exchange_core::{config::LimitsSection, identity::Principal, ids::DeptId, tls::ConnInfo};
 use http_body::Frame;
 use tokio::time::{Instant, Sleep};
 use tonic::{
@@ -165,6 +166,17 @@ impl Limits {
         })
     }
 
+    /// Charges `n` more calls to `dept`, going into debt if need be: a `SubmitBatch` of n
+    /// documents costs n calls (the layer admitted it for one), so batching does not multiply a
+    /// department's `requests_per_second`; its later calls are refused until the debt is paid.
+    pub(crate) fn charge_calls(&self, dept: &str, n: usize) {
+        self.with(dept, |DeptBuckets { calls, .. }| {
+            if let Some(b) = calls.as_mut() {
+                b.charge(n as f64);
+            }
+        });
+    }
+
     /// Charges `n` request bytes to `dept`; returns how long to hold them back.
     fn charge(&self, dept: &str, n: usize) -> Duration {
         self.with(dept, |DeptBuckets { bytes, .. }| {
@@ -228,11 +240,16 @@ pub(crate) struct Limited<S> {
     who: Who,
 }
 
+/// The name under which department `d` is metered (and named in a refusal).
+pub(crate) fn metered_name(d: &DeptId) -> String {
+    format!("department {d}")
+}
+
 /// The department whose verified certificate the connection carries, if it is one.
 fn department(req: &http::Request<Body>) -> Option<String> {
     let info = req.extensions().get::<ConnInfo>()?;
-    match Principal::from_cert_der(info.leaf()?)? {
-        Principal::Dept(d) => Some(format!("department {d}")),
+    match info.principal.as_ref()? {
+        Principal::Dept(d) => Some(metered_name(d)),
         _ => None,
     }
 }
@@ -267,7 +284,7 @@ where
         }
         let metered = matches!(
             method.as_str(),
-            "Submit" | "PutBlob" | "SubmitEvidence" | "Relay" | "RelayEvidence"
+            "Submit" | "SubmitBatch" | "PutBlob" | "SubmitEvidence" | "Relay" | "RelayEvidence"
         );
         let dept = (self.who)(&req);
         if let Some(d) = &dept

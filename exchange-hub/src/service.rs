@@ -266,6 +266,33 @@ fn blob_error(e: exchange_core::blob::BlobError) -> ServiceError {
 }
 
 impl HubService {
+    /// One submission from `dept`, a refusal audited (`DOCUMENT_REFUSED`).
+    async fn submit_audited(
+        &self,
+        dept: &DeptId,
+        req: pb::SubmitRequest,
+    ) -> Result<pb::SubmitResponse, ServiceError> {
+        // The id the caller claims, for the audit trail of a refusal (not trusted for anything).
+        let claimed = req.document.as_ref().and_then(|d| {
+            <pb::DocumentHeader as prost::Message>::decode(d.header.as_slice())
+                .ok()
+                .map(|h| h.id)
+        });
+        let result = self.submit_inner(dept.clone(), req).await;
+        if let Err(e) = &result {
+            warn!(error = %e, "submission refused");
+            let ev = Event::new(pb::AuditKind::DocumentRefused)
+                .dept(dept)
+                .detail(e.message.clone());
+            let ev = match claimed {
+                Some(id) => ev.doc(id.chars().take(64).collect::<String>()),
+                None => ev,
+            };
+            audit::record(&self.hub.store, ev).await;
+        }
+        result
+    }
+
     async fn submit_inner(
         &self,
         sender: DeptId,
@@ -710,27 +737,59 @@ impl hub_server::Hub for HubService {
     ) -> Result<Response<pb::SubmitResponse>, Status> {
         let dept = self.caller(&req)?;
         tracing::Span::current().record("dept", tracing::field::display(&dept));
-        // The id the caller claims, for the audit trail of a refusal (not trusted for anything).
-        let claimed = req.get_ref().document.as_ref().and_then(|d| {
-            <pb::DocumentHeader as prost::Message>::decode(d.header.as_slice())
-                .ok()
-                .map(|h| h.id)
-        });
-        match self.submit_inner(dept.clone(), req.into_inner()).await {
-            Ok(r) => Ok(Response::new(r)),
-            Err(e) => {
-                warn!(error = %e, "submission refused");
-                let ev = Event::new(pb::AuditKind::DocumentRefused)
-                    .dept(&dept)
-                    .detail(e.message.clone());
-                let ev = match claimed {
-                    Some(id) => ev.doc(id.chars().take(64).collect::<String>()),
-                    None => ev,
-                };
-                audit::record(&self.hub.store, ev).await;
-                Err(e.into())
+        Ok(Response::new(
+            self.submit_audited(&dept, req.into_inner()).await?,
+        ))
+    }
+
+    async fn submit_batch(
+        &self,
+        req: Request<pb::SubmitBatchRequest>,
+    ) -> Result<Response<pb::SubmitBatchResponse>, Status> {
+        let dept = self.caller(&req)?;
+        tracing::Span::current().record("dept", tracing::field::display(&dept));
+        let docs = req.into_inner().documents;
+        let max = exchange_core::document::limits::SUBMIT_BATCH;
+        if docs.is_empty() || docs.len() > max {
+            return Err(ServiceError::invalid(format!(
+                "documents: {} in the batch, 1 to {max} allowed",
+                docs.len()
+            ))
+            .into());
+        }
+        let metered = crate::limits::metered_name(&dept);
+        self.hub.limits.charge_calls(&metered, docs.len() - 1);
+        // Each document as Submit would take it alone, all at once: their commits share the
+        // store writer's group commits and their acceptances one batch signature.
+        let mut tasks = tokio::task::JoinSet::new();
+        for (i, doc) in docs.into_iter().enumerate() {
+            let (svc, dept) = (self.clone(), dept.clone());
+            let one = async move { (i, svc.submit_audited(&dept, doc).await) };
+            tasks.spawn(tracing::Instrument::in_current_span(one));
+        }
+        let mut outcomes = vec![pb::SubmitOutcome::default(); tasks.len()];
+        while let Some(done) = tasks.join_next().await {
+            let (i, result) = done.map_err(|e| Status::internal(format!("submitting: {e}")))?;
+            let outcome = match result {
+                Ok(r) => pb::SubmitOutcome {
+                    acceptance: r.acceptance,
+                    ..Default::default()
+                },
+                Err(e) => {
+                    let status = Status::from(e);
+                    pb::SubmitOutcome {
+                        acceptance: None,
+                        code: status.code().into(),
+                        message: status.message().to_owned(),
+                        details: status.details().to_vec(),
+                    }
+                }
+            };
+            if let Some(slot) = outcomes.get_mut(i) {
+                *slot = outcome;
             }
         }
+        Ok(Response::new(pb::SubmitBatchResponse { outcomes }))
     }
 
     type GetBlobStream = Stream_<pb::BlobData>;

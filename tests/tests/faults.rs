@@ -93,6 +93,12 @@ async fn with_the_hub_away_nodes_keep_accepting_and_everything_drains_when_it_re
     }
     ex.start_hub().await?;
     wait_all(&ex, "a", &ids, "delivered").await?;
+    // The backlog went to the hub several documents per call.
+    assert!(
+        ex.log("a").contains("submitted together (SubmitBatch)"),
+        "{}",
+        ex.log("a")
+    );
     let inbox = ex.cli_json("b", &["inbox", "--json"]).await?;
     assert_eq!(
         inbox.as_array().map(Vec::len),

@@ -16,6 +16,8 @@ use tokio::{
     net::TcpStream,
 };
 
+use crate::identity::Principal;
+
 /// The peer of an established connection, in every request's extensions.
 #[derive(Debug, Clone)]
 pub struct ConnInfo {
@@ -28,9 +30,30 @@ pub struct ConnInfo {
     pub protocol: &'static str,
     /// The cipher suite, e.g. `TLS13_AES_128_GCM_SHA256` or `ECDHE-SM2-SM4-GCM-SM3`.
     pub cipher: &'static str,
+    /// The principal the signing certificate names, read once at the handshake (not at every
+    /// request).
+    pub principal: Option<Principal>,
 }
 
 impl ConnInfo {
+    /// The info of a connection from `remote_addr` whose peer presented `certs` (its signing
+    /// certificate first).
+    pub(crate) fn new(
+        remote_addr: Option<SocketAddr>,
+        certs: Vec<Vec<u8>>,
+        protocol: &'static str,
+        cipher: &'static str,
+    ) -> Self {
+        let principal = certs.first().and_then(|c| Principal::from_cert_der(c));
+        ConnInfo {
+            remote_addr,
+            certs: Arc::new(certs),
+            protocol,
+            cipher,
+            principal,
+        }
+    }
+
     /// The peer's signing certificate (DER), if it presented one.
     pub fn leaf(&self) -> Option<&[u8]> {
         self.certs.first().map(Vec::as_slice)
@@ -38,25 +61,23 @@ impl ConnInfo {
 
     pub(crate) fn of_rustls(stream: &tokio_rustls::server::TlsStream<TcpStream>) -> Self {
         let (tcp, session) = stream.get_ref();
-        ConnInfo {
-            remote_addr: tcp.peer_addr().ok(),
-            certs: Arc::new(
-                session
-                    .peer_certificates()
-                    .unwrap_or_default()
-                    .iter()
-                    .map(|c| c.to_vec())
-                    .collect(),
-            ),
-            protocol: session
+        ConnInfo::new(
+            tcp.peer_addr().ok(),
+            session
+                .peer_certificates()
+                .unwrap_or_default()
+                .iter()
+                .map(|c| c.to_vec())
+                .collect(),
+            session
                 .protocol_version()
                 .and_then(|v| v.as_str())
                 .unwrap_or("unknown"),
-            cipher: session
+            session
                 .negotiated_cipher_suite()
                 .and_then(|s| s.suite().as_str())
                 .unwrap_or("unknown"),
-        }
+        )
     }
 }
 

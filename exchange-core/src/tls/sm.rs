@@ -233,12 +233,12 @@ fn peer_certs(ssl: &SslRef) -> Vec<Vec<u8>> {
 }
 
 fn conn_info(ssl: &SslRef, remote_addr: Option<SocketAddr>) -> ConnInfo {
-    ConnInfo {
+    ConnInfo::new(
         remote_addr,
-        certs: Arc::new(peer_certs(ssl)),
-        protocol: ssl.version_str(),
-        cipher: ssl.current_cipher().map_or("none", |c| c.name()),
-    }
+        peer_certs(ssl),
+        ssl.version_str(),
+        ssl.current_cipher().map_or("none", |c| c.name()),
+    )
 }
 
 /// Whether the certificate's key usage extension allows one of `wanted`.

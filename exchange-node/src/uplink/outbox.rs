@@ -35,7 +35,7 @@ use std::{
 use exchange_core::{
     backoff::Backoff,
     blob::chunk_for,
-    document::{EvidenceKind, SignedEvidence},
+    document::{EvidenceKind, SignedDoc, SignedEvidence, limits},
     error::ServiceError,
     ids::DocumentId,
     signing::Digest,
@@ -46,6 +46,7 @@ use exchange_proto::v1 as pb;
 use tokio::{io::AsyncReadExt, sync::Notify, task::JoinSet};
 use tokio_stream::wrappers::ReceiverStream;
 use tokio_util::sync::CancellationToken;
+use tonic::Code;
 use tracing::{info, warn};
 
 use super::{
@@ -67,17 +68,19 @@ struct InFlight {
     task: tokio::task::Id,
 }
 
-/// What a sending task returns: its item, and how sending it went.
+/// What a sending task returns for each of its items: the item, and how sending it went.
 type Sent = (QueueKey, Result<(), UplinkError>);
 
-/// The sending tasks and what they are sending.
+/// The sending tasks and what they are sending. A task sends one item, or several submissions
+/// together (`SubmitBatch`).
 struct Window {
     size: usize,
-    tasks: JoinSet<Sent>,
+    tasks: JoinSet<Vec<Sent>>,
     busy: HashMap<QueueKey, InFlight>,
     /// Items set aside because their stored data is damaged, with the document they are about.
     parked: HashMap<QueueKey, Option<String>>,
     uploads: Arc<Uploads>,
+    batches: Arc<Batches>,
 }
 
 /// Takes items from the outbox and sends them to the hub until `cancel`.
@@ -88,6 +91,7 @@ pub(super) async fn run(node: Arc<Node>, client: Client, cancel: CancellationTok
         busy: HashMap::new(),
         parked: HashMap::new(),
         uploads: Arc::default(),
+        batches: Arc::default(),
     };
     let mut backoff = Backoff::default();
     // While backing off after a failure (`holding`), nothing new starts until `hold` fires.
@@ -148,6 +152,8 @@ impl Window {
         let items = store::next_outbox(&node.store, self.size - self.busy.len(), skip).await?;
         // The most urgent priority being sent: nothing less urgent starts beside it.
         let mut floor = self.busy.keys().map(|k| k.priority).min();
+        // Submissions started together go together (one `SubmitBatch`, one task).
+        let mut submissions: Vec<(QueueKey, DocumentId, Option<String>)> = Vec::new();
         for (key, item) in items {
             let item = match item {
                 Ok(item) => item,
@@ -162,48 +168,63 @@ impl Window {
             let doc = about(&item);
             if doc.is_some()
                 && (self.busy.values().any(|b| b.doc == doc)
+                    || submissions.iter().any(|(_, _, d)| *d == doc)
                     || self.parked.values().any(|d| *d == doc))
             {
                 continue; // after the item about the same document in flight or set aside
             }
             floor = Some(floor.map_or(key.priority, |f| f.min(key.priority)));
-            let (node, mut client) = (Arc::clone(node), client.clone());
-            let uploads = Arc::clone(&self.uploads);
-            let task = self.tasks.spawn(async move {
-                let result = match item {
-                    OutboxItem::Submit(id) => {
-                        submit_one(&node, &mut client, &uploads, id, key).await
-                    }
-                    OutboxItem::Evidence(ev) => send_evidence(&node, &mut client, ev, key).await,
-                };
-                (key, result)
-            });
-            self.busy.insert(
-                key,
-                InFlight {
-                    doc,
-                    task: task.id(),
-                },
-            );
+            let id = match item {
+                OutboxItem::Submit(id) => id,
+                OutboxItem::Evidence(ev) => {
+                    let (node, mut client) = (Arc::clone(node), client.clone());
+                    let task = self.tasks.spawn(async move {
+                        vec![(key, send_evidence(&node, &mut client, ev, key).await)]
+                    });
+                    self.busy.insert(
+                        key,
+                        InFlight {
+                            doc,
+                            task: task.id(),
+                        },
+                    );
+                    continue;
+                }
+            };
+            submissions.push((key, id, doc));
+        }
+        if !submissions.is_empty() {
+            let items = submissions.iter().map(|(k, id, _)| (*k, *id)).collect();
+            let (node, client) = (Arc::clone(node), client.clone());
+            let (uploads, batches) = (Arc::clone(&self.uploads), Arc::clone(&self.batches));
+            let task = self
+                .tasks
+                .spawn(async move { submit_all(node, client, uploads, batches, items).await });
+            for (key, _, doc) in submissions {
+                let task = task.id();
+                self.busy.insert(key, InFlight { doc, task });
+            }
         }
         Ok(())
     }
 
-    /// Frees the slot of a finished task and returns how its item went.
+    /// Frees the slots of a finished task and returns how its items went (the first failure).
     fn finished(
         &mut self,
-        done: Result<(tokio::task::Id, Sent), tokio::task::JoinError>,
+        done: Result<(tokio::task::Id, Vec<Sent>), tokio::task::JoinError>,
     ) -> Result<(), UplinkError> {
         match done {
-            Ok((_, (key, result))) => {
-                let doc = self.busy.remove(&key).and_then(|b| b.doc);
-                match result {
-                    Err(e) if e.is_damage() => {
-                        self.park(key, doc, &e);
-                        Ok(())
+            Ok((_, sent)) => {
+                let mut first = Ok(());
+                for (key, result) in sent {
+                    let doc = self.busy.remove(&key).and_then(|b| b.doc);
+                    match result {
+                        Err(e) if e.is_damage() => self.park(key, doc, &e),
+                        Err(e) if first.is_ok() => first = Err(e),
+                        _ => {}
                     }
-                    result => result,
                 }
+                first
             }
             Err(e) => {
                 let id = e.id();
@@ -258,57 +279,271 @@ async fn read_small(node: &Node, sha256: Digest, size: u64) -> Result<Vec<u8>, U
     Ok(data)
 }
 
-/// Uploads a document's content and submits it. A refusal by the hub is recorded and ends the
-/// item; anything else is returned for a retry.
-async fn submit_one(
+/// Most bytes of documents sent in one `SubmitBatch` (the gRPC message limit is 8 MiB).
+const BATCH_BYTES: usize = 2 * 1024 * 1024;
+
+/// How long a node whose hub does not know `SubmitBatch` (an older hub) submits one document
+/// per call before it tries a batch again.
+const BATCH_RETRY_MS: i64 = 10 * 60 * 1000;
+
+/// Whether the hub takes `SubmitBatch`: until when it is not tried (ms; 0: it is).
+#[derive(Debug, Default)]
+struct Batches {
+    off_until_ms: std::sync::atomic::AtomicI64,
+}
+
+impl Batches {
+    fn on(&self) -> bool {
+        now_ms() >= self.off_until_ms.load(std::sync::atomic::Ordering::Relaxed)
+    }
+    fn unsupported(&self) {
+        let until = now_ms().saturating_add(BATCH_RETRY_MS);
+        self.off_until_ms
+            .store(until, std::sync::atomic::Ordering::Relaxed);
+    }
+}
+
+/// A document ready to be submitted: the request, and what checking the answer needs.
+struct Prepared {
+    key: QueueKey,
+    doc: SignedDoc,
+    req: pb::SubmitRequest,
+    /// Whether its content travels in the request (a small document), so that it may share a
+    /// `SubmitBatch` with others.
+    inline: bool,
+}
+
+/// Submits outbox items `items` (in queue order): the small documents together, in
+/// `SubmitBatch` calls of at most [`limits::SUBMIT_BATCH`] documents and [`BATCH_BYTES`]; each
+/// larger one alone, uploading its content first, beside them (so that a large upload does not
+/// hold the small documents back). Returns how each went.
+async fn submit_all(
+    node: Arc<Node>,
+    client: Client,
+    uploads: Arc<Uploads>,
+    batches: Arc<Batches>,
+    items: Vec<(QueueKey, DocumentId)>,
+) -> Vec<Sent> {
+    let mut out = Vec::with_capacity(items.len());
+    let mut large = JoinSet::new();
+    let mut ready: Vec<Prepared> = Vec::new();
+    for (key, id) in items {
+        match prepare(&node, id, key).await {
+            Ok(Some(p)) if !p.inline => {
+                let (node, mut client) = (Arc::clone(&node), client.clone());
+                let uploads = Arc::clone(&uploads);
+                large.spawn(async move {
+                    let result = submit_large(&node, &mut client, &uploads, p).await;
+                    (key, result)
+                });
+            }
+            Ok(Some(p)) if items_fit(&ready, &p) => ready.push(p),
+            Ok(Some(p)) => {
+                let full = std::mem::replace(&mut ready, vec![p]);
+                out.extend(submit_batch(&node, &client, &batches, full).await);
+            }
+            Ok(None) => out.push((key, Ok(()))),
+            Err(e) => out.push((key, Err(e))),
+        }
+    }
+    out.extend(submit_batch(&node, &client, &batches, ready).await);
+    out.extend(large.join_all().await);
+    out
+}
+
+/// Uploads the content of `p` (resuming where the hub's copy stops) and submits it.
+async fn submit_large(
     node: &Node,
     client: &mut Client,
     uploads: &Arc<Uploads>,
-    id: DocumentId,
-    key: QueueKey,
+    mut p: Prepared,
 ) -> Result<(), UplinkError> {
-    let Some(rec) = store::sent(&node.store, id).await? else {
-        warn!(doc_id = %id, "outbox names a document that is not stored; dropping the item");
-        return Ok(store::outbox_done(&node.store, key).await?);
-    };
-    let doc = rec.doc;
-    let wire = doc.wire.clone();
-    let result = async {
-        // A small document travels in the Submit itself: no BlobStatus, PutBlob or blob file at
-        // the hub. Larger content is uploaded first (resuming where the hub's copy stops).
-        let mut content = Vec::new();
-        if doc.header.total_size() <= exchange_core::document::limits::INLINE_BYTES {
-            for p in &doc.header.parts {
-                if content
-                    .iter()
-                    .any(|c: &pb::InlineContent| c.sha256 == p.sha256.0)
-                {
-                    continue;
-                }
-                content.push(pb::InlineContent {
-                    sha256: p.sha256.0.to_vec(),
-                    data: read_small(node, p.sha256, p.size).await?,
-                });
+    for part in &p.doc.header.parts {
+        let _claim = uploads.claim(part.sha256).await;
+        upload(node, client, part.sha256, part.size).await?;
+    }
+    let sent = client.submit(std::mem::take(&mut p.req)).await;
+    answered(node, p, sent.map(tonic::Response::into_inner)).await
+}
+
+/// Whether `p` may join the documents of `batch` in one `SubmitBatch`.
+fn items_fit(batch: &[Prepared], p: &Prepared) -> bool {
+    let bytes: usize = batch
+        .iter()
+        .map(|b| prost::Message::encoded_len(&b.req))
+        .sum();
+    batch.len() < limits::SUBMIT_BATCH && bytes + prost::Message::encoded_len(&p.req) <= BATCH_BYTES
+}
+
+/// Submits `batch` in one `SubmitBatch` call (one alone, or all one by one to a hub that does
+/// not know the call, with `Submit`), and records each answer.
+async fn submit_batch(
+    node: &Arc<Node>,
+    client: &Client,
+    batches: &Batches,
+    batch: Vec<Prepared>,
+) -> Vec<Sent> {
+    let mut batch = batch;
+    if batch.len() > 1 && batches.on() {
+        let documents = batch
+            .iter_mut()
+            .map(|p| std::mem::take(&mut p.req))
+            .collect();
+        let call = client
+            .clone()
+            .submit_batch(pb::SubmitBatchRequest { documents })
+            .await;
+        match call {
+            Ok(r) => {
+                info!(documents = batch.len(), "submitted together (SubmitBatch)");
+                return batch_answered(node, batch, r.into_inner().outcomes).await;
             }
-        } else {
-            for p in &doc.header.parts {
-                let _claim = uploads.claim(p.sha256).await;
-                upload(node, client, p.sha256, p.size).await?;
+            // An older hub that does not know the call, or one that does not take this batch
+            // (an error about the batch, not about a document): one by one.
+            Err(s) if matches!(s.code(), Code::Unimplemented | Code::InvalidArgument) => {
+                info!(reason = %s.message(), "the hub did not take SubmitBatch: submitting one by one");
+                batches.unsupported();
+                if let Err(e) = refill(node, &mut batch).await {
+                    return failed_all(batch, &e);
+                }
+            }
+            // Whatever the call met (the caller's identity, a rate, the link), each document
+            // meets as Submit would have.
+            Err(s) => {
+                return batch
+                    .into_iter()
+                    .map(|p| {
+                        (
+                            p.key,
+                            Err(UplinkError::from_status(Call::Submit, s.clone())),
+                        )
+                    })
+                    .collect();
             }
         }
-        client
-            .submit(pb::SubmitRequest {
-                document: Some(wire),
-                content,
-            })
-            .await
-            .map_err(|s| UplinkError::from_status(Call::Submit, s))
     }
-    .await;
-    match result {
+    let mut tasks = JoinSet::new();
+    for mut p in batch {
+        let (node, mut client) = (Arc::clone(node), client.clone());
+        tasks.spawn(async move {
+            let sent = client.submit(std::mem::take(&mut p.req)).await;
+            let sent = sent.map(tonic::Response::into_inner);
+            (p.key, answered(&node, p, sent).await)
+        });
+    }
+    tasks.join_all().await
+}
+
+/// Makes the requests of `batch` again (they went into a call the hub did not take).
+async fn refill(node: &Node, batch: &mut [Prepared]) -> Result<(), UplinkError> {
+    for p in batch.iter_mut() {
+        p.req = request(node, &p.doc).await?;
+    }
+    Ok(())
+}
+
+/// Every item of `batch` failed for the same reason, to be retried.
+fn failed_all(batch: Vec<Prepared>, s: &dyn std::fmt::Display) -> Vec<Sent> {
+    batch
+        .into_iter()
+        .map(|p| (p.key, Err(UplinkError::unusable(s.to_string()))))
+        .collect()
+}
+
+/// Records the hub's `outcomes` of a `SubmitBatch` of `batch`, together so that their commits
+/// are shared.
+async fn batch_answered(
+    node: &Arc<Node>,
+    batch: Vec<Prepared>,
+    outcomes: Vec<pb::SubmitOutcome>,
+) -> Vec<Sent> {
+    if outcomes.len() != batch.len() {
+        let e = format!(
+            "hub answered {} outcomes for {} documents",
+            outcomes.len(),
+            batch.len()
+        );
+        return failed_all(batch, &e);
+    }
+    let mut tasks = JoinSet::new();
+    for (p, o) in batch.into_iter().zip(outcomes) {
+        let node = Arc::clone(node);
+        tasks.spawn(async move { (p.key, answered(&node, p, outcome(o)).await) });
+    }
+    tasks.join_all().await
+}
+
+/// One document's outcome in a `SubmitBatch` answer, as `Submit` would have answered it.
+fn outcome(o: pb::SubmitOutcome) -> Result<pb::SubmitResponse, tonic::Status> {
+    if o.code == 0 {
+        return Ok(pb::SubmitResponse {
+            acceptance: o.acceptance,
+        });
+    }
+    Err(tonic::Status::with_details(
+        tonic::Code::from(o.code),
+        o.message,
+        o.details.into(),
+    ))
+}
+
+/// Reads outbox item `key` (document `id`) and makes its `Submit`, with the content inline
+/// for a small document. `None`: the document is not stored (the item is dropped).
+async fn prepare(
+    node: &Node,
+    id: DocumentId,
+    key: QueueKey,
+) -> Result<Option<Prepared>, UplinkError> {
+    let Some(rec) = store::sent(&node.store, id).await? else {
+        warn!(doc_id = %id, "outbox names a document that is not stored; dropping the item");
+        store::outbox_done(&node.store, key).await?;
+        return Ok(None);
+    };
+    let doc = rec.doc;
+    let inline = doc.header.total_size() <= limits::INLINE_BYTES;
+    let req = request(node, &doc).await?;
+    Ok(Some(Prepared {
+        key,
+        doc,
+        req,
+        inline,
+    }))
+}
+
+/// The `Submit` of `doc`: with its content inline if it is small (each distinct part once).
+async fn request(node: &Node, doc: &SignedDoc) -> Result<pb::SubmitRequest, UplinkError> {
+    let mut content = Vec::new();
+    if doc.header.total_size() <= limits::INLINE_BYTES {
+        for p in &doc.header.parts {
+            if content
+                .iter()
+                .any(|c: &pb::InlineContent| c.sha256 == p.sha256.0)
+            {
+                continue;
+            }
+            content.push(pb::InlineContent {
+                sha256: p.sha256.0.to_vec(),
+                data: read_small(node, p.sha256, p.size).await?,
+            });
+        }
+    }
+    Ok(pb::SubmitRequest {
+        document: Some(doc.wire.clone()),
+        content,
+    })
+}
+
+/// Records the hub's answer to the submission of `p`. A refusal is recorded and ends the item;
+/// anything else is returned for a retry.
+async fn answered(
+    node: &Node,
+    p: Prepared,
+    sent: Result<pb::SubmitResponse, tonic::Status>,
+) -> Result<(), UplinkError> {
+    let (id, key, doc) = (p.doc.header.id, p.key, p.doc);
+    match sent.map_err(|s| UplinkError::from_status(Call::Submit, s)) {
         Ok(resp) => {
             let acc = resp
-                .into_inner()
                 .acceptance
                 .ok_or_else(|| UplinkError::unusable("hub sent no acceptance"))?;
             let ev = SignedEvidence::verify(acc, &node.verifier, now_secs())
