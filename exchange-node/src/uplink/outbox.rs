@@ -23,6 +23,11 @@
 //!   It is logged as an error once and set aside: it stays in the outbox (nothing is dropped;
 //!   a restart tries it again, e.g. after restoring the store) but is not sent again by this
 //!   process, costs no backoff, and holds back only the later items about the same document.
+//! - **Small documents together.** The small documents (content inline) started at once go in
+//!   one `SubmitBatch` call (at most 64 and 2 MiB a call), each answered and recorded as if sent
+//!   alone; a large one is uploaded and submitted in a task of its own, so that its upload holds
+//!   no other slot. A hub older than the call (`UNIMPLEMENTED`) gets one `Submit` per document,
+//!   and a batch is tried again after [`BATCH_RETRY_MS`].
 //! - **Shutdown.** On cancellation nothing new starts and the items in flight are finished (the
 //!   node's grace period bounds the wait); anything cut off stays queued.
 
@@ -152,8 +157,8 @@ impl Window {
         let items = store::next_outbox(&node.store, self.size - self.busy.len(), skip).await?;
         // The most urgent priority being sent: nothing less urgent starts beside it.
         let mut floor = self.busy.keys().map(|k| k.priority).min();
-        // Submissions started together go together (one `SubmitBatch`, one task).
-        let mut submissions: Vec<(QueueKey, DocumentId, Option<String>)> = Vec::new();
+        // Small documents started together go together (`SubmitBatch`, one task).
+        let mut submissions: Vec<(Prepared, Option<String>)> = Vec::new();
         for (key, item) in items {
             let item = match item {
                 Ok(item) => item,
@@ -168,40 +173,51 @@ impl Window {
             let doc = about(&item);
             if doc.is_some()
                 && (self.busy.values().any(|b| b.doc == doc)
-                    || submissions.iter().any(|(_, _, d)| *d == doc)
+                    || submissions.iter().any(|(_, d)| *d == doc)
                     || self.parked.values().any(|d| *d == doc))
             {
                 continue; // after the item about the same document in flight or set aside
             }
             floor = Some(floor.map_or(key.priority, |f| f.min(key.priority)));
-            let id = match item {
-                OutboxItem::Submit(id) => id,
-                OutboxItem::Evidence(ev) => {
-                    let (node, mut client) = (Arc::clone(node), client.clone());
-                    let task = self.tasks.spawn(async move {
-                        vec![(key, send_evidence(&node, &mut client, ev, key).await)]
-                    });
-                    self.busy.insert(
-                        key,
-                        InFlight {
-                            doc,
-                            task: task.id(),
-                        },
-                    );
-                    continue;
-                }
+            let (node, mut client) = (Arc::clone(node), client.clone());
+            let task = match item {
+                OutboxItem::Evidence(ev) => self.tasks.spawn(async move {
+                    vec![(key, send_evidence(&node, &mut client, ev, key).await)]
+                }),
+                // Read here, so that a small document joins the others and a large one (whose
+                // upload may take long) goes in a task of its own.
+                OutboxItem::Submit(id) => match prepare(&node, id, key).await {
+                    Ok(Some(p)) if p.inline => {
+                        submissions.push((p, doc));
+                        continue;
+                    }
+                    Ok(Some(p)) => {
+                        let uploads = Arc::clone(&self.uploads);
+                        self.tasks.spawn(async move {
+                            vec![(key, submit_large(&node, &mut client, &uploads, p).await)]
+                        })
+                    }
+                    Ok(None) => continue, // not stored: the item was dropped
+                    Err(e) if e.is_damage() => {
+                        self.park(key, doc, &e);
+                        continue;
+                    }
+                    Err(e) => self.tasks.spawn(async move { vec![(key, Err(e))] }),
+                },
             };
-            submissions.push((key, id, doc));
+            let task = task.id();
+            self.busy.insert(key, InFlight { doc, task });
         }
         if !submissions.is_empty() {
-            let items = submissions.iter().map(|(k, id, _)| (*k, *id)).collect();
             let (node, client) = (Arc::clone(node), client.clone());
-            let (uploads, batches) = (Arc::clone(&self.uploads), Arc::clone(&self.batches));
+            let batches = Arc::clone(&self.batches);
+            let (small, docs): (Vec<_>, Vec<_>) = submissions.into_iter().unzip();
+            let keys: Vec<QueueKey> = small.iter().map(|p| p.key).collect();
             let task = self
                 .tasks
-                .spawn(async move { submit_all(node, client, uploads, batches, items).await });
-            for (key, _, doc) in submissions {
-                let task = task.id();
+                .spawn(async move { submit_small(&node, &client, &batches, small).await })
+                .id();
+            for (key, doc) in keys.into_iter().zip(docs) {
                 self.busy.insert(key, InFlight { doc, task });
             }
         }
@@ -313,41 +329,24 @@ struct Prepared {
     inline: bool,
 }
 
-/// Submits outbox items `items` (in queue order): the small documents together, in
-/// `SubmitBatch` calls of at most [`limits::SUBMIT_BATCH`] documents and [`BATCH_BYTES`]; each
-/// larger one alone, uploading its content first, beside them (so that a large upload does not
-/// hold the small documents back). Returns how each went.
-async fn submit_all(
-    node: Arc<Node>,
-    client: Client,
-    uploads: Arc<Uploads>,
-    batches: Arc<Batches>,
-    items: Vec<(QueueKey, DocumentId)>,
+/// Submits the small documents `small` (in queue order) in `SubmitBatch` calls of at most
+/// [`limits::SUBMIT_BATCH`] documents and [`BATCH_BYTES`]. Returns how each went.
+async fn submit_small(
+    node: &Arc<Node>,
+    client: &Client,
+    batches: &Batches,
+    small: Vec<Prepared>,
 ) -> Vec<Sent> {
-    let mut out = Vec::with_capacity(items.len());
-    let mut large = JoinSet::new();
-    let mut ready: Vec<Prepared> = Vec::new();
-    for (key, id) in items {
-        match prepare(&node, id, key).await {
-            Ok(Some(p)) if !p.inline => {
-                let (node, mut client) = (Arc::clone(&node), client.clone());
-                let uploads = Arc::clone(&uploads);
-                large.spawn(async move {
-                    let result = submit_large(&node, &mut client, &uploads, p).await;
-                    (key, result)
-                });
-            }
-            Ok(Some(p)) if items_fit(&ready, &p) => ready.push(p),
-            Ok(Some(p)) => {
-                let full = std::mem::replace(&mut ready, vec![p]);
-                out.extend(submit_batch(&node, &client, &batches, full).await);
-            }
-            Ok(None) => out.push((key, Ok(()))),
-            Err(e) => out.push((key, Err(e))),
+    let mut out = Vec::with_capacity(small.len());
+    let mut batch: Vec<Prepared> = Vec::new();
+    for p in small {
+        if !items_fit(&batch, &p) {
+            let full = std::mem::take(&mut batch);
+            out.extend(submit_batch(node, client, batches, full).await);
         }
+        batch.push(p);
     }
-    out.extend(submit_batch(&node, &client, &batches, ready).await);
-    out.extend(large.join_all().await);
+    out.extend(submit_batch(node, client, batches, batch).await);
     out
 }
 
