@@ -18,18 +18,31 @@ use crate::{Hub, delivery::damaged, store};
 /// How often queued deliveries are checked.
 const EVERY: Duration = Duration::from_secs(2);
 
+/// Whether deliveries expire at all (`[hub]`).
+fn enabled(hub: &Hub) -> bool {
+    let cfg = &hub.cfg.hub;
+    cfg.expire_undelivered_after_secs > 0 || cfg.expire_at_reply_deadline
+}
+
 /// Runs until the hub stops.
 pub(crate) async fn expiry_loop(hub: Arc<Hub>) {
-    let cfg = &hub.cfg.hub;
-    if cfg.expire_undelivered_after_secs == 0 && !cfg.expire_at_reply_deadline {
+    if !enabled(&hub) {
         return;
     }
-    let mut deadlines = Deadlines::default();
     loop {
         tokio::time::sleep(EVERY).await;
-        if let Err(e) = expire_due(&hub, &mut deadlines).await {
+        if let Err(e) = expire_due(&hub).await {
             warn!(error = %e, "checking deliveries for expiry");
         }
+    }
+}
+
+/// Tells the expiry pass the deadline of document `id`, which this hub just accepted at
+/// `accepted_at_ms`: the pass then need not read the document to learn it.
+pub(crate) fn accepted(hub: &Hub, id: DocumentId, accepted_at_ms: i64, reply_deadline_ms: i64) {
+    if enabled(hub) {
+        let due = deadline(hub, accepted_at_ms, reply_deadline_ms);
+        hub.deadlines.lock().note(id, due);
     }
 }
 
@@ -46,57 +59,82 @@ fn deadline(hub: &Hub, accepted_at_ms: i64, reply_deadline_ms: i64) -> Option<i6
     by_age.into_iter().chain(by_reply).min()
 }
 
-/// The deadline of each queued document, learned once: a pass reads only the documents queued
-/// since the last one, not every queued document again (with a backlog of thousands, reading
-/// them all every [`EVERY`] cost the hub more than a tenth of its CPU under load). A document's
-/// deadline never changes: it depends on its acceptance time, its signed reply deadline and
-/// this process's configuration.
+/// The deadline of each queued document, learned once: from the accepting path as the hub
+/// accepts it ([`accepted`]), or by reading it the first time a pass finds it queued (one
+/// accepted by another hub on the same database, or before a restart). With a backlog of
+/// thousands, reading every queued document on every pass cost the hub more than a tenth of its
+/// CPU under load. A document's deadline never changes: it depends on its acceptance time, its
+/// signed reply deadline and this process's configuration.
 #[derive(Debug, Default)]
-struct Deadlines {
-    /// Document → when its deliveries expire (`None`: never).
+pub(crate) struct Deadlines {
+    /// Document → when its deliveries expire (`None`: never), as of the last pass.
     known: HashMap<DocumentId, Option<i64>>,
     /// The documents seen queued in the current pass; the others are forgotten at its end.
     seen: HashMap<DocumentId, Option<i64>>,
+    /// Deadlines told by the accepting path, with the pass during which each was told. One not
+    /// seen queued by the end of the next pass has left the queue (delivered), and is dropped.
+    noted: HashMap<DocumentId, (Option<i64>, u64)>,
+    /// Passes ended so far.
+    pass: u64,
+}
+
+/// The hub's [`Deadlines`], shared by the accepting paths and the expiry pass.
+#[derive(Debug, Default)]
+pub(crate) struct SharedDeadlines(std::sync::Mutex<Deadlines>);
+
+impl SharedDeadlines {
+    pub(crate) fn lock(&self) -> std::sync::MutexGuard<'_, Deadlines> {
+        self.0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
 }
 
 impl Deadlines {
-    /// The deadline of `id` if it was learned before (and keeps it for the next pass).
+    /// The deadline of `id` if it is known (and keeps it for the next pass).
     fn get(&mut self, id: DocumentId) -> Option<Option<i64>> {
-        let due = self.known.get(&id).copied()?;
+        let due = match self.known.get(&id) {
+            Some(due) => *due,
+            None => self.noted.remove(&id)?.0,
+        };
         self.seen.insert(id, due);
         Some(due)
     }
 
-    /// Learns the deadline of `id`.
+    /// Learns the deadline of `id`, read from the store in this pass.
     fn learn(&mut self, id: DocumentId, due: Option<i64>) {
         self.seen.insert(id, due);
+    }
+
+    /// Notes the deadline of `id`, just accepted.
+    fn note(&mut self, id: DocumentId, due: Option<i64>) {
+        self.noted.insert(id, (due, self.pass));
     }
 
     /// Ends a pass: what was not seen queued in it is no longer needed.
     fn end_pass(&mut self) {
         self.known = std::mem::take(&mut self.seen);
+        let pass = self.pass;
+        self.noted.retain(|_, (_, told)| *told == pass);
+        self.pass += 1;
     }
 }
 
-async fn expire_due(hub: &Hub, deadlines: &mut Deadlines) -> Result<(), ServiceError> {
+async fn expire_due(hub: &Hub) -> Result<(), ServiceError> {
     let now = now_ms();
-    let result = match expire_deliveries(hub, deadlines, now).await {
-        Ok(()) => expire_relays(hub, deadlines, now).await,
+    let result = match expire_deliveries(hub, now).await {
+        Ok(()) => expire_relays(hub, now).await,
         Err(e) => Err(e),
     };
     // After a failed pass, what it did not reach is read again when next needed.
-    deadlines.end_pass();
+    hub.deadlines.lock().end_pass();
     result
 }
 
-/// The deadline of document `id`: learned before, or read from the store. `Ok(None)` also for a
+/// The deadline of document `id`: known, or read from the store. `Ok(None)` also for a
 /// document that is gone or damaged (passed over, not remembered: the next pass looks again).
-async fn due_of(
-    hub: &Hub,
-    deadlines: &mut Deadlines,
-    id: DocumentId,
-) -> Result<Option<i64>, ServiceError> {
-    if let Some(due) = deadlines.get(id) {
+async fn due_of(hub: &Hub, id: DocumentId) -> Result<Option<i64>, ServiceError> {
+    if let Some(due) = hub.deadlines.lock().get(id) {
         return Ok(due);
     }
     let rec = match store::document(&hub.store, id).await {
@@ -116,18 +154,14 @@ async fn due_of(
         rec.accepted_at_ms,
         rec.doc.header.metadata.reply_deadline_ms,
     );
-    deadlines.learn(id, due);
+    hub.deadlines.lock().learn(id, due);
     Ok(due)
 }
 
 /// Queued deliveries past their deadline: NOT_DELIVERED ("expired"), back to the sender.
-async fn expire_deliveries(
-    hub: &Hub,
-    deadlines: &mut Deadlines,
-    now: i64,
-) -> Result<(), ServiceError> {
+async fn expire_deliveries(hub: &Hub, now: i64) -> Result<(), ServiceError> {
     for (dept, key, id) in store::queued_deliveries(&hub.store).await? {
-        let due = match due_of(hub, deadlines, id).await? {
+        let due = match due_of(hub, id).await? {
             Some(due) if now >= due => due,
             _ => continue,
         };
@@ -156,12 +190,12 @@ async fn expire_deliveries(
 /// Documents waiting in a peer queue past their deadline (the next hub down, or refusing them,
 /// for that long): this hub, which holds custody, gives up on their recipients there and signs
 /// NOT_DELIVERED as the custodian, which goes back towards the sender (docs/federation.md).
-async fn expire_relays(hub: &Hub, deadlines: &mut Deadlines, now: i64) -> Result<(), ServiceError> {
+async fn expire_relays(hub: &Hub, now: i64) -> Result<(), ServiceError> {
     let Some(here) = hub.links.name.clone() else {
         return Ok(());
     };
     for (peer, key, id, recipients) in store::queued_relays(&hub.store).await? {
-        let due = match due_of(hub, deadlines, id).await {
+        let due = match due_of(hub, id).await {
             Ok(Some(due)) if now >= due => due,
             _ => continue,
         };
@@ -205,5 +239,26 @@ mod tests {
         d.end_pass();
         d.end_pass();
         assert!(d.known.is_empty() && d.seen.is_empty());
+    }
+
+    #[test]
+    fn noted_deadlines_are_used_once_queued_and_dropped_once_delivered() {
+        let (queued, delivered, late) = (DocumentId::new(), DocumentId::new(), DocumentId::new());
+        let mut d = Deadlines::default();
+        d.note(queued, Some(20));
+        d.note(delivered, None);
+        // A pass finds `queued` in the queue: known without a read; `delivered` is not there.
+        assert_eq!(d.get(queued), Some(Some(20)));
+        d.note(late, Some(30)); // accepted during the pass, after the queue was scanned
+        d.end_pass();
+        assert_eq!(d.get(queued), Some(Some(20)), "kept while queued");
+        assert_eq!(
+            d.get(late),
+            Some(Some(30)),
+            "told during the last pass: still noted"
+        );
+        d.end_pass();
+        assert!(d.noted.is_empty(), "{:?}", d.noted);
+        assert_eq!(d.get(delivered), None, "never seen queued: dropped");
     }
 }

@@ -76,6 +76,8 @@ pub(crate) struct Hub {
     pub(crate) leases: Arc<lease::Leases>,
     /// Each department's call and byte rates (`[limits]`), metered in front of every service.
     pub(crate) limits: Arc<limits::Limits>,
+    /// The deadlines of queued documents, for the expiry pass.
+    pub(crate) deadlines: expiry::SharedDeadlines,
     pub(crate) shutdown: CancellationToken,
 }
 
@@ -262,6 +264,7 @@ fn open(cfg: HubConfig, shutdown: CancellationToken) -> anyhow::Result<Hub> {
     };
     Ok(Hub {
         limits: limits::Limits::new(cfg.limits),
+        deadlines: expiry::SharedDeadlines::default(),
         cfg,
         directory,
         store,

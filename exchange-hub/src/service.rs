@@ -379,10 +379,11 @@ impl HubService {
         .wire;
         let local: Vec<DeptId> = plan.local.iter().map(|(_, d)| d.clone()).collect();
         let peers: Vec<_> = plan.relays.iter().map(|(p, _)| p.clone()).collect();
-        let id = h.id;
+        let (id, reply_deadline_ms) = (h.id, h.metadata.reply_deadline_ms);
         match store::accept(&hub.store, doc, acceptance, None, inline, at, plan).await? {
             store::Accepted::New(acc) => {
                 info!(doc_id = %id, %sender, recipients = local.len(), peers = peers.len(), "accepted");
+                crate::expiry::accepted(hub, id, at, reply_deadline_ms);
                 local.iter().for_each(|r| hub.sessions.wake(r));
                 peers.iter().for_each(|p| hub.peer_wake.wake(p));
                 Ok(pb::SubmitResponse {
