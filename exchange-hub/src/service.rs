@@ -743,6 +743,7 @@ impl hub_server::Hub for HubService {
         ))
     }
 
+    #[instrument(skip_all, fields(dept))]
     async fn submit_batch(
         &self,
         req: Request<pb::SubmitBatchRequest>,

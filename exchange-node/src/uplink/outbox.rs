@@ -380,9 +380,8 @@ async fn submit_batch(
     node: &Arc<Node>,
     client: &Client,
     batches: &Batches,
-    batch: Vec<Prepared>,
+    mut batch: Vec<Prepared>,
 ) -> Vec<Sent> {
-    let mut batch = batch;
     if batch.len() > 1 && batches.on() {
         let documents = batch
             .iter_mut()
