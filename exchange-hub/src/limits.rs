@@ -5,9 +5,9 @@
 //!   long-lived stream is not a rate). An empty bucket answers `RESOURCE_EXHAUSTED` at once. A
 //!   `SubmitBatch` of n documents costs n calls: admitted for one, the rest taken as debt.
 //! - **bytes**: a token bucket per department over the request bytes of `Submit`,
-//!   `SubmitBatch`, `PutBlob` and `SubmitEvidence`. A stream that goes over it is slowed to the sustained rate (its next
-//!   message waits, and HTTP/2 flow control pushes back on the sender); a new call while the
-//!   department is in debt gets `RESOURCE_EXHAUSTED`.
+//!   `SubmitBatch`, `PutBlob` and `SubmitEvidence`. A stream that goes over it is slowed to the
+//!   sustained rate (its next message waits, and HTTP/2 flow control pushes back on the sender);
+//!   a new call while the department is in debt gets `RESOURCE_EXHAUSTED`.
 //! - **idle streams**: a request that sends nothing for `idle_stream_secs` is cut with
 //!   `DEADLINE_EXCEEDED` (a PutBlob that stops half-way, a unary call whose body never ends).
 //!
