@@ -69,13 +69,10 @@ fn deadline(hub: &Hub, accepted_at_ms: i64, reply_deadline_ms: i64) -> Option<i6
 pub(crate) struct Deadlines {
     /// Document → when its deliveries expire (`None`: never), as of the last pass.
     known: HashMap<DocumentId, Option<i64>>,
-    /// The documents seen queued in the current pass; the others are forgotten at its end.
+    /// The documents seen queued in the current pass, and those accepted during it; the others
+    /// are forgotten at its end. One accepted but not seen queued by the end of the next pass
+    /// has left the queue (delivered), and is forgotten then.
     seen: HashMap<DocumentId, Option<i64>>,
-    /// Deadlines told by the accepting path, with the pass during which each was told. One not
-    /// seen queued by the end of the next pass has left the queue (delivered), and is dropped.
-    noted: HashMap<DocumentId, (Option<i64>, u64)>,
-    /// Passes ended so far.
-    pass: u64,
 }
 
 /// The hub's [`Deadlines`], shared by the accepting paths and the expiry pass.
@@ -93,10 +90,10 @@ impl SharedDeadlines {
 impl Deadlines {
     /// The deadline of `id` if it is known (and keeps it for the next pass).
     fn get(&mut self, id: DocumentId) -> Option<Option<i64>> {
-        let due = match self.known.get(&id) {
-            Some(due) => *due,
-            None => self.noted.remove(&id)?.0,
-        };
+        if let Some(due) = self.seen.get(&id) {
+            return Some(*due);
+        }
+        let due = *self.known.get(&id)?;
         self.seen.insert(id, due);
         Some(due)
     }
@@ -108,15 +105,12 @@ impl Deadlines {
 
     /// Notes the deadline of `id`, just accepted.
     fn note(&mut self, id: DocumentId, due: Option<i64>) {
-        self.noted.insert(id, (due, self.pass));
+        self.seen.insert(id, due);
     }
 
-    /// Ends a pass: what was not seen queued in it is no longer needed.
+    /// Ends a pass: what was not seen queued (or accepted) in it is no longer needed.
     fn end_pass(&mut self) {
         self.known = std::mem::take(&mut self.seen);
-        let pass = self.pass;
-        self.noted.retain(|_, (_, told)| *told == pass);
-        self.pass += 1;
     }
 }
 
@@ -258,7 +252,6 @@ mod tests {
             "told during the last pass: still noted"
         );
         d.end_pass();
-        assert!(d.noted.is_empty(), "{:?}", d.noted);
         assert_eq!(d.get(delivered), None, "never seen queued: dropped");
     }
 }

@@ -179,19 +179,22 @@ impl Window {
                 continue; // after the item about the same document in flight or set aside
             }
             floor = Some(floor.map_or(key.priority, |f| f.min(key.priority)));
-            let (node, mut client) = (Arc::clone(node), client.clone());
             let task = match item {
-                OutboxItem::Evidence(ev) => self.tasks.spawn(async move {
-                    vec![(key, send_evidence(&node, &mut client, ev, key).await)]
-                }),
+                OutboxItem::Evidence(ev) => {
+                    let (node, mut client) = (Arc::clone(node), client.clone());
+                    self.tasks.spawn(async move {
+                        vec![(key, send_evidence(&node, &mut client, ev, key).await)]
+                    })
+                }
                 // Read here, so that a small document joins the others and a large one (whose
                 // upload may take long) goes in a task of its own.
-                OutboxItem::Submit(id) => match prepare(&node, id, key).await {
+                OutboxItem::Submit(id) => match prepare(node, id, key).await {
                     Ok(Some(p)) if p.inline => {
                         submissions.push((p, doc));
                         continue;
                     }
                     Ok(Some(p)) => {
+                        let (node, mut client) = (Arc::clone(node), client.clone());
                         let uploads = Arc::clone(&self.uploads);
                         self.tasks.spawn(async move {
                             vec![(key, submit_large(&node, &mut client, &uploads, p).await)]
@@ -338,12 +341,15 @@ async fn submit_small(
     small: Vec<Prepared>,
 ) -> Vec<Sent> {
     let mut out = Vec::with_capacity(small.len());
-    let mut batch: Vec<Prepared> = Vec::new();
+    let (mut batch, mut bytes): (Vec<Prepared>, usize) = (Vec::new(), 0);
     for p in small {
-        if !items_fit(&batch, &p) {
+        let len = prost::Message::encoded_len(&p.req);
+        if batch.len() == limits::SUBMIT_BATCH || bytes + len > BATCH_BYTES {
             let full = std::mem::take(&mut batch);
             out.extend(submit_batch(node, client, batches, full).await);
+            bytes = 0;
         }
+        bytes += len;
         batch.push(p);
     }
     out.extend(submit_batch(node, client, batches, batch).await);
@@ -355,23 +361,23 @@ async fn submit_large(
     node: &Node,
     client: &mut Client,
     uploads: &Arc<Uploads>,
-    mut p: Prepared,
+    p: Prepared,
 ) -> Result<(), UplinkError> {
     for part in &p.doc.header.parts {
         let _claim = uploads.claim(part.sha256).await;
         upload(node, client, part.sha256, part.size).await?;
     }
-    let sent = client.submit(std::mem::take(&mut p.req)).await;
-    answered(node, p, sent.map(tonic::Response::into_inner)).await
+    submit_alone(node, client, p).await
 }
 
-/// Whether `p` may join the documents of `batch` in one `SubmitBatch`.
-fn items_fit(batch: &[Prepared], p: &Prepared) -> bool {
-    let bytes: usize = batch
-        .iter()
-        .map(|b| prost::Message::encoded_len(&b.req))
-        .sum();
-    batch.len() < limits::SUBMIT_BATCH && bytes + prost::Message::encoded_len(&p.req) <= BATCH_BYTES
+/// Submits `p` in a `Submit` of its own and records the answer.
+async fn submit_alone(
+    node: &Node,
+    client: &mut Client,
+    mut p: Prepared,
+) -> Result<(), UplinkError> {
+    let sent = client.submit(std::mem::take(&mut p.req)).await;
+    answered(node, p, sent.map(tonic::Response::into_inner)).await
 }
 
 /// Submits `batch` in one `SubmitBatch` call (one alone, or all one by one to a hub that does
@@ -421,13 +427,9 @@ async fn submit_batch(
         }
     }
     let mut tasks = JoinSet::new();
-    for mut p in batch {
+    for p in batch {
         let (node, mut client) = (Arc::clone(node), client.clone());
-        tasks.spawn(async move {
-            let sent = client.submit(std::mem::take(&mut p.req)).await;
-            let sent = sent.map(tonic::Response::into_inner);
-            (p.key, answered(&node, p, sent).await)
-        });
+        tasks.spawn(async move { (p.key, submit_alone(&node, &mut client, p).await) });
     }
     tasks.join_all().await
 }
