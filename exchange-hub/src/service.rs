@@ -210,7 +210,9 @@ pub(crate) async fn check_content(
     let inline = check_inline(h, inline)?;
     for (i, p) in h.parts.iter().enumerate() {
         if inline.iter().any(|(d, _)| *d == p.sha256)
-            || store::inline_content(&hub.store, p.sha256).await?.is_some()
+            || store::inline_content(&hub.store, h.id, p.sha256)
+                .await?
+                .is_some()
         {
             continue;
         }
@@ -816,7 +818,7 @@ impl hub_server::Hub for HubService {
             ))
             .into());
         }
-        if let Some(data) = store::inline_content(&self.hub.store, digest)
+        if let Some(data) = store::inline_content(&self.hub.store, doc.header.id, digest)
             .await
             .map_err(ServiceError::from)?
         {

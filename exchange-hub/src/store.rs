@@ -7,8 +7,9 @@
 //! - `deliveries`: (doc id, recipient) → `HubDelivery` ([`records::DeliveryRecord`])
 //! - `evidence`: (doc id, recipient or "", kind code) → encoded `SignedEvidence`
 //! - `recalls`: doc id → `HubRecall` (the sender's signed RECALL, once recalled)
-//! - `content`: digest → bytes, the content of small documents sent inline (larger content is
-//!   in the blob store)
+//! - `content`: (doc id, digest) → bytes, the content of small documents sent inline, per
+//!   document (digest → bytes in stores written before; `exchange_core::store::content`);
+//!   larger content is in the blob store
 //! - `outbound` queue: per destination department → `QueueItem` ([`Outbound`]: deliver a
 //!   document, evidence for its sender, or a notice — recall or reminder — for a recipient)
 //! - `relay_out` queue: per peer exchange → `QueueItem` ([`PeerItem`]: relay a document, or

@@ -193,7 +193,7 @@ impl node_server::Node for NodeApi {
         };
         let (store, blobs) = (self.node.store.clone(), self.node.blobs.clone());
         Ok(Response::new(Box::pin(streams::document(
-            store, blobs, first, parts,
+            store, blobs, id, first, parts,
         ))))
     }
 

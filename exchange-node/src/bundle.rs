@@ -42,7 +42,7 @@ pub(crate) async fn get(
     let (bundle, parts) = assemble(node, id).await?;
     let parts = if with_content { parts } else { Vec::new() };
     for p in &parts {
-        if !crate::content::has(&node.store, &node.blobs, &p.sha256).await {
+        if !crate::content::has(&node.store, &node.blobs, id, &p.sha256).await {
             return Err(ServiceError::new(
                 ErrorCode::FailedPrecondition,
                 format!("content {} of {id} is not on this node's disk", p.name),
@@ -57,7 +57,7 @@ pub(crate) async fn get(
             tx,
             buf: Vec::with_capacity(CHUNK_SIZE),
         };
-        if let Err(e) = stream(&mut out, &store, &blobs, &bundle, &parts).await {
+        if let Err(e) = stream(&mut out, &store, &blobs, id, &bundle, &parts).await {
             let _ = out.tx.send(Err(e.into())).await; // the caller may be gone already
         }
     });
@@ -176,6 +176,7 @@ async fn stream(
     out: &mut Chunker,
     store: &exchange_core::store::Store,
     blobs: &BlobStore,
+    id: DocumentId,
     bundle: &pb::EvidenceBundle,
     parts: &[PartInfo],
 ) -> Result<(), ServiceError> {
@@ -188,7 +189,7 @@ async fn stream(
         if !out.put(&part_frame(index, p.size)).await {
             return Ok(());
         }
-        let file = crate::content::open(store, blobs, &p.sha256, 0)
+        let file = crate::content::open(store, blobs, id, &p.sha256, 0)
             .await
             .map_err(blob_error)?;
         let mut file = file.take(p.size);

@@ -6,6 +6,7 @@
 use exchange_core::{
     blob::{BlobError, BlobStore},
     error::{ErrorCode, ServiceError},
+    ids::DocumentId,
     signing::Digest,
     store::{Store, StoreError},
 };
@@ -16,19 +17,25 @@ pub(crate) use exchange_core::store::content::{get, put};
 /// A part's bytes, from wherever they are.
 pub(crate) type Reader = Box<dyn AsyncRead + Send + Unpin>;
 
-/// Whether the whole content of `digest` is on this node.
-pub(crate) async fn has(store: &Store, blobs: &BlobStore, digest: &Digest) -> bool {
-    matches!(get(store, *digest).await, Ok(Some(_))) || blobs.contains(digest).await
+/// Whether the whole content of `doc`'s part `digest` is on this node.
+pub(crate) async fn has(
+    store: &Store,
+    blobs: &BlobStore,
+    doc: DocumentId,
+    digest: &Digest,
+) -> bool {
+    matches!(get(store, doc, *digest).await, Ok(Some(_))) || blobs.contains(digest).await
 }
 
-/// Opens the content of `digest` at `offset`.
+/// Opens the content of `doc`'s part `digest` at `offset`.
 pub(crate) async fn open(
     store: &Store,
     blobs: &BlobStore,
+    doc: DocumentId,
     digest: &Digest,
     offset: u64,
 ) -> Result<Reader, BlobError> {
-    match get(store, *digest).await {
+    match get(store, doc, *digest).await {
         Ok(Some(data)) => {
             let from = usize::try_from(offset)
                 .unwrap_or(usize::MAX)

@@ -7,7 +7,8 @@
 //! - `idempotency`: client key → doc id
 //! - `events`: seq → `NodeEventRecord` (what `WatchEvents` replays)
 //! - `outbox` queue (destination "hub"): documents to submit, evidence to send
-//! - `content`: digest → bytes, small documents' content (`exchange_core::store::content`)
+//! - `content`: (doc id, digest) → bytes, small documents' content, per document (digest →
+//!   bytes in stores written before; `exchange_core::store::content`)
 //!
 //! They are `exchange_core::store::kv` tables (schema 2): a key that is one string is its bytes,
 //! the events' seq is eight big-endian bytes, the outbox's keys are `kv::Key` tuples. A store of

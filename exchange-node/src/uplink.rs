@@ -358,7 +358,12 @@ async fn download(
     size: u64,
 ) -> Result<(), ServiceError> {
     let (have, complete) = node.blobs.progress(&sha256).await;
-    if complete || matches!(crate::content::get(&node.store, sha256).await, Ok(Some(_))) {
+    if complete
+        || matches!(
+            crate::content::get(&node.store, id, sha256).await,
+            Ok(Some(_))
+        )
+    {
         return Ok(());
     }
     let mut offset = have.min(size);

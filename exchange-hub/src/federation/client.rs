@@ -236,7 +236,7 @@ async fn relay_document(
         {
             continue;
         }
-        match store::inline_content(&hub.store, p.sha256)
+        match store::inline_content(&hub.store, rec.doc.header.id, p.sha256)
             .await
             .map_err(later)?
         {

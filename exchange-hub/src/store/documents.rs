@@ -125,7 +125,7 @@ pub(crate) async fn accept(
                 )?;
             }
             for (digest, data) in &inline {
-                content::put(txn, &sealer, digest, data)?;
+                content::put(txn, &sealer, doc.header.id, digest, data)?;
             }
             audit::append(txn, &accepted_event(&doc, relay.as_ref(), &plan))?;
             queue_plan(txn, &id, &doc, &plan, false)?;
@@ -235,7 +235,7 @@ pub(super) fn inline_of(
         if out.iter().any(|c| c.sha256 == p.sha256.0) {
             continue;
         }
-        if let Some(data) = content::get_in(txn, sealer, &p.sha256)? {
+        if let Some(data) = content::get_in(txn, sealer, doc.header.id, &p.sha256)? {
             out.push(pb::InlineContent {
                 sha256: p.sha256.0.to_vec(),
                 data,
@@ -245,10 +245,11 @@ pub(super) fn inline_of(
     Ok(out)
 }
 
-/// Content held inline under `digest`, if any (small documents sent inline).
+/// The content of `doc`'s part `digest` if it is held inline (a small document).
 pub(crate) async fn inline_content(
     store: &Store,
+    doc: DocumentId,
     digest: Digest,
 ) -> Result<Option<Vec<u8>>, StoreError> {
-    content::get(store, digest).await
+    content::get(store, doc, digest).await
 }

@@ -8,6 +8,7 @@ use exchange_core::{
     blob::{BlobStore, CHUNK_SIZE},
     document::PartInfo,
     error::ServiceError,
+    ids::DocumentId,
     store::Store,
 };
 use exchange_proto::v1 as pb;
@@ -21,6 +22,7 @@ use crate::{Node, store};
 pub(super) fn document(
     store: Store,
     blobs: BlobStore,
+    id: DocumentId,
     first: pb::ReceivedDocument,
     parts: Vec<PartInfo>,
 ) -> ReceiverStream<Result<pb::FetchDocumentResponse, Status>> {
@@ -36,7 +38,7 @@ pub(super) fn document(
             let unreadable = |e: &dyn std::fmt::Display| {
                 Err(Status::unavailable(format!("reading {}: {e}", p.name)))
             };
-            let mut file = match crate::content::open(&store, &blobs, &p.sha256, 0).await {
+            let mut file = match crate::content::open(&store, &blobs, id, &p.sha256, 0).await {
                 Ok(f) => f,
                 Err(e) => {
                     let _ = tx.send(unreadable(&e)).await;

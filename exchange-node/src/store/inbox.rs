@@ -230,7 +230,7 @@ pub(crate) async fn receive(
             let sender = rec.sender();
             record::write(txn, &sealer, id, rec)?;
             for (digest, data) in &inline {
-                crate::content::put(txn, &sealer, digest, data)?;
+                crate::content::put(txn, &sealer, id, digest, data)?;
             }
             let mut fx = Effects::default();
             fx.event(Event {

@@ -256,7 +256,7 @@ pub(crate) async fn submit(
             let priority = doc.header.urgency.priority();
             record::write(txn, &sealer, id, SentRecord::new(doc.clone(), at_ms))?;
             for (digest, data) in &inline {
-                crate::content::put(txn, &sealer, digest, data)?;
+                crate::content::put(txn, &sealer, id, digest, data)?;
             }
             outbox::push_submit(txn, priority, id)?;
             if let Some(k) = &key {

@@ -284,8 +284,13 @@ fn about(item: &OutboxItem) -> Option<String> {
 }
 
 /// The whole content of a small blob.
-async fn read_small(node: &Node, sha256: Digest, size: u64) -> Result<Vec<u8>, UplinkError> {
-    let file = crate::content::open(&node.store, &node.blobs, &sha256, 0)
+async fn read_small(
+    node: &Node,
+    id: DocumentId,
+    sha256: Digest,
+    size: u64,
+) -> Result<Vec<u8>, UplinkError> {
+    let file = crate::content::open(&node.store, &node.blobs, id, &sha256, 0)
         .await
         .map_err(blob_error)?;
     let mut data = Vec::with_capacity(usize::try_from(size).unwrap_or(0));
@@ -523,7 +528,7 @@ async fn request(node: &Node, doc: &SignedDoc) -> Result<pb::SubmitRequest, Upli
             }
             content.push(pb::InlineContent {
                 sha256: p.sha256.0.to_vec(),
-                data: read_small(node, p.sha256, p.size).await?,
+                data: read_small(node, doc.header.id, p.sha256, p.size).await?,
             });
         }
     }

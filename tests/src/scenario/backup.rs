@@ -16,7 +16,11 @@ use anyhow::{Context, Result, ensure};
 use exchange_core::store::kv::{self, ReadTables as _, Table};
 use exchange_core::{
     crypto::Profile,
-    store::sealing::{Sealer, slot},
+    signing::Digest,
+    store::{
+        content::{self, CONTENT},
+        sealing::{Sealer, slot},
+    },
 };
 use exchange_proto::{store::v1 as st, v1 as pb};
 use prost::Message as _;
@@ -25,7 +29,6 @@ use redb::ReadableDatabase as _;
 use crate::{DEADLINE, Draft, TestExchange, admin_reaches_hub, eventually, submit};
 
 const DOCUMENTS: Table = Table::new("documents");
-const CONTENT: Table = Table::new("content");
 const SENT: Table = Table::new("sent");
 
 /// Submits documents from a to b until `stop`; every id the node acknowledged goes to `acked`.
@@ -120,7 +123,10 @@ fn hub_blobs_present(data: &Path, sealer: &Sealer) -> Result<usize> {
                 .into_iter()
                 .find(|b| b.is_file())
                 .unwrap_or_else(|| data.join("blobs/sealed").join(hex(&p.sha256)));
-            let inline = txn.get(CONTENT, &p.sha256)?.is_some();
+            let digest = Digest(p.sha256.as_slice().try_into()?);
+            let inline = txn
+                .get(CONTENT, &content::key(id.parse()?, &digest))?
+                .is_some();
             ensure!(
                 inline || blob.is_file(),
                 "{id} misses content {}",

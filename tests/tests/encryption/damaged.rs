@@ -3,7 +3,10 @@
 
 use anyhow::{Context as _, Result};
 use exchange_core::signing::Digest;
-use exchange_core::store::kv::{self, ReadTables as _, Table, WriteTables as _};
+use exchange_core::store::{
+    content::{self, CONTENT},
+    kv::{self, ReadTables as _, Table, WriteTables as _},
+};
 use exchange_tests::{
     DEADLINE, TestExchange,
     cli::{entry_when, inbox, send, wait_state},
@@ -11,7 +14,6 @@ use exchange_tests::{
 };
 
 const DOCUMENTS: Table = Table::new("documents");
-const CONTENT: Table = Table::new("content");
 
 /// Flips the last byte (in the GCM tag) of the value at `key` in `table` of the stopped hub's
 /// store.
@@ -50,7 +52,7 @@ async fn a_damaged_sealed_row_at_the_hub_is_reported_as_data_loss_and_the_queue_
     ex.stop_hub().await?;
     damage(&ex, DOCUMENTS, bad_record.as_bytes())?;
     let digest = body_digest(&ex, "damaged inline content")?;
-    damage(&ex, CONTENT, digest.0.as_slice())?;
+    damage(&ex, CONTENT, &content::key(bad_content.parse()?, &digest))?;
     ex.start_hub().await?;
 
     // Queued behind the damaged two, at the same urgency.
@@ -131,7 +133,11 @@ async fn damaged_rows_in_a_senders_outbox_are_set_aside_and_the_rest_is_sent() -
     let store = ex.node_data_dir("a").join("node.redb");
     damage_in(&store, SENT, bad_record.as_bytes())?;
     let digest = body_digest(&ex, "damaged content")?;
-    damage_in(&store, CONTENT, digest.0.as_slice())?;
+    damage_in(
+        &store,
+        CONTENT,
+        &content::key(bad_content.parse()?, &digest),
+    )?;
     garble_outbox_entry(&store, &bad_entry)?;
     ex.start_hub().await?;
     ex.start_node("a").await?;

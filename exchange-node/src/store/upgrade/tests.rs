@@ -202,7 +202,7 @@ async fn a_schema_1_store_is_upgraded_on_open_and_every_record_reads_back() {
     assert_eq!(events_after(&store, 1, 10).await.unwrap().len(), 1);
     let digest = Digest::of(&old.content);
     assert_eq!(
-        crate::content::get(&store, digest).await.unwrap(),
+        crate::content::get(&store, sent_id, digest).await.unwrap(),
         Some(old.content.clone()),
         "sealed content opens under its slot"
     );
