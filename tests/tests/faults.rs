@@ -170,6 +170,59 @@ async fn a_very_urgent_document_overtakes_a_backlog_of_normal_ones() -> Result<(
     Ok(())
 }
 
+/// The hub keeps at most 16 deliveries of large documents (downloads) in flight to a node,
+/// among up to 64 items: 20 large ones queued for an offline node all arrive once, the last four
+/// after slots free up, and a 特急 one queued behind them is not held back by the downloads.
+#[tokio::test]
+async fn more_large_documents_than_may_be_in_flight_all_arrive_once() -> Result<()> {
+    let mut ex = TestExchange::start(&["a", "b"]).await?;
+    ex.stop_node("b").await?;
+    let mut api = ex.node_api("a").await?;
+    let mut large = Vec::new();
+    for i in 0..20u8 {
+        // Over the inline limit (256 KiB): uploaded, and downloaded by b with GetBlob.
+        let body = vec![i; 300 * 1024];
+        large.push(
+            submit(
+                &mut api,
+                &draft("b", &format!("large {i}"), pb::Urgency::Normal, body),
+            )
+            .await?,
+        );
+    }
+    wait_all(&ex, "a", &large, "accepted").await?;
+    let urgent = submit(
+        &mut api,
+        &draft("b", "特急: the dam", pb::Urgency::VeryUrgent, vec![3; 1000]),
+    )
+    .await?;
+    wait_all(&ex, "a", std::slice::from_ref(&urgent), "accepted").await?;
+
+    ex.start_node("b").await?;
+    let received = event_order(&ex, "b", pb::NodeEventKind::Received, None, 21).await?;
+    assert_eq!(
+        received.first(),
+        Some(&urgent),
+        "the very urgent document is pushed first: {received:?}"
+    );
+    let mut got = received.clone();
+    got.sort();
+    got.dedup();
+    assert_eq!(got.len(), 21, "each exactly once: {received:?}");
+    wait_all(&ex, "a", &large, "delivered").await?;
+    let mut b = ex.node_api("b").await?;
+    for (i, id) in large.iter().enumerate() {
+        let content = fetch_content(&mut b, id).await?;
+        let body = vec![u8::try_from(i)?; 300 * 1024];
+        assert_eq!(
+            content,
+            vec![("body.bin".to_owned(), body)],
+            "content of {id}"
+        );
+    }
+    Ok(())
+}
+
 #[tokio::test]
 async fn sigterm_stops_hub_and_nodes_cleanly_with_exit_code_zero() -> Result<()> {
     let mut ex = TestExchange::start(&["a", "b"]).await?;
