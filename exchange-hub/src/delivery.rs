@@ -1,12 +1,12 @@
 //! Pushing deliveries and evidence to connected nodes.
 //!
-//! Each node holds one `Subscribe` stream. The hub sends the most urgent waiting items, up to
-//! a window of them not yet finished ([`push_window`]); for each, the node's acknowledgement (for a document: its
-//! signed delivery receipt, sent only once the document is on the node's disk) is committed with
-//! the removal of the item from the queue. A very urgent document queued later waits behind at
-//! most the window's items already in flight, at most `LARGE_IN_FLIGHT` of them deliveries
-//! of large documents (downloads), and nothing less urgent is pushed while it is in flight (the
-//! node stores pushed items concurrently). An item that is never acknowledged stays
+//! Each node holds one `Subscribe` stream. The hub sends the most urgent waiting items, up to a
+//! window of them not yet finished ([`push_window`]); for each, the node's acknowledgement (for a
+//! document: its signed delivery receipt, sent only once the document is on the node's disk) is
+//! committed with the removal of the item from the queue. A very urgent document queued later
+//! waits behind at most the window's items already in flight, at most `LARGE_IN_FLIGHT` of them
+//! deliveries of large documents (downloads), and nothing less urgent is pushed while it is in
+//! flight (the node stores pushed items concurrently). An item that is never acknowledged stays
 //! queued and is pushed again on the node's next stream, so delivery is at-least-once on the
 //! wire and exactly-once in the inbox (the node deduplicates by document id).
 //!
