@@ -10,6 +10,7 @@
 
 use std::time::Instant;
 
+use exchange_bench::procstat;
 use redb::{Database, Durability, TableDefinition};
 
 const VALUES: TableDefinition<'_, &[u8], &[u8]> = TableDefinition::new("values");
@@ -17,20 +18,6 @@ const INDEX: TableDefinition<'_, &[u8], &[u8]> = TableDefinition::new("index");
 const CACHE_BYTES: usize = 64 << 20;
 const PRELOAD: u64 = 50_000;
 const DOCS: usize = 20_000;
-
-/// CPU seconds (user + system) of this process so far.
-fn cpu_secs() -> anyhow::Result<f64> {
-    let stat = std::fs::read_to_string("/proc/self/stat")?;
-    let after_name = stat.rsplit(')').next().unwrap_or_default();
-    let fields: Vec<&str> = after_name.split_whitespace().collect();
-    let ticks = |i: usize| -> anyhow::Result<f64> {
-        Ok(fields
-            .get(i)
-            .ok_or_else(|| anyhow::anyhow!("/proc/self/stat: no field {i}"))?
-            .parse::<f64>()?)
-    };
-    Ok((ticks(11)? + ticks(12)?) / 100.0)
-}
 
 fn key(random: bool, seq: u64) -> [u8; 8] {
     if random {
@@ -59,7 +46,7 @@ fn case(random: bool, per_commit: usize, synced: bool) -> anyhow::Result<()> {
         }
         txn.commit()?;
     }
-    let (wall, cpu) = (Instant::now(), cpu_secs()?);
+    let (wall, cpu) = (Instant::now(), procstat::cpu_secs(std::process::id())?);
     for _ in 0..DOCS / per_commit {
         let mut txn = db.begin_write()?;
         if !synced {
@@ -80,7 +67,7 @@ fn case(random: bool, per_commit: usize, synced: bool) -> anyhow::Result<()> {
         "4 KiB value at a {:10} key, {per_commit:3} per commit, {:8}: {:6.1} µs CPU, {:6.1} µs wall per document",
         if random { "random" } else { "sequential" },
         if synced { "synced" } else { "unsynced" },
-        per_doc(cpu_secs()? - cpu),
+        per_doc(procstat::cpu_secs(std::process::id())? - cpu),
         per_doc(wall.elapsed().as_secs_f64()),
     );
     Ok(())

@@ -42,7 +42,7 @@ pub(crate) async fn expiry_loop(hub: Arc<Hub>) {
 pub(crate) fn accepted(hub: &Hub, id: DocumentId, accepted_at_ms: i64, reply_deadline_ms: i64) {
     if enabled(hub) {
         let due = deadline(hub, accepted_at_ms, reply_deadline_ms);
-        hub.deadlines.lock().note(id, due);
+        hub.deadlines.lock().learn(id, due);
     }
 }
 
@@ -98,13 +98,9 @@ impl Deadlines {
         Some(due)
     }
 
-    /// Learns the deadline of `id`, read from the store in this pass.
+    /// Learns the deadline of `id`: read from the store in this pass, or told by the accepting
+    /// path.
     fn learn(&mut self, id: DocumentId, due: Option<i64>) {
-        self.seen.insert(id, due);
-    }
-
-    /// Notes the deadline of `id`, just accepted.
-    fn note(&mut self, id: DocumentId, due: Option<i64>) {
         self.seen.insert(id, due);
     }
 
@@ -239,11 +235,11 @@ mod tests {
     fn noted_deadlines_are_used_once_queued_and_dropped_once_delivered() {
         let (queued, delivered, late) = (DocumentId::new(), DocumentId::new(), DocumentId::new());
         let mut d = Deadlines::default();
-        d.note(queued, Some(20));
-        d.note(delivered, None);
+        d.learn(queued, Some(20));
+        d.learn(delivered, None);
         // A pass finds `queued` in the queue: known without a read; `delivered` is not there.
         assert_eq!(d.get(queued), Some(Some(20)));
-        d.note(late, Some(30)); // accepted during the pass, after the queue was scanned
+        d.learn(late, Some(30)); // accepted during the pass, after the queue was scanned
         d.end_pass();
         assert_eq!(d.get(queued), Some(Some(20)), "kept while queued");
         assert_eq!(
