@@ -36,6 +36,10 @@ pub mod limits {
     pub const INLINE_BYTES: u64 = 256 * 1024;
     /// Documents in one `SubmitBatch` call (node → hub).
     pub const SUBMIT_BATCH: usize = 64;
+    /// Encoded bytes of pushes the hub puts in one `HubPush.batch` (v1.4) before it starts
+    /// another message: a batch of small documents with their inline content stays far below
+    /// the 8 MiB message limit (one push may still be up to that limit, alone).
+    pub const PUSH_BATCH_BYTES: usize = 1024 * 1024;
 }
 
 /// A header or evidence field is missing, malformed or over a limit.

@@ -30,6 +30,7 @@ use exchange_core::{
     time::{now_ms, now_secs},
 };
 use exchange_proto::v1::{self as pb, AuditKind, subscribe_request::Msg};
+use prost::Message;
 use tokio::{
     sync::{Notify, mpsc},
     task::JoinSet,
@@ -158,11 +159,13 @@ impl Sessions {
     }
 }
 
-/// Starts pushing to `dept`; returns the receiving end of its response stream.
+/// Starts pushing to `dept` (several items per message if the node asked for `batches`);
+/// returns the receiving end of its response stream.
 pub(crate) fn start(
     hub: Arc<Hub>,
     dept: DeptId,
     acks: Streaming<pb::SubscribeRequest>,
+    batches: bool,
 ) -> mpsc::Receiver<Result<pb::HubPush, Status>> {
     let (tx, rx) = mpsc::channel(2);
     tokio::spawn(async move {
@@ -181,7 +184,8 @@ pub(crate) fn start(
             .await
         {
             Ok(Some(fence)) => {
-                let result = push_loop(&hub, &dept, fence, acks, &tx, &notify, &cancel).await;
+                let out = Outgoing::new(&tx, batches);
+                let result = push_loop(&hub, &dept, fence, acks, out, &notify, &cancel).await;
                 hub.leases.release(&hub.store, &dept, fence).await;
                 result
             }
@@ -246,6 +250,57 @@ const _: () = assert!(
 /// round trip that carries them again).
 const REFILL_DIVISOR: usize = 4;
 
+/// The pushes of one refill on their way to the node: one message each, or, to a node that
+/// asked for batches (v1.4), as few messages as [`limits::PUSH_BATCH_BYTES`] allows.
+struct Outgoing<'a> {
+    tx: &'a Tx,
+    batches: bool,
+    held: Vec<pb::HubPush>,
+    bytes: usize,
+}
+
+impl<'a> Outgoing<'a> {
+    fn new(tx: &'a Tx, batches: bool) -> Self {
+        Outgoing {
+            tx,
+            batches,
+            held: Vec::new(),
+            bytes: 0,
+        }
+    }
+
+    /// Sends `push`, or holds it for the next batch; false once the stream is gone.
+    async fn add(&mut self, push: pb::HubPush) -> bool {
+        if !self.batches {
+            return self.tx.send(Ok(push)).await.is_ok();
+        }
+        let len = push.encoded_len();
+        if self.bytes + len > limits::PUSH_BATCH_BYTES && !self.flush().await {
+            return false;
+        }
+        self.bytes += len;
+        self.held.push(push);
+        true
+    }
+
+    /// Sends what is held; false once the stream is gone.
+    async fn flush(&mut self) -> bool {
+        self.bytes = 0;
+        let push = match self.held.len() {
+            0 => return true,
+            1 => match self.held.pop() {
+                Some(push) => push,
+                None => return true,
+            },
+            _ => pb::HubPush {
+                batch: std::mem::take(&mut self.held),
+                ..Default::default()
+            },
+        };
+        self.tx.send(Ok(push)).await.is_ok()
+    }
+}
+
 /// With several hubs on one database, how often a push loop looks at its queue without being
 /// woken: the bound on a delivery delayed by a wake-up lost between hubs.
 const RECHECK: Duration = Duration::from_secs(5);
@@ -264,10 +319,11 @@ async fn push_loop(
     dept: &DeptId,
     fence: Fence,
     mut acks: Streaming<pb::SubscribeRequest>,
-    tx: &Tx,
+    mut out: Outgoing<'_>,
     notify: &Notify,
     cancel: &CancellationToken,
 ) -> Result<(), ServiceError> {
+    let tx = out.tx;
     let mut seq = 0u64;
     // Pushed and not yet acknowledged, by seq.
     let mut in_flight: HashMap<u64, (QueueKey, Pending)> = HashMap::new();
@@ -279,7 +335,8 @@ async fn push_loop(
     // Items whose acknowledgement the hub refused: still queued (nothing is lost), but not
     // pushed again on this stream, and not holding back anything behind them.
     let mut parked: HashSet<QueueKey> = HashSet::new();
-    let mut committing: JoinSet<Finished> = JoinSet::new();
+    // Acknowledgements being committed: those that arrive together, together.
+    let mut committing: JoinSet<Vec<Finished>> = JoinSet::new();
     let mut look = true; // the queue may hold something not pushed yet
     let taken = |key| Taken {
         dept: dept.clone(),
@@ -343,8 +400,9 @@ async fn push_loop(
                     seq,
                     item: Some(push),
                     origin_exchange,
+                    batch: Vec::new(),
                 };
-                if tx.send(Ok(push)).await.is_err() {
+                if !out.add(push).await {
                     return Ok(());
                 }
                 busy.insert(key);
@@ -354,48 +412,70 @@ async fn push_loop(
                 in_flight.insert(seq, (key, pending));
             }
         }
+        if !out.flush().await {
+            return Ok(());
+        }
         tokio::select! {
             () = notify.notified() => look = true,
             _ = recheck.tick(), if shared => look = true,
             msg = acks.message() => {
-                let ack = match msg {
-                    Ok(Some(pb::SubscribeRequest {
-                        msg: Some(Msg::Ack(ack)),
-                    })) => ack,
+                let acks = match msg {
+                    Ok(Some(pb::SubscribeRequest { msg: Some(Msg::Ack(ack)) })) => vec![ack],
+                    Ok(Some(pb::SubscribeRequest { msg: Some(Msg::Acks(batch)) }))
+                        if !batch.acks.is_empty() => batch.acks,
                     Ok(Some(_)) => {
                         return Err(ServiceError::invalid(
-                            "SubscribeRequest.msg: expected an ack",
+                            "SubscribeRequest.msg: expected an ack or a non-empty batch of acks",
                         ));
                     }
                     // The node went away; unfinished items stay queued.
                     Ok(None) | Err(_) => return Ok(()),
                 };
-                let Some((key, pending)) = in_flight.remove(&ack.seq) else {
-                    return Err(ServiceError::invalid(format!(
-                        "ack.seq: {} is not an item in flight",
-                        ack.seq
-                    )));
-                };
-                let (hub, taken) = (Arc::clone(hub), taken(key));
-                committing.spawn(async move {
-                    let (seq, doc) = (ack.seq, pending.doc_id());
-                    let result = acked(&hub, taken, pending, ack).await;
-                    Finished { key, seq, doc, result }
-                });
+                let mut together = Vec::with_capacity(acks.len());
+                for ack in acks {
+                    let Some((key, pending)) = in_flight.remove(&ack.seq) else {
+                        return Err(ServiceError::invalid(format!(
+                            "ack.seq: {} is not an item in flight",
+                            ack.seq
+                        )));
+                    };
+                    let alone = match &pending {
+                        Pending::Plain => false,
+                        Pending::Delivery(_) => !ack.refused.is_empty(),
+                        Pending::Recall(_) => true,
+                    };
+                    if !alone {
+                        together.push((key, taken(key), pending, ack));
+                        continue;
+                    }
+                    let (hub, taken) = (Arc::clone(hub), taken(key));
+                    committing.spawn(async move {
+                        let (seq, doc) = (ack.seq, pending.doc_id());
+                        let result = acked(&hub, taken, pending, ack).await;
+                        vec![Finished { key, seq, doc, result }]
+                    });
+                }
+                if !together.is_empty() {
+                    let (hub, dept) = (Arc::clone(hub), dept.clone());
+                    committing.spawn(async move { acked_together(&hub, &dept, together).await });
+                }
             }
             Some(done) = committing.join_next(), if !committing.is_empty() => {
                 let done = done.map_err(|e| {
                     ServiceError::new(ErrorCode::Internal, format!("acknowledgement task: {e}"))
                 })?;
-                busy.remove(&done.key);
-                large.remove(&done.key);
                 look = true;
-                if let Err(e) = done.result {
-                    if !is_the_nodes_fault(&e) {
-                        return Err(e); // the hub's own trouble (its store): the node reconnects
+                for done in done {
+                    busy.remove(&done.key);
+                    large.remove(&done.key);
+                    if let Err(e) = done.result {
+                        if !is_the_nodes_fault(&e) {
+                            // The hub's own trouble (its store): the node reconnects.
+                            return Err(e);
+                        }
+                        parked.insert(done.key);
+                        refuse_ack(hub, dept, tx, done.seq, done.doc, &e).await;
                     }
-                    parked.insert(done.key);
-                    refuse_ack(hub, dept, tx, done.seq, done.doc, &e).await;
                 }
             }
             () = tx.closed() => return Ok(()),
@@ -440,6 +520,7 @@ async fn refuse_ack(
             reason: e.message.clone(),
         })),
         origin_exchange: String::new(),
+        batch: Vec::new(),
     };
     // A node that is gone meanwhile learns it on its next stream, when the item comes again.
     let _ = tx.send(Ok(push)).await;
@@ -553,39 +634,80 @@ async fn prepare(
     Ok(Prepared::Push(Box::new((push, pending, origin))))
 }
 
-/// Commits what the node's acknowledgement of one item means, and removes the item from the
-/// queue in the same transaction.
-async fn acked(
+/// Commits acknowledgements that arrived together (of evidence and notices, and delivery
+/// receipts) in one transaction: each item removed from the queue, and each receipt that
+/// verifies recorded with it. A receipt that does not verify, or that its delivery's state
+/// refuses, is refused alone.
+async fn acked_together(
     hub: &Hub,
-    taken: Taken,
-    pending: Pending,
+    dept: &DeptId,
+    acks: Vec<(QueueKey, Taken, Pending, pb::Ack)>,
+) -> Vec<Finished> {
+    let mut finished = Vec::with_capacity(acks.len());
+    let mut steps = Vec::with_capacity(acks.len());
+    let mut stepped = Vec::with_capacity(acks.len()); // (index in `finished`, about)
+    for (key, taken, pending, ack) in acks {
+        let (seq, doc) = (ack.seq, pending.doc_id());
+        let result = match pending {
+            Pending::Delivery(rec) => receipt(hub, dept, &rec, ack).map(Some),
+            _ => Ok(None),
+        };
+        match result {
+            Ok(evidence) => {
+                stepped.push((finished.len(), evidence.as_ref().map(|(a, _)| a.clone())));
+                steps.push(store::AckStep { taken, evidence });
+                finished.push(Finished {
+                    key,
+                    seq,
+                    doc,
+                    result: Ok(()),
+                });
+            }
+            Err(e) => finished.push(Finished {
+                key,
+                seq,
+                doc,
+                result: Err(e),
+            }),
+        }
+    }
+    if steps.is_empty() {
+        return finished;
+    }
+    match store::ack_all(&hub.store, steps).await {
+        Ok(results) => {
+            for ((i, about), result) in stepped.into_iter().zip(results) {
+                match (result, about) {
+                    (Ok(true), Some(about)) => {
+                        info!(doc_id = %about.id, recipient = %dept, "delivered");
+                        hub.wake_back(&about);
+                    }
+                    (Ok(_), _) => {}
+                    (Err(e), _) => finished[i].result = Err(e.into()),
+                }
+            }
+        }
+        Err(e) => {
+            let e = ServiceError::from(e);
+            for (i, _) in stepped {
+                finished[i].result = Err(e.clone());
+            }
+        }
+    }
+    finished
+}
+
+/// The node's delivery receipt for document `rec`, checked: signed by this node, naming it as
+/// the recipient, about this document; with what recording it needs.
+fn receipt(
+    hub: &Hub,
+    dept: &DeptId,
+    rec: &store::DocumentRecord,
     ack: pb::Ack,
-) -> Result<(), ServiceError> {
-    let dept = &taken.dept.clone();
-    let rec = match pending {
-        Pending::Plain => return Ok(store::ack(&hub.store, taken).await?),
-        Pending::Recall(rec) => return recall_acked(hub, &rec, ack, taken).await,
-        Pending::Delivery(rec) => rec,
-    };
+) -> Result<(store::About, SignedEvidence), ServiceError> {
     let (doc, origin) = (&rec.doc, rec.origin());
-    let about = hub.about(&rec);
     let me = hub.links.header_form(origin, dept);
     hub.sessions.acked(doc.header.id, dept);
-    if !ack.refused.is_empty() {
-        let reason: String = ack
-            .refused
-            .chars()
-            .take(exchange_core::document::limits::TEXT_CHARS)
-            .collect();
-        warn!(doc_id = %doc.header.id, recipient = %dept, %reason, "recipient refused the delivery");
-        let mut ev = Evidence::about(doc, EvidenceKind::NotDelivered, Some(me), now_ms());
-        ev.reason = reason;
-        let ev = SignedEvidence::seal(ev, &hub.signer)?;
-        if store::record_evidence(&hub.store, about.clone(), ev, Some(taken)).await? {
-            hub.wake_back(&about);
-        }
-        return Ok(());
-    }
     let receipt = ack
         .delivery_receipt
         .ok_or_else(|| ServiceError::invalid("ack.delivery_receipt: required for a delivery"))?;
@@ -599,11 +721,57 @@ async fn acked(
             "ack.delivery_receipt: not a delivery receipt of {me} for this document"
         )));
     }
+    Ok((hub.about(rec), ev))
+}
+
+/// Commits what the node's acknowledgement of one item means, and removes the item from the
+/// queue in the same transaction. The push loop sends here what is not committed with others
+/// ([`acked_together`]): a delivery the node refused, and what a recall notice did.
+async fn acked(
+    hub: &Hub,
+    taken: Taken,
+    pending: Pending,
+    ack: pb::Ack,
+) -> Result<(), ServiceError> {
+    let dept = &taken.dept.clone();
+    let rec = match pending {
+        Pending::Plain => return Ok(store::ack(&hub.store, taken).await?),
+        Pending::Recall(rec) => return recall_acked(hub, &rec, ack, taken).await,
+        Pending::Delivery(rec) => rec,
+    };
+    let (about, ev) = match refusal(hub, dept, &rec, &ack)? {
+        Some(refused) => refused,
+        None => receipt(hub, dept, &rec, ack)?,
+    };
     if store::record_evidence(&hub.store, about.clone(), ev, Some(taken)).await? {
-        info!(doc_id = %doc.header.id, recipient = %dept, "delivered");
         hub.wake_back(&about);
     }
     Ok(())
+}
+
+/// For a delivery the node refused to store (`ack.refused`): the hub's signed NOT_DELIVERED.
+fn refusal(
+    hub: &Hub,
+    dept: &DeptId,
+    rec: &store::DocumentRecord,
+    ack: &pb::Ack,
+) -> Result<Option<(store::About, SignedEvidence)>, ServiceError> {
+    if ack.refused.is_empty() {
+        return Ok(None);
+    }
+    let doc = &rec.doc;
+    let me = hub.links.header_form(rec.origin(), dept);
+    hub.sessions.acked(doc.header.id, dept);
+    let reason: String = ack
+        .refused
+        .chars()
+        .take(exchange_core::document::limits::TEXT_CHARS)
+        .collect();
+    warn!(doc_id = %doc.header.id, recipient = %dept, %reason, "recipient refused the delivery");
+    let mut ev = Evidence::about(doc, EvidenceKind::NotDelivered, Some(me), now_ms());
+    ev.reason = reason;
+    let ev = SignedEvidence::seal(ev, &hub.signer)?;
+    Ok(Some((hub.about(rec), ev)))
 }
 
 /// What an item in flight waits for.

@@ -124,21 +124,37 @@ async fn subscribe_once(
         .write()
         .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(departments);
     let (acks, rx) = mpsc::channel(4);
-    let mut pushes = client
-        .subscribe(ReceiverStream::new(rx))
-        .await?
-        .into_inner();
+    // v1.4: ask for several pushes per message; a hub that takes several acknowledgements per
+    // message says so in its answer (an older hub does neither).
+    let mut request = tonic::Request::new(ReceiverStream::new(rx));
+    request.metadata_mut().insert(
+        exchange_proto::SUBSCRIBE_BATCH_HEADER,
+        tonic::metadata::MetadataValue::from_static(exchange_proto::SUBSCRIBE_BATCH_VALUE),
+    );
+    let response = client.subscribe(request).await?;
+    let acks = Acks {
+        tx: acks,
+        together: response
+            .metadata()
+            .get(exchange_proto::SUBSCRIBE_BATCH_HEADER)
+            .is_some_and(|v| v == exchange_proto::SUBSCRIBE_BATCH_VALUE),
+    };
+    let mut pushes = response.into_inner();
     info!("connected to the hub");
     node.hub_up.notify_one(); // the hub is back: retry the outbox now, not after its backoff
     // Deliveries are stored (and evidence applied) concurrently — the hub keeps several in
     // flight — so their commits share fsyncs; each is acknowledged when it is durable, in
-    // whatever order they finish.
+    // whatever order they finish, together with any others finished by then.
     let mut receiving: JoinSet<Result<pb::Ack, tonic::Status>> = JoinSet::new();
     loop {
         let push = tokio::select! {
             m = pushes.message() => m?,
             Some(done) = receiving.join_next(), if !receiving.is_empty() => {
-                if !send_ack(&acks, joined(done)?, backoff).await {
+                let mut done = vec![joined(done)?];
+                while let Some(more) = receiving.try_join_next() {
+                    done.push(joined(more)?);
+                }
+                if !acks.send(done, backoff).await {
                     return Ok(());
                 }
                 continue;
@@ -146,49 +162,73 @@ async fn subscribe_once(
             () = cancel.cancelled() => return Ok(()),
         };
         let Some(push) = push else { return Ok(()) };
-        let seq = push.seq;
-        let ack = match push.item {
-            Some(pb::hub_push::Item::Delivery(d)) => {
-                let (node, mut client) = (Arc::clone(node), client.clone());
-                receiving.spawn(async move {
-                    receive(&node, &mut client, d)
-                        .await
-                        .map(|ack| pb::Ack { seq, ..ack })
-                });
-                continue;
-            }
-            // Evidence about documents we sent is applied concurrently too (commits batch);
-            // the state machine absorbs steps of one document arriving out of order.
-            Some(pb::hub_push::Item::Evidence(e)) => {
-                let node = Arc::clone(node);
-                receiving.spawn(async move {
-                    apply(&node, e).await.map(|()| pb::Ack {
-                        seq,
-                        ..Default::default()
-                    })
-                });
-                continue;
-            }
-            // A notice may be about a document still being stored (a recall right behind its
-            // delivery): everything pushed before it is finished first.
-            Some(pb::hub_push::Item::Notice(e)) => {
-                finish_all(&mut receiving, &acks, backoff).await?;
-                let origin = push.origin_exchange.parse().ok();
-                crate::office::notice(node, e, origin)
-                    .await
-                    .map_err(ServiceError::from)?
-            }
-            // The hub refused our acknowledgement of an earlier item: nothing to acknowledge.
-            Some(pb::hub_push::Item::AckRefused(r)) => {
-                ack_refused(node, r).await?;
-                continue;
-            }
-            None => return Err(tonic::Status::invalid_argument("hub pushed an empty item")),
+        let items = if push.batch.is_empty() {
+            vec![push]
+        } else {
+            push.batch
         };
-        if !send_ack(&acks, pb::Ack { seq, ..ack }, backoff).await {
-            return Ok(());
+        for push in items {
+            let Some(ack) = take(node, client, push, &mut receiving, &acks, backoff).await? else {
+                continue;
+            };
+            if !acks.send(vec![ack], backoff).await {
+                return Ok(());
+            }
         }
     }
+}
+
+/// Takes one pushed item: a delivery or evidence is stored in a task of its own (in
+/// `receiving`, acknowledged when it finishes); a notice is acted on at once and its
+/// acknowledgement returned.
+async fn take(
+    node: &Arc<Node>,
+    client: &Client,
+    push: pb::HubPush,
+    receiving: &mut JoinSet<Result<pb::Ack, tonic::Status>>,
+    acks: &Acks,
+    backoff: &mut Backoff,
+) -> Result<Option<pb::Ack>, tonic::Status> {
+    let seq = push.seq;
+    let ack = match push.item {
+        Some(pb::hub_push::Item::Delivery(d)) => {
+            let (node, mut client) = (Arc::clone(node), client.clone());
+            receiving.spawn(async move {
+                receive(&node, &mut client, d)
+                    .await
+                    .map(|ack| pb::Ack { seq, ..ack })
+            });
+            return Ok(None);
+        }
+        // Evidence about documents we sent is applied concurrently too (commits batch);
+        // the state machine absorbs steps of one document arriving out of order.
+        Some(pb::hub_push::Item::Evidence(e)) => {
+            let node = Arc::clone(node);
+            receiving.spawn(async move {
+                apply(&node, e).await.map(|()| pb::Ack {
+                    seq,
+                    ..Default::default()
+                })
+            });
+            return Ok(None);
+        }
+        // A notice may be about a document still being stored (a recall right behind its
+        // delivery): everything pushed before it is finished first.
+        Some(pb::hub_push::Item::Notice(e)) => {
+            finish_all(receiving, acks, backoff).await?;
+            let origin = push.origin_exchange.parse().ok();
+            crate::office::notice(node, e, origin)
+                .await
+                .map_err(ServiceError::from)?
+        }
+        // The hub refused our acknowledgement of an earlier item: nothing to acknowledge.
+        Some(pb::hub_push::Item::AckRefused(r)) => {
+            ack_refused(node, r).await?;
+            return Ok(None);
+        }
+        None => return Err(tonic::Status::invalid_argument("hub pushed an empty item")),
+    };
+    Ok(Some(pb::Ack { seq, ..ack }))
 }
 
 fn joined(
@@ -197,30 +237,50 @@ fn joined(
     done.map_err(|e| tonic::Status::internal(format!("storing a delivery: {e}")))?
 }
 
-/// Waits for every delivery being stored and acknowledges each.
+/// Waits for every delivery being stored and acknowledges them.
 async fn finish_all(
     receiving: &mut JoinSet<Result<pb::Ack, tonic::Status>>,
-    acks: &mpsc::Sender<pb::SubscribeRequest>,
+    acks: &Acks,
     backoff: &mut Backoff,
 ) -> Result<(), tonic::Status> {
-    while let Some(done) = receiving.join_next().await {
-        send_ack(acks, joined(done)?, backoff).await;
+    let mut done = Vec::new();
+    while let Some(one) = receiving.join_next().await {
+        done.push(joined(one)?);
     }
+    acks.send(done, backoff).await;
     Ok(())
 }
 
-/// Sends an acknowledgement; false once the stream is gone.
-async fn send_ack(
-    acks: &mpsc::Sender<pb::SubscribeRequest>,
-    ack: pb::Ack,
-    backoff: &mut Backoff,
-) -> bool {
-    backoff.reset(); // an item went through: the link works, not merely connects
-    acks.send(pb::SubscribeRequest {
-        msg: Some(pb::subscribe_request::Msg::Ack(ack)),
-    })
-    .await
-    .is_ok()
+/// The acknowledgements' way to the hub.
+struct Acks {
+    tx: mpsc::Sender<pb::SubscribeRequest>,
+    /// The hub takes several per message (v1.4).
+    together: bool,
+}
+
+impl Acks {
+    /// Sends acknowledgements, in one message where the hub takes that; false once the stream
+    /// is gone.
+    async fn send(&self, mut acks: Vec<pb::Ack>, backoff: &mut Backoff) -> bool {
+        if acks.is_empty() {
+            return true;
+        }
+        backoff.reset(); // an item went through: the link works, not merely connects
+        let msgs = if self.together && acks.len() > 1 {
+            vec![pb::subscribe_request::Msg::Acks(pb::AckBatch { acks })]
+        } else {
+            acks.drain(..)
+                .map(pb::subscribe_request::Msg::Ack)
+                .collect()
+        };
+        for msg in msgs {
+            let request = pb::SubscribeRequest { msg: Some(msg) };
+            if self.tx.send(request).await.is_err() {
+                return false;
+            }
+        }
+        true
+    }
 }
 
 /// Verifies, downloads and stores a delivery; returns the acknowledgement to send. A document

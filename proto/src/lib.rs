@@ -1,7 +1,8 @@
 //! The exchange's wire protocol, generated at build time from `exchange/v1/*.proto`.
 //!
-//! Nothing here is written by hand: domain types live in `exchange-core`, which converts at the
-//! edge. The descriptor set is exported for gRPC server reflection.
+//! Nothing here is written by hand but the names of the metadata headers that the `.proto`
+//! comments define: domain types live in `exchange-core`, which converts at the edge. The
+//! descriptor set is exported for gRPC server reflection.
 
 /// Version 1 of the protocol (package `exchange.v1`).
 pub mod v1 {
@@ -19,6 +20,12 @@ pub mod store {
         tonic::include_proto!("exchange.store.v1");
     }
 }
+
+/// The `Subscribe` header (v1.4) with which a node asks for several pushes per message, and a
+/// hub says it takes several acknowledgements per message (`exchange/v1/hub.proto`).
+pub const SUBSCRIBE_BATCH_HEADER: &str = "exchange-subscribe";
+/// Its value.
+pub const SUBSCRIBE_BATCH_VALUE: &str = "batch";
 
 /// Encoded `FileDescriptorSet` of every exchange proto, for server reflection.
 pub const FILE_DESCRIPTOR_SET: &[u8] =

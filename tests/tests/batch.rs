@@ -1,9 +1,11 @@
 //! `SubmitBatch` (node → hub, v1.3): several documents in one call, each answered as `Submit`
 //! would answer it alone, and a batch that costs its documents' worth of the caller's rate.
+//! Batches on the `Subscribe` stream (v1.4): several pushes per message to a node that asks for
+//! them, several acknowledgements per message, each taken or refused as if sent alone.
 
 use anyhow::{Context as _, Result};
 use exchange_core::{
-    document::{EvidenceKind, SignedEvidence, limits::SUBMIT_BATCH},
+    document::{Evidence, EvidenceKind, SignedDoc, SignedEvidence, limits::SUBMIT_BATCH},
     signing::{Digest, SigningKey},
     time::now_ms,
 };
@@ -195,5 +197,174 @@ async fn a_batch_costs_the_caller_one_call_per_document() -> Result<()> {
         "{}",
         s.message()
     );
+    Ok(())
+}
+
+/// A `Subscribe` stream opened as a node opens it, asking for batches (v1.4) or not: where to
+/// send acknowledgements, the pushes, and whether the hub said it takes acknowledgements in
+/// batches.
+async fn subscribe(
+    hub: &mut forge::Hub,
+    batches: bool,
+) -> Result<(
+    tokio::sync::mpsc::Sender<pb::SubscribeRequest>,
+    tonic::Streaming<pb::HubPush>,
+    bool,
+)> {
+    let (tx, rx) = tokio::sync::mpsc::channel(16);
+    let mut request = tonic::Request::new(tokio_stream::wrappers::ReceiverStream::new(rx));
+    if batches {
+        request.metadata_mut().insert(
+            exchange_proto::SUBSCRIBE_BATCH_HEADER,
+            tonic::metadata::MetadataValue::from_static(exchange_proto::SUBSCRIBE_BATCH_VALUE),
+        );
+    }
+    let response = hub.subscribe(request).await?;
+    let takes_batches = response
+        .metadata()
+        .get(exchange_proto::SUBSCRIBE_BATCH_HEADER)
+        .is_some_and(|v| v == exchange_proto::SUBSCRIBE_BATCH_VALUE);
+    Ok((tx, response.into_inner(), takes_batches))
+}
+
+/// The next message on a `Subscribe` stream, within the deadline.
+async fn next_push(pushes: &mut tonic::Streaming<pb::HubPush>) -> Result<pb::HubPush> {
+    tokio::time::timeout(DEADLINE, pushes.message())
+        .await
+        .context("no push within the deadline")??
+        .context("the hub ended the stream")
+}
+
+/// The document a pushed delivery carries.
+fn delivered_doc(push: &pb::HubPush) -> Result<SignedDoc> {
+    match &push.item {
+        Some(pb::hub_push::Item::Delivery(d)) => Ok(SignedDoc::decode(
+            d.document
+                .clone()
+                .context("a delivery without its document")?,
+        )?),
+        other => anyhow::bail!("expected a delivery, got {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn pushes_and_acknowledgements_travel_in_batches_each_taken_as_if_alone() -> Result<()> {
+    let mut ex = TestExchange::setup(&["a", "b"])?;
+    ex.start_hub().await?; // no nodes: this test speaks for them
+    let key_a = forge::signing_key(&ex, "a")?;
+    let key_b = forge::signing_key(&ex, "b")?;
+    let mut a = ex.hub_client_as("a").await?;
+    let docs: Vec<_> = (0..5)
+        .map(|i| inline_doc(&key_a, &format!("doc {i}"), |_| {}))
+        .collect();
+    let outcomes = a
+        .submit_batch(pb::SubmitBatchRequest {
+            documents: docs.iter().map(|(_, req)| req.clone()).collect(),
+        })
+        .await?
+        .into_inner()
+        .outcomes;
+    assert!(outcomes.iter().all(|o| o.code == 0), "{outcomes:?}");
+
+    // A node that does not ask for batches (before v1.4) gets one item per message.
+    let mut b = ex.hub_client_as("b").await?;
+    let (acks, mut pushes, takes_batches) = subscribe(&mut b, false).await?;
+    assert!(
+        takes_batches,
+        "a v1.4 hub says it takes acknowledgements in batches"
+    );
+    for seq in 1..=5 {
+        let push = next_push(&mut pushes).await?;
+        assert_eq!(push.seq, seq, "{push:?}");
+        assert!(push.batch.is_empty(), "a batch to a node that did not ask");
+        delivered_doc(&push)?;
+    }
+    drop((acks, pushes));
+
+    // One that asks gets the five together, each with its own seq.
+    let (acks, mut pushes, _) = subscribe(&mut b, true).await?;
+    let push = next_push(&mut pushes).await?;
+    assert_eq!((push.seq, &push.item), (0, &None), "{push:?}");
+    let seqs: Vec<u64> = push.batch.iter().map(|p| p.seq).collect();
+    assert_eq!(seqs, [1, 2, 3, 4, 5]);
+    let delivered: Vec<SignedDoc> = push
+        .batch
+        .iter()
+        .map(delivered_doc)
+        .collect::<Result<_>>()?;
+    let mut ids: Vec<String> = delivered.iter().map(|d| d.header.id.to_string()).collect();
+    let mut want: Vec<String> = docs.iter().map(|(id, _)| id.clone()).collect();
+    ids.sort();
+    want.sort();
+    assert_eq!(ids, want);
+
+    // All five acknowledged in one message; the third carries the first one's receipt, which
+    // the hub refuses alone.
+    let me: exchange_core::ids::Address = "b".parse()?;
+    let receipt = |doc: &SignedDoc| -> Result<pb::SignedEvidence> {
+        let ev = Evidence::about(doc, EvidenceKind::Delivered, Some(me.clone()), now_ms());
+        Ok(SignedEvidence::seal(ev, &key_b)?.wire)
+    };
+    let mut batch = Vec::new();
+    for (i, p) in push.batch.iter().enumerate() {
+        let doc = if i == 2 { &delivered[0] } else { &delivered[i] };
+        batch.push(pb::Ack {
+            seq: p.seq,
+            delivery_receipt: Some(receipt(doc)?),
+            ..Default::default()
+        });
+    }
+    acks.send(pb::SubscribeRequest {
+        msg: Some(pb::subscribe_request::Msg::Acks(pb::AckBatch {
+            acks: batch,
+        })),
+    })
+    .await?;
+    let refused = next_push(&mut pushes).await?;
+    let Some(pb::hub_push::Item::AckRefused(r)) = &refused.item else {
+        anyhow::bail!("expected the third acknowledgement refused, got {refused:?}");
+    };
+    assert_eq!(r.seq, 3);
+    assert_eq!(r.doc_id, delivered[2].header.id.to_string());
+    assert!(
+        r.reason
+            .contains("ack.delivery_receipt: not a delivery receipt of b for this document"),
+        "{}",
+        r.reason
+    );
+    drop((acks, pushes));
+
+    // The other four are delivered: their sender gets the four receipts, and nothing else.
+    let (_a_acks, mut a_pushes, _) = subscribe(&mut a, true).await?;
+    let mut receipts = Vec::new();
+    while receipts.len() < 4 {
+        let push = next_push(&mut a_pushes).await?;
+        let items = if push.batch.is_empty() {
+            vec![push]
+        } else {
+            push.batch
+        };
+        for p in items {
+            let Some(pb::hub_push::Item::Evidence(e)) = p.item else {
+                anyhow::bail!("expected evidence, got {p:?}");
+            };
+            let e = evidence(e)?;
+            assert_eq!(e.evidence.kind, EvidenceKind::Delivered);
+            receipts.push(e.evidence.doc_id.to_string());
+        }
+    }
+    receipts.sort();
+    let mut good: Vec<String> = [0, 1, 3, 4]
+        .iter()
+        .map(|&i| delivered[i].header.id.to_string())
+        .collect();
+    good.sort();
+    assert_eq!(receipts, good);
+
+    // The refused one stayed queued: b's next stream brings it, alone.
+    let (_acks, mut pushes, _) = subscribe(&mut b, true).await?;
+    let again = next_push(&mut pushes).await?;
+    assert!(again.batch.is_empty(), "{again:?}");
+    assert_eq!(delivered_doc(&again)?.header.id, delivered[2].header.id);
     Ok(())
 }

@@ -155,7 +155,44 @@ pub(crate) async fn record_evidence(
         .await
 }
 
-/// [`record_evidence`] inside `txn`.
+/// One acknowledgement of a batch ([`ack_all`]): the queue item it finishes, and the evidence it
+/// brings (a recipient's delivery receipt), if any.
+pub(crate) struct AckStep {
+    /// The acknowledged item.
+    pub(crate) taken: Taken,
+    /// Evidence recorded with the item's removal.
+    pub(crate) evidence: Option<(About, SignedEvidence)>,
+}
+
+/// Commits several acknowledgements in one transaction, each exactly as [`record_evidence`]
+/// (with its item) or `ack` would alone; `Ok(true)` where new evidence was recorded. A step
+/// refused for what its evidence says fails alone — [`record_in`] refuses before it writes
+/// anything — and the others are committed; a storage failure fails them all.
+pub(crate) async fn ack_all(
+    store: &Store,
+    steps: Vec<AckStep>,
+) -> Result<Vec<Result<bool, StepError>>, StepError> {
+    store
+        .write(move |txn| {
+            let mut out = Vec::with_capacity(steps.len());
+            for step in &steps {
+                let result = match &step.evidence {
+                    Some((about, ev)) => record_in(txn, about, ev, Some(&step.taken)),
+                    None => step.taken.remove(txn).map(|()| false),
+                };
+                match result {
+                    Err(StepError::Store(e)) => return Err(StepError::Store(e)),
+                    result => out.push(result),
+                }
+            }
+            Ok(out)
+        })
+        .await
+}
+
+/// [`record_evidence`] inside `txn`. Every refusal (no or another recipient, a contradicting
+/// step, a lost push lease) comes before the first write, so that [`ack_all`] can refuse one
+/// step of a batch and commit the others.
 pub(super) fn record_in(
     txn: &dyn WriteTables,
     about: &About,
