@@ -100,19 +100,15 @@ pub(super) fn run<G: Engine>(
     let mut last_commit: Option<Instant> = None;
     while let Ok(first) = rx.recv() {
         let mut batch = vec![first];
-        let deadline = last_commit
-            .filter(|t| t.elapsed() < BUSY)
-            .map(|_| Instant::now() + COMMIT_DELAY);
+        // A busy writer sleeps out the delay rather than waking for each job that arrives in
+        // it (one wake-up per commit, not per job), then takes what came.
+        if last_commit.is_some_and(|t| t.elapsed() < BUSY) {
+            std::thread::sleep(COMMIT_DELAY);
+        }
         while batch.len() < MAX_BATCH {
-            let next = match deadline {
-                Some(d) => rx
-                    .recv_timeout(d.saturating_duration_since(Instant::now()))
-                    .ok(),
-                None => rx.try_recv().ok(),
-            };
-            match next {
-                Some(job) => batch.push(job),
-                None => break,
+            match rx.try_recv() {
+                Ok(job) => batch.push(job),
+                Err(_) => break,
             }
         }
         if !run_batch(engine, batch, commits) {
