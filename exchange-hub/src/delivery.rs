@@ -286,16 +286,15 @@ impl<'a> Outgoing<'a> {
     /// Sends what is held; false once the stream is gone.
     async fn flush(&mut self) -> bool {
         self.bytes = 0;
-        let push = match self.held.len() {
-            0 => return true,
-            1 => match self.held.pop() {
-                Some(push) => push,
-                None => return true,
-            },
-            _ => pb::HubPush {
+        let push = if self.held.len() > 1 {
+            pb::HubPush {
                 batch: std::mem::take(&mut self.held),
                 ..Default::default()
-            },
+            }
+        } else if let Some(one) = self.held.pop() {
+            one // a single push goes plain
+        } else {
+            return true;
         };
         self.tx.send(Ok(push)).await.is_ok()
     }

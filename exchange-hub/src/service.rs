@@ -923,18 +923,12 @@ impl hub_server::Hub for HubService {
         let dept = self.caller(&req)?;
         // v1.4: a node that asks for batches gets several pushes per message; every node may
         // send several acknowledgements per message, and is told so.
-        let batches = req
-            .metadata()
-            .get(exchange_proto::SUBSCRIBE_BATCH_HEADER)
-            .is_some_and(|v| v == exchange_proto::SUBSCRIBE_BATCH_VALUE);
+        let batches = exchange_proto::says_batches(req.metadata());
         let acks = req.into_inner();
         let rx = delivery::start(Arc::clone(&self.hub), dept, acks, batches);
         let mut response =
             Response::new(Box::pin(ReceiverStream::new(rx)) as Self::SubscribeStream);
-        response.metadata_mut().insert(
-            exchange_proto::SUBSCRIBE_BATCH_HEADER,
-            tonic::metadata::MetadataValue::from_static(exchange_proto::SUBSCRIBE_BATCH_VALUE),
-        );
+        exchange_proto::say_batches(response.metadata_mut());
         Ok(response)
     }
 }

@@ -127,17 +127,11 @@ async fn subscribe_once(
     // v1.4: ask for several pushes per message; a hub that takes several acknowledgements per
     // message says so in its answer (an older hub does neither).
     let mut request = tonic::Request::new(ReceiverStream::new(rx));
-    request.metadata_mut().insert(
-        exchange_proto::SUBSCRIBE_BATCH_HEADER,
-        tonic::metadata::MetadataValue::from_static(exchange_proto::SUBSCRIBE_BATCH_VALUE),
-    );
+    exchange_proto::say_batches(request.metadata_mut());
     let response = client.subscribe(request).await?;
     let acks = Acks {
         tx: acks,
-        together: response
-            .metadata()
-            .get(exchange_proto::SUBSCRIBE_BATCH_HEADER)
-            .is_some_and(|v| v == exchange_proto::SUBSCRIBE_BATCH_VALUE),
+        together: exchange_proto::says_batches(response.metadata()),
     };
     let mut pushes = response.into_inner();
     info!("connected to the hub");

@@ -27,6 +27,21 @@ pub const SUBSCRIBE_BATCH_HEADER: &str = "exchange-subscribe";
 /// Its value.
 pub const SUBSCRIBE_BATCH_VALUE: &str = "batch";
 
+/// Whether `metadata` (a `Subscribe` request's or response's) says batches (v1.4).
+pub fn says_batches(metadata: &tonic::metadata::MetadataMap) -> bool {
+    metadata
+        .get(SUBSCRIBE_BATCH_HEADER)
+        .is_some_and(|v| v == SUBSCRIBE_BATCH_VALUE)
+}
+
+/// Says batches (v1.4) in `metadata`, a `Subscribe` request's or response's.
+pub fn say_batches(metadata: &mut tonic::metadata::MetadataMap) {
+    metadata.insert(
+        SUBSCRIBE_BATCH_HEADER,
+        tonic::metadata::MetadataValue::from_static(SUBSCRIBE_BATCH_VALUE),
+    );
+}
+
 /// Encoded `FileDescriptorSet` of every exchange proto, for server reflection.
 pub const FILE_DESCRIPTOR_SET: &[u8] =
     include_bytes!(concat!(env!("OUT_DIR"), "/exchange_descriptor.bin"));

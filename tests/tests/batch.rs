@@ -214,16 +214,10 @@ async fn subscribe(
     let (tx, rx) = tokio::sync::mpsc::channel(16);
     let mut request = tonic::Request::new(tokio_stream::wrappers::ReceiverStream::new(rx));
     if batches {
-        request.metadata_mut().insert(
-            exchange_proto::SUBSCRIBE_BATCH_HEADER,
-            tonic::metadata::MetadataValue::from_static(exchange_proto::SUBSCRIBE_BATCH_VALUE),
-        );
+        exchange_proto::say_batches(request.metadata_mut());
     }
     let response = hub.subscribe(request).await?;
-    let takes_batches = response
-        .metadata()
-        .get(exchange_proto::SUBSCRIBE_BATCH_HEADER)
-        .is_some_and(|v| v == exchange_proto::SUBSCRIBE_BATCH_VALUE);
+    let takes_batches = exchange_proto::says_batches(response.metadata());
     Ok((tx, response.into_inner(), takes_batches))
 }
 
