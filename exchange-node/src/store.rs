@@ -64,8 +64,8 @@ pub(crate) use inbox::{
 };
 pub(crate) use outbox::{OutboxItem, next_outbox, outbox_done};
 pub(crate) use sent::{
-    SentRecipient, SentRecord, all_sent, apply_evidence, change_sent, change_sents, idempotent,
-    refused, sent, sent_since, submit,
+    SentRecipient, SentRecord, all_sent, apply_evidence, apply_evidence_all, change_sent,
+    change_sents, idempotent, refused, sent, sent_since, submit,
 };
 
 /// Schema version of the node store: 2 since its tables are `kv` tables (1: typed redb tables,

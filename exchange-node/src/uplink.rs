@@ -139,14 +139,14 @@ async fn subscribe_once(
     // Deliveries are stored (and evidence applied) concurrently — the hub keeps several in
     // flight — so their commits share fsyncs; each is acknowledged when it is durable, in
     // whatever order they finish, together with any others finished by then.
-    let mut receiving: JoinSet<Result<pb::Ack, tonic::Status>> = JoinSet::new();
+    let mut receiving: Receiving = JoinSet::new();
     loop {
         let push = tokio::select! {
             m = pushes.message() => m?,
             Some(done) = receiving.join_next(), if !receiving.is_empty() => {
-                let mut done = vec![joined(done)?];
+                let mut done = joined(done)?;
                 while let Some(more) = receiving.try_join_next() {
-                    done.push(joined(more)?);
+                    done.extend(joined(more)?);
                 }
                 if !acks.send(done, backoff).await {
                     return Ok(());
@@ -161,7 +161,20 @@ async fn subscribe_once(
         } else {
             push.batch
         };
+        // Evidence about documents we sent that came together is applied together, in one
+        // transaction, concurrently with what came before and after it (the state machine
+        // absorbs steps of one document arriving out of order); an item pushed after it starts
+        // after it.
+        let mut evidence = Vec::new();
         for push in items {
+            let push = match push.item {
+                Some(pb::hub_push::Item::Evidence(e)) => {
+                    evidence.push((push.seq, e));
+                    continue;
+                }
+                item => pb::HubPush { item, ..push },
+            };
+            apply_together(node, &mut receiving, std::mem::take(&mut evidence));
             let Some(ack) = take(node, client, push, &mut receiving, &acks, backoff).await? else {
                 continue;
             };
@@ -169,17 +182,36 @@ async fn subscribe_once(
                 return Ok(());
             }
         }
+        apply_together(node, &mut receiving, evidence);
     }
 }
 
-/// Takes one pushed item: a delivery or evidence is stored in a task of its own (in
-/// `receiving`, acknowledged when it finishes); a notice is acted on at once and its
-/// acknowledgement returned.
+/// The items being stored or applied, each task with the acknowledgements it gives when it
+/// finishes.
+type Receiving = JoinSet<Result<Vec<pb::Ack>, tonic::Status>>;
+
+/// Applies `evidence` (pushed seq, statement) in a task of its own (in `receiving`): all of it
+/// in one transaction.
+fn apply_together(
+    node: &Arc<Node>,
+    receiving: &mut Receiving,
+    evidence: Vec<(u64, pb::SignedEvidence)>,
+) {
+    if evidence.is_empty() {
+        return;
+    }
+    let node = Arc::clone(node);
+    receiving.spawn(async move { apply(&node, evidence).await });
+}
+
+/// Takes one pushed item other than evidence ([`apply_together`]): a delivery is stored in a
+/// task of its own (in `receiving`, acknowledged when it finishes); a notice is acted on at
+/// once and its acknowledgement returned.
 async fn take(
     node: &Arc<Node>,
     client: &Client,
     push: pb::HubPush,
-    receiving: &mut JoinSet<Result<pb::Ack, tonic::Status>>,
+    receiving: &mut Receiving,
     acks: &Acks,
     backoff: &mut Backoff,
 ) -> Result<Option<pb::Ack>, tonic::Status> {
@@ -190,20 +222,13 @@ async fn take(
             receiving.spawn(async move {
                 receive(&node, &mut client, d)
                     .await
-                    .map(|ack| pb::Ack { seq, ..ack })
+                    .map(|ack| vec![pb::Ack { seq, ..ack }])
             });
             return Ok(None);
         }
-        // Evidence about documents we sent is applied concurrently too (commits batch);
-        // the state machine absorbs steps of one document arriving out of order.
+        // The push loop gathers evidence for `apply_together`; one given here is applied alone.
         Some(pb::hub_push::Item::Evidence(e)) => {
-            let node = Arc::clone(node);
-            receiving.spawn(async move {
-                apply(&node, e).await.map(|()| pb::Ack {
-                    seq,
-                    ..Default::default()
-                })
-            });
+            apply_together(node, receiving, vec![(seq, e)]);
             return Ok(None);
         }
         // A notice may be about a document still being stored (a recall right behind its
@@ -226,20 +251,20 @@ async fn take(
 }
 
 fn joined(
-    done: Result<Result<pb::Ack, tonic::Status>, tokio::task::JoinError>,
-) -> Result<pb::Ack, tonic::Status> {
+    done: Result<Result<Vec<pb::Ack>, tonic::Status>, tokio::task::JoinError>,
+) -> Result<Vec<pb::Ack>, tonic::Status> {
     done.map_err(|e| tonic::Status::internal(format!("storing a delivery: {e}")))?
 }
 
 /// Waits for every delivery being stored and acknowledges them.
 async fn finish_all(
-    receiving: &mut JoinSet<Result<pb::Ack, tonic::Status>>,
+    receiving: &mut Receiving,
     acks: &Acks,
     backoff: &mut Backoff,
 ) -> Result<(), tonic::Status> {
     let mut done = Vec::new();
     while let Some(one) = receiving.join_next().await {
-        done.push(joined(one)?);
+        done.extend(joined(one)?);
     }
     acks.send(done, backoff).await;
     Ok(())
@@ -475,35 +500,56 @@ async fn download(
     Ok(())
 }
 
-/// Applies evidence about one of our documents; unknown or invalid evidence is logged and
-/// acknowledged (it can never become valid by retrying).
-async fn apply(node: &Node, wire: pb::SignedEvidence) -> Result<(), tonic::Status> {
-    // About our own document: its names are relative to our exchange, and a recipient's or
-    // relaying hub's signature of a linked exchange is checked against that exchange's CA.
-    let ev = match SignedEvidence::verify_in(wire, &node.trust, None, now_secs()) {
-        Ok(ev) if ev.evidence.sender == node.cfg.node.id => ev,
-        Ok(ev) => {
-            warn!(doc_id = %ev.evidence.doc_id, "evidence about another department's document: ignored");
-            return Ok(());
-        }
-        Err(e) => {
-            warn!(error = %e, "evidence that does not verify: ignored");
-            return Ok(());
-        }
+/// Applies evidence about our documents that was pushed together (seq, statement), in one
+/// transaction; returns the acknowledgements. Unknown or invalid evidence is logged and
+/// acknowledged (it can never become valid by retrying); a failing store fails the stream.
+async fn apply(
+    node: &Node,
+    pushed: Vec<(u64, pb::SignedEvidence)>,
+) -> Result<Vec<pb::Ack>, tonic::Status> {
+    let ack = |seq| pb::Ack {
+        seq,
+        ..Default::default()
     };
-    let (id, kind) = (ev.evidence.doc_id, ev.evidence.kind);
-    match store::apply_evidence(&node.store, ev, None).await {
-        Ok(seq) => {
-            node.event_committed(seq);
-            info!(doc_id = %id, ?kind, "evidence recorded");
-            Ok(())
-        }
-        Err(e) if e.is_transient() => Err(ServiceError::from(e).into()),
-        Err(e) => {
-            warn!(doc_id = %id, error = %e, "evidence not applicable: ignored");
-            Ok(())
+    let mut acks = Vec::with_capacity(pushed.len());
+    let (mut seqs, mut verified) = (Vec::new(), Vec::new());
+    for (seq, wire) in pushed {
+        // About our own document: its names are relative to our exchange, and a recipient's or
+        // relaying hub's signature of a linked exchange is checked against that exchange's CA.
+        match SignedEvidence::verify_in(wire, &node.trust, None, now_secs()) {
+            Ok(ev) if ev.evidence.sender == node.cfg.node.id => {
+                seqs.push(seq);
+                verified.push((ev, None));
+            }
+            Ok(ev) => {
+                warn!(doc_id = %ev.evidence.doc_id, "evidence about another department's document: ignored");
+                acks.push(ack(seq));
+            }
+            Err(e) => {
+                warn!(error = %e, "evidence that does not verify: ignored");
+                acks.push(ack(seq));
+            }
         }
     }
+    if verified.is_empty() {
+        return Ok(acks);
+    }
+    let about: Vec<_> = verified
+        .iter()
+        .map(|(ev, _)| (ev.evidence.doc_id, ev.evidence.kind))
+        .collect();
+    let (outcomes, event) = store::apply_evidence_all(&node.store, verified)
+        .await
+        .map_err(ServiceError::from)?;
+    node.event_committed(event);
+    for ((seq, (id, kind)), outcome) in seqs.into_iter().zip(about).zip(outcomes) {
+        match outcome {
+            Ok(()) => info!(doc_id = %id, ?kind, "evidence recorded"),
+            Err(e) => warn!(doc_id = %id, error = %e, "evidence not applicable: ignored"),
+        }
+        acks.push(ack(seq));
+    }
+    Ok(acks)
 }
 
 /// What the hub says of a delivery's exchange: `None` for our own exchange's document, else

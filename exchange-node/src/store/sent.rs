@@ -16,7 +16,7 @@ use exchange_core::{
 };
 use exchange_proto::{store::v1 as st, v1 as pb};
 
-pub(crate) use evidence::{apply_evidence, refused};
+pub(crate) use evidence::{apply_evidence, apply_evidence_all, refused};
 
 use super::{
     Effects, IDEMPOTENCY, SENT, all, outbox,

@@ -206,6 +206,66 @@ async fn applying_evidence_with_an_outbox_key_removes_the_item_in_the_same_trans
 }
 
 #[tokio::test]
+async fn statements_applied_together_are_each_taken_or_refused_as_if_alone() {
+    let f = Fixture::new();
+    let (one, two, stranger) = (f.document(), f.document(), f.document());
+    for d in [&one, &two] {
+        submit(&f.store, d.clone(), None, Vec::new(), now_ms())
+            .await
+            .unwrap();
+    }
+    let queued = |id| {
+        let items = outbox(&f.store);
+        async move {
+            items
+                .await
+                .into_iter()
+                .find(|(_, item)| matches!(item, OutboxItem::Submit(q) if *q == id))
+                .map(|(key, _)| key)
+        }
+    };
+    let (key_one, key_two) = (
+        queued(one.header.id).await.unwrap(),
+        queued(two.header.id).await.unwrap(),
+    );
+    let at = now_ms();
+    let together = vec![
+        (
+            f.evidence(&one, EvidenceKind::Accepted, None, at, &f.hub),
+            Some(key_one),
+        ),
+        // About a document this node never sent: refused, and the item it names stays.
+        (
+            f.evidence(&stranger, EvidenceKind::Accepted, None, at, &f.hub),
+            Some(key_two),
+        ),
+        // The same document again: applied after its acceptance above, in the same transaction.
+        (
+            f.evidence(&one, EvidenceKind::Delivered, Some("b"), at + 1, &f.b),
+            None,
+        ),
+    ];
+    let (outcomes, seq) = apply_evidence_all(&f.store, together).await.unwrap();
+    assert!(seq.is_some(), "the two applied statements logged events");
+    assert!(
+        matches!(outcomes[..], [Ok(()), Err(_), Ok(())]),
+        "{outcomes:?}"
+    );
+    assert!(
+        matches!(outcomes[1], Err(NodeError::EvidenceForUnknown(id)) if id == stranger.header.id),
+        "{outcomes:?}"
+    );
+    let rec = sent(&f.store, one.header.id).await.unwrap().unwrap();
+    let b = &rec.recipients[0];
+    assert_eq!(b.state, DeliveryState::Delivered);
+    assert_eq!((b.accepted_at_ms, b.delivered_at_ms), (at, at + 1));
+    assert_eq!(queued(one.header.id).await, None, "its item went with it");
+    assert_eq!(queued(two.header.id).await, Some(key_two), "still queued");
+    let untouched = sent(&f.store, two.header.id).await.unwrap().unwrap();
+    assert_eq!(untouched.recipients[0].state, DeliveryState::Queued);
+}
+
+#[tokio::test]
 async fn an_unknown_stored_state_code_is_an_error_naming_the_record() {
     let f = Fixture::new();
     let id = deliver(&f).await.header.id;

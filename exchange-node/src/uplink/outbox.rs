@@ -470,12 +470,63 @@ async fn batch_answered(
         );
         return failed_all(batch, &e);
     }
-    let mut tasks = JoinSet::new();
+    // The acceptances are recorded in one transaction; a refusal or an error is answered as
+    // if it came alone.
+    let mut out = Vec::with_capacity(batch.len());
+    let (mut accepted, mut others) = (Vec::new(), JoinSet::new());
     for (p, o) in batch.into_iter().zip(outcomes) {
-        let node = Arc::clone(node);
-        tasks.spawn(async move { (p.key, answered(&node, p, outcome(o)).await) });
+        match outcome(o) {
+            Ok(resp) => match acceptance(node, &p.doc, resp) {
+                Ok(ev) => accepted.push((p.doc.header.id, p.key, ev)),
+                Err(e) => out.push((p.key, Err(e))),
+            },
+            Err(s) => {
+                let node = Arc::clone(node);
+                others.spawn(async move { (p.key, answered(&node, p, Err(s)).await) });
+            }
+        }
     }
-    tasks.join_all().await
+    if !accepted.is_empty() {
+        out.extend(record_accepted(node, accepted).await);
+    }
+    out.extend(others.join_all().await);
+    out
+}
+
+/// Records the hub's acceptances `accepted` (document, outbox item, verified acceptance) in
+/// one transaction.
+async fn record_accepted(
+    node: &Node,
+    accepted: Vec<(DocumentId, QueueKey, SignedEvidence)>,
+) -> Vec<Sent> {
+    let (items, evs): (Vec<_>, Vec<_>) = accepted
+        .into_iter()
+        .map(|(id, key, ev)| ((id, key), (ev, Some(key))))
+        .unzip();
+    let outcomes = match store::apply_evidence_all(&node.store, evs).await {
+        Ok((outcomes, seq)) => {
+            node.event_committed(seq);
+            outcomes
+        }
+        Err(e) => {
+            let e = ServiceError::from(e);
+            return items
+                .into_iter()
+                .map(|(_, key)| (key, Err(UplinkError::from(e.clone()))))
+                .collect();
+        }
+    };
+    items
+        .into_iter()
+        .zip(outcomes)
+        .map(|((id, key), o)| {
+            let o = o.map_err(|e| UplinkError::from(ServiceError::from(e)));
+            if o.is_ok() {
+                info!(doc_id = %id, "accepted by the hub");
+            }
+            (key, o)
+        })
+        .collect()
 }
 
 /// One document's outcome in a `SubmitBatch` answer, as `Submit` would have answered it.
@@ -548,16 +599,7 @@ async fn answered(
     let (id, key, doc) = (p.doc.header.id, p.key, p.doc);
     match sent.map_err(|s| UplinkError::from_status(Call::Submit, s)) {
         Ok(resp) => {
-            let acc = resp
-                .acceptance
-                .ok_or_else(|| UplinkError::unusable("hub sent no acceptance"))?;
-            let ev = SignedEvidence::verify(acc, &node.verifier, now_secs())
-                .map_err(|e| UplinkError::unusable(format!("hub acceptance: {e}")))?;
-            if ev.evidence.kind != EvidenceKind::Accepted || !ev.is_about(&doc) {
-                return Err(UplinkError::unusable(
-                    "hub acceptance is not about this document",
-                ));
-            }
+            let ev = acceptance(node, &doc, resp)?;
             let seq = store::apply_evidence(&node.store, ev, Some(key))
                 .await
                 .map_err(ServiceError::from)?;
@@ -583,6 +625,25 @@ async fn answered(
         }
         Err(e) => Err(e),
     }
+}
+
+/// The hub's acceptance of `doc` in its answer `resp`, verified.
+fn acceptance(
+    node: &Node,
+    doc: &SignedDoc,
+    resp: pb::SubmitResponse,
+) -> Result<SignedEvidence, UplinkError> {
+    let acc = resp
+        .acceptance
+        .ok_or_else(|| UplinkError::unusable("hub sent no acceptance"))?;
+    let ev = SignedEvidence::verify(acc, &node.verifier, now_secs())
+        .map_err(|e| UplinkError::unusable(format!("hub acceptance: {e}")))?;
+    if ev.evidence.kind != EvidenceKind::Accepted || !ev.is_about(doc) {
+        return Err(UplinkError::unusable(
+            "hub acceptance is not about this document",
+        ));
+    }
+    Ok(ev)
 }
 
 /// Blobs being uploaded by one of the sending tasks. Another document with the same content

@@ -5,11 +5,11 @@ use exchange_core::{
     document::{EvidenceKind, SignedEvidence},
     ids::DocumentId,
     state::Transition,
-    store::{Store, StoreError, queue::QueueKey},
+    store::{Store, StoreError, kv::WriteTables, queue::QueueKey, sealing::Sealer},
 };
 use exchange_proto::v1 as pb;
 
-use super::{SentRecord, change_sent};
+use super::{SentRecord, change_sent, record};
 use crate::{
     error::NodeError,
     store::{Effects, Event},
@@ -93,17 +93,59 @@ pub(crate) async fn apply_evidence(
     ev: SignedEvidence,
     done: Option<QueueKey>,
 ) -> Result<Option<u64>, NodeError> {
+    let sealer = store.sealer().clone();
+    store
+        .write(move |txn| apply_in(txn, &sealer, &ev, done))
+        .await
+}
+
+/// [`apply_evidence`] for statements that came together (pushed in one batch, or the
+/// acceptances of one `SubmitBatch`, each with the outbox item it answers), in one transaction:
+/// each is applied, or refused with its error, as if it came alone; a failure of the store
+/// itself fails them all. Returns each one's outcome in order, and the seq of the last event
+/// logged.
+pub(crate) async fn apply_evidence_all(
+    store: &Store,
+    evs: Vec<(SignedEvidence, Option<QueueKey>)>,
+) -> Result<(Vec<Result<(), NodeError>>, Option<u64>), NodeError> {
+    let sealer = store.sealer().clone();
+    store
+        .write(move |txn| {
+            let mut last = None;
+            let mut out = Vec::with_capacity(evs.len());
+            for (ev, done) in &evs {
+                match apply_in(txn, &sealer, ev, *done) {
+                    Ok(seq) => {
+                        last = seq.or(last);
+                        out.push(Ok(()));
+                    }
+                    Err(e) if e.is_transient() => return Err(e),
+                    Err(e) => out.push(Err(e)),
+                }
+            }
+            Ok((out, last))
+        })
+        .await
+}
+
+/// Applies `ev` to its sent record in `txn` (written only if it applies) and removes the outbox
+/// item `done`, if given; returns the seq of the last event logged.
+fn apply_in(
+    txn: &dyn WriteTables,
+    sealer: &Sealer,
+    ev: &SignedEvidence,
+    done: Option<QueueKey>,
+) -> Result<Option<u64>, NodeError> {
     let id = ev.evidence.doc_id;
-    let ((), seq) = change_sent(store, id, move |rec, fx| {
-        let rec = rec.ok_or(NodeError::EvidenceForUnknown(id))?;
-        rec.apply(&ev, fx)?;
-        if let Some(key) = done {
-            fx.done(key);
-        }
-        Ok::<_, NodeError>(())
-    })
-    .await?;
-    Ok(seq)
+    let mut rec =
+        record::read::<SentRecord>(txn, sealer, id)?.ok_or(NodeError::EvidenceForUnknown(id))?;
+    let mut fx = Effects::default();
+    rec.apply(ev, &mut fx)?;
+    if let Some(key) = done {
+        fx.done(key);
+    }
+    record::write(txn, sealer, id, rec)?;
+    Ok(fx.commit(txn)?)
 }
 
 /// Marks a sent document as refused by the hub and drops it from the outbox.
