@@ -95,7 +95,10 @@ pub(crate) async fn apply_evidence(
 ) -> Result<Option<u64>, NodeError> {
     let sealer = store.sealer().clone();
     store
-        .write(move |txn| apply_in(txn, &sealer, &ev, done))
+        .write(move |txn| {
+            let (rec, fx) = applied(txn, &sealer, &ev, done)?;
+            write_applied(txn, &sealer, rec, fx)
+        })
         .await
 }
 
@@ -114,9 +117,10 @@ pub(crate) async fn apply_evidence_all(
             let mut last = None;
             let mut out = Vec::with_capacity(evs.len());
             for (ev, done) in &evs {
-                match apply_in(txn, &sealer, ev, *done) {
-                    Ok(seq) => {
-                        last = seq.or(last);
+                match applied(txn, &sealer, ev, *done) {
+                    // Once something is written, any failure fails the whole transaction.
+                    Ok((rec, fx)) => {
+                        last = write_applied(txn, &sealer, rec, fx)?.or(last);
                         out.push(Ok(()));
                     }
                     Err(e) if e.is_transient() => return Err(e),
@@ -128,14 +132,14 @@ pub(crate) async fn apply_evidence_all(
         .await
 }
 
-/// Applies `ev` to its sent record in `txn` (written only if it applies) and removes the outbox
-/// item `done`, if given; returns the seq of the last event logged.
-fn apply_in(
+/// The sent record that `ev` is about, with `ev` applied, and what goes with it (the removal of
+/// the outbox item `done`, if given); reads only, so an error leaves `txn` as it was.
+fn applied(
     txn: &dyn WriteTables,
     sealer: &Sealer,
     ev: &SignedEvidence,
     done: Option<QueueKey>,
-) -> Result<Option<u64>, NodeError> {
+) -> Result<(SentRecord, Effects), NodeError> {
     let id = ev.evidence.doc_id;
     let mut rec =
         record::read::<SentRecord>(txn, sealer, id)?.ok_or(NodeError::EvidenceForUnknown(id))?;
@@ -144,7 +148,18 @@ fn apply_in(
     if let Some(key) = done {
         fx.done(key);
     }
-    record::write(txn, sealer, id, rec)?;
+    Ok((rec, fx))
+}
+
+/// Writes a record changed by [`applied`] and its effects; returns the seq of the last event
+/// logged.
+fn write_applied(
+    txn: &dyn WriteTables,
+    sealer: &Sealer,
+    rec: SentRecord,
+    fx: Effects,
+) -> Result<Option<u64>, NodeError> {
+    record::write(txn, sealer, rec.doc.header.id, rec)?;
     Ok(fx.commit(txn)?)
 }
 
