@@ -59,8 +59,8 @@ use exchange_proto::v1 as pb;
 
 pub(crate) use events::{Event, events_after};
 pub(crate) use inbox::{
-    Arrived, Foreign, InboxRecord, change_inbox, handle, inbox, receipt_refused, receive, received,
-    replace_receipt,
+    Arrived, Delivered, Foreign, InboxRecord, change_inbox, handle, inbox, receipt_refused,
+    receive, receive_all, received, replace_receipt,
 };
 pub(crate) use outbox::{OutboxItem, next_outbox, outbox_done};
 pub(crate) use sent::{

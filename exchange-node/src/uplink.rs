@@ -161,20 +161,24 @@ async fn subscribe_once(
         } else {
             push.batch
         };
-        // Evidence about documents we sent that came together is applied together, in one
-        // transaction, concurrently with what came before and after it (the state machine
-        // absorbs steps of one document arriving out of order); an item pushed after it starts
-        // after it.
-        let mut evidence = Vec::new();
+        // Evidence about documents we sent, and deliveries whose content came inline, that
+        // came together are taken together: each kind in one task and one transaction,
+        // concurrently with what came before and after (the state machine absorbs steps of one
+        // document arriving out of order); an item pushed after them starts after them.
+        let mut together = Together::default();
         for push in items {
             let push = match push.item {
                 Some(pb::hub_push::Item::Evidence(e)) => {
-                    evidence.push((push.seq, e));
+                    together.evidence.push((push.seq, e));
+                    continue;
+                }
+                Some(pb::hub_push::Item::Delivery(d)) if !d.content.is_empty() => {
+                    together.deliveries.push((push.seq, d));
                     continue;
                 }
                 item => pb::HubPush { item, ..push },
             };
-            apply_together(node, &mut receiving, std::mem::take(&mut evidence));
+            together.start(node, client, &mut receiving);
             let Some(ack) = take(node, client, push, &mut receiving, &acks, backoff).await? else {
                 continue;
             };
@@ -182,7 +186,27 @@ async fn subscribe_once(
                 return Ok(());
             }
         }
-        apply_together(node, &mut receiving, evidence);
+        together.start(node, client, &mut receiving);
+    }
+}
+
+/// Items of one push message taken together (pushed seq, item).
+#[derive(Default)]
+struct Together {
+    evidence: Vec<(u64, pb::SignedEvidence)>,
+    deliveries: Vec<(u64, pb::Delivery)>,
+}
+
+impl Together {
+    /// Starts what has gathered, in `receiving`: the evidence in one task
+    /// ([`apply_together`]), the deliveries in another ([`receive_together`]).
+    fn start(&mut self, node: &Arc<Node>, client: &Client, receiving: &mut Receiving) {
+        apply_together(node, receiving, std::mem::take(&mut self.evidence));
+        let deliveries = std::mem::take(&mut self.deliveries);
+        if !deliveries.is_empty() {
+            let (node, client) = (Arc::clone(node), client.clone());
+            receiving.spawn(async move { receive_together(&node, &client, deliveries).await });
+        }
     }
 }
 
@@ -309,12 +333,94 @@ async fn receive(
     client: &mut Client,
     d: pb::Delivery,
 ) -> Result<pb::Ack, tonic::Status> {
+    match verify_delivery(node, client, d).await? {
+        Verified::Answer(ack) => Ok(*ack),
+        Verified::Store(d) => {
+            let about = (d.arrived.doc.header.id, d.arrived.doc.header.sender.clone());
+            let stored = store::receive(&node.store, d.arrived, d.inline, d.receipt, d.at_ms).await;
+            stored_ack(node, about, stored)
+        }
+    }
+}
+
+/// Verifies and stores deliveries pushed together (seq, delivery): each verified in a task of
+/// its own (so their receipts are signed together), then all stored in one transaction; returns
+/// the acknowledgements.
+async fn receive_together(
+    node: &Arc<Node>,
+    client: &Client,
+    pushed: Vec<(u64, pb::Delivery)>,
+) -> Result<Vec<pb::Ack>, tonic::Status> {
+    let mut verifying = JoinSet::new();
+    for (seq, d) in pushed {
+        let (node, mut client) = (Arc::clone(node), client.clone());
+        verifying.spawn(async move { (seq, verify_delivery(&node, &mut client, d).await) });
+    }
+    let mut acks = Vec::new();
+    let (mut seqs, mut about, mut deliveries) = (Vec::new(), Vec::new(), Vec::new());
+    for (seq, verified) in verifying.join_all().await {
+        match verified? {
+            Verified::Answer(ack) => acks.push(pb::Ack { seq, ..*ack }),
+            Verified::Store(d) => {
+                seqs.push(seq);
+                about.push((d.arrived.doc.header.id, d.arrived.doc.header.sender.clone()));
+                deliveries.push(*d);
+            }
+        }
+    }
+    if deliveries.is_empty() {
+        return Ok(acks);
+    }
+    let stored = store::receive_all(&node.store, deliveries)
+        .await
+        .map_err(|e| tonic::Status::from(ServiceError::from(e)))?;
+    for ((seq, about), stored) in seqs.into_iter().zip(about).zip(stored) {
+        acks.push(pb::Ack {
+            seq,
+            ..stored_ack(node, about, stored)?
+        });
+    }
+    Ok(acks)
+}
+
+/// The acknowledgement of a delivery stored (or found stored) with receipt `stored`; `about`:
+/// its document and sender, for the log.
+fn stored_ack(
+    node: &Node,
+    (id, sender): (exchange_core::ids::DocumentId, exchange_core::ids::DeptId),
+    stored: Result<(pb::SignedEvidence, Option<u64>), exchange_core::store::StoreError>,
+) -> Result<pb::Ack, tonic::Status> {
+    let (receipt, seq) = stored.map_err(|e| tonic::Status::from(ServiceError::from(e)))?;
+    if seq.is_some() {
+        info!(doc_id = %id, %sender, "received");
+        node.event_committed(seq);
+    }
+    Ok(pb::Ack {
+        delivery_receipt: Some(receipt),
+        ..Default::default()
+    })
+}
+
+/// What checking a delivery comes to: an acknowledgement to send as it is (a refusal, or a
+/// document already in the inbox), or a delivery to store.
+enum Verified {
+    Answer(Box<pb::Ack>),
+    Store(Box<store::Delivered>),
+}
+
+/// Verifies a delivery, fetches any content that did not come inline and signs this node's
+/// receipt; stores nothing.
+async fn verify_delivery(
+    node: &Node,
+    client: &mut Client,
+    d: pb::Delivery,
+) -> Result<Verified, tonic::Status> {
     let refuse = |reason: String| {
         warn!(%reason, "refusing a delivery");
-        Ok(pb::Ack {
+        Ok(Verified::Answer(Box::new(pb::Ack {
             refused: reason,
             ..Default::default()
-        })
+        })))
     };
     let Some(wire) = d.document else {
         return refuse("delivery without a document".into());
@@ -363,10 +469,10 @@ async fn receive(
         // Redelivery (our earlier ack was lost, or the hub refused it): acknowledge again with
         // the same receipt while it still verifies, else with a new one.
         let receipt = renewed_receipt(node, &doc, &me, rec.delivery_receipt).await?;
-        return Ok(pb::Ack {
+        return Ok(Verified::Answer(Box::new(pb::Ack {
             delivery_receipt: Some(receipt),
             ..Default::default()
-        });
+        })));
     }
     // A small document's content comes inline with the delivery and is committed with it; any
     // other part is fetched into the blob store first.
@@ -408,24 +514,17 @@ async fn receive(
     .await
     .map_err(|e| tonic::Status::from(ServiceError::from(e)))?
     .wire;
-    let sender = doc.header.sender.clone();
-    let arrived = store::Arrived {
-        doc,
-        acceptance: acc,
-        addition,
-        foreign,
-    };
-    let (receipt, seq) = store::receive(&node.store, arrived, inline, receipt, at)
-        .await
-        .map_err(|e| tonic::Status::from(ServiceError::from(e)))?;
-    if seq.is_some() {
-        info!(doc_id = %id, %sender, "received");
-        node.event_committed(seq);
-    }
-    Ok(pb::Ack {
-        delivery_receipt: Some(receipt),
-        ..Default::default()
-    })
+    Ok(Verified::Store(Box::new(store::Delivered {
+        arrived: store::Arrived {
+            doc,
+            acceptance: acc,
+            addition,
+            foreign,
+        },
+        inline,
+        receipt,
+        at_ms: at,
+    })))
 }
 
 /// Downloads one blob (resuming a partial one) and verifies it against the signed digest.

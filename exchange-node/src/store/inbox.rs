@@ -7,7 +7,11 @@ use exchange_core::{
     ids::{Address, DeptId, DocumentId, ExchangeName},
     signing::{Digest, SignError},
     state::{ClerkAction, InboxState, Transition},
-    store::{Store, StoreError, kv::Table},
+    store::{
+        Store, StoreError,
+        kv::{Table, WriteTables},
+        sealing::Sealer,
+    },
 };
 use exchange_proto::{store::v1 as st, v1 as pb};
 
@@ -184,6 +188,20 @@ pub(crate) async fn inbox(store: &Store) -> Result<Vec<InboxRecord>, StoreError>
     record::every(store).await
 }
 
+/// A verified delivery ready to be stored: the document, its inline content (digest, bytes),
+/// this node's signed receipt and when it arrived.
+#[derive(Debug)]
+pub(crate) struct Delivered {
+    /// The document and what came with it.
+    pub(crate) arrived: Arrived,
+    /// Its content that came inline: (digest, bytes), each distinct part once.
+    pub(crate) inline: Vec<(Digest, Vec<u8>)>,
+    /// This node's signed DELIVERED.
+    pub(crate) receipt: pb::SignedEvidence,
+    /// When it arrived.
+    pub(crate) at_ms: i64,
+}
+
 /// Stores a verified delivery, with this node's signed receipt. If the document is already in
 /// the inbox, stores nothing and returns the receipt given the first time (so a redelivery is
 /// acknowledged identically and the inbox holds it once). Returns the receipt and, for a new
@@ -195,54 +213,96 @@ pub(crate) async fn receive(
     receipt: pb::SignedEvidence,
     at_ms: i64,
 ) -> Result<(pb::SignedEvidence, Option<u64>), StoreError> {
+    let delivered = Delivered {
+        arrived,
+        inline,
+        receipt,
+        at_ms,
+    };
+    let sealer = store.sealer().clone();
+    store
+        .write(move |txn| {
+            let stored = record::read(txn, &sealer, delivered.arrived.doc.header.id)?;
+            receive_in(txn, &sealer, &delivered, stored)
+        })
+        .await
+}
+
+/// [`receive`] for deliveries that came together (pushed in one message), in one transaction,
+/// each stored as if alone. One whose inbox record cannot be read comes back as its error
+/// (nothing of it is written); a failure while writing fails them all. Returns each one's
+/// outcome in order.
+pub(crate) async fn receive_all(
+    store: &Store,
+    deliveries: Vec<Delivered>,
+) -> Result<Vec<Result<(pb::SignedEvidence, Option<u64>), StoreError>>, StoreError> {
+    let sealer = store.sealer().clone();
+    store
+        .write(move |txn| {
+            let mut out = Vec::with_capacity(deliveries.len());
+            for d in &deliveries {
+                match record::read::<InboxRecord>(txn, &sealer, d.arrived.doc.header.id) {
+                    Err(e @ StoreError::Decode { .. }) => out.push(Err(e)),
+                    Err(e) => return Err(e),
+                    Ok(stored) => out.push(Ok(receive_in(txn, &sealer, d, stored)?)),
+                }
+            }
+            Ok(out)
+        })
+        .await
+}
+
+/// Stores `d` in `txn` unless its document is in the inbox already (`stored`, read in `txn`;
+/// [`receive`]).
+fn receive_in(
+    txn: &dyn WriteTables,
+    sealer: &Sealer,
+    d: &Delivered,
+    stored: Option<InboxRecord>,
+) -> Result<(pb::SignedEvidence, Option<u64>), StoreError> {
     let Arrived {
         doc,
         acceptance,
         addition,
         foreign,
-    } = arrived;
-    let sealer = store.sealer().clone();
-    store
-        .write(move |txn| {
-            let id = doc.header.id;
-            if let Some(rec) = record::read::<InboxRecord>(txn, &sealer, id)? {
-                return Ok((rec.delivery_receipt.unwrap_or_default(), None));
-            }
-            let rec = InboxRecord {
-                doc: doc.clone(),
-                acceptance: Some(acceptance.clone()),
-                delivery_receipt: Some(receipt.clone()),
-                received_at_ms: at_ms,
-                state: InboxState::New,
-                handled_at_ms: 0,
-                clerk: String::new(),
-                reason: String::new(),
-                handling: None,
-                addition: addition.clone(),
-                recall: None,
-                recall_handling: None,
-                reminders: 0,
-                last_reminded_at_ms: 0,
-                last_reminder_note: String::new(),
-                hub_refused: String::new(),
-                foreign: foreign.clone(),
-            };
-            let sender = rec.sender();
-            record::write(txn, &sealer, id, rec)?;
-            for (digest, data) in &inline {
-                crate::content::put(txn, &sealer, id, digest, data)?;
-            }
-            let mut fx = Effects::default();
-            fx.event(Event {
-                kind: pb::NodeEventKind::Received,
-                doc_id: id,
-                dept: Some(sender),
-                state: pb::RecipientState::Delivered,
-                at_ms,
-            });
-            Ok((receipt.clone(), fx.commit(txn)?))
-        })
-        .await
+    } = &d.arrived;
+    let id = doc.header.id;
+    if let Some(rec) = stored {
+        return Ok((rec.delivery_receipt.unwrap_or_default(), None));
+    }
+    let rec = InboxRecord {
+        doc: doc.clone(),
+        acceptance: Some(acceptance.clone()),
+        delivery_receipt: Some(d.receipt.clone()),
+        received_at_ms: d.at_ms,
+        state: InboxState::New,
+        handled_at_ms: 0,
+        clerk: String::new(),
+        reason: String::new(),
+        handling: None,
+        addition: addition.clone(),
+        recall: None,
+        recall_handling: None,
+        reminders: 0,
+        last_reminded_at_ms: 0,
+        last_reminder_note: String::new(),
+        hub_refused: String::new(),
+        foreign: foreign.clone(),
+    };
+    let sender = rec.sender();
+    record::write(txn, sealer, id, rec)?;
+    for (digest, data) in &d.inline {
+        crate::content::put(txn, sealer, id, digest, data)?;
+    }
+    let mut fx = Effects::default();
+    fx.event(Event {
+        kind: pb::NodeEventKind::Received,
+        doc_id: id,
+        dept: Some(sender),
+        state: pb::RecipientState::Delivered,
+        at_ms: d.at_ms,
+    });
+    Ok((d.receipt.clone(), fx.commit(txn)?))
 }
 
 /// Changes the inbox record of `id` with what goes with the change, in one transaction

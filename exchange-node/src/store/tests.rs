@@ -265,6 +265,75 @@ async fn statements_applied_together_are_each_taken_or_refused_as_if_alone() {
     assert_eq!(untouched.recipients[0].state, DeliveryState::Queued);
 }
 
+/// What b's node stores when `doc` is delivered to it now.
+fn delivered(f: &Fixture, doc: &SignedDoc) -> Delivered {
+    let at = now_ms();
+    Delivered {
+        arrived: Arrived {
+            doc: doc.clone(),
+            acceptance: f
+                .evidence(doc, EvidenceKind::Accepted, None, at, &f.hub)
+                .wire,
+            addition: None,
+            foreign: None,
+        },
+        inline: Vec::new(),
+        receipt: f
+            .evidence(doc, EvidenceKind::Delivered, Some("b"), at, &f.b)
+            .wire,
+        at_ms: at,
+    }
+}
+
+#[tokio::test]
+async fn deliveries_stored_together_are_each_stored_as_if_alone() {
+    let f = Fixture::new();
+    let before = deliver(&f).await;
+    let first = received(&f.store, before.header.id).await.unwrap().unwrap();
+    let damaged_doc = deliver(&f).await;
+    let damaged = damaged_doc.header.id;
+    let key = damaged.to_string();
+    f.store
+        .write(move |txn| {
+            let mut raw: st::ReceivedDocument = get(txn, &Sealer::default(), INBOX, &key)?.unwrap();
+            raw.state = 42;
+            put(txn, &Sealer::default(), INBOX, &key, &raw)
+        })
+        .await
+        .unwrap();
+    let (one, two) = (f.document(), f.document());
+    let together = vec![
+        delivered(&f, &one),
+        // Delivered again (our acknowledgement was lost): nothing stored, the first receipt.
+        delivered(&f, &before),
+        // Its inbox record cannot be read: its error, and nothing of it written.
+        delivered(&f, &damaged_doc),
+        delivered(&f, &two),
+    ];
+    let receipts: Vec<_> = together.iter().map(|d| d.receipt.clone()).collect();
+    let out = receive_all(&f.store, together).await.unwrap();
+    assert_eq!(out.len(), 4);
+    let (r, seq) = out[0].as_ref().unwrap();
+    assert_eq!((r, seq.is_some()), (&receipts[0], true));
+    let (r, seq) = out[1].as_ref().unwrap();
+    assert_eq!((Some(r), *seq), (first.delivery_receipt.as_ref(), None));
+    assert!(
+        matches!(out[2], Err(StoreError::Decode { .. })),
+        "{:?}",
+        out[2]
+    );
+    let (r, seq) = out[3].as_ref().unwrap();
+    assert_eq!((r, seq.is_some()), (&receipts[3], true));
+    for doc in [&one, &two] {
+        let rec = received(&f.store, doc.header.id).await.unwrap().unwrap();
+        assert_eq!(rec.state, InboxState::New);
+    }
+    assert!(
+        received(&f.store, damaged).await.is_err(),
+        "still as it was"
+    );
+}
+
 #[tokio::test]
 async fn an_unknown_stored_state_code_is_an_error_naming_the_record() {
     let f = Fixture::new();
