@@ -23,7 +23,7 @@ use crate::{
     audit::{self, Event},
     delivery,
     federation::Dest,
-    store::{self, StepError},
+    store::{self, StepError, ToAccept},
 };
 
 type Stream_<T> = Pin<Box<dyn Stream<Item = Result<T, Status>> + Send>>;
@@ -242,6 +242,60 @@ impl From<StepError> for ServiceError {
     }
 }
 
+/// A submission checked and its acceptance signed: what storing it needs, and what follows.
+struct Checked {
+    job: ToAccept,
+    after: AfterAccept,
+}
+
+/// What follows a document's acceptance once it is stored ([`HubService::accepted`]).
+struct AfterAccept {
+    id: DocumentId,
+    sender: DeptId,
+    at_ms: i64,
+    reply_deadline_ms: i64,
+    /// The departments here it goes to.
+    local: Vec<DeptId>,
+    /// The linked exchanges it goes through.
+    peers: Vec<exchange_core::ids::ExchangeName>,
+}
+
+/// The id a submission's document claims, for the audit trail of a refusal (not trusted for
+/// anything).
+fn claimed_id(req: &pb::SubmitRequest) -> Option<String> {
+    req.document.as_ref().and_then(|d| {
+        <pb::DocumentHeader as prost::Message>::decode(d.header.as_slice())
+            .ok()
+            .map(|h| h.id)
+    })
+}
+
+/// Sets the outcome of document `i` of a `SubmitBatch` to what `Submit` would have answered.
+fn set_outcome(
+    outcomes: &mut [pb::SubmitOutcome],
+    i: usize,
+    result: Result<pb::SubmitResponse, ServiceError>,
+) {
+    let outcome = match result {
+        Ok(r) => pb::SubmitOutcome {
+            acceptance: r.acceptance,
+            ..Default::default()
+        },
+        Err(e) => {
+            let status = Status::from(e);
+            pb::SubmitOutcome {
+                acceptance: None,
+                code: status.code().into(),
+                message: status.message().to_owned(),
+                details: status.details().to_vec(),
+            }
+        }
+    };
+    if let Some(slot) = outcomes.get_mut(i) {
+        *slot = outcome;
+    }
+}
+
 fn blob_error(e: exchange_core::blob::BlobError) -> ServiceError {
     use exchange_core::blob::BlobError;
     match e {
@@ -274,23 +328,10 @@ impl HubService {
         dept: &DeptId,
         req: pb::SubmitRequest,
     ) -> Result<pb::SubmitResponse, ServiceError> {
-        // The id the caller claims, for the audit trail of a refusal (not trusted for anything).
-        let claimed = req.document.as_ref().and_then(|d| {
-            <pb::DocumentHeader as prost::Message>::decode(d.header.as_slice())
-                .ok()
-                .map(|h| h.id)
-        });
+        let claimed = claimed_id(&req);
         let result = self.submit_inner(dept.clone(), req).await;
         if let Err(e) = &result {
-            warn!(error = %e, "submission refused");
-            let ev = Event::new(pb::AuditKind::DocumentRefused)
-                .dept(dept)
-                .detail(e.message.clone());
-            let ev = match claimed {
-                Some(id) => ev.doc(id.chars().take(64).collect::<String>()),
-                None => ev,
-            };
-            audit::record(&self.hub.store, ev).await;
+            self.audit_refusal(dept, claimed, e).await;
         }
         result
     }
@@ -300,28 +341,76 @@ impl HubService {
         sender: DeptId,
         req: pb::SubmitRequest,
     ) -> Result<pb::SubmitResponse, ServiceError> {
-        let hub = &self.hub;
-        let wire = req
-            .document
-            .ok_or_else(|| ServiceError::invalid("document: required"))?;
-        let doc = SignedDoc::verify(wire, &hub.verifier, now_secs()).map_err(|e| match e {
+        let doc = self.verified(req.document)?;
+        let for_refusal = doc.clone();
+        self.accept_verified(sender, doc, req.content)
+            .await
+            .map_err(|e| self.final_refusal(e, &for_refusal))
+    }
+
+    /// One document of a `SubmitBatch` verified and checked, its acceptance signed, ready to be
+    /// stored with the others ([`Checked`]); with it, the document (for a refusal at storing)
+    /// and the id it claims. A refusal is audited, as for `Submit`.
+    async fn checked_audited(
+        &self,
+        dept: &DeptId,
+        req: pb::SubmitRequest,
+    ) -> Result<(Checked, SignedDoc, Option<String>), ServiceError> {
+        let claimed = claimed_id(&req);
+        let result = async {
+            let doc = self.verified(req.document)?;
+            let for_refusal = doc.clone();
+            let checked = self
+                .checked(dept.clone(), doc, req.content)
+                .await
+                .map_err(|e| self.final_refusal(e, &for_refusal))?;
+            Ok((checked, for_refusal))
+        }
+        .await;
+        match result {
+            Ok((checked, doc)) => Ok((checked, doc, claimed)),
+            Err(e) => {
+                self.audit_refusal(dept, claimed, &e).await;
+                Err(e)
+            }
+        }
+    }
+
+    /// The submitted document, its signature verified.
+    fn verified(&self, wire: Option<pb::SignedDocument>) -> Result<SignedDoc, ServiceError> {
+        let wire = wire.ok_or_else(|| ServiceError::invalid("document: required"))?;
+        SignedDoc::verify(wire, &self.hub.verifier, now_secs()).map_err(|e| match e {
             exchange_core::document::DocError::Field(f) => ServiceError::invalid(f.to_string()),
             e => ServiceError::denied(format!("document refused: {e}")),
-        })?;
-        let for_refusal = doc.clone();
-        match self.accept_verified(sender, doc, req.content).await {
-            Err(e)
-                if matches!(
-                    e.code,
-                    ErrorCode::InvalidArgument
-                        | ErrorCode::PermissionDenied
-                        | ErrorCode::AlreadyExists
-                ) =>
-            {
-                Err(self.refusal(e, &for_refusal))
-            }
-            other => other,
+        })
+    }
+
+    /// `e` refusing `doc`: a refusal for good (a bad field, a department it may not send to, an
+    /// id taken by another header) carries the hub's signed REFUSED ([`Self::refusal`]); any
+    /// other error is returned as it is.
+    fn final_refusal(&self, e: ServiceError, doc: &SignedDoc) -> ServiceError {
+        if matches!(
+            e.code,
+            ErrorCode::InvalidArgument | ErrorCode::PermissionDenied | ErrorCode::AlreadyExists
+        ) {
+            self.refusal(e, doc)
+        } else {
+            e
         }
+    }
+
+    /// Audits the refusal `e` of a submission from `dept` (`DOCUMENT_REFUSED`), naming the id
+    /// the document claims, if any.
+    async fn audit_refusal(&self, dept: &DeptId, claimed: Option<String>, e: &ServiceError) {
+        warn!(error = %e, "submission refused");
+        let ev = Event::new(pb::AuditKind::DocumentRefused)
+            .dept(dept)
+            .detail(e.message.clone());
+        let ev = match claimed {
+            Some(id) => ev.doc(id.chars().take(64).collect::<String>()),
+            None => ev,
+        };
+        audit::record(&self.hub.store, ev).await;
     }
 
     /// A permanent refusal of a document whose signature verified: the hub signs REFUSED
@@ -347,6 +436,28 @@ impl HubService {
         doc: SignedDoc,
         inline: Vec<pb::InlineContent>,
     ) -> Result<pb::SubmitResponse, ServiceError> {
+        let Checked { job, after } = self.checked(sender, doc, inline).await?;
+        let ToAccept {
+            doc,
+            acceptance,
+            relay,
+            inline,
+            at_ms,
+            plan,
+        } = job;
+        let accepted =
+            store::accept(&self.hub.store, doc, acceptance, relay, inline, at_ms, plan).await?;
+        Ok(self.accepted(after, accepted))
+    }
+
+    /// The checks of a submission whose signature verified, and its acceptance signed: what
+    /// storing it needs.
+    async fn checked(
+        &self,
+        sender: DeptId,
+        doc: SignedDoc,
+        inline: Vec<pb::InlineContent>,
+    ) -> Result<Checked, ServiceError> {
         let hub = &self.hub;
         let h = &doc.header;
         check_clock("header.created_at_ms", h.created_at_ms)?;
@@ -379,22 +490,49 @@ impl HubService {
         )
         .await?
         .wire;
-        let local: Vec<DeptId> = plan.local.iter().map(|(_, d)| d.clone()).collect();
-        let peers: Vec<_> = plan.relays.iter().map(|(p, _)| p.clone()).collect();
-        let (id, reply_deadline_ms) = (h.id, h.metadata.reply_deadline_ms);
-        match store::accept(&hub.store, doc, acceptance, None, inline, at, plan).await? {
+        let after = AfterAccept {
+            id: h.id,
+            sender,
+            at_ms: at,
+            reply_deadline_ms: h.metadata.reply_deadline_ms,
+            local: plan.local.iter().map(|(_, d)| d.clone()).collect(),
+            peers: plan.relays.iter().map(|(p, _)| p.clone()).collect(),
+        };
+        let job = ToAccept {
+            doc,
+            acceptance,
+            relay: None,
+            inline,
+            at_ms: at,
+            plan,
+        };
+        Ok(Checked { job, after })
+    }
+
+    /// The answer to a submission stored (`accepted`), with what follows a new one: the
+    /// recipients' and peers' push loops woken, its reply deadline learnt.
+    fn accepted(&self, after: AfterAccept, accepted: store::Accepted) -> pb::SubmitResponse {
+        let hub = &self.hub;
+        let acc = match accepted {
             store::Accepted::New(acc) => {
+                let AfterAccept {
+                    id,
+                    sender,
+                    at_ms,
+                    reply_deadline_ms,
+                    local,
+                    peers,
+                } = after;
                 info!(doc_id = %id, %sender, recipients = local.len(), peers = peers.len(), "accepted");
-                crate::expiry::accepted(hub, id, at, reply_deadline_ms);
+                crate::expiry::accepted(hub, id, at_ms, reply_deadline_ms);
                 local.iter().for_each(|r| hub.sessions.wake(r));
                 peers.iter().for_each(|p| hub.peer_wake.wake(p));
-                Ok(pb::SubmitResponse {
-                    acceptance: Some(acc),
-                })
+                acc
             }
-            store::Accepted::Again(acc) => Ok(pb::SubmitResponse {
-                acceptance: Some(acc),
-            }),
+            store::Accepted::Again(acc) => acc,
+        };
+        pb::SubmitResponse {
+            acceptance: Some(acc),
         }
     }
 
@@ -763,35 +901,50 @@ impl hub_server::Hub for HubService {
         }
         let metered = crate::limits::metered_name(&dept);
         self.hub.limits.charge_calls(&metered, docs.len() - 1);
-        // Each document as Submit would take it alone, all at once: their commits share the
-        // store writer's group commits and their acceptances one batch signature.
+        // Each document checked as Submit would check it alone, all at once (their acceptances
+        // share one batch signature), then all stored in one transaction, each as if alone.
         let mut tasks = tokio::task::JoinSet::new();
         for (i, doc) in docs.into_iter().enumerate() {
             let (svc, dept) = (self.clone(), dept.clone());
-            let one = async move { (i, svc.submit_audited(&dept, doc).await) };
+            let one = async move { (i, svc.checked_audited(&dept, doc).await) };
             tasks.spawn(tracing::Instrument::in_current_span(one));
         }
         let mut outcomes = vec![pb::SubmitOutcome::default(); tasks.len()];
+        let (mut waiting, mut jobs) = (Vec::new(), Vec::new());
         while let Some(done) = tasks.join_next().await {
             let (i, result) = done.map_err(|e| Status::internal(format!("submitting: {e}")))?;
-            let outcome = match result {
-                Ok(r) => pb::SubmitOutcome {
-                    acceptance: r.acceptance,
-                    ..Default::default()
-                },
+            match result {
+                Ok((Checked { job, after }, doc, claimed)) => {
+                    jobs.push(job);
+                    waiting.push((i, after, doc, claimed));
+                }
+                Err(e) => set_outcome(&mut outcomes, i, Err(e)),
+            }
+        }
+        if jobs.is_empty() {
+            return Ok(Response::new(pb::SubmitBatchResponse { outcomes }));
+        }
+        let stored: Vec<Result<store::Accepted, ServiceError>> =
+            match store::accept_all(&self.hub.store, jobs).await {
+                Ok(stored) => stored
+                    .into_iter()
+                    .map(|r| r.map_err(ServiceError::from))
+                    .collect(),
                 Err(e) => {
-                    let status = Status::from(e);
-                    pb::SubmitOutcome {
-                        acceptance: None,
-                        code: status.code().into(),
-                        message: status.message().to_owned(),
-                        details: status.details().to_vec(),
-                    }
+                    let e = ServiceError::from(e);
+                    waiting.iter().map(|_| Err(e.clone())).collect()
                 }
             };
-            if let Some(slot) = outcomes.get_mut(i) {
-                *slot = outcome;
-            }
+        for ((i, after, doc, claimed), result) in waiting.into_iter().zip(stored) {
+            let result = match result {
+                Ok(accepted) => Ok(self.accepted(after, accepted)),
+                Err(e) => {
+                    let e = self.final_refusal(e, &doc);
+                    self.audit_refusal(&dept, claimed, &e).await;
+                    Err(e)
+                }
+            };
+            set_outcome(&mut outcomes, i, result);
         }
         Ok(Response::new(pb::SubmitBatchResponse { outcomes }))
     }

@@ -50,7 +50,9 @@ use exchange_core::{
 use exchange_proto::v1 as pb;
 
 pub(crate) use deliveries::{About, AckStep, Back, acceptance, ack_all, delivery, record_evidence};
-pub(crate) use documents::{Accepted, Plan, accept, document, get_document, inline_content};
+pub(crate) use documents::{
+    Accepted, Plan, ToAccept, accept, accept_all, document, get_document, inline_content,
+};
 pub(crate) use error::StepError;
 pub(crate) use outbound::{Next, Outbound, Taken, ack, next_outbound, queued_deliveries};
 pub(crate) use push::{PushView, push_view};

@@ -65,6 +65,22 @@ pub(crate) struct Plan {
     pub(crate) additions: Vec<(Address, pb::SignedEvidence)>,
 }
 
+/// A document to store as accepted ([`accept`]).
+pub(crate) struct ToAccept {
+    /// The document, its signature verified.
+    pub(crate) doc: SignedDoc,
+    /// This hub's signed ACCEPTED.
+    pub(crate) acceptance: pb::SignedEvidence,
+    /// How a document of a linked exchange reached us (its RELAYED is what a repeat gets).
+    pub(crate) relay: Option<Relayed>,
+    /// The content sent with it, already checked against the signed parts.
+    pub(crate) inline: Vec<(Digest, Vec<u8>)>,
+    /// When it was accepted.
+    pub(crate) at_ms: i64,
+    /// Where it goes.
+    pub(crate) plan: Plan,
+}
+
 /// Stores an accepted document, its deliveries and queue entries, in one durable transaction.
 /// `inline` is the content sent with it (already checked against the signed parts). A repeated
 /// submission of the same header changes nothing and gets the first acceptance again; the same
@@ -79,59 +95,127 @@ pub(crate) async fn accept(
     at_ms: i64,
     plan: Plan,
 ) -> Result<Accepted, StepError> {
+    let job = ToAccept {
+        doc,
+        acceptance,
+        relay,
+        inline,
+        at_ms,
+        plan,
+    };
     let sealer = store.sealer().clone();
     store
         .write(move |txn| {
-            let id = doc.header.id.to_string();
-            let existing = get_document(txn, &sealer, &id)?;
-            if let Some(rec) = existing {
-                if rec.doc.wire.header != doc.wire.header {
-                    return Err(StepError::Conflict { doc: doc.header.id });
-                }
-                let Some(r) = &relay else {
-                    return Ok(Accepted::Again(rec.acceptance));
-                };
-                // The same custody again gets the same RELAYED; custody of recipients added
-                // later (补发) to a document already here adds their deliveries.
-                let slot = relay_key(&r.relayed);
-                if let Some(v) =
-                    txn.get(EVIDENCE, &evidence_key(&id, &slot, EvidenceKind::Relayed))?
-                {
-                    return Ok(Accepted::Again(decode(format!("relayed {id}"), &v)?));
-                }
-                put_evidence(txn, &id, &slot, EvidenceKind::Relayed, &r.relayed)?;
-                queue_plan(txn, &id, &doc, &plan, true)?;
-                audit::append(txn, &accepted_event(&doc, relay.as_ref(), &plan))?;
-                return Ok(Accepted::New(r.relayed.clone()));
-            }
-            let answer = relay
-                .as_ref()
-                .map_or_else(|| acceptance.clone(), |r| r.relayed.clone());
-            let rec = DocumentRecord {
-                doc: doc.clone(),
-                acceptance: acceptance.clone(),
-                accepted_at_ms: at_ms,
-                relay: relay.clone(),
-            };
-            txn.put(DOCUMENTS, id.as_bytes(), &rec.encode(&sealer)?)?;
-            put_evidence(txn, &id, "", EvidenceKind::Accepted, &acceptance)?;
-            if let Some(r) = &relay {
-                put_evidence(
-                    txn,
-                    &id,
-                    &relay_key(&r.relayed),
-                    EvidenceKind::Relayed,
-                    &r.relayed,
-                )?;
-            }
-            for (digest, data) in &inline {
-                content::put(txn, &sealer, doc.header.id, digest, data)?;
-            }
-            audit::append(txn, &accepted_event(&doc, relay.as_ref(), &plan))?;
-            queue_plan(txn, &id, &doc, &plan, false)?;
-            Ok(Accepted::New(answer))
+            let existing = existing(txn, &sealer, &job)?;
+            accept_in(txn, &sealer, &job, existing)
         })
         .await
+}
+
+/// [`accept`] for documents submitted together (one `SubmitBatch`), in one transaction, each
+/// as if alone: one whose id is taken by another header ([`StepError::Conflict`]) or whose
+/// stored record cannot be read gets its error and nothing of it is written; a failure while
+/// writing fails them all. Returns each one's outcome in order.
+pub(crate) async fn accept_all(
+    store: &Store,
+    jobs: Vec<ToAccept>,
+) -> Result<Vec<Result<Accepted, StepError>>, StepError> {
+    let sealer = store.sealer().clone();
+    store
+        .write(move |txn| {
+            let mut out = Vec::with_capacity(jobs.len());
+            for job in &jobs {
+                match existing(txn, &sealer, job) {
+                    Ok(existing) => out.push(Ok(accept_in(txn, &sealer, job, existing)?)),
+                    Err(
+                        e @ (StepError::Conflict { .. }
+                        | StepError::Store(StoreError::Decode { .. })),
+                    ) => {
+                        out.push(Err(e));
+                    }
+                    Err(e) => return Err(e),
+                }
+            }
+            Ok(out)
+        })
+        .await
+}
+
+/// The stored record of `job`'s document, if it was accepted before with the same header; a
+/// [`StepError::Conflict`] if with another. Reads only.
+fn existing(
+    txn: &dyn WriteTables,
+    sealer: &Sealer,
+    job: &ToAccept,
+) -> Result<Option<DocumentRecord>, StepError> {
+    let existing = get_document(txn, sealer, &job.doc.header.id.to_string())?;
+    if let Some(rec) = &existing
+        && rec.doc.wire.header != job.doc.wire.header
+    {
+        return Err(StepError::Conflict {
+            doc: job.doc.header.id,
+        });
+    }
+    Ok(existing)
+}
+
+/// Stores `job` in `txn`; `existing`: its record if it was accepted before ([`existing`]).
+fn accept_in(
+    txn: &dyn WriteTables,
+    sealer: &Sealer,
+    job: &ToAccept,
+    existing: Option<DocumentRecord>,
+) -> Result<Accepted, StepError> {
+    let ToAccept {
+        doc,
+        acceptance,
+        relay,
+        inline,
+        at_ms,
+        plan,
+    } = job;
+    let id = doc.header.id.to_string();
+    if let Some(rec) = existing {
+        let Some(r) = relay else {
+            return Ok(Accepted::Again(rec.acceptance));
+        };
+        // The same custody again gets the same RELAYED; custody of recipients added later
+        // (补发) to a document already here adds their deliveries.
+        let slot = relay_key(&r.relayed);
+        if let Some(v) = txn.get(EVIDENCE, &evidence_key(&id, &slot, EvidenceKind::Relayed))? {
+            return Ok(Accepted::Again(decode(format!("relayed {id}"), &v)?));
+        }
+        put_evidence(txn, &id, &slot, EvidenceKind::Relayed, &r.relayed)?;
+        queue_plan(txn, &id, doc, plan, true)?;
+        audit::append(txn, &accepted_event(doc, relay.as_ref(), plan))?;
+        return Ok(Accepted::New(r.relayed.clone()));
+    }
+    let answer = relay
+        .as_ref()
+        .map_or_else(|| acceptance.clone(), |r| r.relayed.clone());
+    let rec = DocumentRecord {
+        doc: doc.clone(),
+        acceptance: acceptance.clone(),
+        accepted_at_ms: *at_ms,
+        relay: relay.clone(),
+    };
+    txn.put(DOCUMENTS, id.as_bytes(), &rec.encode(sealer)?)?;
+    put_evidence(txn, &id, "", EvidenceKind::Accepted, acceptance)?;
+    if let Some(r) = relay {
+        put_evidence(
+            txn,
+            &id,
+            &relay_key(&r.relayed),
+            EvidenceKind::Relayed,
+            &r.relayed,
+        )?;
+    }
+    for (digest, data) in inline {
+        content::put(txn, sealer, doc.header.id, digest, data)?;
+    }
+    audit::append(txn, &accepted_event(doc, relay.as_ref(), plan))?;
+    queue_plan(txn, &id, doc, plan, false)?;
+    Ok(Accepted::New(answer))
 }
 
 /// Records the deliveries of `plan` and queues them: to departments here, and to the peers

@@ -257,6 +257,54 @@ async fn the_same_id_with_another_header_is_a_conflict() {
 }
 
 #[tokio::test]
+async fn documents_accepted_together_are_each_taken_as_if_alone() {
+    let f = Fixture::new();
+    let id = DocumentId::new();
+    let first = f.document(id, "第一份");
+    assert!(matches!(f.submit(&first).await, Accepted::New(_)));
+    let job = |doc: &exchange_core::document::SignedDoc| super::ToAccept {
+        doc: doc.clone(),
+        acceptance: f.evidence(doc, EvidenceKind::Accepted, None, &f.hub).wire,
+        relay: None,
+        inline: Vec::new(),
+        at_ms: 1,
+        plan: fixture::local_plan(doc),
+    };
+    let (one, two) = (
+        f.document(DocumentId::new(), "一"),
+        f.document(DocumentId::new(), "二"),
+    );
+    let together = vec![
+        job(&one),
+        // The same id with another header: refused alone, nothing of it written.
+        job(&f.document(id, "第二份")),
+        // Submitted again: the first acceptance.
+        job(&first),
+        job(&two),
+    ];
+    let out = super::accept_all(&f.store, together).await.unwrap();
+    assert!(
+        matches!(
+            out[..],
+            [
+                Ok(Accepted::New(_)),
+                Err(StepError::Conflict { .. }),
+                Ok(Accepted::Again(_)),
+                Ok(Accepted::New(_))
+            ]
+        ),
+        "{out:?}"
+    );
+    for doc in [&one, &two, &first] {
+        let rec = document(&f.store, doc.header.id).await.unwrap().unwrap();
+        assert_eq!(rec.doc.wire.header, doc.wire.header);
+    }
+    // b and c each have first, one and two queued, once.
+    assert_eq!(f.queue("b").await.len(), 3);
+    assert_eq!(f.queue("c").await.len(), 3);
+}
+
+#[tokio::test]
 async fn an_unknown_stored_state_code_is_an_error_naming_the_record() {
     let f = Fixture::new();
     let doc = f.accepted().await;
