@@ -437,16 +437,7 @@ impl HubService {
         inline: Vec<pb::InlineContent>,
     ) -> Result<pb::SubmitResponse, ServiceError> {
         let Checked { job, after } = self.checked(sender, doc, inline).await?;
-        let ToAccept {
-            doc,
-            acceptance,
-            relay,
-            inline,
-            at_ms,
-            plan,
-        } = job;
-        let accepted =
-            store::accept(&self.hub.store, doc, acceptance, relay, inline, at_ms, plan).await?;
+        let accepted = store::accept(&self.hub.store, job).await?;
         Ok(self.accepted(after, accepted))
     }
 

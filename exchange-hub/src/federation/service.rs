@@ -213,9 +213,15 @@ impl RelayService {
         let local: Vec<_> = plan.local.iter().map(|(_, d)| d.clone()).collect();
         let onward: Vec<_> = plan.relays.iter().map(|(p, _)| p.clone()).collect();
         let id = h.id;
-        let answer = match store::accept(&hub.store, doc, acc.wire, Some(relay), inline, at, plan)
-            .await?
-        {
+        let job = store::ToAccept {
+            doc,
+            acceptance: acc.wire,
+            relay: Some(relay),
+            inline,
+            at_ms: at,
+            plan,
+        };
+        let answer = match store::accept(&hub.store, job).await? {
             store::Accepted::New(relayed) => {
                 info!(doc_id = %id, %peer, local = local.len(), onward = onward.len(), "relayed in");
                 local.iter().for_each(|d| hub.sessions.wake(d));

@@ -82,27 +82,9 @@ pub(crate) struct ToAccept {
 }
 
 /// Stores an accepted document, its deliveries and queue entries, in one durable transaction.
-/// `inline` is the content sent with it (already checked against the signed parts). A repeated
-/// submission of the same header changes nothing and gets the first acceptance again; the same
-/// id with another header is a [`StepError::Conflict`]. `relay`: how a document of a linked
-/// exchange reached us (its RELAYED is what a repeat gets).
-pub(crate) async fn accept(
-    store: &Store,
-    doc: SignedDoc,
-    acceptance: pb::SignedEvidence,
-    relay: Option<Relayed>,
-    inline: Vec<(Digest, Vec<u8>)>,
-    at_ms: i64,
-    plan: Plan,
-) -> Result<Accepted, StepError> {
-    let job = ToAccept {
-        doc,
-        acceptance,
-        relay,
-        inline,
-        at_ms,
-        plan,
-    };
+/// A repeated submission of the same header changes nothing and gets the first acceptance
+/// again; the same id with another header is a [`StepError::Conflict`].
+pub(crate) async fn accept(store: &Store, job: ToAccept) -> Result<Accepted, StepError> {
     let sealer = store.sealer().clone();
     store
         .write(move |txn| {

@@ -246,13 +246,17 @@ async fn the_same_id_with_another_header_is_a_conflict() {
     assert!(matches!(f.submit(&first).await, Accepted::New(_)));
     assert!(matches!(f.submit(&first).await, Accepted::Again(_)));
     let other = f.document(id, "第二份");
-    let acceptance = f
-        .evidence(&other, EvidenceKind::Accepted, None, &f.hub)
-        .wire;
-    let plan = fixture::local_plan(&other);
-    let err = super::accept(&f.store, other, acceptance, None, Vec::new(), 1, plan)
-        .await
-        .unwrap_err();
+    let job = super::ToAccept {
+        acceptance: f
+            .evidence(&other, EvidenceKind::Accepted, None, &f.hub)
+            .wire,
+        plan: fixture::local_plan(&other),
+        doc: other,
+        relay: None,
+        inline: Vec::new(),
+        at_ms: 1,
+    };
+    let err = super::accept(&f.store, job).await.unwrap_err();
     assert_eq!(code(err), ErrorCode::AlreadyExists);
 }
 

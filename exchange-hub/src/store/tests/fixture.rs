@@ -15,7 +15,7 @@ use exchange_proto::v1 as pb;
 use tempfile::TempDir;
 
 use crate::store::{
-    Accepted, DELIVERIES, OUTBOUND, Outbound, SCHEMA, StepError, accept, delivery_key,
+    Accepted, DELIVERIES, OUTBOUND, Outbound, SCHEMA, StepError, ToAccept, accept, delivery_key,
     record_evidence, records::DeliveryRecord,
 };
 
@@ -87,17 +87,15 @@ impl Fixture {
     /// Submits `doc` to the store as the hub accepts it.
     pub(super) async fn submit(&self, doc: &SignedDoc) -> Accepted {
         let acceptance = self.evidence(doc, EvidenceKind::Accepted, None, &self.hub);
-        accept(
-            &self.store,
-            doc.clone(),
-            acceptance.wire,
-            None,
-            Vec::new(),
-            now_ms(),
-            local_plan(doc),
-        )
-        .await
-        .unwrap()
+        let job = ToAccept {
+            doc: doc.clone(),
+            acceptance: acceptance.wire,
+            relay: None,
+            inline: Vec::new(),
+            at_ms: now_ms(),
+            plan: local_plan(doc),
+        };
+        accept(&self.store, job).await.unwrap()
     }
 
     /// A new document from a to b and c, accepted.
