@@ -4,7 +4,7 @@
 mod fixture;
 
 use exchange_core::{
-    document::EvidenceKind::{self, *},
+    document::EvidenceKind::*,
     error::{ErrorCode, ServiceError},
     ids::DocumentId,
     state::DeliveryState,
@@ -246,17 +246,9 @@ async fn the_same_id_with_another_header_is_a_conflict() {
     assert!(matches!(f.submit(&first).await, Accepted::New(_)));
     assert!(matches!(f.submit(&first).await, Accepted::Again(_)));
     let other = f.document(id, "第二份");
-    let job = super::ToAccept {
-        acceptance: f
-            .evidence(&other, EvidenceKind::Accepted, None, &f.hub)
-            .wire,
-        plan: fixture::local_plan(&other),
-        doc: other,
-        relay: None,
-        inline: Vec::new(),
-        at_ms: 1,
-    };
-    let err = super::accept(&f.store, job).await.unwrap_err();
+    let err = super::accept(&f.store, f.to_accept(&other))
+        .await
+        .unwrap_err();
     assert_eq!(code(err), ErrorCode::AlreadyExists);
 }
 
@@ -266,25 +258,17 @@ async fn documents_accepted_together_are_each_taken_as_if_alone() {
     let id = DocumentId::new();
     let first = f.document(id, "第一份");
     assert!(matches!(f.submit(&first).await, Accepted::New(_)));
-    let job = |doc: &exchange_core::document::SignedDoc| super::ToAccept {
-        doc: doc.clone(),
-        acceptance: f.evidence(doc, EvidenceKind::Accepted, None, &f.hub).wire,
-        relay: None,
-        inline: Vec::new(),
-        at_ms: 1,
-        plan: fixture::local_plan(doc),
-    };
     let (one, two) = (
         f.document(DocumentId::new(), "一"),
         f.document(DocumentId::new(), "二"),
     );
     let together = vec![
-        job(&one),
+        f.to_accept(&one),
         // The same id with another header: refused alone, nothing of it written.
-        job(&f.document(id, "第二份")),
+        f.to_accept(&f.document(id, "第二份")),
         // Submitted again: the first acceptance.
-        job(&first),
-        job(&two),
+        f.to_accept(&first),
+        f.to_accept(&two),
     ];
     let out = super::accept_all(&f.store, together).await.unwrap();
     assert!(

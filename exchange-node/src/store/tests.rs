@@ -265,6 +265,19 @@ async fn statements_applied_together_are_each_taken_or_refused_as_if_alone() {
     assert_eq!(untouched.recipients[0].state, DeliveryState::Queued);
 }
 
+/// Gives the inbox record of `id` a state code no build knows (42).
+async fn damage_inbox_state(f: &Fixture, id: exchange_core::ids::DocumentId) {
+    let key = id.to_string();
+    f.store
+        .write(move |txn| {
+            let mut raw: st::ReceivedDocument = get(txn, &Sealer::default(), INBOX, &key)?.unwrap();
+            raw.state = 42;
+            put(txn, &Sealer::default(), INBOX, &key, &raw)
+        })
+        .await
+        .unwrap();
+}
+
 /// What b's node stores when `doc` is delivered to it now.
 fn delivered(f: &Fixture, doc: &SignedDoc) -> Delivered {
     let at = now_ms();
@@ -292,15 +305,7 @@ async fn deliveries_stored_together_are_each_stored_as_if_alone() {
     let first = received(&f.store, before.header.id).await.unwrap().unwrap();
     let damaged_doc = deliver(&f).await;
     let damaged = damaged_doc.header.id;
-    let key = damaged.to_string();
-    f.store
-        .write(move |txn| {
-            let mut raw: st::ReceivedDocument = get(txn, &Sealer::default(), INBOX, &key)?.unwrap();
-            raw.state = 42;
-            put(txn, &Sealer::default(), INBOX, &key, &raw)
-        })
-        .await
-        .unwrap();
+    damage_inbox_state(&f, damaged).await;
     let (one, two) = (f.document(), f.document());
     let together = vec![
         delivered(&f, &one),
@@ -338,15 +343,7 @@ async fn deliveries_stored_together_are_each_stored_as_if_alone() {
 async fn an_unknown_stored_state_code_is_an_error_naming_the_record() {
     let f = Fixture::new();
     let id = deliver(&f).await.header.id;
-    let key = id.to_string();
-    f.store
-        .write(move |txn| {
-            let mut raw: st::ReceivedDocument = get(txn, &Sealer::default(), INBOX, &key)?.unwrap();
-            raw.state = 42;
-            put(txn, &Sealer::default(), INBOX, &key, &raw)
-        })
-        .await
-        .unwrap();
+    damage_inbox_state(&f, id).await;
     let err = received(&f.store, id).await.unwrap_err();
     assert!(matches!(err, StoreError::Decode { .. }), "{err}");
     assert_eq!(

@@ -86,16 +86,21 @@ impl Fixture {
 
     /// Submits `doc` to the store as the hub accepts it.
     pub(super) async fn submit(&self, doc: &SignedDoc) -> Accepted {
-        let acceptance = self.evidence(doc, EvidenceKind::Accepted, None, &self.hub);
-        let job = ToAccept {
+        accept(&self.store, self.to_accept(doc)).await.unwrap()
+    }
+
+    /// `doc` as the hub stores it when it accepts it now, for b and c.
+    pub(super) fn to_accept(&self, doc: &SignedDoc) -> ToAccept {
+        ToAccept {
             doc: doc.clone(),
-            acceptance: acceptance.wire,
+            acceptance: self
+                .evidence(doc, EvidenceKind::Accepted, None, &self.hub)
+                .wire,
             relay: None,
             inline: Vec::new(),
             at_ms: now_ms(),
             plan: local_plan(doc),
-        };
-        accept(&self.store, job).await.unwrap()
+        }
     }
 
     /// A new document from a to b and c, accepted.
