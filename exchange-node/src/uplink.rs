@@ -374,13 +374,17 @@ async fn receive_together(
     let stored = store::receive_all(&node.store, deliveries)
         .await
         .map_err(|e| tonic::Status::from(ServiceError::from(e)))?;
+    // Every stored one is logged and its event announced; a failed one (its inbox record
+    // cannot be read) fails the stream, as it would alone, and the others come again and are
+    // acknowledged with the receipts stored now.
+    let mut failed = None;
     for ((seq, about), stored) in seqs.into_iter().zip(about).zip(stored) {
-        acks.push(pb::Ack {
-            seq,
-            ..stored_ack(node, about, stored)?
-        });
+        match stored_ack(node, about, stored) {
+            Ok(ack) => acks.push(pb::Ack { seq, ..ack }),
+            Err(e) => failed = failed.or(Some(e)),
+        }
     }
-    Ok(acks)
+    failed.map_or(Ok(acks), Err)
 }
 
 /// The acknowledgement of a delivery stored (or found stored) with receipt `stored`; `about`:
