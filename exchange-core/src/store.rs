@@ -475,6 +475,39 @@ impl Store {
         rx.await.map_err(|_| E::from(StoreError::Closed))?
     }
 
+    /// [`Store::write`] for items that came together (one message, one batch call), in one
+    /// transaction, each taken as if it came alone. For each item in order, `read` decides what
+    /// to write and writes nothing; if it fails with an error `own` calls the item's own (a
+    /// refusal, a record that does not decode), that error is the item's outcome and nothing
+    /// of the item is written. Otherwise `apply` writes it, and any failure there, or any other
+    /// failure of `read`, fails the whole job: nothing of any item is committed and the writer
+    /// runs the batch's other jobs without it. Returns each item's outcome in order.
+    pub async fn write_each<T, P, R, E>(
+        &self,
+        items: Vec<T>,
+        read: impl Fn(&dyn WriteTables, &T) -> Result<P, E> + Send + 'static,
+        apply: impl Fn(&dyn WriteTables, &T, P) -> Result<R, E> + Send + 'static,
+        own: fn(&E) -> bool,
+    ) -> Result<Vec<Result<R, E>>, E>
+    where
+        T: Send + 'static,
+        R: Send + 'static,
+        E: From<StoreError> + Send + 'static,
+    {
+        self.write(move |txn| {
+            let mut out = Vec::with_capacity(items.len());
+            for item in &items {
+                match read(txn, item) {
+                    Ok(plan) => out.push(Ok(apply(txn, item, plan)?)),
+                    Err(e) if own(&e) => out.push(Err(e)),
+                    Err(e) => return Err(e),
+                }
+            }
+            Ok(out)
+        })
+        .await
+    }
+
     /// Runs `f` on a read snapshot right here, on the calling task's thread: for lookups of a
     /// few keys on a hot path (a redb point read from the page cache takes microseconds, far
     /// less than the two thread hand-offs of the blocking pool). Scans and anything that may
@@ -734,5 +767,65 @@ mod tests {
             .await
             .unwrap();
         assert_eq!((a, b, c), (None, Some(vec![2]), Some(vec![2])));
+    }
+
+    /// Items written together with [`Store::write_each`]: a refused one is its own outcome and
+    /// leaves nothing behind while the others commit; a failure after something was written
+    /// (or one that is not an item's own) commits nothing of any item.
+    #[tokio::test]
+    async fn items_written_together_are_each_taken_as_if_alone() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("s.redb"), "test", 1).unwrap();
+        store.write(|txn| txn.put(T, b"taken", &[0])).await.unwrap();
+        // Refuses a key that is there already (an item's own error), fails the job on "closed".
+        let read = |txn: &dyn WriteTables, key: &&'static str| -> Result<(), StoreError> {
+            match *key {
+                "closed" => Err(StoreError::Closed),
+                _ if txn.get(T, key.as_bytes())?.is_some() => Err(StoreError::decode(key, "taken")),
+                _ => Ok(()),
+            }
+        };
+        // Writes the key, then fails on "fails".
+        let apply = |txn: &dyn WriteTables, key: &&'static str, ()| -> Result<u8, StoreError> {
+            txn.put(T, key.as_bytes(), &[1])?;
+            match *key {
+                "fails" => Err(StoreError::Closed),
+                _ => Ok(1),
+            }
+        };
+        let own = |e: &StoreError| matches!(e, StoreError::Decode { .. });
+        let get = |key: &'static str| {
+            store.read(move |txn| -> Result<_, StoreError> { txn.get(T, key.as_bytes()) })
+        };
+
+        let out = store
+            .write_each(vec!["a", "taken", "b"], read, apply, own)
+            .await
+            .unwrap();
+        assert!(matches!(
+            out.as_slice(),
+            [Ok(1), Err(StoreError::Decode { .. }), Ok(1)]
+        ));
+        assert_eq!(get("a").await.unwrap(), Some(vec![1]));
+        assert_eq!(get("b").await.unwrap(), Some(vec![1]));
+        assert_eq!(
+            get("taken").await.unwrap(),
+            Some(vec![0]),
+            "the refused item wrote nothing"
+        );
+
+        for failing in ["fails", "closed"] {
+            let all = store
+                .write_each(vec!["c", failing, "d"], read, apply, own)
+                .await;
+            assert!(matches!(all, Err(StoreError::Closed)), "{failing}: {all:?}");
+            for key in ["c", "fails", "d"] {
+                assert_eq!(
+                    get(key).await.unwrap(),
+                    None,
+                    "{failing}: {key} was committed"
+                );
+            }
+        }
     }
 }

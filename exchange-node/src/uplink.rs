@@ -357,13 +357,14 @@ async fn receive_together(
         verifying.spawn(async move { (seq, verify_delivery(&node, &mut client, d).await) });
     }
     let mut acks = Vec::new();
-    let (mut seqs, mut about, mut deliveries) = (Vec::new(), Vec::new(), Vec::new());
+    // Each delivery to store, and beside it its seq and (document, sender) for the log.
+    let (mut about, mut deliveries) = (Vec::new(), Vec::new());
     for (seq, verified) in verifying.join_all().await {
         match verified? {
             Verified::Answer(ack) => acks.push(pb::Ack { seq, ..*ack }),
             Verified::Store(d) => {
-                seqs.push(seq);
-                about.push((d.arrived.doc.header.id, d.arrived.doc.header.sender.clone()));
+                let header = &d.arrived.doc.header;
+                about.push((seq, (header.id, header.sender.clone())));
                 deliveries.push(*d);
             }
         }
@@ -378,7 +379,7 @@ async fn receive_together(
     // cannot be read) fails the stream, as it would alone, and the others come again and are
     // acknowledged with the receipts stored now.
     let mut failed = None;
-    for ((seq, about), stored) in seqs.into_iter().zip(about).zip(stored) {
+    for ((seq, about), stored) in about.into_iter().zip(stored) {
         match stored_ack(node, about, stored) {
             Ok(ack) => acks.push(pb::Ack { seq, ..ack }),
             Err(e) => failed = failed.or(Some(e)),

@@ -102,24 +102,19 @@ pub(crate) async fn accept_all(
     store: &Store,
     jobs: Vec<ToAccept>,
 ) -> Result<Vec<Result<Accepted, StepError>>, StepError> {
-    let sealer = store.sealer().clone();
+    let (read, write) = (store.sealer().clone(), store.sealer().clone());
     store
-        .write(move |txn| {
-            let mut out = Vec::with_capacity(jobs.len());
-            for job in &jobs {
-                match existing(txn, &sealer, job) {
-                    Ok(existing) => out.push(Ok(accept_in(txn, &sealer, job, existing)?)),
-                    Err(
-                        e @ (StepError::Conflict { .. }
-                        | StepError::Store(StoreError::Decode { .. })),
-                    ) => {
-                        out.push(Err(e));
-                    }
-                    Err(e) => return Err(e),
-                }
-            }
-            Ok(out)
-        })
+        .write_each(
+            jobs,
+            move |txn, job| existing(txn, &read, job),
+            move |txn, job, existing| accept_in(txn, &write, job, existing),
+            |e| {
+                matches!(
+                    e,
+                    StepError::Conflict { .. } | StepError::Store(StoreError::Decode { .. })
+                )
+            },
+        )
         .await
 }
 

@@ -236,19 +236,14 @@ pub(crate) async fn receive_all(
     store: &Store,
     deliveries: Vec<Delivered>,
 ) -> Result<Vec<Result<(pb::SignedEvidence, Option<u64>), StoreError>>, StoreError> {
-    let sealer = store.sealer().clone();
+    let (read, write) = (store.sealer().clone(), store.sealer().clone());
     store
-        .write(move |txn| {
-            let mut out = Vec::with_capacity(deliveries.len());
-            for d in &deliveries {
-                match record::read::<InboxRecord>(txn, &sealer, d.arrived.doc.header.id) {
-                    Err(e @ StoreError::Decode { .. }) => out.push(Err(e)),
-                    Err(e) => return Err(e),
-                    Ok(stored) => out.push(Ok(receive_in(txn, &sealer, d, stored)?)),
-                }
-            }
-            Ok(out)
-        })
+        .write_each(
+            deliveries,
+            move |txn, d| record::read::<InboxRecord>(txn, &read, d.arrived.doc.header.id),
+            move |txn, d, stored| receive_in(txn, &write, d, stored),
+            |e| matches!(e, StoreError::Decode { .. }),
+        )
         .await
 }
 

@@ -111,25 +111,20 @@ pub(crate) async fn apply_evidence_all(
     store: &Store,
     evs: Vec<(SignedEvidence, Option<QueueKey>)>,
 ) -> Result<(Vec<Result<(), NodeError>>, Option<u64>), NodeError> {
-    let sealer = store.sealer().clone();
-    store
-        .write(move |txn| {
-            let mut last = None;
-            let mut out = Vec::with_capacity(evs.len());
-            for (ev, done) in &evs {
-                match applied(txn, &sealer, ev, *done) {
-                    // Once something is written, any failure fails the whole transaction.
-                    Ok((rec, fx)) => {
-                        last = write_applied(txn, &sealer, rec, fx)?.or(last);
-                        out.push(Ok(()));
-                    }
-                    Err(e) if e.is_transient() => return Err(e),
-                    Err(e) => out.push(Err(e)),
-                }
-            }
-            Ok((out, last))
-        })
-        .await
+    let (read, write) = (store.sealer().clone(), store.sealer().clone());
+    let outcomes = store
+        .write_each(
+            evs,
+            move |txn, (ev, done)| applied(txn, &read, ev, *done),
+            move |txn, _, (rec, fx)| write_applied(txn, &write, rec, fx),
+            |e| !e.is_transient(),
+        )
+        .await?;
+    let last = outcomes
+        .iter()
+        .rev()
+        .find_map(|o| o.as_ref().ok().copied().flatten());
+    Ok((outcomes.into_iter().map(|o| o.map(|_| ())).collect(), last))
 }
 
 /// The sent record that `ev` is about, with `ev` applied, and what goes with it (the removal of
