@@ -328,29 +328,17 @@ impl HubService {
         dept: &DeptId,
         req: pb::SubmitRequest,
     ) -> Result<pb::SubmitResponse, ServiceError> {
-        let claimed = claimed_id(&req);
-        let result = self.submit_inner(dept.clone(), req).await;
-        if let Err(e) = &result {
-            self.audit_refusal(dept, claimed, e).await;
-        }
-        result
-    }
-
-    async fn submit_inner(
-        &self,
-        sender: DeptId,
-        req: pb::SubmitRequest,
-    ) -> Result<pb::SubmitResponse, ServiceError> {
-        let doc = self.verified(req.document)?;
-        let for_refusal = doc.clone();
-        self.accept_verified(sender, doc, req.content)
+        let (Checked { job, after }, doc, claimed) = self.checked_audited(dept, req).await?;
+        let stored = store::accept(&self.hub.store, job)
             .await
-            .map_err(|e| self.final_refusal(e, &for_refusal))
+            .map_err(ServiceError::from);
+        self.stored_audited(dept, after, &doc, claimed, stored)
+            .await
     }
 
-    /// One document of a `SubmitBatch` verified and checked, its acceptance signed, ready to be
-    /// stored with the others ([`Checked`]); with it, the document (for a refusal at storing)
-    /// and the id it claims. A refusal is audited, as for `Submit`.
+    /// A submission from `dept` verified and checked, its acceptance signed, ready to be stored
+    /// (alone, or with the others of a `SubmitBatch`: [`Checked`]); with it, the document (for
+    /// a refusal at storing) and the id it claims. A refusal is audited.
     async fn checked_audited(
         &self,
         dept: &DeptId,
@@ -429,18 +417,6 @@ impl HubService {
         e
     }
 
-    /// The checks and storing of a submission whose signature verified.
-    async fn accept_verified(
-        &self,
-        sender: DeptId,
-        doc: SignedDoc,
-        inline: Vec<pb::InlineContent>,
-    ) -> Result<pb::SubmitResponse, ServiceError> {
-        let Checked { job, after } = self.checked(sender, doc, inline).await?;
-        let accepted = store::accept(&self.hub.store, job).await?;
-        Ok(self.accepted(after, accepted))
-    }
-
     /// The checks of a submission whose signature verified, and its acceptance signed: what
     /// storing it needs.
     async fn checked(
@@ -498,6 +474,27 @@ impl HubService {
             plan,
         };
         Ok(Checked { job, after })
+    }
+
+    /// The answer to a checked submission once storing it came to `stored`: its acceptance, or
+    /// its refusal (with the hub's signed REFUSED if for good: [`Self::final_refusal`]),
+    /// audited.
+    async fn stored_audited(
+        &self,
+        dept: &DeptId,
+        after: AfterAccept,
+        doc: &SignedDoc,
+        claimed: Option<String>,
+        stored: Result<store::Accepted, ServiceError>,
+    ) -> Result<pb::SubmitResponse, ServiceError> {
+        match stored {
+            Ok(accepted) => Ok(self.accepted(after, accepted)),
+            Err(e) => {
+                let e = self.final_refusal(e, doc);
+                self.audit_refusal(dept, claimed, &e).await;
+                Err(e)
+            }
+        }
     }
 
     /// The answer to a submission stored (`accepted`), with what follows a new one: the
@@ -927,14 +924,9 @@ impl hub_server::Hub for HubService {
                 }
             };
         for ((i, after, doc, claimed), result) in waiting.into_iter().zip(stored) {
-            let result = match result {
-                Ok(accepted) => Ok(self.accepted(after, accepted)),
-                Err(e) => {
-                    let e = self.final_refusal(e, &doc);
-                    self.audit_refusal(&dept, claimed, &e).await;
-                    Err(e)
-                }
-            };
+            let result = self
+                .stored_audited(&dept, after, &doc, claimed, result)
+                .await;
             set_outcome(&mut outcomes, i, result);
         }
         Ok(Response::new(pb::SubmitBatchResponse { outcomes }))

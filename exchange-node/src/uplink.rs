@@ -162,24 +162,19 @@ async fn subscribe_once(
             push.batch
         };
         // Evidence about documents we sent, and deliveries whose content came inline, that
-        // came together are taken together: each kind in one task and one transaction,
-        // concurrently with what came before and after (the state machine absorbs steps of one
-        // document arriving out of order); an item pushed after them starts after them.
+        // came together are taken together (`take`, `Together`).
         let mut together = Together::default();
         for push in items {
-            let push = match push.item {
-                Some(pb::hub_push::Item::Evidence(e)) => {
-                    together.evidence.push((push.seq, e));
-                    continue;
-                }
-                Some(pb::hub_push::Item::Delivery(d)) if !d.content.is_empty() => {
-                    together.deliveries.push((push.seq, d));
-                    continue;
-                }
-                item => pb::HubPush { item, ..push },
-            };
-            together.start(node, client, &mut receiving);
-            let Some(ack) = take(node, client, push, &mut receiving, &acks, backoff).await? else {
+            let taken = take(
+                node,
+                client,
+                push,
+                &mut together,
+                &mut receiving,
+                &acks,
+                backoff,
+            );
+            let Some(ack) = taken.await? else {
                 continue;
             };
             if !acks.send(vec![ack], backoff).await {
@@ -198,10 +193,14 @@ struct Together {
 }
 
 impl Together {
-    /// Starts what has gathered, in `receiving`: the evidence in one task
-    /// ([`apply_together`]), the deliveries in another ([`receive_together`]).
+    /// Starts what has gathered, in `receiving`: the evidence in one task ([`apply`]), the
+    /// deliveries in another ([`receive_together`]).
     fn start(&mut self, node: &Arc<Node>, client: &Client, receiving: &mut Receiving) {
-        apply_together(node, receiving, std::mem::take(&mut self.evidence));
+        let evidence = std::mem::take(&mut self.evidence);
+        if !evidence.is_empty() {
+            let node = Arc::clone(node);
+            receiving.spawn(async move { apply(&node, evidence).await });
+        }
         let deliveries = std::mem::take(&mut self.deliveries);
         if !deliveries.is_empty() {
             let (node, client) = (Arc::clone(node), client.clone());
@@ -214,34 +213,33 @@ impl Together {
 /// finishes.
 type Receiving = JoinSet<Result<Vec<pb::Ack>, tonic::Status>>;
 
-/// Applies `evidence` (pushed seq, statement) in a task of its own (in `receiving`): all of it
-/// in one transaction.
-fn apply_together(
-    node: &Arc<Node>,
-    receiving: &mut Receiving,
-    evidence: Vec<(u64, pb::SignedEvidence)>,
-) {
-    if evidence.is_empty() {
-        return;
-    }
-    let node = Arc::clone(node);
-    receiving.spawn(async move { apply(&node, evidence).await });
-}
-
-/// Takes one pushed item other than evidence ([`apply_together`]): a delivery is stored in a
-/// task of its own (in `receiving`, acknowledged when it finishes); a notice is acted on at
-/// once and its acknowledgement returned.
+/// Takes one pushed item. Evidence, and a delivery whose content came inline, join `together`:
+/// each kind in one task and one transaction, concurrently with what came before and after (the
+/// state machine absorbs steps of one document arriving out of order). Any other item first
+/// starts what gathered before it, so that it runs after it: a delivery whose content must be
+/// downloaded is stored in a task of its own (in `receiving`, acknowledged when it finishes); a
+/// notice is acted on at once and its acknowledgement returned.
 async fn take(
     node: &Arc<Node>,
     client: &Client,
     push: pb::HubPush,
+    together: &mut Together,
     receiving: &mut Receiving,
     acks: &Acks,
     backoff: &mut Backoff,
 ) -> Result<Option<pb::Ack>, tonic::Status> {
     let seq = push.seq;
     let ack = match push.item {
+        Some(pb::hub_push::Item::Evidence(e)) => {
+            together.evidence.push((seq, e));
+            return Ok(None);
+        }
+        Some(pb::hub_push::Item::Delivery(d)) if !d.content.is_empty() => {
+            together.deliveries.push((seq, d));
+            return Ok(None);
+        }
         Some(pb::hub_push::Item::Delivery(d)) => {
+            together.start(node, client, receiving);
             let (node, mut client) = (Arc::clone(node), client.clone());
             receiving.spawn(async move {
                 receive(&node, &mut client, d)
@@ -250,14 +248,10 @@ async fn take(
             });
             return Ok(None);
         }
-        // The push loop gathers evidence for `apply_together`; one given here is applied alone.
-        Some(pb::hub_push::Item::Evidence(e)) => {
-            apply_together(node, receiving, vec![(seq, e)]);
-            return Ok(None);
-        }
         // A notice may be about a document still being stored (a recall right behind its
         // delivery): everything pushed before it is finished first.
         Some(pb::hub_push::Item::Notice(e)) => {
+            together.start(node, client, receiving);
             finish_all(receiving, acks, backoff).await?;
             let origin = push.origin_exchange.parse().ok();
             crate::office::notice(node, e, origin)
@@ -266,6 +260,7 @@ async fn take(
         }
         // The hub refused our acknowledgement of an earlier item: nothing to acknowledge.
         Some(pb::hub_push::Item::AckRefused(r)) => {
+            together.start(node, client, receiving);
             ack_refused(node, r).await?;
             return Ok(None);
         }
@@ -616,13 +611,14 @@ async fn apply(
         ..Default::default()
     };
     let mut acks = Vec::with_capacity(pushed.len());
-    let (mut seqs, mut verified) = (Vec::new(), Vec::new());
+    // Each statement to apply, and beside it its seq and (document, kind) for the log.
+    let (mut about, mut verified) = (Vec::new(), Vec::new());
     for (seq, wire) in pushed {
         // About our own document: its names are relative to our exchange, and a recipient's or
         // relaying hub's signature of a linked exchange is checked against that exchange's CA.
         match SignedEvidence::verify_in(wire, &node.trust, None, now_secs()) {
             Ok(ev) if ev.evidence.sender == node.cfg.node.id => {
-                seqs.push(seq);
+                about.push((seq, (ev.evidence.doc_id, ev.evidence.kind)));
                 verified.push((ev, None));
             }
             Ok(ev) => {
@@ -638,15 +634,11 @@ async fn apply(
     if verified.is_empty() {
         return Ok(acks);
     }
-    let about: Vec<_> = verified
-        .iter()
-        .map(|(ev, _)| (ev.evidence.doc_id, ev.evidence.kind))
-        .collect();
     let (outcomes, event) = store::apply_evidence_all(&node.store, verified)
         .await
         .map_err(ServiceError::from)?;
     node.event_committed(event);
-    for ((seq, (id, kind)), outcome) in seqs.into_iter().zip(about).zip(outcomes) {
+    for ((seq, (id, kind)), outcome) in about.into_iter().zip(outcomes) {
         match outcome {
             Ok(()) => info!(doc_id = %id, ?kind, "evidence recorded"),
             Err(e) => warn!(doc_id = %id, error = %e, "evidence not applicable: ignored"),
