@@ -16,6 +16,7 @@ pub mod backoff;
 pub mod backup;
 pub mod blob;
 pub mod bundle;
+pub mod cache;
 pub mod config;
 pub mod convert;
 pub mod crypto;

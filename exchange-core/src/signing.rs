@@ -9,7 +9,6 @@
 //! extended key usage, and verification demands it.
 
 use std::{
-    collections::{HashMap, VecDeque},
     fmt,
     path::Path,
     sync::{Arc, Mutex},
@@ -19,7 +18,10 @@ use exchange_proto::v1 as pb;
 use ring::signature::{Ed25519KeyPair, KeyPair};
 use rustls::pki_types::{CertificateDer, SignatureVerificationAlgorithm, TrustAnchor, UnixTime};
 
-use crate::{config::SigningPaths, crypto::Profile, identity::Principal, tls::read_pem_file};
+use crate::{
+    cache::BoundedMap, config::SigningPaths, crypto::Profile, identity::Principal,
+    tls::read_pem_file,
+};
 
 mod batch;
 mod digest;
@@ -364,9 +366,16 @@ pub struct Verifier {
     anchor: TrustAnchor<'static>,
     /// The CA's profile: the only one whose signatures this verifier accepts.
     profile: Profile,
-    trusted: Arc<Mutex<SignerCache>>,
-    /// Batch signatures already checked (see [`RootCache`]).
-    roots: Arc<Mutex<RootCache>>,
+    /// Signer certificates that chained to the CA, with the document-signing usage, keyed by
+    /// the SHA-256 of their DER. Only what does not depend on the time is cached: the validity
+    /// window is kept and checked against the time of every verification, exactly as webpki
+    /// checks it. Failures are never cached.
+    trusted: Arc<Mutex<BoundedMap<Digest, Signer>>>,
+    /// Batch signatures that verified: `SHA-256(certificate digest ‖ signed message ‖
+    /// signature)`. Only the signature check over the root is skipped on a hit; the inclusion
+    /// path, the certificate and its validity at the statement's time are checked every time.
+    /// Failures are never cached.
+    roots: Arc<Mutex<BoundedMap<Digest, ()>>>,
 }
 
 /// Batch roots remembered; the oldest is forgotten first (and checked again if it comes back).
@@ -374,45 +383,10 @@ pub struct Verifier {
 /// within moments), so a few thousand cover every batch in flight.
 const ROOT_CACHE_SIZE: usize = 4_096;
 
-/// Batch signatures that verified: `SHA-256(certificate digest ‖ signed message ‖ signature)`.
-/// Only the Ed25519 check over the root is skipped on a hit; the inclusion path, the
-/// certificate and its validity at the statement's time are checked every time. Failures are
-/// never cached.
-#[derive(Debug, Default)]
-struct RootCache {
-    seen: std::collections::HashSet<Digest>,
-    order: VecDeque<Digest>,
-}
-
-impl RootCache {
-    fn insert(&mut self, d: Digest) {
-        if !self.seen.insert(d) {
-            return;
-        }
-        self.order.push_back(d);
-        while self.order.len() > ROOT_CACHE_SIZE {
-            if let Some(old) = self.order.pop_front() {
-                self.seen.remove(&old);
-            }
-        }
-    }
-}
-
 /// Most signer certificates remembered; beyond it the oldest entry is forgotten (and simply
 /// validated again the next time it signs). A hub sees one certificate per department (two
 /// during a key rotation), so this covers thousands of departments.
 const SIGNER_CACHE_SIZE: usize = 16_384;
-
-/// Signer certificates that chained to the CA, with the document-signing usage, keyed by the
-/// SHA-256 of their DER. Only what does not depend on the time is cached: the validity window
-/// is kept and checked against the time of every verification, exactly as webpki checks it.
-/// Failures are never cached.
-#[derive(Debug, Default)]
-struct SignerCache {
-    by_der: HashMap<Digest, Signer>,
-    /// Insertion order, for eviction.
-    order: VecDeque<Digest>,
-}
 
 /// What a validated signer certificate established.
 #[derive(Debug, Clone)]
@@ -443,24 +417,6 @@ impl Signer {
     }
 }
 
-impl SignerCache {
-    fn get(&self, d: &Digest) -> Option<Signer> {
-        self.by_der.get(d).cloned()
-    }
-
-    fn insert(&mut self, d: Digest, s: Signer) {
-        if self.by_der.insert(d, s).is_some() {
-            return;
-        }
-        self.order.push_back(d);
-        while self.order.len() > SIGNER_CACHE_SIZE {
-            if let Some(old) = self.order.pop_front() {
-                self.by_der.remove(&old);
-            }
-        }
-    }
-}
-
 impl Verifier {
     /// From the CA certificate (DER).
     pub fn new(ca_der: &[u8]) -> Result<Self, SignError> {
@@ -472,8 +428,8 @@ impl Verifier {
             anchor,
             // A CA that does not parse fails in webpki above; its profile is then moot.
             profile: crate::crypto::cert_profile(ca_der).map_or(Profile::International, |(p, _)| p),
-            trusted: Arc::default(),
-            roots: Arc::default(),
+            trusted: Arc::new(Mutex::new(BoundedMap::new(SIGNER_CACHE_SIZE))),
+            roots: Arc::new(Mutex::new(BoundedMap::new(ROOT_CACHE_SIZE))),
         })
     }
 
@@ -482,13 +438,13 @@ impl Verifier {
         self.profile
     }
 
-    fn cache(&self) -> std::sync::MutexGuard<'_, SignerCache> {
+    fn cache(&self) -> std::sync::MutexGuard<'_, BoundedMap<Digest, Signer>> {
         self.trusted
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
-    fn root_cache(&self) -> std::sync::MutexGuard<'_, RootCache> {
+    fn root_cache(&self) -> std::sync::MutexGuard<'_, BoundedMap<Digest, ()>> {
         self.roots
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
@@ -554,7 +510,7 @@ impl Verifier {
         let ee = webpki::EndEntityCert::try_from(&cert)
             .map_err(|e| SignError::Certificate(e.to_string()))?;
         let key = Digest::of(&sig.signer_cert);
-        let cached = self.cache().get(&key);
+        let cached = self.cache().get(&key).cloned();
         let principal = match cached {
             Some(signer) => {
                 signer
@@ -567,7 +523,7 @@ impl Verifier {
                 None
             }
         };
-        let known_root = root_key.is_some_and(|k| self.root_cache().seen.contains(&k));
+        let known_root = root_key.is_some_and(|k| self.root_cache().contains(&k));
         if !known_root {
             ee.verify_signature(alg, &msg, &sig.value)
                 .map_err(|_| match &sig.batch {
@@ -579,7 +535,7 @@ impl Verifier {
                     None => SignError::BadSignature,
                 })?;
             if let Some(k) = root_key {
-                self.root_cache().insert(k);
+                self.root_cache().insert(k, ());
             }
         }
         if let Some(p) = principal {
@@ -717,7 +673,7 @@ mod tests {
         let june = secs(datetime!(2020-06-01 00:00 UTC));
         let who = v.verify(&sig, Context::Evidence, b"bytes", june).unwrap();
         assert_eq!(who, *key.principal());
-        assert_eq!(v.cache().by_der.len(), 1, "the signer is remembered");
+        assert_eq!(v.cache().len(), 1, "the signer is remembered");
 
         // A clone shares the cache; every check still applies to a remembered signer.
         let v2 = v.clone();
@@ -746,7 +702,7 @@ mod tests {
             v2.verify(&sig, Context::DocumentHeader, b"bytes", june),
             Err(SignError::BadSignature)
         ));
-        assert_eq!(v.cache().by_der.len(), 1, "one entry, shared by the clones");
+        assert_eq!(v.cache().len(), 1, "one entry, shared by the clones");
 
         // Another CA's verifier has its own cache: the signer is not trusted there.
         let (other_ca, _) = pki("Another CA");
@@ -780,7 +736,7 @@ mod tests {
                 *key.principal()
             );
         }
-        assert_eq!(v.root_cache().seen.len(), 1, "the root is checked once");
+        assert_eq!(v.root_cache().len(), 1, "the root is checked once");
         let fails = |sig: &pb::Signature, ctx, bytes: &[u8]| {
             let e = v.verify(sig, ctx, bytes, june).unwrap_err();
             (matches!(e, SignError::Inclusion { .. }), e.to_string())
@@ -878,25 +834,6 @@ mod tests {
         let sig = key.sign(Context::Evidence, b"x").unwrap();
         let late = secs(datetime!(2022-01-01 00:00 UTC));
         assert!(v.verify(&sig, Context::Evidence, b"x", late).is_err());
-        assert!(v.cache().by_der.is_empty());
-    }
-
-    #[test]
-    fn the_cache_is_bounded() {
-        let mut c = SignerCache::default();
-        let signer = Signer {
-            not_before: 0,
-            not_after: 1,
-            principal: Principal::Hub,
-        };
-        for i in 0..SIGNER_CACHE_SIZE + 10 {
-            c.insert(Digest::of(&i.to_le_bytes()), signer.clone());
-        }
-        assert_eq!(c.by_der.len(), SIGNER_CACHE_SIZE);
-        assert_eq!(c.order.len(), SIGNER_CACHE_SIZE);
-        assert!(
-            c.get(&Digest::of(&0usize.to_le_bytes())).is_none(),
-            "oldest evicted"
-        );
+        assert!(v.cache().is_empty());
     }
 }

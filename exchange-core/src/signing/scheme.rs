@@ -88,7 +88,9 @@ pub(crate) mod sm2_webpki {
         AlgorithmIdentifier, InvalidSignature, SignatureVerificationAlgorithm,
     };
 
-    use crate::crypto::sm::Sm2PublicKey;
+    use std::sync::{LazyLock, Mutex, PoisonError};
+
+    use crate::{cache::BoundedMap, crypto::sm::Sm2PublicKey};
 
     /// `AlgorithmIdentifier` contents (no outer SEQUENCE) of an SM2 public key:
     /// id-ecPublicKey (1.2.840.10045.2.1) with the curve sm2 (1.2.156.10197.1.301).
@@ -132,6 +134,30 @@ pub(crate) mod sm2_webpki {
         Some(der)
     }
 
+    /// Most parsed keys remembered. A city's exchange has a few hundred signers (each
+    /// department's key, two during a rotation, the hub's and the CA's); beyond the bound the
+    /// oldest is forgotten and parsed again when it next signs.
+    const KEY_CACHE_SIZE: usize = 1_024;
+
+    /// Keys parsed so far, by their point. Tongsuo parses a public key through OpenSSL 3's
+    /// decoders, which cost about half as much again as the SM2 verification itself (11 % of a
+    /// 国密 hub's samples were in `d2i_PUBKEY` under load), and the same few keys sign everything
+    /// a daemon verifies. Only the parse is remembered: every signature is still verified, and a
+    /// point that does not parse is not remembered.
+    static KEYS: LazyLock<Mutex<BoundedMap<Vec<u8>, Sm2PublicKey>>> =
+        LazyLock::new(|| Mutex::new(BoundedMap::new(KEY_CACHE_SIZE)));
+
+    /// The key whose uncompressed point is `point`, parsed once while it is remembered.
+    fn key(point: &[u8]) -> Option<Sm2PublicKey> {
+        let keys = || KEYS.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(key) = keys().get(point) {
+            return Some(key.clone());
+        }
+        let key = spki(point).and_then(|der| Sm2PublicKey::from_spki_der(&der).ok())?;
+        keys().insert(point.to_vec(), key.clone());
+        Some(key)
+    }
+
     impl SignatureVerificationAlgorithm for Sm2WithSm3 {
         fn verify_signature(
             &self,
@@ -139,9 +165,7 @@ pub(crate) mod sm2_webpki {
             message: &[u8],
             signature: &[u8],
         ) -> Result<(), InvalidSignature> {
-            let key = spki(public_key)
-                .and_then(|der| Sm2PublicKey::from_spki_der(&der).ok())
-                .ok_or(InvalidSignature)?;
+            let key = key(public_key).ok_or(InvalidSignature)?;
             key.verify(message, signature).map_err(|_| InvalidSignature)
         }
 
@@ -155,6 +179,44 @@ pub(crate) mod sm2_webpki {
 
         fn fips(&self) -> bool {
             false
+        }
+    }
+
+    #[cfg(test)]
+    mod tests {
+        use super::*;
+        use crate::crypto::sm::Sm2PrivateKey;
+
+        fn remembered(point: &[u8]) -> bool {
+            KEYS.lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .contains(point)
+        }
+
+        #[test]
+        fn a_parsed_key_is_remembered_and_every_signature_still_checked() {
+            let (a, b) = (
+                Sm2PrivateKey::generate().unwrap(),
+                Sm2PrivateKey::generate().unwrap(),
+            );
+            let spki = a.public_key().unwrap().to_spki_der().unwrap();
+            let point = &spki[spki.len() - 65..];
+            assert_eq!(point[0], 0x04, "an uncompressed point");
+            let alg = &SM2_WITH_SM3_ALG;
+            let sig = a.sign(b"bytes").unwrap();
+            assert!(!remembered(point));
+            alg.verify_signature(point, b"bytes", &sig).unwrap();
+            assert!(remembered(point), "parsed once, then remembered");
+            // A remembered key checks every signature as a freshly parsed one does.
+            alg.verify_signature(point, b"bytes", &sig).unwrap();
+            assert!(alg.verify_signature(point, b"other", &sig).is_err());
+            let by_b = b.sign(b"bytes").unwrap();
+            assert!(alg.verify_signature(point, b"bytes", &by_b).is_err());
+            // A point that does not parse fails, and is not remembered.
+            let mut bad = point.to_vec();
+            bad[64] ^= 1;
+            assert!(alg.verify_signature(&bad, b"bytes", &sig).is_err());
+            assert!(!remembered(&bad));
         }
     }
 }
