@@ -83,6 +83,40 @@ fn hkdf_sm3_gives_what_another_implementation_and_rfc_5869_by_hand_give() {
 }
 
 #[test]
+fn a_kept_hkdf_context_derives_what_a_fresh_one_does() {
+    // A new thread starts with no kept context: its answer is a fresh derivation's.
+    let fresh = |ikm: [u8; 32], salt: Vec<u8>, info: &'static [u8]| {
+        std::thread::spawn(move || {
+            let mut okm = [0u8; 16];
+            kdf::hkdf_sm3(&ikm, &salt, info, &mut okm).unwrap();
+            okm
+        })
+        .join()
+        .unwrap()
+    };
+    // In this thread, one after the other: salts replaced (and none after some), the key and
+    // the info changed and changed back, a refused length in between.
+    let steps: [([u8; 32], Vec<u8>, &'static [u8]); 7] = [
+        ([1; 32], vec![7; 16], b"values"),
+        ([1; 32], vec![8; 16], b"values"),
+        ([1; 32], vec![], b"values"),
+        ([1; 32], vec![9; 20], b"values"),
+        ([2; 32], vec![9; 20], b"values"),
+        ([2; 32], vec![9; 20], b"blobs"),
+        ([1; 32], vec![7; 16], b"values"),
+    ];
+    let mut seen = std::collections::HashSet::new();
+    for (ikm, salt, info) in steps {
+        assert!(kdf::hkdf_sm3(&ikm, &salt, info, &mut []).is_err());
+        let mut okm = [0u8; 16];
+        kdf::hkdf_sm3(&ikm, &salt, info, &mut okm).unwrap();
+        assert_eq!(okm, fresh(ikm, salt, info));
+        seen.insert(okm);
+    }
+    assert_eq!(seen.len(), 6, "only the last step repeats an earlier one");
+}
+
+#[test]
 fn sm4_gcm_round_trip_and_every_tamper_refused() {
     let key = [7u8; sm4::KEY_LEN];
     let nonce = [9u8; sm4::NONCE_LEN];
