@@ -343,11 +343,11 @@ impl HubService {
         &self,
         dept: &DeptId,
         req: pb::SubmitRequest,
-    ) -> Result<(Checked, SignedDoc, Option<String>), ServiceError> {
+    ) -> Result<(Checked, Arc<SignedDoc>, Option<String>), ServiceError> {
         let claimed = claimed_id(&req);
         let result = async {
-            let doc = self.verified(req.document)?;
-            let for_refusal = doc.clone();
+            let doc = Arc::new(self.verified(req.document)?);
+            let for_refusal = Arc::clone(&doc);
             let checked = self
                 .checked(dept.clone(), doc, req.content)
                 .await
@@ -422,7 +422,7 @@ impl HubService {
     async fn checked(
         &self,
         sender: DeptId,
-        doc: SignedDoc,
+        doc: Arc<SignedDoc>,
         inline: Vec<pb::InlineContent>,
     ) -> Result<Checked, ServiceError> {
         let hub = &self.hub;

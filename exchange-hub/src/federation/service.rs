@@ -214,7 +214,7 @@ impl RelayService {
         let onward: Vec<_> = plan.relays.iter().map(|(p, _)| p.clone()).collect();
         let id = h.id;
         let job = store::ToAccept {
-            doc,
+            doc: Arc::new(doc),
             acceptance: acc.wire,
             relay: Some(relay),
             inline,

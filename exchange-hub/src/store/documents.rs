@@ -1,6 +1,8 @@
 //! Accepting a document (once, with its deliveries and queue entries in one transaction) and
 //! reading accepted documents and the content held inline with them.
 
+use std::sync::Arc;
+
 use exchange_core::store::kv::{ReadTables, WriteTables};
 use exchange_core::{
     document::{EvidenceKind, SignedDoc},
@@ -68,7 +70,7 @@ pub(crate) struct Plan {
 /// A document to store as accepted ([`accept`]).
 pub(crate) struct ToAccept {
     /// The document, its signature verified.
-    pub(crate) doc: SignedDoc,
+    pub(crate) doc: Arc<SignedDoc>,
     /// This hub's signed ACCEPTED.
     pub(crate) acceptance: pb::SignedEvidence,
     /// How a document of a linked exchange reached us (its RELAYED is what a repeat gets).
@@ -171,7 +173,7 @@ fn accept_in(
         .as_ref()
         .map_or_else(|| acceptance.clone(), |r| r.relayed.clone());
     let rec = DocumentRecord {
-        doc: doc.clone(),
+        doc: Arc::clone(doc),
         acceptance: acceptance.clone(),
         accepted_at_ms: *at_ms,
         relay: relay.clone(),

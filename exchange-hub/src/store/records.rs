@@ -3,6 +3,8 @@
 //! does not decode — a missing field, an invalid header, an unknown state code — is reported
 //! as a [`StoreError`] naming the record, in one place.
 
+use std::sync::Arc;
+
 use exchange_core::{
     document::SignedDoc,
     ids::ExchangeName,
@@ -17,8 +19,9 @@ use exchange_proto::{store::v1 as st, v1 as pb};
 /// A document the hub accepted: stored once, with the acceptance the hub signed for it.
 #[derive(Debug, Clone)]
 pub(crate) struct DocumentRecord {
-    /// The document as the sender signed it (verified before it was stored).
-    pub(crate) doc: SignedDoc,
+    /// The document as the sender signed it (verified before it was stored); shared, not
+    /// copied, with the submission that stored it (a header is many small allocations).
+    pub(crate) doc: Arc<SignedDoc>,
     /// The hub's signed ACCEPTED: what a repeated submission gets again, and what goes with
     /// every delivery.
     pub(crate) acceptance: pb::SignedEvidence,
@@ -77,7 +80,7 @@ impl DocumentRecord {
             })
         };
         Ok(DocumentRecord {
-            doc: SignedDoc::decode(wire).map_err(|e| StoreError::decode(&what, e))?,
+            doc: Arc::new(SignedDoc::decode(wire).map_err(|e| StoreError::decode(&what, e))?),
             acceptance,
             accepted_at_ms: rec.accepted_at_ms,
             relay,

@@ -30,7 +30,7 @@ pub(crate) struct DeliveryFacts {
 /// A document and every delivery of it (named recipients and ones added later).
 pub(crate) struct DocumentFacts {
     /// The document.
-    pub(crate) doc: SignedDoc,
+    pub(crate) doc: std::sync::Arc<SignedDoc>,
     /// Its sender, named relative to this exchange (`tax@county` for a linked exchange's).
     pub(crate) sender: String,
     /// Its deliveries, by recipient id.

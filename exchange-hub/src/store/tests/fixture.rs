@@ -92,7 +92,7 @@ impl Fixture {
     /// `doc` as the hub stores it when it accepts it now, for b and c.
     pub(super) fn to_accept(&self, doc: &SignedDoc) -> ToAccept {
         ToAccept {
-            doc: doc.clone(),
+            doc: std::sync::Arc::new(doc.clone()),
             acceptance: self
                 .evidence(doc, EvidenceKind::Accepted, None, &self.hub)
                 .wire,
