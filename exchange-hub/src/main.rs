@@ -8,6 +8,11 @@ use exchange_hub::cli::{Cli, Command, load_config};
 /// EX_USAGE: bad flags or config.
 const EXIT_USAGE: u8 = 64;
 
+/// With feature `jemalloc`, jemalloc serves every allocation of the daemon.
+#[cfg(feature = "jemalloc")]
+#[global_allocator]
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
 fn main() -> ExitCode {
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
