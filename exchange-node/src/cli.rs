@@ -43,7 +43,7 @@ pub use ctx::Ctx;
 #[derive(Debug, Parser)]
 #[command(name = "exchange-node", version)]
 pub struct Cli {
-    /// The node's config file (node.toml). Required by every command.
+    /// The node's config file (node.toml). Required by every command but `completions`.
     #[arg(long, global = true, value_name = "FILE")]
     pub config: Option<PathBuf>,
     /// What to do.
