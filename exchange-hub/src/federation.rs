@@ -228,7 +228,14 @@ impl Links {
                         })
                 })
                 .collect();
-            Some(PeerTls::new(&cfg.tls, &anchors).context("the peer listener's TLS")?)
+            Some(
+                PeerTls::new(
+                    &cfg.tls,
+                    &anchors,
+                    cfg.peer_limits.connections_per_principal,
+                )
+                .context("the peer listener's TLS")?,
+            )
         };
         Ok(Links {
             routes: Arc::new(Routes {

@@ -108,6 +108,8 @@ fn load_signer(cfg: &HubConfig) -> anyhow::Result<SigningKey> {
 pub fn check_config(cfg: &HubConfig) -> anyhow::Result<()> {
     cfg.check_files()?;
     cfg.check_links()?;
+    cfg.limits.check(false)?;
+    cfg.peer_limits.check(true)?;
     if !cfg.peers.is_empty() {
         let der = tls::read_pem_file(&cfg.tls.cert, "CERTIFICATE")?;
         anyhow::ensure!(

@@ -536,6 +536,43 @@ async fn a_peer_over_its_limits_is_slowed_down_and_loses_nothing() -> Result<()>
     Ok(())
 }
 
+/// Each linked exchange's hub holds at most `[peer_limits] connections_per_principal`
+/// connections to a hub's `peer_listen`, counted by exchange (every peer's hub is the same
+/// principal): one more is dropped after its handshake and logged naming the limit, and the
+/// documents keep crossing on the connection the peer has.
+#[tokio::test]
+async fn a_peer_hub_over_its_connection_limit_is_refused_naming_the_limit() -> Result<()> {
+    let mut fed = Federation::start(&LAYOUT).await?;
+    fed.restart_hub_with("city", |c| c.peer_limits.connections_per_principal = 1)
+        .await?;
+    let (county, city) = (fed.ex("county"), fed.ex("city"));
+    let first =
+        exchange_tests::cli::send(county, "tax", "连接一", &["--to", "finance@city"]).await?;
+    wait_in_inbox(city, "finance", &first).await?;
+    // The county's hub holds its connection; a second one with its certificate is refused.
+    let county_cfg = fed.hub_config("county")?;
+    let extra = async {
+        let mut c = relay_client_as(&fed, &county_cfg, "city").await?;
+        c.directory(pb::DirectoryRequest {}).await?;
+        anyhow::Ok(())
+    }
+    .await;
+    ensure!(
+        extra.is_err(),
+        "a second connection of the county's hub was served"
+    );
+    city.wait_logged(
+        "hub",
+        "the hub of exchange county already holds 1 connections \
+         (peer_limits.connections_per_principal = 1)",
+    )
+    .await?;
+    let second =
+        exchange_tests::cli::send(county, "tax", "连接二", &["--to", "finance@city"]).await?;
+    wait_in_inbox(city, "finance", &second).await?;
+    Ok(())
+}
+
 #[tokio::test]
 async fn a_recipient_of_another_exchange_added_later_receives_the_same_signed_document()
 -> Result<()> {

@@ -75,6 +75,52 @@ async fn a_department_over_its_rate_limits_gets_resource_exhausted_naming_the_li
     Ok(())
 }
 
+/// One certificate holds at most `[limits] connections_per_principal` connections to the hub: the
+/// next is dropped after its handshake and logged naming the limit, another department is not
+/// affected, and a place comes back when a connection closes.
+#[tokio::test]
+async fn a_department_over_its_connection_limit_is_refused_naming_the_limit() -> Result<()> {
+    let mut ex = TestExchange::setup(&["a", "b"])?;
+    ex.edit_hub_config(|c| c.limits.connections_per_principal = 2)?;
+    ex.start_hub().await?;
+    let mut first = ex.hub_client_as("a").await?;
+    let mut second = ex.hub_client_as("a").await?;
+    first
+        .list_departments(pb::ListDepartmentsRequest {})
+        .await?;
+    second
+        .list_departments(pb::ListDepartmentsRequest {})
+        .await?;
+    let third = async {
+        let mut c = ex.hub_client_as("a").await?;
+        c.list_departments(pb::ListDepartmentsRequest {}).await?;
+        anyhow::Ok(())
+    }
+    .await;
+    assert!(third.is_err(), "a third connection of a was served");
+    ex.wait_logged(
+        "hub",
+        "department a already holds 2 connections (limits.connections_per_principal = 2)",
+    )
+    .await?;
+    let mut b = ex.hub_client_as("b").await?;
+    b.list_departments(pb::ListDepartmentsRequest {}).await?;
+    second
+        .list_departments(pb::ListDepartmentsRequest {})
+        .await?; // the first two are kept
+    drop(first);
+    exchange_tests::eventually("a's freed place", exchange_tests::DEADLINE, || async {
+        let Ok(mut c) = ex.hub_client_as("a").await else {
+            return Ok(None);
+        };
+        Ok(c.list_departments(pb::ListDepartmentsRequest {})
+            .await
+            .ok()
+            .map(|_| ()))
+    })
+    .await
+}
+
 #[tokio::test]
 async fn a_node_api_on_the_network_needs_mutual_tls() -> Result<()> {
     let mut ex = TestExchange::start(&["a"]).await?;

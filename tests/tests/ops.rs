@@ -351,6 +351,25 @@ async fn check_config_names_the_file_and_the_key_of_a_broken_config() -> Result<
     .await?;
     std::fs::write(&hub, format!("{hub_text}\n[log]\nformat = \"xml\"\n"))?;
     refused("exchange-hub", &hub, &[&hub_name, "format", "xml"]).await?;
+    // An HTTP/2 setting of 0, which would refuse every call rather than turn a limit off.
+    let zero = hub_text.replace(
+        "max_concurrent_streams = 128\n",
+        "max_concurrent_streams = 0\n",
+    );
+    assert_ne!(
+        zero, hub_text,
+        "the hub's config names max_concurrent_streams"
+    );
+    std::fs::write(&hub, zero)?;
+    refused(
+        "exchange-hub",
+        &hub,
+        &[
+            &hub_name,
+            "limits.max_concurrent_streams: 0 would refuse every call",
+        ],
+    )
+    .await?;
     std::fs::write(&node, &node_text)?;
     std::fs::write(&hub, &hub_text)?;
 

@@ -18,9 +18,10 @@ use super::{
     conn::{ConnInfo, ServerStream},
     crl::{Crl, serial},
 };
-use crate::identity::Principal;
+use crate::{identity::Principal, ids::ExchangeName};
 
-/// Every open connection, and how many each principal holds.
+/// Every open connection, and how many each holder (a principal, or a linked exchange's hub)
+/// holds.
 #[derive(Debug, Default)]
 pub(crate) struct Registry {
     inner: Mutex<Inner>,
@@ -30,12 +31,15 @@ pub(crate) struct Registry {
 struct Inner {
     next: u64,
     conns: HashMap<u64, Entry>,
-    per_principal: HashMap<Principal, usize>,
+    /// Open connections by holder, as [`Entry::holder`] names it.
+    held: HashMap<String, usize>,
 }
 
 #[derive(Debug)]
 struct Entry {
-    principal: Option<Principal>,
+    /// Whom the connection counts against, as errors name it (`department a`, `the hub of
+    /// exchange city`); `None` for a certificate that names no principal.
+    holder: Option<String>,
     /// The serials of every certificate the client presented (TLCP: signing and encryption).
     serials: Vec<Vec<u8>>,
     cut: CancellationToken,
@@ -50,18 +54,43 @@ impl Registry {
     /// Registers a connection whose client presented `certs` (DER, the signing certificate
     /// first). Refuses it if its principal already holds `max` connections (0: no limit).
     pub(crate) fn admit(self: &Arc<Self>, certs: &[Vec<u8>], max: usize) -> Result<Ticket, String> {
-        let principal = certs
+        let holder = certs
             .first()
-            .and_then(|leaf| Principal::from_cert_der(leaf));
+            .and_then(|leaf| Principal::from_cert_der(leaf))
+            .map(|p| p.to_string());
+        self.enter(certs, holder, max, "limits.connections_per_principal")
+    }
+
+    /// Registers a connection of linked exchange `peer`'s hub (docs/federation.md): every
+    /// peer's hub is the same principal (`urn:exchange:hub`), so connections count by exchange.
+    /// Refuses it if that exchange's hub already holds `max` connections (0: no limit). A
+    /// connection of no known peer (`None`) is registered without being counted.
+    pub(crate) fn admit_peer(
+        self: &Arc<Self>,
+        certs: &[Vec<u8>],
+        peer: Option<&ExchangeName>,
+        max: usize,
+    ) -> Result<Ticket, String> {
+        let holder = peer.map(|p| format!("the hub of exchange {p}"));
+        self.enter(certs, holder, max, "peer_limits.connections_per_principal")
+    }
+
+    fn enter(
+        self: &Arc<Self>,
+        certs: &[Vec<u8>],
+        holder: Option<String>,
+        max: usize,
+        key: &str,
+    ) -> Result<Ticket, String> {
         let mut inner = self.lock();
-        if let Some(p) = &principal {
-            let held = inner.per_principal.get(p).copied().unwrap_or(0);
+        if let Some(h) = &holder {
+            let held = inner.held.get(h).copied().unwrap_or(0);
             if max > 0 && held >= max {
                 return Err(format!(
-                    "{p} already holds {held} connections (limits.connections_per_principal = {max})"
+                    "{h} already holds {held} connections ({key} = {max})"
                 ));
             }
-            *inner.per_principal.entry(p.clone()).or_default() += 1;
+            *inner.held.entry(h.clone()).or_default() += 1;
         }
         inner.next += 1;
         let id = inner.next;
@@ -69,7 +98,7 @@ impl Registry {
         inner.conns.insert(
             id,
             Entry {
-                principal,
+                holder,
                 serials: certs.iter().filter_map(|c| serial(c)).collect(),
                 cut: cut.clone(),
             },
@@ -90,9 +119,9 @@ impl Registry {
             .filter(|e| e.serials.iter().any(|s| crl.revoked.contains(s)))
             .map(|e| {
                 e.cut.cancel();
-                e.principal
-                    .as_ref()
-                    .map_or_else(|| "unknown principal".to_owned(), ToString::to_string)
+                e.holder
+                    .clone()
+                    .unwrap_or_else(|| "unknown principal".to_owned())
             })
             .collect()
     }
@@ -100,13 +129,13 @@ impl Registry {
     fn remove(&self, id: u64) {
         let mut inner = self.lock();
         if let Some(Entry {
-            principal: Some(p), ..
+            holder: Some(h), ..
         }) = inner.conns.remove(&id)
-            && let Some(n) = inner.per_principal.get_mut(&p)
+            && let Some(n) = inner.held.get_mut(&h)
         {
             *n -= 1;
             if *n == 0 {
-                inner.per_principal.remove(&p);
+                inner.held.remove(&h);
             }
         }
     }
@@ -198,5 +227,50 @@ impl tonic::transport::server::Connected for Revocable<ServerStream> {
 
     fn connect_info(&self) -> ConnInfo {
         self.inner.info().clone()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn peer(name: &str) -> ExchangeName {
+        name.parse().expect("an exchange name")
+    }
+
+    #[test]
+    fn each_peer_holds_its_share_of_connections_and_a_closed_one_frees_its_place() {
+        let live = Arc::new(Registry::default());
+        let (city, county) = (peer("city"), peer("county"));
+        let first = live.admit_peer(&[], Some(&city), 2).expect("first");
+        let _second = live.admit_peer(&[], Some(&city), 2).expect("second");
+        let refused = live.admit_peer(&[], Some(&city), 2).expect_err("a third");
+        assert_eq!(
+            refused,
+            "the hub of exchange city already holds 2 connections \
+             (peer_limits.connections_per_principal = 2)"
+        );
+        // Another exchange's hub has a share of its own.
+        let _other = live.admit_peer(&[], Some(&county), 2).expect("county");
+        drop(first);
+        let _again = live.admit_peer(&[], Some(&city), 2).expect("a freed place");
+        assert!(live.admit_peer(&[], Some(&city), 2).is_err());
+    }
+
+    #[test]
+    fn no_limit_at_zero_and_no_peer_is_not_counted() {
+        let live = Arc::new(Registry::default());
+        let city = peer("city");
+        let kept: Vec<Ticket> = (0..100)
+            .map(|_| live.admit_peer(&[], Some(&city), 0).expect("no limit"))
+            .collect();
+        let unknown: Vec<Ticket> = (0..3)
+            .map(|_| live.admit_peer(&[], None, 1).expect("not counted"))
+            .collect();
+        assert_eq!(kept.len() + unknown.len(), 103);
+        assert_eq!(live.lock().held.get("the hub of exchange city"), Some(&100));
+        drop(kept);
+        assert!(live.lock().held.is_empty(), "every place freed");
+        assert_eq!(live.lock().conns.len(), 3);
     }
 }

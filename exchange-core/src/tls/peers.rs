@@ -26,6 +26,7 @@ use super::{
     ConnInfo, ServerStream, TlsError,
     acceptor::HANDSHAKE_TIMEOUT,
     crl::{Crl, FileStamp, Watched, load_crl},
+    live::{Registry, Revocable, Ticket},
 };
 use crate::{config::TlsPaths, identity::Principal, ids::ExchangeName};
 
@@ -38,6 +39,11 @@ pub struct PeerTls {
     crls: Arc<Vec<PeerCrl>>,
     /// Leaf certificates that verified (by digest): their peer and the end of their validity.
     seen: Arc<Mutex<HashMap<crate::signing::Digest, (ExchangeName, u64)>>>,
+    /// The open connections, counted by peer exchange.
+    live: Arc<Registry>,
+    /// Most connections one peer's hub may hold open (`[peer_limits] connections_per_principal`;
+    /// 0: no limit).
+    max_per_peer: usize,
 }
 
 /// One peer's revocation list, re-read when its file changes.
@@ -68,9 +74,10 @@ impl std::fmt::Debug for PeerTls {
 
 impl PeerTls {
     /// The hub's identity from `paths` (its certificate and key; `paths.ca` is not used here),
-    /// requiring a client certificate from one of `peers` (each peer's name and CA in DER).
-    /// TLS 1.3 only, HTTP/2 by ALPN.
-    pub fn new(paths: &TlsPaths, peers: &[PeerTrust]) -> Result<Self, TlsError> {
+    /// requiring a client certificate from one of `peers` (each peer's name and CA in DER), and
+    /// allowing each peer's hub `max_per_peer` open connections (0: no limit). TLS 1.3 only,
+    /// HTTP/2 by ALPN.
+    pub fn new(paths: &TlsPaths, peers: &[PeerTrust], max_per_peer: u32) -> Result<Self, TlsError> {
         let provider = Arc::new(rustls::crypto::ring::default_provider());
         let mut roots = rustls::RootCertStore::empty();
         let mut anchors = Vec::with_capacity(peers.len());
@@ -108,7 +115,27 @@ impl PeerTls {
             anchors: Arc::new(anchors),
             crls: Arc::new(crls),
             seen: Arc::default(),
+            live: Arc::default(),
+            max_per_peer: usize::try_from(max_per_peer).unwrap_or(usize::MAX),
         })
+    }
+
+    /// Admits an established connection: refused if its peer's revocation list lists the
+    /// certificate, or if that peer's hub already holds its share of connections. A
+    /// certificate of no peer (which the handshake's verifier let through but `exchange_of`
+    /// does not place) is not counted: every call on it is refused by [`PeerTls::caller`].
+    fn admit(&self, stream: &ServerStream) -> Result<Ticket, String> {
+        let leaf = stream.info().leaf();
+        let peer = leaf.and_then(|leaf| self.exchange_of(leaf));
+        if let (Some(peer), Some(leaf)) = (&peer, leaf)
+            && self.revoked(peer, leaf)
+        {
+            return Err(format!(
+                "the certificate of exchange {peer}'s hub is revoked"
+            ));
+        }
+        self.live
+            .admit_peer(&stream.info().certs, peer.as_ref(), self.max_per_peer)
     }
 
     /// Whether `peer`'s revocation list (re-read if its file changed) lists `leaf`.
@@ -214,14 +241,14 @@ impl PeerTls {
     }
 
     /// Accepts connections on `listener`, each handshake on its own task bounded by
-    /// [`HANDSHAKE_TIMEOUT`]; refused ones go to `on_refused` (where from, and why). Ends when
-    /// `stop` is cancelled.
+    /// [`HANDSHAKE_TIMEOUT`]; refused ones (a revoked certificate, a peer over its connection
+    /// limit) go to `on_refused` (where from, and why). Ends when `stop` is cancelled.
     pub fn incoming(
         &self,
         listener: TcpListener,
         on_refused: impl Fn(SocketAddr, String) + Send + Sync + 'static,
         stop: CancellationToken,
-    ) -> ReceiverStream<Result<ServerStream, std::io::Error>> {
+    ) -> ReceiverStream<Result<Revocable<ServerStream>, std::io::Error>> {
         let (tx, rx) = tokio::sync::mpsc::channel(16);
         let acceptor = TlsAcceptor::from(Arc::clone(&self.config));
         let on_refused = Arc::new(on_refused);
@@ -250,18 +277,11 @@ impl PeerTls {
                     match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await {
                         Ok(Ok(stream)) => {
                             let stream = ServerStream::rustls(stream);
-                            let revoked = stream.info().leaf().and_then(|leaf| {
-                                let peer = this.exchange_of(leaf)?;
-                                this.revoked(&peer, leaf).then_some(peer)
-                            });
-                            match revoked {
-                                Some(peer) => on_refused(
-                                    peer_addr(&stream, peer.as_str()),
-                                    format!("the certificate of exchange {peer}'s hub is revoked"),
-                                ),
-                                None => {
-                                    let _ = tx.send(Ok(stream)).await;
+                            match this.admit(&stream) {
+                                Ok(ticket) => {
+                                    let _ = tx.send(Ok(Revocable::new(stream, ticket))).await;
                                 }
+                                Err(reason) => on_refused(peer_addr(&stream), reason),
                             }
                         }
                         Ok(Err(e)) => on_refused(peer, e.to_string()),
@@ -291,7 +311,7 @@ pub fn allows_client_auth(der: &[u8]) -> bool {
 }
 
 /// Where a connection came from, for a refusal.
-fn peer_addr(stream: &ServerStream, _peer: &str) -> SocketAddr {
+fn peer_addr(stream: &ServerStream) -> SocketAddr {
     stream
         .info()
         .remote_addr
