@@ -196,16 +196,15 @@ pub fn verify_bundle_in(bytes: &[u8], trust: &Trust) -> Result<Report, BundleErr
         {
             added.push(r.clone());
         }
-        if refused
-            || matches!(
-                ev.evidence.kind,
-                EvidenceKind::Accepted | EvidenceKind::Refused
-            )
-        {
-            return Err(BundleError::Item {
-                item,
-                problem: Problem::ExtraAcceptance,
-            });
+        let misplaced = match ev.evidence.kind {
+            kind @ (EvidenceKind::Accepted | EvidenceKind::Refused) => {
+                Some(Problem::ExtraAcceptance(kind))
+            }
+            _ if refused => Some(Problem::AfterRefusal),
+            _ => None,
+        };
+        if let Some(problem) = misplaced {
+            return Err(BundleError::Item { item, problem });
         }
         steps.push(Step::of(&ev));
     }

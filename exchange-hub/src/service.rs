@@ -235,7 +235,9 @@ impl From<StepError> for ServiceError {
             StepError::NoRecipient | StepError::Unroutable { .. } => ErrorCode::InvalidArgument,
             StepError::NotRecipient { .. } => ErrorCode::PermissionDenied,
             StepError::Conflict { .. } => ErrorCode::AlreadyExists,
-            StepError::State { .. } | StepError::Recalled { .. } => ErrorCode::FailedPrecondition,
+            StepError::State { .. }
+            | StepError::Recalled { .. }
+            | StepError::NotRecalled { .. } => ErrorCode::FailedPrecondition,
             StepError::Fenced { .. } => ErrorCode::Unavailable,
         };
         ServiceError::new(code, e.to_string())

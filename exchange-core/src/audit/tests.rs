@@ -59,6 +59,50 @@ fn an_international_chain_is_what_it_always_was() {
 }
 
 #[test]
+fn an_export_without_entries_still_has_its_checkpoints_signatures_checked() {
+    let p = current_pki();
+    let mut lines = chain(&p, DigestAlgorithm::Sha256, DigestAlgorithm::Sha256, 2);
+    lines.retain(|l| matches!(l, ExportLine::Checkpoint { .. }));
+    assert_eq!(lines.len(), 1);
+    // A genuine checkpoint alone: nothing to match, nothing wrong.
+    assert_eq!(verify_export(&lines, &verifier(&p)).unwrap(), (0, 0));
+    // One whose head was changed after signing is refused, entries or not.
+    let Some(ExportLine::Checkpoint { bytes, .. }) = lines.first_mut() else {
+        panic!("a checkpoint")
+    };
+    let mut signed =
+        pb::SignedCheckpoint::decode(hex::decode(&*bytes).unwrap().as_slice()).unwrap();
+    let mut cp = pb::AuditCheckpoint::decode(signed.checkpoint.as_slice()).unwrap();
+    cp.head = vec![7; 32];
+    signed.checkpoint = cp.encode_to_vec();
+    *bytes = hex::encode(signed.encode_to_vec());
+    let err = verify_export(&lines, &verifier(&p))
+        .unwrap_err()
+        .to_string();
+    assert!(err.starts_with("entry 2: checkpoint signature:"), "{err}");
+    assert!(verify_export(&[], &verifier(&p)).is_ok(), "an empty export");
+}
+
+#[test]
+fn an_entry_whose_digest_is_unknown_keeps_its_line_with_an_empty_hash() {
+    let bytes = pb::AuditEntry {
+        seq: 4,
+        prev_hash: GENESIS.to_vec(),
+        hash_algorithm: "md5".into(),
+        ..Default::default()
+    }
+    .encode_to_vec();
+    let Some(ExportLine::Entry { seq, hash, .. }) = ExportLine::entry(&bytes) else {
+        panic!("the entry keeps its line")
+    };
+    assert_eq!((seq, hash.as_str()), (4, ""));
+    assert!(
+        ExportLine::entry(b"\xff\xff").is_none(),
+        "only an undecodable one is left out"
+    );
+}
+
+#[test]
 fn an_international_verifier_refuses_a_chain_naming_sm3() {
     let p = current_pki();
     // Entries and checkpoint hashed with SHA-256 but labelled sm3 (as a build without the

@@ -231,9 +231,13 @@ pub enum Problem {
     /// The acceptance field holds evidence of another kind.
     #[error("is {}, not ACCEPTED", kind_label(*.0))]
     NotAcceptance(EvidenceKind),
-    /// ACCEPTED evidence in the evidence list (it belongs in the acceptance field, once).
-    #[error("ACCEPTED evidence belongs in the acceptance field")]
-    ExtraAcceptance,
+    /// The hub's verdict (ACCEPTED or REFUSED) in the evidence list: it belongs in the
+    /// acceptance field, once.
+    #[error("{} evidence belongs in the acceptance field", kind_label(*.0))]
+    ExtraAcceptance(EvidenceKind),
+    /// A statement after the hub's REFUSED verdict: a refused document went no further.
+    #[error("follows the hub's REFUSED verdict (a refused document goes no further)")]
+    AfterRefusal,
     /// It names another document, or another version of this one.
     #[error("is about another document ({doc_id}, header digest {header_digest})")]
     OtherDocument {

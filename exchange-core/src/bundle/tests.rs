@@ -192,6 +192,21 @@ fn evidence_for_another_document_or_from_the_wrong_signer_fails() {
         failure(&b, &v),
         "evidence #5 (ACCEPTED): ACCEPTED evidence belongs in the acceptance field"
     );
+    let mut b = good.clone();
+    b.evidence
+        .push(evidence(&doc, EvidenceKind::Refused, None, t0, &p.hub));
+    assert_eq!(
+        failure(&b, &v),
+        "evidence #5 (REFUSED): REFUSED evidence belongs in the acceptance field"
+    );
+    // After the hub's REFUSED verdict nothing may follow: named as such.
+    let mut b = good.clone();
+    b.acceptance = Some(evidence(&doc, EvidenceKind::Refused, None, t0, &p.hub));
+    assert_eq!(
+        failure(&b, &v),
+        "evidence #1 (DELIVERED for b): follows the hub's REFUSED verdict \
+         (a refused document goes no further)"
+    );
 
     let mut b = good;
     b.acceptance = Some(b.evidence[0].clone());

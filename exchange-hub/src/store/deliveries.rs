@@ -206,6 +206,11 @@ pub(super) fn record_in(
     let key = recipient.to_string();
     let mut delivery = load_delivery(txn, doc_id, &recipient)?;
     let kind = ev.evidence.kind;
+    // A recall is recorded at every hub it crosses before any recipient can see it, so its
+    // acknowledgement always finds it here.
+    if kind == EvidenceKind::RecallAcknowledged && !super::statements::is_recalled(txn, &id)? {
+        return Err(StepError::NotRecalled { doc: doc_id });
+    }
     let is_new = txn.get(EVIDENCE, &evidence_key(&id, &key, kind))?.is_none();
     let next = delivery
         .state

@@ -46,6 +46,12 @@ pub(crate) enum StepError {
         /// The document.
         doc: DocumentId,
     },
+    /// A recipient acknowledged a recall that its sender never made.
+    #[error("document {doc} was not recalled (撤回): there is no recall to acknowledge")]
+    NotRecalled {
+        /// The document.
+        doc: DocumentId,
+    },
     /// Another hub took over pushing to the department (its push lease, `crate::lease`): this
     /// hub no longer changes the department's queue. Nothing is committed; the node's stream
     /// ends and the node reconnects.
@@ -73,6 +79,9 @@ impl StepError {
     /// contradicting step, an ended delivery, a recalled document): final for this step, where
     /// a storage failure may pass.
     pub(crate) fn is_state_conflict(&self) -> bool {
-        matches!(self, StepError::State { .. } | StepError::Recalled { .. })
+        matches!(
+            self,
+            StepError::State { .. } | StepError::Recalled { .. } | StepError::NotRecalled { .. }
+        )
     }
 }

@@ -26,7 +26,7 @@ use crate::{
 };
 
 /// Whether the sender recalled document `id`.
-fn is_recalled(txn: &dyn WriteTables, id: &str) -> Result<bool, StoreError> {
+pub(super) fn is_recalled(txn: &dyn WriteTables, id: &str) -> Result<bool, StoreError> {
     Ok(txn.get(RECALLS, id.as_bytes())?.is_some())
 }
 

@@ -194,6 +194,38 @@ async fn a_recall_queues_notices_only_for_open_deliveries() {
 }
 
 #[tokio::test]
+async fn a_recall_acknowledged_without_a_recall_is_refused() {
+    let f = Fixture::new();
+    let doc = f.accepted().await;
+    f.step(&doc, Confirmed, "b").await.unwrap();
+    let err = f.step(&doc, RecallAcknowledged, "b").await.unwrap_err();
+    assert!(matches!(err, StepError::NotRecalled { .. }), "{err}");
+    assert_eq!(
+        err.to_string(),
+        format!(
+            "document {} was not recalled (撤回): there is no recall to acknowledge",
+            doc.header.id
+        )
+    );
+    assert_eq!(code(err), ErrorCode::FailedPrecondition);
+    assert_eq!(f.delivery(&doc, "b").await.state, DeliveryState::Confirmed);
+    // Once the sender recalls it, the same acknowledgement is taken.
+    recall(
+        &f.store,
+        &doc,
+        f.evidence(&doc, Recall, None, &f.a),
+        alone(),
+    )
+    .await
+    .unwrap();
+    assert!(f.step(&doc, RecallAcknowledged, "b").await.unwrap());
+    assert_eq!(
+        f.delivery(&doc, "b").await.state,
+        DeliveryState::RecallAcknowledged
+    );
+}
+
+#[tokio::test]
 async fn an_added_recipient_after_a_recall_is_refused() {
     let f = Fixture::new();
     let doc = f.accepted().await;

@@ -146,6 +146,9 @@ pub(crate) fn evidence(
         ev.clerk = "李四".into();
         ev.reason = "不属于本单位职责范围".into();
     }
+    if kind == EvidenceKind::Refused {
+        ev.reason = "sender may not send to b".into();
+    }
     SignedEvidence::seal(ev, key).unwrap().wire
 }
 
