@@ -223,9 +223,12 @@ pub struct Header {
 }
 
 impl Header {
-    /// Total content size.
+    /// Total content size (saturating: sizes are the sender's claims, and parts of 2^64 − 1 and
+    /// 2 bytes must not add up to 1).
     pub fn total_size(&self) -> u64 {
-        self.parts.iter().map(|p| p.size).sum()
+        self.parts
+            .iter()
+            .fold(0u64, |total, p| total.saturating_add(p.size))
     }
 
     /// The role of `addr` among the recipients, if it is one.

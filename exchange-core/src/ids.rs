@@ -16,7 +16,20 @@ pub const MAX_DEPT_ID_LEN: usize = 64;
 #[serde(try_from = "String", into = "String")]
 pub struct DeptId(String);
 
-/// Why a string is not a valid id.
+/// Most characters of a refused id an error quotes: an id is at most 64, and a request may
+/// carry megabytes where one belongs, which must not be copied into every status and log line.
+const QUOTED_CHARS: usize = 80;
+
+/// `s` as an error quotes it: whole if short, else its first [`QUOTED_CHARS`] characters and its
+/// length.
+fn quoted(s: &str) -> String {
+    match s.char_indices().nth(QUOTED_CHARS) {
+        None => s.to_owned(),
+        Some((end, _)) => format!("{}… ({} bytes)", &s[..end], s.len()),
+    }
+}
+
+/// Why a string is not a valid id (long input quoted only in part).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum IdError {
@@ -61,7 +74,7 @@ impl FromStr for DeptId {
         if valid_name(s) {
             Ok(DeptId(s.to_owned()))
         } else {
-            Err(IdError::Dept(s.to_owned()))
+            Err(IdError::Dept(quoted(s)))
         }
     }
 }
@@ -104,7 +117,7 @@ impl FromStr for ExchangeName {
         if valid_name(s) {
             Ok(ExchangeName(s.to_owned()))
         } else {
-            Err(IdError::Exchange(s.to_owned()))
+            Err(IdError::Exchange(quoted(s)))
         }
     }
 }
@@ -161,7 +174,7 @@ impl Address {
 impl FromStr for Address {
     type Err = IdError;
     fn from_str(s: &str) -> Result<Self, IdError> {
-        let bad = || IdError::Address(s.to_owned());
+        let bad = || IdError::Address(quoted(s));
         match s.split_once('@') {
             None => Ok(Address::local(s.parse().map_err(|_| bad())?)),
             Some((dept, exchange)) => Ok(Address {
@@ -218,7 +231,7 @@ impl FromStr for DocumentId {
         // Only the hyphenated form, so that one document has exactly one spelling.
         match uuid::Uuid::try_parse(s) {
             Ok(u) if s.len() == 36 && u.hyphenated().to_string() == s => Ok(DocumentId(u)),
-            _ => Err(IdError::Document(s.to_owned())),
+            _ => Err(IdError::Document(quoted(s))),
         }
     }
 }
@@ -240,6 +253,19 @@ mod tests {
         for bad in ["", "Finance", "-x", "a b", "财政", &"x".repeat(65)] {
             assert!(bad.parse::<DeptId>().is_err(), "{bad:?}");
         }
+    }
+
+    #[test]
+    fn a_long_refused_id_is_quoted_only_in_part() {
+        let huge = "\u{1b}x".repeat(4 * 1024 * 1024);
+        let msg = huge.parse::<DocumentId>().unwrap_err().to_string();
+        assert!(msg.len() < 800, "{} bytes", msg.len());
+        assert!(msg.contains("… (8388608 bytes)"), "{msg}");
+        let short = "Finance".parse::<DeptId>().unwrap_err().to_string();
+        assert!(
+            short.starts_with("invalid department id \"Finance\":"),
+            "{short}"
+        );
     }
 
     #[test]

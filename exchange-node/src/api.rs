@@ -287,7 +287,15 @@ impl node_server::Node for NodeApi {
         let r = req.into_inner();
         let id = doc_id("doc_id", &r.doc_id)?;
         text("note", &r.note, limits::TEXT_CHARS)?;
-        let recipients = r
+        if r.recipients.len() > limits::RECIPIENTS {
+            return Err(ServiceError::invalid(format!(
+                "recipients: {} named, at most {} allowed",
+                r.recipients.len(),
+                limits::RECIPIENTS
+            ))
+            .into());
+        }
+        let mut recipients: Vec<exchange_core::ids::Address> = r
             .recipients
             .iter()
             .map(|d| {
@@ -295,6 +303,8 @@ impl node_server::Node for NodeApi {
                     .map_err(|e: IdError| ServiceError::invalid(format!("recipients: {e}")))
             })
             .collect::<Result<Vec<_>, _>>()?;
+        recipients.sort();
+        recipients.dedup();
         let reminded = crate::office::remind(&self.node, id, recipients, r.note)
             .await
             .map_err(ServiceError::from)?;

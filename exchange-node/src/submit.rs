@@ -39,6 +39,16 @@ fn check_draft(node: &Node, draft: &pb::DocumentDraft) -> Result<(), ServiceErro
         .as_ref()
         .ok_or_else(|| ServiceError::invalid("draft.metadata: required"))?;
     let recipients = validate_metadata(meta).map_err(|e| ServiceError::invalid(e.to_string()))?;
+    // 机密 and 绝密 are refused by every hub (its `check_classification`): refused here, before
+    // anything is signed, queued or uploaded. 秘密 is the hub's to allow (`allow_classified`).
+    if matches!(
+        pb::Classification::try_from(meta.classification),
+        Ok(pb::Classification::Confidential | pb::Classification::TopSecret)
+    ) {
+        return Err(ServiceError::denied(
+            "metadata.classification: 机密 and 绝密 documents never travel on this network",
+        ));
+    }
     if recipients.iter().any(|r| r.addr == node.me()) {
         return Err(ServiceError::invalid(
             "metadata.to_depts: a department cannot send to itself",

@@ -471,6 +471,41 @@ async fn a_document_the_hub_refuses_comes_back_with_the_hubs_signed_refusal() ->
     let line = step(&report, "refused", "-")?;
     assert!(line.contains("hub"), "the hub signed the refusal: {line}");
     assert!(inbox_ids(&ex, "b").await?.is_empty(), "nothing reached b");
+
+    // 机密 and higher never travel: the node refuses the draft itself, before anything is
+    // signed, queued or uploaded.
+    let outbox = ex.cli_json("a", &["outbox", "--json"]).await?;
+    let confidential = vec![pb::SubmitDocumentRequest {
+        msg: Some(Msg::Draft(pb::DocumentDraft {
+            idempotency_key: String::new(),
+            metadata: Some(pb::DocumentMetadata {
+                title: "confidential".into(),
+                to_depts: vec!["b".into()],
+                classification: pb::Classification::Confidential.into(),
+                ..Default::default()
+            }),
+            parts: vec![pb::PartSpec {
+                role: pb::PartRole::Body.into(),
+                name: "x.txt".into(),
+                media_type: "text/plain".into(),
+                size: 3,
+            }],
+        })),
+    }];
+    let refused = api
+        .submit(tokio_stream::iter(confidential))
+        .await
+        .expect_err("a 机密 draft is refused");
+    assert_eq!(refused.code(), tonic::Code::PermissionDenied, "{refused:?}");
+    assert!(
+        refused.message().starts_with("metadata.classification:"),
+        "{refused:?}"
+    );
+    assert_eq!(
+        ex.cli_json("a", &["outbox", "--json"]).await?,
+        outbox,
+        "nothing queued"
+    );
     Ok(())
 }
 

@@ -90,6 +90,22 @@ async fn a_reminder_crossing_a_confirmation_does_not_hold_back_the_senders_later
         at_b["reminders"], 0,
         "a reminder after 签收 is not forwarded: {at_b}"
     );
+
+    // A reminder naming more recipients than a document can have is refused by name.
+    let mut api = ex.node_api("a").await?;
+    let refused = api
+        .remind(exchange_proto::v1::RemindRequest {
+            doc_id: first.clone(),
+            recipients: vec!["b".to_owned(); 5001],
+            note: String::new(),
+        })
+        .await
+        .expect_err("5,001 recipients");
+    assert_eq!(refused.code(), tonic::Code::InvalidArgument, "{refused:?}");
+    assert_eq!(
+        refused.message(),
+        "recipients: 5001 named, at most 5000 allowed"
+    );
     Ok(())
 }
 

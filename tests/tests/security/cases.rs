@@ -21,6 +21,7 @@ pub(crate) enum Case {
     StreamBeyondItsDeclaredSize,
     UnknownRecipient,
     OversizeDocument,
+    PartSizesThatWrapAround,
     OversizeBlob,
     TooManyRecipients,
     OverLongTitle,
@@ -64,6 +65,11 @@ pub(crate) const CASES: &[(Case, Code, &str)] = &[
         Case::OversizeDocument,
         Code::InvalidArgument,
         "header.parts: 536870913 bytes in all, the hub's limit is 536870912",
+    ),
+    (
+        Case::PartSizesThatWrapAround,
+        Code::InvalidArgument,
+        "header.parts: 18446744073709551615 bytes in all, the hub's limit is 536870912",
     ),
     (
         Case::OversizeBlob,
@@ -151,6 +157,16 @@ pub(crate) async fn run(
             let mut big = uploaded.clone();
             big.size = 512 * 1024 * 1024 + 1;
             let h = forge::header("a", &["b"], "too big", vec![big]);
+            forge::submit(&mut a, forge::sign(&h, &a_key)).await.err()
+        }
+        Case::PartSizesThatWrapAround => {
+            // 2^64 − 1 and 2 bytes: a wrapping sum would make them 1 byte in all.
+            let mut huge = uploaded.clone();
+            huge.size = u64::MAX;
+            let mut two = forge::part(b"xy");
+            two.name = "two.txt".into();
+            two.role = pb::PartRole::Attachment.into();
+            let h = forge::header("a", &["b"], "wraps", vec![huge, two]);
             forge::submit(&mut a, forge::sign(&h, &a_key)).await.err()
         }
         Case::OversizeBlob => {
