@@ -153,3 +153,43 @@ async fn a_node_refuses_a_revoked_hub_certificate_without_a_restart() -> Result<
     );
     Ok(())
 }
+
+/// A revocation is not lost when the hub cannot read its own key at that moment (a mode changed,
+/// files mid-rotation): the new list is put in force at once for admission and for the
+/// connections already open, and the TLS configuration is rebuilt once the key reads again.
+#[tokio::test]
+async fn a_revocation_takes_effect_while_the_hubs_key_cannot_be_read() -> Result<()> {
+    use std::os::unix::fs::PermissionsExt as _;
+    let ex = TestExchange::start(&["a", "b"]).await?;
+    let key = ex.layout_dir().join("hub/tls.key");
+    std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o644))?;
+    // b's connection is cut although the hub's TLS configuration cannot be rebuilt.
+    ex.revoke_connected_dept("b").await?;
+    ex.wait_logged("hub", "the TLS configuration could not be rebuilt")
+        .await?;
+    let again = async {
+        let mut c = ex.hub_client_as("b").await?;
+        c.list_departments(exchange_proto::v1::ListDepartmentsRequest {})
+            .await?;
+        anyhow::Ok(())
+    }
+    .await;
+    assert!(again.is_err(), "the revoked b was served again");
+    let mut a = ex.hub_client_as("a").await?;
+    a.list_departments(exchange_proto::v1::ListDepartmentsRequest {})
+        .await?;
+    // The key readable again: the configuration is rebuilt with the new list, and the handshake
+    // itself now refuses b's certificate.
+    std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o600))?;
+    let ca = std::fs::read(ex.layout_dir().join("ca/ca.pem"))?;
+    let b_cert = std::fs::read(ex.layout_dir().join("b/tls.pem"))?;
+    let b_key = std::fs::read(ex.layout_dir().join("b/tls.key"))?;
+    eventually("the handshake to refuse b", DEADLINE, || async {
+        let verdict = tls_probe(ex.hub_addr(), &ca, Some((&b_cert, &b_key))).await?;
+        Ok(verdict
+            .err()
+            .filter(|e| e.contains("CertificateRevoked"))
+            .map(|_| ()))
+    })
+    .await
+}

@@ -5,7 +5,10 @@
 //! The CRL file's stamp is checked on every accepted connection and every
 //! [`RELOAD_CHECK`] (the accept loop's timer). A CRL that does not load (not a CRL, not from the
 //! exchange CA, a half-written file) is reported and ignored: the previous one stays in force,
-//! so a bad file can never lift a revocation.
+//! so a bad file can never lift a revocation. A good CRL whose server configuration cannot be
+//! rebuilt (the key or certificate unreadable for a moment, e.g. mid-rotation) is put in force
+//! on its own — admission and the cut of open connections use it at once — and the rebuild is
+//! tried again at the next check.
 
 use std::{
     sync::{Arc, Mutex, MutexGuard, PoisonError, RwLock},
@@ -16,7 +19,7 @@ use super::{
     TlsError,
     acceptor::{ServerContext, server_context},
     conn::ServerStream,
-    crl::{Crl, FileStamp, Watched},
+    crl::{Crl, FileStamp, Watched, load_crl},
     live::{Registry, Revocable},
 };
 use crate::{config::TlsPaths, crypto::Profile};
@@ -95,42 +98,51 @@ impl Reloadable {
         let Some((watched, in_force)) = guard.as_mut() else {
             return false;
         };
+        let before = watched.stamp;
         if !watched.changed() {
             return false;
         }
-        match server_context(&self.paths, self.profile) {
+        let crl = match server_context(&self.paths, self.profile) {
             Ok((config, Some(crl))) => {
                 *self.config.write().unwrap_or_else(PoisonError::into_inner) = config;
-                let cut = self.live.cut_revoked(&crl);
-                tracing::info!(
-                    crl = %watched.path.display(),
-                    revoked = crl.revoked.len(),
-                    connections_cut = cut.len(),
-                    "revocation list reloaded"
-                );
-                for who in &cut {
-                    tracing::warn!(principal = %who, "connection cut: its certificate was revoked");
-                }
-                let cut: Vec<String> = cut.iter().map(ToString::to_string).collect();
-                self.reloads.send_replace(format!(
-                    "revocation list {} reloaded: {} certificates revoked; connections cut: {}",
-                    watched.path.display(),
-                    crl.revoked.len(),
-                    if cut.is_empty() {
-                        "none".to_owned()
-                    } else {
-                        cut.join(", ")
-                    }
-                ));
-                *in_force = crl;
-                true
+                crl
             }
-            Ok((_, None)) => false,
+            Ok((_, None)) => return false,
             Err(e) => {
-                tracing::error!(error = %e, "revocation list not reloaded; the previous one stays in force");
-                false
+                let alone = super::read_pem_file(&self.paths.ca, "CERTIFICATE")
+                    .and_then(|ca| load_crl(&watched.path, &ca));
+                let Ok(crl) = alone else {
+                    tracing::error!(error = %e, "revocation list not reloaded; the previous one stays in force");
+                    return false;
+                };
+                tracing::error!(error = %e, "the TLS configuration could not be rebuilt: the new revocation list is in force for admission and open connections, and the rebuild is retried");
+                watched.stamp = before;
+                crl
             }
+        };
+        let cut = self.live.cut_revoked(&crl);
+        tracing::info!(
+            crl = %watched.path.display(),
+            revoked = crl.revoked.len(),
+            connections_cut = cut.len(),
+            "revocation list reloaded"
+        );
+        for who in &cut {
+            tracing::warn!(principal = %who, "connection cut: its certificate was revoked");
         }
+        let cut: Vec<String> = cut.iter().map(ToString::to_string).collect();
+        self.reloads.send_replace(format!(
+            "revocation list {} reloaded: {} certificates revoked; connections cut: {}",
+            watched.path.display(),
+            crl.revoked.len(),
+            if cut.is_empty() {
+                "none".to_owned()
+            } else {
+                cut.join(", ")
+            }
+        ));
+        *in_force = crl;
+        true
     }
 
     /// Admits an established connection: refused if the CRL in force revokes any certificate
