@@ -3,8 +3,8 @@
 //! them out. A county department sends to a provincial department (主送) and a city department
 //! (抄送) through the city hub; both receive it, one confirms and one rejects, and both receipts
 //! come back; the bundle verifies with the three CAs. The city hub is SIGKILLed while documents
-//! cross it: nothing is lost or duplicated. A hub that is not linked, and a document from the
-//! wrong side of a link, are refused.
+//! cross it: nothing is lost or duplicated. A hub that is not linked, a document from the
+//! wrong side of a link, and a relay naming a recipient twice or too many, are refused.
 
 use std::collections::BTreeMap;
 
@@ -375,6 +375,121 @@ async fn a_hub_that_is_not_linked_and_a_document_from_the_wrong_side_are_refused
         "a server-only hub certificate cannot link: {err}"
     );
     Ok(())
+}
+
+/// A relay of a document `tax@county` signed for `finance@city`, with the county hub's signed
+/// ACCEPTED: everything a valid `Relay` from the county needs but the recipients.
+fn county_relay(fed: &Federation, county: &HubConfig) -> Result<pb::RelayRequest> {
+    use exchange_core::document::{Evidence, EvidenceKind, SignedEvidence};
+    let tax = fed.node_config_loaded("county", "tax")?;
+    let body = b"x";
+    let header = pb::DocumentHeader {
+        format: 1,
+        id: exchange_core::ids::DocumentId::new().to_string(),
+        sender: "tax".into(),
+        created_at_ms: exchange_core::time::now_ms(),
+        metadata: Some(pb::DocumentMetadata {
+            title: "重复收文".into(),
+            to_depts: vec!["finance@city".into()],
+            ..Default::default()
+        }),
+        parts: vec![pb::Part {
+            role: pb::PartRole::Body.into(),
+            name: "正文.txt".into(),
+            media_type: "text/plain".into(),
+            size: 1,
+            sha256: exchange_core::signing::Digest::of(body).0.to_vec(),
+        }],
+        digest_algorithm: String::new(),
+    };
+    let doc = SignedDoc::seal(&header, &SigningKey::load(&tax.signing)?)?;
+    let at = exchange_core::time::now_ms();
+    let accepted = Evidence::about(&doc, EvidenceKind::Accepted, None, at);
+    let accepted = SignedEvidence::seal(accepted, &SigningKey::load(&county.signing)?)?;
+    Ok(pb::RelayRequest {
+        document: Some(doc.wire),
+        origin_exchange: "county".into(),
+        via: vec!["county".into()],
+        acceptance: Some(accepted.wire),
+        recipients: vec!["finance@city".into()],
+        content: vec![pb::InlineContent {
+            sha256: exchange_core::signing::Digest::of(body).0.to_vec(),
+            data: body.to_vec(),
+        }],
+        additions: Vec::new(),
+    })
+}
+
+#[tokio::test]
+async fn a_relay_naming_a_recipient_twice_or_too_many_recipients_is_refused() -> Result<()> {
+    let fed = Federation::start(&LAYOUT).await?;
+    let county_cfg = fed.hub_config("county")?;
+    let mut client = relay_client_as(&fed, &county_cfg, "city").await?;
+    let valid = county_relay(&fed, &county_cfg)?;
+    let id = header_id(&valid)?;
+
+    // One department named twice: refused before anything is stored or signed.
+    let mut twice = valid.clone();
+    twice.recipients = vec!["finance@city".into(), "finance@city".into()];
+    let refused = client
+        .relay(twice)
+        .await
+        .expect_err("a recipient named twice is refused");
+    ensure!(
+        refused.code() == tonic::Code::InvalidArgument
+            && refused
+                .message()
+                .contains("recipients: finance@city is named twice"),
+        "{refused:?}"
+    );
+    // More recipients than one document may have (5,000), all distinct.
+    let mut many = valid.clone();
+    many.recipients = (0..=5000).map(|i| format!("d{i}@city")).collect();
+    let refused = client
+        .relay(many)
+        .await
+        .expect_err("too many recipients are refused");
+    ensure!(
+        refused.code() == tonic::Code::InvalidArgument
+            && refused
+                .message()
+                .contains("recipients: 5001, at most 5000 allowed"),
+        "{refused:?}"
+    );
+
+    // Neither was taken: the city's audit log has both refusals and no custody or delivery.
+    let city = fed.ex("city");
+    let (ok, audit, err) = city.hub_cli(&["audit", "export"]).await?;
+    ensure!(ok, "audit export: {err}");
+    let of_doc = |kind: &str| {
+        audit
+            .lines()
+            .filter(|l| l.contains(kind) && l.contains(&id))
+            .count()
+    };
+    ensure!(
+        of_doc("\"RELAY_REFUSED\"") == 2
+            && of_doc("\"RELAYED_IN\"") == 0
+            && of_doc("\"QUEUED\"") == 0,
+        "both refused, nothing queued:\n{audit}"
+    );
+
+    // The same relay naming finance once is taken, and finance receives the document once.
+    let relayed = client.relay(valid).await?.into_inner();
+    ensure!(relayed.relayed.is_some(), "the city signs its RELAYED");
+    wait_in_inbox(city, "finance", &id).await?;
+    let inbox = city.cli_json("finance", &["inbox", "--json"]).await?;
+    let copies = inbox
+        .as_array()
+        .map_or(0, |es| es.iter().filter(|e| e["id"] == id.as_str()).count());
+    ensure!(copies == 1, "finance receives it once: {inbox}");
+    Ok(())
+}
+
+/// The id of the document a relay request carries.
+fn header_id(req: &pb::RelayRequest) -> Result<String> {
+    let wire = req.document.clone().context("document")?;
+    Ok(SignedDoc::decode(wire)?.header.id.to_string())
 }
 
 #[tokio::test]

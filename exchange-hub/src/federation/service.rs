@@ -7,12 +7,16 @@
 //! have passed more than [`HOP_LIMIT`] hubs. Its signatures are checked against its origin
 //! exchange's CA, never the peer's word.
 
-use std::sync::Arc;
+use std::{
+    collections::{HashMap, HashSet},
+    sync::Arc,
+};
 
 use exchange_core::{
-    document::{DocError, Evidence, EvidenceKind, Relay, SignedDoc, SignedEvidence},
+    document::{DocError, Evidence, EvidenceKind, Relay, SignedDoc, SignedEvidence, limits},
     error::ServiceError,
     ids::{Address, ExchangeName},
+    signing::Trust,
     time::{now_ms, now_secs},
     tls::peers::PeerTls,
 };
@@ -20,7 +24,7 @@ use exchange_proto::v1::{self as pb, relay_server};
 use tonic::{Request, Response, Status, Streaming};
 use tracing::{info, warn};
 
-use super::{Dest, HOP_LIMIT};
+use super::{Dest, HOP_LIMIT, Routes};
 use crate::{
     Hub,
     audit::{self, Event},
@@ -114,6 +118,15 @@ impl RelayService {
                 )));
             }
         }
+        // Sizes and duplicates first: no signature is checked for a request refused anyway.
+        let recipients = parse_recipients(links, &origin, &req.recipients)?;
+        if req.additions.len() > limits::RECIPIENTS {
+            return Err(ServiceError::invalid(format!(
+                "additions: {}, at most {} allowed",
+                req.additions.len(),
+                limits::RECIPIENTS
+            )));
+        }
         let wire = req
             .document
             .ok_or_else(|| ServiceError::invalid("document: required"))?;
@@ -133,34 +146,20 @@ impl RelayService {
         }
         // The recipients this hub takes custody for: named in the header, each a department of
         // ours (in the directory) or reached through another peer.
+        let mut added = verified_additions(req.additions, &links.trust, &origin, &doc);
         let mut plan = store::Plan::default();
-        let mut to = Vec::with_capacity(req.recipients.len());
-        for r in &req.recipients {
-            let a: Address = r
-                .parse()
-                .map_err(|e| ServiceError::invalid(format!("recipients: {e}")))?;
+        let mut to = Vec::with_capacity(recipients.len());
+        for a in recipients {
             // A recipient the header does not name needs the sender's signed RECIPIENT_ADDED
             // (补发), which goes with its delivery.
             if h.role_of(&a).is_none() {
-                let added = req
-                    .additions
-                    .iter()
-                    .find_map(|w| {
-                        SignedEvidence::verify_in(w.clone(), &links.trust, Some(&origin), now_secs())
-                            .ok()
-                            .filter(|ev| {
-                                ev.evidence.kind == EvidenceKind::RecipientAdded
-                                    && ev.is_about(&doc)
-                                    && ev.evidence.recipient.as_ref() == Some(&a)
-                            })
-                    })
-                    .ok_or_else(|| {
-                        ServiceError::invalid(format!(
-                            "recipients: {a} is not named by the document, and no RECIPIENT_ADDED of its sender adds it (additions)"
-                        ))
-                    })?;
+                let wire = added.remove(&a).ok_or_else(|| {
+                    ServiceError::invalid(format!(
+                        "recipients: {a} is not named by the document, and no RECIPIENT_ADDED of its sender adds it (additions)"
+                    ))
+                })?;
                 plan.additions
-                    .push((links.relative(Some(&origin), &a), added.wire));
+                    .push((links.relative(Some(&origin), &a), wire));
             }
             match links.dest(Some(&origin), &a) {
                 Some(Dest::Local(d)) if hub.directory.contains(&d) => {
@@ -186,11 +185,6 @@ impl RelayService {
                 }
             }
             to.push(a);
-        }
-        if to.is_empty() {
-            return Err(ServiceError::invalid(
-                "recipients: at least one is required",
-            ));
         }
         check_classification(hub, h)?;
         let inline = check_content(hub, h, req.content).await?;
@@ -325,6 +319,72 @@ fn doc_refused(e: DocError) -> ServiceError {
         DocError::Field(f) => ServiceError::invalid(f.to_string()),
         e => ServiceError::denied(format!("refused: {e}")),
     }
+}
+
+/// The recipients a relay names, parsed and checked before any signature is: 1 to
+/// [`limits::RECIPIENTS`] of them (the most one RELAYED may list, `evidence.relay_to`), each
+/// once. Otherwise one message could name a department millions of times: each copy a delivery
+/// of its own, pushed to it again and again, under a RELAYED no hub would decode. Two names of
+/// one recipient (`tax` and `tax@county` in a county document) are the same delivery here, so
+/// they count as the same.
+fn parse_recipients(
+    routes: &Routes,
+    origin: &ExchangeName,
+    names: &[String],
+) -> Result<Vec<Address>, ServiceError> {
+    if names.is_empty() {
+        return Err(ServiceError::invalid(
+            "recipients: at least one is required",
+        ));
+    }
+    if names.len() > limits::RECIPIENTS {
+        return Err(ServiceError::invalid(format!(
+            "recipients: {}, at most {} allowed",
+            names.len(),
+            limits::RECIPIENTS
+        )));
+    }
+    let mut seen = HashSet::with_capacity(names.len());
+    names
+        .iter()
+        .map(|r| {
+            let a: Address = r
+                .parse()
+                .map_err(|e| ServiceError::invalid(format!("recipients: {e}")))?;
+            if !seen.insert(routes.relative(Some(origin), &a)) {
+                return Err(ServiceError::invalid(format!(
+                    "recipients: {a} is named twice"
+                )));
+            }
+            Ok(a)
+        })
+        .collect()
+}
+
+/// The sender's RECIPIENT_ADDED (补发) among `additions` that verify against `origin`'s CA and
+/// are about `doc`, by the recipient each adds (as the header would name it): each signature is
+/// checked once, however many recipients there are. Others are left out (a recipient only they
+/// would add is then refused); of two for one recipient, the first counts.
+fn verified_additions(
+    additions: Vec<pb::SignedEvidence>,
+    trust: &Trust,
+    origin: &ExchangeName,
+    doc: &SignedDoc,
+) -> HashMap<Address, pb::SignedEvidence> {
+    let now = now_secs();
+    let mut added = HashMap::new();
+    for w in additions {
+        let Ok(ev) = SignedEvidence::verify_in(w, trust, Some(origin), now) else {
+            continue;
+        };
+        if ev.evidence.kind != EvidenceKind::RecipientAdded || !ev.is_about(doc) {
+            continue;
+        }
+        if let Some(a) = ev.evidence.recipient {
+            added.entry(a).or_insert(ev.wire);
+        }
+    }
+    added
 }
 
 #[tonic::async_trait]

@@ -160,7 +160,7 @@ fn accept_in(
         };
         // The same custody again gets the same RELAYED; custody of recipients added later
         // (补发) to a document already here adds their deliveries.
-        let slot = relay_key(&r.relayed);
+        let slot = relay_key(&r.relayed)?;
         if let Some(v) = txn.get(EVIDENCE, &evidence_key(&id, &slot, EvidenceKind::Relayed))? {
             return Ok(Accepted::Again(decode(format!("relayed {id}"), &v)?));
         }
@@ -184,7 +184,7 @@ fn accept_in(
         put_evidence(
             txn,
             &id,
-            &relay_key(&r.relayed),
+            &relay_key(&r.relayed)?,
             EvidenceKind::Relayed,
             &r.relayed,
         )?;

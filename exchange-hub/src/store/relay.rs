@@ -62,14 +62,16 @@ impl PeerItem {
 
 /// The key under which a RELAYED is kept with its document: one per relaying hub and set of
 /// recipients it took custody for (a recipient added later, 补发, gets a RELAYED of its own).
-pub(crate) fn relay_key(ev: &pb::SignedEvidence) -> String {
-    match SignedEvidence::decode(ev.clone())
-        .ok()
-        .and_then(|e| e.evidence.relay)
-    {
-        Some(r) => relay_slot(&r.hub, &r.to),
-        None => "relay:".to_owned(),
-    }
+/// A RELAYED that does not decode, or names no custody, is an error: a shared fallback slot
+/// would let it stand in for (or be taken for) another custody of the document.
+pub(crate) fn relay_key(ev: &pb::SignedEvidence) -> Result<String, StoreError> {
+    let what = "RELAYED evidence";
+    let relay = SignedEvidence::decode(ev.clone())
+        .map_err(|e| StoreError::decode(what, e))?
+        .evidence
+        .relay
+        .ok_or_else(|| StoreError::decode(what, "it names no relaying hub and recipients"))?;
+    Ok(relay_slot(&relay.hub, &relay.to))
 }
 
 /// [`relay_key`] of hub `hub`'s custody of `to`.
@@ -184,7 +186,7 @@ fn keep_relayed(
     ev: &SignedEvidence,
 ) -> Result<bool, StoreError> {
     let id = about.id.to_string();
-    let slot = relay_key(&ev.wire);
+    let slot = relay_key(&ev.wire)?;
     if txn
         .get(EVIDENCE, &evidence_key(&id, &slot, EvidenceKind::Relayed))?
         .is_some()
@@ -240,4 +242,19 @@ pub(crate) async fn relayed_by_peer(
             Ok(())
         })
         .await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_relayed_that_does_not_decode_has_no_key() {
+        let garbled = pb::SignedEvidence {
+            evidence: vec![0xff; 3],
+            ..Default::default()
+        };
+        let e = relay_key(&garbled).expect_err("no shared fallback slot");
+        assert!(e.to_string().contains("RELAYED evidence"), "{e}");
+    }
 }
