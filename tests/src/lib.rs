@@ -657,6 +657,17 @@ pub async fn tls_probe(
     ca_pem: &[u8],
     client: Option<(&[u8], &[u8])>,
 ) -> Result<std::result::Result<(), String>> {
+    tls_probe_versions(addr, ca_pem, client, rustls::DEFAULT_VERSIONS).await
+}
+
+/// [`tls_probe`] offering only the protocol `versions` given (e.g. `&[&rustls::version::TLS12]`),
+/// for the refusal of a client that cannot speak TLS 1.3.
+pub async fn tls_probe_versions(
+    addr: SocketAddr,
+    ca_pem: &[u8],
+    client: Option<(&[u8], &[u8])>,
+    versions: &[&'static rustls::SupportedProtocolVersion],
+) -> Result<std::result::Result<(), String>> {
     use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName, pem::PemObject};
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     exchange_core::tls::install_ring_provider();
@@ -664,7 +675,8 @@ pub async fn tls_probe(
     for c in CertificateDer::pem_slice_iter(ca_pem) {
         roots.add(c?)?;
     }
-    let builder = rustls::ClientConfig::builder().with_root_certificates(roots);
+    let builder = rustls::ClientConfig::builder_with_protocol_versions(versions)
+        .with_root_certificates(roots);
     let config = match client {
         Some((cert, key)) => {
             let certs = CertificateDer::pem_slice_iter(cert).collect::<Result<Vec<_>, _>>()?;

@@ -11,8 +11,11 @@ use exchange_core::{
     time::now_ms,
 };
 use exchange_proto::v1 as pb;
-use exchange_tests::{DEADLINE, TestExchange, eventually, forge, random_file, tls_probe};
-use tonic::Code;
+use exchange_tests::{
+    DEADLINE, TestExchange, eventually, forge, random_file, scenario::audit::audit_list, tls_probe,
+};
+use serde_json::Value;
+use tonic::{Code, Status};
 
 #[tokio::test]
 async fn a_client_certificate_from_another_ca_is_refused_at_the_handshake() -> Result<()> {
@@ -183,5 +186,165 @@ async fn a_document_dated_in_the_future_is_refused_naming_the_field_and_the_skew
         "{}",
         err.message()
     );
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_departments_certificate_is_refused_by_every_admin_rpc_and_changes_nothing() -> Result<()>
+{
+    let ex = TestExchange::start(&["a"]).await?;
+    // A department's genuine certificate, over the hub's real channel: the TLS handshake
+    // succeeds, so every refusal below is the Admin service's own check of who calls.
+    let mut admin = pb::admin_client::AdminClient::new(ex.hub_channel_as("a").await?);
+    let before = audit_list(&ex, &[]).await?;
+    let out_dir = ex.root().join("backup-by-a");
+    let (old_fp, new_fp) = ("0123456789abcdef", "fedcba9876543210");
+    let refusals: [(&str, Option<Status>); 6] = [
+        (
+            "ListAudit",
+            admin
+                .list_audit(pb::ListAuditRequest::default())
+                .await
+                .err(),
+        ),
+        (
+            "VerifyAudit",
+            admin.verify_audit(pb::VerifyAuditRequest {}).await.err(),
+        ),
+        (
+            "ExportAudit",
+            admin
+                .export_audit(pb::ExportAuditRequest { since_ms: 0 })
+                .await
+                .err(),
+        ),
+        (
+            "Backup",
+            admin
+                .backup(pb::BackupRequest {
+                    out_dir: out_dir.to_str().context("utf-8 path")?.to_owned(),
+                })
+                .await
+                .err(),
+        ),
+        (
+            "GetStats",
+            admin.get_stats(pb::GetStatsRequest::default()).await.err(),
+        ),
+        (
+            "RecordKeyRotation",
+            admin
+                .record_key_rotation(pb::KeyRotation {
+                    old_fingerprint: old_fp.into(),
+                    new_fingerprint: new_fp.into(),
+                    key_ids: vec![1],
+                })
+                .await
+                .err(),
+        ),
+    ];
+    for (rpc, status) in refusals {
+        let status = status.with_context(|| format!("{rpc}: a department was answered"))?;
+        assert_eq!(status.code(), Code::PermissionDenied, "{rpc}: {status:?}");
+        assert!(
+            status
+                .message()
+                .contains("department a is not an administrator"),
+            "{rpc}: {:?}",
+            status.message()
+        );
+    }
+
+    // Nothing was done: no backup directory, and the audit log gained only the administrator's
+    // own `audit list` (a refused call is never recorded as an administrator's action).
+    assert!(
+        !out_dir.exists(),
+        "a refused Backup wrote {}",
+        out_dir.display()
+    );
+    let after = audit_list(&ex, &[]).await?;
+    assert_eq!(after.get(..before.len()), Some(&before[..]), "{after:#?}");
+    for e in &after[before.len()..] {
+        assert!(
+            e["kind"] == "ADMIN_ACTION"
+                && e["dept"] == "admin:admin"
+                && e["detail"]
+                    .as_str()
+                    .is_some_and(|d| d.starts_with("audit list")),
+            "a refused call left a trace: {e:#}"
+        );
+    }
+    Ok(())
+}
+
+#[tokio::test]
+async fn evidence_dated_in_the_future_or_unset_is_refused_naming_the_field_and_changes_nothing()
+-> Result<()> {
+    let ex = TestExchange::start(&["a", "b"]).await?;
+    let body = random_file(ex.root(), "notice.txt", 1000, 3)?;
+    let out = ex
+        .cli_ok(
+            "a",
+            &[
+                "send",
+                "--to",
+                "b",
+                "--title",
+                "to be signed for",
+                "--file",
+                body.to_str().context("utf-8 path")?,
+            ],
+        )
+        .await?;
+    let id = out.lines().last().context("no id")?.trim().to_owned();
+    eventually("delivery to b", DEADLINE, || async {
+        let s = ex.cli_json("a", &["status", &id, "--json"]).await?;
+        Ok((s["recipients"][0]["state"] == "delivered").then_some(()))
+    })
+    .await?;
+
+    // b's own CONFIRMED, signed with b's own key, sent over b's own connection: everything is
+    // genuine but the time it claims.
+    let doc = fetch_header(&ex, "b", &id).await?;
+    let b_key = forge::signing_key(&ex, "b")?;
+    let mut b = ex.hub_client_as("b").await?;
+    let confirm = |at_ms: i64| -> Result<pb::SubmitEvidenceRequest> {
+        let mut ev = Evidence::about(&doc, EvidenceKind::Confirmed, Some("b".parse()?), at_ms);
+        ev.clerk = "李明".into();
+        Ok(pb::SubmitEvidenceRequest {
+            evidence: Some(SignedEvidence::seal(ev, &b_key)?.wire),
+        })
+    };
+    let cases = [
+        ("an hour ahead", now_ms() + 3_600_000, "600 s of clock skew"),
+        ("unset", 0, "must be a Unix time"),
+    ];
+    for (what, at_ms, why) in cases {
+        let err = b.submit_evidence(confirm(at_ms)?).await.expect_err(what);
+        assert_eq!(err.code(), Code::InvalidArgument, "{what}: {err:?}");
+        assert!(
+            err.message().contains("evidence.at_ms") && err.message().contains(why),
+            "{what}: {:?}",
+            err.message()
+        );
+    }
+
+    // The hub recorded no evidence, and the sender still sees the delivery only delivered.
+    let kinds: Vec<Value> = audit_list(&ex, &["--doc", &id])
+        .await?
+        .iter()
+        .map(|e| e["kind"].clone())
+        .collect();
+    assert!(!kinds.contains(&Value::from("EVIDENCE")), "{kinds:?}");
+    let s = ex.cli_json("a", &["status", &id, "--json"]).await?;
+    assert_eq!(s["recipients"][0]["state"], "delivered", "{s}");
+
+    // The same statement dated now is accepted: the refusals above were about the time.
+    b.submit_evidence(confirm(now_ms())?).await?;
+    eventually("the confirmation at a", DEADLINE, || async {
+        let s = ex.cli_json("a", &["status", &id, "--json"]).await?;
+        Ok((s["recipients"][0]["state"] == "confirmed").then_some(()))
+    })
+    .await?;
     Ok(())
 }

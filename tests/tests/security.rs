@@ -14,7 +14,9 @@ use exchange_core::{
     identity::Principal,
 };
 use exchange_proto::v1 as pb;
-use exchange_tests::{DEADLINE, TestExchange, eventually, forge, random_file, tls_probe};
+use exchange_tests::{
+    DEADLINE, TestExchange, eventually, forge, random_file, tls_probe, tls_probe_versions,
+};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 #[path = "security/cases.rs"]
@@ -126,8 +128,8 @@ async fn send(ex: &TestExchange, from: &str, to: &str, title: &str, file: &str) 
 }
 
 /// Handshakes the hub refuses: no certificate, another CA, an expired or not yet valid one, a
-/// document-signing certificate used for TLS, and bytes that are not TLS at all. The hub keeps
-/// serving, and nothing changes.
+/// document-signing certificate used for TLS, a genuine certificate offered over TLS 1.2 only,
+/// and bytes that are not TLS at all. The hub keeps serving, and nothing changes.
 async fn handshake_refusals(ex: &TestExchange, baseline: &str) -> Result<()> {
     let before = snapshot(ex, baseline).await?;
     let ca_pem = std::fs::read(ex.layout_dir().join("ca/ca.pem"))?;
@@ -174,6 +176,27 @@ async fn handshake_refusals(ex: &TestExchange, baseline: &str) -> Result<()> {
         let err = verdict.err().with_context(|| format!("{what}: accepted"))?;
         assert!(err.contains(alert), "{what}: {err}");
     }
+    // A's genuine certificate, but a client that offers only TLS 1.2: the hub speaks TLS 1.3
+    // alone, and must not fall back to an older protocol for anyone.
+    let a_dir = ex.layout_dir().join("a");
+    let (a_cert, a_key) = (
+        std::fs::read(a_dir.join("tls.pem"))?,
+        std::fs::read(a_dir.join("tls.key"))?,
+    );
+    let verdict = tls_probe_versions(
+        ex.hub_addr(),
+        &ca_pem,
+        Some((&a_cert, &a_key)),
+        &[&rustls::version::TLS12],
+    )
+    .await?;
+    let err = verdict.err().context("TLS 1.2 only: accepted")?;
+    assert!(err.contains("ProtocolVersion"), "TLS 1.2 only: {err}");
+    // The same certificate over TLS 1.3 is accepted: the refusal above is about the protocol.
+    tls_probe(ex.hub_addr(), &ca_pem, Some((&a_cert, &a_key)))
+        .await?
+        .map_err(anyhow::Error::msg)
+        .context("a's certificate over TLS 1.3")?;
     let log = ex.log("hub");
     for reason in [
         "certificate expired",
