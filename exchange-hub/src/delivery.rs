@@ -43,6 +43,7 @@ use crate::{
     Hub,
     audit::{self, Event},
     lease::Fence,
+    service::check_clock,
     store::{self, Outbound, Taken},
 };
 
@@ -720,6 +721,9 @@ fn receipt(
             "ack.delivery_receipt: not a delivery receipt of {me} for this document"
         )));
     }
+    // As `SubmitEvidence` checks it: the time becomes the delivery's, which the sender's
+    // overdue checks and reminders count from.
+    check_clock("ack.delivery_receipt.at_ms", ev.evidence.at_ms)?;
     Ok((hub.about(rec), ev))
 }
 
@@ -761,16 +765,24 @@ fn refusal(
     let doc = &rec.doc;
     let me = hub.links.header_form(rec.origin(), dept);
     hub.sessions.acked(doc.header.id, dept);
-    let reason: String = ack
-        .refused
-        .chars()
-        .take(exchange_core::document::limits::TEXT_CHARS)
-        .collect();
+    let reason = evidence_reason(&ack.refused);
     warn!(doc_id = %doc.header.id, recipient = %dept, %reason, "recipient refused the delivery");
     let mut ev = Evidence::about(doc, EvidenceKind::NotDelivered, Some(me), now_ms());
     ev.reason = reason;
     let ev = SignedEvidence::seal(ev, &hub.signer)?;
     Ok(Some((hub.about(rec), ev)))
+}
+
+/// `text` from elsewhere (a node's refusal, a peer hub's gRPC status message) made fit to be
+/// the `reason` of evidence this hub signs: each control character replaced with a space, then
+/// cut to [`limits::TEXT_CHARS`]. Every decoder refuses a reason with control characters, so
+/// evidence sealed with one verifies nowhere and its sender never learns of it. Newline and tab,
+/// which decoders allow, go too: the reason is also logged and audited as one line.
+pub(crate) fn evidence_reason(text: &str) -> String {
+    text.chars()
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .take(limits::TEXT_CHARS)
+        .collect()
 }
 
 /// What an item in flight waits for.
@@ -826,6 +838,7 @@ async fn recall_acked(
                     "ack.recall_receipt: not this recipient's RECALLED evidence for this document",
                 ));
             }
+            check_clock("ack.recall_receipt.at_ms", ev.evidence.at_ms)?;
             ev
         }
         pb::RecallOutcome::AckRequired | pb::RecallOutcome::AlreadyDone => {
@@ -866,5 +879,22 @@ mod tests {
             .map(push_window)
             .collect();
         assert_eq!(w, vec![64, 64, 64, 64, 63, 32, 16, 16]);
+    }
+
+    #[test]
+    fn an_evidence_reason_has_no_control_characters_and_fits_the_limit() {
+        let reason = evidence_reason("disk full\r\n\x1b[31mred\t\u{7f}\u{85}end");
+        assert_eq!(reason, "disk full   [31mred   end");
+        exchange_core::convert::validate_text("reason", &reason, limits::TEXT_CHARS)
+            .expect("a cleaned reason passes the decoders' check");
+
+        let long = format!("{}\n", "字".repeat(limits::TEXT_CHARS + 10));
+        let cut = evidence_reason(&long);
+        assert_eq!(cut.chars().count(), limits::TEXT_CHARS);
+        assert!(
+            cut.chars().all(|c| c == '字'),
+            "cut by characters, not bytes"
+        );
+        assert_eq!(evidence_reason("plain 文本"), "plain 文本");
     }
 }

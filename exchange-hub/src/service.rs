@@ -407,11 +407,8 @@ impl HubService {
     /// evidence with the reason and sends it with the error, so the sender can prove it.
     fn refusal(&self, mut e: ServiceError, doc: &SignedDoc) -> ServiceError {
         let mut ev = Evidence::about(doc, EvidenceKind::Refused, None, now_ms());
-        ev.reason = e
-            .message
-            .chars()
-            .take(exchange_core::document::limits::TEXT_CHARS)
-            .collect();
+        // A message may quote the request: made valid as a reason (no control characters).
+        ev.reason = crate::delivery::evidence_reason(&e.message);
         match SignedEvidence::seal(ev, &self.hub.signer) {
             Ok(ev) => e.evidence = Some(Box::new(ev.wire)),
             Err(s) => warn!(error = %s, "could not sign the REFUSED evidence; refusing without it"),

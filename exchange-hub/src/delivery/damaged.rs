@@ -80,10 +80,7 @@ pub(crate) async fn not_delivered(
     ev.at_ms = now_ms();
     ev.clerk.clear();
     ev.cc = false;
-    ev.reason = format!("data loss at the hub: {damage}")
-        .chars()
-        .take(exchange_core::document::limits::TEXT_CHARS)
-        .collect();
+    ev.reason = super::evidence_reason(&format!("data loss at the hub: {damage}"));
     let sender = ev.sender.clone();
     let ev = exchange_core::document::SignedEvidence::seal(ev, &hub.signer)?;
     let about = About {

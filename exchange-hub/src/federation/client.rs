@@ -332,10 +332,7 @@ async fn give_up(
         .name
         .clone()
         .ok_or_else(|| Failed::Refused("this hub has no [hub] exchange name".into()))?;
-    let reason: String = why
-        .chars()
-        .take(exchange_core::document::limits::TEXT_CHARS)
-        .collect();
+    let reason = crate::delivery::evidence_reason(why);
     let mut evs = Vec::with_capacity(recipients.len());
     for r in recipients {
         let mut ev = exchange_core::document::Evidence::about(
