@@ -193,3 +193,27 @@ async fn a_revocation_takes_effect_while_the_hubs_key_cannot_be_read() -> Result
     })
     .await
 }
+
+/// An older list of the CA, validly signed, copied over the current one does not lift the
+/// revocations made since: the hub keeps the newer list in force and says why.
+#[tokio::test]
+async fn an_older_revocation_list_copied_back_does_not_lift_a_revocation() -> Result<()> {
+    let ex = TestExchange::start(&["a", "b"]).await?;
+    let crl = ex.layout_dir().join("ca/crl.pem");
+    let older = std::fs::read(&crl)?;
+    ex.revoke_connected_dept("b").await?;
+    let staged = crl.with_extension("older");
+    std::fs::write(&staged, &older)?;
+    std::fs::rename(&staged, &crl)?;
+    ex.wait_logged("hub", "it is older than the one in force")
+        .await?;
+    let ca = std::fs::read(ex.layout_dir().join("ca/ca.pem"))?;
+    let b_cert = std::fs::read(ex.layout_dir().join("b/tls.pem"))?;
+    let b_key = std::fs::read(ex.layout_dir().join("b/tls.key"))?;
+    let verdict = tls_probe(ex.hub_addr(), &ca, Some((&b_cert, &b_key))).await?;
+    let err = verdict
+        .err()
+        .context("b's revoked certificate was accepted again")?;
+    assert!(err.contains("CertificateRevoked"), "{err}");
+    Ok(())
+}

@@ -30,7 +30,7 @@ mod failover;
 
 use super::{
     TlsError,
-    crl::{FileStamp, Watched, load_crl},
+    crl::{Crl, FileStamp, Watched, load_crl},
     identity, read_pem_file,
 };
 use crate::{
@@ -42,28 +42,30 @@ use crate::{
 #[derive(Debug)]
 struct ReloadingVerifier {
     ca_der: Vec<u8>,
-    current: Mutex<(Option<Watched>, Arc<WebPkiServerVerifier>)>,
+    /// The CRL file, the verifier built with its last good version, and that version.
+    current: Mutex<(Option<Watched>, Arc<WebPkiServerVerifier>, Option<Crl>)>,
 }
 
 fn build(
     ca_der: &[u8],
     crl: Option<&std::path::Path>,
-) -> Result<Arc<WebPkiServerVerifier>, TlsError> {
+) -> Result<(Arc<WebPkiServerVerifier>, Option<Crl>), TlsError> {
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let mut roots = RootCertStore::empty();
     roots
         .add(CertificateDer::from(ca_der.to_vec()))
         .map_err(|e| TlsError::Config(format!("CA certificate: {e}")))?;
     let mut builder = WebPkiServerVerifier::builder_with_provider(Arc::new(roots), provider);
-    if let Some(path) = crl {
-        let crl = load_crl(path, ca_der)?;
+    let crl = crl.map(|path| load_crl(path, ca_der)).transpose()?;
+    if let Some(crl) = &crl {
         builder = builder
-            .with_crls([crl.der])
+            .with_crls([crl.der.clone()])
             .only_check_end_entity_revocation();
     }
-    builder
+    let verifier = builder
         .build()
-        .map_err(|e| TlsError::Config(format!("server verifier: {e}")))
+        .map_err(|e| TlsError::Config(format!("server verifier: {e}")))?;
+    Ok((verifier, crl))
 }
 
 impl ReloadingVerifier {
@@ -75,29 +77,39 @@ impl ReloadingVerifier {
 
     /// Trusting only the CA `ca_der`, with the revocation list at `crl`.
     fn pinned(ca_der: Vec<u8>, crl: Option<&std::path::Path>) -> Result<Self, TlsError> {
-        let verifier = build(&ca_der, crl)?;
+        let (verifier, loaded) = build(&ca_der, crl)?;
         let watched = crl.map(|path| Watched {
             path: path.to_owned(),
             stamp: FileStamp::of(path),
         });
         Ok(ReloadingVerifier {
             ca_der,
-            current: Mutex::new((watched, verifier)),
+            current: Mutex::new((watched, verifier, loaded)),
         })
     }
 
     /// The verifier for this handshake, rebuilt first if the CRL file changed. A CRL that does
-    /// not load leaves the previous one in force.
+    /// not load, or is older than the one in force, leaves the previous one in force.
     fn verifier(&self) -> Arc<WebPkiServerVerifier> {
         let mut guard = self.current.lock().unwrap_or_else(PoisonError::into_inner);
-        let (watched, verifier) = &mut *guard;
+        let (watched, verifier, in_force) = &mut *guard;
         if let Some(w) = watched
             && w.changed()
         {
             match build(&self.ca_der, Some(&w.path)) {
-                Ok(v) => {
+                Ok((_, Some(crl)))
+                    if in_force.as_ref().is_some_and(|old| crl.is_older_than(old)) =>
+                {
+                    tracing::error!(
+                        crl = %w.path.display(),
+                        found = %crl.version(),
+                        "revocation list not reloaded: it is older than the one in force, whose later revocations it would lift; the previous one stays in force"
+                    );
+                }
+                Ok((v, crl)) => {
                     tracing::info!(crl = %w.path.display(), "revocation list reloaded");
                     *verifier = v;
+                    *in_force = crl;
                 }
                 Err(e) => tracing::error!(
                     error = %e,

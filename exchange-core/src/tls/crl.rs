@@ -36,9 +36,35 @@ pub struct Crl {
     pub revoked: BTreeSet<Vec<u8>>,
     /// Its `nextUpdate`, in Unix seconds, if it has one (informational: see docs/security.md).
     pub next_update: Option<i64>,
+    /// Its `thisUpdate`, in Unix seconds.
+    pub this_update: i64,
+    /// Its CRL number (big-endian, no leading zeros), if it carries one (`exchange-certs` counts
+    /// them up from 1).
+    pub number: Option<Vec<u8>>,
 }
 
 impl Crl {
+    /// Whether this list is older than `other`, so that putting it in force would lift the
+    /// revocations made since: by CRL number when both carry one, else by `thisUpdate`. A list
+    /// as new as the one in force (the same, or re-issued in the same second) is not older.
+    pub fn is_older_than(&self, other: &Crl) -> bool {
+        match (&self.number, &other.number) {
+            (Some(a), Some(b)) => (a.len(), a) < (b.len(), b),
+            _ => self.this_update < other.this_update,
+        }
+    }
+
+    /// How [`Crl::is_older_than`] placed it, for an error: its number, else its date.
+    pub fn version(&self) -> String {
+        match &self.number {
+            Some(n) => format!(
+                "number {}",
+                u128_of(n).map_or_else(|| hex::encode(n), |v| v.to_string())
+            ),
+            None => format!("thisUpdate {}", self.this_update),
+        }
+    }
+
     /// Whether the certificate `cert_der` is listed.
     pub fn revokes(&self, cert_der: &[u8]) -> bool {
         serial(cert_der).is_some_and(|s| self.revoked.contains(&s))
@@ -50,6 +76,11 @@ impl Crl {
 pub fn serial(cert_der: &[u8]) -> Option<Vec<u8>> {
     let (_, cert) = x509_parser::parse_x509_certificate(cert_der).ok()?;
     Some(strip_zeros(cert.raw_serial()))
+}
+
+/// A big-endian number that fits 128 bits.
+fn u128_of(be: &[u8]) -> Option<u128> {
+    (be.len() <= 16).then(|| be.iter().fold(0u128, |v, b| (v << 8) | u128::from(*b)))
 }
 
 fn strip_zeros(raw: &[u8]) -> Vec<u8> {
@@ -79,7 +110,7 @@ pub fn load_crl(path: &Path, ca_der: &[u8]) -> Result<Crl, TlsError> {
         .map_err(|e| crl_err(path, format!("CA certificate: {e}")))?;
     let (profile, _) =
         cert_profile(ca_der).map_err(|e| crl_err(path, format!("CA certificate: {e}")))?;
-    let (revoked, next_update) = {
+    let (revoked, next_update, this_update, number) = {
         let (rest, crl) = x509_parser::parse_x509_crl(der.as_ref())
             .map_err(|e| crl_err(path, format!("not a CRL: {e}")))?;
         if !rest.is_empty() {
@@ -103,12 +134,19 @@ pub fn load_crl(path: &Path, ca_der: &[u8]) -> Result<Crl, TlsError> {
             .iter_revoked_certificates()
             .map(|r| strip_zeros(r.raw_serial()))
             .collect();
-        (revoked, crl.next_update().map(|t| t.timestamp()))
+        (
+            revoked,
+            crl.next_update().map(|t| t.timestamp()),
+            crl.last_update().timestamp(),
+            crl.crl_number().map(|n| strip_zeros(&n.to_bytes_be())),
+        )
     };
     Ok(Crl {
         der,
         revoked,
         next_update,
+        this_update,
+        number,
     })
 }
 

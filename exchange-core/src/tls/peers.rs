@@ -152,9 +152,13 @@ impl PeerTls {
         if let Some(path) = changed {
             match load_crl(&path, &c.ca_der) {
                 Ok(crl) => {
-                    tracing::info!(%peer, revoked = crl.revoked.len(), "peer revocation list reloaded");
                     if let Ok(mut cur) = c.current.lock() {
-                        *cur = crl;
+                        if crl.is_older_than(&cur) {
+                            tracing::warn!(%peer, found = %crl.version(), in_force = %cur.version(), "peer revocation list not reloaded: it is older than the one in force; the previous one stays in force");
+                        } else {
+                            tracing::info!(%peer, revoked = crl.revoked.len(), "peer revocation list reloaded");
+                            *cur = crl;
+                        }
                     }
                 }
                 Err(e) => {

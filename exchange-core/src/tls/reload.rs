@@ -5,7 +5,8 @@
 //! The CRL file's stamp is checked on every accepted connection and every
 //! [`RELOAD_CHECK`] (the accept loop's timer). A CRL that does not load (not a CRL, not from the
 //! exchange CA, a half-written file) is reported and ignored: the previous one stays in force,
-//! so a bad file can never lift a revocation. A good CRL whose server configuration cannot be
+//! so a bad file can never lift a revocation; nor can an older CRL of the CA (a lower CRL number,
+//! or an earlier `thisUpdate`), which is refused the same way. A good CRL whose server configuration cannot be
 //! rebuilt (the key or certificate unreadable for a moment, e.g. mid-rotation) is put in force
 //! on its own — admission and the cut of open connections use it at once — and the rebuild is
 //! tried again at the next check.
@@ -102,11 +103,8 @@ impl Reloadable {
         if !watched.changed() {
             return false;
         }
-        let crl = match server_context(&self.paths, self.profile) {
-            Ok((config, Some(crl))) => {
-                *self.config.write().unwrap_or_else(PoisonError::into_inner) = config;
-                crl
-            }
+        let (config, crl) = match server_context(&self.paths, self.profile) {
+            Ok((config, Some(crl))) => (Ok(config), crl),
             Ok((_, None)) => return false,
             Err(e) => {
                 let alone = super::read_pem_file(&self.paths.ca, "CERTIFICATE")
@@ -115,11 +113,25 @@ impl Reloadable {
                     tracing::error!(error = %e, "revocation list not reloaded; the previous one stays in force");
                     return false;
                 };
-                tracing::error!(error = %e, "the TLS configuration could not be rebuilt: the new revocation list is in force for admission and open connections, and the rebuild is retried");
-                watched.stamp = before;
-                crl
+                (Err(e), crl)
             }
         };
+        if crl.is_older_than(in_force) {
+            tracing::error!(
+                crl = %watched.path.display(),
+                found = %crl.version(),
+                in_force = %in_force.version(),
+                "revocation list not reloaded: it is older than the one in force, whose later revocations it would lift; the previous one stays in force"
+            );
+            return false;
+        }
+        match config {
+            Ok(config) => *self.config.write().unwrap_or_else(PoisonError::into_inner) = config,
+            Err(e) => {
+                tracing::error!(error = %e, "the TLS configuration could not be rebuilt: the new revocation list is in force for admission and open connections, and the rebuild is retried");
+                watched.stamp = before;
+            }
+        }
         let cut = self.live.cut_revoked(&crl);
         tracing::info!(
             crl = %watched.path.display(),

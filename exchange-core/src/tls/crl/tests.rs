@@ -51,3 +51,38 @@ fn an_sm2_crl_is_refused_without_the_feature_naming_it() {
         "{err}"
     );
 }
+
+/// A CRL as reloads compare it: its number and date only.
+fn dated(number: Option<&[u8]>, this_update: i64) -> super::Crl {
+    super::Crl {
+        der: rustls::pki_types::CertificateRevocationListDer::from(Vec::new()),
+        revoked: Default::default(),
+        next_update: None,
+        this_update,
+        number: number.map(<[u8]>::to_vec),
+    }
+}
+
+#[test]
+fn an_older_list_is_told_by_its_number_else_by_its_date() {
+    let (n2, n3, n256) = (
+        dated(Some(&[2]), 50),
+        dated(Some(&[3]), 10),
+        dated(Some(&[1, 0]), 0),
+    );
+    assert!(n2.is_older_than(&n3), "by number, whatever the dates");
+    assert!(!n3.is_older_than(&n2));
+    assert!(
+        n3.is_older_than(&n256),
+        "256 > 3: compared as numbers, not bytes"
+    );
+    assert!(!n2.is_older_than(&n2), "the same list is not older");
+    let (early, late) = (dated(None, 100), dated(None, 200));
+    assert!(early.is_older_than(&late) && !late.is_older_than(&early));
+    assert!(
+        dated(Some(&[9]), 100).is_older_than(&late),
+        "no number on one side: by date"
+    );
+    assert_eq!(n256.version(), "number 256");
+    assert_eq!(late.version(), "thisUpdate 200");
+}

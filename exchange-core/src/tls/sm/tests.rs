@@ -483,6 +483,8 @@ async fn a_revoked_serial_is_cut_and_refused_at_admission() {
         der: rustls::pki_types::CertificateRevocationListDer::from(Vec::new()),
         revoked: [serial(&f.node_der).unwrap()].into(),
         next_update: None,
+        this_update: 0,
+        number: None,
     };
     let cut = tls.install_crl(crl);
     assert_eq!(cut, ["department a"]);
