@@ -6,7 +6,7 @@ use std::{collections::BTreeSet, path::Path};
 
 use anyhow::Result;
 use exchange_core::{
-    config::NodeConfig,
+    config::{HubConfig, NodeConfig},
     ids::DocumentId,
     signing::{Context, Digest, SigningKey},
     time::now_ms,
@@ -64,6 +64,12 @@ pub fn sign(header: &pb::DocumentHeader, key: &SigningKey) -> pb::SignedDocument
 /// A department's document-signing key, read from its node's files.
 pub fn signing_key(ex: &TestExchange, dept: &str) -> Result<SigningKey> {
     let cfg: NodeConfig = exchange_core::config::load(ex.node_config(dept))?;
+    Ok(SigningKey::load(&cfg.signing)?)
+}
+
+/// The hub's document-signing key (its acceptances and refusals), read from its files.
+pub fn hub_signing_key(ex: &TestExchange) -> Result<SigningKey> {
+    let cfg: HubConfig = exchange_core::config::load(&ex.hub_config)?;
     Ok(SigningKey::load(&cfg.signing)?)
 }
 

@@ -12,6 +12,7 @@ pub mod forge;
 pub mod hubs;
 pub mod ops;
 pub mod postgres;
+pub mod rogue_hub;
 pub mod scenario;
 
 use std::{

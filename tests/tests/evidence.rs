@@ -6,7 +6,12 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
 use exchange_certs::{Ca, Validity};
-use exchange_core::{bundle::decode_bundle, document::SignedDoc, signing::Digest};
+use exchange_core::{
+    bundle::decode_bundle,
+    document::{Evidence, EvidenceKind, SignedDoc, SignedEvidence},
+    signing::Digest,
+    time::now_ms,
+};
 use exchange_proto::v1 as pb;
 use exchange_tests::{
     DEADLINE, TestExchange, bin,
@@ -640,5 +645,77 @@ async fn a_statement_the_hub_refuses_for_good_is_recorded_not_dropped() -> Resul
         .cli_json("b", &["inbox", "--json", "--state", "new"])
         .await?;
     assert_eq!(list[0]["id"], other.as_str(), "{list}");
+    Ok(())
+}
+
+/// A DELIVERED for b reaches a's node through its hub's push stream signed by someone other than
+/// b (the hub's document-signing key; department c's): a ignores it, says so, and b stays
+/// accepted; the same statement signed by b is then taken. The hub is played by the test
+/// ([`exchange_tests::rogue_hub`]): a genuine hub never pushes such evidence.
+#[tokio::test]
+async fn a_delivery_receipt_not_signed_by_its_recipient_leaves_the_sender_undelivered() -> Result<()>
+{
+    let mut ex = TestExchange::start(&["a", "b", "c"]).await?;
+    ex.kill_node("b").await?; // away: a's document stays accepted for b
+    let body = random_file(ex.root(), "body.txt", 100, 31)?;
+    let file = body.to_str().context("path")?;
+    let id = send(
+        &ex,
+        "a",
+        &["--to", "b", "--title", "未送达", "--file", file],
+    )
+    .await?;
+    wait_state(&ex, "a", &id, "b", "accepted").await?;
+
+    // The statement: the hub's acceptance (from a's bundle) turned into a DELIVERED for b.
+    let bundle = write_bundle(&ex, "a", &id, "accepted.bundle", false).await?;
+    let bundle = decode_bundle(&std::fs::read(&bundle)?)?;
+    let accepted = bundle.acceptance.context("no acceptance")?;
+    let accepted = SignedEvidence::decode(accepted)?.evidence;
+    assert_eq!(accepted.kind, EvidenceKind::Accepted);
+    let delivered = Evidence {
+        kind: EvidenceKind::Delivered,
+        recipient: Some("b".parse()?),
+        at_ms: now_ms(),
+        ..accepted
+    };
+
+    let rogue = ex.rogue_hub().await?;
+    ex.stop_node("a").await?;
+    ex.edit_node_config("a", |c| {
+        c.hub.addr = Some(rogue.addr());
+        c.hub.addresses.clear();
+    })?;
+    let logged = ex.log("a").len();
+    ex.start_node("a").await?;
+    let forged = [
+        (
+            forge::hub_signing_key(&ex)?,
+            "signed by hub, but only department b may sign it",
+        ),
+        (
+            forge::signing_key(&ex, "c")?,
+            "signed by department c, but only department b may sign it",
+        ),
+    ];
+    for (seq, (key, why)) in (1..).zip(forged) {
+        let wire = SignedEvidence::seal(delivered.clone(), &key)?.wire;
+        rogue.push_evidence(seq, wire).await?;
+        rogue.wait_acked(seq).await?; // taken, looked at and dropped
+        let log = ex.log("a");
+        assert!(
+            log[logged..]
+                .lines()
+                .any(|l| l.contains("evidence that does not verify: ignored") && l.contains(why)),
+            "a logs why it ignored evidence {seq}: {log}"
+        );
+        let s = ex.cli_json("a", &["status", &id, "--json"]).await?;
+        assert_eq!(s["recipients"][0]["state"], "accepted", "{s}");
+    }
+
+    // The same statement signed by b, on the same stream, is taken.
+    let genuine = SignedEvidence::seal(delivered, &forge::signing_key(&ex, "b")?)?.wire;
+    rogue.push_evidence(3, genuine).await?;
+    wait_state(&ex, "a", &id, "b", "delivered").await?;
     Ok(())
 }

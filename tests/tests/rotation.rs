@@ -4,6 +4,8 @@
 //! valid) go out over the new certificate, and deliveries the hub queued for it arrive.
 
 use anyhow::{Context as _, Result};
+use exchange_certs::{Ca, Validity};
+use exchange_core::config::NodeConfig;
 use exchange_tests::{DEADLINE, TestExchange, eventually, random_file, tls_probe};
 
 async fn send(ex: &TestExchange, from: &str, to: &str, title: &str, file: &str) -> Result<String> {
@@ -216,4 +218,74 @@ async fn an_older_revocation_list_copied_back_does_not_lift_a_revocation() -> Re
         .context("b's revoked certificate was accepted again")?;
     assert!(err.contains("CertificateRevoked"), "{err}");
     Ok(())
+}
+
+/// Restarts a's node with `edit` applied to its config, sends a document, and checks that the
+/// node does not take the genuine hub for its hub: it logs `why` at the handshake, never
+/// connects, and the document stays queued in its outbox. With the config restored, the
+/// document goes out.
+async fn hub_refused_after(
+    ex: &mut TestExchange,
+    edit: impl FnOnce(&mut NodeConfig),
+    why: &str,
+) -> Result<()> {
+    let original = std::fs::read(ex.node_config("a"))?;
+    ex.stop_node("a").await?;
+    ex.edit_node_config("a", edit)?;
+    let logged = ex.log("a").len();
+    ex.start_node_unchecked("a").await?;
+    let file = random_file(ex.root(), "notice.txt", 500, 9)?;
+    let file = file.to_str().context("path")?.to_owned();
+    let id = send(ex, "a", "b", "to a hub it cannot trust", &file).await?;
+    // Several attempts, all refused in the handshake: a never talked to the hub.
+    eventually(&format!("a to log {why:?} thrice"), DEADLINE, || async {
+        Ok((ex.log("a")[logged..].matches(why).count() >= 3).then_some(()))
+    })
+    .await?;
+    let log = ex.log("a");
+    assert!(!log[logged..].contains("connected to the hub"), "{log}");
+    let s = ex.cli_json("a", &["status", &id, "--json"]).await?;
+    assert_eq!(s["recipients"][0]["state"], "queued", "{s}");
+    let outbox = ex.cli_json("a", &["outbox", "--json"]).await?;
+    assert!(outbox.to_string().contains(&id), "{outbox}");
+
+    // The same node with its config as it was: the document was only waiting.
+    ex.stop_node("a").await?;
+    std::fs::write(ex.node_config("a"), original)?;
+    ex.start_node("a").await?;
+    delivered(ex, "a", &id).await
+}
+
+#[tokio::test]
+async fn a_node_refuses_a_hub_whose_certificate_does_not_carry_its_server_name() -> Result<()> {
+    let mut ex = TestExchange::start(&["a", "b"]).await?;
+    hub_refused_after(
+        &mut ex,
+        |c| c.hub.server_name = "hub.elsewhere.gov".into(),
+        "invalid peer certificate: certificate not valid for name \"hub.elsewhere.gov\"",
+    )
+    .await
+}
+
+#[tokio::test]
+async fn a_node_refuses_a_hub_certificate_not_from_the_ca_it_trusts() -> Result<()> {
+    let mut ex = TestExchange::start(&["a", "b"]).await?;
+    // a is told to trust another exchange's CA (and that CA's revocation list: the exchange
+    // CA's would not load under it); the hub's certificate is from the exchange CA.
+    let other = Ca::generate("Another Exchange CA", Validity::days_from_now(30))?;
+    let (ca, crl) = (
+        ex.root().join("other-ca.pem"),
+        ex.root().join("other-crl.pem"),
+    );
+    std::fs::write(&ca, other.cert_pem())?;
+    std::fs::write(&crl, other.issue_crl(&[], 1, 30)?)?;
+    hub_refused_after(
+        &mut ex,
+        |c| {
+            c.tls.ca = ca;
+            c.tls.crl = Some(crl);
+        },
+        "invalid peer certificate: UnknownIssuer",
+    )
+    .await
 }
