@@ -4,9 +4,10 @@
 
 use std::{collections::BTreeSet, path::Path};
 
-use anyhow::Result;
+use anyhow::{Context as _, Result};
 use exchange_core::{
     config::{HubConfig, NodeConfig},
+    document::SignedDoc,
     ids::DocumentId,
     signing::{Context, Digest, SigningKey},
     time::now_ms,
@@ -14,7 +15,7 @@ use exchange_core::{
 use exchange_proto::v1 as pb;
 use tonic::{Status, transport::Channel};
 
-use crate::TestExchange;
+use crate::{DEADLINE, TestExchange};
 
 /// A hub client, as a node would hold it.
 pub type Hub = pb::hub_client::HubClient<Channel>;
@@ -117,4 +118,44 @@ pub fn hub_blobs(hub_data: &Path) -> BTreeSet<String> {
         .flat_map(|d| d.flatten())
         .map(|e| e.file_name().to_string_lossy().into_owned())
         .collect()
+}
+
+/// The next message on a `Subscribe` stream, within the deadline.
+pub async fn next_push(pushes: &mut tonic::Streaming<pb::HubPush>) -> Result<pb::HubPush> {
+    tokio::time::timeout(DEADLINE, pushes.message())
+        .await
+        .context("no push within the deadline")??
+        .context("the hub ended the stream")
+}
+
+/// The document a pushed delivery carries.
+pub fn delivered_doc(push: &pb::HubPush) -> Result<SignedDoc> {
+    match &push.item {
+        Some(pb::hub_push::Item::Delivery(d)) => Ok(SignedDoc::decode(
+            d.document
+                .clone()
+                .context("a delivery without its document")?,
+        )?),
+        other => anyhow::bail!("expected a delivery, got {other:?}"),
+    }
+}
+
+/// A document from a to b with its content inline, signed with `key` (its id, and the `Submit`
+/// that carries it); `edit` changes its header first.
+pub fn inline_doc(
+    key: &SigningKey,
+    title: &str,
+    edit: impl FnOnce(&mut pb::DocumentHeader),
+) -> (String, pb::SubmitRequest) {
+    let data = format!("content of {title}").into_bytes();
+    let mut header = header("a", &["b"], title, vec![part(&data)]);
+    edit(&mut header);
+    let req = pb::SubmitRequest {
+        document: Some(sign(&header, key)),
+        content: vec![pb::InlineContent {
+            sha256: Digest::of(&data).0.to_vec(),
+            data,
+        }],
+    };
+    (header.id, req)
 }

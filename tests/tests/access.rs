@@ -281,27 +281,8 @@ async fn a_departments_certificate_is_refused_by_every_admin_rpc_and_changes_not
 async fn evidence_dated_in_the_future_or_unset_is_refused_naming_the_field_and_changes_nothing()
 -> Result<()> {
     let ex = TestExchange::start(&["a", "b"]).await?;
-    let body = random_file(ex.root(), "notice.txt", 1000, 3)?;
-    let out = ex
-        .cli_ok(
-            "a",
-            &[
-                "send",
-                "--to",
-                "b",
-                "--title",
-                "to be signed for",
-                "--file",
-                body.to_str().context("utf-8 path")?,
-            ],
-        )
-        .await?;
-    let id = out.lines().last().context("no id")?.trim().to_owned();
-    eventually("delivery to b", DEADLINE, || async {
-        let s = ex.cli_json("a", &["status", &id, "--json"]).await?;
-        Ok((s["recipients"][0]["state"] == "delivered").then_some(()))
-    })
-    .await?;
+    let id = exchange_tests::cli::send(&ex, "a", "to be signed for", &["--to", "b"]).await?;
+    exchange_tests::cli::wait_state(&ex, "a", &id, "b", "delivered").await?;
 
     // b's own CONFIRMED, signed with b's own key, sent over b's own connection: everything is
     // genuine but the time it claims.

@@ -4,33 +4,19 @@
 //! clock is refused alone (audited, `AckRefused`), as `SubmitEvidence` refuses it, and the item
 //! stays queued. These tests speak for the nodes: no node runs.
 
-use anyhow::{Context as _, Result};
+use anyhow::Result;
 use exchange_core::{
     config::NodeConfig,
     document::{Evidence, EvidenceKind, SignedDoc, SignedEvidence},
     ids::Address,
-    signing::{Digest, SigningKey, Verifier},
+    signing::{SigningKey, Verifier},
     time::{now_ms, now_secs},
 };
 use exchange_proto::v1 as pb;
-use exchange_tests::{DEADLINE, TestExchange, forge, scenario::audit::audit_list};
+use exchange_tests::{TestExchange, forge, scenario::audit::audit_list};
 
 /// An hour: well past the clock skew the hub allows.
 const HOUR_MS: i64 = 3_600_000;
-
-/// A document from a to b with its content inline, signed with `key`: its id and request.
-fn inline_doc(key: &SigningKey, title: &str) -> (String, pb::SubmitRequest) {
-    let data = format!("content of {title}").into_bytes();
-    let header = forge::header("a", &["b"], title, vec![forge::part(&data)]);
-    let req = pb::SubmitRequest {
-        document: Some(forge::sign(&header, key)),
-        content: vec![pb::InlineContent {
-            sha256: Digest::of(&data).0.to_vec(),
-            data,
-        }],
-    };
-    (header.id, req)
-}
 
 /// A `Subscribe` stream opened as a node opens it (one item per message): where to send
 /// acknowledgements, and the pushes.
@@ -57,33 +43,13 @@ async fn send_ack(
     Ok(())
 }
 
-/// The next message on a `Subscribe` stream, within the deadline.
-async fn next_push(pushes: &mut tonic::Streaming<pb::HubPush>) -> Result<pb::HubPush> {
-    tokio::time::timeout(DEADLINE, pushes.message())
-        .await
-        .context("no push within the deadline")??
-        .context("the hub ended the stream")
-}
-
-/// The document a pushed delivery carries.
-fn delivered_doc(push: &pb::HubPush) -> Result<SignedDoc> {
-    match &push.item {
-        Some(pb::hub_push::Item::Delivery(d)) => Ok(SignedDoc::decode(
-            d.document
-                .clone()
-                .context("a delivery without its document")?,
-        )?),
-        other => anyhow::bail!("expected a delivery, got {other:?}"),
-    }
-}
-
 /// The next evidence pushed to a sender, checked as its node checks it: signed by the right
 /// principal of the exchange (the hub for NOT_DELIVERED, the recipient for DELIVERED).
 async fn next_evidence(
     ex: &TestExchange,
     pushes: &mut tonic::Streaming<pb::HubPush>,
 ) -> Result<SignedEvidence> {
-    let push = next_push(pushes).await?;
+    let push = forge::next_push(pushes).await?;
     let Some(pb::hub_push::Item::Evidence(wire)) = push.item else {
         anyhow::bail!("expected evidence, got {push:?}");
     };
@@ -110,7 +76,7 @@ async fn refused(
     seq: u64,
     doc: &SignedDoc,
 ) -> Result<String> {
-    let push = next_push(pushes).await?;
+    let push = forge::next_push(pushes).await?;
     let Some(pb::hub_push::Item::AckRefused(r)) = push.item else {
         anyhow::bail!("expected the acknowledgement refused, got {push:?}");
     };
@@ -133,14 +99,14 @@ async fn a_refusal_with_control_characters_reaches_the_sender_as_not_delivered_t
 -> Result<()> {
     let mut ex = TestExchange::setup(&["a", "b"])?;
     ex.start_hub().await?;
-    let (id, req) = inline_doc(&forge::signing_key(&ex, "a")?, "refused by b");
+    let (id, req) = forge::inline_doc(&forge::signing_key(&ex, "a")?, "refused by b", |_| {});
     let mut a = ex.hub_client_as("a").await?;
     a.submit(req).await?;
 
     let mut b = ex.hub_client_as("b").await?;
     let (acks, mut pushes) = subscribe(&mut b).await?;
-    let push = next_push(&mut pushes).await?;
-    assert_eq!(delivered_doc(&push)?.header.id.to_string(), id);
+    let push = forge::next_push(&mut pushes).await?;
+    assert_eq!(forge::delivered_doc(&push)?.header.id.to_string(), id);
     let text = "content does not verify\r\n\x1b[2Jforged line";
     send_ack(
         &acks,
@@ -171,14 +137,18 @@ async fn a_delivery_receipt_dated_in_the_future_is_refused_and_not_recorded() ->
     let mut ex = TestExchange::setup(&["a", "b"])?;
     ex.start_hub().await?;
     let key_b = forge::signing_key(&ex, "b")?;
-    let (id, req) = inline_doc(&forge::signing_key(&ex, "a")?, "receipt from the future");
+    let (id, req) = forge::inline_doc(
+        &forge::signing_key(&ex, "a")?,
+        "receipt from the future",
+        |_| {},
+    );
     let mut a = ex.hub_client_as("a").await?;
     a.submit(req).await?;
 
     let mut b = ex.hub_client_as("b").await?;
     let (acks, mut pushes) = subscribe(&mut b).await?;
-    let push = next_push(&mut pushes).await?;
-    let doc = delivered_doc(&push)?;
+    let push = forge::next_push(&mut pushes).await?;
+    let doc = forge::delivered_doc(&push)?;
     let future = now_ms() + HOUR_MS;
     send_ack(
         &acks,
@@ -203,8 +173,8 @@ async fn a_delivery_receipt_dated_in_the_future_is_refused_and_not_recorded() ->
     // Not recorded: the delivery is still queued, and b's next stream brings it again; the
     // sender's first news of it is the receipt b then sends, dated now.
     let (acks, mut pushes) = subscribe(&mut b).await?;
-    let push = next_push(&mut pushes).await?;
-    assert_eq!(delivered_doc(&push)?.header.id, doc.header.id);
+    let push = forge::next_push(&mut pushes).await?;
+    assert_eq!(forge::delivered_doc(&push)?.header.id, doc.header.id);
     let at = now_ms();
     send_ack(
         &acks,
@@ -232,15 +202,15 @@ async fn a_recall_receipt_without_a_unix_time_is_refused_and_not_recorded() -> R
     ex.start_hub().await?;
     let key_a = forge::signing_key(&ex, "a")?;
     let key_b = forge::signing_key(&ex, "b")?;
-    let (id, req) = inline_doc(&key_a, "recalled");
+    let (id, req) = forge::inline_doc(&key_a, "recalled", |_| {});
     let mut a = ex.hub_client_as("a").await?;
     a.submit(req).await?;
 
     // b holds the document, unsigned-for.
     let mut b = ex.hub_client_as("b").await?;
     let (acks, mut pushes) = subscribe(&mut b).await?;
-    let push = next_push(&mut pushes).await?;
-    let doc = delivered_doc(&push)?;
+    let push = forge::next_push(&mut pushes).await?;
+    let doc = forge::delivered_doc(&push)?;
     send_ack(
         &acks,
         pb::Ack {
@@ -261,7 +231,7 @@ async fn a_recall_receipt_without_a_unix_time_is_refused_and_not_recorded() -> R
         evidence: Some(SignedEvidence::seal(recall, &key_a)?.wire),
     })
     .await?;
-    let notice = next_push(&mut pushes).await?;
+    let notice = forge::next_push(&mut pushes).await?;
     assert!(
         matches!(notice.item, Some(pb::hub_push::Item::Notice(_))),
         "{notice:?}"
@@ -287,7 +257,7 @@ async fn a_recall_receipt_without_a_unix_time_is_refused_and_not_recorded() -> R
     // Not recorded: the notice is still queued, and b's next stream brings it again; the
     // sender's next news is the RECALLED b then sends, dated now.
     let (acks, mut pushes) = subscribe(&mut b).await?;
-    let again = next_push(&mut pushes).await?;
+    let again = forge::next_push(&mut pushes).await?;
     assert!(
         matches!(again.item, Some(pb::hub_push::Item::Notice(_))),
         "{again:?}"

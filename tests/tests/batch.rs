@@ -6,32 +6,11 @@
 use anyhow::{Context as _, Result};
 use exchange_core::{
     document::{Evidence, EvidenceKind, SignedDoc, SignedEvidence, limits::SUBMIT_BATCH},
-    signing::{Digest, SigningKey},
     time::now_ms,
 };
 use exchange_proto::v1 as pb;
 use exchange_tests::{DEADLINE, TestExchange, eventually, forge};
 use tonic::Code;
-
-/// A document from a to b with its content inline, signed with `key`; `edit` changes its
-/// header first.
-fn inline_doc(
-    key: &SigningKey,
-    title: &str,
-    edit: impl FnOnce(&mut pb::DocumentHeader),
-) -> (String, pb::SubmitRequest) {
-    let data = format!("content of {title}").into_bytes();
-    let mut header = forge::header("a", &["b"], title, vec![forge::part(&data)]);
-    edit(&mut header);
-    let req = pb::SubmitRequest {
-        document: Some(forge::sign(&header, key)),
-        content: vec![pb::InlineContent {
-            sha256: Digest::of(&data).0.to_vec(),
-            data,
-        }],
-    };
-    (header.id, req)
-}
 
 /// The evidence in an outcome's acceptance, or in its details (a refusal).
 fn evidence(wire: pb::SignedEvidence) -> Result<SignedEvidence> {
@@ -42,17 +21,17 @@ fn evidence(wire: pb::SignedEvidence) -> Result<SignedEvidence> {
 async fn each_document_of_a_batch_is_answered_as_if_sent_alone() -> Result<()> {
     let ex = TestExchange::start(&["a", "b"]).await?;
     let key = forge::signing_key(&ex, "a")?;
-    let (first, first_req) = inline_doc(&key, "first", |_| {});
-    let (future, future_req) = inline_doc(&key, "from the future", |h| {
+    let (first, first_req) = forge::inline_doc(&key, "first", |_| {});
+    let (future, future_req) = forge::inline_doc(&key, "from the future", |h| {
         h.created_at_ms = now_ms() + 3_600_000;
     });
-    let (_, impostor_req) = inline_doc(&key, "claims to be from b", |h| {
+    let (_, impostor_req) = forge::inline_doc(&key, "claims to be from b", |h| {
         h.sender = "b".into();
         if let Some(m) = h.metadata.as_mut() {
             m.to_depts = vec!["a".into()];
         }
     });
-    let (last, last_req) = inline_doc(&key, "last", |_| {});
+    let (last, last_req) = forge::inline_doc(&key, "last", |_| {});
     let mut hub = ex.hub_client_as("a").await?;
     let outcomes = hub
         .submit_batch(pb::SubmitBatchRequest {
@@ -144,7 +123,7 @@ async fn an_empty_or_oversized_batch_is_refused_naming_the_limit() -> Result<()>
         empty.message()
     );
     let too_many: Vec<_> = (0..=SUBMIT_BATCH)
-        .map(|i| inline_doc(&key, &format!("doc {i}"), |_| {}).1)
+        .map(|i| forge::inline_doc(&key, &format!("doc {i}"), |_| {}).1)
         .collect();
     let over = hub
         .submit_batch(pb::SubmitBatchRequest {
@@ -177,7 +156,7 @@ async fn a_batch_costs_the_caller_one_call_per_document() -> Result<()> {
     let key = forge::signing_key(&ex, "a")?;
     let mut hub = ex.hub_client_as("a").await?;
     let docs: Vec<_> = (0..10)
-        .map(|i| inline_doc(&key, &format!("doc {i}"), |_| {}).1)
+        .map(|i| forge::inline_doc(&key, &format!("doc {i}"), |_| {}).1)
         .collect();
     let outcomes = hub
         .submit_batch(pb::SubmitBatchRequest { documents: docs })
@@ -221,26 +200,6 @@ async fn subscribe(
     Ok((tx, response.into_inner(), takes_batches))
 }
 
-/// The next message on a `Subscribe` stream, within the deadline.
-async fn next_push(pushes: &mut tonic::Streaming<pb::HubPush>) -> Result<pb::HubPush> {
-    tokio::time::timeout(DEADLINE, pushes.message())
-        .await
-        .context("no push within the deadline")??
-        .context("the hub ended the stream")
-}
-
-/// The document a pushed delivery carries.
-fn delivered_doc(push: &pb::HubPush) -> Result<SignedDoc> {
-    match &push.item {
-        Some(pb::hub_push::Item::Delivery(d)) => Ok(SignedDoc::decode(
-            d.document
-                .clone()
-                .context("a delivery without its document")?,
-        )?),
-        other => anyhow::bail!("expected a delivery, got {other:?}"),
-    }
-}
-
 #[tokio::test]
 async fn pushes_and_acknowledgements_travel_in_batches_each_taken_as_if_alone() -> Result<()> {
     let mut ex = TestExchange::setup(&["a", "b"])?;
@@ -249,7 +208,7 @@ async fn pushes_and_acknowledgements_travel_in_batches_each_taken_as_if_alone() 
     let key_b = forge::signing_key(&ex, "b")?;
     let mut a = ex.hub_client_as("a").await?;
     let docs: Vec<_> = (0..5)
-        .map(|i| inline_doc(&key_a, &format!("doc {i}"), |_| {}))
+        .map(|i| forge::inline_doc(&key_a, &format!("doc {i}"), |_| {}))
         .collect();
     let outcomes = a
         .submit_batch(pb::SubmitBatchRequest {
@@ -268,23 +227,23 @@ async fn pushes_and_acknowledgements_travel_in_batches_each_taken_as_if_alone() 
         "a v1.4 hub says it takes acknowledgements in batches"
     );
     for seq in 1..=5 {
-        let push = next_push(&mut pushes).await?;
+        let push = forge::next_push(&mut pushes).await?;
         assert_eq!(push.seq, seq, "{push:?}");
         assert!(push.batch.is_empty(), "a batch to a node that did not ask");
-        delivered_doc(&push)?;
+        forge::delivered_doc(&push)?;
     }
     drop((acks, pushes));
 
     // One that asks gets the five together, each with its own seq.
     let (acks, mut pushes, _) = subscribe(&mut b, true).await?;
-    let push = next_push(&mut pushes).await?;
+    let push = forge::next_push(&mut pushes).await?;
     assert_eq!((push.seq, &push.item), (0, &None), "{push:?}");
     let seqs: Vec<u64> = push.batch.iter().map(|p| p.seq).collect();
     assert_eq!(seqs, [1, 2, 3, 4, 5]);
     let delivered: Vec<SignedDoc> = push
         .batch
         .iter()
-        .map(delivered_doc)
+        .map(forge::delivered_doc)
         .collect::<Result<_>>()?;
     let mut ids: Vec<String> = delivered.iter().map(|d| d.header.id.to_string()).collect();
     let mut want: Vec<String> = docs.iter().map(|(id, _)| id.clone()).collect();
@@ -314,7 +273,7 @@ async fn pushes_and_acknowledgements_travel_in_batches_each_taken_as_if_alone() 
         })),
     })
     .await?;
-    let refused = next_push(&mut pushes).await?;
+    let refused = forge::next_push(&mut pushes).await?;
     let Some(pb::hub_push::Item::AckRefused(r)) = &refused.item else {
         anyhow::bail!("expected the third acknowledgement refused, got {refused:?}");
     };
@@ -332,7 +291,7 @@ async fn pushes_and_acknowledgements_travel_in_batches_each_taken_as_if_alone() 
     let (_a_acks, mut a_pushes, _) = subscribe(&mut a, true).await?;
     let mut receipts = Vec::new();
     while receipts.len() < 4 {
-        let push = next_push(&mut a_pushes).await?;
+        let push = forge::next_push(&mut a_pushes).await?;
         let items = if push.batch.is_empty() {
             vec![push]
         } else {
@@ -357,8 +316,11 @@ async fn pushes_and_acknowledgements_travel_in_batches_each_taken_as_if_alone() 
 
     // The refused one stayed queued: b's next stream brings it, alone.
     let (_acks, mut pushes, _) = subscribe(&mut b, true).await?;
-    let again = next_push(&mut pushes).await?;
+    let again = forge::next_push(&mut pushes).await?;
     assert!(again.batch.is_empty(), "{again:?}");
-    assert_eq!(delivered_doc(&again)?.header.id, delivered[2].header.id);
+    assert_eq!(
+        forge::delivered_doc(&again)?.header.id,
+        delivered[2].header.id
+    );
     Ok(())
 }

@@ -292,25 +292,12 @@ async fn a_hub_that_is_not_linked_and_a_document_from_the_wrong_side_are_refused
     let mut client = relay_client_as(&fed, &county_cfg, "city").await?;
     let tax = fed.node_config_loaded("county", "tax")?;
     let key = SigningKey::load(&tax.signing)?;
-    let header = pb::DocumentHeader {
-        format: 1,
-        id: exchange_core::ids::DocumentId::new().to_string(),
-        sender: "office".into(),
-        created_at_ms: exchange_core::time::now_ms(),
-        metadata: Some(pb::DocumentMetadata {
-            title: "冒名文件".into(),
-            to_depts: vec!["finance@city".into()],
-            ..Default::default()
-        }),
-        parts: vec![pb::Part {
-            role: pb::PartRole::Body.into(),
-            name: "正文.txt".into(),
-            media_type: "text/plain".into(),
-            size: 1,
-            sha256: exchange_core::signing::Digest::of(b"x").0.to_vec(),
-        }],
-        digest_algorithm: String::new(),
-    };
+    let header = exchange_tests::forge::header(
+        "office",
+        &["finance@city"],
+        "冒名文件",
+        vec![exchange_tests::forge::part(b"x")],
+    );
     let forged = SignedDoc::seal(&header, &key)?;
     let wrong_side = client
         .relay(pb::RelayRequest {
@@ -383,25 +370,12 @@ fn county_relay(fed: &Federation, county: &HubConfig) -> Result<pb::RelayRequest
     use exchange_core::document::{Evidence, EvidenceKind, SignedEvidence};
     let tax = fed.node_config_loaded("county", "tax")?;
     let body = b"x";
-    let header = pb::DocumentHeader {
-        format: 1,
-        id: exchange_core::ids::DocumentId::new().to_string(),
-        sender: "tax".into(),
-        created_at_ms: exchange_core::time::now_ms(),
-        metadata: Some(pb::DocumentMetadata {
-            title: "重复收文".into(),
-            to_depts: vec!["finance@city".into()],
-            ..Default::default()
-        }),
-        parts: vec![pb::Part {
-            role: pb::PartRole::Body.into(),
-            name: "正文.txt".into(),
-            media_type: "text/plain".into(),
-            size: 1,
-            sha256: exchange_core::signing::Digest::of(body).0.to_vec(),
-        }],
-        digest_algorithm: String::new(),
-    };
+    let header = exchange_tests::forge::header(
+        "tax",
+        &["finance@city"],
+        "重复收文",
+        vec![exchange_tests::forge::part(body)],
+    );
     let doc = SignedDoc::seal(&header, &SigningKey::load(&tax.signing)?)?;
     let at = exchange_core::time::now_ms();
     let accepted = Evidence::about(&doc, EvidenceKind::Accepted, None, at);
