@@ -181,12 +181,34 @@ enum Backend {
     Postgres(Box<PgReaders>),
 }
 
-/// Connections for reads, taken and given back around each read.
+/// Connections for reads, taken and given back around each read: at most [`MAX_READERS`] open
+/// at once (a read beyond them waits for one to be given back), [`IDLE_READERS`] of them kept
+/// between reads.
 #[cfg(feature = "postgres")]
 struct PgReaders {
     target: kv::postgres::PgTarget,
-    idle: std::sync::Mutex<Vec<kv::postgres::PgConnection>>,
+    pool: std::sync::Mutex<ReaderPool>,
+    /// Signalled each time a connection is given back or closed.
+    freed: std::sync::Condvar,
     commits: Arc<crate::metrics::Histogram>,
+}
+
+/// Most reader connections a PostgreSQL store holds open at once. With the writer's and the
+/// two of the wake-ups (`exchange-hub`), a hub takes at most this plus three of the server's
+/// `max_connections`.
+#[cfg(feature = "postgres")]
+pub const MAX_READERS: usize = 16;
+
+/// Reader connections kept open between reads.
+#[cfg(feature = "postgres")]
+const IDLE_READERS: usize = 8;
+
+/// The reader connections: those idle, and how many are open in all (idle or in use).
+#[cfg(feature = "postgres")]
+#[derive(Default)]
+struct ReaderPool {
+    idle: Vec<kv::postgres::PgConnection>,
+    open: usize,
 }
 
 /// The open database, replaced by the writer thread when redb needs a reopen: after a failed
@@ -367,7 +389,8 @@ impl Store {
         Ok(Store {
             engine: Arc::new(Backend::Postgres(Box::new(PgReaders {
                 target: target.clone(),
-                idle: std::sync::Mutex::new(Vec::new()),
+                pool: std::sync::Mutex::default(),
+                freed: std::sync::Condvar::new(),
                 commits,
             }))),
             writer: Arc::new(writer),
@@ -567,50 +590,88 @@ impl Store {
 #[cfg(feature = "postgres")]
 impl Drop for PgReaders {
     fn drop(&mut self) {
-        let idle = std::mem::take(
-            &mut *self
-                .idle
-                .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner),
-        );
+        let idle = std::mem::take(&mut self.lock().idle);
         kv::postgres::blocking(move || drop(idle));
     }
 }
 
 #[cfg(feature = "postgres")]
 impl PgReaders {
-    /// Runs `f` in a read-only snapshot on an idle connection (a new one if none is idle); the
-    /// connection goes back to the idle ones unless a statement failed on it.
+    fn lock(&self) -> std::sync::MutexGuard<'_, ReaderPool> {
+        // Each update is a push, a pop or a count: consistent across a panic elsewhere.
+        self.pool
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Runs `f` in a read-only snapshot on an idle connection (a new one if none is idle and
+    /// fewer than [`MAX_READERS`] are open; else it waits for one); the connection goes back to
+    /// the idle ones unless a statement failed on it.
     fn read<F, R, E>(&self, f: F) -> Result<R, E>
     where
         F: FnOnce(&dyn ReadTables) -> Result<R, E>,
         E: From<StoreError>,
     {
-        let idle = self
-            .idle
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .pop();
-        let mut conn = match idle {
-            Some(c) => c,
-            None => self.target.connect()?,
-        };
-        let (result, sound) = {
-            let txn = conn.begin_read()?;
-            let result = f(&txn);
-            let sound = txn.failure().is_none();
-            (result, sound && txn.commit().is_ok())
-        };
-        if sound {
-            let mut idle = self
-                .idle
-                .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner);
-            if idle.len() < 8 {
-                idle.push(conn);
+        let idle = {
+            let mut pool = self.lock();
+            loop {
+                if let Some(c) = pool.idle.pop() {
+                    break Some(c);
+                }
+                if pool.open < MAX_READERS {
+                    pool.open += 1; // this read's place, taken before connecting
+                    break None;
+                }
+                pool = self
+                    .freed
+                    .wait(pool)
+                    .unwrap_or_else(std::sync::PoisonError::into_inner);
             }
-        }
+        };
+        let mut lease = ReaderLease {
+            readers: self,
+            conn: idle,
+            sound: false,
+        };
+        let conn = match lease.conn.take() {
+            Some(c) => lease.conn.insert(c),
+            None => lease.conn.insert(self.target.connect()?),
+        };
+        let txn = conn.begin_read()?;
+        let result = f(&txn);
+        let sound = txn.failure().is_none() && txn.commit().is_ok();
+        lease.sound = sound;
         result
+    }
+}
+
+/// A reader connection's place, given back on drop (whatever way the read ends): kept idle if
+/// the read was sound and fewer than [`IDLE_READERS`] are, else closed; a waiting read is woken.
+#[cfg(feature = "postgres")]
+struct ReaderLease<'a> {
+    readers: &'a PgReaders,
+    conn: Option<kv::postgres::PgConnection>,
+    sound: bool,
+}
+
+#[cfg(feature = "postgres")]
+impl Drop for ReaderLease<'_> {
+    fn drop(&mut self) {
+        let closing = {
+            let mut pool = self.readers.lock();
+            match self.conn.take() {
+                Some(c) if self.sound && pool.idle.len() < IDLE_READERS => {
+                    pool.idle.push(c);
+                    None
+                }
+                other => {
+                    pool.open -= 1;
+                    other
+                }
+            }
+        };
+        drop(closing); // closed outside the lock
+        self.readers.freed.notify_one();
     }
 }
 

@@ -213,3 +213,52 @@ fn contract(write: &mut WriteFn<'_>, read: &mut ReadFn<'_>) -> Res {
     })?;
     Ok(())
 }
+
+/// A PostgreSQL store holds at most `MAX_READERS` reader connections, however many reads run
+/// at once: the others wait for a connection to be given back (so a hub under load cannot
+/// take every one of the server's `max_connections`), and every read still completes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_reads_share_a_bounded_set_of_connections() {
+    use std::sync::{
+        Arc,
+        atomic::{AtomicUsize, Ordering},
+    };
+    let Some(pg) = Postgres::for_test().unwrap() else {
+        return;
+    };
+    exchange_core::store::kv::postgres::blocking(|| {
+        PgConnection::connect(&pg.url())
+            .unwrap()
+            .migrate("readers", 1, &[T])
+            .unwrap();
+    });
+    let target = exchange_core::store::kv::postgres::PgTarget::new(&pg.url(), None).unwrap();
+    let store = exchange_core::store::Store::open_postgres(&target, "readers", 1).unwrap();
+    let (now, most) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
+    let reads: Vec<_> = (0..3 * exchange_core::store::MAX_READERS)
+        .map(|_| {
+            let (store, now, most) = (store.clone(), Arc::clone(&now), Arc::clone(&most));
+            tokio::spawn(async move {
+                store
+                    .read(move |txn| {
+                        let n = now.fetch_add(1, Ordering::SeqCst) + 1;
+                        most.fetch_max(n, Ordering::SeqCst);
+                        txn.get(T, b"k")?; // a statement on the connection
+                        // Holding the snapshot a moment, so that the reads overlap.
+                        std::thread::sleep(std::time::Duration::from_millis(20));
+                        now.fetch_sub(1, Ordering::SeqCst);
+                        Ok::<_, StoreError>(())
+                    })
+                    .await
+            })
+        })
+        .collect();
+    for r in reads {
+        r.await.unwrap().unwrap();
+    }
+    let most = most.load(Ordering::SeqCst);
+    assert!(
+        (2..=exchange_core::store::MAX_READERS).contains(&most),
+        "{most} reads held a connection at once"
+    );
+}
