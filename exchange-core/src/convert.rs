@@ -104,6 +104,18 @@ pub fn validate_text(field: &str, s: &str, max: usize) -> Result<(), FieldError>
     Ok(())
 }
 
+/// `text` from elsewhere (a node's refusal, a peer hub's status message, an error quoting a
+/// request) made fit for a free-text field of signed evidence: each control character replaced
+/// with a space, then cut to `max` characters. Evidence sealed with a field [`validate_text`]
+/// refuses would verify nowhere, and its recipient would never learn of it. Newline and tab,
+/// which `validate_text` allows, go too: such a text is also logged and audited as one line.
+pub fn one_line_text(text: &str, max: usize) -> String {
+    text.chars()
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .take(max)
+        .collect()
+}
+
 fn list(field: &str, items: &[String]) -> Result<(), FieldError> {
     if items.len() > limits::LIST_ENTRIES {
         return Err(FieldError::new(
@@ -526,6 +538,29 @@ impl TryFrom<pb::Evidence> for Evidence {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_one_line_text_has_no_control_characters_and_fits_the_limit() {
+        let reason = one_line_text(
+            "disk full\r\n\x1b[31mred\t\u{7f}\u{85}end",
+            limits::TEXT_CHARS,
+        );
+        assert_eq!(reason, "disk full   [31mred   end");
+        validate_text("reason", &reason, limits::TEXT_CHARS)
+            .expect("a cleaned reason passes the decoders' check");
+
+        let long = format!("{}\n", "字".repeat(limits::TEXT_CHARS + 10));
+        let cut = one_line_text(&long, limits::TEXT_CHARS);
+        assert_eq!(cut.chars().count(), limits::TEXT_CHARS);
+        assert!(
+            cut.chars().all(|c| c == '字'),
+            "cut by characters, not bytes"
+        );
+        assert_eq!(
+            one_line_text("plain 文本", limits::TEXT_CHARS),
+            "plain 文本"
+        );
+    }
 
     #[test]
     fn links_to_other_documents_must_be_document_ids() {

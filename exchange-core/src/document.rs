@@ -151,6 +151,17 @@ pub enum Classification {
     TopSecret,
 }
 
+impl Classification {
+    /// Why 机密 and 绝密 are refused, by every node and hub whatever its config.
+    pub const NEVER_TRAVELS: &str =
+        "metadata.classification: 机密 and 绝密 documents never travel on this network";
+
+    /// 机密 and 绝密: never sent on this network (a hub may allow 秘密, `[hub] allow_classified`).
+    pub fn never_travels(self) -> bool {
+        self >= Classification::Confidential
+    }
+}
+
 /// 主送 or 抄送.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum RecipientRole {

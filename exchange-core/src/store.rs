@@ -628,15 +628,17 @@ impl PgReaders {
                     .unwrap_or_else(std::sync::PoisonError::into_inner);
             }
         };
+        // The place is given back however this ends, a failed connect included.
         let mut lease = ReaderLease {
             readers: self,
-            conn: idle,
+            conn: None,
             sound: false,
         };
-        let conn = match lease.conn.take() {
-            Some(c) => lease.conn.insert(c),
-            None => lease.conn.insert(self.target.connect()?),
+        let conn = match idle {
+            Some(c) => c,
+            None => self.target.connect()?,
         };
+        let conn = lease.conn.insert(conn);
         let txn = conn.begin_read()?;
         let result = f(&txn);
         let sound = txn.failure().is_none() && txn.commit().is_ok();

@@ -765,24 +765,12 @@ fn refusal(
     let doc = &rec.doc;
     let me = hub.links.header_form(rec.origin(), dept);
     hub.sessions.acked(doc.header.id, dept);
-    let reason = evidence_reason(&ack.refused);
+    let reason = exchange_core::convert::one_line_text(&ack.refused, limits::TEXT_CHARS);
     warn!(doc_id = %doc.header.id, recipient = %dept, %reason, "recipient refused the delivery");
     let mut ev = Evidence::about(doc, EvidenceKind::NotDelivered, Some(me), now_ms());
     ev.reason = reason;
     let ev = SignedEvidence::seal(ev, &hub.signer)?;
     Ok(Some((hub.about(rec), ev)))
-}
-
-/// `text` from elsewhere (a node's refusal, a peer hub's gRPC status message) made fit to be
-/// the `reason` of evidence this hub signs: each control character replaced with a space, then
-/// cut to [`limits::TEXT_CHARS`]. Every decoder refuses a reason with control characters, so
-/// evidence sealed with one verifies nowhere and its sender never learns of it. Newline and tab,
-/// which decoders allow, go too: the reason is also logged and audited as one line.
-pub(crate) fn evidence_reason(text: &str) -> String {
-    text.chars()
-        .map(|c| if c.is_control() { ' ' } else { c })
-        .take(limits::TEXT_CHARS)
-        .collect()
 }
 
 /// What an item in flight waits for.
@@ -879,22 +867,5 @@ mod tests {
             .map(push_window)
             .collect();
         assert_eq!(w, vec![64, 64, 64, 64, 63, 32, 16, 16]);
-    }
-
-    #[test]
-    fn an_evidence_reason_has_no_control_characters_and_fits_the_limit() {
-        let reason = evidence_reason("disk full\r\n\x1b[31mred\t\u{7f}\u{85}end");
-        assert_eq!(reason, "disk full   [31mred   end");
-        exchange_core::convert::validate_text("reason", &reason, limits::TEXT_CHARS)
-            .expect("a cleaned reason passes the decoders' check");
-
-        let long = format!("{}\n", "字".repeat(limits::TEXT_CHARS + 10));
-        let cut = evidence_reason(&long);
-        assert_eq!(cut.chars().count(), limits::TEXT_CHARS);
-        assert!(
-            cut.chars().all(|c| c == '字'),
-            "cut by characters, not bytes"
-        );
-        assert_eq!(evidence_reason("plain 文本"), "plain 文本");
     }
 }

@@ -180,13 +180,11 @@ pub(crate) fn check_classification(
     h: &exchange_core::document::Header,
 ) -> Result<(), ServiceError> {
     match h.classification {
+        c if c.never_travels() => Err(ServiceError::denied(Classification::NEVER_TRAVELS)),
         Classification::Unclassified => Ok(()),
         Classification::Secret if hub.cfg.hub.allow_classified => Ok(()),
-        Classification::Secret => Err(ServiceError::denied(
+        _ => Err(ServiceError::denied(
             "metadata.classification: this exchange is not approved for classified documents (秘密 or higher)",
-        )),
-        Classification::Confidential | Classification::TopSecret => Err(ServiceError::denied(
-            "metadata.classification: 机密 and 绝密 documents never travel on this network",
         )),
     }
 }
@@ -408,7 +406,10 @@ impl HubService {
     fn refusal(&self, mut e: ServiceError, doc: &SignedDoc) -> ServiceError {
         let mut ev = Evidence::about(doc, EvidenceKind::Refused, None, now_ms());
         // A message may quote the request: made valid as a reason (no control characters).
-        ev.reason = crate::delivery::evidence_reason(&e.message);
+        ev.reason = exchange_core::convert::one_line_text(
+            &e.message,
+            exchange_core::document::limits::TEXT_CHARS,
+        );
         match SignedEvidence::seal(ev, &self.hub.signer) {
             Ok(ev) => e.evidence = Some(Box::new(ev.wire)),
             Err(s) => warn!(error = %s, "could not sign the REFUSED evidence; refusing without it"),

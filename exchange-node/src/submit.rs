@@ -9,7 +9,7 @@
 use exchange_core::{
     blob::BlobWriter,
     convert::{HEADER_FORMAT, validate_metadata, validate_part_spec},
-    document::{SignedDoc, limits},
+    document::{Classification, SignedDoc, limits},
     error::{ErrorCode, ServiceError},
     ids::DocumentId,
     signing::Digest,
@@ -41,13 +41,10 @@ fn check_draft(node: &Node, draft: &pb::DocumentDraft) -> Result<(), ServiceErro
     let recipients = validate_metadata(meta).map_err(|e| ServiceError::invalid(e.to_string()))?;
     // 机密 and 绝密 are refused by every hub (its `check_classification`): refused here, before
     // anything is signed, queued or uploaded. 秘密 is the hub's to allow (`allow_classified`).
-    if matches!(
-        pb::Classification::try_from(meta.classification),
-        Ok(pb::Classification::Confidential | pb::Classification::TopSecret)
-    ) {
-        return Err(ServiceError::denied(
-            "metadata.classification: 机密 and 绝密 documents never travel on this network",
-        ));
+    if pb::Classification::try_from(meta.classification)
+        .is_ok_and(|c| Classification::from(c).never_travels())
+    {
+        return Err(ServiceError::denied(Classification::NEVER_TRAVELS));
     }
     if recipients.iter().any(|r| r.addr == node.me()) {
         return Err(ServiceError::invalid(

@@ -96,16 +96,13 @@ impl ReloadingVerifier {
         if let Some(w) = watched
             && w.changed()
         {
-            match build(&self.ca_der, Some(&w.path)) {
-                Ok((_, Some(crl)))
-                    if in_force.as_ref().is_some_and(|old| crl.is_older_than(old)) =>
-                {
-                    tracing::error!(
-                        crl = %w.path.display(),
-                        found = %crl.version(),
-                        "revocation list not reloaded: it is older than the one in force, whose later revocations it would lift; the previous one stays in force"
-                    );
+            let built = build(&self.ca_der, Some(&w.path)).and_then(|(v, crl)| {
+                if let (Some(found), Some(old)) = (&crl, in_force.as_ref()) {
+                    found.may_replace(old, &w.path)?;
                 }
+                Ok((v, crl))
+            });
+            match built {
                 Ok((v, crl)) => {
                     tracing::info!(crl = %w.path.display(), "revocation list reloaded");
                     *verifier = v;

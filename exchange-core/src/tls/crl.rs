@@ -54,6 +54,24 @@ impl Crl {
         }
     }
 
+    /// Refuses this list (read from `path`) as the successor of `in_force` if it is older: it
+    /// would lift the revocations made since. A reload treats this as any list that does not
+    /// load: reported, and the previous one stays in force.
+    pub fn may_replace(&self, in_force: &Crl, path: &Path) -> Result<(), TlsError> {
+        if self.is_older_than(in_force) {
+            return Err(crl_err(
+                path,
+                format!(
+                    "it is older than the one in force ({} against {}), whose later revocations \
+                     it would lift",
+                    self.version(),
+                    in_force.version()
+                ),
+            ));
+        }
+        Ok(())
+    }
+
     /// How [`Crl::is_older_than`] placed it, for an error: its number, else its date.
     pub fn version(&self) -> String {
         match &self.number {

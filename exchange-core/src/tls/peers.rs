@@ -149,17 +149,17 @@ impl PeerTls {
             .map(|mut w| w.changed().then(|| w.path.clone()))
             .ok()
             .flatten();
-        if let Some(path) = changed {
-            match load_crl(&path, &c.ca_der) {
+        if let Some(path) = changed
+            && let Ok(mut cur) = c.current.lock()
+        {
+            let loaded = load_crl(&path, &c.ca_der).and_then(|crl| {
+                crl.may_replace(&cur, &path)?;
+                Ok(crl)
+            });
+            match loaded {
                 Ok(crl) => {
-                    if let Ok(mut cur) = c.current.lock() {
-                        if crl.is_older_than(&cur) {
-                            tracing::warn!(%peer, found = %crl.version(), in_force = %cur.version(), "peer revocation list not reloaded: it is older than the one in force; the previous one stays in force");
-                        } else {
-                            tracing::info!(%peer, revoked = crl.revoked.len(), "peer revocation list reloaded");
-                            *cur = crl;
-                        }
-                    }
+                    tracing::info!(%peer, revoked = crl.revoked.len(), "peer revocation list reloaded");
+                    *cur = crl;
                 }
                 Err(e) => {
                     tracing::warn!(%peer, error = %e, "peer revocation list not reloaded; the previous one stays in force")

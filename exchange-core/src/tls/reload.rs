@@ -116,13 +116,8 @@ impl Reloadable {
                 (Err(e), crl)
             }
         };
-        if crl.is_older_than(in_force) {
-            tracing::error!(
-                crl = %watched.path.display(),
-                found = %crl.version(),
-                in_force = %in_force.version(),
-                "revocation list not reloaded: it is older than the one in force, whose later revocations it would lift; the previous one stays in force"
-            );
+        if let Err(e) = crl.may_replace(in_force, &watched.path) {
+            tracing::error!(error = %e, "revocation list not reloaded; the previous one stays in force");
             return false;
         }
         match config {
@@ -142,7 +137,6 @@ impl Reloadable {
         for who in &cut {
             tracing::warn!(principal = %who, "connection cut: its certificate was revoked");
         }
-        let cut: Vec<String> = cut.iter().map(ToString::to_string).collect();
         self.reloads.send_replace(format!(
             "revocation list {} reloaded: {} certificates revoked; connections cut: {}",
             watched.path.display(),

@@ -80,7 +80,10 @@ pub(crate) async fn not_delivered(
     ev.at_ms = now_ms();
     ev.clerk.clear();
     ev.cc = false;
-    ev.reason = super::evidence_reason(&format!("data loss at the hub: {damage}"));
+    ev.reason = exchange_core::convert::one_line_text(
+        &format!("data loss at the hub: {damage}"),
+        exchange_core::document::limits::TEXT_CHARS,
+    );
     let sender = ev.sender.clone();
     let ev = exchange_core::document::SignedEvidence::seal(ev, &hub.signer)?;
     let about = About {

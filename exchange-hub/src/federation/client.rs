@@ -332,7 +332,8 @@ async fn give_up(
         .name
         .clone()
         .ok_or_else(|| Failed::Refused("this hub has no [hub] exchange name".into()))?;
-    let reason = crate::delivery::evidence_reason(why);
+    let reason =
+        exchange_core::convert::one_line_text(why, exchange_core::document::limits::TEXT_CHARS);
     let mut evs = Vec::with_capacity(recipients.len());
     for r in recipients {
         let mut ev = exchange_core::document::Evidence::about(

@@ -152,6 +152,16 @@ async fn remind_local(
     remind(&f.store, doc, ev, to, dest).await
 }
 
+/// The sender a's recall (撤回) of `doc`, as the hub records it: who was woken.
+async fn recall_by_a(
+    f: &Fixture,
+    doc: &exchange_core::document::SignedDoc,
+) -> super::statements::Woken {
+    recall(&f.store, doc, f.evidence(doc, Recall, None, &f.a), alone())
+        .await
+        .unwrap()
+}
+
 /// The routes of a hub with no linked exchange.
 fn alone() -> std::sync::Arc<crate::federation::Routes> {
     std::sync::Arc::new(crate::federation::Routes {
@@ -165,14 +175,7 @@ async fn a_recall_queues_notices_only_for_open_deliveries() {
     let f = Fixture::new();
     let doc = f.accepted().await;
     f.step(&doc, Rejected, "b").await.unwrap();
-    let woken = recall(
-        &f.store,
-        &doc,
-        f.evidence(&doc, Recall, None, &f.a),
-        alone(),
-    )
-    .await
-    .unwrap();
+    let woken = recall_by_a(&f, &doc).await;
     assert_eq!(woken.local, vec!["c".parse().unwrap()]);
     let notices = |q: Vec<(_, Outbound)>| {
         q.iter()
@@ -181,14 +184,7 @@ async fn a_recall_queues_notices_only_for_open_deliveries() {
     };
     assert_eq!(notices(f.queue("b").await), 0, "b already returned it");
     assert_eq!(notices(f.queue("c").await), 1);
-    let again = recall(
-        &f.store,
-        &doc,
-        f.evidence(&doc, Recall, None, &f.a),
-        alone(),
-    )
-    .await
-    .unwrap();
+    let again = recall_by_a(&f, &doc).await;
     assert!(again.local.is_empty(), "the first recall stands");
     assert_eq!(notices(f.queue("c").await), 1);
 }
@@ -210,14 +206,7 @@ async fn a_recall_acknowledged_without_a_recall_is_refused() {
     assert_eq!(code(err), ErrorCode::FailedPrecondition);
     assert_eq!(f.delivery(&doc, "b").await.state, DeliveryState::Confirmed);
     // Once the sender recalls it, the same acknowledgement is taken.
-    recall(
-        &f.store,
-        &doc,
-        f.evidence(&doc, Recall, None, &f.a),
-        alone(),
-    )
-    .await
-    .unwrap();
+    recall_by_a(&f, &doc).await;
     assert!(f.step(&doc, RecallAcknowledged, "b").await.unwrap());
     assert_eq!(
         f.delivery(&doc, "b").await.state,
@@ -253,14 +242,7 @@ async fn an_added_recipient_after_a_recall_is_refused() {
             .unwrap(),
         Some(DeliveryState::Accepted)
     );
-    recall(
-        &f.store,
-        &doc,
-        f.evidence(&doc, Recall, None, &f.a),
-        alone(),
-    )
-    .await
-    .unwrap();
+    recall_by_a(&f, &doc).await;
     let (e, to_e) = local("e");
     let err = add_recipient(&f.store, &doc, add("e"), e, to_e)
         .await
